@@ -1,0 +1,1 @@
+"""Timebank Ledger: the system of record for volunteer hours and charity points."""

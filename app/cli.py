@@ -1,0 +1,218 @@
+"""The `timebank` command: serve, migrate, verify, demo, export, credentials, openapi."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from app.config import Settings, get_settings
+from app.db import DatabaseUrls, resolve_database
+from app.ops import migrations
+
+cli = typer.Typer(help="Timebank Ledger: volunteer hours and charity points.", no_args_is_help=True)
+credentials_cli = typer.Typer(help="Bearer credentials.", no_args_is_help=True)
+cli.add_typer(credentials_cli, name="credentials")
+console = Console(stderr=True)
+
+
+def _database(settings: Settings, migrate: bool = True) -> DatabaseUrls:
+    urls = resolve_database(settings)
+    if migrate:
+        asyncio.run(migrations.upgrade(urls.owner, settings.app_role))
+    return urls
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="server processes")] = 1,
+) -> None:
+    """Start the embedded PostgreSQL if needed, migrate, and serve the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    urls = _database(settings)
+    # Workers are separate processes: hand them the database the parent resolved.
+    os.environ["TIMEBANK_DATABASE_URL"] = urls.app
+    if workers > 1:
+        metrics_dir = settings.data_dir.resolve() / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    console.print(f"serving on http://{host}:{port} ({workers} worker(s))")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations (as the owner role)."""
+    settings = get_settings()
+    _database(settings)
+    console.print(f"database at migration {migrations.head_revision()}")
+
+
+@cli.command()
+def verify(
+    book: Annotated[str | None, typer.Option(help="only this book")] = None,
+) -> None:
+    """Recompute every book's chain and balances from the journal; non-zero on any difference."""
+    from app.ledger.verify import VerificationError
+    from app.ledger.verify_runner import book_codes, verify_book
+
+    settings = get_settings()
+    urls = _database(settings, migrate=False)
+
+    async def run() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(urls.app)
+        try:
+            books = [(c, n) for c, n in await book_codes(conn) if book in (None, c)]
+            results = []
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            ) as progress:
+                for code, size in books:
+                    task = progress.add_task(f"book {code}", total=size)
+
+                    def advance(n: int, task: TaskID = task) -> None:
+                        progress.advance(task, n)
+
+                    results.append(await verify_book(conn, code, advance))
+            return results
+        finally:
+            await conn.close()
+
+    try:
+        results = asyncio.run(run())
+    except VerificationError as exc:
+        console.print(f"[red]FAILED[/red] book {exc.book} at seq {exc.seq}: {exc.reason}")
+        raise typer.Exit(1) from None
+    table = Table("book", "entries", "accounts", "open holds", "head")
+    for r in results:
+        table.add_row(
+            r["book"],
+            str(r["entries"]),
+            str(r["accounts"]),
+            str(r["open_holds"]),
+            r["head"][:16] + "…",
+        )
+    Console().print(table)
+    total = sum(r["entries"] for r in results)
+    Console().print(f"OK: {len(results)} book(s), {total} entries verified")
+
+
+@cli.command()
+def export(
+    book: Annotated[str, typer.Option(help="the book to export")],
+    output: Annotated[Path | None, typer.Option(help="file to write (default stdout)")] = None,
+) -> None:
+    """Write a book's journal as JSON Lines: each entry object plus its `entry_hash`."""
+    settings = get_settings()
+    urls = _database(settings, migrate=False)
+
+    async def run() -> None:
+        conn = await asyncpg.connect(urls.app)
+        out = output.open("wb") if output else sys.stdout.buffer
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                async for row in conn.cursor(
+                    "SELECT body, entry_hash FROM journal_entries WHERE book_code = $1 "
+                    "ORDER BY seq",
+                    book,
+                ):
+                    entry = json.loads(bytes(row["body"]))
+                    entry["entry_hash"] = row["entry_hash"]
+                    out.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+        finally:
+            if output:
+                out.close()
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@cli.command()
+def demo() -> None:
+    """Seed a demo book `demo` with a few accounts and transactions."""
+    from app.ops.demo import seed_demo
+
+    settings = get_settings()
+    urls = _database(settings)
+    summary = asyncio.run(seed_demo(urls.app, settings))
+    Console().print_json(json.dumps(summary, default=str, ensure_ascii=False))
+
+
+@cli.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="where to write")] = Path("openapi/openapi.json"),
+) -> None:
+    """Write the OpenAPI document generated from the app."""
+    from app.ops.openapi import openapi_text
+
+    output.write_text(openapi_text())
+    console.print(f"wrote {output}")
+
+
+@credentials_cli.command("create")
+def credentials_create(
+    role: Annotated[str, typer.Option(help="admin, org, miniprogram, kiosk or auditor")],
+    book: Annotated[str | None, typer.Option(help="bind to one book")] = None,
+    name: Annotated[str, typer.Option(help="a label for people")] = "",
+) -> None:
+    """Create a bearer credential; its token is printed once, as the last line."""
+    from app.identity.credentials import ROLES, create_credential
+    from app.runtime import Runtime
+
+    if role not in ROLES:
+        console.print(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        raise typer.Exit(2)
+    settings = get_settings()
+    urls = _database(settings)
+
+    async def run() -> tuple[dict[str, Any], str]:
+        runtime = await Runtime.open(urls.app, settings)
+        try:
+            async with runtime.sessions() as session, session.begin():
+                return await create_credential(session, role, book, name)
+        finally:
+            await runtime.close()
+
+    credential, token = asyncio.run(run())
+    console.print(f"credential {credential['id']} role={role} book={book or '*'}")
+    console.print("the token is shown once; store it now:")
+    print(token)
+
+
+def main() -> None:
+    """Entry point of the `timebank` console script."""
+    cli()

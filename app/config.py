@@ -1,0 +1,43 @@
+"""Settings, read from `TIMEBANK_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; defaults suit a laptop with nothing installed."""
+
+    model_config = SettingsConfigDict(env_prefix="TIMEBANK_", extra="ignore")
+
+    # Unset means: start the embedded PostgreSQL under `data_dir`.
+    database_url: str | None = None
+    # The role that owns the tables and runs migrations; defaults to `database_url`.
+    migration_database_url: str | None = None
+    data_dir: Path = Path("./var")
+    app_role: str = "timebank_app"
+    owner_role: str = "timebank_owner"
+    database_name: str = "timebank"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    log_json: bool = True
+
+    max_body_bytes: int = 64 * 1024
+    max_batch_size: int = Field(default=512, ge=1, le=4096)
+    hold_sweep_interval_s: float = Field(default=1.0, gt=0)
+    idempotency_retention_s: int = Field(default=24 * 3600, ge=60)
+    idempotency_wait_s: float = Field(default=10.0, ge=0)
+    credential_cache_ttl_s: float = Field(default=5.0, ge=0)
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

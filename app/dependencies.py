@@ -1,0 +1,28 @@
+"""Shared FastAPI dependencies: the request's database session and the ledger's sequencer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import session_scope
+from app.ledger.sequencer import Sequencer
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request, committed once when the handler succeeds."""
+    async for session in session_scope(request.app.state.sessions):
+        yield session
+
+
+def get_sequencer(request: Request) -> Sequencer:
+    """The process's ledger sequencer."""
+    sequencer: Sequencer = request.app.state.sequencer
+    return sequencer
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SequencerDep = Annotated[Sequencer, Depends(get_sequencer)]

@@ -1,0 +1,102 @@
+"""Problem details (RFC 9457): the one shape of every error the service returns."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "urn:timebank:problem:"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class TimebankError(Exception):
+    """A refusal with a stable problem type; subclasses name one domain rule each."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem document for this error."""
+        body: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class ValidationFailed(TimebankError):
+    status, slug, title = 422, "validation", "The request is not valid"
+
+
+class NotFound(TimebankError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Unauthorized(TimebankError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(TimebankError):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+class Conflict(TimebankError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class MissingIdempotencyKey(TimebankError):
+    status, slug, title = 400, "idempotency-key-missing", "Idempotency-Key header required"
+
+
+class IdempotencyKeyReused(TimebankError):
+    status, slug, title = 422, "idempotency-key-reused", "Idempotency-Key used for another request"
+
+
+class IdempotencyInFlight(TimebankError):
+    status, slug, title = 409, "idempotency-in-flight", "The first request with this key is running"
+
+
+class UnsupportedMediaType(TimebankError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class BodyTooLarge(TimebankError):
+    status, slug, title = 413, "body-too-large", "Request body too large"
+
+
+class MethodNotAllowed(TimebankError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class ServiceUnavailable(TimebankError):
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+
+class InternalError(TimebankError):
+    status, slug, title = 500, "internal", "Internal error"
+
+
+# Problem types listed in docs/errors.md are collected from here and the domain modules.
+def all_problem_types() -> list[type[TimebankError]]:
+    """Every TimebankError subclass, for the docs and the drift test."""
+    seen: list[type[TimebankError]] = []
+    stack: list[type[TimebankError]] = [TimebankError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

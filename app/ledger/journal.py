@@ -1,0 +1,97 @@
+"""The journal entry format and its hash chain (pure: no I/O). See docs/ledger-format.md."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.kit.canonical_json import canonical_bytes
+
+GENESIS_HASH = "0" * 64
+MAX_SAFE_INTEGER = 2**53 - 1
+
+# Kinds whose legs move reservations (pending), not posted balances.
+KIND_HOLD = "hold"
+KIND_HOLD_POST = "hold.post"
+KIND_HOLD_VOID = "hold.void"
+KIND_REVERSAL = "reversal"
+NOTICE_PREFIX = "notice."
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One line of an entry: an account, its asset and a signed amount."""
+
+    account_id: str
+    asset: str
+    amount: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"account_id": self.account_id, "asset": self.asset, "amount": self.amount}
+
+
+def entry_object(
+    *,
+    book: str,
+    seq: int,
+    tx_id: str,
+    kind: str,
+    posted_at: str,
+    legs: Sequence[Leg],
+    memo: str,
+    meta: Mapping[str, Any],
+    prev_hash: str,
+) -> dict[str, Any]:
+    """The journal object exactly as it is serialised and hashed."""
+    return {
+        "book": book,
+        "seq": seq,
+        "tx_id": tx_id,
+        "kind": kind,
+        "posted_at": posted_at,
+        "legs": [leg.as_json() for leg in legs],
+        "memo": memo,
+        "meta": dict(meta),
+        "prev_hash": prev_hash,
+    }
+
+
+def entry_bytes(entry: Mapping[str, Any]) -> bytes:
+    """The RFC 8785 bytes of an entry object."""
+    return canonical_bytes(entry)
+
+
+def hash_bytes(data: bytes) -> str:
+    """Lowercase hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def unbalanced_assets(legs: Iterable[Leg]) -> dict[str, int]:
+    """Per asset, the non-zero sums of the legs (empty when the legs balance)."""
+    sums: dict[str, int] = {}
+    for leg in legs:
+        sums[leg.asset] = sums.get(leg.asset, 0) + leg.amount
+    return {asset: total for asset, total in sums.items() if total != 0}
+
+
+@dataclass(slots=True)
+class BalanceState:
+    """An account's balances: posted, and reservations out (debits) and in (credits)."""
+
+    posted: int = 0
+    pending_debits: int = 0
+    pending_credits: int = 0
+
+    @property
+    def available(self) -> int:
+        """What can be spent now: posted less outgoing reservations."""
+        return self.posted - self.pending_debits
+
+    def reserve(self, amount: int, sign: int = 1) -> None:
+        """Add (sign 1) or release (sign -1) a reservation for a leg amount."""
+        if amount < 0:
+            self.pending_debits += sign * -amount
+        else:
+            self.pending_credits += sign * amount

@@ -1,0 +1,207 @@
+"""The ledger's rules applied to in-memory account state (pure: no I/O).
+
+The sequencer loads and locks the state a batch needs, applies each request here in order,
+and writes what comes out. A request that breaks a rule raises and leaves the state untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from app.ledger import errors
+from app.ledger.journal import (
+    KIND_HOLD,
+    KIND_HOLD_POST,
+    KIND_HOLD_VOID,
+    KIND_REVERSAL,
+    BalanceState,
+    Leg,
+    unbalanced_assets,
+)
+
+Action = Literal["post", "hold", "hold_post", "hold_void", "reversal"]
+
+
+@dataclass(slots=True)
+class AccountState:
+    """An account as locked by the batch."""
+
+    id: str
+    book: str
+    asset: str
+    status: str
+    overdraft_limit: int
+    balance: BalanceState
+    last_seq: int
+
+
+@dataclass(slots=True)
+class HoldState:
+    """A hold as locked by the batch."""
+
+    id: str
+    book: str
+    from_account_id: str
+    to_account_id: str
+    asset: str
+    amount: int
+    expires_at: datetime
+    status: str
+
+
+@dataclass(slots=True)
+class Draft:
+    """What a caller asks the ledger to append, before it has a place in the chain."""
+
+    book: str
+    action: Action
+    kind: str
+    legs: list[tuple[str, int]] = field(default_factory=list)
+    memo: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    hold_id: str | None = None
+    post_amount: int | None = None
+    expires_in_s: int | None = None
+    reverses: str | None = None
+    void_reason: str = "voided"
+
+
+@dataclass(slots=True)
+class Applied:
+    """The outcome of one draft: the entry's legs and meta, and balances after each leg."""
+
+    kind: str
+    legs: list[Leg]
+    meta: dict[str, Any]
+    leg_balances: list[BalanceState]
+    touched: dict[str, AccountState]
+    new_hold: HoldState | None = None
+    resolved_hold: tuple[str, str, int | None] | None = None  # (hold id, status, posted)
+
+
+def _account(accounts: dict[str, AccountState], book: str, account_id: str) -> AccountState:
+    state = accounts.get(account_id)
+    if state is None:
+        raise errors.UnknownAccount(f"account {account_id} does not exist", account_id=account_id)
+    if state.book != book:
+        raise errors.AccountNotInBook(
+            f"account {account_id} belongs to book {state.book!r}, not {book!r}",
+            account_id=account_id,
+        )
+    return state
+
+
+def _require_open(state: AccountState) -> None:
+    if state.status != "open":
+        raise errors.AccountNotOpen(
+            f"account {state.id} is {state.status}", account_id=state.id, status=state.status
+        )
+
+
+def _check_limit(state: AccountState) -> None:
+    if state.balance.available + state.overdraft_limit < 0:
+        raise errors.InsufficientFunds(
+            f"account {state.id} would go below its limit",
+            account_id=state.id,
+            available=state.balance.available,
+            overdraft_limit=state.overdraft_limit,
+        )
+
+
+def _hold_legs(hold: HoldState, amount: int) -> list[Leg]:
+    return [
+        Leg(hold.from_account_id, hold.asset, -amount),
+        Leg(hold.to_account_id, hold.asset, amount),
+    ]
+
+
+def apply_draft(
+    draft: Draft,
+    accounts: dict[str, AccountState],
+    holds: dict[str, HoldState],
+    now: datetime,
+) -> Applied:
+    """Check a draft against the rules and return its effect; `accounts` is not modified."""
+    touched: dict[str, AccountState] = {}
+
+    def work(account_id: str) -> AccountState:
+        if account_id not in touched:
+            touched[account_id] = copy.deepcopy(_account(accounts, draft.book, account_id))
+        return touched[account_id]
+
+    meta = dict(draft.meta)
+    kind = draft.kind
+    release: list[Leg] = []
+    new_hold: HoldState | None = None
+    resolved: tuple[str, str, int | None] | None = None
+    reserve = False
+
+    if draft.action in ("post", "reversal", "hold"):
+        legs = [Leg(a, work(a).asset, amount) for a, amount in draft.legs]
+        for leg in legs:
+            _require_open(work(leg.account_id))
+        if draft.action == "reversal":
+            kind, meta = KIND_REVERSAL, {"reverses": draft.reverses}
+        if draft.action == "hold":
+            kind, reserve = KIND_HOLD, True
+            if draft.expires_in_s is None:
+                raise errors.ValidationFailed("a hold needs expires_in")
+            expires_at = now + timedelta(seconds=draft.expires_in_s)
+            meta["expires_at"] = expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            (src, _), (dst, amount) = draft.legs
+            new_hold = HoldState(
+                "", draft.book, src, dst, work(src).asset, amount, expires_at, "pending"
+            )
+    else:
+        hold = holds.get(draft.hold_id or "")
+        if hold is None or hold.book != draft.book:
+            raise errors.HoldNotFound(f"hold {draft.hold_id} not found")
+        if hold.status != "pending":
+            raise errors.HoldNotPending(f"hold {hold.id} is {hold.status}", status=hold.status)
+        release = _hold_legs(hold, hold.amount)
+        meta = {"hold": hold.id}
+        if draft.action == "hold_post":
+            amount = hold.amount if draft.post_amount is None else draft.post_amount
+            if amount > hold.amount:
+                raise errors.HoldAmountExceeded(
+                    f"hold {hold.id} reserves {hold.amount}, {amount} asked", held=hold.amount
+                )
+            if now >= hold.expires_at:
+                raise errors.HoldExpired(f"hold {hold.id} expired")
+            kind, legs = KIND_HOLD_POST, _hold_legs(hold, amount)
+            for leg in legs:
+                _require_open(work(leg.account_id))
+            resolved = (hold.id, "posted", amount)
+        else:
+            kind, legs = KIND_HOLD_VOID, release
+            meta["reason"] = draft.void_reason
+            resolved = (hold.id, "expired" if draft.void_reason == "expired" else "voided", None)
+        for leg in release:
+            work(leg.account_id).balance.reserve(leg.amount, sign=-1)
+        if kind == KIND_HOLD_VOID:
+            release = []
+
+    unbalanced = unbalanced_assets(legs)
+    if unbalanced:
+        raise errors.UnbalancedLegs(
+            f"legs do not balance: {unbalanced}", sums=dict(sorted(unbalanced.items()))
+        )
+
+    leg_balances: list[BalanceState] = []
+    for leg in legs:
+        state = work(leg.account_id)
+        if kind == KIND_HOLD_VOID:
+            pass  # the release was applied above
+        elif reserve:
+            state.balance.reserve(leg.amount)
+        else:
+            state.balance.posted += leg.amount
+        leg_balances.append(copy.copy(state.balance))
+    # Only an account this entry takes from can break its policy.
+    for state in touched.values():
+        if state.balance.available < accounts[state.id].balance.available:
+            _check_limit(state)
+    return Applied(kind, legs, meta, leg_balances, touched, new_hold, resolved)

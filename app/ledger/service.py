@@ -1,0 +1,288 @@
+"""The ledger's operations: books, accounts, postings, holds and reversals (no HTTP)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger import errors, schemas
+from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL, NOTICE_PREFIX, BalanceState
+from app.ledger.posting import Action, Draft
+from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer, balance_json, posting_body
+
+NOT_REVERSIBLE = (KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL)
+
+
+async def create_book(session: AsyncSession, data: schemas.BookCreate) -> dict[str, Any]:
+    """Open a new book with an empty chain."""
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                text("INSERT INTO books (code, name) VALUES (:code, :name)"),
+                {"code": data.code, "name": data.name},
+            )
+            await session.execute(
+                text("INSERT INTO book_heads (book_code) VALUES (:code)"), {"code": data.code}
+            )
+    except IntegrityError:
+        raise errors.BookExists(f"book {data.code!r} exists", code=data.code) from None
+    return await get_book(session, data.code)
+
+
+async def get_book(session: AsyncSession, code: str) -> dict[str, Any]:
+    """A book and its chain head."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT b.code, b.name, b.created_at, h.seq, h.entry_hash FROM books b "
+                "JOIN book_heads h ON h.book_code = b.code WHERE b.code = :code"
+            ),
+            {"code": code},
+        )
+    ).one_or_none()
+    if row is None:
+        raise errors.BookNotFound(f"book {code!r} does not exist")
+    return {
+        "code": row.code,
+        "name": row.name,
+        "created_at": row.created_at,
+        "head": {"seq": row.seq, "entry_hash": row.entry_hash},
+    }
+
+
+async def open_account(
+    session: AsyncSession, book: str, data: schemas.AccountCreate
+) -> dict[str, Any]:
+    """Open an account for one asset in a book."""
+    await get_book(session, book)
+    asset = (
+        await session.execute(text("SELECT 1 FROM assets WHERE code = :c"), {"c": data.asset})
+    ).scalar()
+    if asset is None:
+        raise errors.ValidationFailed(
+            f"unknown asset {data.asset!r}", errors=[{"field": "asset", "message": "unknown"}]
+        )
+    account_id = uuid.uuid4()
+    await session.execute(
+        text(
+            "INSERT INTO accounts (id, book_code, asset, owner, overdraft_limit, meta) "
+            "VALUES (:id, :book, :asset, :owner, :limit, CAST(:meta AS jsonb))"
+        ),
+        {
+            "id": account_id,
+            "book": book,
+            "asset": data.asset,
+            "owner": data.owner,
+            "limit": data.overdraft_limit,
+            "meta": json.dumps(data.meta),
+        },
+    )
+    return await get_account(session, account_id)
+
+
+def _account_json(row: Any, balance: BalanceState, as_of: int | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "book": row.book_code,
+        "asset": row.asset,
+        "owner": row.owner,
+        "status": row.status,
+        "policy": "overdraft_limit" if row.overdraft_limit else "no_overdraft",
+        "overdraft_limit": row.overdraft_limit,
+        **{
+            k: v
+            for k, v in balance_json("", row.asset, balance).items()
+            if k not in ("account_id", "asset")
+        },
+        "last_seq": row.last_seq,
+        "as_of_seq": as_of,
+        "meta": row.meta,
+        "created_at": row.created_at,
+    }
+
+
+async def get_account(
+    session: AsyncSession, account_id: uuid.UUID, as_of_seq: int | None = None
+) -> dict[str, Any]:
+    """An account with its balances now, or as of a past entry of its book."""
+    row = (
+        await session.execute(text("SELECT * FROM accounts WHERE id = :id"), {"id": account_id})
+    ).one_or_none()
+    if row is None:
+        raise errors.AccountNotFound(f"account {account_id} does not exist")
+    balance = BalanceState(row.posted, row.pending_debits, row.pending_credits)
+    if as_of_seq is not None:
+        leg = (
+            await session.execute(
+                text(
+                    "SELECT posted_after, pending_debits_after, pending_credits_after "
+                    "FROM journal_legs WHERE account_id = :id AND seq <= :seq "
+                    "ORDER BY seq DESC, leg_index DESC LIMIT 1"
+                ),
+                {"id": account_id, "seq": as_of_seq},
+            )
+        ).one_or_none()
+        balance = BalanceState() if leg is None else BalanceState(*leg)
+    return _account_json(row, balance, as_of_seq)
+
+
+async def set_account_status(
+    session: AsyncSession, account_id: uuid.UUID, status: str
+) -> dict[str, Any]:
+    """Freeze, unfreeze or close an account (closing needs zero balances)."""
+    account = await get_account(session, account_id)
+    if status == "closed" and (
+        account["posted"] or account["pending_debits"] or account["pending_credits"]
+    ):
+        raise errors.Conflict("only an account with zero balances can be closed")
+    if account["status"] == "closed" and status != "closed":
+        raise errors.Conflict("a closed account stays closed")
+    await session.execute(
+        text("UPDATE accounts SET status = :s WHERE id = :id"), {"s": status, "id": account_id}
+    )
+    return await get_account(session, account_id)
+
+
+async def list_account_entries(
+    session: AsyncSession, account_id: uuid.UUID, before_seq: int | None, limit: int
+) -> dict[str, Any]:
+    """The account's legs, newest first, with running balances (keyset pagination on seq)."""
+    await get_account(session, account_id)
+    rows = (
+        await session.execute(
+            text(
+                "SELECT l.seq, l.leg_index, e.tx_id, e.kind, e.posted_at, l.amount, "
+                "l.posted_after, l.pending_debits_after, l.pending_credits_after "
+                "FROM journal_legs l JOIN journal_entries e "
+                "ON e.book_code = l.book_code AND e.seq = l.seq "
+                "WHERE l.account_id = :id AND l.seq < :before "
+                "ORDER BY l.seq DESC, l.leg_index DESC LIMIT :limit"
+            ),
+            {"id": account_id, "before": before_seq or 2**62, "limit": limit + 1},
+        )
+    ).all()
+    # A page never splits one entry's legs, so before_seq is a safe cursor.
+    page = rows[:limit]
+    more = len(rows) > limit
+    if more and page and rows[limit].seq == page[-1].seq:
+        page = [r for r in page if r.seq != page[-1].seq] or rows[: limit + 1]
+    items = [
+        {**r._asdict(), "available_after": r.posted_after - r.pending_debits_after} for r in page
+    ]
+    return {"items": items, "next_before_seq": page[-1].seq if more and page else None}
+
+
+async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> dict[str, Any]:
+    """A posted entry as the posting answered it, balances as they were right after it."""
+    row = (
+        await session.execute(
+            text("SELECT book_code, seq, body, entry_hash FROM journal_entries WHERE tx_id = :id"),
+            {"id": tx_id},
+        )
+    ).one_or_none()
+    if row is None:
+        raise errors.TransactionNotFound(f"transaction {tx_id} does not exist")
+    legs = (
+        await session.execute(
+            text(
+                "SELECT DISTINCT ON (account_id) account_id, asset, posted_after, "
+                "pending_debits_after, pending_credits_after FROM journal_legs "
+                "WHERE book_code = :b AND seq = :s ORDER BY account_id, leg_index DESC"
+            ),
+            {"b": row.book_code, "s": row.seq},
+        )
+    ).all()
+    balances = [
+        balance_json(str(leg.account_id), leg.asset, BalanceState(*leg[2:5])) for leg in legs
+    ]
+    return posting_body(json.loads(bytes(row.body)), row.entry_hash, balances)
+
+
+async def post_transaction(
+    sequencer: Sequencer, book: str, data: schemas.TransactionCreate, idem: IdempotencyRef
+) -> Outcome:
+    """Append a balanced transaction to a book."""
+    legs = [(str(leg.account_id), leg.amount) for leg in data.legs]
+    draft = Draft(book, "post", data.kind, legs, data.memo, data.meta)
+    return await sequencer.submit(draft, idem)
+
+
+async def reverse_transaction(
+    session: AsyncSession, sequencer: Sequencer, tx_id: uuid.UUID, idem: IdempotencyRef
+) -> Outcome:
+    """Append the negation of a posted transaction (at most once per transaction)."""
+    original = await get_transaction(session, tx_id)
+    entry = original["entry"]
+    if entry["kind"] in NOT_REVERSIBLE or entry["kind"].startswith(NOTICE_PREFIX):
+        raise errors.NotReversible(f"a {entry['kind']!r} entry cannot be reversed")
+    legs = [(leg["account_id"], -leg["amount"]) for leg in entry["legs"]]
+    draft = Draft(entry["book"], "reversal", KIND_REVERSAL, legs, reverses=str(tx_id))
+    return await sequencer.submit(draft, idem)
+
+
+async def place_hold(
+    sequencer: Sequencer, book: str, data: schemas.HoldCreate, idem: IdempotencyRef
+) -> Outcome:
+    """Reserve an amount from one account for another until it is posted, voided or expires."""
+    legs = [(str(data.from_account_id), -data.amount), (str(data.to_account_id), data.amount)]
+    draft = Draft(book, "hold", KIND_HOLD, legs, data.memo, data.meta, expires_in_s=data.expires_in)
+    return await sequencer.submit(draft, idem)
+
+
+async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> dict[str, Any]:
+    """A hold and how it was resolved."""
+    row = (
+        await session.execute(text("SELECT * FROM holds WHERE id = :id"), {"id": hold_id})
+    ).one_or_none()
+    if row is None:
+        raise errors.HoldNotFound(f"hold {hold_id} does not exist")
+    return {**row._asdict(), "book": row.book_code}
+
+
+async def resolve_hold(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    hold_id: uuid.UUID,
+    idem: IdempotencyRef | None,
+    post_amount: int | None = None,
+    void: bool = False,
+    reason: str = "voided",
+) -> Outcome:
+    """Post (all or part of) a pending hold, or void it."""
+    hold = await get_hold(session, hold_id)
+    action: Action = "hold_void" if void else "hold_post"
+    draft = Draft(
+        hold["book"],
+        action,
+        action,
+        hold_id=str(hold_id),
+        post_amount=post_amount,
+        void_reason=reason,
+    )
+    return await sequencer.submit(draft, idem, success_status=200)
+
+
+async def expire_holds(session: AsyncSession, sequencer: Sequencer, limit: int = 500) -> int:
+    """Void pending holds past their expiry; returns how many this call voided."""
+    rows = (
+        await session.execute(
+            text(
+                "SELECT id, book_code FROM holds WHERE status = 'pending' AND expires_at <= now()"
+                " ORDER BY expires_at LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+    ).all()
+    voided = 0
+    for row in rows:
+        draft = Draft(
+            row.book_code, "hold_void", "hold_void", hold_id=str(row.id), void_reason="expired"
+        )
+        outcome = await sequencer.submit(draft)
+        voided += outcome.status_code < 400
+    return voided

@@ -1,0 +1,145 @@
+"""The application: create_app() wires settings, database, ledger and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.config import Settings, get_settings
+from app.db import resolve_database
+from app.errors import (
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    TimebankError,
+    ValidationFailed,
+)
+from app.identity.credentials import CredentialCache
+from app.kit.responses import json_response
+from app.ledger import service as ledger_service
+from app.ledger.router import router as ledger_router
+from app.logging import configure_logging
+from app.middleware import EdgeMiddleware
+from app.ops.router import router as ops_router
+from app.runtime import Runtime
+
+log = structlog.get_logger("timebank")
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] if parts[0] == "body" else parts
+    return "/".join(parts)
+
+
+async def _timebank_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, TimebankError):
+        raise exc
+    return json_response(exc.status, exc.problem(request.url.path))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    fields = [
+        {
+            "field": _field_path(tuple(e.get("loc", ()))),
+            "message": e.get("msg", ""),
+            "code": e.get("type", ""),
+        }
+        for e in exc.errors()
+    ]
+    if any(f["code"] == "json_invalid" for f in fields):
+        bad = ValidationFailed("the body is not valid JSON", errors=fields)
+        return json_response(
+            400,
+            {
+                **bad.problem(request.url.path),
+                "status": 400,
+                "type": "urn:timebank:problem:malformed-json",
+                "title": "Malformed JSON",
+            },
+        )
+    error = ValidationFailed("the request has invalid fields", errors=fields)
+    return json_response(error.status, error.problem(request.url.path))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    error: TimebankError
+    if exc.status_code == 404:
+        error = NotFound(f"no route {request.url.path}")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    else:
+        error = TimebankError(str(exc.detail))
+        return json_response(exc.status_code, {**error.problem(), "status": exc.status_code})
+    return json_response(error.status, error.problem(request.url.path))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("http.unhandled", path=request.url.path, error=type(exc).__name__, exc_info=exc)
+    error = InternalError("an unexpected error occurred; it has been logged")
+    return json_response(error.status, error.problem(request.url.path))
+
+
+async def _sweep_holds(app: FastAPI, interval_s: float) -> None:
+    """Void expired holds in the background (every process sweeps; each hold voids once)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            async with app.state.sessions() as session:
+                await ledger_service.expire_holds(session, app.state.sequencer)
+        except Exception:  # keep sweeping through a database restart
+            log.warning("ledger.hold_sweep_failed", exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    app_url = settings.database_url or (await asyncio.to_thread(resolve_database, settings)).app
+    runtime = await Runtime.open(app_url, settings)
+    app.state.engine = runtime.engine
+    app.state.sessions = runtime.sessions
+    app.state.sequencer = runtime.sequencer
+    app.state.credentials = CredentialCache(app.state.sessions, settings.credential_cache_ttl_s)
+    sweeper = asyncio.create_task(_sweep_holds(app, settings.hold_sweep_interval_s))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await runtime.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI application; the database is opened in its lifespan."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = FastAPI(
+        title="Timebank Ledger",
+        version="1.0.0",
+        summary="Volunteer hours and charity points in an append-only, hash-chained, "
+        "double-entry ledger.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(TimebankError, _timebank_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(ops_router)
+    app.include_router(ledger_router)
+    return app

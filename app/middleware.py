@@ -1,0 +1,91 @@
+"""ASGI middleware: body limits, media types, request logs and metrics in one pass."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import metrics
+from app.errors import BodyTooLarge, TimebankError, UnsupportedMediaType
+from app.kit.responses import json_response
+
+log = structlog.get_logger("timebank.http")
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    """Refuses oversized or non-JSON bodies before routing; logs and measures every request."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refuse(scope["method"], headers)
+        if refusal is not None:
+            await json_response(refusal.status, refusal.problem())(scope, receive, send)
+            self._observe(scope, refusal.status, started)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, observed_send)
+        except _TooLarge:
+            error = BodyTooLarge(f"the body exceeds {self.max_body} bytes")
+            await json_response(error.status, error.problem())(scope, receive, send)
+            status["code"] = error.status
+        self._observe(scope, status["code"], started)
+
+    def _refuse(self, method: str, headers: dict[str, str]) -> TimebankError | None:
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return BodyTooLarge(f"the body exceeds {self.max_body} bytes")
+        has_body = (length not in (None, "0")) or "transfer-encoding" in headers
+        if method in BODY_METHODS and has_body:
+            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                return UnsupportedMediaType("send the body as application/json")
+        return None
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route: Any = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.REQUESTS.labels(scope["method"], path, str(status)).inc()
+        metrics.LATENCY.labels(scope["method"], path).observe(elapsed)
+        emit = log.error if status >= 500 else log.debug
+        emit(
+            "http.request",
+            method=scope["method"],
+            route=path,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
