@@ -196,7 +196,7 @@ def upgrade() -> None:
             "FOR EACH STATEMENT EXECUTE FUNCTION journal_refuse_change()"
         )
         op.execute(f'GRANT SELECT, INSERT ON {table} TO "{app_role}"')
-    op.execute(f'GRANT SELECT ON assets TO "{app_role}"')
+    op.execute(f'GRANT SELECT ON assets, alembic_version TO "{app_role}"')
     op.execute(f'GRANT SELECT, INSERT ON books TO "{app_role}"')
     for table in ("book_heads", "accounts", "holds", "credentials"):
         op.execute(f'GRANT SELECT, INSERT, UPDATE ON {table} TO "{app_role}"')
@@ -208,5 +208,6 @@ def downgrade() -> None:
         "DROP TABLE idempotency_keys, credentials, holds, journal_legs, journal_entries, "
         "accounts, book_heads, books, assets"
     )
-    op.execute("DROP FUNCTION journal_refuse_change(), journal_check_balanced(), "
-               "journal_check_chain()")
+    op.execute(
+        "DROP FUNCTION journal_refuse_change(), journal_check_balanced(), journal_check_chain()"
+    )
