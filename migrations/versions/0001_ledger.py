@@ -179,7 +179,7 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 
 
 def execute_script(sql: str) -> None:
-    """Run several statements at once (asyncpg's simple protocol), in the migration's transaction."""
+    """Run several statements at once (simple protocol) in the migration's transaction."""
     await_only(op.get_bind().connection.driver_connection.execute(sql))
 
 

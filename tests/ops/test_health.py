@@ -9,7 +9,7 @@ async def test_healthz_readyz_metrics(api: Api) -> None:
     assert ready.status_code == 200
     assert ready.json()["migration"] == "0001"
     book = await api.book()
-    _, target = await api.funded(book, 10)
+    await api.funded(book, 10)
     metrics = await api.client.get("/metrics")
     assert metrics.status_code == 200
     assert "timebank_postings_total" in metrics.text
