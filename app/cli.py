@@ -115,7 +115,7 @@ def verify(
     try:
         results = asyncio.run(run())
     except VerificationError as exc:
-        console.print(f"[red]FAILED[/red] book {exc.book} at seq {exc.seq}: {exc.reason}")
+        print(f"FAILED book {exc.book} at seq {exc.seq}: {exc.reason}", file=sys.stderr)
         raise typer.Exit(1) from None
     table = Table("book", "entries", "accounts", "open holds", "head")
     for r in results:

@@ -26,7 +26,9 @@ class TimebankError(Exception):
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         """The problem document for this error."""
+        # Extension members never replace the standard ones.
         body: dict[str, Any] = {
+            **self.extra,
             "type": self.type_uri,
             "title": self.title,
             "status": self.status,
@@ -34,7 +36,6 @@ class TimebankError(Exception):
         }
         if instance:
             body["instance"] = instance
-        body.update(self.extra)
         return body
 
 

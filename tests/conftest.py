@@ -32,26 +32,26 @@ SETTINGS = Settings(database_url="unused", hold_sweep_interval_s=0.2, log_level=
 
 
 @dataclass(frozen=True)
-class TestServer:
+class PgServer:
     superuser_url: str  # a URL of the server's `postgres` database as a superuser
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[TestServer]:
+def pg_server() -> Iterator[PgServer]:
     external = os.environ.get("TIMEBANK_TEST_DATABASE_URL")
     if external:
-        yield TestServer(external)
+        yield PgServer(external)
         return
     root = Path(tempfile.mkdtemp(prefix="timebank-test-"))
     server = EmbeddedPostgres(root / "pgdata", cleanup_mode="delete")
     try:
-        yield TestServer(server.superuser_url)
+        yield PgServer(server.superuser_url)
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="session")
-async def template(pg_server: TestServer) -> str:
+async def template(pg_server: PgServer) -> str:
     """The name of a migrated database to copy for each test."""
     settings = SETTINGS.model_copy(update={"database_name": TEMPLATE_DB})
     conn = await asyncpg.connect(pg_server.superuser_url)
@@ -65,7 +65,7 @@ async def template(pg_server: TestServer) -> str:
 
 
 @dataclass(frozen=True)
-class TestDatabase:
+class ScratchDatabase:
     name: str
     app_url: str
     owner_url: str
@@ -77,7 +77,7 @@ class TestDatabase:
 
 
 @pytest.fixture
-async def database(pg_server: TestServer, template: str) -> AsyncIterator[TestDatabase]:
+async def database(pg_server: PgServer, template: str) -> AsyncIterator[ScratchDatabase]:
     """A fresh, migrated database for one test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(pg_server.superuser_url)
@@ -87,7 +87,7 @@ async def database(pg_server: TestServer, template: str) -> AsyncIterator[TestDa
         )
     finally:
         await conn.close()
-    yield TestDatabase(
+    yield ScratchDatabase(
         name,
         with_user(pg_server.superuser_url, SETTINGS.app_role, name),
         with_user(pg_server.superuser_url, SETTINGS.owner_role, name),
@@ -102,7 +102,7 @@ async def database(pg_server: TestServer, template: str) -> AsyncIterator[TestDa
         await conn.close()
 
 
-def superuser_of(pg_server: TestServer, database: TestDatabase) -> str:
+def superuser_of(pg_server: PgServer, database: ScratchDatabase) -> str:
     """The superuser URL for a test database."""
     from urllib.parse import urlsplit
 
@@ -111,7 +111,7 @@ def superuser_of(pg_server: TestServer, database: TestDatabase) -> str:
 
 
 @pytest.fixture
-def test_settings(database: TestDatabase) -> Settings:
+def test_settings(database: ScratchDatabase) -> Settings:
     return SETTINGS.model_copy(update={"database_url": database.app_url})
 
 
@@ -186,7 +186,7 @@ async def api(test_settings: Settings) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-def cli_env(database: TestDatabase) -> dict[str, str]:
+def cli_env(database: ScratchDatabase) -> dict[str, str]:
     """Environment for running `timebank` as a subprocess against the test database."""
     env = dict(os.environ)
     env["TIMEBANK_DATABASE_URL"] = database.app_url

@@ -97,7 +97,9 @@ def _account(accounts: dict[str, AccountState], book: str, account_id: str) -> A
 def _require_open(state: AccountState) -> None:
     if state.status != "open":
         raise errors.AccountNotOpen(
-            f"account {state.id} is {state.status}", account_id=state.id, status=state.status
+            f"account {state.id} is {state.status}",
+            account_id=state.id,
+            account_status=state.status,
         )
 
 
@@ -160,7 +162,7 @@ def apply_draft(
         if hold is None or hold.book != draft.book:
             raise errors.HoldNotFound(f"hold {draft.hold_id} not found")
         if hold.status != "pending":
-            raise errors.HoldNotPending(f"hold {hold.id} is {hold.status}", status=hold.status)
+            raise errors.HoldNotPending(f"hold {hold.id} is {hold.status}", hold_status=hold.status)
         release = _hold_legs(hold, hold.amount)
         meta = {"hold": hold.id}
         if draft.action == "hold_post":

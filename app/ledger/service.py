@@ -197,10 +197,14 @@ async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> dict[str, 
             {"b": row.book_code, "s": row.seq},
         )
     ).all()
-    balances = [
-        balance_json(str(leg.account_id), leg.asset, BalanceState(*leg[2:5])) for leg in legs
-    ]
-    return posting_body(json.loads(bytes(row.body)), row.entry_hash, balances)
+    entry = json.loads(bytes(row.body))
+    # Balances in the order the accounts first appear in the legs, as the posting answered.
+    order = {leg["account_id"]: i for i, leg in reversed(list(enumerate(entry["legs"])))}
+    balances = sorted(
+        (balance_json(str(leg.account_id), leg.asset, BalanceState(*leg[2:5])) for leg in legs),
+        key=lambda b: order.get(b["account_id"], 0),
+    )
+    return posting_body(entry, row.entry_hash, balances)
 
 
 async def post_transaction(

@@ -77,7 +77,10 @@ class BookVerifier:
         if hashlib.sha256(entry.body).hexdigest() != entry.entry_hash:
             raise self.fail(seq, "entry_hash is not the SHA-256 of the entry bytes")
         if entry.prev_hash != self.head_hash:
-            raise self.fail(seq, "prev_hash does not name the previous entry")
+            if seq == 1:
+                raise self.fail(seq, "the first entry's prev_hash is not 64 zeros")
+            # The earlier entry no longer hashes to what this one committed to.
+            raise self.fail(seq - 1, f"entry_hash differs from the prev_hash seq {seq} recorded")
         if not entry.body.startswith(_prefix(self.book, entry.kind, legs)):
             raise self.fail(seq, "book, kind or legs differ from the hashed entry")
         if not entry.body.endswith(_suffix(entry)):
@@ -136,7 +139,7 @@ class BookVerifier:
     def finish(self, head: tuple[int, str], accounts: dict[str, tuple[int, int, int, int]]) -> None:
         """Compare with the stored head and each account's (posted, pd, pc, last_seq)."""
         if head != (self.seq, self.head_hash):
-            raise self.fail(self.seq + 1, f"stored head {head[0]} differs from the journal")
+            raise self.fail(max(self.seq, 1), f"stored head {head} differs from the journal")
         for account_id, (posted, pd, pc, last_seq) in sorted(accounts.items()):
             expected = self.balances.get(account_id, BalanceState())
             if (posted, pd, pc) != (

@@ -1,0 +1,189 @@
+"""The journal is append-only, in the database itself, and verify catches what slips past."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import Api, ScratchDatabase
+
+TIMEBANK = str(Path(sys.executable).with_name("timebank"))
+
+
+async def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [TIMEBANK, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+async def seed(api: Api, entries: int = 5) -> tuple[str, str, str]:
+    book = await api.book()
+    issuance, member = await api.funded(book, 0)
+    for i in range(entries):
+        assert (await api.transfer(book, issuance, member, 10 + i)).status_code == 201
+    return book, issuance, member
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE journal_entries SET kind = 'x'",
+        "DELETE FROM journal_entries",
+        "TRUNCATE journal_entries CASCADE",
+        "UPDATE journal_legs SET amount = 1",
+        "DELETE FROM journal_legs",
+        "TRUNCATE journal_legs",
+    ],
+)
+async def test_app_role_cannot_change_the_journal(
+    api: Api, database: ScratchDatabase, statement: str
+) -> None:
+    await seed(api, 1)
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE journal_entries SET kind = 'x'",
+        "DELETE FROM journal_legs",
+        "TRUNCATE journal_legs",
+    ],
+)
+async def test_even_the_owner_is_refused_by_triggers(
+    api: Api, database: ScratchDatabase, statement: str
+) -> None:
+    await seed(api, 1)
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_app_role_owns_nothing(database: ScratchDatabase) -> None:
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        owners = await conn.fetch(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        )
+    finally:
+        await conn.close()
+    assert [r["tableowner"] for r in owners] == ["timebank_owner"]
+
+
+async def test_database_refuses_broken_chain_unbalanced_legs_and_bad_hash(
+    api: Api, database: ScratchDatabase
+) -> None:
+    book, issuance, member = await seed(api, 1)
+    conn = await asyncpg.connect(database.app_url)
+    insert = (
+        "INSERT INTO journal_entries (book_code, seq, tx_id, kind, posted_at, prev_hash, "
+        "entry_hash, body) VALUES ($1, $2, gen_random_uuid(), 'transfer', now(), $3, "
+        "encode(sha256($4::bytea), 'hex'), $4::bytea)"
+    )
+    try:
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="chain broken"):
+            await conn.execute(insert, book, 3, "0" * 64, b"{}")  # a gap
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="chain broken"):
+            await conn.execute(insert, book, 2, "f" * 64, b"{}")  # wrong prev_hash
+        with pytest.raises(asyncpg.CheckViolationError, match="journal_entries_hash"):
+            await conn.execute(
+                "INSERT INTO journal_entries (book_code, seq, tx_id, kind, posted_at, "
+                "prev_hash, entry_hash, body) VALUES ($1, 2, gen_random_uuid(), 't', now(), "
+                "$2, $3, 'x')",
+                book,
+                "0" * 64,
+                "a" * 64,
+            )
+        async with conn.transaction():
+            head = await conn.fetchval("SELECT entry_hash FROM book_heads WHERE book_code=$1", book)
+            await conn.execute(insert, book, 2, head, b'{"forged":1}')
+            with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="unbalanced"):
+                await conn.execute(
+                    "INSERT INTO journal_legs (book_code, seq, leg_index, account_id, asset, "
+                    "amount, posted_after, pending_debits_after, pending_credits_after) VALUES "
+                    "($1, 2, 0, $2, 'HOUR', -5, 0, 0, 0), ($1, 2, 1, $3, 'HOUR', 4, 0, 0, 0)",
+                    book,
+                    issuance,
+                    member,
+                )
+        with pytest.raises(asyncpg.CheckViolationError, match="accounts_within_limit"):
+            await conn.execute("UPDATE accounts SET posted = -1 WHERE id = $1", member)
+    finally:
+        await conn.close()
+
+
+async def tamper(database: ScratchDatabase, sql: str, *args: object) -> None:
+    """Change rows behind the service's back, as a superuser with triggers disabled."""
+    conn = await asyncpg.connect(database.superuser_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def test_verify_passes_on_an_honest_journal(api: Api, cli_env: dict[str, str]) -> None:
+    book, _, _ = await seed(api, 3)
+    result = await run_cli(cli_env, "verify")
+    assert result.returncode == 0, result.stderr
+    assert "OK: 1 book(s), 3 entries verified" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        (
+            "UPDATE journal_legs SET amount = amount + 1, posted_after = posted_after + 1 "
+            "WHERE book_code = $1 AND seq = 3 AND leg_index = 1",
+            "legs",
+        ),
+        # A consistent rewrite of one entry (body and hash) breaks the link from the next.
+        (
+            "UPDATE journal_entries SET body = b.forged, entry_hash = encode(sha256(b.forged), "
+            "'hex') FROM (SELECT convert_to(replace(convert_from(body, 'UTF8'), '\"memo\":\"\"', "
+            "'\"memo\":\"x\"'), 'UTF8') AS forged FROM journal_entries WHERE book_code = $1 "
+            "AND seq = 3) b WHERE book_code = $1 AND seq = 3",
+            "prev_hash seq 4 recorded",
+        ),
+        ("DELETE FROM journal_legs WHERE book_code = $1 AND seq = 3", "legs"),
+        (
+            "UPDATE journal_entries SET posted_at = posted_at + interval '1 second' "
+            "WHERE book_code = $1 AND seq = 3",
+            "posted_at",
+        ),
+    ],
+    ids=["amount", "memo", "deleted-legs", "posted_at"],
+)
+async def test_verify_names_the_first_tampered_seq(
+    api: Api, database: ScratchDatabase, cli_env: dict[str, str], sql: str, reason: str
+) -> None:
+    book, _, _ = await seed(api, 5)
+    await tamper(database, sql, book)
+    result = await run_cli(cli_env, "verify")
+    assert result.returncode == 1
+    assert f"book {book} at seq 3" in result.stderr, result.stderr
+    assert reason in result.stderr
+
+
+async def test_verify_catches_a_balance_changed_behind_its_back(
+    api: Api, database: ScratchDatabase, cli_env: dict[str, str]
+) -> None:
+    book, _, member = await seed(api, 5)
+    await tamper(database, "UPDATE accounts SET posted = posted + 100 WHERE id = $1", member)
+    result = await run_cli(cli_env, "verify")
+    assert result.returncode == 1
+    assert f"book {book} at seq 5" in result.stderr and member in result.stderr
