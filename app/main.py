@@ -93,7 +93,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return json_response(error.status, error.problem(request.url.path))
 
 
-async def _sweep_holds(app: FastAPI, interval_s: float) -> None:
+async def sweep_holds(app: FastAPI, interval_s: float) -> None:
     """Void expired holds in the background (every process sweeps; each hold voids once)."""
     while True:
         await asyncio.sleep(interval_s)
@@ -113,7 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessions = runtime.sessions
     app.state.sequencer = runtime.sequencer
     app.state.credentials = CredentialCache(app.state.sessions, settings.credential_cache_ttl_s)
-    sweeper = asyncio.create_task(_sweep_holds(app, settings.hold_sweep_interval_s))
+    sweeper = asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))
     try:
         yield
     finally:

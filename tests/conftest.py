@@ -28,7 +28,8 @@ from app.main import create_app
 from app.ops import migrations
 
 TEMPLATE_DB = "timebank_template"
-SETTINGS = Settings(database_url="unused", hold_sweep_interval_s=0.2, log_level="warning")
+# The background hold sweeper is started by hand in the tests that need it.
+SETTINGS = Settings(database_url="unused", hold_sweep_interval_s=3600, log_level="warning")
 
 
 @dataclass(frozen=True)
