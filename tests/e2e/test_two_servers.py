@@ -49,7 +49,7 @@ async def servers(cli_env: dict[str, str], tmp_path: Path) -> AsyncIterator[list
             port = free_port()
             with (tmp_path / f"server{i}.log").open("wb") as log:
                 processes.append(
-                    subprocess.Popen(
+                    subprocess.Popen(  # noqa: ASYNC220 - Popen starts it and returns
                         [TIMEBANK, "serve", "--host", "127.0.0.1", "--port", str(port)],
                         env=cli_env,
                         stdout=log,

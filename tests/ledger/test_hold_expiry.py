@@ -70,7 +70,7 @@ async def test_background_sweeper_voids_expired_holds(api: Api, database: Scratc
     sweeper = asyncio.create_task(sweep_holds(api.app, 0.05))
     try:
         async with asyncio.timeout(10):  # wait for the sweeper's effect, with a deadline
-            while (await api.client.get(f"/v1/holds/{hold_id}")).json()["status"] == "pending":
+            while (await api.client.get(f"/v1/holds/{hold_id}")).json()["status"] == "pending":  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
     finally:
         sweeper.cancel()
