@@ -1,0 +1,61 @@
+"""The `timebank` command against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from app.main import create_app
+from tests.conftest import SETTINGS, ScratchDatabase
+
+TIMEBANK = str(Path(sys.executable).with_name("timebank"))
+
+
+async def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [TIMEBANK, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_credentials_create_prints_a_working_token_last(
+    cli_env: dict[str, str], database: ScratchDatabase
+) -> None:
+    result = await run(cli_env, "credentials", "create", "--role", "admin", "--name", "ops")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip().splitlines()[-1]
+    assert token.startswith("tbk_") and len(token) > 40
+    app = create_app(SETTINGS.model_copy(update={"database_url": database.app_url}))
+    async with app.router.lifespan_context(app):
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        async with client:
+            ok = await client.get("/v1/books/none", headers={"Authorization": f"Bearer {token}"})
+            assert ok.status_code == 404  # authenticated; the book does not exist
+            async with app.state.sessions() as session:
+                from sqlalchemy import text
+
+                stored = (await session.execute(text("SELECT token_hash FROM credentials"))).all()
+    assert token not in str(stored)
+    bad = await run(cli_env, "credentials", "create", "--role", "wizard")
+    assert bad.returncode == 2
+
+
+async def test_demo_then_verify_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
+    demo = await run(cli_env, "demo")
+    assert demo.returncode == 0, demo.stderr
+    assert json.loads(demo.stdout)["book"]["head"]["seq"] == 7
+    again = await run(cli_env, "demo")
+    assert json.loads(again.stdout)["created"] is False
+    verify = await run(cli_env, "verify")
+    assert verify.returncode == 0 and "7 entries verified" in verify.stdout
+    out = tmp_path / "demo.jsonl"
+    export = await run(cli_env, "export", "--book", "demo", "--output", str(out))
+    assert export.returncode == 0, export.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["seq"] for e in lines] == list(range(1, 8))
+    assert all(len(e["entry_hash"]) == 64 for e in lines)
+    assert [e["kind"] for e in lines][-3:] == ["hold", "hold.post", "reversal"]
