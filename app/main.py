@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from app.ops.router import router as ops_router
 from app.runtime import Runtime
 
 log = structlog.get_logger("timebank")
+PURGE_EVERY_S = 60.0
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -94,12 +96,23 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 async def sweep_holds(app: FastAPI, interval_s: float) -> None:
-    """Void expired holds in the background (every process sweeps; each hold voids once)."""
+    """Void expired holds and forget old idempotency keys, in the background.
+
+    Every process sweeps; the sequencer lets each hold resolve once whoever asks.
+    """
+    settings: Settings = app.state.settings
+    last_purge = 0.0
     while True:
         await asyncio.sleep(interval_s)
         try:
             async with app.state.sessions() as session:
                 await ledger_service.expire_holds(session, app.state.sequencer)
+            if time.monotonic() - last_purge > PURGE_EVERY_S:
+                last_purge = time.monotonic()
+                async with app.state.sessions() as session, session.begin():
+                    await ledger_service.purge_idempotency_keys(
+                        session, settings.idempotency_retention_s
+                    )
         except Exception:  # keep sweeping through a database restart
             log.warning("ledger.hold_sweep_failed", exc_info=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -271,6 +272,15 @@ async def resolve_hold(
     return await sequencer.submit(draft, idem, success_status=200)
 
 
+async def purge_idempotency_keys(session: AsyncSession, retention_s: int) -> int:
+    """Forget idempotency keys older than the retention; returns how many."""
+    result = await session.execute(
+        text("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => :s)"),
+        {"s": retention_s},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def expire_holds(session: AsyncSession, sequencer: Sequencer, limit: int = 500) -> int:
     """Void pending holds past their expiry; returns how many this call voided."""
     rows = (
@@ -282,11 +292,10 @@ async def expire_holds(session: AsyncSession, sequencer: Sequencer, limit: int =
             {"limit": limit},
         )
     ).all()
-    voided = 0
-    for row in rows:
-        draft = Draft(
-            row.book_code, "hold_void", "hold_void", hold_id=str(row.id), void_reason="expired"
-        )
-        outcome = await sequencer.submit(draft)
-        voided += outcome.status_code < 400
-    return voided
+    drafts = [
+        Draft(row.book_code, "hold_void", "hold_void", hold_id=str(row.id), void_reason="expired")
+        for row in rows
+    ]
+    # Submitted together, so the sequencer voids them in one batch per book.
+    outcomes = await asyncio.gather(*(sequencer.submit(draft) for draft in drafts))
+    return sum(outcome.status_code < 400 for outcome in outcomes)

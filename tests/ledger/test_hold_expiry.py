@@ -76,3 +76,21 @@ async def test_background_sweeper_voids_expired_holds(api: Api, database: Scratc
         sweeper.cancel()
     assert (await api.client.get(f"/v1/holds/{hold_id}")).json()["status"] == "expired"
     assert (await api.balance(member))["available"] == 5
+
+
+async def test_old_idempotency_keys_are_purged(api: Api, database: ScratchDatabase) -> None:
+    book = await api.book()
+    issuance, member = await api.funded(book, 0)
+    assert (await api.transfer(book, issuance, member, 1, key="old")).status_code == 201
+    assert (await api.transfer(book, issuance, member, 1, key="new")).status_code == 201
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        await conn.execute(
+            "UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key = 'old'"
+        )
+        async with api.app.state.sessions() as session, session.begin():
+            assert await service.purge_idempotency_keys(session, 24 * 3600) == 1
+        keys = {r[0] for r in await conn.fetch("SELECT key FROM idempotency_keys")}
+    finally:
+        await conn.close()
+    assert keys == {"new"}
