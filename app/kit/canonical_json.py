@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import rfc8785
 
+_encode = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def _plain(value: Any) -> bool:
+    """True when the C json encoder writes exactly the JCS bytes for `value`.
+
+    They agree on strings (same escapes, UTF-8 output), integers, booleans and null, and on
+    key order when every key is ASCII; floats (number formatting) and non-ASCII keys (JCS sorts
+    by UTF-16 code units) go to the reference implementation.
+    """
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**53) < value < 2**53
+    if isinstance(value, dict):
+        return all(k.isascii() and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return False
+
 
 def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 bytes of a JSON value."""
+    if _plain(value):
+        try:
+            return _encode(value).encode()
+        except UnicodeEncodeError:  # lone surrogates: let the reference refuse them
+            pass
     return bytes(rfc8785.dumps(value))
