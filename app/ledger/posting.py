@@ -6,7 +6,6 @@ and writes what comes out. A request that breaks a rule raises and leaves the st
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -36,6 +35,19 @@ class AccountState:
     overdraft_limit: int
     balance: BalanceState
     last_seq: int
+
+    def copy(self) -> AccountState:
+        """A copy whose balance can change without touching this one."""
+        b = self.balance
+        return AccountState(
+            self.id,
+            self.book,
+            self.asset,
+            self.status,
+            self.overdraft_limit,
+            BalanceState(b.posted, b.pending_debits, b.pending_credits),
+            self.last_seq,
+        )
 
 
 @dataclass(slots=True)
@@ -131,7 +143,7 @@ def apply_draft(
 
     def work(account_id: str) -> AccountState:
         if account_id not in touched:
-            touched[account_id] = copy.deepcopy(_account(accounts, draft.book, account_id))
+            touched[account_id] = _account(accounts, draft.book, account_id).copy()
         return touched[account_id]
 
     meta = dict(draft.meta)
@@ -201,7 +213,8 @@ def apply_draft(
             state.balance.reserve(leg.amount)
         else:
             state.balance.posted += leg.amount
-        leg_balances.append(copy.copy(state.balance))
+        b = state.balance
+        leg_balances.append(BalanceState(b.posted, b.pending_debits, b.pending_credits))
     # Only an account this entry takes from can break its policy.
     for state in touched.values():
         if state.balance.available < accounts[state.id].balance.available:
