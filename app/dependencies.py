@@ -18,7 +18,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_sequencer(request: Request) -> Sequencer:
+async def get_sequencer(request: Request) -> Sequencer:
     """The process's ledger sequencer."""
     sequencer: Sequencer = request.app.state.sequencer
     return sequencer
