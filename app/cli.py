@@ -142,6 +142,10 @@ def export(
 
     async def run() -> None:
         conn = await asyncpg.connect(urls.app)
+        if not await conn.fetchval("SELECT 1 FROM books WHERE code = $1", book):
+            await conn.close()
+            print(f"no book {book!r}", file=sys.stderr)
+            raise typer.Exit(1)
         out = output.open("wb") if output else sys.stdout.buffer
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):

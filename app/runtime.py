@@ -26,7 +26,10 @@ class Runtime:
         engine = make_engine(app_url, settings.db_pool_size)
         pool = await asyncpg.create_pool(app_url, min_size=1, max_size=4)
         return cls(
-            engine, make_sessionmaker(engine), pool, Sequencer(pool, settings.max_batch_size)
+            engine,
+            make_sessionmaker(engine),
+            pool,
+            Sequencer(pool, settings.max_batch_size, settings.idempotency_wait_s),
         )
 
     async def close(self) -> None:

@@ -73,7 +73,13 @@ async def idempotency(
     ):
         raise ValidationFailed(
             "Idempotency-Key must be 1-255 printable ASCII characters",
-            errors=[{"field": "header/Idempotency-Key", "message": "invalid"}],
+            errors=[
+                {
+                    "field": "header/Idempotency-Key",
+                    "message": "1-255 printable ASCII characters",
+                    "code": "idempotency_key_invalid",
+                }
+            ],
         )
     raw = await request.body()
     try:

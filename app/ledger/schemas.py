@@ -151,7 +151,7 @@ class PostingRead(BaseModel):
     book: str
     seq: int
     kind: str
-    status: Literal["posted", "pending"]
+    status: Literal["posted", "pending", "voided"]
     entry: EntryRead
     entry_hash: str
     balances: list[BalanceRead]

@@ -20,6 +20,7 @@ import structlog
 
 from app import metrics
 from app.errors import (
+    IdempotencyInFlight,
     IdempotencyKeyReused,
     InternalError,
     ServiceUnavailable,
@@ -29,6 +30,7 @@ from app.kit.clock import rfc3339_micro, utc_now
 from app.ledger import errors
 from app.ledger.journal import (
     KIND_HOLD,
+    KIND_HOLD_VOID,
     BalanceState,
     entry_bytes,
     entry_object,
@@ -83,7 +85,7 @@ def posting_body(
     entry: dict[str, Any], entry_hash: str, balances: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The shape of every posting answer (also rebuilt by reads from the stored journal)."""
-    status = "pending" if entry["kind"] == KIND_HOLD else "posted"
+    status = {KIND_HOLD: "pending", KIND_HOLD_VOID: "voided"}.get(entry["kind"], "posted")
     return {
         "id": entry["tx_id"],
         "book": entry["book"],
@@ -127,9 +129,10 @@ class _Batch:
 class Sequencer:
     """Per book, one queue and one worker that appends batches of postings."""
 
-    def __init__(self, pool: asyncpg.Pool, max_batch: int = 512) -> None:
+    def __init__(self, pool: asyncpg.Pool, max_batch: int = 512, wait_s: float = 10.0) -> None:
         self._pool = pool
         self._max_batch = max_batch
+        self._wait_s = wait_s
         self._queues: dict[str, asyncio.Queue[_Pending]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[Outcome]]] = {}
@@ -147,7 +150,7 @@ class Sequencer:
             slot = (idem.credential_id, idem.key)
             running = self._inflight.get(slot)
             if running is not None:
-                return await _join_inflight(running, idem)
+                return await _join_inflight(running, idem, self._wait_s)
             self._inflight[slot] = (idem.request_hash, pending.future)
             pending.future.add_done_callback(lambda _f: self._inflight.pop(slot, None))
         self._queue(draft.book).put_nowait(pending)
@@ -392,12 +395,18 @@ def _replay(stored: tuple[str, int, dict[str, Any]], idem: IdempotencyRef) -> Ou
 
 
 async def _join_inflight(
-    running: tuple[str, asyncio.Future[Outcome]], idem: IdempotencyRef
+    running: tuple[str, asyncio.Future[Outcome]], idem: IdempotencyRef, wait_s: float
 ) -> Outcome:
     request_hash, future = running
     if request_hash != idem.request_hash:
         return problem_outcome(_reused(idem))
-    first = await asyncio.shield(future)
+    try:
+        async with asyncio.timeout(wait_s):
+            first = await asyncio.shield(future)
+    except TimeoutError:
+        return problem_outcome(
+            IdempotencyInFlight(f"the first request with key {idem.key!r} is still running")
+        )
     return Outcome(first.status_code, first.body, replayed=True)
 
 

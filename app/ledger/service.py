@@ -66,7 +66,8 @@ async def open_account(
     ).scalar()
     if asset is None:
         raise errors.ValidationFailed(
-            f"unknown asset {data.asset!r}", errors=[{"field": "asset", "message": "unknown"}]
+            f"unknown asset {data.asset!r}",
+            errors=[{"field": "asset", "message": "unknown asset", "code": "unknown_asset"}],
         )
     account_id = uuid.uuid4()
     await session.execute(

@@ -65,6 +65,7 @@ class BookVerifier:
     balances: dict[str, BalanceState] = field(default_factory=dict)
     assets: dict[str, str] = field(default_factory=dict)
     open_holds: dict[str, list[LegRow]] = field(default_factory=dict)
+    last_posted_at: datetime | None = None
 
     def fail(self, seq: int, reason: str) -> VerificationError:
         return VerificationError(self.book, seq, reason)
@@ -85,9 +86,23 @@ class BookVerifier:
             raise self.fail(seq, "book, kind or legs differ from the hashed entry")
         if not entry.body.endswith(_suffix(entry)):
             raise self.fail(seq, "posted_at, prev_hash, seq or tx_id differ from the hashed entry")
+        if self.last_posted_at is not None and entry.posted_at < self.last_posted_at:
+            raise self.fail(seq, "posted_at goes backwards")
+        self.last_posted_at = entry.posted_at
+        self._check_kind(entry, legs)
         self._check_references(entry)
         self._apply(entry, legs)
         self.seq, self.head_hash = seq, entry.entry_hash
+
+    def _check_kind(self, entry: EntryRow, legs: Sequence[LegRow]) -> None:
+        root = entry.kind.split(".", 1)[0]
+        if root == "notice":
+            if legs:
+                raise self.fail(entry.seq, "a notice carries no legs")
+        elif root in ("hold", "reversal") and entry.kind not in SYSTEM_KINDS:
+            raise self.fail(entry.seq, f"unknown reserved kind {entry.kind!r}")
+        elif entry.kind == KIND_HOLD and (len(legs) != 2 or legs[0].amount >= 0):
+            raise self.fail(entry.seq, "a hold moves one amount from one account to another")
 
     def _check_references(self, entry: EntryRow) -> None:
         if entry.kind in (KIND_HOLD_POST, KIND_HOLD_VOID):
@@ -118,6 +133,8 @@ class BookVerifier:
                 (leg.account_id, leg.amount) for leg in legs
             ]:
                 raise self.fail(entry.seq, "a void's legs differ from the hold's")
+            if entry.kind == KIND_HOLD_POST and not _posts_within(held, legs):
+                raise self.fail(entry.seq, "a post moves other accounts or more than the hold")
         if entry.kind == KIND_HOLD:
             self.open_holds[entry.tx_id] = list(legs)
         for leg in legs:
@@ -148,6 +165,20 @@ class BookVerifier:
                 expected.pending_credits,
             ):
                 raise self.fail(last_seq, f"stored balance of account {account_id} differs")
+
+
+SYSTEM_KINDS = (KIND_HOLD, KIND_HOLD_POST, KIND_HOLD_VOID, KIND_REVERSAL)
+
+
+def _posts_within(held: Sequence[LegRow], legs: Sequence[LegRow]) -> bool:
+    if len(legs) != 2 or len(held) != 2:
+        return False
+    amount = legs[1].amount
+    return (
+        [leg.account_id for leg in legs] == [h.account_id for h in held]
+        and legs[0].amount == -amount
+        and 0 < amount <= held[1].amount
+    )
 
 
 def _prefix(book: str, kind: str, legs: Sequence[LegRow]) -> bytes:

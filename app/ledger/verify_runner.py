@@ -7,9 +7,23 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.verify import BookVerifier, EntryRow, LegRow, summary
+from app.ledger.verify import BookVerifier, EntryRow, LegRow, VerificationError, summary
 
 CHUNK = 5000
+
+# Reversals whose target is missing, later, of another book or kind, or not exactly negated.
+BAD_REVERSALS = """
+SELECT min(r.seq) FROM journal_entries r
+LEFT JOIN journal_entries o ON o.tx_id = r.reverses
+WHERE r.book_code = $1 AND r.kind = 'reversal' AND (
+    o.tx_id IS NULL OR o.book_code <> r.book_code OR o.seq >= r.seq
+    OR o.kind IN ('hold', 'hold.void', 'reversal') OR o.kind LIKE 'notice.%'
+    OR (SELECT array_agg(account_id::text || ':' || (-amount) ORDER BY leg_index)
+          FROM journal_legs WHERE book_code = o.book_code AND seq = o.seq)
+       IS DISTINCT FROM
+       (SELECT array_agg(account_id::text || ':' || amount ORDER BY leg_index)
+          FROM journal_legs WHERE book_code = r.book_code AND seq = r.seq))
+"""
 
 
 async def book_codes(conn: asyncpg.Connection) -> list[tuple[str, int]]:
@@ -66,4 +80,9 @@ async def verify_book(
         }
         stored_head = (last, head["entry_hash"] if head else "0" * 64)
         verifier.finish(stored_head, accounts)
+        bad = await conn.fetchval(BAD_REVERSALS, book)
+        if bad is not None:
+            raise VerificationError(
+                book, bad, "a reversal does not negate an earlier reversible entry"
+            )
     return summary(verifier)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -187,3 +188,83 @@ async def test_verify_catches_a_balance_changed_behind_its_back(
     result = await run_cli(cli_env, "verify")
     assert result.returncode == 1
     assert f"book {book} at seq 5" in result.stderr and member in result.stderr
+
+
+async def test_verify_catches_a_forged_reversal_that_does_not_negate(
+    api: Api, database: ScratchDatabase, cli_env: dict[str, str]
+) -> None:
+    """A well-chained, balanced entry that claims to reverse a transaction but repeats it."""
+    from app.kit.clock import rfc3339_micro, utc_now
+    from app.ledger.journal import Leg, entry_bytes, entry_object, hash_bytes
+
+    book, issuance, member = await seed(api, 2)
+    tx = (await api.client.get(f"/v1/accounts/{member}/entries")).json()["items"][0]["tx_id"]
+    conn = await asyncpg.connect(database.superuser_url)
+    try:
+        head = await conn.fetchrow(
+            "SELECT seq, entry_hash FROM book_heads WHERE book_code=$1", book
+        )
+        seq, now, tx_id = head["seq"] + 1, utc_now(), str(uuid.uuid4())
+        legs = [Leg(issuance, "HOUR", -11), Leg(member, "HOUR", 11)]  # same sign: not negated
+        entry = entry_object(
+            book=book,
+            seq=seq,
+            tx_id=tx_id,
+            kind="reversal",
+            posted_at=rfc3339_micro(now),
+            legs=legs,
+            memo="",
+            meta={"reverses": tx},
+            prev_hash=head["entry_hash"],
+        )
+        body = entry_bytes(entry)
+        posted = {
+            r[0]: r[1]
+            for r in await conn.fetch(
+                "SELECT id::text, posted FROM accounts WHERE book_code = $1", book
+            )
+        }
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO journal_entries (book_code, seq, tx_id, kind, posted_at, prev_hash, "
+                "entry_hash, body, reverses) VALUES ($1,$2,$3,'reversal',$4,$5,$6,$7,$8)",
+                book,
+                seq,
+                tx_id,
+                now,
+                head["entry_hash"],
+                hash_bytes(body),
+                body,
+                tx,
+            )
+            after = [posted[leg.account_id] + leg.amount for leg in legs]
+            await conn.execute(
+                "INSERT INTO journal_legs VALUES ($1,$2,0,$3,'HOUR',$4,$5,0,0), "
+                "($1,$2,1,$6,'HOUR',$7,$8,0,0)",
+                book,
+                seq,
+                issuance,
+                legs[0].amount,
+                after[0],
+                member,
+                legs[1].amount,
+                after[1],
+            )
+            for leg, balance in zip(legs, after, strict=True):
+                await conn.execute(
+                    "UPDATE accounts SET posted=$2, last_seq=$3 WHERE id=$1",
+                    leg.account_id,
+                    balance,
+                    seq,
+                )
+            await conn.execute(
+                "UPDATE book_heads SET seq=$2, entry_hash=$3 WHERE book_code=$1",
+                book,
+                seq,
+                hash_bytes(body),
+            )
+    finally:
+        await conn.close()
+    result = await run_cli(cli_env, "verify")
+    assert result.returncode == 1
+    assert f"book {book} at seq {seq}: a reversal does not negate" in result.stderr

@@ -211,6 +211,7 @@ async def test_holds_post_for_less_void_and_available(api: Api) -> None:
         f"/v1/holds/{second['id']}/void", headers={"Idempotency-Key": uuid.uuid4().hex}
     )
     assert r.status_code == 200 and r.json()["entry"]["meta"]["reason"] == "voided"
+    assert r.json()["status"] == "voided"
     assert (await api.balance(member))["available"] == 50
     assert (await api.client.get(f"/v1/holds/{second['id']}")).json()["status"] == "voided"
 

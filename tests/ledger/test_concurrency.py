@@ -6,7 +6,11 @@ import asyncio
 import uuid
 
 import asyncpg
+import httpx
 
+from app.config import Settings
+from app.identity.credentials import create_credential
+from app.main import create_app
 from tests.conftest import Api, ScratchDatabase
 
 
@@ -127,3 +131,40 @@ async def test_many_books_in_parallel_each_gapless(api: Api) -> None:
     for b in books:
         seqs = sorted(r.json()["seq"] for r in responses if r.json()["book"] == b)
         assert seqs == list(range(1, 41))
+
+
+async def test_a_repeat_waits_for_the_first_then_gives_up_with_409(
+    test_settings: Settings, database: ScratchDatabase
+) -> None:
+    """While the first request with a key cannot finish, a repeat waits, then answers 409."""
+    app = create_app(test_settings.model_copy(update={"idempotency_wait_s": 0.3}))
+    async with app.router.lifespan_context(app):
+        async with app.state.sessions() as session, session.begin():
+            _, token = await create_credential(session, "admin")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            api = Api(client, token, app)
+            book = await api.book()
+            issuance, member = await api.funded(book, 0)
+            blocker = await asyncpg.connect(database.app_url)
+            try:
+                # Hold the chain head so the first posting cannot be appended yet.
+                tx = blocker.transaction()
+                await tx.start()
+                await blocker.execute(
+                    "SELECT 1 FROM book_heads WHERE book_code=$1 FOR UPDATE", book
+                )
+                first = asyncio.create_task(api.transfer(book, issuance, member, 5, key="slow"))
+                await asyncio.sleep(0)  # let the first request reach the sequencer
+                repeat = await api.transfer(book, issuance, member, 5, key="slow")
+                assert repeat.status_code == 409
+                assert repeat.json()["type"] == "urn:timebank:problem:idempotency-in-flight"
+                await tx.rollback()
+            finally:
+                await blocker.close()
+            assert (await first).status_code == 201
+            again = await api.transfer(book, issuance, member, 5, key="slow")
+            assert again.headers["Idempotent-Replayed"] == "true"
+            assert (await api.balance(member))["posted"] == 5
