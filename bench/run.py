@@ -1,0 +1,578 @@
+"""One benchmark run: three figures, each as a ratio against a baseline measured in the same run.
+
+(a) HTTP: two-leg transfers/s and p50/p99 latency over N keep-alive connections against
+    `timebank serve`, next to a bare FastAPI endpoint (bench/bare_app.py) served the same way.
+(b) In process: postings/s through the sequencer (group commit), next to an asyncpg COPY of
+    the same journal rows into a plain table.
+(c) verify_book entries/s, next to fetching the same bodies and hashing them with SHA-256.
+
+Everything runs against a fresh embedded PostgreSQL in a temporary directory, which is stopped
+and deleted at the end (also on Ctrl-C or an error). Targets are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from bench.loadgen import LoadResult, RequestFactory, run_load
+from bench.procs import CpuProbe, Server, force_stop_postgres, free_port, postgres_pids
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench-results"
+HOST = "127.0.0.1"
+BOOK = "bench"
+INPROC_BOOK = "bench_inproc"
+T = TypeVar("T")
+
+TARGETS = {"http_ratio": 0.5, "http_p99_ms": 50.0, "postings_ratio": 0.15, "verify_ratio": 0.3}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when installed (uvicorn serves on uvloop too)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--connections", type=int, default=32, help="HTTP connections (a)")
+    p.add_argument("--warmup", type=float, default=3.0, help="HTTP warm-up seconds per server")
+    p.add_argument("--duration", type=float, default=10.0, help="HTTP measured seconds per server")
+    p.add_argument("--members", type=int, default=64, help="member accounts per book")
+    p.add_argument("--client", choices=("raw", "httpx"), default="raw", help="HTTP client (a)")
+    p.add_argument("--postings", type=int, default=20_000, help="timed postings (b)")
+    p.add_argument("--inflight", type=int, default=2_000, help="postings in flight (b)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of COPY and verify (b, c)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy profiles of both servers (a) and of (b) and (c) into bench-results/ "
+        "(needs py-spy on PATH; skews the figures)",
+    )
+    p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    return p.parse_args(argv)
+
+
+def machine_facts() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for package in (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "pydantic",
+        "asyncpg",
+        "uvloop",
+        "httptools",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def child_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMEBANK_")}
+    env["TIMEBANK_DATA_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def create_token(timebank: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [timebank, "credentials", "create", "--role", "admin", "--name", "bench"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"credentials create failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1].strip()
+
+
+def transfer_body(issuance: str, member: str) -> bytes:
+    return json.dumps(
+        {
+            "kind": "transfer",
+            "legs": [
+                {"account_id": issuance, "amount": -1},
+                {"account_id": member, "amount": 1},
+            ],
+            "memo": "",
+            "meta": {},
+        }
+    ).encode()
+
+
+def setup_book(base: str, token: str, members: int) -> tuple[str, list[str], int]:
+    """Book, issuance account and members over HTTP; one probe transfer (its answer size)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            answer = http.post(path, json=body)
+            if answer.status_code != 201:
+                raise RuntimeError(f"POST {path}: {answer.status_code} {answer.text[:500]}")
+            result: dict[str, Any] = answer.json()
+            return result
+
+        post("/v1/books", {"code": BOOK, "name": BOOK})
+        issuance = post(
+            f"/v1/books/{BOOK}/accounts",
+            {"asset": "HOUR", "owner": "system:issuance", "overdraft_limit": 1_000_000_000_000},
+        )["id"]
+        ids = [
+            post(f"/v1/books/{BOOK}/accounts", {"asset": "HOUR", "owner": f"person:{n}"})["id"]
+            for n in range(members)
+        ]
+        answer = http.post(
+            f"/v1/books/{BOOK}/transactions",
+            content=transfer_body(issuance, ids[0]),
+            headers={
+                "Idempotency-Key": f"probe-{uuid.uuid4()}",
+                "Content-Type": "application/json",
+            },
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"probe transfer: {answer.status_code} {answer.text[:500]}")
+    return issuance, ids, len(answer.content)
+
+
+def batch_counters(base: str) -> tuple[float, float]:
+    text = httpx.get(base + "/metrics", timeout=10).text
+    values = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for key in values:
+            if line.startswith(f"timebank_ledger_batch_size_{key} "):
+                values[key] = float(line.split()[1])
+    return values["sum"], values["count"]
+
+
+@contextlib.contextmanager
+def spying(enabled: bool, name: str, pid: int) -> Iterator[None]:
+    """A py-spy profile of `pid` while the block runs (bench-results/pyspy-NAME.txt)."""
+    if not enabled:
+        yield
+        return
+    spy = subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+         "--nonblocking", "--output", str(RESULTS / f"pyspy-{name}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)  # let it attach
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+
+
+def http_phase(
+    name: str,
+    port: int,
+    factory: RequestFactory,
+    probe: CpuProbe,
+    args: argparse.Namespace,
+    profile_pid: int | None = None,
+    companion: Callable[[float, float], Coroutine[Any, Any, Any]] | None = None,
+) -> tuple[LoadResult, dict[str, float]]:
+    spy: list[subprocess.Popen[bytes]] = []
+
+    def on_window(event: str) -> None:
+        probe.on_window(event)
+        if event == "start" and profile_pid is not None:
+            out = RESULTS / f"pyspy-{name}.txt"
+            spy.append(
+                subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(profile_pid), "--duration",
+                     str(int(args.duration)), "--rate", "200", "--format", "raw",
+                     "--nonblocking", "--output", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+
+    log(f"(a) {name}: {args.connections} connections, {args.warmup:g}s warm-up + "
+        f"{args.duration:g}s measured")  # fmt: skip
+    try:
+        result = run_async(
+            run_load(
+                HOST,
+                port,
+                factory,
+                connections=args.connections,
+                warmup_s=args.warmup,
+                duration_s=args.duration,
+                client=args.client,
+                on_window=on_window,
+                companion=companion,
+            )
+        )
+    finally:
+        for proc in spy:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return result, dict(probe.result)
+
+
+def measure_http(
+    args: argparse.Namespace,
+    timebank: str,
+    env: dict[str, str],
+    pgdata: Path,
+    servers: list[Any],
+    urls: Any,
+    settings: Any,
+) -> dict[str, Any]:
+    from bench.inprocess import sample_activity
+
+    ledger_port, bare_port = free_port(), free_port()
+    ledger = Server(
+        "ledger",
+        [timebank, "serve", "--host", HOST, "--port", str(ledger_port)],
+        env,
+        RESULTS / "ledger-server.log",
+        ROOT,
+    )
+    servers.append(ledger)
+    ledger.start()
+    base = f"http://{HOST}:{ledger_port}"
+    ledger.wait_ready(base + "/readyz")
+    log(f"ledger serving on {base} (pid {ledger.pid})")
+    token = create_token(timebank, env)
+    issuance, members, probe_bytes = setup_book(base, token, args.members)
+    log(f"book {BOOK!r}: issuance + {len(members)} members; one transfer = {probe_bytes} B")
+
+    nonce = uuid.uuid4().hex[:10]
+    bodies = [transfer_body(issuance, m) for m in members]
+    auth = f"Bearer {token}"
+
+    def make_factory(path: str) -> RequestFactory:
+        def factory(conn: int, i: int) -> tuple[str, dict[str, str], bytes]:
+            headers = {"Authorization": auth, "Idempotency-Key": f"{nonce}-{path[1:3]}-{conn}-{i}"}
+            return path, headers, bodies[(conn + i) % len(bodies)]
+
+        return factory
+
+    bare = Server(
+        "bare",
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", HOST, "--port",
+         str(bare_port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
+        env,
+        RESULTS / "bare-server.log",
+        ROOT,
+    )  # fmt: skip
+    servers.append(bare)
+    bare.start()
+    bare.wait_ready(f"http://{HOST}:{bare_port}/openapi.json")
+    bare_probe = CpuProbe({"server": lambda: [bare.pid]})
+    bare_result, bare_cpu = http_phase(
+        "bare", bare_port, make_factory("/bare"), bare_probe, args,
+        bare.pid if args.profile else None,
+    )  # fmt: skip
+    bare.stop()
+
+    ledger_probe = CpuProbe(
+        {"server": lambda: [ledger.pid], "postgres": lambda: postgres_pids(pgdata)}
+    )
+    sum0, count0 = batch_counters(base)
+    ledger_result, ledger_cpu = http_phase(
+        "ledger", ledger_port, make_factory(f"/v1/books/{BOOK}/transactions"), ledger_probe, args,
+        ledger.pid if args.profile else None,
+        functools.partial(sample_activity, urls.app, settings.app_role),
+    )  # fmt: skip
+    sum1, count1 = batch_counters(base)
+    code = ledger.stop()
+    log(f"ledger server stopped (exit {code})")
+
+    ratio = ledger_result.rps / bare_result.rps if bare_result.rps else 0.0
+    ok = ratio >= TARGETS["http_ratio"] and ledger_result.p99_ms <= TARGETS["http_p99_ms"]
+    batches = count1 - count0
+    return {
+        "client": args.client,
+        "connections": args.connections,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "ledger": {
+            **{k: v for k, v in ledger_result.as_json().items() if k != "companion"},
+            "cpu_pct": ledger_cpu,
+            "mean_batch_size_incl_warmup": round((sum1 - sum0) / batches, 1) if batches else None,
+            "pg_activity": ledger_result.companion,
+        },
+        "bare": {
+            **{k: v for k, v in bare_result.as_json().items() if k != "companion"},
+            "cpu_pct": bare_cpu,
+        },
+        "ratio": round(ratio, 3),
+        "target": f"ratio >= {TARGETS['http_ratio']} and ledger p99 <= {TARGETS['http_p99_ms']} ms",
+        "pass": ok,
+    }
+
+
+def measure_inprocess(
+    args: argparse.Namespace, urls: Any, settings: Any, pgdata: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from bench.inprocess import bench_copy, bench_postings, bench_verify
+
+    warmup = min(1000, args.postings)
+    probe = CpuProbe({"postgres": lambda: postgres_pids(pgdata), "bench": lambda: [os.getpid()]})
+    log(f"(b) {args.postings} postings in process, {args.inflight} in flight "
+        f"(after {warmup} warm-up postings)")  # fmt: skip
+    with spying(args.profile, "postings", os.getpid()):
+        postings = run_async(
+            bench_postings(
+                urls,
+                settings,
+                book=INPROC_BOOK,
+                count=args.postings,
+                inflight=args.inflight,
+                members=args.members,
+                warmup=warmup,
+                probe=probe,
+            )
+        )
+    log(f"(b) COPY baseline of the same {postings['ok']} journal rows, {args.reps} reps")
+    copy = run_async(
+        bench_copy(
+            urls,
+            settings,
+            book=INPROC_BOOK,
+            first_seq=postings["first_timed_seq"],
+            count=postings["ok"],
+            reps=args.reps,
+        )
+    )
+    ratio_b = postings["postings_per_s"] / copy["rows_per_s"] if copy["rows_per_s"] else 0.0
+    log(f"(c) verify_book {INPROC_BOOK!r} vs fetch + sha256, {args.reps} reps")
+    with spying(args.profile, "verify", os.getpid()):
+        verify = run_async(bench_verify(urls, book=INPROC_BOOK, reps=args.reps))
+    ratio_c = verify["verify_entries_per_s"] / verify["baseline_entries_per_s"]
+    b = {
+        "ledger": postings,
+        "copy_baseline": copy,
+        "ratio": round(ratio_b, 3),
+        "target": f"ratio >= {TARGETS['postings_ratio']}",
+        "pass": ratio_b >= TARGETS["postings_ratio"],
+    }
+    c = {
+        **verify,
+        "ratio": round(ratio_c, 3),
+        "target": f"ratio >= {TARGETS['verify_ratio']}",
+        "pass": ratio_c >= TARGETS["verify_ratio"],
+    }
+    return b, c
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _http_cell(label: str, r: dict[str, Any]) -> str:
+    return f"{label}{r['rps']:.0f} rps  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms"
+
+
+def _http_detail(r: dict[str, Any]) -> str:
+    return (
+        f"{r['requests']} requests, {r['errors']} errors, mean {r['mean_ms']:.1f} ms, "
+        f"p90 {r['p90_ms']:.1f} ms, max {r['max_ms']:.1f} ms; body {r['request_bytes']} B in, "
+        f"{r['response_bytes']} B out"
+    )
+
+
+def render(summary: dict[str, Any]) -> str:
+    m, a, b, c = summary["machine"], summary["http"], summary["postings"], summary["verify"]
+    pg = summary["postgres"]
+    lines = [
+        f"Timebank ledger benchmark  {summary['started_at']}  ({summary['seconds']:.0f} s)",
+        f"machine : {m['cpu_model']}, {m['cpu_count']} cores ({m['cpus_usable']} usable), "
+        f"Python {m['python']}",
+        f"postgres: {pg['version']}",
+        f"          fsync={pg['fsync']} synchronous_commit={pg['synchronous_commit']} "
+        f"shared_buffers={pg['shared_buffers']}; one durable commit {pg['commit_ms_median']} ms "
+        "(median; embedded, Unix socket)",
+        "",
+    ]
+    la, ba = a["ledger"], a["bare"]
+    rows = [
+        ("figure", "ledger", "baseline", "ratio", "target", "result"),
+        (
+            f"(a) HTTP transfers, {a['connections']} conns",
+            _http_cell("", la),
+            _http_cell("bare FastAPI ", ba),
+            f"{a['ratio']:.3f}",
+            f">= {TARGETS['http_ratio']} & p99 <= {TARGETS['http_p99_ms']:.0f} ms",
+            verdict(a["pass"]),
+        ),
+        (
+            "(b) postings in process",
+            f"{b['ledger']['postings_per_s']:.0f} postings/s",
+            f"asyncpg COPY {b['copy_baseline']['rows_per_s']:.0f} rows/s",
+            f"{b['ratio']:.3f}",
+            f">= {TARGETS['postings_ratio']}",
+            verdict(b["pass"]),
+        ),
+        (
+            "(c) verify",
+            f"{c['verify_entries_per_s']:.0f} entries/s",
+            f"fetch+sha256 {c['baseline_entries_per_s']:.0f} entries/s",
+            f"{c['ratio']:.3f}",
+            f">= {TARGETS['verify_ratio']}",
+            verdict(c["pass"]),
+        ),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "",
+        f"(a) {a['client']} HTTP/1.1 keep-alive client, {a['connections']} connections, "
+        f"{a['warmup_s']:g}s warm-up + {a['duration_s']:g}s measured per server, same process "
+        "for both; uvicorn --workers 1, log_level warning, no access log, uvloop + httptools",
+        f"    ledger: {_http_detail(la)}; mean batch {la['mean_batch_size_incl_warmup']}",
+        f"    bare  : {_http_detail(ba)}",
+        f"    CPU % of one core while measured: ledger server {la['cpu_pct'].get('server')}, "
+        f"postgres {la['cpu_pct'].get('postgres')}, client {la['client_cpu_pct']:.0f} | "
+        f"bare server {ba['cpu_pct'].get('server')}, client {ba['client_cpu_pct']:.0f}",
+    ]
+    act = la.get("pg_activity") or {}
+    lines.append(
+        f"    ledger's app-role sessions in pg_stat_activity ({act.get('samples')} samples, % of "
+        f"time): {act.get('pct_of_samples')}; waits while active {act.get('active_wait_events')}"
+    )
+    if max(la["client_cpu_pct"], ba["client_cpu_pct"]) > 80:
+        lines.append(
+            "    WARNING: the load generator used most of a core; these figures measure the client"
+        )
+    if la["first_error"] or ba["first_error"]:
+        lines.append(f"    first error: ledger {la['first_error']} bare {ba['first_error']}")
+    bl, bc = b["ledger"], b["copy_baseline"]
+    lines += [
+        f"(b) {bl['ok']}/{bl['postings']} two-leg transfers via service.post_transaction with "
+        f"Idempotency refs, {bl['inflight']} in flight, {bl['seconds']} s; {bl['batches']} "
+        f"batches, mean {bl['mean_batch_size']} (max {bl['max_batch_size']}); CPU %: bench "
+        f"process {bl['cpu_pct'].get('bench')}, postgres {bl['cpu_pct'].get('postgres')}",
+        f"    baseline: {bc['how']}; {bc['rows']} rows, body {bc['mean_body_bytes']} B; "
+        f"runs {bc['seconds']} s",
+        f"    wall s in sequencer steps (wrapped in this process): {bl['batch_split_s']['steps']}",
+        f"    wall s awaiting each statement: {bl['batch_split_s']['statements']}",
+        f"(c) {c['entries']} entries; verify runs {c['verify_seconds']} s; baseline runs "
+        f"{c['baseline_seconds']} s; hash alone {c['hash_only_entries_per_s']:.0f} entries/s; "
+        f"verify's own two queries alone, no checks: "
+        f"{c['verify_queries_only_entries_per_s']:.0f} entries/s",
+        f"    {c['how']}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def terminate(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    if args.profile and shutil.which("py-spy") is None:
+        log("--profile needs py-spy on PATH (.venv/bin/pip install py-spy)")
+        return 2
+    RESULTS.mkdir(exist_ok=True)
+    timebank = shutil.which("timebank") or str(Path(sys.executable).parent / "timebank")
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data_dir = Path(tempfile.mkdtemp(prefix="tb-bench-"))
+    pgdata = data_dir / "pgdata"
+    servers: list[Server] = []
+    summary: dict[str, Any] = {"started_at": started_at}
+
+    import app.db
+    from app.config import Settings
+
+    try:
+        # Start the embedded PostgreSQL here first: this process holds a handle to it from start
+        # to end, and the servers started below reuse it through TIMEBANK_DATA_DIR.
+        settings = Settings(data_dir=data_dir, database_url=None, migration_database_url=None)
+        log(f"pid {os.getpid()}; embedded PostgreSQL in {data_dir}")
+        urls = app.db.resolve_database(settings)
+        from bench.inprocess import server_facts
+
+        summary["machine"] = machine_facts()
+        summary["postgres"] = run_async(server_facts(urls.app))
+        env = child_env(data_dir)
+        summary["http"] = measure_http(args, timebank, env, pgdata, servers, urls, settings)
+        summary["postings"], summary["verify"] = measure_inprocess(args, urls, settings, pgdata)
+    except BaseException as exc:
+        log(f"failed: {type(exc).__name__}: {exc}")
+        for server in servers:
+            if server.proc is not None and server.proc.returncode not in (None, 0, -15):
+                log(f"{server.name} log tail:\n{server.log_tail()}")
+        raise
+    finally:
+        for server in servers:
+            server.stop()
+        if app.db._embedded is not None:
+            app.db._embedded.stop()
+        if force_stop_postgres(pgdata):
+            shutil.rmtree(data_dir, ignore_errors=True)
+            log("servers and embedded PostgreSQL stopped; temporary directory removed")
+        else:
+            log(f"WARNING: PostgreSQL of {pgdata} still running; directory kept")
+
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    print(render(summary))
+    print()
+    print(json.dumps(summary, indent=2))
+    shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
+    log(f"wrote {shown}")
+    return 0
