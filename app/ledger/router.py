@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from app.dependencies import SequencerDep, SessionDep
+from app.errors import PROBLEM_MEDIA_TYPE
 from app.identity.dependencies import Idempotency, Reader, Writer, check_book
-from app.kit.responses import json_response
 from app.ledger import schemas, service
 from app.ledger.sequencer import Outcome
 
@@ -30,7 +30,8 @@ POSTING_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _answer(outcome: Outcome) -> Response:
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return json_response(outcome.status_code, outcome.body, headers)
+    media = PROBLEM_MEDIA_TYPE if outcome.status_code >= 400 else "application/json"
+    return Response(outcome.payload, outcome.status_code, headers, media)
 
 
 @router.post("/books", status_code=201, response_model=schemas.BookRead, responses=POSTING_ERRORS)

@@ -1,0 +1,206 @@
+"""The SQL of one group-commit batch: lock the head, load and lock state, write everything.
+
+A batch costs five round trips whatever its size: BEGIN, the head lock, one read of every
+row it needs (locked), one statement that writes every row (data-modifying CTEs), COMMIT.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.ledger.journal import BalanceState
+from app.ledger.posting import AccountState, HoldState
+
+HEAD_LOCK = "SELECT seq, entry_hash, posted_at FROM book_heads WHERE book_code = $1 FOR UPDATE"
+
+# The batch's head lock serialises every writer of the book's accounts and holds, so the order
+# of the row locks below cannot deadlock with another batch.
+READ_STATE = """
+SELECT
+  (SELECT coalesce(json_agg(a), '[]') FROM (
+     SELECT id, book_code, asset, status, overdraft_limit, posted, pending_debits,
+            pending_credits, last_seq
+       FROM accounts
+      WHERE id = ANY($1::uuid[])
+         OR id IN (SELECT from_account_id FROM holds WHERE id = ANY($2::uuid[]))
+         OR id IN (SELECT to_account_id FROM holds WHERE id = ANY($2::uuid[]))
+      ORDER BY id FOR UPDATE) a) AS accounts,
+  (SELECT coalesce(json_agg(h), '[]') FROM (
+     SELECT id, book_code, from_account_id, to_account_id, asset, amount, expires_at, status
+       FROM holds WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE) h) AS holds,
+  (SELECT coalesce(json_agg(k), '[]') FROM (
+     SELECT k.credential_id, k.key, k.request_hash, k.status_code, k.response::text AS response
+       FROM idempotency_keys k
+       JOIN unnest($3::uuid[], $4::text[]) AS q(cid, key)
+         ON k.credential_id = q.cid AND k.key = q.key) k) AS stored,
+  (SELECT coalesce(json_agg(reverses), '[]') FROM journal_entries
+    WHERE reverses = ANY($5::uuid[])) AS reversed
+"""
+
+WRITE_BATCH = """
+WITH
+ entries AS (
+   INSERT INTO journal_entries (book_code, posted_at, seq, tx_id, kind, prev_hash, entry_hash,
+                                body, reverses, resolves_hold)
+   SELECT $1, $2, * FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                                $8::bytea[], $9::uuid[], $10::uuid[])),
+ legs AS (
+   INSERT INTO journal_legs (book_code, seq, leg_index, account_id, asset, amount, posted_after,
+                             pending_debits_after, pending_credits_after)
+   SELECT $1, * FROM unnest($11::bigint[], $12::smallint[], $13::uuid[], $14::text[],
+                            $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[])),
+ balances AS (
+   UPDATE accounts t SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc,
+                         last_seq = u.last_seq
+     FROM unnest($19::uuid[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[])
+          AS u(id, posted, pd, pc, last_seq)
+    WHERE t.id = u.id),
+ new_holds AS (
+   INSERT INTO holds (id, book_code, seq, from_account_id, to_account_id, asset, amount,
+                      expires_at, status, resolved_by, posted_amount)
+   SELECT u.id, $1, u.seq, u.f, u.t, u.asset, u.amount, u.exp, u.status, u.by, u.posted
+     FROM unnest($24::uuid[], $25::bigint[], $26::uuid[], $27::uuid[], $28::text[],
+                 $29::bigint[], $30::timestamptz[], $31::text[], $32::uuid[], $33::bigint[])
+          AS u(id, seq, f, t, asset, amount, exp, status, by, posted)),
+ resolved_holds AS (
+   UPDATE holds t SET status = u.status, resolved_by = u.by, posted_amount = u.posted
+     FROM unnest($34::uuid[], $35::text[], $36::uuid[], $37::bigint[])
+          AS u(id, status, by, posted)
+    WHERE t.id = u.id),
+ head AS (
+   UPDATE book_heads SET seq = $38, entry_hash = $39, posted_at = $2
+    WHERE book_code = $1 AND cardinality($3::bigint[]) > 0),
+ answers AS (
+   INSERT INTO idempotency_keys (credential_id, key, request_hash, status_code, response)
+   SELECT * FROM unnest($40::uuid[], $41::text[], $42::text[], $43::int[], $44::jsonb[]))
+SELECT 1
+"""
+
+
+@dataclass
+class BatchState:
+    """The rows a batch read and locked."""
+
+    accounts: dict[str, AccountState]
+    holds: dict[str, HoldState]
+    stored: dict[tuple[str, str], tuple[str, int, bytes]]
+    reversed_ids: set[str]
+
+
+@dataclass
+class BatchRows:
+    """What a batch will write, column by column."""
+
+    book: str
+    posted_at: datetime
+    entries: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(8)])
+    legs: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(8)])
+    new_holds: dict[str, list[Any]] = field(default_factory=dict)
+    resolved_holds: list[tuple[str, str, str, int | None]] = field(default_factory=list)
+    answers: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(5)])
+
+    def add_entry(self, *values: Any) -> None:
+        for column, value in zip(self.entries, values, strict=True):
+            column.append(value)
+
+    def add_leg(self, *values: Any) -> None:
+        for column, value in zip(self.legs, values, strict=True):
+            column.append(value)
+
+    def add_answer(self, *values: Any) -> None:
+        for column, value in zip(self.answers, values, strict=True):
+            column.append(value)
+
+    def resolve_hold(self, hold_id: str, status: str, by: str, posted: int | None) -> None:
+        new = self.new_holds.get(hold_id)
+        if new is not None:  # placed and resolved in one batch: write its final state
+            new[7:10] = [status, by, posted]
+        else:
+            self.resolved_holds.append((hold_id, status, by, posted))
+
+
+async def load_state(
+    conn: asyncpg.Connection,
+    account_ids: Iterable[str],
+    hold_ids: Iterable[str],
+    keys: list[tuple[str, str]],
+    reversal_targets: Iterable[str],
+) -> BatchState:
+    """Lock and read the accounts and holds a batch touches, its stored answers and reversals."""
+    row = await conn.fetchrow(
+        READ_STATE,
+        list(account_ids),
+        list(hold_ids),
+        [cid for cid, _ in keys],
+        [key for _, key in keys],
+        list(reversal_targets),
+    )
+    accounts = {
+        a["id"]: AccountState(
+            a["id"],
+            a["book_code"],
+            a["asset"],
+            a["status"],
+            a["overdraft_limit"],
+            BalanceState(a["posted"], a["pending_debits"], a["pending_credits"]),
+            a["last_seq"],
+        )
+        for a in json.loads(row["accounts"])
+    }
+    holds = {
+        h["id"]: HoldState(
+            h["id"],
+            h["book_code"],
+            h["from_account_id"],
+            h["to_account_id"],
+            h["asset"],
+            h["amount"],
+            datetime.fromisoformat(h["expires_at"]),
+            h["status"],
+        )
+        for h in json.loads(row["holds"])
+    }
+    stored = {
+        (k["credential_id"], k["key"]): (
+            k["request_hash"],
+            k["status_code"],
+            k["response"].encode(),
+        )
+        for k in json.loads(row["stored"])
+    }
+    return BatchState(accounts, holds, stored, set(json.loads(row["reversed"])))
+
+
+async def write_batch(
+    conn: asyncpg.Connection,
+    rows: BatchRows,
+    changed: Iterable[AccountState],
+    head: tuple[int, str],
+) -> None:
+    """Write a batch's entries, legs, balances, holds, head and answers in one statement."""
+    changed = list(changed)
+    new_holds: list[Sequence[Any]] = list(zip(*rows.new_holds.values(), strict=True))
+    resolved: list[Sequence[Any]] = list(zip(*rows.resolved_holds, strict=True))
+    await conn.execute(
+        WRITE_BATCH,
+        rows.book,
+        rows.posted_at,
+        *rows.entries,
+        *rows.legs,
+        [a.id for a in changed],
+        [a.balance.posted for a in changed],
+        [a.balance.pending_debits for a in changed],
+        [a.balance.pending_credits for a in changed],
+        [a.last_seq for a in changed],
+        *(list(column) for column in new_holds or [()] * 10),
+        *(list(column) for column in resolved or [()] * 4),
+        head[0],
+        head[1],
+        *rows.answers,
+    )
