@@ -11,10 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.ledger import errors, schemas
+from app.ledger import errors, schemas, store
+from app.ledger.answers import balance_json, posting_from_row
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL, NOTICE_PREFIX, BalanceState
 from app.ledger.posting import Action, Draft
-from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer, balance_json, posting_body
+from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
 
 NOT_REVERSIBLE = (KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL)
 
@@ -183,30 +184,12 @@ async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> dict[str, 
     """A posted entry as the posting answered it, balances as they were right after it."""
     row = (
         await session.execute(
-            text("SELECT book_code, seq, body, entry_hash FROM journal_entries WHERE tx_id = :id"),
-            {"id": tx_id},
+            text(store.POSTINGS.replace("$1::uuid[]", "CAST(:ids AS uuid[])")), {"ids": [tx_id]}
         )
     ).one_or_none()
     if row is None:
         raise errors.TransactionNotFound(f"transaction {tx_id} does not exist")
-    legs = (
-        await session.execute(
-            text(
-                "SELECT DISTINCT ON (account_id) account_id, asset, posted_after, "
-                "pending_debits_after, pending_credits_after FROM journal_legs "
-                "WHERE book_code = :b AND seq = :s ORDER BY account_id, leg_index DESC"
-            ),
-            {"b": row.book_code, "s": row.seq},
-        )
-    ).all()
-    entry = json.loads(bytes(row.body))
-    # Balances in the order the accounts first appear in the legs, as the posting answered.
-    order = {leg["account_id"]: i for i, leg in reversed(list(enumerate(entry["legs"])))}
-    balances = sorted(
-        (balance_json(str(leg.account_id), leg.asset, BalanceState(*leg[2:5])) for leg in legs),
-        key=lambda b: order.get(b["account_id"], 0),
-    )
-    return posting_body(entry, row.entry_hash, balances)
+    return posting_from_row(row.body, row.entry_hash, row.balances)
 
 
 async def post_transaction(

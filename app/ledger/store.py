@@ -14,8 +14,20 @@ from typing import Any
 
 import asyncpg
 
+from app.ledger.answers import posting_from_row, serialise
 from app.ledger.journal import BalanceState
 from app.ledger.posting import AccountState, HoldState
+
+# An entry with its accounts' balances right after it (the last leg of each account).
+POSTINGS = """
+SELECT e.tx_id::text AS tx_id, e.body, e.entry_hash,
+       (SELECT json_agg(json_build_array(l.account_id, l.asset, l.posted_after,
+                                         l.pending_debits_after, l.pending_credits_after))
+          FROM (SELECT DISTINCT ON (account_id) * FROM journal_legs
+                 WHERE book_code = e.book_code AND seq = e.seq
+                 ORDER BY account_id, leg_index DESC) l)::text AS balances
+  FROM journal_entries e WHERE e.tx_id = ANY($1::uuid[])
+"""
 
 HEAD_LOCK = "SELECT seq, entry_hash, posted_at FROM book_heads WHERE book_code = $1 FOR UPDATE"
 
@@ -35,7 +47,8 @@ SELECT
      SELECT id, book_code, from_account_id, to_account_id, asset, amount, expires_at, status
        FROM holds WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE) h) AS holds,
   (SELECT coalesce(json_agg(k), '[]') FROM (
-     SELECT k.credential_id, k.key, k.request_hash, k.status_code, k.response::text AS response
+     SELECT k.credential_id, k.key, k.request_hash, k.status_code, k.tx_id,
+            k.response::text AS response
        FROM idempotency_keys k
        JOIN unnest($3::uuid[], $4::text[]) AS q(cid, key)
          ON k.credential_id = q.cid AND k.key = q.key) k) AS stored,
@@ -77,8 +90,9 @@ WITH
    UPDATE book_heads SET seq = $38, entry_hash = $39, posted_at = $2
     WHERE book_code = $1 AND cardinality($3::bigint[]) > 0),
  answers AS (
-   INSERT INTO idempotency_keys (credential_id, key, request_hash, status_code, response)
-   SELECT * FROM unnest($40::uuid[], $41::text[], $42::text[], $43::int[], $44::jsonb[]))
+   INSERT INTO idempotency_keys (credential_id, key, request_hash, status_code, response, tx_id)
+   SELECT * FROM unnest($40::uuid[], $41::text[], $42::text[], $43::int[], $44::jsonb[],
+                        $45::uuid[]))
 SELECT 1
 """
 
@@ -103,7 +117,7 @@ class BatchRows:
     legs: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(8)])
     new_holds: dict[str, list[Any]] = field(default_factory=dict)
     resolved_holds: list[tuple[str, str, str, int | None]] = field(default_factory=list)
-    answers: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(5)])
+    answers: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(6)])
 
     def add_entry(self, *values: Any) -> None:
         for column, value in zip(self.entries, values, strict=True):
@@ -166,15 +180,25 @@ async def load_state(
         )
         for h in json.loads(row["holds"])
     }
+    keys_found = json.loads(row["stored"])
+    postings = await read_postings(conn, [k["tx_id"] for k in keys_found if k["tx_id"]])
     stored = {
         (k["credential_id"], k["key"]): (
             k["request_hash"],
             k["status_code"],
-            k["response"].encode(),
+            serialise(postings[k["tx_id"]]) if k["tx_id"] else k["response"].encode(),
         )
-        for k in json.loads(row["stored"])
+        for k in keys_found
     }
     return BatchState(accounts, holds, stored, set(json.loads(row["reversed"])))
+
+
+async def read_postings(conn: asyncpg.Connection, tx_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Posting answers rebuilt from the journal, by transaction id."""
+    if not tx_ids:
+        return {}
+    rows = await conn.fetch(POSTINGS, tx_ids)
+    return {r["tx_id"]: posting_from_row(r["body"], r["entry_hash"], r["balances"]) for r in rows}
 
 
 async def write_batch(

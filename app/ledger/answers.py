@@ -1,0 +1,59 @@
+"""The JSON documents a posting answers with (pure: no I/O)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, BalanceState
+
+
+def serialise(document: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as sent over HTTP."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def balance_json(account_id: str, asset: str, balance: BalanceState) -> dict[str, Any]:
+    """An account's balances as the API shows them."""
+    return {
+        "account_id": account_id,
+        "asset": asset,
+        "posted": balance.posted,
+        "pending": balance.pending_credits - balance.pending_debits,
+        "pending_debits": balance.pending_debits,
+        "pending_credits": balance.pending_credits,
+        "available": balance.available,
+    }
+
+
+def posting_body(
+    entry: dict[str, Any], entry_hash: str, balances: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The shape of every posting answer: the entry, its hash, the balances right after it."""
+    status = {KIND_HOLD: "pending", KIND_HOLD_VOID: "voided"}.get(entry["kind"], "posted")
+    return {
+        "id": entry["tx_id"],
+        "book": entry["book"],
+        "seq": entry["seq"],
+        "kind": entry["kind"],
+        "status": status,
+        "entry": entry,
+        "entry_hash": entry_hash,
+        "balances": balances,
+    }
+
+
+def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> dict[str, Any]:
+    """A posting answer rebuilt from a stored entry and its accounts' last legs (JSON rows of
+    account_id, asset, posted, pending debits, pending credits)."""
+    entry = json.loads(bytes(body))
+    # Balances in the order the accounts first appear in the legs, as the posting answered.
+    order: dict[str, int] = {}
+    for index, leg in enumerate(entry["legs"]):
+        order.setdefault(leg["account_id"], index)
+    rows = json.loads(balances) if balances else []
+    documents = sorted(
+        (balance_json(a, asset, BalanceState(p, pd, pc)) for a, asset, p, pd, pc in rows),
+        key=lambda b: order.get(b["account_id"], 0),
+    )
+    return posting_body(entry, entry_hash, documents)
