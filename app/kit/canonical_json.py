@@ -30,6 +30,17 @@ def _plain(value: Any) -> bool:
     return False
 
 
+def canonical_object_bytes(value: dict[str, Any], checked: dict[str, Any]) -> bytes:
+    """JCS bytes of an object whose members other than `checked` are known to be plain
+    (ASCII keys, strings, safe integers): only `checked` needs the walk."""
+    if _plain(checked):
+        try:
+            return _encode(value).encode()
+        except UnicodeEncodeError:
+            pass
+    return bytes(rfc8785.dumps(value))
+
+
 def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 bytes of a JSON value."""
     if _plain(value):

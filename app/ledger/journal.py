@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.kit.canonical_json import canonical_bytes
+from app.kit.canonical_json import canonical_object_bytes
 
 GENESIS_HASH = "0" * 64
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -59,8 +59,9 @@ def entry_object(
 
 
 def entry_bytes(entry: Mapping[str, Any]) -> bytes:
-    """The RFC 8785 bytes of an entry object."""
-    return canonical_bytes(entry)
+    """The RFC 8785 bytes of an entry object (as built by `entry_object`)."""
+    # Every member but meta is an ASCII-keyed string, safe integer or list of legs.
+    return canonical_object_bytes(dict(entry), entry["meta"])
 
 
 def hash_bytes(data: bytes) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -67,7 +68,7 @@ class _Pending:
     success_status: int
     future: asyncio.Future[Outcome]
     caller: asyncio.AbstractEventLoop
-    tx_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    tx_id: str = ""
 
 
 def _answer_all(results: list[tuple[_Pending, Outcome]]) -> None:
@@ -268,6 +269,12 @@ class Sequencer:
         self, conn: asyncpg.Connection, book: str, items: list[_Pending]
     ) -> list[tuple[_Pending, Outcome]]:
         drafts = [item.draft for item in items]
+        # Version 4 UUIDs from one read of the system's random source per batch.
+        randomness = os.urandom(16 * len(items))
+        for index, item in enumerate(items):
+            if not item.tx_id:
+                raw = randomness[16 * index : 16 * index + 16]
+                item.tx_id = str(uuid.UUID(bytes=raw, version=4))
         async with conn.transaction():
             head = await conn.fetchrow(store.HEAD_LOCK, book)
             if head is None:

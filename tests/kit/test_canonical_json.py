@@ -45,3 +45,28 @@ def test_known_vectors() -> None:
         {"\U0001f600": 1, "\ue000": 2}
     )
     assert canonical_bytes([1.0, 1e21]) == b"[1,1e+21]"
+
+
+@settings(max_examples=300)
+@given(meta=st.dictionaries(st.text(max_size=6), json_values, max_size=4), memo=st.text())
+def test_entry_bytes_equal_the_reference(meta: dict[str, Any], memo: str) -> None:
+    from app.ledger.journal import Leg, entry_bytes, entry_object
+
+    entry = entry_object(
+        book="xh",
+        seq=7,
+        tx_id="2f4b4c1e-0000-4000-8000-000000000001",
+        kind="transfer",
+        posted_at="2026-11-26T20:30:00.000000Z",
+        legs=[Leg("a" * 8, "HOUR", -5), Leg("b" * 8, "HOUR", 5)],
+        memo=memo,
+        meta=meta,
+        prev_hash="0" * 64,
+    )
+    try:
+        expected = rfc8785.dumps(entry)
+    except Exception:
+        with pytest.raises(Exception):  # noqa: B017 - whatever the reference refuses
+            entry_bytes(entry)
+        return
+    assert entry_bytes(entry) == expected
