@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from app.kit.clock import rfc3339_micro
 from app.ledger.journal import (
     GENESIS_HASH,
     KIND_HOLD,
@@ -32,12 +30,13 @@ class VerificationError(Exception):
         self.book, self.seq, self.reason = book, seq, reason
 
 
-@dataclass(frozen=True, slots=True)
-class EntryRow:
+class EntryRow(NamedTuple):
+    """An entry's stored columns; posted_at as the journal writes it (RFC 3339, `Z`)."""
+
     seq: int
     tx_id: str
     kind: str
-    posted_at: datetime
+    posted_at: str
     prev_hash: str
     entry_hash: str
     body: bytes
@@ -45,8 +44,9 @@ class EntryRow:
     resolves_hold: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LegRow:
+class LegRow(NamedTuple):
+    """A leg's stored columns."""
+
     account_id: str
     asset: str
     amount: int
@@ -65,7 +65,7 @@ class BookVerifier:
     balances: dict[str, BalanceState] = field(default_factory=dict)
     assets: dict[str, str] = field(default_factory=dict)
     open_holds: dict[str, list[LegRow]] = field(default_factory=dict)
-    last_posted_at: datetime | None = None
+    last_posted_at: str = ""
 
     def fail(self, seq: int, reason: str) -> VerificationError:
         return VerificationError(self.book, seq, reason)
@@ -86,7 +86,8 @@ class BookVerifier:
             raise self.fail(seq, "book, kind or legs differ from the hashed entry")
         if not entry.body.endswith(_suffix(entry)):
             raise self.fail(seq, "posted_at, prev_hash, seq or tx_id differ from the hashed entry")
-        if self.last_posted_at is not None and entry.posted_at < self.last_posted_at:
+        # Fixed-width timestamps: string order is time order.
+        if entry.posted_at < self.last_posted_at:
             raise self.fail(seq, "posted_at goes backwards")
         self.last_posted_at = entry.posted_at
         self._check_kind(entry, legs)
@@ -191,7 +192,7 @@ def _prefix(book: str, kind: str, legs: Sequence[LegRow]) -> bytes:
 
 def _suffix(entry: EntryRow) -> bytes:
     return (
-        f'"posted_at":"{rfc3339_micro(entry.posted_at)}","prev_hash":"{entry.prev_hash}",'
+        f'"posted_at":"{entry.posted_at}","prev_hash":"{entry.prev_hash}",'
         f'"seq":{entry.seq},"tx_id":"{entry.tx_id}"}}'
     ).encode()
 

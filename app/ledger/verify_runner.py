@@ -45,7 +45,9 @@ async def verify_book(
         start = 1
         while True:
             entries = await conn.fetch(
-                "SELECT seq, tx_id::text, kind, posted_at, prev_hash, entry_hash, body, "
+                "SELECT seq, tx_id::text, kind, "
+                "to_char(posted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                "prev_hash, entry_hash, body, "
                 "reverses::text, resolves_hold::text FROM journal_entries "
                 "WHERE book_code = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
                 book,
@@ -64,9 +66,9 @@ async def verify_book(
                 start,
                 end,
             ):
-                legs.setdefault(r[0], []).append(LegRow(*r[1:]))
+                legs.setdefault(r[0], []).append(LegRow._make(r[1:]))
             for r in entries:
-                verifier.feed(EntryRow(*r), legs.get(r[0], ()))
+                verifier.feed(EntryRow._make(r), legs.get(r[0], ()))
             if progress is not None:
                 progress(len(entries))
             start = end + 1
