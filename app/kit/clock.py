@@ -13,8 +13,3 @@ def utc_now() -> datetime:
 def rfc3339_micro(moment: datetime) -> str:
     """`2026-11-26T20:30:00.000000Z` for an aware datetime."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """Parse what `rfc3339_micro` writes (and other RFC 3339 timestamps)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
