@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +59,9 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting normally instead lets the
+    # embedded PostgreSQL's clean-up run (it stops when its last user process exits).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     console.print(f"serving on http://{host}:{port} ({workers} worker(s))")
     uvicorn.run(
         "app.main:create_app",

@@ -59,6 +59,17 @@ class EmbeddedPostgres:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server: Any = get_server(pgdata, cleanup_mode=cleanup_mode)
         self.superuser_url: str = self._server.get_uri()
+        self._forget_dead_users()
+
+    def _forget_dead_users(self) -> None:
+        # The server stops when its last user process exits; a user killed without clean-up
+        # would otherwise keep it running for ever.
+        import psutil
+
+        users = self._server.global_process_id_list
+        for pid in users.get():
+            if not psutil.pid_exists(pid):
+                users.get_and_remove(pid)
 
     def stop(self) -> None:
         """Drop this process's handle; the last handle stops the server."""
