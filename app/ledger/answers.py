@@ -43,6 +43,16 @@ def posting_body(
     }
 
 
+def posting_payload(
+    entry: dict[str, Any], body: bytes, entry_hash: str, balances: list[dict[str, Any]]
+) -> bytes:
+    """`posting_body` serialised, with the entry's own JCS bytes spliced in (not re-encoded)."""
+    document = posting_body(entry, entry_hash, balances)
+    head = serialise({k: document[k] for k in ("id", "book", "seq", "kind", "status")})
+    tail = serialise({"entry_hash": entry_hash, "balances": balances})
+    return head[:-1] + b',"entry":' + body + b"," + tail[1:]
+
+
 def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> dict[str, Any]:
     """A posting answer rebuilt from a stored entry and its accounts' last legs (JSON rows of
     account_id, asset, posted, pending debits, pending credits)."""

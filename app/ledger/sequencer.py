@@ -30,7 +30,7 @@ from app.errors import (
 )
 from app.kit.clock import utc_now
 from app.ledger import errors, store
-from app.ledger.answers import balance_json, posting_body, serialise
+from app.ledger.answers import balance_json, posting_payload, serialise
 from app.ledger.journal import entry_bytes, entry_object, hash_bytes
 from app.ledger.posting import AccountState, Applied, Draft, apply_draft
 
@@ -348,9 +348,9 @@ class _Appender:
             state.holds[item.tx_id] = applied.new_hold
         if applied.resolved_hold is not None:
             state.holds[applied.resolved_hold[0]].status = applied.resolved_hold[1]
-        return Outcome(item.success_status, serialise(self._entry(item, applied)))
+        return Outcome(item.success_status, self._entry(item, applied))
 
-    def _entry(self, item: _Pending, applied: Applied) -> dict[str, Any]:
+    def _entry(self, item: _Pending, applied: Applied) -> bytes:
         seq = self.seq + 1
         entry = entry_object(
             book=self.book,
@@ -409,7 +409,7 @@ class _Appender:
             hold_id, status, posted = applied.resolved_hold
             self.rows.resolve_hold(hold_id, status, item.tx_id, posted)
         self.seq, self.hash = seq, entry_hash
-        return posting_body(entry, entry_hash, balances)
+        return posting_payload(entry, body, entry_hash, balances)
 
 
 def _reused(idem: IdempotencyRef) -> TimebankError:

@@ -70,3 +70,26 @@ def test_entry_bytes_equal_the_reference(meta: dict[str, Any], memo: str) -> Non
             entry_bytes(entry)
         return
     assert entry_bytes(entry) == expected
+
+
+def test_posting_payload_is_the_posting_body() -> None:
+    import json
+
+    from app.ledger.answers import posting_body, posting_payload
+    from app.ledger.journal import Leg, entry_bytes, entry_object
+
+    entry = entry_object(
+        book="xh",
+        seq=1,
+        tx_id="2f4b4c1e-0000-4000-8000-000000000001",
+        kind="hold",
+        posted_at="2026-11-26T20:30:00.000000Z",
+        legs=[Leg("a", "HOUR", -5), Leg("b", "HOUR", 5)],
+        memo='助老 "x"',
+        meta={"n": [1, {"k": None}]},
+        prev_hash="0" * 64,
+    )
+    balances = [{"account_id": "a", "asset": "HOUR", "posted": 0}]
+    payload = posting_payload(entry, entry_bytes(entry), "f" * 64, balances)
+    assert json.loads(payload) == posting_body(entry, "f" * 64, balances)
+    assert list(json.loads(payload)) == list(posting_body(entry, "f" * 64, balances))
