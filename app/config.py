@@ -23,8 +23,6 @@ class Settings(BaseSettings):
     owner_role: str = "timebank_owner"
     database_name: str = "timebank"
 
-    host: str = "127.0.0.1"
-    port: int = 8000
     log_level: str = "info"
     log_json: bool = True
 
