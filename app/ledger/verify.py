@@ -31,12 +31,7 @@ class VerificationError(Exception):
 
 
 class EntryRow(NamedTuple):
-    """An entry's stored columns; posted_at as the journal writes it (RFC 3339, `Z`).
-
-    `prefix` and `suffix` are rebuilt by the reader from the stored columns: RFC 8785 sorts
-    keys, so the hashed bytes must start with `{"book":…,"kind":…,"legs":[…],"memo":` and end
-    with `"posted_at":…,"prev_hash":…,"seq":…,"tx_id":…}` written from the columns.
-    """
+    """An entry's stored columns; posted_at as the journal writes it (RFC 3339, `Z`)."""
 
     seq: int
     tx_id: str
@@ -47,8 +42,6 @@ class EntryRow(NamedTuple):
     body: bytes
     reverses: str | None
     resolves_hold: str | None
-    prefix: bytes
-    suffix: bytes
 
 
 class LegRow(NamedTuple):
@@ -89,9 +82,9 @@ class BookVerifier:
                 raise self.fail(seq, "the first entry's prev_hash is not 64 zeros")
             # The earlier entry no longer hashes to what this one committed to.
             raise self.fail(seq - 1, f"entry_hash differs from the prev_hash seq {seq} recorded")
-        if not entry.body.startswith(entry.prefix):
+        if not entry.body.startswith(_prefix(self.book, entry.kind, legs)):
             raise self.fail(seq, "book, kind or legs differ from the hashed entry")
-        if not entry.body.endswith(entry.suffix):
+        if not entry.body.endswith(_suffix(entry)):
             raise self.fail(seq, "posted_at, prev_hash, seq or tx_id differ from the hashed entry")
         # Fixed-width timestamps: string order is time order.
         if entry.posted_at < self.last_posted_at:
@@ -187,6 +180,21 @@ def _posts_within(held: Sequence[LegRow], legs: Sequence[LegRow]) -> bool:
         and legs[0].amount == -amount
         and 0 < amount <= held[1].amount
     )
+
+
+def _prefix(book: str, kind: str, legs: Sequence[LegRow]) -> bytes:
+    parts = ",".join(
+        f'{{"account_id":"{leg.account_id}","amount":{leg.amount},"asset":"{leg.asset}"}}'
+        for leg in legs
+    )
+    return f'{{"book":"{book}","kind":"{kind}","legs":[{parts}],"memo":'.encode()
+
+
+def _suffix(entry: EntryRow) -> bytes:
+    return (
+        f'"posted_at":"{entry.posted_at}","prev_hash":"{entry.prev_hash}",'
+        f'"seq":{entry.seq},"tx_id":"{entry.tx_id}"}}'
+    ).encode()
 
 
 def summary(verifier: BookVerifier) -> dict[str, Any]:

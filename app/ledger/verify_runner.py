@@ -11,34 +11,6 @@ from app.ledger.verify import BookVerifier, EntryRow, LegRow, VerificationError,
 
 CHUNK = 5000
 
-# Each entry with the bytes its body must start and end with, rebuilt from the stored columns
-# (keys in RFC 8785 order), and its legs as arrays.
-ENTRIES = """
-SELECT e.seq, e.tx_id::text, e.kind, t.posted_at, e.prev_hash, e.entry_hash, e.body,
-       e.reverses::text, e.resolves_hold::text,
-       convert_to('{"book":' || to_json(e.book_code)::text || ',"kind":' || to_json(e.kind)::text
-                  || ',"legs":[' || coalesce(l.legs_json, '') || '],"memo":', 'UTF8'),
-       convert_to('"posted_at":"' || t.posted_at || '","prev_hash":"' || e.prev_hash
-                  || '","seq":' || e.seq || ',"tx_id":"' || e.tx_id || '"}', 'UTF8'),
-       l.accounts, l.assets, l.amounts, l.posted, l.pending_debits, l.pending_credits
-  FROM journal_entries e
- CROSS JOIN LATERAL (SELECT to_char(e.posted_at AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS posted_at) t
-  LEFT JOIN LATERAL (
-       SELECT string_agg('{"account_id":"' || account_id || '","amount":' || amount
-                         || ',"asset":' || to_json(asset)::text || '}', ',' ORDER BY leg_index)
-                  AS legs_json,
-              array_agg(account_id::text ORDER BY leg_index) AS accounts,
-              array_agg(asset ORDER BY leg_index) AS assets,
-              array_agg(amount ORDER BY leg_index) AS amounts,
-              array_agg(posted_after ORDER BY leg_index) AS posted,
-              array_agg(pending_debits_after ORDER BY leg_index) AS pending_debits,
-              array_agg(pending_credits_after ORDER BY leg_index) AS pending_credits
-         FROM journal_legs WHERE book_code = e.book_code AND seq = e.seq) l ON true
- WHERE e.book_code = $1 AND e.seq >= $2
- ORDER BY e.seq LIMIT $3
-"""
-
 # Reversals whose target is missing, later, of another book or kind, or not exactly negated.
 BAD_REVERSALS = """
 SELECT min(r.seq) FROM journal_entries r
@@ -72,15 +44,34 @@ async def verify_book(
         last = head["seq"] if head else 0
         start = 1
         while True:
-            rows = await conn.fetch(ENTRIES, book, start, CHUNK)
-            if not rows:
+            entries = await conn.fetch(
+                "SELECT seq, tx_id::text, kind, "
+                "to_char(posted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                "prev_hash, entry_hash, body, "
+                "reverses::text, resolves_hold::text FROM journal_entries "
+                "WHERE book_code = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+                book,
+                start,
+                CHUNK,
+            )
+            if not entries:
                 break
-            for r in rows:
-                legs = [LegRow._make(leg) for leg in zip(*r[11:17], strict=True)] if r[11] else []
-                verifier.feed(EntryRow._make(r[:11]), legs)
+            end = entries[-1]["seq"]
+            legs: dict[int, list[LegRow]] = {}
+            for r in await conn.fetch(
+                "SELECT seq, account_id::text, asset, amount, posted_after, "
+                "pending_debits_after, pending_credits_after FROM journal_legs "
+                "WHERE book_code = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq, leg_index",
+                book,
+                start,
+                end,
+            ):
+                legs.setdefault(r[0], []).append(LegRow._make(r[1:]))
+            for r in entries:
+                verifier.feed(EntryRow._make(r), legs.get(r[0], ()))
             if progress is not None:
-                progress(len(rows))
-            start = rows[-1][0] + 1
+                progress(len(entries))
+            start = end + 1
         accounts = {
             r[0]: (r[1], r[2], r[3], r[4])
             for r in await conn.fetch(
