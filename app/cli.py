@@ -198,7 +198,7 @@ def credentials_create(
     name: Annotated[str, typer.Option(help="a label for people")] = "",
 ) -> None:
     """Create a bearer credential; its token is printed once, as the last line."""
-    from app.identity.credentials import ROLES, create_credential
+    from app.identity.credentials import ROLES, grant_credential
     from app.runtime import Runtime
 
     if role not in ROLES:
@@ -210,12 +210,15 @@ def credentials_create(
     async def run() -> tuple[dict[str, Any], str]:
         runtime = await Runtime.open(urls.app, settings)
         try:
-            async with runtime.sessions() as session, session.begin():
-                return await create_credential(session, role, book, name)
+            return await grant_credential(runtime.sessions, runtime.sequencer, role, book, name)
         finally:
             await runtime.close()
 
-    credential, token = asyncio.run(run())
+    try:
+        credential, token = asyncio.run(run())
+    except ValueError as exc:
+        console.print(f"refused: {exc}")
+        raise typer.Exit(1) from None
     console.print(f"credential {credential['id']} role={role} book={book or '*'}")
     console.print("the token is shown once; store it now:")
     print(token)

@@ -59,3 +59,30 @@ async def test_demo_then_verify_and_export(cli_env: dict[str, str], tmp_path: Pa
     assert [e["seq"] for e in lines] == list(range(1, 8))
     assert all(len(e["entry_hash"]) == 64 for e in lines)
     assert [e["kind"] for e in lines][-3:] == ["hold", "hold.post", "reversal"]
+
+
+async def test_a_book_bound_grant_is_a_notice_in_that_book(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert (await run(cli_env, "demo")).returncode == 0
+    granted = await run(cli_env, "credentials", "create", "--role", "auditor", "--book", "demo")
+    assert granted.returncode == 0, granted.stderr
+    out = tmp_path / "demo.jsonl"
+    assert (await run(cli_env, "export", "--book", "demo", "--output", str(out))).returncode == 0
+    last = json.loads(out.read_text().splitlines()[-1])
+    assert last["kind"] == "notice.credential_granted" and last["legs"] == []
+    assert last["meta"]["role"] == "auditor" and last["meta"]["book"] == "demo"
+    token = granted.stdout.strip().splitlines()[-1]
+    assert token not in out.read_text()
+    verify = await run(cli_env, "verify")
+    assert verify.returncode == 0 and "8 entries verified" in verify.stdout
+    independent = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(Path(__file__).parents[1] / "scripts" / "verify-export"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert independent.returncode == 0, independent.stderr
+    unknown = await run(cli_env, "credentials", "create", "--role", "admin", "--book", "nope")
+    assert unknown.returncode == 1 and "no book" in unknown.stderr

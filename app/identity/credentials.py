@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import Unauthorized
+from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.service import post_notice
 
 ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
 TOKEN_PREFIX = "tbk_"
@@ -56,6 +59,36 @@ async def create_credential(
         },
     )
     return {"id": str(credential_id), "role": role, "book": book, "name": name}, token
+
+
+SYSTEM_CREDENTIAL = "00000000-0000-0000-0000-000000000000"
+
+
+async def grant_credential(
+    sessions: async_sessionmaker[AsyncSession],
+    sequencer: Sequencer,
+    role: str,
+    book: str | None = None,
+    name: str = "",
+) -> tuple[dict[str, Any], str]:
+    """Create a credential; one bound to a book is also recorded in that book's journal.
+
+    The credential is committed first: a failed notice can be posted again (it is idempotent
+    on the credential id), while a notice for a credential that was never stored could not be
+    taken back.
+    """
+    try:
+        async with sessions() as session, session.begin():
+            credential, token = await create_credential(session, role, book, name)
+    except IntegrityError:
+        raise ValueError(f"no book {book!r}") from None
+    if book is not None:
+        facts = {"credential_id": credential["id"], "role": role, "book": book}
+        idem = IdempotencyRef(SYSTEM_CREDENTIAL, f"notice:granted:{credential['id']}", "")
+        outcome = await post_notice(sequencer, book, "credential_granted", facts, idem)
+        if outcome.status_code >= 400:
+            raise RuntimeError(f"the grant could not be recorded: {outcome.body['detail']}")
+    return credential, token
 
 
 class CredentialCache:

@@ -201,6 +201,18 @@ async def post_transaction(
     return await sequencer.submit(draft, idem)
 
 
+async def post_notice(
+    sequencer: Sequencer,
+    book: str,
+    what: str,
+    facts: dict[str, Any],
+    idem: IdempotencyRef | None = None,
+) -> Outcome:
+    """Append an administrative fact (`notice.<what>`, no legs) so the chain proves it."""
+    draft = Draft(book, "post", f"{NOTICE_PREFIX}{what}", [], "", facts)
+    return await sequencer.submit(draft, idem)
+
+
 async def reverse_transaction(
     session: AsyncSession, sequencer: Sequencer, tx_id: uuid.UUID, idem: IdempotencyRef
 ) -> Outcome:
