@@ -8,7 +8,9 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictInt, model_validator
 
+from app.kit.canonical_json import canonical_bytes
 from app.kit.schemas import (
+    MAX_META_BYTES,
     MAX_SAFE_INTEGER,
     InputModel,
     Memo,
@@ -109,6 +111,10 @@ class HoldCreate(InputModel):
             raise ValueError("from_account_id and to_account_id must differ")
         if "expires_at" in self.meta:
             raise ValueError("meta key 'expires_at' is set by the ledger")
+        # The ledger adds expires_at to meta: the entry's meta must still fit 4 KiB.
+        stamped = {**self.meta, "expires_at": "2000-01-01T00:00:00.000000Z"}
+        if len(canonical_bytes(stamped)) > MAX_META_BYTES:
+            raise ValueError(f"meta with expires_at added exceeds {MAX_META_BYTES} bytes")
         return self
 
 
