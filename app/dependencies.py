@@ -1,4 +1,4 @@
-"""Shared FastAPI dependencies: the request's database session and the ledger's sequencer."""
+"""Shared FastAPI dependencies: the request's database session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import session_scope
-from app.ledger.sequencer import Sequencer
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -18,11 +17,4 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_sequencer(request: Request) -> Sequencer:
-    """The process's ledger sequencer."""
-    sequencer: Sequencer = request.app.state.sequencer
-    return sequencer
-
-
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-SequencerDep = Annotated[Sequencer, Depends(get_sequencer)]

@@ -8,9 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
-from app.dependencies import SequencerDep, SessionDep
+from app.dependencies import SessionDep
 from app.errors import PROBLEM_MEDIA_TYPE
-from app.identity.dependencies import Idempotency, Reader, Writer, check_book
+from app.identity.dependencies import Posting, Reader, Writer, check_book
 from app.ledger import schemas, service
 from app.ledger.sequencer import Outcome
 
@@ -118,16 +118,10 @@ async def account_entries(
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
 )
-async def post_transaction(
-    code: str,
-    data: schemas.TransactionCreate,
-    caller: Writer,
-    idem: Idempotency,
-    sequencer: SequencerDep,
-) -> Response:
+async def post_transaction(code: str, data: schemas.TransactionCreate, ctx: Posting) -> Response:
     """Post a balanced transaction; the answer carries the entry, its hash and balances."""
-    check_book(caller, code)
-    return _answer(await service.post_transaction(sequencer, code, data, idem))
+    check_book(ctx.caller, code)
+    return _answer(await service.post_transaction(ctx.sequencer, code, data, ctx.idem))
 
 
 @router.get("/transactions/{tx_id}", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
@@ -144,17 +138,11 @@ async def get_transaction(tx_id: UUID, caller: Reader, session: SessionDep) -> A
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
 )
-async def reverse_transaction(
-    tx_id: UUID,
-    caller: Writer,
-    idem: Idempotency,
-    session: SessionDep,
-    sequencer: SequencerDep,
-) -> Response:
+async def reverse_transaction(tx_id: UUID, ctx: Posting, session: SessionDep) -> Response:
     """Post the negation of a transaction; at most one reversal per transaction."""
     posting = await service.get_transaction(session, tx_id)
-    check_book(caller, posting["book"])
-    return _answer(await service.reverse_transaction(session, sequencer, tx_id, idem))
+    check_book(ctx.caller, posting["book"])
+    return _answer(await service.reverse_transaction(session, ctx.sequencer, tx_id, ctx.idem))
 
 
 @router.post(
@@ -163,16 +151,10 @@ async def reverse_transaction(
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
 )
-async def place_hold(
-    code: str,
-    data: schemas.HoldCreate,
-    caller: Writer,
-    idem: Idempotency,
-    sequencer: SequencerDep,
-) -> Response:
+async def place_hold(code: str, data: schemas.HoldCreate, ctx: Posting) -> Response:
     """Reserve an amount (two-phase): it lowers `available`, not `posted`."""
-    check_book(caller, code)
-    return _answer(await service.place_hold(sequencer, code, data, idem))
+    check_book(ctx.caller, code)
+    return _answer(await service.place_hold(ctx.sequencer, code, data, ctx.idem))
 
 
 @router.get("/holds/{hold_id}", response_model=schemas.HoldRead, responses=POSTING_ERRORS)
@@ -186,28 +168,20 @@ async def get_hold(hold_id: UUID, caller: Reader, session: SessionDep) -> Any:
 @router.post("/holds/{hold_id}/post", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
 async def post_hold(
     hold_id: UUID,
-    caller: Writer,
-    idem: Idempotency,
+    ctx: Posting,
     session: SessionDep,
-    sequencer: SequencerDep,
     data: Annotated[schemas.HoldPost | None, Body()] = None,
 ) -> Response:
     """Post a pending hold, in full or for less."""
     hold = await service.get_hold(session, hold_id)
-    check_book(caller, hold["book"])
+    check_book(ctx.caller, hold["book"])
     amount = data.amount if data is not None else None
-    return _answer(await service.resolve_hold(session, sequencer, hold_id, idem, amount))
+    return _answer(await service.resolve_hold(session, ctx.sequencer, hold_id, ctx.idem, amount))
 
 
 @router.post("/holds/{hold_id}/void", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
-async def void_hold(
-    hold_id: UUID,
-    caller: Writer,
-    idem: Idempotency,
-    session: SessionDep,
-    sequencer: SequencerDep,
-) -> Response:
+async def void_hold(hold_id: UUID, ctx: Posting, session: SessionDep) -> Response:
     """Release a pending hold."""
     hold = await service.get_hold(session, hold_id)
-    check_book(caller, hold["book"])
-    return _answer(await service.resolve_hold(session, sequencer, hold_id, idem, void=True))
+    check_book(ctx.caller, hold["book"])
+    return _answer(await service.resolve_hold(session, ctx.sequencer, hold_id, ctx.idem, void=True))
