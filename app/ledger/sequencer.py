@@ -8,11 +8,8 @@ each batch still sees the true head. Each request in a batch succeeds or fails o
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import os
-import sys
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -67,31 +64,13 @@ class _Pending:
     idem: IdempotencyRef | None
     success_status: int
     future: asyncio.Future[Outcome]
-    caller: asyncio.AbstractEventLoop
     tx_id: str = ""
 
 
 def _answer_all(results: list[tuple[_Pending, Outcome]]) -> None:
-    """Hand the outcomes to the callers' loops, one wake-up per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Outcome]]] = {}
     for item, outcome in results:
-        by_loop.setdefault(item.caller, []).append((item, outcome))
-    for loop, pairs in by_loop.items():
-        loop.call_soon_threadsafe(_set_results, pairs)
-
-
-def _set_results(pairs: list[tuple[_Pending, Outcome]]) -> None:
-    for item, outcome in pairs:
         if not item.future.done():
             item.future.set_result(outcome)
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is optional: the standard loop works too
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def problem_outcome(error: TimebankError) -> Outcome:
@@ -101,9 +80,8 @@ def problem_outcome(error: TimebankError) -> Outcome:
 class Sequencer:
     """Per book, one queue and one worker that appends batches of postings.
 
-    The workers run on a thread of their own with their own event loop and connections, so a
-    batch's round trips are not queued behind HTTP work on the server's loop: the book's head
-    stays locked only as long as the batch needs it.
+    The workers share the server's event loop: a thread of their own measured slower, since
+    the interpreter lock then changes hands on every round trip.
     """
 
     def __init__(
@@ -117,44 +95,19 @@ class Sequencer:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[Outcome]]] = {}
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._pool: asyncpg.Pool | None = None
 
     async def start(self) -> None:
-        """Start the sequencer's thread and open its connections."""
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        # A thread waiting on the database gets the interpreter back within 1 ms, not 5.
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
-
-        def run() -> None:
-            loop = _new_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            try:
-                self._pool = loop.run_until_complete(
-                    asyncpg.create_pool(self._dsn, min_size=1, max_size=self._connections)
-                )
-            except BaseException as exc:
-                ready.set_exception(exc)
-                loop.close()
-                return
-            ready.set_result(None)
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="ledger-sequencer", daemon=True)
-        self._thread.start()
-        await asyncio.wrap_future(ready)
+        """Open the sequencer's own connections."""
+        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._connections)
 
     async def submit(
         self, draft: Draft, idem: IdempotencyRef | None = None, success_status: int = 201
     ) -> Outcome:
         """Append a draft to its book's chain; returns the result or the refusal."""
-        if self._closed or self._loop is None:
+        if self._closed or self._pool is None:
             raise ServiceUnavailable("the ledger is not running")
-        caller = asyncio.get_running_loop()
-        pending = _Pending(draft, idem, success_status, caller.create_future(), caller)
+        pending = _Pending(draft, idem, success_status, asyncio.get_running_loop().create_future())
         if idem is not None:
             slot = (idem.credential_id, idem.key)
             running = self._inflight.get(slot)
@@ -162,29 +115,16 @@ class Sequencer:
                 return await _join_inflight(running, idem, self._wait_s)
             self._inflight[slot] = (idem.request_hash, pending.future)
             pending.future.add_done_callback(lambda _f: self._inflight.pop(slot, None))
-        self._loop.call_soon_threadsafe(self._enqueue, pending)
+        queue = self._queues.get(draft.book)
+        if queue is None:
+            queue = self._queues[draft.book] = asyncio.Queue()
+            self._workers[draft.book] = asyncio.create_task(self._run(draft.book, queue))
+        queue.put_nowait(pending)
         return await asyncio.shield(pending.future)
 
-    def _enqueue(self, pending: _Pending) -> None:
-        queue = self._queues.get(pending.draft.book)
-        if queue is None:
-            queue = self._queues[pending.draft.book] = asyncio.Queue()
-            self._workers[pending.draft.book] = asyncio.create_task(
-                self._run(pending.draft.book, queue)
-            )
-        queue.put_nowait(pending)
-
     async def close(self) -> None:
-        """Finish queued work, stop the workers and the thread."""
+        """Finish queued work, stop the workers and close the connections."""
         self._closed = True
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._shutdown(), loop))
-        loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join)
-
-    async def _shutdown(self) -> None:
         for queue in self._queues.values():
             await queue.join()
         for task in self._workers.values():
