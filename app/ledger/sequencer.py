@@ -192,7 +192,7 @@ class Sequencer:
         if item.idem is not None and constraint.startswith("idempotency_keys"):
             # The same key committed meanwhile in another book: answer as a replay would.
             slot = (item.idem.credential_id, item.idem.key)
-            found = (await store.load_state(conn, (), (), [slot], ())).stored
+            found = (await store.load_state(conn, book, (), (), [slot], ())).stored
             if slot in found:
                 return item, _replay(found[slot], item.idem)
         known: dict[str, TimebankError] = {
@@ -216,22 +216,23 @@ class Sequencer:
                 raw = randomness[16 * index : 16 * index + 16]
                 item.tx_id = str(uuid.UUID(bytes=raw, version=4))
         async with conn.transaction():
-            head = await conn.fetchrow(store.HEAD_LOCK, book)
-            if head is None:
-                missing = errors.BookNotFound(f"book {book!r} does not exist")
-                return [(item, problem_outcome(missing)) for item in items]
             state = await store.load_state(
                 conn,
+                book,
                 {account_id for d in drafts for account_id, _ in d.legs},
                 {d.hold_id for d in drafts if d.hold_id},
                 [(i.idem.credential_id, i.idem.key) for i in items if i.idem is not None],
                 [d.reverses for d in drafts if d.reverses],
             )
+            if state.head is None:
+                missing = errors.BookNotFound(f"book {book!r} does not exist")
+                return [(item, problem_outcome(missing)) for item in items]
+            seq, head_hash, last_posted_at = state.head
             # One timestamp per batch, never before the book's last one.
             now = utc_now()
-            if head["posted_at"] is not None:
-                now = max(now, head["posted_at"])
-            appender = _Appender(book, head["seq"], head["entry_hash"], store.BatchRows(book, now))
+            if last_posted_at is not None:
+                now = max(now, last_posted_at)
+            appender = _Appender(book, seq, head_hash, store.BatchRows(book, now))
             results = [(item, appender.apply(item, state)) for item in items]
             await store.write_batch(
                 conn, appender.rows, appender.changed.values(), (appender.seq, appender.hash)

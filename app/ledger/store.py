@@ -29,12 +29,14 @@ SELECT e.tx_id::text AS tx_id, e.body, e.entry_hash,
   FROM journal_entries e WHERE e.tx_id = ANY($1::uuid[])
 """
 
-HEAD_LOCK = "SELECT seq, entry_hash, posted_at FROM book_heads WHERE book_code = $1 FOR UPDATE"
-
-# The batch's head lock serialises every writer of the book's accounts and holds, so the order
-# of the row locks below cannot deadlock with another batch.
+# The book's head is locked first (the select list is evaluated left to right): it serialises
+# every writer of the book's accounts and holds, so the row locks after it cannot deadlock
+# with another batch.
 READ_STATE = """
 SELECT
+  (SELECT row_to_json(h)::text FROM (
+     SELECT seq, entry_hash, posted_at FROM book_heads WHERE book_code = $6 FOR UPDATE) h)
+     AS head,
   (SELECT coalesce(json_agg(a), '[]') FROM (
      SELECT id, book_code, asset, status, overdraft_limit, posted, pending_debits,
             pending_credits, last_seq
@@ -101,6 +103,7 @@ SELECT 1
 class BatchState:
     """The rows a batch read and locked."""
 
+    head: tuple[int, str, datetime | None] | None
     accounts: dict[str, AccountState]
     holds: dict[str, HoldState]
     stored: dict[tuple[str, str], tuple[str, int, bytes]]
@@ -141,6 +144,7 @@ class BatchRows:
 
 async def load_state(
     conn: asyncpg.Connection,
+    book: str,
     account_ids: Iterable[str],
     hold_ids: Iterable[str],
     keys: list[tuple[str, str]],
@@ -154,7 +158,13 @@ async def load_state(
         [cid for cid, _ in keys],
         [key for _, key in keys],
         list(reversal_targets),
+        book,
     )
+    head = None
+    if row["head"] is not None:
+        h = json.loads(row["head"])
+        posted_at = datetime.fromisoformat(h["posted_at"]) if h["posted_at"] else None
+        head = (h["seq"], h["entry_hash"], posted_at)
     accounts = {
         a["id"]: AccountState(
             a["id"],
@@ -190,7 +200,7 @@ async def load_state(
         )
         for k in keys_found
     }
-    return BatchState(accounts, holds, stored, set(json.loads(row["reversed"])))
+    return BatchState(head, accounts, holds, stored, set(json.loads(row["reversed"])))
 
 
 async def read_postings(conn: asyncpg.Connection, tx_ids: list[str]) -> dict[str, dict[str, Any]]:
