@@ -10,8 +10,19 @@ from starlette.responses import Response
 from app.errors import PROBLEM_MEDIA_TYPE
 
 
+def compact_json(document: Any) -> bytes:
+    """Compact UTF-8 JSON, as sent over HTTP."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def payload_response(
+    status_code: int, payload: bytes, headers: dict[str, str] | None = None
+) -> Response:
+    """A response of serialised JSON: problem+json for errors, JSON otherwise."""
+    media = PROBLEM_MEDIA_TYPE if status_code >= 400 else "application/json"
+    return Response(payload, status_code=status_code, media_type=media, headers=headers)
+
+
 def json_response(status_code: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     """A JSON (or, for errors, problem+json) response of a document that is already JSON."""
-    media = PROBLEM_MEDIA_TYPE if status_code >= 400 else "application/json"
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(payload, status_code=status_code, media_type=media, headers=headers)
+    return payload_response(status_code, compact_json(body), headers)

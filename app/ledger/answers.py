@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.kit.responses import compact_json
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, BalanceState
-
-
-def serialise(document: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON, as sent over HTTP."""
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def balance_json(account_id: str, asset: str, balance: BalanceState) -> dict[str, Any]:
@@ -48,8 +44,8 @@ def posting_payload(
 ) -> bytes:
     """`posting_body` serialised, with the entry's own JCS bytes spliced in (not re-encoded)."""
     document = posting_body(entry, entry_hash, balances)
-    head = serialise({k: document[k] for k in ("id", "book", "seq", "kind", "status")})
-    tail = serialise({"entry_hash": entry_hash, "balances": balances})
+    head = compact_json({k: document[k] for k in ("id", "book", "seq", "kind", "status")})
+    tail = compact_json({"entry_hash": entry_hash, "balances": balances})
     return head[:-1] + b',"entry":' + body + b"," + tail[1:]
 
 

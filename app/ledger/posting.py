@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from app.kit.clock import rfc3339_micro
 from app.ledger import errors
 from app.ledger.journal import (
     KIND_HOLD,
@@ -148,7 +149,6 @@ def apply_draft(
 
     meta = dict(draft.meta)
     kind = draft.kind
-    release: list[Leg] = []
     new_hold: HoldState | None = None
     resolved: tuple[str, str, int | None] | None = None
     reserve = False
@@ -164,7 +164,7 @@ def apply_draft(
             if draft.expires_in_s is None:
                 raise errors.ValidationFailed("a hold needs expires_in")
             expires_at = now + timedelta(seconds=draft.expires_in_s)
-            meta["expires_at"] = expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            meta["expires_at"] = rfc3339_micro(expires_at)
             (src, _), (dst, amount) = draft.legs
             new_hold = HoldState(
                 "", draft.book, src, dst, work(src).asset, amount, expires_at, "pending"
@@ -195,8 +195,6 @@ def apply_draft(
             resolved = (hold.id, "expired" if draft.void_reason == "expired" else "voided", None)
         for leg in release:
             work(leg.account_id).balance.reserve(leg.amount, sign=-1)
-        if kind == KIND_HOLD_VOID:
-            release = []
 
     unbalanced = unbalanced_assets(legs)
     if unbalanced:

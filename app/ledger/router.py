@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from app.dependencies import SessionDep
-from app.errors import PROBLEM_MEDIA_TYPE
 from app.identity.dependencies import Posting, Reader, Writer, check_book
+from app.kit.responses import payload_response
 from app.ledger import schemas, service
 from app.ledger.sequencer import Outcome
 
@@ -30,8 +30,7 @@ POSTING_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _answer(outcome: Outcome) -> Response:
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    media = PROBLEM_MEDIA_TYPE if outcome.status_code >= 400 else "application/json"
-    return Response(outcome.payload, outcome.status_code, headers, media)
+    return payload_response(outcome.status_code, outcome.payload, headers)
 
 
 @router.post("/books", status_code=201, response_model=schemas.BookRead, responses=POSTING_ERRORS)
@@ -142,7 +141,7 @@ async def reverse_transaction(tx_id: UUID, ctx: Posting, session: SessionDep) ->
     """Post the negation of a transaction; at most one reversal per transaction."""
     posting = await service.get_transaction(session, tx_id)
     check_book(ctx.caller, posting["book"])
-    return _answer(await service.reverse_transaction(session, ctx.sequencer, tx_id, ctx.idem))
+    return _answer(await service.reverse_transaction(ctx.sequencer, posting, ctx.idem))
 
 
 @router.post(
@@ -176,7 +175,7 @@ async def post_hold(
     hold = await service.get_hold(session, hold_id)
     check_book(ctx.caller, hold["book"])
     amount = data.amount if data is not None else None
-    return _answer(await service.resolve_hold(session, ctx.sequencer, hold_id, ctx.idem, amount))
+    return _answer(await service.resolve_hold(ctx.sequencer, hold, ctx.idem, amount))
 
 
 @router.post("/holds/{hold_id}/void", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
@@ -184,4 +183,4 @@ async def void_hold(hold_id: UUID, ctx: Posting, session: SessionDep) -> Respons
     """Release a pending hold."""
     hold = await service.get_hold(session, hold_id)
     check_book(ctx.caller, hold["book"])
-    return _answer(await service.resolve_hold(session, ctx.sequencer, hold_id, ctx.idem, void=True))
+    return _answer(await service.resolve_hold(ctx.sequencer, hold, ctx.idem, void=True))

@@ -25,9 +25,10 @@ from app.errors import (
     ServiceUnavailable,
     TimebankError,
 )
-from app.kit.clock import utc_now
+from app.kit.clock import rfc3339_micro, utc_now
+from app.kit.responses import compact_json
 from app.ledger import errors, store
-from app.ledger.answers import balance_json, posting_payload, serialise
+from app.ledger.answers import balance_json, posting_payload
 from app.ledger.journal import entry_bytes, entry_object, hash_bytes
 from app.ledger.posting import AccountState, Applied, Draft, apply_draft
 
@@ -74,7 +75,7 @@ def _answer_all(results: list[tuple[_Pending, Outcome]]) -> None:
 
 
 def problem_outcome(error: TimebankError) -> Outcome:
-    return Outcome(error.status, serialise(error.problem()))
+    return Outcome(error.status, compact_json(error.problem()))
 
 
 class Sequencer:
@@ -245,7 +246,7 @@ class _Appender:
 
     def __init__(self, book: str, seq: int, head_hash: str, rows: store.BatchRows) -> None:
         self.book, self.seq, self.hash, self.rows = book, seq, head_hash, rows
-        self.posted_at = rows.posted_at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        self.posted_at = rfc3339_micro(rows.posted_at)
         self.changed: dict[str, AccountState] = {}
 
     def apply(self, item: _Pending, state: store.BatchState) -> Outcome:

@@ -214,15 +214,15 @@ async def post_notice(
 
 
 async def reverse_transaction(
-    session: AsyncSession, sequencer: Sequencer, tx_id: uuid.UUID, idem: IdempotencyRef
+    sequencer: Sequencer, original: dict[str, Any], idem: IdempotencyRef
 ) -> Outcome:
-    """Append the negation of a posted transaction (at most once per transaction)."""
-    original = await get_transaction(session, tx_id)
+    """Append the negation of a posted transaction, as `get_transaction` read it (at most
+    once per transaction)."""
     entry = original["entry"]
     if entry["kind"] in NOT_REVERSIBLE or entry["kind"].startswith(NOTICE_PREFIX):
         raise errors.NotReversible(f"a {entry['kind']!r} entry cannot be reversed")
     legs = [(leg["account_id"], -leg["amount"]) for leg in entry["legs"]]
-    draft = Draft(entry["book"], "reversal", KIND_REVERSAL, legs, reverses=str(tx_id))
+    draft = Draft(entry["book"], "reversal", KIND_REVERSAL, legs, reverses=entry["tx_id"])
     return await sequencer.submit(draft, idem)
 
 
@@ -246,25 +246,15 @@ async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> dict[str, Any]:
 
 
 async def resolve_hold(
-    session: AsyncSession,
     sequencer: Sequencer,
-    hold_id: uuid.UUID,
+    hold: dict[str, Any],
     idem: IdempotencyRef | None,
     post_amount: int | None = None,
     void: bool = False,
-    reason: str = "voided",
 ) -> Outcome:
-    """Post (all or part of) a pending hold, or void it."""
-    hold = await get_hold(session, hold_id)
+    """Post (all or part of) a pending hold, as `get_hold` read it, or void it."""
     action: Action = "hold_void" if void else "hold_post"
-    draft = Draft(
-        hold["book"],
-        action,
-        action,
-        hold_id=str(hold_id),
-        post_amount=post_amount,
-        void_reason=reason,
-    )
+    draft = Draft(hold["book"], action, action, hold_id=str(hold["id"]), post_amount=post_amount)
     return await sequencer.submit(draft, idem, success_status=200)
 
 

@@ -1,7 +1,7 @@
 """The SQL of one group-commit batch: lock the head, load and lock state, write everything.
 
-A batch costs five round trips whatever its size: BEGIN, the head lock, one read of every
-row it needs (locked), one statement that writes every row (data-modifying CTEs), COMMIT.
+A batch costs four round trips whatever its size: BEGIN, one read that locks the head and then
+every row the batch needs, one statement that writes every row (data-modifying CTEs), COMMIT.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.answers import posting_from_row, serialise
+from app.kit.responses import compact_json
+from app.ledger.answers import posting_from_row
 from app.ledger.journal import BalanceState
 from app.ledger.posting import AccountState, HoldState
 
@@ -196,7 +197,7 @@ async def load_state(
         (k["credential_id"], k["key"]): (
             k["request_hash"],
             k["status_code"],
-            serialise(postings[k["tx_id"]]) if k["tx_id"] else k["response"].encode(),
+            compact_json(postings[k["tx_id"]]) if k["tx_id"] else k["response"].encode(),
         )
         for k in keys_found
     }

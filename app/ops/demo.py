@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from app.config import Settings
@@ -81,13 +80,9 @@ async def seed_demo(app_url: str, settings: Settings) -> dict[str, Any]:
                 _idem("hold"),
             )
         )
+        _ok(await service.resolve_hold(seq, hold, _idem("post")))
+        _ok(await service.reverse_transaction(seq, gift_tx, _idem("reverse")))
         async with runtime.sessions() as session:
-            _ok(await service.resolve_hold(session, seq, uuid.UUID(hold["id"]), _idem("post")))
-            _ok(
-                await service.reverse_transaction(
-                    session, seq, uuid.UUID(gift_tx["id"]), _idem("reverse")
-                )
-            )
             book = await service.get_book(session, DEMO_BOOK)
         return {"book": book, "accounts": {k: str(v) for k, v in accounts.items()}, "created": True}
     finally:

@@ -60,7 +60,7 @@ async def test_holds_and_transfers_race_for_the_same_funds(api: Api) -> None:
     assert sum(r.status_code == 201 for r in responses) == 30
     account = await api.balance(member)
     assert account["available"] == 0
-    assert account["posted"] + 0 == 30 - sum(
+    assert account["posted"] == 30 - sum(
         r.status_code == 201 and r.json()["kind"] == "transfer" for r in responses
     )
 

@@ -79,7 +79,8 @@ def make_machine(world: World) -> type[RuleBasedStateMachine]:
         @initialize()
         def open_book(self) -> None:
             code = f"h{uuid.uuid4().hex[:10]}"
-            assert world.run(client.post("/v1/books", json={"code": code, "name": code}))
+            opened = world.run(client.post("/v1/books", json={"code": code, "name": code}))
+            assert opened.status_code == 201, opened.text
             self.book = Book(code)
             for asset, limit in [
                 ("HOUR", LIMIT),
