@@ -1,0 +1,1 @@
+"""Transparency log building blocks (pure: no database, no HTTP). See docs/audit-format.md."""
