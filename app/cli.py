@@ -195,31 +195,49 @@ def openapi(
 def credentials_create(
     role: Annotated[str, typer.Option(help="admin, org, miniprogram, kiosk or auditor")],
     book: Annotated[str | None, typer.Option(help="bind to one book")] = None,
+    org: Annotated[
+        str | None, typer.Option(help="org and kiosk: the organisation (or kiosk site) id")
+    ] = None,
     name: Annotated[str, typer.Option(help="a label for people")] = "",
 ) -> None:
     """Create a bearer credential; its token is printed once, as the last line."""
-    from app.identity.credentials import ROLES, grant_credential
+    from pydantic import ValidationError
+
+    from app.errors import TimebankError
+    from app.identity.credentials import ROLES
+    from app.identity.grants import grant_credential
+    from app.identity.schemas import CredentialCreate
     from app.runtime import Runtime
 
     if role not in ROLES:
         console.print(f"unknown role {role!r}; one of {', '.join(ROLES)}")
         raise typer.Exit(2)
+    try:
+        spec = CredentialCreate.model_validate(
+            {"role": role, "book": book, "organisation_id": org, "name": name}
+        )
+    except ValidationError as exc:
+        console.print(f"refused: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
     settings = get_settings()
     urls = _database(settings)
 
     async def run() -> tuple[dict[str, Any], str]:
         runtime = await Runtime.open(urls.app, settings)
         try:
-            return await grant_credential(runtime.sessions, runtime.sequencer, role, book, name)
+            return await grant_credential(runtime.sessions, runtime.sequencer, spec)
         finally:
             await runtime.close()
 
     try:
         credential, token = asyncio.run(run())
-    except ValueError as exc:
-        console.print(f"refused: {exc}")
+    except TimebankError as exc:
+        console.print(f"refused: {exc.detail}")
         raise typer.Exit(1) from None
-    console.print(f"credential {credential['id']} role={role} book={book or '*'}")
+    where = f"book={credential['book'] or '*'}"
+    if credential["organisation_id"]:
+        where += f" organisation={credential['organisation_id']}"
+    console.print(f"credential {credential['id']} role={role} {where}")
     console.print("the token is shown once; store it now:")
     print(token)
 

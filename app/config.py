@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     idempotency_wait_s: float = Field(default=10.0, ge=0)
     credential_cache_ttl_s: float = Field(default=5.0, ge=0)
     db_pool_size: int = Field(default=10, ge=1, le=100)
+
+    # Encrypts members' personal data (AES-GCM) and keys its lookup hashes (HMAC); at least
+    # 32 characters. Unset: generated once into `data_dir/personal-data.key`. Several servers
+    # or an external database need the same value everywhere: set it.
+    personal_data_secret: SecretStr | None = None
+    # Requests per second per credential (token bucket); 0 turns the limit off. A
+    # credential's own `rate_limit_per_s` overrides it. Each server process counts alone.
+    rate_limit_per_s: float = Field(default=50.0, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
 
 
 @lru_cache(maxsize=1)

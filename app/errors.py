@@ -15,10 +15,11 @@ class TimebankError(Exception):
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers = headers
 
     @property
     def type_uri(self) -> str:
@@ -57,6 +58,10 @@ class Forbidden(TimebankError):
 
 class Conflict(TimebankError):
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class RateLimited(TimebankError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
 
 
 class MissingIdempotencyKey(TimebankError):

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+import app.identity.errors  # noqa: F401 - registers the identity problem types
 from app.config import Settings, get_settings
 from app.db import resolve_database
 from app.errors import (
@@ -24,7 +25,11 @@ from app.errors import (
     TimebankError,
     ValidationFailed,
 )
-from app.identity.credentials import CredentialCache
+from app.identity.authentication import Authenticator
+from app.identity.credentials_router import router as credentials_router
+from app.identity.members_router import router as members_router
+from app.identity.organisations_router import router as organisations_router
+from app.identity.personal_key import personal_data_cipher
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.router import router as ledger_router
@@ -47,7 +52,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 async def _timebank_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, TimebankError):
         raise exc
-    return json_response(exc.status, exc.problem(request.url.path))
+    return json_response(exc.status, exc.problem(request.url.path), exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -126,7 +131,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = runtime.engine
     app.state.sessions = runtime.sessions
     app.state.sequencer = runtime.sequencer
-    app.state.credentials = CredentialCache(app.state.sessions, settings.credential_cache_ttl_s)
+    authenticator = Authenticator(
+        runtime.sessions,
+        settings.credential_cache_ttl_s,
+        settings.rate_limit_per_s,
+        settings.rate_limit_burst,
+    )
+    await authenticator.listen(app_url)
+    app.state.authenticator = authenticator
+    app.state.personal_data = await asyncio.to_thread(personal_data_cipher, settings)
     sweeper = asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))
     # Objects alive after start-up live as long as the process: keep the cyclic collector
     # from walking them again and again (its full passes showed as tail latency).
@@ -139,6 +152,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        await authenticator.close()
         await runtime.close()
 
 
@@ -161,4 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(ops_router)
     app.include_router(ledger_router)
+    app.include_router(members_router)
+    app.include_router(organisations_router)
+    app.include_router(credentials_router)
     return app

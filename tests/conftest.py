@@ -29,7 +29,15 @@ from app.ops import migrations
 
 TEMPLATE_DB = "timebank_template"
 # The background hold sweeper is started by hand in the tests that need it.
-SETTINGS = Settings(database_url="unused", hold_sweep_interval_s=3600, log_level="warning")
+# Rate limits are off except in the tests of the rate limit.
+TEST_PERSONAL_DATA_SECRET = "test-only-personal-data-secret-0123456789"
+SETTINGS = Settings(
+    database_url="unused",
+    hold_sweep_interval_s=3600,
+    log_level="warning",
+    personal_data_secret=TEST_PERSONAL_DATA_SECRET,
+    rate_limit_per_s=0,
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,7 @@ class Api:
     client: httpx.AsyncClient
     token: str
     app: Any
+    credential: str  # the id of the admin credential behind `token`
 
     async def book(self, code: str | None = None) -> str:
         code = code or f"b{uuid.uuid4().hex[:8]}"
@@ -176,14 +185,14 @@ async def api(test_settings: Settings) -> AsyncIterator[Api]:
     app = create_app(test_settings)
     async with app.router.lifespan_context(app):
         async with app.state.sessions() as session, session.begin():
-            _, token = await create_credential(session, "admin", name="tests")
+            credential, token = await create_credential(session, "admin", name="tests")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport,
             base_url="http://testserver",
             headers={"Authorization": f"Bearer {token}"},
         ) as client:
-            yield Api(client, token, app)
+            yield Api(client, token, app, credential["id"])
 
 
 @pytest.fixture
@@ -193,6 +202,8 @@ def cli_env(database: ScratchDatabase) -> dict[str, str]:
     env["TIMEBANK_DATABASE_URL"] = database.app_url
     env["TIMEBANK_MIGRATION_DATABASE_URL"] = database.owner_url
     env["TIMEBANK_LOG_LEVEL"] = "warning"
+    env["TIMEBANK_PERSONAL_DATA_SECRET"] = TEST_PERSONAL_DATA_SECRET
+    env["TIMEBANK_RATE_LIMIT_PER_S"] = "0"
     return env
 
 

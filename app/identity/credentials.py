@@ -4,31 +4,41 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from app.errors import Unauthorized
-from app.ledger.sequencer import IdempotencyRef, Sequencer
-from app.ledger.service import post_notice
+from sqlalchemy.ext.asyncio import AsyncSession
 
 ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
+# Roles whose reach is one organisation (a kiosk's organisation is its kiosk site).
+ORG_BOUND_ROLES = ("org", "kiosk")
 TOKEN_PREFIX = "tbk_"
-LAST_USED_RESOLUTION_S = 60.0
+SYSTEM_CREDENTIAL = "00000000-0000-0000-0000-000000000000"
+# Revocations and rotations are announced here so every server process forgets the token.
+CHANNEL = "timebank_credentials"
+
+COLUMNS = (
+    "id::text AS id, name, role, book_code, organisation_id::text AS organisation_id, "
+    "rate_limit_per_s, token_prefix, created_at, created_by::text AS created_by, revoked_at, "
+    "rotated_at, last_used_at"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """Who is calling: a credential's id, role and reach."""
+    """Who is calling: a credential's id, role and reach (book None: every book)."""
 
     id: str
     role: str
     book: str | None
+    organisation_id: str | None = None
+    rate_limit_per_s: float | None = None
+
+
+class CredentialRefused(ValueError):
+    """A credential that cannot be created as asked (unknown role, book or organisation)."""
 
 
 def token_hash(token: str) -> str:
@@ -36,104 +46,154 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_credential(
-    session: AsyncSession, role: str, book: str | None = None, name: str = ""
-) -> tuple[dict[str, Any], str]:
-    """Store a new credential and return it with its token (shown once, never stored)."""
+def new_token() -> str:
+    """A fresh bearer token: a recognisable prefix and 256 random bits."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+async def _check_reach(
+    session: AsyncSession, role: str, book: str | None, organisation_id: str | None
+) -> None:
     if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    credential_id = uuid.uuid4()
-    await session.execute(
-        text(
-            "INSERT INTO credentials (id, name, role, book_code, token_hash, token_prefix) "
-            "VALUES (:id, :name, :role, :book, :hash, :prefix)"
-        ),
-        {
-            "id": credential_id,
-            "name": name,
-            "role": role,
-            "book": book,
-            "hash": token_hash(token),
-            "prefix": token[:8],
-        },
-    )
-    return {"id": str(credential_id), "role": role, "book": book, "name": name}, token
+        raise CredentialRefused(f"unknown role {role!r}")
+    if book is not None:
+        found = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": book})
+        if found.first() is None:
+            raise CredentialRefused(f"no book {book!r}")
+    if role in ORG_BOUND_ROLES:
+        if organisation_id is None:
+            raise CredentialRefused(f"a {role} credential is bound to an organisation")
+        org = (
+            await session.execute(
+                text("SELECT book_code, kind FROM organisations WHERE id = CAST(:o AS uuid)"),
+                {"o": organisation_id},
+            )
+        ).one_or_none()
+        if org is None or (book is not None and org.book_code != book):
+            raise CredentialRefused(f"no organisation {organisation_id} in book {book!r}")
+        if role == "kiosk" and org.kind != "kiosk_site":
+            raise CredentialRefused("a kiosk credential is bound to a kiosk_site organisation")
+    elif organisation_id is not None:
+        raise CredentialRefused(f"a {role} credential is not bound to an organisation")
 
 
-SYSTEM_CREDENTIAL = "00000000-0000-0000-0000-000000000000"
-
-
-async def grant_credential(
-    sessions: async_sessionmaker[AsyncSession],
-    sequencer: Sequencer,
+async def create_credential(
+    session: AsyncSession,
     role: str,
     book: str | None = None,
     name: str = "",
+    organisation_id: str | None = None,
+    *,
+    created_by: str | None = None,
+    rate_limit_per_s: float | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Create a credential; one bound to a book is also recorded in that book's journal.
+    """Store a new credential and return it with its token (shown once, never stored)."""
+    if role in ORG_BOUND_ROLES and book is None and organisation_id is not None:
+        book = await session.scalar(
+            text("SELECT book_code FROM organisations WHERE id = CAST(:o AS uuid)"),
+            {"o": organisation_id},
+        )
+    await _check_reach(session, role, book, organisation_id)
+    token = new_token()
+    row = (
+        await session.execute(
+            text(
+                "INSERT INTO credentials (id, name, role, book_code, organisation_id, token_hash, "
+                "token_prefix, created_by, rate_limit_per_s) VALUES (:id, :name, :role, :book, "
+                "CAST(:org AS uuid), :hash, :prefix, CAST(:by AS uuid), :rate) "
+                f"RETURNING {COLUMNS}"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "name": name,
+                "role": role,
+                "book": book,
+                "org": organisation_id,
+                "hash": token_hash(token),
+                "prefix": token[:8],
+                "by": created_by,
+                "rate": rate_limit_per_s,
+            },
+        )
+    ).one()
+    return credential_json(row), token
 
-    The credential is committed first: a failed notice can be posted again (it is idempotent
-    on the credential id), while a notice for a credential that was never stored could not be
-    taken back.
-    """
-    try:
-        async with sessions() as session, session.begin():
-            credential, token = await create_credential(session, role, book, name)
-    except IntegrityError:
-        raise ValueError(f"no book {book!r}") from None
-    if book is not None:
-        facts = {"credential_id": credential["id"], "role": role, "book": book}
-        idem = IdempotencyRef(SYSTEM_CREDENTIAL, f"notice:granted:{credential['id']}", "")
-        outcome = await post_notice(sequencer, book, "credential_granted", facts, idem)
-        if outcome.status_code >= 400:
-            raise RuntimeError(f"the grant could not be recorded: {outcome.body['detail']}")
-    return credential, token
+
+def credential_json(row: Any) -> dict[str, Any]:
+    """A credential as the API shows it: never its token or hash."""
+    data = dict(row._mapping)
+    data["book"] = data.pop("book_code")
+    data["status"] = "revoked" if data["revoked_at"] is not None else "active"
+    return data
 
 
-class CredentialCache:
-    """Token checks without a query per request; a revocation takes effect within the TTL."""
+async def get_credential(session: AsyncSession, credential_id: uuid.UUID) -> dict[str, Any] | None:
+    """A credential by id, or None."""
+    row = (
+        await session.execute(
+            text(f"SELECT {COLUMNS} FROM credentials WHERE id = :id"), {"id": credential_id}
+        )
+    ).one_or_none()
+    return None if row is None else credential_json(row)
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_s: float) -> None:
-        self._sessions = sessions
-        self._ttl = ttl_s
-        self._entries: dict[str, tuple[float, Credential | None]] = {}
-        self._touched: dict[str, float] = {}
 
-    async def authenticate(self, token: str) -> Credential:
-        """The credential a bearer token belongs to, or Unauthorized."""
-        digest = token_hash(token)
-        now = time.monotonic()
-        cached = self._entries.get(digest)
-        if cached is None or now - cached[0] > self._ttl:
-            cached = (now, await self._load(digest))
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[digest] = cached
-        credential = cached[1]
-        if credential is None:
-            raise Unauthorized("the bearer token is not valid")
-        if now - self._touched.get(credential.id, -1e9) > LAST_USED_RESOLUTION_S:
-            self._touched[credential.id] = now
-            await self._touch(credential.id)
-        return credential
+async def list_credentials(
+    session: AsyncSession, book: str | None, after: uuid.UUID | None, limit: int
+) -> list[dict[str, Any]]:
+    """Credentials of one book (None: all), oldest first, keyset-paged by id."""
+    rows = await session.execute(
+        text(
+            f"SELECT {COLUMNS} FROM credentials "
+            "WHERE (CAST(:book AS text) IS NULL OR book_code = :book) "
+            "AND (CAST(:after AS uuid) IS NULL OR id > CAST(:after AS uuid)) "
+            "ORDER BY id LIMIT :limit"
+        ),
+        {"book": book, "after": after, "limit": limit},
+    )
+    return [credential_json(row) for row in rows]
 
-    async def _load(self, digest: str) -> Credential | None:
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    text(
-                        "SELECT id::text AS id, role, book_code FROM credentials "
-                        "WHERE token_hash = :h AND revoked_at IS NULL"
-                    ),
-                    {"h": digest},
-                )
-            ).one_or_none()
-        return None if row is None else Credential(row.id, row.role, row.book_code)
 
-    async def _touch(self, credential_id: str) -> None:
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                text("UPDATE credentials SET last_used_at = now() WHERE id = :id"),
-                {"id": credential_id},
-            )
+async def revoke_credential(session: AsyncSession, credential_id: uuid.UUID) -> dict[str, Any]:
+    """Revoke a credential now (idempotent); every process forgets its token."""
+    row = (
+        await session.execute(
+            text(
+                "UPDATE credentials SET revoked_at = coalesce(revoked_at, now()) WHERE id = :id "
+                f"RETURNING {COLUMNS}"
+            ),
+            {"id": credential_id},
+        )
+    ).one()
+    await session.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": row.id})
+    return credential_json(row)
+
+
+async def rotate_credential(
+    session: AsyncSession, credential_id: uuid.UUID
+) -> tuple[dict[str, Any], str]:
+    """Give a credential a new token; the old one stops working at once."""
+    token = new_token()
+    row = (
+        await session.execute(
+            text(
+                "UPDATE credentials SET token_hash = :hash, token_prefix = :prefix, "
+                "rotated_at = now() WHERE id = :id AND revoked_at IS NULL "
+                f"RETURNING {COLUMNS}"
+            ),
+            {"id": credential_id, "hash": token_hash(token), "prefix": token[:8]},
+        )
+    ).one_or_none()
+    if row is None:
+        raise CredentialRefused("a revoked credential cannot be rotated")
+    await session.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": row.id})
+    return credential_json(row), token
+
+
+def notice_facts(credential: dict[str, Any]) -> dict[str, Any]:
+    """What a credential notice records in the journal: its reach, never a secret."""
+    return {
+        "credential_id": credential["id"],
+        "role": credential["role"],
+        "book": credential["book"],
+        "organisation_id": credential["organisation_id"],
+    }

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: who is calling, and the idempotency key of a posting request.
+"""FastAPI dependencies: who is calling, and the idempotency key of a writing request.
 
 Each route has one dependency that does all of its checks: FastAPI's dependency resolution
 costs more per node than the checks themselves, and postings are the hot path.
@@ -10,64 +10,69 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import Forbidden, MissingIdempotencyKey, Unauthorized, ValidationFailed
-from app.identity.credentials import Credential, CredentialCache
+from app.errors import MissingIdempotencyKey, Unauthorized, ValidationFailed
+from app.identity.authentication import Authenticator
+from app.identity.authorization import Caller
 from app.kit.canonical_json import canonical_bytes
 from app.ledger.sequencer import IdempotencyRef, Sequencer
 
 BEARER = "Bearer "
 AuthorizationHeader = Annotated[str | None, Header(include_in_schema=False)]
+MemberHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Member-Id",
+        description="mini-program credentials: the member this request acts for",
+    ),
+]
 
 
-async def _authenticate(request: Request, authorization: str | None) -> Credential:
+async def _authenticate(request: Request, authorization: str | None, member: str | None) -> Caller:
     if not authorization or not authorization.startswith(BEARER):
         raise Unauthorized("send Authorization: Bearer <token>")
-    cache: CredentialCache = request.app.state.credentials
-    return await cache.authenticate(authorization[len(BEARER) :].strip())
+    authenticator: Authenticator = request.app.state.authenticator
+    credential = await authenticator.authenticate(authorization[len(BEARER) :].strip())
+    if member is None or credential.role != "miniprogram":
+        return Caller(credential)
+    try:
+        return Caller(credential, str(UUID(member)))
+    except ValueError:
+        raise ValidationFailed(
+            "X-Member-Id must be a member id (UUID)",
+            errors=[{"field": "header/X-Member-Id", "message": "not a UUID", "code": "uuid"}],
+        ) from None
 
 
-def _require_writer(caller: Credential) -> Credential:
-    # Only admins write in this release; other roles arrive with their own routes.
-    if caller.role != "admin":
-        raise Forbidden(f"role {caller.role!r} may not change the ledger here")
-    return caller
+async def authenticated(
+    request: Request, authorization: AuthorizationHeader = None, x_member_id: MemberHeader = None
+) -> Caller:
+    """Any valid credential; each route checks the role and reach it needs."""
+    return await _authenticate(request, authorization, x_member_id)
 
 
-async def reader(request: Request, authorization: AuthorizationHeader = None) -> Credential:
-    """Any valid credential may read (within its book, checked where the book is known)."""
-    return await _authenticate(request, authorization)
-
-
-async def writer(request: Request, authorization: AuthorizationHeader = None) -> Credential:
-    """A credential allowed to change the ledger."""
-    return _require_writer(await _authenticate(request, authorization))
-
-
-Reader = Annotated[Credential, Depends(reader)]
-Writer = Annotated[Credential, Depends(writer)]
-
-
-def check_book(caller: Credential, book: str) -> None:
-    """Refuse a credential bound to another book."""
-    if caller.book is not None and caller.book != book:
-        raise Forbidden(f"this credential is bound to book {caller.book!r}")
+CallerDep = Annotated[Caller, Depends(authenticated)]
 
 
 @dataclass(frozen=True, slots=True)
 class PostingContext:
     """Everything a posting route needs besides its body."""
 
-    caller: Credential
+    caller: Caller
     idem: IdempotencyRef
     sequencer: Sequencer
+    # For the few checks a posting needs beyond the sequencer's (not every request opens one).
+    sessions: async_sessionmaker[AsyncSession]
 
 
 async def posting_context(
     request: Request,
     authorization: AuthorizationHeader = None,
+    x_member_id: MemberHeader = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -76,8 +81,8 @@ async def posting_context(
         ),
     ] = None,
 ) -> PostingContext:
-    """The writer, its idempotency key with a hash of the request, and the sequencer."""
-    caller = _require_writer(await _authenticate(request, authorization))
+    """The caller, its idempotency key with a hash of the request, and the sequencer."""
+    caller = await _authenticate(request, authorization, x_member_id)
     if idempotency_key is None:
         raise MissingIdempotencyKey("this request needs an Idempotency-Key header")
     if not (1 <= len(idempotency_key) <= 255) or not all(
@@ -101,8 +106,8 @@ async def posting_context(
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.url.path}\n".encode())
     digest.update(body)
-    idem = IdempotencyRef(caller.id, idempotency_key, digest.hexdigest())
-    return PostingContext(caller, idem, request.app.state.sequencer)
+    idem = IdempotencyRef(caller.credential.id, idempotency_key, digest.hexdigest())
+    return PostingContext(caller, idem, request.app.state.sequencer, request.app.state.sessions)
 
 
 Posting = Annotated[PostingContext, Depends(posting_context)]

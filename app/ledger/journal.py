@@ -18,6 +18,8 @@ KIND_HOLD_POST = "hold.post"
 KIND_HOLD_VOID = "hold.void"
 KIND_REVERSAL = "reversal"
 NOTICE_PREFIX = "notice."
+# The meta member in which the ledger records who asked for an entry; callers cannot set it.
+ACTOR_KEY = "actor"
 
 
 @dataclass(frozen=True, slots=True)

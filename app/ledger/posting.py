@@ -13,6 +13,7 @@ from typing import Any, Literal
 from app.kit.clock import rfc3339_micro
 from app.ledger import errors
 from app.ledger.journal import (
+    ACTOR_KEY,
     KIND_HOLD,
     KIND_HOLD_POST,
     KIND_HOLD_VOID,
@@ -80,6 +81,8 @@ class Draft:
     expires_in_s: int | None = None
     reverses: str | None = None
     void_reason: str = "voided"
+    # Who asked (opaque ids), recorded in the entry's meta so the chain proves it.
+    actor: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -196,6 +199,8 @@ def apply_draft(
         for leg in release:
             work(leg.account_id).balance.reserve(leg.amount, sign=-1)
 
+    if draft.actor is not None:
+        meta[ACTOR_KEY] = draft.actor
     unbalanced = unbalanced_assets(legs)
     if unbalanced:
         raise errors.UnbalancedLegs(

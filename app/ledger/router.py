@@ -6,12 +6,24 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.dependencies import SessionDep
-from app.identity.dependencies import Posting, Reader, Writer, check_book
+from app.identity.authorization import (
+    ALL_ROLES,
+    Caller,
+    require_account,
+    require_book,
+    require_org_debits,
+    require_platform,
+    require_role,
+    sees_any_account,
+)
+from app.identity.dependencies import CallerDep, Posting, PostingContext
 from app.kit.responses import payload_response
 from app.ledger import schemas, service
+from app.ledger.errors import HoldNotFound, TransactionNotFound
 from app.ledger.sequencer import Outcome
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
@@ -20,12 +32,16 @@ PROBLEM = {"content": {"application/problem+json": {}}, "description": "problem 
 POSTING_ERRORS: dict[int | str, dict[str, Any]] = {
     400: PROBLEM,
     401: PROBLEM,
+    403: PROBLEM,
     404: PROBLEM,
     409: PROBLEM,
     413: PROBLEM,
     415: PROBLEM,
     422: PROBLEM,
+    429: PROBLEM,
 }
+# Organisations take from their own accounts only (docs/authorization.md).
+POSTERS = ("admin", "org")
 
 
 def _answer(outcome: Outcome) -> Response:
@@ -34,23 +50,24 @@ def _answer(outcome: Outcome) -> Response:
 
 
 @router.post("/books", status_code=201, response_model=schemas.BookRead, responses=POSTING_ERRORS)
-async def create_book(data: schemas.BookCreate, caller: Writer, session: SessionDep) -> Any:
-    """Open a book: one region's ledger with its own sequence and chain."""
-    check_book(caller, data.code)
+async def create_book(data: schemas.BookCreate, caller: CallerDep, session: SessionDep) -> Any:
+    """Open a book: one region's ledger with its own sequence and chain (platform admins)."""
+    require_role(caller, ("admin",), "open books")
+    require_platform(caller, "open books")
     return await service.create_book(session, data)
 
 
 @router.get("/books/{code}", response_model=schemas.BookRead, responses=POSTING_ERRORS)
-async def get_book(code: str, caller: Reader, session: SessionDep) -> Any:
+async def get_book(code: str, caller: CallerDep, session: SessionDep) -> Any:
     """A book and its chain head."""
-    check_book(caller, code)
+    require_book(caller, code, f"book {code!r}")
     return await service.get_book(session, code)
 
 
 @router.get("/books/{code}/head", response_model=schemas.BookHead, responses=POSTING_ERRORS)
-async def get_head(code: str, caller: Reader, session: SessionDep) -> Any:
+async def get_head(code: str, caller: CallerDep, session: SessionDep) -> Any:
     """The last entry's `seq` and `entry_hash` (seq 0 and 64 zeros for an empty book)."""
-    check_book(caller, code)
+    require_book(caller, code, f"book {code!r}")
     return (await service.get_book(session, code))["head"]
 
 
@@ -61,23 +78,25 @@ async def get_head(code: str, caller: Reader, session: SessionDep) -> Any:
     responses=POSTING_ERRORS,
 )
 async def open_account(
-    code: str, data: schemas.AccountCreate, caller: Writer, session: SessionDep
+    code: str, data: schemas.AccountCreate, caller: CallerDep, session: SessionDep
 ) -> Any:
-    """Open an account holding one asset; `overdraft_limit` 0 means no overdraft."""
-    check_book(caller, code)
+    """Open an account holding one asset; `overdraft_limit` 0 means no overdraft (admins)."""
+    require_role(caller, ("admin",), "open accounts")
+    require_book(caller, code, f"book {code!r}")
     return await service.open_account(session, code, data)
 
 
 @router.get("/accounts/{account_id}", response_model=schemas.AccountRead, responses=POSTING_ERRORS)
 async def get_account(
     account_id: UUID,
-    caller: Reader,
+    caller: CallerDep,
     session: SessionDep,
     as_of_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> Any:
     """Balances now, or as of entry `as_of_seq` of the account's book."""
+    require_role(caller, ALL_ROLES, "read accounts")
     account = await service.get_account(session, account_id, as_of_seq)
-    check_book(caller, account["book"])
+    await require_account(session, caller, account)
     return account
 
 
@@ -85,11 +104,12 @@ async def get_account(
     "/accounts/{account_id}", response_model=schemas.AccountRead, responses=POSTING_ERRORS
 )
 async def update_account(
-    account_id: UUID, data: schemas.AccountStatusUpdate, caller: Writer, session: SessionDep
+    account_id: UUID, data: schemas.AccountStatusUpdate, caller: CallerDep, session: SessionDep
 ) -> Any:
-    """Freeze, unfreeze or close an account."""
+    """Freeze, unfreeze or close an account (admins)."""
+    require_role(caller, ("admin",), "change accounts")
     account = await service.get_account(session, account_id)
-    check_book(caller, account["book"])
+    await require_account(session, caller, account)
     return await service.set_account_status(session, account_id, data.status)
 
 
@@ -100,14 +120,14 @@ async def update_account(
 )
 async def account_entries(
     account_id: UUID,
-    caller: Reader,
+    caller: CallerDep,
     session: SessionDep,
     before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
     """The account's legs, newest first, each with the running balance after it."""
     account = await service.get_account(session, account_id)
-    check_book(caller, account["book"])
+    await require_account(session, caller, account)
     return await service.list_account_entries(session, account_id, before_seq, limit)
 
 
@@ -118,16 +138,26 @@ async def account_entries(
     responses=POSTING_ERRORS,
 )
 async def post_transaction(code: str, data: schemas.TransactionCreate, ctx: Posting) -> Response:
-    """Post a balanced transaction; the answer carries the entry, its hash and balances."""
-    check_book(ctx.caller, code)
-    return _answer(await service.post_transaction(ctx.sequencer, code, data, ctx.idem))
+    """Post a balanced transaction (admins; organisations from their own accounts)."""
+    caller = ctx.caller
+    require_role(caller, POSTERS, "post transactions")
+    require_book(caller, code, f"book {code!r}")
+    if caller.role != "admin":
+        debited = [str(leg.account_id) for leg in data.legs if leg.amount < 0]
+        credited = [str(leg.account_id) for leg in data.legs if leg.amount > 0]
+        async with ctx.sessions() as session:
+            await require_org_debits(session, caller, code, debited, credited)
+    outcome = await service.post_transaction(ctx.sequencer, code, data, ctx.idem, caller.actor())
+    return _answer(outcome)
 
 
 @router.get("/transactions/{tx_id}", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
-async def get_transaction(tx_id: UUID, caller: Reader, session: SessionDep) -> Any:
+async def get_transaction(tx_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A journal entry as posted, with its accounts' balances right after it."""
     posting = await service.get_transaction(session, tx_id)
-    check_book(caller, posting["book"])
+    legs = [leg["account_id"] for leg in posting["entry"]["legs"]]
+    if not await sees_any_account(session, caller, posting["book"], legs):
+        raise TransactionNotFound(f"transaction {tx_id} does not exist")
     return posting
 
 
@@ -138,10 +168,14 @@ async def get_transaction(tx_id: UUID, caller: Reader, session: SessionDep) -> A
     responses=POSTING_ERRORS,
 )
 async def reverse_transaction(tx_id: UUID, ctx: Posting, session: SessionDep) -> Response:
-    """Post the negation of a transaction; at most one reversal per transaction."""
+    """Post the negation of a transaction; at most one per transaction (admins)."""
+    require_role(ctx.caller, ("admin",), "reverse transactions")
     posting = await service.get_transaction(session, tx_id)
-    check_book(ctx.caller, posting["book"])
-    return _answer(await service.reverse_transaction(ctx.sequencer, posting, ctx.idem))
+    require_book(ctx.caller, posting["book"], f"transaction {tx_id}")
+    outcome = await service.reverse_transaction(
+        ctx.sequencer, posting, ctx.idem, ctx.caller.actor()
+    )
+    return _answer(outcome)
 
 
 @router.post(
@@ -152,16 +186,44 @@ async def reverse_transaction(tx_id: UUID, ctx: Posting, session: SessionDep) ->
 )
 async def place_hold(code: str, data: schemas.HoldCreate, ctx: Posting) -> Response:
     """Reserve an amount (two-phase): it lowers `available`, not `posted`."""
-    check_book(ctx.caller, code)
-    return _answer(await service.place_hold(ctx.sequencer, code, data, ctx.idem))
+    caller = ctx.caller
+    require_role(caller, POSTERS, "place holds")
+    require_book(caller, code, f"book {code!r}")
+    if caller.role != "admin":
+        debited, credited = [str(data.from_account_id)], [str(data.to_account_id)]
+        async with ctx.sessions() as session:
+            await require_org_debits(session, caller, code, debited, credited)
+    outcome = await service.place_hold(ctx.sequencer, code, data, ctx.idem, caller.actor())
+    return _answer(outcome)
+
+
+async def _visible_hold(session: AsyncSession, caller: Caller, hold_id: UUID) -> dict[str, Any]:
+    hold = await service.get_hold(session, hold_id)
+    accounts = [str(hold["from_account_id"]), str(hold["to_account_id"])]
+    if not await sees_any_account(session, caller, hold["book"], accounts):
+        raise HoldNotFound(f"hold {hold_id} does not exist")
+    return hold
 
 
 @router.get("/holds/{hold_id}", response_model=schemas.HoldRead, responses=POSTING_ERRORS)
-async def get_hold(hold_id: UUID, caller: Reader, session: SessionDep) -> Any:
+async def get_hold(hold_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A hold and how it was resolved."""
-    hold = await service.get_hold(session, hold_id)
-    check_book(caller, hold["book"])
-    return hold
+    return await _visible_hold(session, caller, hold_id)
+
+
+async def _resolve(
+    ctx: PostingContext, session: AsyncSession, hold_id: UUID, amount: int | None, void: bool
+) -> Response:
+    caller = ctx.caller
+    require_role(caller, POSTERS, "resolve holds")
+    hold = await _visible_hold(session, caller, hold_id)
+    if caller.role != "admin":
+        debited, credited = [str(hold["from_account_id"])], [str(hold["to_account_id"])]
+        await require_org_debits(session, caller, hold["book"], debited, credited)
+    outcome = await service.resolve_hold(
+        ctx.sequencer, hold, ctx.idem, amount, void=void, actor=caller.actor()
+    )
+    return _answer(outcome)
 
 
 @router.post("/holds/{hold_id}/post", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
@@ -172,15 +234,11 @@ async def post_hold(
     data: Annotated[schemas.HoldPost | None, Body()] = None,
 ) -> Response:
     """Post a pending hold, in full or for less."""
-    hold = await service.get_hold(session, hold_id)
-    check_book(ctx.caller, hold["book"])
     amount = data.amount if data is not None else None
-    return _answer(await service.resolve_hold(ctx.sequencer, hold, ctx.idem, amount))
+    return await _resolve(ctx, session, hold_id, amount, void=False)
 
 
 @router.post("/holds/{hold_id}/void", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
 async def void_hold(hold_id: UUID, ctx: Posting, session: SessionDep) -> Response:
     """Release a pending hold."""
-    hold = await service.get_hold(session, hold_id)
-    check_book(ctx.caller, hold["book"])
-    return _answer(await service.resolve_hold(ctx.sequencer, hold, ctx.idem, void=True))
+    return await _resolve(ctx, session, hold_id, None, void=True)

@@ -18,6 +18,7 @@ from app.kit.schemas import (
     PositiveAmount,
     SignedAmount,
 )
+from app.ledger.journal import ACTOR_KEY
 
 RESERVED_KINDS = ("hold", "reversal", "notice")
 
@@ -28,6 +29,15 @@ def _user_kind(value: str) -> str:
         raise ValueError(f"kind {value!r} is reserved; use the dedicated route")
     return value
 
+
+def _no_ledger_keys(value: dict[str, Any]) -> dict[str, Any]:
+    if ACTOR_KEY in value:
+        raise ValueError(f"meta key {ACTOR_KEY!r} is set by the ledger")
+    return value
+
+
+# An entry's meta: the caller's facts; the ledger adds who asked (`actor`) on top.
+PostingMeta = Annotated[Meta, AfterValidator(_no_ledger_keys)]
 
 BookCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", examples=["xh"])]
 AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$", examples=["HOUR"])]
@@ -94,7 +104,7 @@ class TransactionCreate(InputModel):
     kind: Kind = "transfer"
     legs: Annotated[list[LegIn], Field(min_length=2, max_length=64)]
     memo: Memo = ""
-    meta: Meta = Field(default_factory=dict)
+    meta: PostingMeta = Field(default_factory=dict)
 
 
 class HoldCreate(InputModel):
@@ -103,7 +113,7 @@ class HoldCreate(InputModel):
     amount: PositiveAmount
     expires_in: Annotated[StrictInt, Field(ge=1, le=30 * 24 * 3600)] = 120
     memo: Memo = ""
-    meta: Meta = Field(default_factory=dict)
+    meta: PostingMeta = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _distinct(self) -> HoldCreate:
@@ -183,6 +193,8 @@ class AccountEntryRead(BaseModel):
     tx_id: UUID
     kind: str
     posted_at: datetime
+    account_id: UUID
+    asset: str
     amount: int
     posted_after: int
     pending_debits_after: int

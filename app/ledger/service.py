@@ -156,17 +156,25 @@ async def list_account_entries(
 ) -> dict[str, Any]:
     """The account's legs, newest first, with running balances (keyset pagination on seq)."""
     await get_account(session, account_id)
+    return await list_entries_of_accounts(session, [account_id], before_seq, limit)
+
+
+async def list_entries_of_accounts(
+    session: AsyncSession, account_ids: list[uuid.UUID], before_seq: int | None, limit: int
+) -> dict[str, Any]:
+    """Legs of accounts of one book, newest first, with running balances (keyset on seq)."""
     rows = (
         await session.execute(
             text(
-                "SELECT l.seq, l.leg_index, e.tx_id, e.kind, e.posted_at, l.amount, "
+                "SELECT l.seq, l.leg_index, e.tx_id, e.kind, e.posted_at, l.account_id, l.asset, "
+                "l.amount, "
                 "l.posted_after, l.pending_debits_after, l.pending_credits_after "
                 "FROM journal_legs l JOIN journal_entries e "
                 "ON e.book_code = l.book_code AND e.seq = l.seq "
-                "WHERE l.account_id = :id AND l.seq < :before "
+                "WHERE l.account_id = ANY(CAST(:ids AS uuid[])) AND l.seq < :before "
                 "ORDER BY l.seq DESC, l.leg_index DESC LIMIT :limit"
             ),
-            {"id": account_id, "before": before_seq or 2**62, "limit": limit + 1},
+            {"ids": account_ids, "before": before_seq or 2**62, "limit": limit + 1},
         )
     ).all()
     # A page never splits one entry's legs, so before_seq is a safe cursor.
@@ -193,11 +201,15 @@ async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> dict[str, 
 
 
 async def post_transaction(
-    sequencer: Sequencer, book: str, data: schemas.TransactionCreate, idem: IdempotencyRef
+    sequencer: Sequencer,
+    book: str,
+    data: schemas.TransactionCreate,
+    idem: IdempotencyRef,
+    actor: dict[str, str] | None = None,
 ) -> Outcome:
-    """Append a balanced transaction to a book."""
+    """Append a balanced transaction to a book; `actor` names who asked."""
     legs = [(str(leg.account_id), leg.amount) for leg in data.legs]
-    draft = Draft(book, "post", data.kind, legs, data.memo, data.meta)
+    draft = Draft(book, "post", data.kind, legs, data.memo, data.meta, actor=actor)
     return await sequencer.submit(draft, idem)
 
 
@@ -207,14 +219,18 @@ async def post_notice(
     what: str,
     facts: dict[str, Any],
     idem: IdempotencyRef | None = None,
+    actor: dict[str, str] | None = None,
 ) -> Outcome:
     """Append an administrative fact (`notice.<what>`, no legs) so the chain proves it."""
-    draft = Draft(book, "post", f"{NOTICE_PREFIX}{what}", [], "", facts)
+    draft = Draft(book, "post", f"{NOTICE_PREFIX}{what}", [], "", facts, actor=actor)
     return await sequencer.submit(draft, idem)
 
 
 async def reverse_transaction(
-    sequencer: Sequencer, original: dict[str, Any], idem: IdempotencyRef
+    sequencer: Sequencer,
+    original: dict[str, Any],
+    idem: IdempotencyRef,
+    actor: dict[str, str] | None = None,
 ) -> Outcome:
     """Append the negation of a posted transaction, as `get_transaction` read it (at most
     once per transaction)."""
@@ -222,16 +238,31 @@ async def reverse_transaction(
     if entry["kind"] in NOT_REVERSIBLE or entry["kind"].startswith(NOTICE_PREFIX):
         raise errors.NotReversible(f"a {entry['kind']!r} entry cannot be reversed")
     legs = [(leg["account_id"], -leg["amount"]) for leg in entry["legs"]]
-    draft = Draft(entry["book"], "reversal", KIND_REVERSAL, legs, reverses=entry["tx_id"])
+    draft = Draft(
+        entry["book"], "reversal", KIND_REVERSAL, legs, reverses=entry["tx_id"], actor=actor
+    )
     return await sequencer.submit(draft, idem)
 
 
 async def place_hold(
-    sequencer: Sequencer, book: str, data: schemas.HoldCreate, idem: IdempotencyRef
+    sequencer: Sequencer,
+    book: str,
+    data: schemas.HoldCreate,
+    idem: IdempotencyRef,
+    actor: dict[str, str] | None = None,
 ) -> Outcome:
     """Reserve an amount from one account for another until it is posted, voided or expires."""
     legs = [(str(data.from_account_id), -data.amount), (str(data.to_account_id), data.amount)]
-    draft = Draft(book, "hold", KIND_HOLD, legs, data.memo, data.meta, expires_in_s=data.expires_in)
+    draft = Draft(
+        book,
+        "hold",
+        KIND_HOLD,
+        legs,
+        data.memo,
+        data.meta,
+        expires_in_s=data.expires_in,
+        actor=actor,
+    )
     return await sequencer.submit(draft, idem)
 
 
@@ -251,10 +282,18 @@ async def resolve_hold(
     idem: IdempotencyRef | None,
     post_amount: int | None = None,
     void: bool = False,
+    actor: dict[str, str] | None = None,
 ) -> Outcome:
     """Post (all or part of) a pending hold, as `get_hold` read it, or void it."""
     action: Action = "hold_void" if void else "hold_post"
-    draft = Draft(hold["book"], action, action, hold_id=str(hold["id"]), post_amount=post_amount)
+    draft = Draft(
+        hold["book"],
+        action,
+        action,
+        hold_id=str(hold["id"]),
+        post_amount=post_amount,
+        actor=actor,
+    )
     return await sequencer.submit(draft, idem, success_status=200)
 
 

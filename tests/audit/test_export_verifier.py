@@ -78,7 +78,7 @@ async def build_book(api: Api) -> Book:
     voided = await post(api, f"/v1/books/{book}/holds", hold(30, "cancelled visit"))  # seq 6
     await post(api, f"/v1/holds/{voided['id']}/void")  # seq 7
     reversal = await post(api, f"/v1/transactions/{first.json()['id']}/reversal")  # seq 8
-    assert reversal["entry"]["meta"] == {"reverses": first.json()["id"]}
+    assert reversal["entry"]["meta"]["reverses"] == first.json()["id"]
     points_issuance, points_member = await api.funded(book, 7, asset="POINT")  # seq 9
     await post(api, f"/v1/books/{book}/holds", hold(10, "still pending"))  # seq 10
     accounts = [issuance, alice, bob, points_issuance, points_member]

@@ -53,7 +53,8 @@ async def test_transfer_returns_entry_hash_and_balances(api: Api) -> None:
         {"account_id": issuance, "asset": "HOUR", "amount": -60},
         {"account_id": member, "asset": "HOUR", "amount": 60},
     ]
-    assert entry["memo"] == "助老" and entry["meta"] == {"activity": "a1"}
+    assert entry["memo"] == "助老" and entry["meta"]["activity"] == "a1"
+    assert entry["meta"]["actor"] == {"credential": api.credential}
     assert entry["posted_at"].endswith("Z") and len(entry["posted_at"]) == 27
     assert body["entry_hash"] == hashlib.sha256(rfc8785.dumps(entry)).hexdigest()
     balances = {b["account_id"]: b for b in body["balances"]}
@@ -186,7 +187,10 @@ async def test_holds_post_for_less_void_and_available(api: Api) -> None:
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
     assert r.status_code == 200, r.text
-    assert r.json()["entry"]["meta"] == {"hold": first["id"]}
+    assert r.json()["entry"]["meta"] == {
+        "hold": first["id"],
+        "actor": {"credential": api.credential},
+    }
     account = await api.balance(member)
     assert (account["posted"], account["available"], account["pending_debits"]) == (50, 50, 0)
     assert (await api.balance(shop))["posted"] == 50
@@ -225,7 +229,8 @@ async def test_reversal_once_and_not_for_holds(api: Api) -> None:
     )
     assert r.status_code == 201, r.text
     entry = r.json()["entry"]
-    assert entry["kind"] == "reversal" and entry["meta"] == {"reverses": tx["id"]}
+    assert entry["kind"] == "reversal"
+    assert entry["meta"] == {"reverses": tx["id"], "actor": {"credential": api.credential}}
     assert [leg["amount"] for leg in entry["legs"]] == [40, -40]
     assert (await api.balance(member))["posted"] == 0
     assert_problem(

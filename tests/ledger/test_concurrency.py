@@ -140,12 +140,12 @@ async def test_a_repeat_waits_for_the_first_then_gives_up_with_409(
     app = create_app(test_settings.model_copy(update={"idempotency_wait_s": 0.3}))
     async with app.router.lifespan_context(app):
         async with app.state.sessions() as session, session.begin():
-            _, token = await create_credential(session, "admin")
+            credential, token = await create_credential(session, "admin")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {token}"}
         ) as client:
-            api = Api(client, token, app)
+            api = Api(client, token, app, credential["id"])
             book = await api.book()
             issuance, member = await api.funded(book, 0)
             blocker = await asyncpg.connect(database.app_url)

@@ -24,11 +24,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from app.config import Settings
 from app.identity.credentials import create_credential
 from app.ledger.verify_runner import verify_book
 from app.main import create_app
-from tests.conftest import ScratchDatabase
+from tests.conftest import SETTINGS, ScratchDatabase
 
 LIMIT = 1_000
 
@@ -265,9 +264,7 @@ def make_machine(world: World) -> type[RuleBasedStateMachine]:
 
 def test_ledger_state_machine(database: ScratchDatabase) -> None:
     loop = asyncio.new_event_loop()
-    app = create_app(
-        Settings(database_url=database.app_url, hold_sweep_interval_s=3600, log_level="warning")
-    )
+    app = create_app(SETTINGS.model_copy(update={"database_url": database.app_url}))
     lifespan = app.router.lifespan_context(app)
     loop.run_until_complete(lifespan.__aenter__())
     try:

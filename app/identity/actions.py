@@ -1,0 +1,144 @@
+"""Exactly-once administrative actions, and the journal notices that record them.
+
+An action (creating an organisation or a credential, revoking, rotating) commits its rows and
+its answer under the caller's Idempotency-Key in one transaction; its `notice.*` entry is then
+appended through the sequencer, idempotent on the same key, so a retry that finds the answer
+stored also makes sure the notice is in the chain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import IdempotencyKeyReused, ServiceUnavailable
+from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.service import post_notice
+
+
+@dataclass(slots=True)
+class Notice:
+    """A `notice.<what>` entry to append to a book once the action has committed."""
+
+    book: str
+    what: str
+    facts: dict[str, Any]
+    actor: dict[str, str]
+
+
+@dataclass(slots=True)
+class ActionResult:
+    """An action's answer, and the notice that records it (if any)."""
+
+    status_code: int
+    body: dict[str, Any]
+    notice: Notice | None = None
+    # Never stored: shown once to the caller (a new token).
+    secret_fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ActionAnswer:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+Action = Callable[[AsyncSession], Awaitable[ActionResult]]
+
+
+async def _claim(session: AsyncSession, idem: IdempotencyRef) -> dict[str, Any] | None:
+    """Claim the key in this transaction; None when new, else the stored row.
+
+    A concurrent request with the same key waits on the first one's row lock and then sees
+    its committed answer (or claims the key if the first rolled back).
+    """
+    claimed = await session.execute(
+        text(
+            "INSERT INTO action_outcomes (credential_id, key, request_hash, status_code, response)"
+            " VALUES (CAST(:c AS uuid), :k, :h, 0, '{}') ON CONFLICT DO NOTHING RETURNING 1"
+        ),
+        {"c": idem.credential_id, "k": idem.key, "h": idem.request_hash},
+    )
+    if claimed.first() is not None:
+        return None
+    row = (
+        await session.execute(
+            text(
+                "SELECT request_hash, status_code, response::text AS response "
+                "FROM action_outcomes WHERE credential_id = CAST(:c AS uuid) AND key = :k"
+            ),
+            {"c": idem.credential_id, "k": idem.key},
+        )
+    ).one()
+    if row.request_hash != idem.request_hash:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for another request")
+    stored: dict[str, Any] = json.loads(row.response)
+    return {"status_code": row.status_code, **stored}
+
+
+def _notice_json(notice: Notice | None) -> dict[str, Any] | None:
+    if notice is None:
+        return None
+    return {
+        "book": notice.book,
+        "what": notice.what,
+        "facts": notice.facts,
+        "actor": notice.actor,
+    }
+
+
+async def run_action(
+    sessions: async_sessionmaker[AsyncSession],
+    sequencer: Sequencer,
+    idem: IdempotencyRef,
+    action: Action,
+) -> ActionAnswer:
+    """Run `action` once per Idempotency-Key; append its notice after it commits."""
+    async with sessions() as session, session.begin():
+        stored = await _claim(session, idem)
+        if stored is None:
+            result = await action(session)
+            document = {"body": result.body, "notice": _notice_json(result.notice)}
+            await session.execute(
+                text(
+                    "UPDATE action_outcomes SET status_code = :s, response = CAST(:r AS jsonb) "
+                    "WHERE credential_id = CAST(:c AS uuid) AND key = :k"
+                ),
+                {
+                    "s": result.status_code,
+                    "r": json.dumps(document, default=str),
+                    "c": idem.credential_id,
+                    "k": idem.key,
+                },
+            )
+    if stored is None:
+        answer = ActionAnswer(result.status_code, {**result.body, **result.secret_fields}, False)
+        notice = document["notice"]
+    else:
+        answer = ActionAnswer(stored["status_code"], stored["body"], True)
+        notice = stored["notice"]
+    if notice is not None:
+        await _append_notice(sequencer, idem, notice)
+    return answer
+
+
+async def _append_notice(
+    sequencer: Sequencer, idem: IdempotencyRef, notice: dict[str, Any]
+) -> None:
+    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"notice:{idem.credential_id}:{idem.key}", "")
+    outcome = await post_notice(
+        sequencer, notice["book"], notice["what"], notice["facts"], ref, notice["actor"]
+    )
+    if outcome.status_code >= 400:
+        # The action stands; a retry with the same key appends the notice.
+        raise ServiceUnavailable(
+            "the action was recorded but its journal notice was not; retry with the same "
+            "Idempotency-Key"
+        )

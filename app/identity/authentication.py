@@ -1,0 +1,134 @@
+"""Who is calling: bearer tokens to credentials, cached, revoked at once, rate limited."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import asyncpg
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import RateLimited, Unauthorized
+from app.identity.credentials import CHANNEL, Credential, token_hash
+from app.identity.rate_limit import TokenBucketLimiter, retry_after_header
+
+log = structlog.get_logger("timebank.identity")
+LAST_USED_RESOLUTION_S = 60.0
+MAX_CACHED = 10_000
+
+
+class Authenticator:
+    """Token checks without a query per request.
+
+    A revocation or rotation is announced with NOTIFY in its transaction; every process
+    listens and forgets the token when it commits. The TTL only bounds staleness should the
+    listening connection be lost.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        ttl_s: float,
+        rate_per_s: float,
+        burst: int,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl_s
+        self._entries: dict[str, tuple[float, Credential | None]] = {}
+        self._digests: dict[str, str] = {}
+        self._touched: dict[str, float] = {}
+        self._rate_per_s = rate_per_s
+        self._burst = burst
+        self._limiters: dict[float, TokenBucketLimiter] = {}
+        self._listener: asyncpg.Connection | None = None
+
+    async def listen(self, dsn: str) -> None:
+        """Follow revocations made by any process."""
+        self._listener = await asyncpg.connect(dsn)
+        await self._listener.add_listener(CHANNEL, self._on_notify)
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.forget(payload)
+
+    def forget(self, credential_id: str) -> None:
+        """Drop a credential's cached token so the next request reads it again."""
+        digest = self._digests.pop(credential_id, None)
+        if digest is not None:
+            self._entries.pop(digest, None)
+
+    async def authenticate(self, token: str) -> Credential:
+        """The credential a bearer token belongs to, or Unauthorized / RateLimited."""
+        digest = token_hash(token)
+        now = time.monotonic()
+        cached = self._entries.get(digest)
+        if cached is None or now - cached[0] > self._ttl or self._listener_lost():
+            cached = (now, await self._load(digest))
+            if len(self._entries) > MAX_CACHED:
+                self._entries.clear()
+                self._digests.clear()
+            self._entries[digest] = cached
+            if cached[1] is not None:
+                self._digests[cached[1].id] = digest
+        credential = cached[1]
+        if credential is None:
+            raise Unauthorized("the bearer token is not valid")
+        self._limit(credential)
+        if now - self._touched.get(credential.id, -1e9) > LAST_USED_RESOLUTION_S:
+            self._touched[credential.id] = now
+            await self._touch(credential.id)
+        return credential
+
+    def _listener_lost(self) -> bool:
+        return self._listener is not None and self._listener.is_closed()
+
+    def _limit(self, credential: Credential) -> None:
+        rate = self._rate_per_s
+        if credential.rate_limit_per_s is not None:
+            rate = credential.rate_limit_per_s
+        if rate <= 0:
+            return
+        limiter = self._limiters.get(rate)
+        if limiter is None:
+            burst = max(self._burst, 1) if rate == self._rate_per_s else max(int(2 * rate), 1)
+            limiter = self._limiters[rate] = TokenBucketLimiter(rate, burst)
+        decision = limiter.take(credential.id)
+        if not decision.allowed:
+            raise RateLimited(
+                f"this credential may make {rate:g} requests per second",
+                headers={"Retry-After": retry_after_header(decision.retry_after_s)},
+            )
+
+    async def _load(self, digest: str) -> Credential | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT id::text AS id, role, book_code, "
+                        "organisation_id::text AS organisation_id, rate_limit_per_s "
+                        "FROM credentials WHERE token_hash = :h AND revoked_at IS NULL"
+                    ),
+                    {"h": digest},
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return Credential(
+            row.id, row.role, row.book_code, row.organisation_id, row.rate_limit_per_s
+        )
+
+    async def _touch(self, credential_id: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                text("UPDATE credentials SET last_used_at = now() WHERE id = :id"),
+                {"id": credential_id},
+            )

@@ -1,0 +1,174 @@
+"""Who may do what: roles, reach, and the 404-or-403 rule (docs/authorization.md).
+
+1. No valid token: 401.
+2. A role that may never call a route: 403, whatever the object (this tells nothing).
+3. An object outside the caller's reach (another book, organisation, kiosk or member), or
+   one that does not exist: 404, the same answer for both.
+4. An object within reach but an action the caller may not take on it: 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Forbidden, NotFound
+from app.identity.credentials import Credential
+
+ALL_ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
+# Who sees members' personal data in full; the others see it masked (see members.py).
+SEES_PERSONAL_DATA = ("admin", "miniprogram")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A credential and, for the mini-program, the member it acts for in this request."""
+
+    credential: Credential
+    member_id: str | None = None
+
+    @property
+    def role(self) -> str:
+        return self.credential.role
+
+    @property
+    def book(self) -> str | None:
+        return self.credential.book
+
+    @property
+    def organisation_id(self) -> str | None:
+        return self.credential.organisation_id
+
+    def actor(self) -> dict[str, str]:
+        """What a journal entry records of who did it (opaque ids only)."""
+        actor = {"credential": self.credential.id}
+        if self.member_id is not None:
+            actor["member"] = self.member_id
+        return actor
+
+
+def require_role(caller: Caller, roles: Iterable[str], action: str) -> None:
+    """Refuse (403) a role that may never take this action."""
+    if caller.role not in roles:
+        raise Forbidden(f"role {caller.role!r} may not {action}")
+
+
+def reaches_book(caller: Caller, book: str) -> bool:
+    """Whether the credential's book binding includes `book`."""
+    return caller.book is None or caller.book == book
+
+
+def require_book(caller: Caller, book: str, what: str) -> None:
+    """A book outside the caller's reach is answered as if it did not exist."""
+    if not reaches_book(caller, book):
+        raise NotFound(f"{what} does not exist")
+
+
+def require_platform(caller: Caller, action: str) -> None:
+    """Only a credential bound to no book may act across books."""
+    if caller.book is not None:
+        raise Forbidden(f"only a platform credential may {action}")
+
+
+def org_owner(organisation_id: str | None) -> str:
+    """The `owner` of an organisation's accounts."""
+    return f"org:{organisation_id}"
+
+
+def member_owner(member_id: str | None) -> str:
+    """The `owner` of a member's accounts."""
+    return f"member:{member_id}"
+
+
+async def is_org_member(session: AsyncSession, organisation_id: str, member_id: str) -> bool:
+    """Whether a member belongs to an organisation."""
+    found = await session.execute(
+        text(
+            "SELECT 1 FROM organisation_members WHERE organisation_id = CAST(:o AS uuid) "
+            "AND member_id = CAST(:m AS uuid)"
+        ),
+        {"o": organisation_id, "m": member_id},
+    )
+    return found.first() is not None
+
+
+async def sees_member(session: AsyncSession, caller: Caller, member: dict[str, Any]) -> bool:
+    """Whether the member is within the caller's reach."""
+    if not reaches_book(caller, member["book"]):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    if caller.role == "miniprogram":
+        return caller.member_id in (None, str(member["id"]))
+    if caller.role == "org" and caller.organisation_id is not None:
+        return await is_org_member(session, caller.organisation_id, str(member["id"]))
+    return False
+
+
+async def sees_account(session: AsyncSession, caller: Caller, account: dict[str, Any]) -> bool:
+    """Whether an account (as the ledger reads it) is within the caller's reach."""
+    if not reaches_book(caller, account["book"]):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    owner: str = account["owner"]
+    if caller.role in ("org", "kiosk") and owner == org_owner(caller.organisation_id):
+        return True
+    if caller.role == "miniprogram":
+        return caller.member_id is not None and owner == member_owner(caller.member_id)
+    if caller.role == "org" and owner.startswith("member:") and caller.organisation_id:
+        return await is_org_member(session, caller.organisation_id, owner.removeprefix("member:"))
+    return False
+
+
+async def require_account(session: AsyncSession, caller: Caller, account: dict[str, Any]) -> None:
+    """404 for an account the caller may not know of."""
+    if not await sees_account(session, caller, account):
+        raise NotFound(f"account {account['id']} does not exist")
+
+
+async def account_owners(session: AsyncSession, account_ids: list[str]) -> dict[str, Any]:
+    """book and owner of each account that exists."""
+    rows = await session.execute(
+        text(
+            "SELECT id::text AS id, book_code AS book, owner FROM accounts "
+            "WHERE id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": account_ids},
+    )
+    return {row.id: row._asdict() for row in rows}
+
+
+async def require_org_debits(
+    session: AsyncSession, caller: Caller, book: str, debited: list[str], credited: list[str]
+) -> None:
+    """An organisation may move only its own accounts' funds (to any account in its book)."""
+    if caller.role != "org":
+        return
+    known = await account_owners(session, debited + credited)
+    for account_id in debited + credited:
+        account = known.get(account_id)
+        if account is None or account["book"] != book:
+            raise NotFound(f"account {account_id} does not exist")
+    for account_id in debited:
+        if known[account_id]["owner"] != org_owner(caller.organisation_id):
+            raise Forbidden(f"an organisation may only take from its own accounts ({account_id})")
+
+
+async def sees_any_account(
+    session: AsyncSession, caller: Caller, book: str, account_ids: list[str]
+) -> bool:
+    """Whether an entry or hold of `book` moving these accounts is visible to the caller:
+    book-wide roles see all of the book, others what moves an account of theirs."""
+    if not reaches_book(caller, book):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    for account in (await account_owners(session, account_ids)).values():
+        if await sees_account(session, caller, account):
+            return True
+    return False

@@ -1,0 +1,141 @@
+"""HTTP routes of credentials: issue, list, rotate and revoke bearer tokens (admins)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.errors import Forbidden
+from app.identity import credentials, errors, schemas
+from app.identity.actions import ActionAnswer, ActionResult, run_action
+from app.identity.authentication import Authenticator
+from app.identity.authorization import Caller, require_book, require_role
+from app.identity.dependencies import CallerDep, Posting
+from app.identity.grants import credential_json, credential_notice, issue_credential
+from app.kit.responses import json_response
+from app.ledger.router import POSTING_ERRORS
+from app.ledger.schemas import BookCode
+
+router = APIRouter(prefix="/v1", tags=["credentials"])
+ADMINS = ("admin",)
+
+
+def _answer(answer: ActionAnswer) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return json_response(answer.status_code, answer.body, headers)
+
+
+def _require_reach(caller: Caller, book: str | None, what: str) -> None:
+    """A book admin manages its book's credentials; platform ones are the platform's."""
+    if book is None:
+        if caller.book is not None:
+            raise errors.CredentialNotFound(f"{what} does not exist")
+    else:
+        require_book(caller, book, what)
+
+
+async def _visible(session: AsyncSession, caller: Caller, credential_id: UUID) -> dict[str, Any]:
+    credential = await credentials.get_credential(session, credential_id)
+    if credential is None:
+        raise errors.CredentialNotFound(f"credential {credential_id} does not exist")
+    _require_reach(caller, credential["book"], f"credential {credential_id}")
+    return credential
+
+
+@router.post(
+    "/credentials",
+    status_code=201,
+    response_model=schemas.CredentialRead,
+    responses=POSTING_ERRORS,
+)
+async def create_credential(data: schemas.CredentialCreate, ctx: Posting) -> Response:
+    """Issue a credential; its token is in this answer only (a replay answers without it)."""
+    require_role(ctx.caller, ADMINS, "issue credentials")
+    if data.book is None and ctx.caller.book is not None:
+        raise Forbidden("only a platform admin issues credentials for every book")
+    if data.book is not None:
+        require_book(ctx.caller, data.book, f"book {data.book!r}")
+    answer = await issue_credential(ctx.sessions, ctx.sequencer, ctx.idem, data, ctx.caller.actor())
+    return _answer(answer)
+
+
+@router.get("/credentials", response_model=schemas.CredentialPage, responses=POSTING_ERRORS)
+async def list_credentials(
+    caller: CallerDep,
+    session: SessionDep,
+    book: BookCode | None = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Credentials in the caller's reach, without secrets, with when each was last used."""
+    require_role(caller, ADMINS, "list credentials")
+    if book is not None:
+        require_book(caller, book, f"book {book!r}")
+    items = await credentials.list_credentials(session, book or caller.book, after, limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next_after": items[-1]["id"] if more else None}
+
+
+@router.get(
+    "/credentials/{credential_id}", response_model=schemas.CredentialRead, responses=POSTING_ERRORS
+)
+async def get_credential(credential_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """One credential, without its secret."""
+    require_role(caller, ADMINS, "read credentials")
+    return await _visible(session, caller, credential_id)
+
+
+@router.post(
+    "/credentials/{credential_id}/revoke",
+    response_model=schemas.CredentialRead,
+    responses=POSTING_ERRORS,
+)
+async def revoke_credential(credential_id: UUID, ctx: Posting, request: Request) -> Response:
+    """Revoke a credential: its token is refused (401) from this answer on."""
+    require_role(ctx.caller, ADMINS, "revoke credentials")
+    actor = ctx.caller.actor()
+
+    async def revoke(session: AsyncSession) -> ActionResult:
+        await _visible(session, ctx.caller, credential_id)
+        credential = await credentials.revoke_credential(session, credential_id)
+        return ActionResult(
+            200,
+            credential_json(credential),
+            credential_notice(credential, "credential_revoked", actor),
+        )
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, revoke)
+    authenticator: Authenticator = request.app.state.authenticator
+    authenticator.forget(str(credential_id))
+    return _answer(answer)
+
+
+@router.post(
+    "/credentials/{credential_id}/rotate",
+    response_model=schemas.CredentialRead,
+    responses=POSTING_ERRORS,
+)
+async def rotate_credential(credential_id: UUID, ctx: Posting, request: Request) -> Response:
+    """Give a credential a new token (in this answer only); the old token stops at once."""
+    require_role(ctx.caller, ADMINS, "rotate credentials")
+    actor = ctx.caller.actor()
+
+    async def rotate(session: AsyncSession) -> ActionResult:
+        await _visible(session, ctx.caller, credential_id)
+        try:
+            credential, token = await credentials.rotate_credential(session, credential_id)
+        except credentials.CredentialRefused as exc:
+            raise errors.CredentialNotAllowed(str(exc)) from None
+        notice = credential_notice(credential, "credential_rotated", actor)
+        return ActionResult(200, credential_json(credential), notice, {"token": token})
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, rotate)
+    authenticator: Authenticator = request.app.state.authenticator
+    authenticator.forget(str(credential_id))
+    return _answer(answer)

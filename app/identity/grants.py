@@ -1,0 +1,67 @@
+"""Issuing credentials: the one path used by the API and by `timebank credentials create`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.identity import credentials, errors, schemas
+from app.identity.actions import ActionAnswer, ActionResult, Notice, run_action
+from app.ledger.sequencer import IdempotencyRef, Sequencer
+
+
+def credential_json(credential: dict[str, Any]) -> dict[str, Any]:
+    """A credential as plain JSON (what an action's answer stores)."""
+    return schemas.CredentialRead.model_validate(credential).model_dump(mode="json")
+
+
+def credential_notice(
+    credential: dict[str, Any], what: str, actor: dict[str, str]
+) -> Notice | None:
+    """The journal notice of a credential change; a platform credential has no book."""
+    if credential["book"] is None:
+        return None
+    return Notice(credential["book"], what, credentials.notice_facts(credential), actor)
+
+
+async def issue_credential(
+    sessions: async_sessionmaker[AsyncSession],
+    sequencer: Sequencer,
+    idem: IdempotencyRef,
+    spec: schemas.CredentialCreate,
+    actor: dict[str, str],
+) -> ActionAnswer:
+    """Create a credential once per key; its token is in the first answer only."""
+    org = None if spec.organisation_id is None else str(spec.organisation_id)
+
+    async def issue(session: AsyncSession) -> ActionResult:
+        try:
+            credential, token = await credentials.create_credential(
+                session,
+                spec.role,
+                spec.book,
+                spec.name,
+                org,
+                created_by=actor["credential"],
+                rate_limit_per_s=spec.rate_limit_per_s,
+            )
+        except credentials.CredentialRefused as exc:
+            raise errors.CredentialNotAllowed(str(exc)) from None
+        notice = credential_notice(credential, "credential_granted", actor)
+        return ActionResult(201, credential_json(credential), notice, {"token": token})
+
+    return await run_action(sessions, sequencer, idem, issue)
+
+
+async def grant_credential(
+    sessions: async_sessionmaker[AsyncSession],
+    sequencer: Sequencer,
+    spec: schemas.CredentialCreate,
+) -> tuple[dict[str, Any], str]:
+    """An operator's grant from the command line: returns the credential and its token."""
+    actor = {"credential": credentials.SYSTEM_CREDENTIAL}
+    idem = IdempotencyRef(credentials.SYSTEM_CREDENTIAL, f"cli:{uuid.uuid4()}", "")
+    answer = await issue_credential(sessions, sequencer, idem, spec, actor)
+    return answer.body, str(answer.body["token"])

@@ -1,0 +1,145 @@
+"""HTTP routes of members: registration, personal data, erasure, balances and history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.dependencies import SessionDep
+from app.errors import Forbidden
+from app.identity import errors, members, schemas
+from app.identity.authorization import (
+    SEES_PERSONAL_DATA,
+    Caller,
+    require_book,
+    require_role,
+    sees_member,
+)
+from app.identity.dependencies import CallerDep
+from app.identity.personal import PersonalDataCipher
+from app.kit.clock import utc_now
+from app.ledger.router import POSTING_ERRORS
+from app.ledger.schemas import AccountEntriesPage
+
+router = APIRouter(prefix="/v1", tags=["members"])
+
+READERS = ("admin", "auditor", "miniprogram", "org")
+EDITORS = ("admin", "miniprogram")
+REGISTRARS = ("admin", "miniprogram", "org")
+
+
+def _cipher(request: Request) -> PersonalDataCipher:
+    cipher: PersonalDataCipher = request.app.state.personal_data
+    return cipher
+
+
+def _view(request: Request, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
+    return members.member_view(row, _cipher(request), caller.role in SEES_PERSONAL_DATA)
+
+
+async def _visible_member(session: Any, caller: Caller, member_id: UUID) -> dict[str, Any]:
+    row = await members.get_member_row(session, member_id)
+    if not await sees_member(session, caller, row):
+        raise errors.MemberNotFound(f"member {member_id} does not exist")
+    return row
+
+
+@router.post(
+    "/members",
+    status_code=201,
+    response_model=schemas.MemberRead,
+    responses={**POSTING_ERRORS, 200: {"description": "already registered: the same member"}},
+)
+async def register_member(
+    data: schemas.MemberCreate,
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> Any:
+    """Register a member and open their accounts; a repeat with the same identity answers
+    200 with the same member."""
+    require_role(caller, REGISTRARS, "register members")
+    require_book(caller, data.book, f"book {data.book!r}")
+    if caller.role == "org":
+        own = UUID(str(caller.organisation_id))
+        if data.organisation_id not in (None, own):
+            raise Forbidden("an organisation registers members into itself only")
+        data = data.model_copy(update={"organisation_id": own})
+    row, created = await members.register_member_once(
+        session, _cipher(request), data, utc_now().date()
+    )
+    if not created:
+        response.status_code = 200
+        if caller.role == "org" and data.organisation_id is not None:
+            # The organisation knows the member's identity: it may enrol them.
+            await members.join_organisation(session, data.organisation_id, row["id"], row["book"])
+            row = await members.get_member_row(session, row["id"])
+        elif not await sees_member(session, caller, row):
+            raise errors.MemberNotFound("the identity belongs to a member out of reach")
+    return _view(request, caller, row)
+
+
+@router.get("/members/{member_id}", response_model=schemas.MemberRead, responses=POSTING_ERRORS)
+async def get_member(
+    member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """A member; personal fields are masked unless the caller's role may see them."""
+    require_role(caller, READERS, "read members")
+    return _view(request, caller, await _visible_member(session, caller, member_id))
+
+
+@router.patch("/members/{member_id}", response_model=schemas.MemberRead, responses=POSTING_ERRORS)
+async def update_member(
+    member_id: UUID,
+    data: schemas.MemberUpdate,
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+) -> Any:
+    """Correct a member's personal data."""
+    require_role(caller, EDITORS, "correct members' data")
+    row = await _visible_member(session, caller, member_id)
+    row = await members.update_member(session, _cipher(request), row, data, utc_now().date())
+    return _view(request, caller, row)
+
+
+@router.post(
+    "/members/{member_id}/erase", response_model=schemas.MemberRead, responses=POSTING_ERRORS
+)
+async def erase_member(
+    member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """Erase a member's personal data on request; accounts and journal entries remain."""
+    require_role(caller, EDITORS, "erase members")
+    await _visible_member(session, caller, member_id)
+    return _view(request, caller, await members.erase_member(session, member_id))
+
+
+@router.get(
+    "/members/{member_id}/balances",
+    response_model=schemas.MemberBalances,
+    responses=POSTING_ERRORS,
+)
+async def member_balances(member_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """The member's balance in each asset."""
+    require_role(caller, READERS, "read members")
+    return await members.member_balances(session, await _visible_member(session, caller, member_id))
+
+
+@router.get(
+    "/members/{member_id}/entries", response_model=AccountEntriesPage, responses=POSTING_ERRORS
+)
+async def member_entries(
+    member_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
+    """The member's history across their accounts, newest first, with running balances."""
+    require_role(caller, READERS, "read members")
+    row = await _visible_member(session, caller, member_id)
+    return await members.member_entries(session, row, before_seq, limit)

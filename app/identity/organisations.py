@@ -1,0 +1,195 @@
+"""Organisations: the region tree, their accounts and their members (no HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.identity import errors, schemas
+from app.identity.actions import ActionResult, Notice
+from app.identity.authorization import org_owner
+from app.ledger import service as ledger
+from app.ledger.schemas import AccountCreate
+
+COLUMNS = (
+    "o.id, o.book_code AS book, o.kind, o.name, o.parent_id, o.created_at, o.updated_at, "
+    "(SELECT coalesce(json_agg(json_build_object('id', a.id, 'asset', a.asset, "
+    "'purpose', a.meta->>'purpose', 'overdraft_limit', a.overdraft_limit) "
+    "ORDER BY a.created_at, a.id), '[]') FROM accounts a "
+    "WHERE a.book_code = o.book_code AND a.owner = 'org:' || o.id::text) AS accounts"
+)
+
+
+def _facts(org: dict[str, Any]) -> dict[str, Any]:
+    """What the journal records of an organisation: no personal data, no secrets."""
+    return {
+        "organisation_id": str(org["id"]),
+        "kind": org["kind"],
+        "name": org["name"],
+        "parent_id": None if org["parent_id"] is None else str(org["parent_id"]),
+        "accounts": [str(a["id"]) for a in org["accounts"]],
+    }
+
+
+async def get_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> dict[str, Any]:
+    """An organisation with its accounts."""
+    row = (
+        await session.execute(
+            text(f"SELECT {COLUMNS} FROM organisations o WHERE o.id = :id"),
+            {"id": organisation_id},
+        )
+    ).one_or_none()
+    if row is None:
+        raise errors.OrganisationNotFound(f"organisation {organisation_id} does not exist")
+    return dict(row._mapping)
+
+
+async def list_organisations(
+    session: AsyncSession,
+    book: str | None,
+    after: uuid.UUID | None,
+    limit: int,
+    only: str | None = None,
+) -> dict[str, Any]:
+    """Organisations of a book (None: all), by id; `only` restricts to one organisation."""
+    rows = await session.execute(
+        text(
+            f"SELECT {COLUMNS} FROM organisations o "
+            "WHERE (CAST(:book AS text) IS NULL OR o.book_code = :book) "
+            "AND (CAST(:only AS uuid) IS NULL OR o.id = CAST(:only AS uuid)) "
+            "AND (CAST(:after AS uuid) IS NULL OR o.id > CAST(:after AS uuid)) "
+            "ORDER BY o.id LIMIT :limit"
+        ),
+        {"book": book, "only": only, "after": after, "limit": limit + 1},
+    )
+    items = [dict(row._mapping) for row in rows]
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next_after": items[-1]["id"] if more else None}
+
+
+async def _check_parent(
+    session: AsyncSession, book: str, parent_id: uuid.UUID | None, child: uuid.UUID | None
+) -> None:
+    if parent_id is None:
+        return
+    parent = (
+        await session.execute(
+            text("SELECT book_code FROM organisations WHERE id = :id"), {"id": parent_id}
+        )
+    ).one_or_none()
+    if parent is None or parent.book_code != book:
+        raise errors.InvalidParent(f"no organisation {parent_id} in book {book!r}")
+    if child is None:
+        return
+    # The new parent must not be the organisation itself or one of its descendants.
+    cycle = await session.execute(
+        text(
+            "WITH RECURSIVE up(id) AS (SELECT CAST(:p AS uuid) UNION "
+            "SELECT o.parent_id FROM organisations o JOIN up ON o.id = up.id "
+            "WHERE o.parent_id IS NOT NULL) SELECT 1 FROM up WHERE id = :c"
+        ),
+        {"p": parent_id, "c": child},
+    )
+    if cycle.first() is not None:
+        raise errors.InvalidParent("an organisation cannot be its own ancestor")
+
+
+async def create_organisation(
+    session: AsyncSession, data: schemas.OrganisationCreate, actor: dict[str, str]
+) -> ActionResult:
+    """Create an organisation and open its accounts; recorded as `notice.organisation_created`."""
+    await ledger.get_book(session, data.book)
+    await _check_parent(session, data.book, data.parent_id, None)
+    organisation_id = uuid.uuid4()
+    await session.execute(
+        text(
+            "INSERT INTO organisations (id, book_code, kind, name, parent_id) "
+            "VALUES (:id, :book, :kind, :name, :parent)"
+        ),
+        {
+            "id": organisation_id,
+            "book": data.book,
+            "kind": data.kind,
+            "name": data.name,
+            "parent": data.parent_id,
+        },
+    )
+    for spec in data.accounts:
+        await ledger.open_account(
+            session,
+            data.book,
+            AccountCreate(
+                asset=spec.asset,
+                owner=org_owner(str(organisation_id)),
+                overdraft_limit=spec.overdraft_limit,
+                meta={"purpose": spec.purpose},
+            ),
+        )
+    org = await get_organisation(session, organisation_id)
+    notice = Notice(data.book, "organisation_created", _facts(org), actor)
+    return ActionResult(201, _json(org), notice)
+
+
+async def update_organisation(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    data: schemas.OrganisationUpdate,
+    actor: dict[str, str],
+) -> ActionResult:
+    """Rename or move an organisation; recorded as `notice.organisation_changed`."""
+    org = await get_organisation(session, organisation_id)
+    changes = data.model_dump(exclude_unset=True)
+    if "parent_id" in changes:
+        await _check_parent(session, org["book"], data.parent_id, organisation_id)
+    await session.execute(
+        text(
+            "UPDATE organisations SET name = :name, parent_id = :parent, updated_at = now() "
+            "WHERE id = :id"
+        ),
+        {
+            "id": organisation_id,
+            "name": changes.get("name", org["name"]),
+            "parent": changes.get("parent_id", org["parent_id"]),
+        },
+    )
+    org = await get_organisation(session, organisation_id)
+    notice = Notice(org["book"], "organisation_changed", _facts(org), actor)
+    return ActionResult(200, _json(org), notice)
+
+
+def _json(org: dict[str, Any]) -> dict[str, Any]:
+    """An organisation as stored in an action's answer (plain JSON types)."""
+    return schemas.OrganisationRead.model_validate(org).model_dump(mode="json")
+
+
+async def add_member(
+    session: AsyncSession, organisation_id: uuid.UUID, volunteer_number: str
+) -> dict[str, Any]:
+    """Enrol a member of the organisation's book by volunteer number (idempotent)."""
+    org = await get_organisation(session, organisation_id)
+    member = (
+        await session.execute(
+            text(
+                "SELECT id FROM members WHERE volunteer_number = :n AND book_code = :b "
+                "AND status = 'active'"
+            ),
+            {"n": volunteer_number, "b": org["book"]},
+        )
+    ).one_or_none()
+    if member is None:
+        raise errors.MemberNotFound(f"no member with volunteer number {volunteer_number!r}")
+    row = (
+        await session.execute(
+            text(
+                "INSERT INTO organisation_members (organisation_id, member_id) VALUES (:o, :m) "
+                "ON CONFLICT (organisation_id, member_id) DO UPDATE SET joined_at = "
+                "organisation_members.joined_at RETURNING organisation_id, member_id, joined_at"
+            ),
+            {"o": organisation_id, "m": member.id},
+        )
+    ).one()
+    return {**row._asdict(), "volunteer_number": volunteer_number}

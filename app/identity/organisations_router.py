@@ -1,0 +1,120 @@
+"""HTTP routes of organisations: the region tree, their accounts and members."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.errors import Forbidden
+from app.identity import errors, organisations, schemas
+from app.identity.actions import ActionAnswer, run_action
+from app.identity.authorization import ALL_ROLES, Caller, require_book, require_role
+from app.identity.dependencies import CallerDep, Posting
+from app.kit.responses import json_response
+from app.ledger.router import POSTING_ERRORS
+from app.ledger.schemas import BookCode
+
+router = APIRouter(prefix="/v1", tags=["organisations"])
+
+
+def _answer(answer: ActionAnswer) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return json_response(answer.status_code, answer.body, headers)
+
+
+async def _visible(session: Any, caller: Caller, organisation_id: UUID) -> dict[str, Any]:
+    org = await organisations.get_organisation(session, organisation_id)
+    if caller.book is not None and caller.book != org["book"]:
+        raise errors.OrganisationNotFound(f"organisation {organisation_id} does not exist")
+    return org
+
+
+@router.post(
+    "/organisations",
+    status_code=201,
+    response_model=schemas.OrganisationRead,
+    responses=POSTING_ERRORS,
+)
+async def create_organisation(data: schemas.OrganisationCreate, ctx: Posting) -> Response:
+    """Create an organisation (and its accounts); the book's journal records it (admins)."""
+    require_role(ctx.caller, ("admin",), "create organisations")
+    require_book(ctx.caller, data.book, f"book {data.book!r}")
+    actor = ctx.caller.actor()
+    answer = await run_action(
+        ctx.sessions,
+        ctx.sequencer,
+        ctx.idem,
+        lambda session: organisations.create_organisation(session, data, actor),
+    )
+    return _answer(answer)
+
+
+@router.get("/organisations", response_model=schemas.OrganisationPage, responses=POSTING_ERRORS)
+async def list_organisations(
+    caller: CallerDep,
+    session: SessionDep,
+    book: BookCode | None = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Organisations in the caller's reach (a directory: every role may list its book's)."""
+    require_role(caller, ALL_ROLES, "list organisations")
+    if book is not None:
+        require_book(caller, book, f"book {book!r}")
+    return await organisations.list_organisations(session, book or caller.book, after, limit)
+
+
+@router.get(
+    "/organisations/{organisation_id}",
+    response_model=schemas.OrganisationRead,
+    responses=POSTING_ERRORS,
+)
+async def get_organisation(organisation_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """An organisation of the caller's book, with its accounts."""
+    require_role(caller, ALL_ROLES, "read organisations")
+    return await _visible(session, caller, organisation_id)
+
+
+@router.patch(
+    "/organisations/{organisation_id}",
+    response_model=schemas.OrganisationRead,
+    responses=POSTING_ERRORS,
+)
+async def update_organisation(
+    organisation_id: UUID, data: schemas.OrganisationUpdate, ctx: Posting
+) -> Response:
+    """Rename an organisation or move it in the tree; the journal records it (admins)."""
+    require_role(ctx.caller, ("admin",), "change organisations")
+    async with ctx.sessions() as session:
+        await _visible(session, ctx.caller, organisation_id)
+    actor = ctx.caller.actor()
+    answer = await run_action(
+        ctx.sessions,
+        ctx.sequencer,
+        ctx.idem,
+        lambda session: organisations.update_organisation(session, organisation_id, data, actor),
+    )
+    return _answer(answer)
+
+
+@router.post(
+    "/organisations/{organisation_id}/members",
+    response_model=schemas.MembershipRead,
+    responses=POSTING_ERRORS,
+)
+async def add_member(
+    organisation_id: UUID,
+    data: schemas.MembershipCreate,
+    caller: CallerDep,
+    session: SessionDep,
+) -> Any:
+    """Enrol a member of the book by their volunteer number (idempotent)."""
+    require_role(caller, ("admin", "org"), "enrol members")
+    await _visible(session, caller, organisation_id)
+    if caller.role == "org" and caller.organisation_id != str(organisation_id):
+        raise Forbidden("an organisation enrols members into itself only")
+    return await organisations.add_member(session, organisation_id, data.volunteer_number)

@@ -1,0 +1,183 @@
+"""Request and response bodies of members, organisations and credentials."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field, StrictInt, model_validator
+
+from app.kit.schemas import MAX_SAFE_INTEGER, InputModel
+from app.ledger.schemas import AssetCode, BookCode
+
+OrganisationKind = Literal[
+    "community", "social_org", "social_work_station", "volunteer_team", "charity", "kiosk_site"
+]
+Role = Literal["admin", "org", "miniprogram", "kiosk", "auditor"]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class OrganisationAccountSpec(InputModel):
+    asset: AssetCode
+    purpose: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", examples=["issuance"])]
+    overdraft_limit: Annotated[StrictInt, Field(ge=0, le=MAX_SAFE_INTEGER)] = 0
+
+
+class OrganisationCreate(InputModel):
+    book: BookCode
+    kind: OrganisationKind
+    name: Name
+    parent_id: UUID | None = None
+    accounts: Annotated[list[OrganisationAccountSpec], Field(max_length=8)] = Field(
+        default_factory=list
+    )
+
+
+class OrganisationUpdate(InputModel):
+    name: Name | None = None
+    parent_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> OrganisationUpdate:
+        if not self.model_fields_set:
+            raise ValueError("name or parent_id is required")
+        return self
+
+
+class OrganisationAccount(BaseModel):
+    id: UUID
+    asset: str
+    purpose: str | None
+    overdraft_limit: int
+
+
+class OrganisationRead(BaseModel):
+    id: UUID
+    book: str
+    kind: str
+    name: str
+    parent_id: UUID | None
+    accounts: list[OrganisationAccount]
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrganisationPage(BaseModel):
+    items: list[OrganisationRead]
+    next_after: UUID | None
+
+
+class MembershipCreate(InputModel):
+    volunteer_number: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class MembershipRead(BaseModel):
+    organisation_id: UUID
+    member_id: UUID
+    volunteer_number: str
+    joined_at: datetime
+
+
+class ExternalIdentity(InputModel):
+    provider: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", examples=["wechat"])]
+    subject: Annotated[str, Field(min_length=1, max_length=128, description="e.g. the openid")]
+    union_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+class MemberCreate(InputModel):
+    book: BookCode
+    display_name: Name
+    phone: Annotated[str, Field(min_length=1, max_length=20)]
+    resident_id: Annotated[str, Field(min_length=1, max_length=18)] | None = None
+    birth_date: date | None = Field(
+        default=None, description="required unless resident_id gives it"
+    )
+    identity: ExternalIdentity
+    organisation_id: UUID | None = Field(
+        default=None, description="an organisation the member joins on registration"
+    )
+
+
+class MemberUpdate(InputModel):
+    display_name: Name | None = None
+    phone: Annotated[str, Field(min_length=1, max_length=20)] | None = None
+    resident_id: Annotated[str, Field(min_length=1, max_length=18)] | None = None
+    birth_date: date | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> MemberUpdate:
+        if not self.model_fields_set:
+            raise ValueError("at least one field is required")
+        return self
+
+
+class MemberAccount(BaseModel):
+    asset: str
+    account_id: UUID
+
+
+class MemberRead(BaseModel):
+    id: UUID
+    book: str
+    volunteer_number: str
+    status: Literal["active", "erased"]
+    display_name: str | None
+    phone: str | None
+    resident_id: str | None
+    birth_date: date | None
+    masked: bool = Field(description="personal fields are masked for this caller's role")
+    accounts: list[MemberAccount]
+    organisations: list[UUID]
+    created_at: datetime
+    updated_at: datetime
+    erased_at: datetime | None
+
+
+class MemberBalance(BaseModel):
+    asset: str
+    account_id: UUID
+    posted: int
+    pending: int
+    available: int
+
+
+class MemberBalances(BaseModel):
+    member_id: UUID
+    balances: list[MemberBalance]
+
+
+class CredentialCreate(InputModel):
+    role: Role
+    book: BookCode | None = Field(default=None, description="absent: every book (platform)")
+    organisation_id: UUID | None = Field(
+        default=None, description="org and kiosk credentials: the organisation or kiosk site"
+    )
+    name: Annotated[str, Field(max_length=200)] = ""
+    rate_limit_per_s: Annotated[float, Field(ge=0, le=1_000_000)] | None = Field(
+        default=None, description="overrides the default rate limit; 0 means unlimited"
+    )
+
+
+class CredentialRead(BaseModel):
+    id: UUID
+    name: str
+    role: str
+    book: str | None
+    organisation_id: UUID | None
+    rate_limit_per_s: float | None
+    token_prefix: str
+    status: Literal["active", "revoked"]
+    created_at: datetime
+    created_by: UUID | None
+    revoked_at: datetime | None
+    rotated_at: datetime | None
+    last_used_at: datetime | None
+    token: str | None = Field(
+        default=None, description="present once, in the answer that created or rotated it"
+    )
+
+
+class CredentialPage(BaseModel):
+    items: list[CredentialRead]
+    next_after: UUID | None
