@@ -97,7 +97,8 @@ def member_view(row: dict[str, Any], cipher: PersonalDataCipher, full: bool) -> 
         return None if blob is None else cipher.decrypt(blob, f"member:{member_id}:{field}")
 
     name, phone, resident_id = clear("display_name"), clear("phone"), clear("resident_id")
-    birth_date = row["birth_date"]
+    born = clear("birth_date")
+    birth_date = None if born is None else date.fromisoformat(born)
     if not full:
         name = None if name is None else mask_name(name)
         phone = None if phone is None else mask_phone(phone)
@@ -137,17 +138,26 @@ def _encrypted(
         values["resident_id_enc"] = enc("resident_id", fields.resident_id)
         values["resident_id_hash"] = cipher.lookup_hash("resident_id", fields.resident_id)
     if fields.birth_date is not None:
-        values["birth_date"] = fields.birth_date
+        values["birth_date_enc"] = enc("birth_date", fields.birth_date.isoformat())
     return values
 
 
+def _identity_hash(cipher: PersonalDataCipher, provider: str, value: str) -> str:
+    return cipher.lookup_hash(f"identity:{provider}", value)
+
+
 async def _member_by_identity(
-    session: AsyncSession, identity: schemas.ExternalIdentity
+    session: AsyncSession, cipher: PersonalDataCipher, identity: schemas.ExternalIdentity
 ) -> uuid.UUID | None:
     return (
         await session.execute(
-            text("SELECT member_id FROM member_identities WHERE provider = :p AND subject = :s"),
-            {"p": identity.provider, "s": identity.subject},
+            text(
+                "SELECT member_id FROM member_identities WHERE provider = :p AND subject_hash = :s"
+            ),
+            {
+                "p": identity.provider,
+                "s": _identity_hash(cipher, identity.provider, identity.subject),
+            },
         )
     ).scalar_one_or_none()
 
@@ -162,7 +172,7 @@ async def register_member(
 
     Returns the stored row and whether it was created now.
     """
-    existing = await _member_by_identity(session, data.identity)
+    existing = await _member_by_identity(session, cipher, data.identity)
     if existing is not None:
         return await get_member_row(session, existing), False
     await ledger.get_book(session, data.book)
@@ -177,9 +187,9 @@ async def register_member(
             await session.execute(
                 text(
                     "INSERT INTO members (id, book_code, volunteer_number, display_name_enc, "
-                    "phone_enc, phone_hash, resident_id_enc, resident_id_hash, birth_date) "
+                    "phone_enc, phone_hash, resident_id_enc, resident_id_hash, birth_date_enc) "
                     "VALUES (:id, :book, :number, :display_name_enc, :phone_enc, :phone_hash, "
-                    ":resident_id_enc, :resident_id_hash, :birth_date)"
+                    ":resident_id_enc, :resident_id_hash, :birth_date_enc)"
                 ),
                 {
                     "id": member_id,
@@ -191,18 +201,21 @@ async def register_member(
                 },
             )
     except IntegrityError:
-        if await _member_by_identity(session, data.identity) is not None:
+        if await _member_by_identity(session, cipher, data.identity) is not None:
             raise _RegisteredConcurrently from None
         raise errors.DuplicateResident("a member with this resident ID is registered") from None
+    provider, union_id = data.identity.provider, data.identity.union_id
     claimed = await session.execute(
         text(
-            "INSERT INTO member_identities (provider, subject, union_id, member_id) "
+            "INSERT INTO member_identities (provider, subject_hash, union_id_hash, member_id) "
             "VALUES (:p, :s, :u, :m) ON CONFLICT DO NOTHING RETURNING member_id"
         ),
         {
-            "p": data.identity.provider,
-            "s": data.identity.subject,
-            "u": data.identity.union_id,
+            "p": provider,
+            "s": _identity_hash(cipher, provider, data.identity.subject),
+            "u": None
+            if union_id is None
+            else _identity_hash(cipher, f"{provider}:union", union_id),
             "m": member_id,
         },
     )
@@ -233,7 +246,7 @@ async def register_member_once(
         async with session.begin_nested():
             return await register_member(session, cipher, data, today)
     except _RegisteredConcurrently:
-        existing = await _member_by_identity(session, data.identity)
+        existing = await _member_by_identity(session, cipher, data.identity)
         if existing is None:
             raise
         return await get_member_row(session, existing), False
@@ -293,7 +306,7 @@ async def erase_member(session: AsyncSession, member_id: uuid.UUID) -> dict[str,
         text(
             "UPDATE members SET status = 'erased', display_name_enc = NULL, phone_enc = NULL, "
             "phone_hash = NULL, resident_id_enc = NULL, resident_id_hash = NULL, "
-            "birth_date = NULL, erased_at = coalesce(erased_at, now()), updated_at = now() "
+            "birth_date_enc = NULL, erased_at = coalesce(erased_at, now()), updated_at = now() "
             "WHERE id = :id"
         ),
         {"id": member_id},

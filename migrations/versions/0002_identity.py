@@ -41,25 +41,26 @@ CREATE TABLE members (
     phone_hash text,
     resident_id_enc bytea,
     resident_id_hash text,
-    birth_date date,
+    birth_date_enc bytea,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     erased_at timestamptz,
     CHECK (status = 'active' OR (display_name_enc IS NULL AND phone_enc IS NULL
         AND phone_hash IS NULL AND resident_id_enc IS NULL AND resident_id_hash IS NULL
-        AND birth_date IS NULL))
+        AND birth_date_enc IS NULL))
 );
 CREATE UNIQUE INDEX members_resident_id_key ON members (resident_id_hash)
     WHERE resident_id_hash IS NOT NULL;
 CREATE INDEX members_book ON members (book_code, created_at, id);
 
+-- External identities (e.g. a WeChat openid) are personal data too: only keyed hashes.
 CREATE TABLE member_identities (
     provider text NOT NULL CHECK (provider ~ '^[a-z][a-z0-9_]{0,31}$'),
-    subject text NOT NULL CHECK (length(subject) BETWEEN 1 AND 128),
-    union_id text CHECK (length(union_id) BETWEEN 1 AND 128),
+    subject_hash text NOT NULL CHECK (subject_hash ~ '^[0-9a-f]{64}$'),
+    union_id_hash text CHECK (union_id_hash ~ '^[0-9a-f]{64}$'),
     member_id uuid NOT NULL REFERENCES members (id),
     created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (provider, subject)
+    PRIMARY KEY (provider, subject_hash)
 );
 CREATE INDEX member_identities_member ON member_identities (member_id);
 
