@@ -117,6 +117,8 @@ def machine_facts() -> dict[str, Any]:
 def child_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIMEBANK_")}
     env["TIMEBANK_DATA_DIR"] = str(data_dir)
+    # One credential drives all the load: the per-credential rate limit would cap it.
+    env["TIMEBANK_RATE_LIMIT_PER_S"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
