@@ -18,7 +18,7 @@ COLUMNS = (
     "o.id, o.book_code AS book, o.kind, o.name, o.parent_id, o.created_at, o.updated_at, "
     "(SELECT coalesce(json_agg(json_build_object('id', a.id, 'asset', a.asset, "
     "'purpose', a.meta->>'purpose', 'overdraft_limit', a.overdraft_limit) "
-    "ORDER BY a.created_at, a.id), '[]') FROM accounts a "
+    "ORDER BY a.asset, a.meta->>'purpose', a.id), '[]') FROM accounts a "
     "WHERE a.book_code = o.book_code AND a.owner = 'org:' || o.id::text) AS accounts"
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import Api, ScratchDatabase
@@ -83,3 +84,22 @@ async def test_a_parent_must_be_in_the_same_book(api: Api) -> None:
         api, "b", book=home, kind="community", name="本区", parent_id=parent.json()["id"]
     )
     assert child.status_code == 422 and child.json()["type"].endswith("invalid-parent")
+
+
+async def test_concurrent_retries_of_one_action_create_one_organisation(
+    api: Api, database: ScratchDatabase
+) -> None:
+    book = await api.book()
+    body = {"book": book, "kind": "charity", "name": "社区基金会"}
+    answers = await asyncio.gather(
+        *(
+            api.client.post("/v1/organisations", json=body, headers={"Idempotency-Key": "same"})
+            for _ in range(6)
+        )
+    )
+    assert [r.status_code for r in answers] == [201] * 6
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in answers) == 5
+    listed = await api.client.get("/v1/organisations", params={"book": book})
+    assert len(listed.json()["items"]) == 1
+    assert [n["kind"] for n in await notices(database, book)] == ["notice.organisation_created"]
