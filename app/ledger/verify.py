@@ -7,10 +7,10 @@ prev_hash, seq and tx_id, all of which can be rebuilt from the rows and compared
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any, NamedTuple
 
 from app.ledger.journal import (
@@ -45,110 +45,149 @@ class EntryRow(NamedTuple):
     resolves_hold: str | None
 
 
-class LegRow(NamedTuple):
-    """A leg's stored columns."""
-
-    account_id: str
-    asset: str
-    amount: int
-    posted_after: int
-    pending_debits_after: int
-    pending_credits_after: int
+# A leg's stored columns: account_id, asset, amount, posted_after, pending_debits_after,
+# pending_credits_after. Plain tuples (as read from the database): verification unpacks them.
+LegRow = tuple[str, str, int, int, int, int]
+# Where the kind is one of these roots, the kind's own rules apply (see _check_kind).
+RESERVED_ROOTS = ("hold", "reversal", "notice")
 
 
 @dataclass
 class BookVerifier:
-    """Feed entries in seq order; `finish` compares the result with the stored balances."""
+    """Feed entries in seq order; `finish` compares the result with the stored balances.
+
+    `feed` runs once per entry of a book: it is written for speed (tuples unpacked once, the
+    common kinds on a short path) with exactly the checks described in docs/ledger-format.md.
+    """
 
     book: str
     seq: int = 0
     head_hash: str = GENESIS_HASH
     balances: dict[str, BalanceState] = field(default_factory=dict)
     assets: dict[str, str] = field(default_factory=dict)
-    open_holds: dict[str, list[LegRow]] = field(default_factory=dict)
+    open_holds: dict[str, Sequence[LegRow]] = field(default_factory=dict)
     last_posted_at: str = ""
 
     def fail(self, seq: int, reason: str) -> VerificationError:
         return VerificationError(self.book, seq, reason)
 
-    def feed(self, entry: EntryRow, legs: Sequence[LegRow]) -> None:
-        """Check one entry and apply its legs."""
-        seq = entry.seq
+    def feed(self, entry: Sequence[Any], legs: Sequence[LegRow]) -> None:
+        """Check one entry (the columns of EntryRow, in order) and apply its legs."""
+        seq, tx_id, kind, posted_at, prev_hash, entry_hash, body, reverses, resolves = entry
         if seq != self.seq + 1:
             raise self.fail(self.seq + 1, f"sequence gap: next entry has seq {seq}")
-        if hashlib.sha256(entry.body).hexdigest() != entry.entry_hash:
+        if sha256(body).hexdigest() != entry_hash:
             raise self.fail(seq, "entry_hash is not the SHA-256 of the entry bytes")
-        if entry.prev_hash != self.head_hash:
+        if prev_hash != self.head_hash:
             if seq == 1:
                 raise self.fail(seq, "the first entry's prev_hash is not 64 zeros")
             # The earlier entry no longer hashes to what this one committed to.
             raise self.fail(seq - 1, f"entry_hash differs from the prev_hash seq {seq} recorded")
-        if not entry.body.startswith(_prefix(self.book, entry.kind, legs)):
+        parts = ",".join(
+            [
+                f'{{"account_id":"{account}","amount":{amount},"asset":"{asset}"}}'
+                for account, asset, amount, _p, _d, _c in legs
+            ]
+        )
+        if not body.startswith(
+            f'{{"book":"{self.book}","kind":"{kind}","legs":[{parts}],"memo":'.encode()
+        ):
             raise self.fail(seq, "book, kind or legs differ from the hashed entry")
-        if not entry.body.endswith(_suffix(entry)):
+        if not body.endswith(
+            f'"posted_at":"{posted_at}","prev_hash":"{prev_hash}","seq":{seq},'
+            f'"tx_id":"{tx_id}"}}'.encode()
+        ):
             raise self.fail(seq, "posted_at, prev_hash, seq or tx_id differ from the hashed entry")
         # Fixed-width timestamps: string order is time order.
-        if entry.posted_at < self.last_posted_at:
+        if posted_at < self.last_posted_at:
             raise self.fail(seq, "posted_at goes backwards")
-        self.last_posted_at = entry.posted_at
-        self._check_kind(entry, legs)
-        self._check_references(entry)
-        self._apply(entry, legs)
-        self.seq, self.head_hash = seq, entry.entry_hash
+        self.last_posted_at = posted_at
+        special = kind.startswith(RESERVED_ROOTS)
+        if special:
+            self._check_kind(seq, kind, legs)
+            self._check_references(seq, kind, body, reverses, resolves)
+        self._check_legs(seq, legs)
+        if special and kind in SYSTEM_KINDS:
+            self._apply_system(seq, kind, tx_id, resolves, legs)
+        else:
+            self._apply_posted(seq, legs)
+        self.seq, self.head_hash = seq, entry_hash
 
-    def _check_kind(self, entry: EntryRow, legs: Sequence[LegRow]) -> None:
-        root = entry.kind.split(".", 1)[0]
+    def _check_kind(self, seq: int, kind: str, legs: Sequence[LegRow]) -> None:
+        root = kind.split(".", 1)[0]
         if root == "notice":
             if legs:
-                raise self.fail(entry.seq, "a notice carries no legs")
-        elif root in ("hold", "reversal") and entry.kind not in SYSTEM_KINDS:
-            raise self.fail(entry.seq, f"unknown reserved kind {entry.kind!r}")
-        elif entry.kind == KIND_HOLD and (len(legs) != 2 or legs[0].amount >= 0):
-            raise self.fail(entry.seq, "a hold moves one amount from one account to another")
+                raise self.fail(seq, "a notice carries no legs")
+        elif root in ("hold", "reversal") and kind not in SYSTEM_KINDS:
+            raise self.fail(seq, f"unknown reserved kind {kind!r}")
+        elif kind == KIND_HOLD and (len(legs) != 2 or legs[0][2] >= 0):
+            raise self.fail(seq, "a hold moves one amount from one account to another")
 
-    def _check_references(self, entry: EntryRow) -> None:
+    def _check_references(
+        self, seq: int, kind: str, body: bytes, reverses: str | None, resolves: str | None
+    ) -> None:
         # Only these few kinds are parsed: their meta names what they refer to.
-        if entry.kind in (KIND_HOLD_POST, KIND_HOLD_VOID):
-            meta = json.loads(entry.body)["meta"]
-            if entry.resolves_hold is None or meta.get("hold") != str(entry.resolves_hold):
-                raise self.fail(entry.seq, "hold reference differs from the hashed entry")
-        if entry.kind == KIND_REVERSAL:
-            meta = json.loads(entry.body)["meta"]
-            if entry.reverses is None or meta.get("reverses") != str(entry.reverses):
-                raise self.fail(entry.seq, "reversal reference differs from the hashed entry")
+        if kind in (KIND_HOLD_POST, KIND_HOLD_VOID):
+            meta = json.loads(body)["meta"]
+            if resolves is None or meta.get("hold") != str(resolves):
+                raise self.fail(seq, "hold reference differs from the hashed entry")
+        if kind == KIND_REVERSAL:
+            meta = json.loads(body)["meta"]
+            if reverses is None or meta.get("reverses") != str(reverses):
+                raise self.fail(seq, "reversal reference differs from the hashed entry")
 
-    def _apply(self, entry: EntryRow, legs: Sequence[LegRow]) -> None:
+    def _check_legs(self, seq: int, legs: Sequence[LegRow]) -> None:
+        assets = self.assets
         sums: dict[str, int] = {}
-        for leg in legs:
-            sums[leg.asset] = sums.get(leg.asset, 0) + leg.amount
-            known = self.assets.setdefault(leg.account_id, leg.asset)
-            if known != leg.asset:
-                raise self.fail(entry.seq, f"account {leg.account_id} changed asset")
+        for account, asset, amount, _p, _d, _c in legs:
+            if assets.setdefault(account, asset) != asset:
+                raise self.fail(seq, f"account {account} changed asset")
+            sums[asset] = sums.get(asset, 0) + amount
         if any(sums.values()):
-            raise self.fail(entry.seq, f"legs do not balance: {sums}")
-        if entry.kind in (KIND_HOLD_POST, KIND_HOLD_VOID):
-            held = self.open_holds.pop(entry.resolves_hold or "", None)
+            raise self.fail(seq, f"legs do not balance: {sums}")
+
+    def _apply_posted(self, seq: int, legs: Sequence[LegRow]) -> None:
+        """Ordinary kinds, reversals and hold posts: each leg moves `posted`."""
+        balances = self.balances
+        for account, _asset, amount, posted_after, pd_after, pc_after in legs:
+            balance = balances.get(account)
+            if balance is None:
+                balance = balances[account] = BalanceState()
+            balance.posted += amount
+            if (
+                posted_after != balance.posted
+                or pd_after != balance.pending_debits
+                or pc_after != balance.pending_credits
+            ):
+                raise self.fail(seq, f"running balance of {account} differs")
+
+    def _apply_system(
+        self, seq: int, kind: str, tx_id: str, resolves: str | None, legs: Sequence[LegRow]
+    ) -> None:
+        if kind in (KIND_HOLD_POST, KIND_HOLD_VOID):
+            held = self.open_holds.pop(resolves or "", None)
             if held is None:
-                raise self.fail(entry.seq, "resolves a hold that is not pending")
+                raise self.fail(seq, "resolves a hold that is not pending")
             for leg in held:
-                self._balance(leg.account_id).reserve(leg.amount, sign=-1)
-            if entry.kind == KIND_HOLD_VOID and [(h.account_id, h.amount) for h in held] != [
-                (leg.account_id, leg.amount) for leg in legs
+                self._balance(leg[0]).reserve(leg[2], sign=-1)
+            if kind == KIND_HOLD_VOID and [(h[0], h[2]) for h in held] != [
+                (leg[0], leg[2]) for leg in legs
             ]:
-                raise self.fail(entry.seq, "a void's legs differ from the hold's")
-            if entry.kind == KIND_HOLD_POST and not _posts_within(held, legs):
-                raise self.fail(entry.seq, "a post moves other accounts or more than the hold")
-        if entry.kind == KIND_HOLD:
-            self.open_holds[entry.tx_id] = list(legs)
-        for leg in legs:
-            balance = self._balance(leg.account_id)
-            if entry.kind == KIND_HOLD:
-                balance.reserve(leg.amount)
-            elif entry.kind != KIND_HOLD_VOID:
-                balance.posted += leg.amount
-            stored = (leg.posted_after, leg.pending_debits_after, leg.pending_credits_after)
+                raise self.fail(seq, "a void's legs differ from the hold's")
+            if kind == KIND_HOLD_POST and not _posts_within(held, legs):
+                raise self.fail(seq, "a post moves other accounts or more than the hold")
+        if kind in (KIND_REVERSAL, KIND_HOLD_POST):
+            self._apply_posted(seq, legs)
+            return
+        if kind == KIND_HOLD:
+            self.open_holds[tx_id] = list(legs)
+        for account, _asset, amount, posted_after, pd_after, pc_after in legs:
+            balance = self._balance(account)
+            if kind == KIND_HOLD:
+                balance.reserve(amount)
+            stored = (posted_after, pd_after, pc_after)
             if stored != (balance.posted, balance.pending_debits, balance.pending_credits):
-                raise self.fail(entry.seq, f"running balance of {leg.account_id} differs")
+                raise self.fail(seq, f"running balance of {account} differs")
 
     def _balance(self, account_id: str) -> BalanceState:
         balance = self.balances.get(account_id)
@@ -176,27 +215,12 @@ SYSTEM_KINDS = (KIND_HOLD, KIND_HOLD_POST, KIND_HOLD_VOID, KIND_REVERSAL)
 def _posts_within(held: Sequence[LegRow], legs: Sequence[LegRow]) -> bool:
     if len(legs) != 2 or len(held) != 2:
         return False
-    amount = legs[1].amount
+    amount = legs[1][2]
     return (
-        [leg.account_id for leg in legs] == [h.account_id for h in held]
-        and legs[0].amount == -amount
-        and 0 < amount <= held[1].amount
+        [leg[0] for leg in legs] == [h[0] for h in held]
+        and legs[0][2] == -amount
+        and 0 < amount <= held[1][2]
     )
-
-
-def _prefix(book: str, kind: str, legs: Sequence[LegRow]) -> bytes:
-    parts = ",".join(
-        f'{{"account_id":"{leg.account_id}","amount":{leg.amount},"asset":"{leg.asset}"}}'
-        for leg in legs
-    )
-    return f'{{"book":"{book}","kind":"{kind}","legs":[{parts}],"memo":'.encode()
-
-
-def _suffix(entry: EntryRow) -> bytes:
-    return (
-        f'"posted_at":"{entry.posted_at}","prev_hash":"{entry.prev_hash}",'
-        f'"seq":{entry.seq},"tx_id":"{entry.tx_id}"}}'
-    ).encode()
 
 
 def summary(verifier: BookVerifier) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.verify import BookVerifier, EntryRow, LegRow, VerificationError, summary
+from app.ledger.verify import BookVerifier, LegRow, VerificationError, summary
 
 CHUNK = 5000
 
@@ -66,9 +66,9 @@ async def verify_book(
                 start,
                 end,
             ):
-                legs.setdefault(r[0], []).append(LegRow._make(r[1:]))
+                legs.setdefault(r[0], []).append(r[1:])
             for r in entries:
-                verifier.feed(EntryRow._make(r), legs.get(r[0], ()))
+                verifier.feed(r, legs.get(r[0], ()))
             if progress is not None:
                 progress(len(entries))
             start = end + 1
