@@ -17,7 +17,7 @@ from app.identity.authentication import Authenticator
 from app.identity.authorization import Caller, require_book, require_role
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.grants import credential_json, credential_notice, issue_credential
-from app.kit.responses import json_response
+from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 
@@ -26,8 +26,7 @@ ADMINS = ("admin",)
 
 
 def _answer(answer: ActionAnswer) -> Response:
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    return json_response(answer.status_code, answer.body, headers)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
 
 
 def _require_reach(caller: Caller, book: str | None, what: str) -> None:

@@ -14,7 +14,7 @@ from app.identity import errors, organisations, schemas
 from app.identity.actions import ActionAnswer, run_action
 from app.identity.authorization import ALL_ROLES, Caller, require_book, require_role
 from app.identity.dependencies import CallerDep, Posting
-from app.kit.responses import json_response
+from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 
@@ -22,8 +22,7 @@ router = APIRouter(prefix="/v1", tags=["organisations"])
 
 
 def _answer(answer: ActionAnswer) -> Response:
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    return json_response(answer.status_code, answer.body, headers)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
 
 
 async def _visible(session: Any, caller: Caller, organisation_id: UUID) -> dict[str, Any]:

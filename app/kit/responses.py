@@ -26,3 +26,8 @@ def payload_response(
 def json_response(status_code: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     """A JSON (or, for errors, problem+json) response of a document that is already JSON."""
     return payload_response(status_code, compact_json(body), headers)
+
+
+def replayable_response(status_code: int, body: Any, replayed: bool) -> Response:
+    """An answer to an idempotent request; a replay says so in `Idempotent-Replayed`."""
+    return json_response(status_code, body, {"Idempotent-Replayed": "true"} if replayed else None)
