@@ -142,3 +142,12 @@ async def _append_notice(
             "the action was recorded but its journal notice was not; retry with the same "
             "Idempotency-Key"
         )
+
+
+async def purge_action_outcomes(session: AsyncSession, retention_s: int) -> int:
+    """Forget the answers of actions older than the idempotency retention; returns how many."""
+    result = await session.execute(
+        text("DELETE FROM action_outcomes WHERE created_at < now() - make_interval(secs => :s)"),
+        {"s": retention_s},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

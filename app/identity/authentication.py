@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -44,11 +45,29 @@ class Authenticator:
         self._burst = burst
         self._limiters: dict[float, TokenBucketLimiter] = {}
         self._listener: asyncpg.Connection | None = None
+        self._dsn: str | None = None
+        # Set when the listening connection is lost (until keep_listening reconnects).
+        self.lost = asyncio.Event()
 
     async def listen(self, dsn: str) -> None:
         """Follow revocations made by any process."""
+        self._dsn = dsn
         self._listener = await asyncpg.connect(dsn)
         await self._listener.add_listener(CHANNEL, self._on_notify)
+        self._listener.add_termination_listener(self._on_lost)
+        self.lost = asyncio.Event()
+
+    async def keep_listening(self) -> None:
+        """Reconnect a lost listener (called periodically); until then nothing is cached."""
+        if self._dsn is not None and self._listener_lost():
+            await self.listen(self._dsn)
+
+    def _on_lost(self, _conn: Any) -> None:
+        # Revocations may now go unheard: forget every cached check (none is cached until the
+        # listener is back, see authenticate).
+        self._entries.clear()
+        self._digests.clear()
+        self.lost.set()
 
     async def close(self) -> None:
         """Stop listening."""
@@ -87,6 +106,11 @@ class Authenticator:
             self._touched[credential.id] = now
             await self._touch(credential.id)
         return credential
+
+    @property
+    def listening(self) -> bool:
+        """Whether revocations by other processes reach this one now."""
+        return self._listener is not None and not self._listener.is_closed()
 
     def _listener_lost(self) -> bool:
         return self._listener is not None and self._listener.is_closed()

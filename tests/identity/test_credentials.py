@@ -191,3 +191,33 @@ async def test_the_cli_binds_an_org_credential_to_its_organisation(
         timeout=60,
     )
     assert unbound.returncode == 1 and "bound to an organisation" in unbound.stderr + unbound.stdout
+
+
+async def test_a_lost_listener_stops_caching_until_it_reconnects(
+    api: Api, database: ScratchDatabase
+) -> None:
+    authenticator = api.app.state.authenticator
+    book = await api.book()
+    made = await api.client.post(
+        "/v1/credentials", json={"role": "auditor", "book": book}, headers={"Idempotency-Key": "l"}
+    )
+    token = made.json()["token"]
+    assert (await api.client.get(f"/v1/books/{book}", headers=bearer(token))).status_code == 200
+    superuser = await asyncpg.connect(database.superuser_url)
+    try:
+        # The connection that hears revocations is cut, as by a database restart.
+        await superuser.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+        # Revoked by someone this process cannot hear.
+        await superuser.execute(
+            "UPDATE credentials SET revoked_at = now() WHERE id = $1",
+            uuid.UUID(made.json()["id"]),
+        )
+    finally:
+        await superuser.close()
+    await asyncio.wait_for(authenticator.lost.wait(), timeout=30)
+    assert (await api.client.get(f"/v1/books/{book}", headers=bearer(token))).status_code == 401
+    await authenticator.keep_listening()
+    assert authenticator.listening
