@@ -1,4 +1,5 @@
-"""The `timebank` command: serve, migrate, verify, demo, export, credentials, openapi."""
+"""The `timebank` command: serve, migrate, verify, demo, export, credentials, keys, audit,
+openapi."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.audit.commands import audit_cli, keys_cli
 from app.config import Settings, get_settings
 from app.db import DatabaseUrls, resolve_database
 from app.ops import migrations
@@ -31,6 +33,8 @@ from app.ops import migrations
 cli = typer.Typer(help="Timebank Ledger: volunteer hours and charity points.", no_args_is_help=True)
 credentials_cli = typer.Typer(help="Bearer credentials.", no_args_is_help=True)
 cli.add_typer(credentials_cli, name="credentials")
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(audit_cli, name="audit")
 console = Console(stderr=True)
 
 

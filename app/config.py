@@ -43,6 +43,22 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=50.0, ge=0)
     rate_limit_burst: int = Field(default=100, ge=1)
 
+    # Transparency log (docs/audit-format.md). Posting answers carry a signed receipt unless
+    # `receipts` is false (the receipt routes answer either way).
+    receipts: bool = True
+    # Encrypts the signing keys at rest. Unset: generated once into
+    # `data_dir/signing-key.passphrase`; servers on several hosts need the same value: set it.
+    signing_key_passphrase: SecretStr | None = None
+    # A rotated key signs from this many seconds after `timebank keys rotate`, so that every
+    # process sees it first; the same value everywhere, larger than any clock skew.
+    signing_key_rotation_lead_s: float = Field(default=10.0, ge=0)
+    # Checkpoint origin and key name of book B: "<log_origin>/B" (no space, no '+').
+    log_origin: str = Field(default="timebank.local/ledger", pattern=r"^[!-*,-~]{1,200}$")
+    # How often each server integrates new entries into the Merkle trees, and the longest
+    # time a growing book goes without a new signed checkpoint.
+    log_follow_interval_s: float = Field(default=1.0, gt=0)
+    checkpoint_interval_s: float = Field(default=5.0, gt=0)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 import app.identity.errors  # noqa: F401 - registers the identity problem types
+from app.audit.router import router as audit_router
+from app.audit.service import AuditLog
 from app.config import Settings, get_settings
 from app.db import resolve_database
 from app.errors import (
@@ -25,6 +27,7 @@ from app.errors import (
     TimebankError,
     ValidationFailed,
 )
+from app.identity.actions import purge_action_outcomes
 from app.identity.authentication import Authenticator
 from app.identity.credentials_router import router as credentials_router
 from app.identity.members_router import router as members_router
@@ -113,12 +116,14 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
         try:
             async with app.state.sessions() as session:
                 await ledger_service.expire_holds(session, app.state.sequencer)
+            await app.state.authenticator.keep_listening()
             if time.monotonic() - last_purge > PURGE_EVERY_S:
                 last_purge = time.monotonic()
                 async with app.state.sessions() as session, session.begin():
                     await ledger_service.purge_idempotency_keys(
                         session, settings.idempotency_retention_s
                     )
+                    await purge_action_outcomes(session, settings.idempotency_retention_s)
         except Exception:  # keep sweeping through a database restart
             log.warning("ledger.hold_sweep_failed", exc_info=True)
 
@@ -140,7 +145,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await authenticator.listen(app_url)
     app.state.authenticator = authenticator
     app.state.personal_data = await asyncio.to_thread(personal_data_cipher, settings)
+    audit = await AuditLog.open(app_url, settings)
+    app.state.audit = audit
+    if settings.receipts:
+        app.state.receipt_hook = audit.receipts.attach
     sweeper = asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))
+    follower = asyncio.create_task(audit.follow(settings.log_follow_interval_s))
     # Objects alive after start-up live as long as the process: keep the cyclic collector
     # from walking them again and again (its full passes showed as tail latency).
     gc.collect()
@@ -149,9 +159,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, follower):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await audit.close()
         await authenticator.close()
         await runtime.close()
 
@@ -178,4 +190,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(members_router)
     app.include_router(organisations_router)
     app.include_router(credentials_router)
+    app.include_router(audit_router)
     return app

@@ -40,9 +40,40 @@ class LoadResult:
     statuses: dict[str, int] = field(default_factory=dict)
     first_error: str | None = None
     companion: Any = None
+    # Every latency of the window, sorted (seconds): windows can be merged (merge_results).
+    latencies: list[float] = field(default_factory=list, repr=False)
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "latencies"}
+
+
+def merge_results(results: list[LoadResult]) -> LoadResult:
+    """One result for several measured windows of the same server and load."""
+    ordered = sorted(t for r in results for t in r.latencies)
+    duration = sum(r.duration_s for r in results)
+    statuses: dict[str, int] = {}
+    for r in results:
+        for status, n in r.statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+    return LoadResult(
+        connections=results[0].connections,
+        duration_s=duration,
+        requests=len(ordered),
+        errors=sum(r.errors for r in results),
+        rps=len(ordered) / duration,
+        p50_ms=_percentile(ordered, 0.50) * 1000,
+        p90_ms=_percentile(ordered, 0.90) * 1000,
+        p99_ms=_percentile(ordered, 0.99) * 1000,
+        max_ms=(ordered[-1] if ordered else float("nan")) * 1000,
+        mean_ms=(statistics.fmean(ordered) if ordered else float("nan")) * 1000,
+        request_bytes=results[-1].request_bytes,
+        response_bytes=results[-1].response_bytes,
+        client_cpu_pct=sum(r.client_cpu_pct * r.duration_s for r in results) / duration,
+        statuses=statuses,
+        first_error=next((r.first_error for r in results if r.first_error), None),
+        companion=next((r.companion for r in results if r.companion is not None), None),
+        latencies=ordered,
+    )
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -193,4 +224,5 @@ async def run_load(
         statuses=window.statuses,
         first_error=window.first_error,
         companion=companion_result,
+        latencies=ordered,
     )

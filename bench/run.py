@@ -1,10 +1,14 @@
-"""One benchmark run: three figures, each as a ratio against a baseline measured in the same run.
+"""One benchmark run: each figure as a ratio against a baseline measured in the same run.
 
 (a) HTTP: two-leg transfers/s and p50/p99 latency over N keep-alive connections against
     `timebank serve`, next to a bare FastAPI endpoint (bench/bare_app.py) served the same way.
 (b) In process: postings/s through the sequencer (group commit), next to an asyncpg COPY of
     the same journal rows into a plain table.
 (c) verify_book entries/s, next to fetching the same bodies and hashing them with SHA-256.
+(a') (a) with TIMEBANK_RECEIPTS=false, what signing a receipt per answer costs: two servers,
+    measured in alternating windows (on, off, off, on) of half the duration each.
+(d) inclusion proofs/s in a 1,000,000-leaf tree of stored subtrees, next to primary-key lookups.
+(e) `timebank audit verify` entries/s on an export of (b)'s book, next to read + SHA-256.
 
 Everything runs against a fresh embedded PostgreSQL in a temporary directory, which is stopped
 and deleted at the end (also on Ctrl-C or an error). Targets are reported, never asserted.
@@ -34,7 +38,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bench.loadgen import LoadResult, RequestFactory, run_load
+from bench.loadgen import LoadResult, RequestFactory, merge_results, run_load
 from bench.procs import CpuProbe, Server, force_stop_postgres, free_port, postgres_pids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--postings", type=int, default=20_000, help="timed postings (b)")
     p.add_argument("--inflight", type=int, default=2_000, help="postings in flight (b)")
     p.add_argument("--reps", type=int, default=3, help="repetitions of COPY and verify (b, c)")
+    p.add_argument("--tree-size", type=int, default=1_000_000, help="leaves of the tree (d)")
+    p.add_argument("--proof-seconds", type=float, default=3.0, help="seconds of proofs (d)")
     p.add_argument(
         "--profile",
         action="store_true",
@@ -152,8 +158,9 @@ def transfer_body(issuance: str, member: str) -> bytes:
     ).encode()
 
 
-def setup_book(base: str, token: str, members: int) -> tuple[str, list[str], int]:
-    """Book, issuance account and members over HTTP; one probe transfer (its answer size)."""
+def setup_book(base: str, token: str, members: int) -> tuple[str, list[str], int, str]:
+    """Book, issuance account and members over HTTP; one probe transfer (its answer size and
+    its receipt)."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
 
@@ -183,7 +190,31 @@ def setup_book(base: str, token: str, members: int) -> tuple[str, list[str], int
         )
         if answer.status_code != 201:
             raise RuntimeError(f"probe transfer: {answer.status_code} {answer.text[:500]}")
-    return issuance, ids, len(answer.content)
+    return issuance, ids, len(answer.content), str(answer.json().get("receipt") or "")
+
+
+def merge_runs(
+    runs: list[tuple[LoadResult, dict[str, float]]],
+) -> tuple[LoadResult, dict[str, float]]:
+    """One result for the windows of one server, CPU weighted by their durations."""
+    merged = merge_results([result for result, _ in runs])
+    cpu: dict[str, float] = {}
+    for result, used in runs:
+        for name, pct in used.items():
+            cpu[name] = cpu.get(name, 0.0) + pct * result.duration_s / merged.duration_s
+    return merged, {name: round(pct, 1) for name, pct in cpu.items()}
+
+
+def receipt_facts(receipt: str, rps_with: float, rps_without: float) -> dict[str, Any]:
+    """A two-leg transfer's receipt: its size, its QR code, what signing costs in throughput."""
+    import segno
+
+    qr = segno.make(receipt, error="m", micro=False, boost_error=False) if receipt else None
+    return {
+        "bytes": len(receipt),
+        "qr": None if qr is None else f"version {qr.version}-{qr.error}",
+        "rps_ratio_with_to_without": round(rps_with / rps_without, 3) if rps_without else None,
+    }
 
 
 def batch_counters(base: str) -> tuple[float, float]:
@@ -276,28 +307,35 @@ def measure_http(
 ) -> dict[str, Any]:
     from bench.inprocess import sample_activity
 
-    ledger_port, bare_port = free_port(), free_port()
-    ledger = Server(
-        "ledger",
-        [timebank, "serve", "--host", HOST, "--port", str(ledger_port)],
-        env,
-        RESULTS / "ledger-server.log",
-        ROOT,
-    )
-    servers.append(ledger)
-    ledger.start()
-    base = f"http://{HOST}:{ledger_port}"
-    ledger.wait_ready(base + "/readyz")
-    log(f"ledger serving on {base} (pid {ledger.pid})")
+    bare_port = free_port()
+
+    def start_ledger(name: str, extra_env: dict[str, str]) -> tuple[Server, int, str]:
+        port = free_port()
+        server = Server(
+            name,
+            [timebank, "serve", "--host", HOST, "--port", str(port)],
+            {**env, **extra_env},
+            RESULTS / f"{name}-server.log",
+            ROOT,
+        )
+        servers.append(server)
+        server.start()
+        base = f"http://{HOST}:{port}"
+        server.wait_ready(base + "/readyz")
+        log(f"{name} serving on {base} (pid {server.pid}) {extra_env or ''}")
+        return server, port, base
+
+    ledger, ledger_port, base = start_ledger("ledger", {})
     token = create_token(timebank, env)
-    issuance, members, probe_bytes = setup_book(base, token, args.members)
+    issuance, members, probe_bytes, receipt = setup_book(base, token, args.members)
     log(f"book {BOOK!r}: issuance + {len(members)} members; one transfer = {probe_bytes} B")
 
-    nonce = uuid.uuid4().hex[:10]
     bodies = [transfer_body(issuance, m) for m in members]
     auth = f"Bearer {token}"
 
     def make_factory(path: str) -> RequestFactory:
+        nonce = uuid.uuid4().hex[:10]
+
         def factory(conn: int, i: int) -> tuple[str, dict[str, str], bytes]:
             headers = {"Authorization": auth, "Idempotency-Key": f"{nonce}-{path[1:3]}-{conn}-{i}"}
             return path, headers, bodies[(conn + i) % len(bodies)]
@@ -322,18 +360,35 @@ def measure_http(
     )  # fmt: skip
     bare.stop()
 
-    ledger_probe = CpuProbe(
-        {"server": lambda: [ledger.pid], "postgres": lambda: postgres_pids(pgdata)}
+    # With and without receipts, in windows of half the duration ordered on, off, off, on, so
+    # that a drift over the run (the book and the database grow) weighs on both alike.
+    plain, plain_port, _ = start_ledger("ledger-no-receipts", {"TIMEBANK_RECEIPTS": "false"})
+    half = argparse.Namespace(
+        **{**vars(args), "duration": args.duration / 2, "warmup": args.warmup / 2}
     )
+    runs: dict[str, list[tuple[LoadResult, dict[str, float]]]] = {"on": [], "off": []}
     sum0, count0 = batch_counters(base)
-    ledger_result, ledger_cpu = http_phase(
-        "ledger", ledger_port, make_factory(f"/v1/books/{BOOK}/transactions"), ledger_probe, args,
-        ledger.pid if args.profile else None,
-        functools.partial(sample_activity, urls.app, settings.app_role),
-    )  # fmt: skip
+    for turn in ("on", "off", "off", "on"):
+        server, port = (ledger, ledger_port) if turn == "on" else (plain, plain_port)
+        probe = CpuProbe(
+            {"server": lambda s=server: [s.pid], "postgres": lambda: postgres_pids(pgdata)}
+        )
+        first = turn == "on" and not runs["on"]
+        runs[turn].append(
+            http_phase(
+                "ledger" if turn == "on" else "ledger-no-receipts",
+                port,
+                make_factory(f"/v1/books/{BOOK}/transactions"),
+                probe,
+                half,
+                server.pid if args.profile and first else None,
+                functools.partial(sample_activity, urls.app, settings.app_role) if first else None,
+            )
+        )
     sum1, count1 = batch_counters(base)
-    code = ledger.stop()
-    log(f"ledger server stopped (exit {code})")
+    log(f"ledger servers stopped (exit {ledger.stop()}, {plain.stop()})")
+    ledger_result, ledger_cpu = merge_runs(runs["on"])
+    plain_result, plain_cpu = merge_runs(runs["off"])
 
     ratio = ledger_result.rps / bare_result.rps if bare_result.rps else 0.0
     ok = ratio >= TARGETS["http_ratio"] and ledger_result.p99_ms <= TARGETS["http_p99_ms"]
@@ -353,6 +408,11 @@ def measure_http(
             **{k: v for k, v in bare_result.as_json().items() if k != "companion"},
             "cpu_pct": bare_cpu,
         },
+        "ledger_no_receipts": {
+            **{k: v for k, v in plain_result.as_json().items() if k != "companion"},
+            "cpu_pct": plain_cpu,
+        },
+        "receipts": receipt_facts(receipt, ledger_result.rps, plain_result.rps),
         "ratio": round(ratio, 3),
         "target": f"ratio >= {TARGETS['http_ratio']} and ledger p99 <= {TARGETS['http_p99_ms']} ms",
         "pass": ok,
@@ -413,6 +473,22 @@ def measure_inprocess(
     return b, c
 
 
+def measure_audit(args: argparse.Namespace, urls: Any, settings: Any) -> dict[str, Any]:
+    from bench.audit import bench_audit_verify, bench_proofs
+
+    log(f"(d) inclusion proofs in a tree of {args.tree_size} leaves (subtrees stored by COPY)")
+    proofs = run_async(bench_proofs(urls, size=args.tree_size, seconds=args.proof_seconds))
+    log(f"(e) export {INPROC_BOOK!r} with receipts, then `audit verify` it vs read + sha256")
+    verify = bench_audit_verify(urls, settings, book=INPROC_BOOK)
+    return {
+        "proofs": {**proofs, "ratio": round(proofs["proofs_per_s"] / proofs["lookups_per_s"], 3)},
+        "audit_verify": {
+            **verify,
+            "ratio": round(verify["verify_entries_per_s"] / verify["baseline_entries_per_s"], 4),
+        },
+    }
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -431,6 +507,7 @@ def _http_detail(r: dict[str, Any]) -> str:
 
 def render(summary: dict[str, Any]) -> str:
     m, a, b, c = summary["machine"], summary["http"], summary["postings"], summary["verify"]
+    d, e = summary["audit"]["proofs"], summary["audit"]["audit_verify"]
     pg = summary["postgres"]
     lines = [
         f"Timebank ledger benchmark  {summary['started_at']}  ({summary['seconds']:.0f} s)",
@@ -454,6 +531,14 @@ def render(summary: dict[str, Any]) -> str:
             verdict(a["pass"]),
         ),
         (
+            "(a') same, receipts off",
+            _http_cell("", a["ledger_no_receipts"]),
+            _http_cell("bare FastAPI ", ba),
+            f"{a['ledger_no_receipts']['rps'] / ba['rps']:.3f}" if ba["rps"] else "-",
+            "-",
+            "-",
+        ),
+        (
             "(b) postings in process",
             f"{b['ledger']['postings_per_s']:.0f} postings/s",
             f"asyncpg COPY {b['copy_baseline']['rows_per_s']:.0f} rows/s",
@@ -469,6 +554,22 @@ def render(summary: dict[str, Any]) -> str:
             f">= {TARGETS['verify_ratio']}",
             verdict(c["pass"]),
         ),
+        (
+            f"(d) inclusion proofs, {d['tree_size']:,} leaves",
+            f"{d['proofs_per_s']:.0f} proofs/s",
+            f"PK lookup {d['lookups_per_s']:.0f} rows/s",
+            f"{d['ratio']:.3f}",
+            "-",
+            "-",
+        ),
+        (
+            "(e) audit verify (offline)",
+            f"{e['verify_entries_per_s']:.0f} entries/s",
+            f"read+sha256 {e['baseline_entries_per_s']:.0f} lines/s",
+            f"{e['ratio']:.4f}",
+            "-",
+            "-",
+        ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
@@ -478,8 +579,9 @@ def render(summary: dict[str, Any]) -> str:
     lines += [
         "",
         f"(a) {a['client']} HTTP/1.1 keep-alive client, {a['connections']} connections, "
-        f"{a['warmup_s']:g}s warm-up + {a['duration_s']:g}s measured per server, same process "
-        "for both; uvicorn --workers 1, log_level warning, no access log, uvloop + httptools",
+        f"{a['warmup_s']:g}s warm-up + {a['duration_s']:g}s measured per server (the ledger's "
+        "in two windows, see (a')), same process for all; uvicorn --workers 1, log_level "
+        "warning, no access log, uvloop + httptools",
         f"    ledger: {_http_detail(la)}; mean batch {la['mean_batch_size_incl_warmup']}",
         f"    bare  : {_http_detail(ba)}",
         f"    CPU % of one core while measured: ledger server {la['cpu_pct'].get('server')}, "
@@ -497,6 +599,13 @@ def render(summary: dict[str, Any]) -> str:
         )
     if la["first_error"] or ba["first_error"]:
         lines.append(f"    first error: ledger {la['first_error']} bare {ba['first_error']}")
+    rc, lp = a["receipts"], a["ledger_no_receipts"]
+    lines += [
+        f"(a') receipts off: {_http_detail(lp)}; CPU % server {lp['cpu_pct'].get('server')}, "
+        f"postgres {lp['cpu_pct'].get('postgres')}",
+        f"    receipts: a two-leg transfer's receipt is {rc['bytes']} B (QR {rc['qr']}); "
+        f"throughput with / without receipts: {rc['rps_ratio_with_to_without']}",
+    ]
     bl, bc = b["ledger"], b["copy_baseline"]
     lines += [
         f"(b) {bl['ok']}/{bl['postings']} two-leg transfers via service.post_transaction with "
@@ -512,6 +621,12 @@ def render(summary: dict[str, Any]) -> str:
         f"verify's own two queries alone, no checks: "
         f"{c['verify_queries_only_entries_per_s']:.0f} entries/s",
         f"    {c['how']}",
+        f"(d) {d['proofs']} proofs ({d['proof_hashes']} hashes each, {d['proofs_verified']} "
+        f"checked against the root); {d['subtrees_stored']:,} subtrees hashed in "
+        f"{d['hash_seconds']} s, COPY {d['copy_seconds']} s; {d['how']}",
+        f"(e) {e['entries']} entries, {e['file_bytes']:,} B; integrate {e['integrate_seconds']} s"
+        f", export {e['export_entries_per_s']:.0f} entries/s; verify runs {e['verify_seconds']} s;"
+        f" {e['how']}",
     ]
     return "\n".join(lines)
 
@@ -552,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         env = child_env(data_dir)
         summary["http"] = measure_http(args, timebank, env, pgdata, servers, urls, settings)
         summary["postings"], summary["verify"] = measure_inprocess(args, urls, settings, pgdata)
+        summary["audit"] = measure_audit(args, urls, settings)
     except BaseException as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         for server in servers:

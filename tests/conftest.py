@@ -31,9 +31,13 @@ TEMPLATE_DB = "timebank_template"
 # The background hold sweeper is started by hand in the tests that need it.
 # Rate limits are off except in the tests of the rate limit.
 TEST_PERSONAL_DATA_SECRET = "test-only-personal-data-secret-0123456789"
+# The log follower, like the sweeper, is run by hand in the tests of the transparency log.
+TEST_SIGNING_KEY_PASSPHRASE = "test-only-signing-key-passphrase"
 SETTINGS = Settings(
     database_url="unused",
     hold_sweep_interval_s=3600,
+    log_follow_interval_s=3600,
+    signing_key_passphrase=TEST_SIGNING_KEY_PASSPHRASE,
     log_level="warning",
     personal_data_secret=TEST_PERSONAL_DATA_SECRET,
     rate_limit_per_s=0,
@@ -203,6 +207,7 @@ def cli_env(database: ScratchDatabase) -> dict[str, str]:
     env["TIMEBANK_MIGRATION_DATABASE_URL"] = database.owner_url
     env["TIMEBANK_LOG_LEVEL"] = "warning"
     env["TIMEBANK_PERSONAL_DATA_SECRET"] = TEST_PERSONAL_DATA_SECRET
+    env["TIMEBANK_SIGNING_KEY_PASSPHRASE"] = TEST_SIGNING_KEY_PASSPHRASE
     env["TIMEBANK_RATE_LIMIT_PER_S"] = "0"
     return env
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import app.audit.errors
 import app.identity.errors
 import app.ledger.errors  # noqa: F401 - registers the ledger's problem types
 from app.errors import all_problem_types

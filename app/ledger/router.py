@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -21,7 +21,7 @@ from app.identity.authorization import (
     sees_any_account,
 )
 from app.identity.dependencies import CallerDep, Posting, PostingContext
-from app.kit.responses import payload_response
+from app.kit.responses import compact_json, payload_response
 from app.ledger import schemas, service
 from app.ledger.errors import HoldNotFound, TransactionNotFound
 from app.ledger.sequencer import Outcome
@@ -44,9 +44,24 @@ POSTING_ERRORS: dict[int | str, dict[str, Any]] = {
 POSTERS = ("admin", "org")
 
 
-def _answer(outcome: Outcome) -> Response:
+class ReceiptHook(Protocol):
+    """Adds a signed `receipt` member to a posting answer; set by the app as
+    `app.state.receipt_hook` (the ledger knows nothing of how receipts are made)."""
+
+    async def __call__(self, payload: bytes) -> bytes: ...
+
+
+async def _with_receipt(request: Request, status_code: int, payload: bytes) -> bytes:
+    hook: ReceiptHook | None = getattr(request.app.state, "receipt_hook", None)
+    if hook is None or status_code >= 400:
+        return payload
+    return await hook(payload)
+
+
+async def _answer(request: Request, outcome: Outcome) -> Response:
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return payload_response(outcome.status_code, outcome.payload, headers)
+    payload = await _with_receipt(request, outcome.status_code, outcome.payload)
+    return payload_response(outcome.status_code, payload, headers)
 
 
 @router.post("/books", status_code=201, response_model=schemas.BookRead, responses=POSTING_ERRORS)
@@ -137,7 +152,9 @@ async def account_entries(
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
 )
-async def post_transaction(code: str, data: schemas.TransactionCreate, ctx: Posting) -> Response:
+async def post_transaction(
+    code: str, data: schemas.TransactionCreate, ctx: Posting, request: Request
+) -> Response:
     """Post a balanced transaction (admins; organisations from their own accounts)."""
     caller = ctx.caller
     require_role(caller, POSTERS, "post transactions")
@@ -148,17 +165,19 @@ async def post_transaction(code: str, data: schemas.TransactionCreate, ctx: Post
         async with ctx.sessions() as session:
             await require_org_debits(session, caller, code, debited, credited)
     outcome = await service.post_transaction(ctx.sequencer, code, data, ctx.idem, caller.actor())
-    return _answer(outcome)
+    return await _answer(request, outcome)
 
 
 @router.get("/transactions/{tx_id}", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
-async def get_transaction(tx_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_transaction(
+    tx_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Response:
     """A journal entry as posted, with its accounts' balances right after it."""
     posting = await service.get_transaction(session, tx_id)
     legs = [leg["account_id"] for leg in posting["entry"]["legs"]]
     if not await sees_any_account(session, caller, posting["book"], legs):
         raise TransactionNotFound(f"transaction {tx_id} does not exist")
-    return posting
+    return payload_response(200, await _with_receipt(request, 200, compact_json(posting)))
 
 
 @router.post(
@@ -167,7 +186,9 @@ async def get_transaction(tx_id: UUID, caller: CallerDep, session: SessionDep) -
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
 )
-async def reverse_transaction(tx_id: UUID, ctx: Posting, session: SessionDep) -> Response:
+async def reverse_transaction(
+    tx_id: UUID, ctx: Posting, session: SessionDep, request: Request
+) -> Response:
     """Post the negation of a transaction; at most one per transaction (admins)."""
     require_role(ctx.caller, ("admin",), "reverse transactions")
     posting = await service.get_transaction(session, tx_id)
@@ -175,7 +196,7 @@ async def reverse_transaction(tx_id: UUID, ctx: Posting, session: SessionDep) ->
     outcome = await service.reverse_transaction(
         ctx.sequencer, posting, ctx.idem, ctx.caller.actor()
     )
-    return _answer(outcome)
+    return await _answer(request, outcome)
 
 
 @router.post(
@@ -184,7 +205,9 @@ async def reverse_transaction(tx_id: UUID, ctx: Posting, session: SessionDep) ->
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
 )
-async def place_hold(code: str, data: schemas.HoldCreate, ctx: Posting) -> Response:
+async def place_hold(
+    code: str, data: schemas.HoldCreate, ctx: Posting, request: Request
+) -> Response:
     """Reserve an amount (two-phase): it lowers `available`, not `posted`."""
     caller = ctx.caller
     require_role(caller, POSTERS, "place holds")
@@ -194,7 +217,7 @@ async def place_hold(code: str, data: schemas.HoldCreate, ctx: Posting) -> Respo
         async with ctx.sessions() as session:
             await require_org_debits(session, caller, code, debited, credited)
     outcome = await service.place_hold(ctx.sequencer, code, data, ctx.idem, caller.actor())
-    return _answer(outcome)
+    return await _answer(request, outcome)
 
 
 async def _visible_hold(session: AsyncSession, caller: Caller, hold_id: UUID) -> dict[str, Any]:
@@ -212,7 +235,12 @@ async def get_hold(hold_id: UUID, caller: CallerDep, session: SessionDep) -> Any
 
 
 async def _resolve(
-    ctx: PostingContext, session: AsyncSession, hold_id: UUID, amount: int | None, void: bool
+    request: Request,
+    ctx: PostingContext,
+    session: AsyncSession,
+    hold_id: UUID,
+    amount: int | None,
+    void: bool,
 ) -> Response:
     caller = ctx.caller
     require_role(caller, POSTERS, "resolve holds")
@@ -223,7 +251,7 @@ async def _resolve(
     outcome = await service.resolve_hold(
         ctx.sequencer, hold, ctx.idem, amount, void=void, actor=caller.actor()
     )
-    return _answer(outcome)
+    return await _answer(request, outcome)
 
 
 @router.post("/holds/{hold_id}/post", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
@@ -231,14 +259,15 @@ async def post_hold(
     hold_id: UUID,
     ctx: Posting,
     session: SessionDep,
+    request: Request,
     data: Annotated[schemas.HoldPost | None, Body()] = None,
 ) -> Response:
     """Post a pending hold, in full or for less."""
     amount = data.amount if data is not None else None
-    return await _resolve(ctx, session, hold_id, amount, void=False)
+    return await _resolve(request, ctx, session, hold_id, amount, void=False)
 
 
 @router.post("/holds/{hold_id}/void", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
-async def void_hold(hold_id: UUID, ctx: Posting, session: SessionDep) -> Response:
+async def void_hold(hold_id: UUID, ctx: Posting, session: SessionDep, request: Request) -> Response:
     """Release a pending hold."""
-    return await _resolve(ctx, session, hold_id, None, void=True)
+    return await _resolve(request, ctx, session, hold_id, None, void=True)

@@ -171,6 +171,11 @@ class PostingRead(BaseModel):
     entry: EntryRead
     entry_hash: str
     balances: list[BalanceRead]
+    receipt: str | None = Field(
+        default=None,
+        description="the entry's signed receipt, a JWS (docs/audit-format.md §6); absent when "
+        "receipts are turned off",
+    )
 
 
 class HoldRead(BaseModel):

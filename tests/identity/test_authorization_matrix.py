@@ -205,6 +205,46 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ),
     ("POST", "/v1/credentials/{credential_id}/revoke"): (revoke, ADMIN_ONLY),
     ("POST", "/v1/credentials/{credential_id}/rotate"): (rotate, ADMIN_ONLY),
+    # The transparency log (docs/audit-format.md §8.1): public keys for anyone, the book's
+    # checkpoints and proofs for every role of the book, receipts with the transaction.
+    ("GET", "/.well-known/jwks.json"): (fixed("GET", "/.well-known/jwks.json"), PUBLIC),
+    ("GET", "/v1/books/{code}/log-keys"): (fixed("GET", "/v1/books/{w.home}/log-keys"), BOOK_READ),
+    ("GET", "/v1/books/{code}/checkpoint"): (
+        fixed("GET", "/v1/books/{w.home}/checkpoint"),
+        BOOK_READ,
+    ),
+    ("GET", "/v1/books/{code}/checkpoints"): (
+        fixed("GET", "/v1/books/{w.home}/checkpoints"),
+        BOOK_READ,
+    ),
+    ("POST", "/v1/books/{code}/checkpoints"): (
+        fixed("POST", "/v1/books/{w.home}/checkpoints"),
+        ADMIN_ONLY,
+    ),
+    ("GET", "/v1/books/{code}/proofs/inclusion"): (
+        fixed("GET", "/v1/books/{w.home}/proofs/inclusion?seq=1"),
+        BOOK_READ,
+    ),
+    ("GET", "/v1/books/{code}/proofs/consistency"): (
+        fixed("GET", "/v1/books/{w.home}/proofs/consistency?first=1"),
+        BOOK_READ,
+    ),
+    ("GET", "/v1/transactions/{tx_id}/receipt"): (
+        fixed("GET", "/v1/transactions/{w.tx}/receipt"),
+        M_READ,
+    ),
+    ("GET", "/v1/transactions/{tx_id}/receipt.svg"): (
+        fixed("GET", "/v1/transactions/{w.tx}/receipt.svg"),
+        M_READ,
+    ),
+    ("GET", "/v1/transactions/{tx_id}/proof"): (
+        fixed("GET", "/v1/transactions/{w.tx}/proof"),
+        M_READ,
+    ),
+    ("GET", "/v1/books/{code}/export"): (
+        fixed("GET", "/v1/books/{w.home}/export"),
+        (OK, OK, OK, _, _, _, _, _, _, H, H, A),
+    ),
 }
 
 

@@ -1,0 +1,269 @@
+"""`timebank keys ...` and `timebank audit ...` (wired into app/cli.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from app.audit.offline import (
+    ExportReport,
+    VerifyError,
+    checkpoint_text,
+    strict_json,
+    verify_export,
+    verify_receipt,
+)
+from app.config import get_settings
+
+keys_cli = typer.Typer(help="Signing keys of receipts and checkpoints.", no_args_is_help=True)
+audit_cli = typer.Typer(help="Offline checks of exports and receipts.", no_args_is_help=True)
+console = Console(stderr=True)
+READ_BLOCK = 64 * 1024
+
+
+@keys_cli.command("rotate")
+def rotate() -> None:
+    """Make a new signing key (valid after the rotation lead) and record it in every book."""
+    from app.audit.passphrase import signing_key_passphrase
+    from app.audit.rotation import rotate_and_announce
+    from app.db import resolve_database
+    from app.errors import TimebankError
+    from app.ops import migrations
+    from app.runtime import Runtime
+
+    settings = get_settings()
+    urls = resolve_database(settings)
+    asyncio.run(migrations.upgrade(urls.owner, settings.app_role))
+    passphrase = signing_key_passphrase(settings)
+
+    async def run() -> Any:
+        import asyncpg
+
+        runtime = await Runtime.open(urls.app, settings)
+        conn = await asyncpg.connect(urls.app)
+        try:
+            return await rotate_and_announce(
+                conn, runtime.sequencer, passphrase, settings.signing_key_rotation_lead_s
+            )
+        finally:
+            await conn.close()
+            await runtime.close()
+
+    try:
+        done = asyncio.run(run())
+    except TimebankError as exc:
+        console.print(f"refused: {exc.detail}")
+        raise typer.Exit(1) from None
+    key = done.rotation.key
+    since = datetime.fromtimestamp(key.valid_from, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    console.print(f"key {key.kid} signs from {since}; previous {done.rotation.previous_kid}")
+    console.print(f"notice.key_rotated in {len(done.books)} book(s)")
+    for book, reason in done.failed.items():
+        console.print(f"[red]book {book}: notice not written: {reason}[/red]")
+    if done.failed:
+        raise typer.Exit(1)
+    print(key.kid)
+
+
+@keys_cli.command("list")
+def list_keys() -> None:
+    """Every signing key with its validity period, one per line."""
+    import asyncpg
+
+    from app.audit.keystore import load_keys
+    from app.db import resolve_database
+
+    urls = resolve_database(get_settings())
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(urls.app)
+        try:
+            return (await load_keys(conn))[0]
+        finally:
+            await conn.close()
+
+    print("kid valid_from valid_until")
+    for key in asyncio.run(run()):
+        jwk = key.published().jwk()
+        print(key.kid, jwk["valid_from"], jwk.get("valid_until", "-"))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        console.print(f"error: cannot read {path}: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _jwks(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        document = strict_json(_read_text(path))
+    except ValueError as exc:
+        console.print(f"error: {path} is not a JWK Set: {exc}")
+        raise typer.Exit(2) from None
+    if not isinstance(document, dict):
+        console.print(f"error: {path} is not a JWK Set")
+        raise typer.Exit(2)
+    return document
+
+
+def _split_export(path: Path) -> tuple[bytes, int]:
+    """The last line of the file (the checkpoint line) and where it starts."""
+    with path.open("rb") as file:
+        end = stop = file.seek(0, 2)
+        if end:
+            file.seek(end - 1)
+            if file.read(1) == b"\n":
+                stop = end - 1
+        start = stop
+        while start > 0:
+            block = max(0, start - READ_BLOCK)
+            file.seek(block)
+            chunk = file.read(start - block)
+            found = chunk.rfind(b"\n")
+            if found >= 0:
+                start = block + found + 1
+                break
+            start = block
+        file.seek(start)
+        return file.read(stop - start), start
+
+
+def _lines(path: Path, until: int) -> Iterator[bytes]:
+    with path.open("rb") as file:
+        offset = 0
+        while offset < until:
+            line = file.readline()
+            if not line:
+                return
+            offset += len(line)
+            yield line[:-1] if line.endswith(b"\n") else line
+
+
+def _report(report: ExportReport, jwks_path: Path | None) -> None:
+    out = Console()
+    count = report.to_seq - report.from_seq + 1
+    out.print(
+        f"OK: book {report.book}: seq {report.from_seq}..{report.to_seq} ({count} entries) "
+        "verified: hashes, chain, receipts, Merkle root"
+    )
+    out.print(f"head: seq {report.to_seq} {report.head}")
+    out.print(f"root at {report.to_seq}: {report.root.hex()}")
+    cp = report.checkpoint
+    out.print(f"in checkpoint {cp.origin} size {cp.size} root {cp.root_hash.hex()}")
+    out.print(f"receipt keys: {', '.join(sorted(report.kids)) or '-'}")
+    if report.keys_from_export:
+        out.print("keys: taken from the export itself; pass --jwks FILE from a trusted source")
+    else:
+        out.print(f"keys: {jwks_path}")
+    if report.trusted_size is not None:
+        out.print(f"trusted checkpoint of size {report.trusted_size}: consistent")
+    if report.totals is not None:
+        out.print(f"accounts: {report.accounts}, open holds: {report.open_holds}")
+        for asset, (posted, pending) in sorted(report.totals.items()):
+            out.print(f"asset {asset}: posted total {posted}, pending total {pending}")
+    else:
+        out.print("balances: not checked (the export does not start at seq 1)")
+
+
+@audit_cli.command("verify")
+def verify(
+    file: Annotated[Path, typer.Argument(help="an export: GET /v1/books/{code}/export")],
+    jwks: Annotated[
+        Path | None, typer.Option(help="trusted JWK Set (default: the export's own)")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="a signed checkpoint obtained independently")
+    ] = None,
+) -> None:
+    """Check an export offline: every hash, the chain, every receipt, the journal's rules
+    (from seq 1), the Merkle root and the checkpoint's signature. Exits 1 naming the first bad
+    seq."""
+    keys = _jwks(jwks)
+    trusted = None
+    if checkpoint is not None:
+        try:
+            trusted = checkpoint_text(_read_text(checkpoint))
+        except ValueError as exc:
+            console.print(f"error: {checkpoint}: {exc}")
+            raise typer.Exit(2) from None
+    try:
+        trailer, start = _split_export(file)
+    except OSError as exc:
+        console.print(f"error: cannot read {file}: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        bounds = json.loads(trailer)
+        total = max(0, int(bounds["to_seq"]) - int(bounds["from_seq"]) + 1)
+    except (ValueError, KeyError, TypeError):
+        total = 0
+    try:
+        with Progress(
+            TextColumn("verifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("export", total=total)
+            report = verify_export(
+                _lines(file, start),
+                trailer,
+                keys,
+                trusted,
+                lambda n: progress.advance(task, n),
+            )
+            progress.update(task, completed=total)
+    except VerifyError as error:
+        print(str(error), file=sys.stderr)
+        raise typer.Exit(1) from None
+    _report(report, jwks)
+
+
+@audit_cli.command("verify-receipt")
+def verify_receipt_command(
+    receipt: Annotated[str, typer.Argument(help="the JWS, or a file holding it (or its JSON)")],
+    jwks: Annotated[Path, typer.Option(help="the JWK Set: GET /.well-known/jwks.json")],
+    proof: Annotated[
+        Path | None, typer.Option(help="a tlog-proof bundle, or an inclusion proof (JSON)")
+    ] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="a signed checkpoint")] = None,
+) -> None:
+    """Check one receipt; with --proof (and --checkpoint), also that its entry is in the log."""
+    token = receipt
+    try:
+        if Path(receipt).is_file():
+            token = _read_text(Path(receipt)).strip()
+    except OSError:  # a JWS is longer than a file name may be
+        pass
+    if token.startswith("{"):
+        token = str(strict_json(token).get("receipt", ""))
+    keys = _jwks(jwks) or {}
+    try:
+        note = None if checkpoint is None else checkpoint_text(_read_text(checkpoint))
+        report = verify_receipt(token, keys, None if proof is None else _read_text(proof), note)
+    except (VerifyError, ValueError) as error:
+        print(str(error), file=sys.stderr)
+        raise typer.Exit(1) from None
+    claims = report.claims
+    out = Console()
+    out.print(
+        f"OK: receipt of book {claims['book']} seq {claims['seq']} tx {claims['tx_id']} "
+        f"({claims['kind']}, posted {claims['posted_at']})"
+    )
+    out.print(f"entry_hash {claims['entry_hash']}")
+    if report.checkpoint is not None:
+        cp = report.checkpoint
+        out.print(f"included in checkpoint {cp.origin} size {cp.size}")

@@ -1,0 +1,159 @@
+"""The auditor's export of a range of a book: JSON Lines with receipts and the checkpoint that
+covers it, or CSV for spreadsheets (docs/audit-format.md §8). Streamed in constant memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from app.audit import merkle, tlog
+from app.audit.receipting import receipt_claims, sign_claims
+from app.audit.service import AuditLog, checkpoint_json, invalid
+from app.kit.responses import compact_json
+from app.ledger.errors import BookNotFound
+
+CHUNK = 2000
+BOM = "\ufeff"
+CSV_COLUMNS = (
+    "book",
+    "seq",
+    "tx_id",
+    "posted_at",
+    "kind",
+    "leg_index",
+    "account_id",
+    "asset",
+    "amount",
+    "memo",
+    "meta",
+    "entry_hash",
+)
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export covers, decided before its first byte is sent."""
+
+    book: str
+    from_seq: int
+    to_seq: int
+    checkpoint: tlog.SignedCheckpoint | None
+
+
+async def plan_export(
+    audit: AuditLog, book: str, from_seq: int, to_seq: int | None, with_checkpoint: bool
+) -> ExportPlan:
+    """Check the range against the book's journal; for JSON Lines, find (or sign) the
+    checkpoint that covers it."""
+    async with audit.pool.acquire() as conn:
+        head = await conn.fetchval("SELECT seq FROM book_heads WHERE book_code = $1", book)
+    if head is None:
+        raise BookNotFound(f"book {book!r} does not exist")
+    last = head if to_seq is None else to_seq
+    if last > head:
+        raise invalid("to_seq", f"to_seq is after the book's last entry ({head})")
+    if from_seq > last + 1 or (from_seq > last and last > 0):
+        raise invalid("from_seq", f"from_seq must be between 1 and to_seq ({last})")
+    checkpoint = await audit.covering(book, last) if with_checkpoint else None
+    return ExportPlan(book, from_seq, last, checkpoint)
+
+
+async def _entries(
+    conn: asyncpg.Connection, plan: ExportPlan
+) -> AsyncIterator[list[asyncpg.Record]]:
+    start = plan.from_seq
+    while start <= plan.to_seq:
+        rows = await conn.fetch(
+            "SELECT seq, body, entry_hash FROM journal_entries WHERE book_code = $1 "
+            "AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            plan.book,
+            start,
+            plan.to_seq,
+            CHUNK,
+        )
+        if not rows:
+            return
+        yield rows
+        start = rows[-1]["seq"] + 1
+
+
+async def jsonl(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
+    """Entry lines (the entry's JCS bytes, its hash and receipt), then the trailer line."""
+    if plan.checkpoint is None:
+        raise ValueError("a JSON Lines export needs its checkpoint")
+    async with audit.pool.acquire() as conn:
+        async for rows in _entries(conn, plan):
+            out = bytearray()
+            for row in rows:
+                body = bytes(row["body"])
+                claims = receipt_claims(json.loads(body), body, row["entry_hash"])
+                _, signer = await audit.ring.key_at(claims["iat"])
+                receipt = sign_claims(claims, signer)
+                out += b'{"entry":' + body + b',"entry_hash":"' + row["entry_hash"].encode()
+                out += b'","receipt":"' + receipt.encode() + b'"}\n'
+            yield bytes(out)
+        yield compact_json(await _trailer(audit, conn, plan)) + b"\n"
+
+
+async def _trailer(audit: AuditLog, conn: asyncpg.Connection, plan: ExportPlan) -> dict[str, Any]:
+    checkpoint = plan.checkpoint
+    if checkpoint is None:
+        raise ValueError("a JSON Lines export needs its checkpoint")
+    size = checkpoint.tree_size
+    before = plan.from_seq - 1
+
+    def prove(sh: merkle.SubtreeHash) -> tuple[list[bytes], list[bytes]]:
+        prefix = [sh(i << level, (i + 1) << level) for level, i in merkle.peaks(before)]
+        return prefix, merkle.consistency_proof(plan.to_seq, size, sh)
+
+    prefix, consistency = await tlog.from_stored(conn, plan.book, prove)
+    return {
+        "checkpoint": checkpoint_json(checkpoint),
+        "from_seq": plan.from_seq,
+        "to_seq": plan.to_seq,
+        "prefix": [h.hex() for h in prefix],
+        "consistency": [h.hex() for h in consistency],
+        "jwks": await audit.jwks(),
+    }
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+async def csv_rows(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
+    """UTF-8 with a byte order mark, a header, then one row per leg (one row with empty leg
+    cells for an entry without legs)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write(BOM)
+    writer.writerow(CSV_COLUMNS)
+    async with audit.pool.acquire() as conn:
+        async for rows in _entries(conn, plan):
+            for row in rows:
+                entry = json.loads(bytes(row["body"]))
+                common = [entry["book"], entry["seq"], entry["tx_id"], entry["posted_at"]]
+                tail = [
+                    _cell(entry["memo"]),
+                    json.dumps(entry["meta"], ensure_ascii=False, separators=(",", ":")),
+                    row["entry_hash"],
+                ]
+                legs = entry["legs"] or [None]
+                for index, leg in enumerate(legs):
+                    cells: list[Any] = ["", "", "", ""]
+                    if leg is not None:
+                        cells = [index, leg["account_id"], leg["asset"], leg["amount"]]
+                    writer.writerow([*common, entry["kind"], *cells, *tail])
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode("utf-8")

@@ -1,0 +1,58 @@
+"""`timebank keys rotate`: a new signing key, announced by a `notice.key_rotated` in every book."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from app.audit.keys import format_time
+from app.audit.keystore import Rotation, rotate_key
+from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.service import post_notice
+
+
+@dataclass
+class Announced:
+    """A rotation and, per book, whether its notice is in the journal."""
+
+    rotation: Rotation
+    books: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def notice_facts(rotation: Rotation) -> dict[str, str | None]:
+    """The facts a `notice.key_rotated` records (public: no key material)."""
+    moment = datetime.fromtimestamp(rotation.key.valid_from, UTC)
+    return {
+        "kid": rotation.key.kid,
+        "previous_kid": rotation.previous_kid,
+        "valid_from": format_time(moment),
+    }
+
+
+async def announce(conn: asyncpg.Connection, sequencer: Sequencer, rotation: Rotation) -> Announced:
+    """Append the rotation's notice to every book, once per book (a repeat within the
+    idempotency retention replays instead of appending again)."""
+    result = Announced(rotation)
+    facts = notice_facts(rotation)
+    for row in await conn.fetch("SELECT code FROM books ORDER BY code"):
+        book = row["code"]
+        key = f"notice:key_rotated:{rotation.key.kid}:{book}"
+        ref = IdempotencyRef(SYSTEM_CREDENTIAL, key, f"key_rotated:{rotation.key.kid}")
+        outcome = await post_notice(sequencer, book, "key_rotated", dict(facts), ref)
+        if outcome.status_code < 400:
+            result.books.append(book)
+        else:
+            result.failed[book] = str(outcome.body.get("detail"))
+    return result
+
+
+async def rotate_and_announce(
+    conn: asyncpg.Connection, sequencer: Sequencer, passphrase: bytes, lead_s: float
+) -> Announced:
+    """Rotate the signing key, then record it in every book's journal."""
+    rotation = await rotate_key(conn, passphrase, lead_s)
+    return await announce(conn, sequencer, rotation)

@@ -1,0 +1,309 @@
+"""HTTP routes of the transparency log: keys, receipts, checkpoints, proofs and the export.
+
+Who may read what (docs/audit-format.md §8.1): a transaction's receipt and proof bundle, whoever
+may read the transaction; a book's checkpoints, log keys and proofs by seq, every role within
+the book's reach; signing a checkpoint, admins; the export, admins and auditors.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import segno
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response, StreamingResponse
+
+from app.audit import export as audit_export
+from app.audit import schemas
+from app.audit.errors import CheckpointNotFound, ReceiptTooLarge
+from app.audit.note import Verifier
+from app.audit.receipts import ALG
+from app.audit.service import AuditLog, checkpoint_json
+from app.audit.tlog import SignedCheckpoint
+from app.dependencies import SessionDep
+from app.identity.authorization import (
+    ALL_ROLES,
+    Caller,
+    require_book,
+    require_role,
+    sees_any_account,
+)
+from app.identity.dependencies import CallerDep
+from app.kit.responses import json_response
+from app.ledger import service as ledger_service
+from app.ledger.errors import TransactionNotFound
+
+router = APIRouter(tags=["audit"])
+PROBLEM = {"content": {"application/problem+json": {}}, "description": "problem (RFC 9457)"}
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
+    (401, 403, 404, 409, 422, 429, 500, 503), PROBLEM
+)
+SeqParam = Annotated[int, Query(ge=1, le=2**62)]
+SizeParam = Annotated[int, Query(ge=0, le=2**62)]
+JWKS_URI = "/.well-known/jwks.json"
+# QR version 40 at error correction level M holds 2,331 bytes (docs/audit-format.md §6.5).
+QR_MAX_BYTES = 2331
+
+
+def get_audit(request: Request) -> AuditLog:
+    """The process's transparency log (opened in the app's lifespan)."""
+    audit: AuditLog = request.app.state.audit
+    return audit
+
+
+AuditDep = Annotated[AuditLog, Depends(get_audit)]
+
+
+async def _book(
+    caller: Caller, session: AsyncSession, code: str, roles: tuple[str, ...], action: str
+) -> None:
+    require_role(caller, roles, action)
+    require_book(caller, code, f"book {code!r}")
+    await ledger_service.get_book(session, code)
+
+
+async def _entry(
+    session: AsyncSession, caller: Caller, tx_id: UUID
+) -> tuple[dict[str, Any], bytes, str]:
+    """A transaction the caller may read: its entry, JCS bytes and hash (404 otherwise)."""
+    row = (
+        await session.execute(
+            text("SELECT body, entry_hash FROM journal_entries WHERE tx_id = :id"), {"id": tx_id}
+        )
+    ).one_or_none()
+    missing = TransactionNotFound(f"transaction {tx_id} does not exist")
+    if row is None:
+        raise missing
+    body = bytes(row.body)
+    entry: dict[str, Any] = json.loads(body)
+    accounts = [leg["account_id"] for leg in entry["legs"]]
+    if not await sees_any_account(session, caller, entry["book"], accounts):
+        raise missing
+    return entry, body, row.entry_hash
+
+
+def _checkpoint(checkpoint: SignedCheckpoint, audit_keys: dict[str, Any]) -> dict[str, Any]:
+    key = audit_keys.get(checkpoint.kid)
+    vkey = None if key is None else Verifier.from_public_key(checkpoint.origin, key).vkey()
+    return checkpoint_json(checkpoint, vkey)
+
+
+async def _with_vkey(audit: AuditLog, checkpoint: SignedCheckpoint) -> dict[str, Any]:
+    return _checkpoint(checkpoint, {k.kid: k.public_key for k in await audit.keys()})
+
+
+@router.get("/.well-known/jwks.json", response_model=schemas.JwkSet)
+async def jwks(audit: AuditDep) -> Response:
+    """Every public key that ever signed receipts or checkpoints, with its validity period
+    (no authentication)."""
+    return json_response(200, await audit.jwks())
+
+
+@router.get(
+    "/v1/books/{code}/log-keys",
+    responses={**ERRORS, 200: {"content": {"text/plain": {}}, "description": "vkeys"}},
+    response_class=Response,
+)
+async def log_keys(code: str, caller: CallerDep, session: SessionDep, audit: AuditDep) -> Response:
+    """The book's checkpoint verifier keys in C2SP vkey form, one per line."""
+    await _book(caller, session, code, ALL_ROLES, "read the log")
+    lines = "".join(f"{vkey}\n" for vkey in await audit.vkeys(code))
+    return Response(lines, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/v1/books/{code}/checkpoint", response_model=schemas.CheckpointRead, responses=ERRORS)
+async def latest_checkpoint(
+    code: str, caller: CallerDep, session: SessionDep, audit: AuditDep
+) -> Response:
+    """The book's latest signed checkpoint (signed now if the book has none yet)."""
+    await _book(caller, session, code, ALL_ROLES, "read the log")
+    checkpoint = await audit.covering(code, 0)
+    return json_response(200, await _with_vkey(audit, checkpoint))
+
+
+@router.post(
+    "/v1/books/{code}/checkpoints",
+    status_code=201,
+    response_model=schemas.CheckpointRead,
+    responses=ERRORS,
+)
+async def sign_checkpoint(
+    code: str, caller: CallerDep, session: SessionDep, audit: AuditDep
+) -> Response:
+    """Bring the book's tree up to its journal and sign a checkpoint now (admins); 200 with
+    the latest one when its size is already signed."""
+    await _book(caller, session, code, ("admin",), "sign checkpoints")
+    checkpoint, new = await audit.sign_checkpoint(code)
+    return json_response(201 if new else 200, await _with_vkey(audit, checkpoint))
+
+
+@router.get("/v1/books/{code}/checkpoints", response_model=schemas.CheckpointPage, responses=ERRORS)
+async def list_checkpoints(
+    code: str,
+    caller: CallerDep,
+    session: SessionDep,
+    audit: AuditDep,
+    tree_size: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    after_tree_size: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    """The book's checkpoints by tree size, smallest first (keyset pages); `tree_size` asks
+    for the one of that size (404 if none was signed)."""
+    await _book(caller, session, code, ALL_ROLES, "read the log")
+    low, high = (tree_size, tree_size) if tree_size is not None else (0, 2**62)
+    if after_tree_size is not None:
+        low = max(low, after_tree_size + 1)
+    async with audit.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT tree_size, root, origin, note, signed_at, kid FROM checkpoints "
+            "WHERE book_code = $1 AND tree_size BETWEEN $2 AND $3 ORDER BY tree_size LIMIT $4",
+            code,
+            low,
+            high,
+            limit + 1,
+        )
+    if tree_size is not None and not rows:
+        raise CheckpointNotFound(f"book {code!r} has no checkpoint of size {tree_size}")
+    public = {k.kid: k.public_key for k in await audit.keys()}
+    items = [_checkpoint(SignedCheckpoint.from_row(code, row), public) for row in rows[:limit]]
+    more = len(rows) > limit
+    page = {"items": items, "next_after_tree_size": items[-1]["tree_size"] if more else None}
+    return json_response(200, page)
+
+
+@router.get(
+    "/v1/books/{code}/proofs/inclusion",
+    response_model=schemas.InclusionProofRead,
+    responses=ERRORS,
+)
+async def inclusion_proof(
+    code: str,
+    seq: SeqParam,
+    caller: CallerDep,
+    session: SessionDep,
+    audit: AuditDep,
+    tree_size: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> Response:
+    """RFC 9162 inclusion proof of entry `seq` (leaf seq - 1) in the tree of `tree_size`
+    entries (default: the latest checkpoint, signed now if it does not cover `seq`)."""
+    await _book(caller, session, code, ALL_ROLES, "read the log")
+    if tree_size is None:
+        tree_size = (await audit.covering(code, seq)).tree_size
+    return json_response(200, await audit.inclusion(code, seq, tree_size))
+
+
+@router.get(
+    "/v1/books/{code}/proofs/consistency",
+    response_model=schemas.ConsistencyProofRead,
+    responses=ERRORS,
+)
+async def consistency_proof(
+    code: str,
+    first: SizeParam,
+    caller: CallerDep,
+    session: SessionDep,
+    audit: AuditDep,
+    second: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> Response:
+    """RFC 9162 consistency proof from the tree of `first` entries to that of `second`
+    (default: the latest checkpoint's size)."""
+    await _book(caller, session, code, ALL_ROLES, "read the log")
+    if second is None:
+        second = (await audit.covering(code, first)).tree_size
+    return json_response(200, await audit.consistency(code, first, second))
+
+
+@router.get(
+    "/v1/transactions/{tx_id}/receipt", response_model=schemas.ReceiptRead, responses=ERRORS
+)
+async def receipt(tx_id: UUID, caller: CallerDep, session: SessionDep, audit: AuditDep) -> Response:
+    """The transaction's signed receipt (JWS), with what it states."""
+    entry, body, entry_hash = await _entry(session, caller, tx_id)
+    token, claims, key = await audit.receipts.sign(entry, body, entry_hash)
+    return json_response(
+        200,
+        {
+            "receipt": token,
+            "kid": key.kid,
+            "alg": ALG,
+            **{k: claims[k] for k in ("book", "seq", "tx_id", "entry_hash", "leaf_hash", "iat")},
+            "size_bytes": len(token),
+            "jwks_uri": JWKS_URI,
+        },
+    )
+
+
+@router.get(
+    "/v1/transactions/{tx_id}/receipt.svg",
+    responses={**ERRORS, 200: {"content": {"image/svg+xml": {}}, "description": "QR code"}},
+    response_class=Response,
+)
+async def receipt_qr(
+    tx_id: UUID, caller: CallerDep, session: SessionDep, audit: AuditDep
+) -> Response:
+    """The receipt as a QR code (SVG, error correction level M) for a kiosk to print."""
+    entry, body, entry_hash = await _entry(session, caller, tx_id)
+    token, _, _ = await audit.receipts.sign(entry, body, entry_hash)
+    if len(token) > QR_MAX_BYTES:
+        raise ReceiptTooLarge(
+            f"the receipt is {len(token)} bytes; one QR code holds {QR_MAX_BYTES}; "
+            "use GET /v1/transactions/{id}/receipt"
+        )
+    out = io.BytesIO()
+    segno.make(token, error="m", micro=False, boost_error=False).save(
+        out, kind="svg", scale=3, border=4, xmldecl=False
+    )
+    return Response(out.getvalue(), media_type="image/svg+xml")
+
+
+@router.get(
+    "/v1/transactions/{tx_id}/proof",
+    responses={**ERRORS, 200: {"content": {"text/plain": {}}, "description": "tlog-proof"}},
+    response_class=Response,
+)
+async def transaction_proof(
+    tx_id: UUID, caller: CallerDep, session: SessionDep, audit: AuditDep
+) -> Response:
+    """An offline proof bundle (C2SP tlog-proof) of the transaction in the book's latest
+    checkpoint, which is signed now if it does not cover the transaction yet."""
+    entry, _, _ = await _entry(session, caller, tx_id)
+    bundle = await audit.bundle(entry["book"], entry["seq"])
+    return Response(bundle, media_type="text/plain; charset=utf-8")
+
+
+@router.get(
+    "/v1/books/{code}/export",
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"application/jsonl": {}, "text/csv": {}},
+            "description": "JSON Lines (entries, then the checkpoint) or CSV (one row per leg)",
+        },
+    },
+    response_class=Response,
+)
+async def export(
+    code: str,
+    caller: CallerDep,
+    session: SessionDep,
+    audit: AuditDep,
+    from_seq: SeqParam = 1,
+    to_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
+) -> Response:
+    """Entries `from_seq` to `to_seq` (default: to the head) with their receipts, then the
+    checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors)."""
+    await _book(caller, session, code, ("admin", "auditor"), "export books")
+    plan = await audit_export.plan_export(audit, code, from_seq, to_seq, fmt == "jsonl")
+    name = f"{code}-{plan.from_seq}-{plan.to_seq}.{fmt}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "csv":
+        body = audit_export.csv_rows(audit, plan)
+        return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
+    body = audit_export.jsonl(audit, plan)
+    return StreamingResponse(body, media_type="application/jsonl", headers=headers)

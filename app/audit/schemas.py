@@ -1,0 +1,73 @@
+"""Response bodies of the transparency log's HTTP API (docs/audit-format.md §8)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+Hex = str
+
+
+class ReceiptRead(BaseModel):
+    receipt: str = Field(description="JWS compact serialisation (docs/audit-format.md §6)")
+    kid: str
+    alg: str
+    book: str
+    seq: int
+    tx_id: str
+    entry_hash: Hex
+    leaf_hash: Hex
+    iat: int = Field(description="the entry's posted_at in whole Unix seconds")
+    size_bytes: int
+    jwks_uri: str
+
+
+class CheckpointRead(BaseModel):
+    book: str
+    origin: str = Field(description="the checkpoint's origin, also its signing key's name")
+    tree_size: int
+    root: Hex
+    note: str = Field(description="the signed note (C2SP tlog-checkpoint in signed-note form)")
+    kid: str = Field(description="the JWKS key that signed it")
+    signed_at: str
+    vkey: str | None = Field(default=None, description="the signing key as a C2SP vkey")
+
+
+class CheckpointPage(BaseModel):
+    items: list[CheckpointRead]
+    next_after_tree_size: int | None = Field(
+        description="pass as after_tree_size for the next page; null at the end"
+    )
+
+
+class InclusionProofRead(BaseModel):
+    book: str
+    seq: int
+    leaf_index: int
+    tree_size: int
+    leaf_hash: Hex
+    root: Hex
+    proof: list[Hex] = Field(description="RFC 9162 PATH, lowercase hex, leaf side first")
+
+
+class ConsistencyProofRead(BaseModel):
+    book: str
+    first: int
+    second: int
+    first_root: Hex
+    second_root: Hex
+    proof: list[Hex] = Field(description="RFC 9162 PROOF, lowercase hex")
+
+
+class Jwk(BaseModel):
+    kty: str
+    crv: str
+    x: str
+    kid: str
+    use: str
+    alg: str
+    valid_from: str
+    valid_until: str | None = None
+
+
+class JwkSet(BaseModel):
+    keys: list[Jwk]

@@ -1,0 +1,243 @@
+"""The transparency log of a server process: keys, receipts, the log follower, proofs."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+
+from app.audit import merkle, tlog
+from app.audit.checkpoint import TlogProof
+from app.audit.errors import LogInconsistent
+from app.audit.keys import jwks
+from app.audit.keystore import KeyRing, StoredKey, ensure_key
+from app.audit.note import Verifier
+from app.audit.passphrase import signing_key_passphrase
+from app.audit.receipting import Receipts
+from app.config import Settings
+from app.errors import ValidationFailed
+from app.kit.clock import rfc3339_micro
+from app.ledger.errors import BookNotFound
+
+log = structlog.get_logger("timebank.audit")
+
+# Books whose journal is ahead of their tree.
+BEHIND = """
+SELECT l.book_code FROM log_heads l JOIN book_heads h USING (book_code)
+ WHERE h.seq > l.tree_size ORDER BY l.book_code
+"""
+# Books whose tree grew past their last checkpoint, which is older than the interval.
+UNSIGNED = """
+SELECT l.book_code FROM log_heads l
+  LEFT JOIN LATERAL (SELECT tree_size, signed_at FROM checkpoints c
+                      WHERE c.book_code = l.book_code ORDER BY tree_size DESC LIMIT 1) c ON true
+ WHERE l.tree_size > coalesce(c.tree_size, 0)
+   AND (c.signed_at IS NULL OR c.signed_at <= now() - make_interval(secs => $1))
+ ORDER BY l.book_code
+"""
+
+
+def invalid(field: str, message: str) -> ValidationFailed:
+    """A 422 naming one query parameter."""
+    return ValidationFailed(
+        message, errors=[{"field": f"query/{field}", "message": message, "code": "out_of_range"}]
+    )
+
+
+@dataclass
+class AuditLog:
+    """What the audit routes and the background follower share in one process."""
+
+    pool: asyncpg.Pool
+    # The key ring reads through a connection of its own: a task holding one of `pool` may
+    # need the ring, and must never wait for another connection of the same pool.
+    ring_pool: asyncpg.Pool
+    ring: KeyRing
+    receipts: Receipts
+    log_origin: str
+    checkpoint_interval_s: float
+
+    @classmethod
+    async def open(cls, app_url: str, settings: Settings) -> AuditLog:
+        """Connect, make the first signing key if there is none, and check that every key can
+        be decrypted (a wrong passphrase stops the start, rather than every receipt)."""
+        passphrase = await asyncio.to_thread(signing_key_passphrase, settings)
+        pool = await asyncpg.create_pool(app_url, min_size=1, max_size=4)
+        ring_pool = await asyncpg.create_pool(app_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await ensure_key(conn, passphrase)
+            ring = KeyRing(ring_pool, passphrase, settings.signing_key_rotation_lead_s)
+            for key in await ring.refresh():
+                ring.signer(key)
+        except BaseException:
+            await pool.close()
+            await ring_pool.close()
+            raise
+        return cls(
+            pool,
+            ring_pool,
+            ring,
+            Receipts(ring),
+            settings.log_origin,
+            settings.checkpoint_interval_s,
+        )
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self.pool.close()
+        await self.ring_pool.close()
+
+    def origin(self, book: str) -> str:
+        """The checkpoint origin (and key name) of a book that has no checkpoint yet."""
+        return f"{self.log_origin}/{book}"
+
+    async def follow_once(self) -> None:
+        """Integrate every book that is behind its journal, then sign the checkpoints due.
+        Books another process is working on are left to it."""
+        async with self.pool.acquire() as conn:
+            for row in await conn.fetch(BEHIND):
+                await tlog.integrate(conn, row["book_code"], skip_locked=True)
+            for row in await conn.fetch(UNSIGNED, self.checkpoint_interval_s):
+                book = row["book_code"]
+                try:
+                    await tlog.sign_checkpoint_now(
+                        conn,
+                        book,
+                        self.ring,
+                        self.origin(book),
+                        min_age_s=self.checkpoint_interval_s,
+                        skip_locked=True,
+                    )
+                except LogInconsistent:
+                    continue  # refused and logged; the other books still get checkpoints
+
+    async def follow(self, interval_s: float) -> None:
+        """The background follower of a server process (every process runs one)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.follow_once()
+            except Exception:  # keep following through a database restart
+                log.warning("audit.follow_failed", exc_info=True)
+
+    async def keys(self) -> list[StoredKey]:
+        """Every signing key ever made, oldest first (read now)."""
+        return await self.ring.refresh()
+
+    async def jwks(self) -> dict[str, Any]:
+        """The JWK Set of every key ever used, with validity periods."""
+        return jwks(key.published() for key in await self.keys())
+
+    async def vkeys(self, book: str) -> list[str]:
+        """The book's checkpoint verifier keys (C2SP vkey), one per signing key."""
+        async with self.pool.acquire() as conn:
+            last = await tlog.last_checkpoint(conn, book)
+        name = last.origin if last is not None else self.origin(book)
+        return [Verifier.from_public_key(name, k.public_key).vkey() for k in await self.keys()]
+
+    async def sign_checkpoint(self, book: str) -> tuple[tlog.SignedCheckpoint, bool]:
+        """Integrate the book and sign a checkpoint of it unless its size is already signed."""
+        async with self.pool.acquire() as conn:
+            await tlog.integrate(conn, book)
+            signed, new = await tlog.sign_checkpoint_now(conn, book, self.ring, self.origin(book))
+        if signed is None:
+            raise BookNotFound(f"book {book!r} does not exist")
+        return signed, new
+
+    async def covering(self, book: str, seq: int) -> tlog.SignedCheckpoint:
+        """The latest checkpoint, signed now if it does not cover entry `seq` yet."""
+        async with self.pool.acquire() as conn:
+            return await tlog.checkpoint_covering(conn, book, seq, self.ring, self.origin(book))
+
+    async def latest(self, book: str) -> tlog.SignedCheckpoint | None:
+        """The book's latest checkpoint, if any."""
+        async with self.pool.acquire() as conn:
+            return await tlog.last_checkpoint(conn, book)
+
+    async def _size_at_least(self, conn: asyncpg.Connection, book: str, size: int) -> None:
+        head = await tlog.log_head(conn, book)
+        if head is None:
+            raise BookNotFound(f"book {book!r} does not exist")
+        if head.tree_size < size:
+            await tlog.integrate(conn, book)
+            head = await tlog.log_head(conn, book)
+        if head is None or head.tree_size < size:
+            raise invalid("tree_size", f"book {book!r} has fewer than {size} entries")
+
+    async def inclusion(self, book: str, seq: int, tree_size: int) -> dict[str, Any]:
+        """The RFC 9162 inclusion proof of entry `seq` in the tree of `tree_size` entries."""
+        if not 1 <= seq <= tree_size:
+            raise invalid("seq", f"seq must be between 1 and tree_size ({tree_size})")
+        async with self.pool.acquire() as conn:
+            await self._size_at_least(conn, book, tree_size)
+            leaf, root, proof = await tlog.from_stored(
+                conn,
+                book,
+                lambda sh: (
+                    sh(seq - 1, seq),
+                    merkle.root(tree_size, sh),
+                    merkle.inclusion_proof(seq - 1, tree_size, sh),
+                ),
+            )
+        return {
+            "book": book,
+            "seq": seq,
+            "leaf_index": seq - 1,
+            "tree_size": tree_size,
+            "leaf_hash": leaf.hex(),
+            "root": root.hex(),
+            "proof": [h.hex() for h in proof],
+        }
+
+    async def consistency(self, book: str, first: int, second: int) -> dict[str, Any]:
+        """The RFC 9162 consistency proof from the tree of `first` to that of `second`."""
+        if not 0 <= first <= second:
+            raise invalid("first", f"first must be between 0 and second ({second})")
+        async with self.pool.acquire() as conn:
+            await self._size_at_least(conn, book, second)
+            first_root, second_root, proof = await tlog.from_stored(
+                conn,
+                book,
+                lambda sh: (
+                    merkle.root(first, sh),
+                    merkle.root(second, sh),
+                    merkle.consistency_proof(first, second, sh),
+                ),
+            )
+        return {
+            "book": book,
+            "first": first,
+            "second": second,
+            "first_root": first_root.hex(),
+            "second_root": second_root.hex(),
+            "proof": [h.hex() for h in proof],
+        }
+
+    async def bundle(self, book: str, seq: int) -> str:
+        """The c2sp.org/tlog-proof@v1 bundle of entry `seq` against the latest checkpoint."""
+        checkpoint = await self.covering(book, seq)
+        async with self.pool.acquire() as conn:
+            proof = await tlog.from_stored(
+                conn, book, lambda sh: merkle.inclusion_proof(seq - 1, checkpoint.tree_size, sh)
+            )
+        return TlogProof(seq - 1, tuple(proof), checkpoint.note).text()
+
+
+def checkpoint_json(checkpoint: tlog.SignedCheckpoint, vkey: str | None = None) -> dict[str, Any]:
+    """A stored checkpoint as the API shows it."""
+    out: dict[str, Any] = {
+        "book": checkpoint.book,
+        "origin": checkpoint.origin,
+        "tree_size": checkpoint.tree_size,
+        "root": checkpoint.root.hex(),
+        "note": checkpoint.note,
+        "kid": checkpoint.kid,
+        "signed_at": rfc3339_micro(checkpoint.signed_at),
+    }
+    if vkey is not None:
+        out["vkey"] = vkey
+    return out
