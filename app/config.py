@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     # How often each server integrates new entries into the Merkle trees, and the longest
     # time a growing book goes without a new signed checkpoint.
     log_follow_interval_s: float = Field(default=1.0, gt=0)
-    checkpoint_interval_s: float = Field(default=5.0, gt=0)
+    # TIMEBANK_CHECKPOINT_INTERVAL, in seconds (the name other deployments already use).
+    checkpoint_interval: float = Field(default=5.0, gt=0)
 
 
 @lru_cache(maxsize=1)

@@ -83,7 +83,7 @@ class AuditLog:
             ring,
             Receipts(ring),
             settings.log_origin,
-            settings.checkpoint_interval_s,
+            settings.checkpoint_interval,
         )
 
     async def close(self) -> None:
