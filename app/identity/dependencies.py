@@ -71,8 +71,6 @@ class PostingContext:
 
 async def posting_context(
     request: Request,
-    authorization: AuthorizationHeader = None,
-    x_member_id: MemberHeader = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -81,8 +79,13 @@ async def posting_context(
         ),
     ] = None,
 ) -> PostingContext:
-    """The caller, its idempotency key with a hash of the request, and the sequencer."""
-    caller = await _authenticate(request, authorization, x_member_id)
+    """The caller, its idempotency key with a hash of the request, and the sequencer.
+
+    Authorization and X-Member-Id are read from the headers directly: on the hot path each
+    declared header parameter costs FastAPI more than the check itself.
+    """
+    headers = request.headers
+    caller = await _authenticate(request, headers.get("authorization"), headers.get("x-member-id"))
     if idempotency_key is None:
         raise MissingIdempotencyKey("this request needs an Idempotency-Key header")
     if not (1 <= len(idempotency_key) <= 255) or not all(
