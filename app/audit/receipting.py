@@ -19,7 +19,7 @@ import structlog
 
 from app.audit.keys import SigningKey
 from app.audit.keystore import KeyRing, StoredKey
-from app.audit.receipts import ALG, RECEIPT_TYP
+from app.audit.receipts import ALG, RECEIPT_TYP, claims_of
 from app.kit.canonical_json import canonical_bytes
 
 log = structlog.get_logger("timebank.audit")
@@ -40,21 +40,8 @@ def _b64url(data: bytes) -> str:
 
 def receipt_claims(entry: Mapping[str, Any], body: bytes, entry_hash: str) -> dict[str, Any]:
     """The claims of an entry's receipt from its stored JCS bytes (trusted: from the journal)."""
-    return {
-        "book": entry["book"],
-        "seq": entry["seq"],
-        "tx_id": entry["tx_id"],
-        "kind": entry["kind"],
-        "posted_at": entry["posted_at"],
-        "legs": [
-            {"account_id": leg["account_id"], "asset": leg["asset"], "amount": leg["amount"]}
-            for leg in entry["legs"]
-        ],
-        "entry_hash": entry_hash,
-        "leaf_hash": hashlib.sha256(b"\x00" + body).hexdigest(),
-        "prev_hash": entry["prev_hash"],
-        "iat": iat_of(entry["posted_at"]),
-    }
+    leaf_hash = hashlib.sha256(b"\x00" + body).hexdigest()
+    return claims_of(entry, entry_hash, leaf_hash, iat_of(entry["posted_at"]))
 
 
 _headers: dict[str, str] = {}

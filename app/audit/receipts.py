@@ -116,7 +116,16 @@ def receipt_claims(entry: Mapping[str, Any], entry_hash: str, iat: int) -> dict[
     body = bytes(rfc8785.dumps(dict(entry)))
     if hashlib.sha256(body).hexdigest() != entry_hash:
         raise ValueError("entry_hash is not the SHA-256 of the entry's JCS bytes")
-    claims: dict[str, Any] = {
+    claims = claims_of(entry, entry_hash, merkle.leaf_hash(body).hex(), iat)
+    _check_claims(claims)
+    return claims
+
+
+def claims_of(
+    entry: Mapping[str, Any], entry_hash: str, leaf_hash: str, iat: int
+) -> dict[str, Any]:
+    """The receipt claims of an entry whose hashes are already known (no checks)."""
+    return {
         "book": entry["book"],
         "seq": entry["seq"],
         "tx_id": entry["tx_id"],
@@ -127,12 +136,10 @@ def receipt_claims(entry: Mapping[str, Any], entry_hash: str, iat: int) -> dict[
             for leg in entry["legs"]
         ],
         "entry_hash": entry_hash,
-        "leaf_hash": merkle.leaf_hash(body).hex(),
+        "leaf_hash": leaf_hash,
         "prev_hash": entry["prev_hash"],
         "iat": iat,
     }
-    _check_claims(claims)
-    return claims
 
 
 def sign_receipt(claims: Mapping[str, Any], key: SigningKey) -> str:
