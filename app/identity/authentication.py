@@ -25,8 +25,8 @@ class Authenticator:
     """Token checks without a query per request.
 
     A revocation or rotation is announced with NOTIFY in its transaction; every process
-    listens and forgets the token when it commits. The TTL only bounds staleness should the
-    listening connection be lost.
+    listens and forgets the token when it commits. A process whose listening connection is
+    lost forgets every check and caches none until it has reconnected; the TTL is a backstop.
     """
 
     def __init__(

@@ -68,6 +68,15 @@ def require_book(caller: Caller, book: str, what: str) -> None:
         raise NotFound(f"{what} does not exist")
 
 
+def listed_book(caller: Caller, book: str | None) -> str | None:
+    """The book a list covers: the one asked for (if within reach), else the caller's own
+    (None: every book, for a platform credential)."""
+    if book is None:
+        return caller.book
+    require_book(caller, book, f"book {book!r}")
+    return book
+
+
 def require_platform(caller: Caller, action: str) -> None:
     """Only a credential bound to no book may act across books."""
     if caller.book is not None:

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.pagination import keyset_page
+
 ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
 # Roles whose reach is one organisation (a kiosk's organisation is its kiosk site).
 ORG_BOUND_ROLES = ("org", "kiosk")
@@ -139,8 +141,8 @@ async def get_credential(session: AsyncSession, credential_id: uuid.UUID) -> dic
 
 async def list_credentials(
     session: AsyncSession, book: str | None, after: uuid.UUID | None, limit: int
-) -> list[dict[str, Any]]:
-    """Credentials of one book (None: all), oldest first, keyset-paged by id."""
+) -> dict[str, Any]:
+    """A page of the credentials of one book (None: all), keyset-paged by id."""
     rows = await session.execute(
         text(
             f"SELECT {COLUMNS} FROM credentials "
@@ -148,9 +150,9 @@ async def list_credentials(
             "AND (CAST(:after AS uuid) IS NULL OR id > CAST(:after AS uuid)) "
             "ORDER BY id LIMIT :limit"
         ),
-        {"book": book, "after": after, "limit": limit},
+        {"book": book, "after": after, "limit": limit + 1},
     )
-    return [credential_json(row) for row in rows]
+    return keyset_page([credential_json(row) for row in rows], limit)
 
 
 async def revoke_credential(session: AsyncSession, credential_id: uuid.UUID) -> dict[str, Any]:

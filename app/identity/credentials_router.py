@@ -14,7 +14,7 @@ from app.errors import Forbidden
 from app.identity import credentials, errors, schemas
 from app.identity.actions import ActionAnswer, ActionResult, run_action
 from app.identity.authentication import Authenticator
-from app.identity.authorization import Caller, require_book, require_role
+from app.identity.authorization import Caller, listed_book, require_book, require_role
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.grants import credential_json, credential_notice, issue_credential
 from app.kit.responses import replayable_response
@@ -27,6 +27,14 @@ ADMINS = ("admin",)
 
 def _answer(answer: ActionAnswer) -> Response:
     return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+def _forgotten(request: Request, credential_id: UUID, answer: ActionAnswer) -> Response:
+    # The NOTIFY of the change reaches this process too, but only after this answer: forget
+    # the old token here so that the caller's very next request is refused.
+    authenticator: Authenticator = request.app.state.authenticator
+    authenticator.forget(str(credential_id))
+    return _answer(answer)
 
 
 def _require_reach(caller: Caller, book: str | None, what: str) -> None:
@@ -73,12 +81,7 @@ async def list_credentials(
 ) -> Any:
     """Credentials in the caller's reach, without secrets, with when each was last used."""
     require_role(caller, ADMINS, "list credentials")
-    if book is not None:
-        require_book(caller, book, f"book {book!r}")
-    items = await credentials.list_credentials(session, book or caller.book, after, limit + 1)
-    more = len(items) > limit
-    items = items[:limit]
-    return {"items": items, "next_after": items[-1]["id"] if more else None}
+    return await credentials.list_credentials(session, listed_book(caller, book), after, limit)
 
 
 @router.get(
@@ -109,10 +112,9 @@ async def revoke_credential(credential_id: UUID, ctx: Posting, request: Request)
             credential_notice(credential, "credential_revoked", actor),
         )
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, revoke)
-    authenticator: Authenticator = request.app.state.authenticator
-    authenticator.forget(str(credential_id))
-    return _answer(answer)
+    return _forgotten(
+        request, credential_id, await run_action(ctx.sessions, ctx.sequencer, ctx.idem, revoke)
+    )
 
 
 @router.post(
@@ -134,7 +136,6 @@ async def rotate_credential(credential_id: UUID, ctx: Posting, request: Request)
         notice = credential_notice(credential, "credential_rotated", actor)
         return ActionResult(200, credential_json(credential), notice, {"token": token})
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, rotate)
-    authenticator: Authenticator = request.app.state.authenticator
-    authenticator.forget(str(credential_id))
-    return _answer(answer)
+    return _forgotten(
+        request, credential_id, await run_action(ctx.sessions, ctx.sequencer, ctx.idem, rotate)
+    )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.identity import errors, schemas
 from app.identity.actions import ActionResult, Notice
 from app.identity.authorization import org_owner
+from app.kit.pagination import keyset_page
 from app.ledger import service as ledger
 from app.ledger.schemas import AccountCreate
 
@@ -52,23 +53,18 @@ async def list_organisations(
     book: str | None,
     after: uuid.UUID | None,
     limit: int,
-    only: str | None = None,
 ) -> dict[str, Any]:
-    """Organisations of a book (None: all), by id; `only` restricts to one organisation."""
+    """A page of the organisations of a book (None: all), keyset-paged by id."""
     rows = await session.execute(
         text(
             f"SELECT {COLUMNS} FROM organisations o "
             "WHERE (CAST(:book AS text) IS NULL OR o.book_code = :book) "
-            "AND (CAST(:only AS uuid) IS NULL OR o.id = CAST(:only AS uuid)) "
             "AND (CAST(:after AS uuid) IS NULL OR o.id > CAST(:after AS uuid)) "
             "ORDER BY o.id LIMIT :limit"
         ),
-        {"book": book, "only": only, "after": after, "limit": limit + 1},
+        {"book": book, "after": after, "limit": limit + 1},
     )
-    items = [dict(row._mapping) for row in rows]
-    more = len(items) > limit
-    items = items[:limit]
-    return {"items": items, "next_after": items[-1]["id"] if more else None}
+    return keyset_page([dict(row._mapping) for row in rows], limit)
 
 
 async def _check_parent(

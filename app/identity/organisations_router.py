@@ -12,7 +12,13 @@ from app.dependencies import SessionDep
 from app.errors import Forbidden
 from app.identity import errors, organisations, schemas
 from app.identity.actions import ActionAnswer, run_action
-from app.identity.authorization import ALL_ROLES, Caller, require_book, require_role
+from app.identity.authorization import (
+    ALL_ROLES,
+    Caller,
+    listed_book,
+    require_book,
+    require_role,
+)
 from app.identity.dependencies import CallerDep, Posting
 from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
@@ -62,9 +68,7 @@ async def list_organisations(
 ) -> Any:
     """Organisations in the caller's reach (a directory: every role may list its book's)."""
     require_role(caller, ALL_ROLES, "list organisations")
-    if book is not None:
-        require_book(caller, book, f"book {book!r}")
-    return await organisations.list_organisations(session, book or caller.book, after, limit)
+    return await organisations.list_organisations(session, listed_book(caller, book), after, limit)
 
 
 @router.get(

@@ -19,18 +19,17 @@ async def test_the_region_tree_with_accounts_is_recorded_in_the_journal(
     book = await api.book()
     street = await create(api, "s", book=book, kind="community", name="新华街道")
     assert street.status_code == 201, street.text
-    station = await create(
-        api,
-        "w",
-        book=book,
-        kind="social_work_station",
-        name="新华社工站",
-        parent_id=street.json()["id"],
-        accounts=[
+    station_body = {
+        "book": book,
+        "kind": "social_work_station",
+        "name": "新华社工站",
+        "parent_id": street.json()["id"],
+        "accounts": [
             {"asset": "HOUR", "purpose": "issuance", "overdraft_limit": 600_000},
             {"asset": "POINT", "purpose": "pool"},
         ],
-    )
+    }
+    station = await create(api, "w", **station_body)
     assert station.status_code == 201, station.text
     org = station.json()
     assert [(a["asset"], a["purpose"], a["overdraft_limit"]) for a in org["accounts"]] == [
@@ -39,18 +38,7 @@ async def test_the_region_tree_with_accounts_is_recorded_in_the_journal(
     ]
     account = await api.balance(org["accounts"][0]["id"])
     assert account["owner"] == f"org:{org['id']}" and account["policy"] == "overdraft_limit"
-    replay = await create(
-        api,
-        "w",
-        book=book,
-        kind="social_work_station",
-        name="新华社工站",
-        parent_id=street.json()["id"],
-        accounts=[
-            {"asset": "HOUR", "purpose": "issuance", "overdraft_limit": 600_000},
-            {"asset": "POINT", "purpose": "pool"},
-        ],
-    )
+    replay = await create(api, "w", **station_body)
     assert replay.headers["Idempotent-Replayed"] == "true" and replay.json()["id"] == org["id"]
     # A street cannot become a child of its own station.
     cycle = await api.client.patch(
