@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     # TIMEBANK_CHECKPOINT_INTERVAL, in seconds (the name other deployments already use).
     checkpoint_interval: float = Field(default=5.0, gt=0)
 
+    # Volunteering (service records). Days (daily caps, statistics by month, proofs) are
+    # counted in this time zone.
+    service_timezone: str = "Asia/Shanghai"
+    # No member is credited more than this many minutes of service starting on one day.
+    service_daily_cap_minutes: int = Field(default=12 * 60, ge=1, le=24 * 60)
+    # A check-in code shown at the site is valid for this many seconds after it is made.
+    checkin_code_ttl_s: int = Field(default=120, ge=10, le=3600)
+    # The address printed under a service proof's QR code (where anyone checks a proof).
+    public_url: str = "http://127.0.0.1:8000"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -33,6 +33,7 @@ from app.identity.credentials_router import router as credentials_router
 from app.identity.members_router import router as members_router
 from app.identity.organisations_router import router as organisations_router
 from app.identity.personal_key import personal_data_cipher
+from app.kit.clock import utc_now
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.router import router as ledger_router
@@ -40,6 +41,11 @@ from app.logging import configure_logging
 from app.middleware import EdgeMiddleware
 from app.ops.router import router as ops_router
 from app.runtime import Runtime
+from app.volunteering.needs_router import router as needs_router
+from app.volunteering.projects_router import router as projects_router
+from app.volunteering.proofs_router import router as proofs_router
+from app.volunteering.records_router import router as records_router
+from app.volunteering.stats_router import router as stats_router
 
 log = structlog.get_logger("timebank")
 PURGE_EVERY_S = 60.0
@@ -180,6 +186,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # What the service rules take as now; tests set their own.
+    app.state.clock = utc_now
     app.add_exception_handler(TimebankError, _timebank_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -191,4 +199,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(organisations_router)
     app.include_router(credentials_router)
     app.include_router(audit_router)
+    app.include_router(needs_router)
+    app.include_router(projects_router)
+    app.include_router(records_router)
+    app.include_router(proofs_router)
+    app.include_router(stats_router)
     return app

@@ -16,7 +16,8 @@ from app.ledger import service as ledger
 from app.ledger.schemas import AccountCreate
 
 COLUMNS = (
-    "o.id, o.book_code AS book, o.kind, o.name, o.parent_id, o.created_at, o.updated_at, "
+    "o.id, o.book_code AS book, o.kind, o.name, o.parent_id, o.person_in_charge, "
+    "o.maker_checker, o.created_at, o.updated_at, "
     "(SELECT coalesce(json_agg(json_build_object('id', a.id, 'asset', a.asset, "
     "'purpose', a.meta->>'purpose', 'overdraft_limit', a.overdraft_limit) "
     "ORDER BY a.asset, a.meta->>'purpose', a.id), '[]') FROM accounts a "
@@ -31,6 +32,8 @@ def _facts(org: dict[str, Any]) -> dict[str, Any]:
         "kind": org["kind"],
         "name": org["name"],
         "parent_id": None if org["parent_id"] is None else str(org["parent_id"]),
+        # A policy, not a person: the person in charge's name stays out of the journal.
+        "maker_checker": org["maker_checker"],
         "accounts": [str(a["id"]) for a in org["accounts"]],
     }
 
@@ -103,8 +106,8 @@ async def create_organisation(
     organisation_id = uuid.uuid4()
     await session.execute(
         text(
-            "INSERT INTO organisations (id, book_code, kind, name, parent_id) "
-            "VALUES (:id, :book, :kind, :name, :parent)"
+            "INSERT INTO organisations (id, book_code, kind, name, parent_id, person_in_charge, "
+            "maker_checker) VALUES (:id, :book, :kind, :name, :parent, :pic, :mc)"
         ),
         {
             "id": organisation_id,
@@ -112,6 +115,8 @@ async def create_organisation(
             "kind": data.kind,
             "name": data.name,
             "parent": data.parent_id,
+            "pic": data.person_in_charge,
+            "mc": data.maker_checker,
         },
     )
     for spec in data.accounts:
@@ -143,13 +148,15 @@ async def update_organisation(
         await _check_parent(session, org["book"], data.parent_id, organisation_id)
     await session.execute(
         text(
-            "UPDATE organisations SET name = :name, parent_id = :parent, updated_at = now() "
-            "WHERE id = :id"
+            "UPDATE organisations SET name = :name, parent_id = :parent, "
+            "person_in_charge = :pic, maker_checker = :mc, updated_at = now() WHERE id = :id"
         ),
         {
             "id": organisation_id,
             "name": changes.get("name", org["name"]),
             "parent": changes.get("parent_id", org["parent_id"]),
+            "pic": changes.get("person_in_charge", org["person_in_charge"]),
+            "mc": changes.get("maker_checker", org["maker_checker"]),
         },
     )
     org = await get_organisation(session, organisation_id)

@@ -16,6 +16,7 @@ OrganisationKind = Literal[
 ]
 Role = Literal["admin", "org", "miniprogram", "kiosk", "auditor"]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+PersonInCharge = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class OrganisationAccountSpec(InputModel):
@@ -32,16 +33,26 @@ class OrganisationCreate(InputModel):
     accounts: Annotated[list[OrganisationAccountSpec], Field(max_length=8)] = Field(
         default_factory=list
     )
+    person_in_charge: PersonInCharge | None = None
+    maker_checker: bool = Field(
+        default=False,
+        description="a manual service record must be approved by another credential than "
+        "the one that entered it",
+    )
 
 
 class OrganisationUpdate(InputModel):
     name: Name | None = None
     parent_id: UUID | None = None
+    person_in_charge: PersonInCharge | None = None
+    maker_checker: bool | None = None
 
     @model_validator(mode="after")
     def _something(self) -> OrganisationUpdate:
         if not self.model_fields_set:
-            raise ValueError("name or parent_id is required")
+            raise ValueError("at least one field is required")
+        if "maker_checker" in self.model_fields_set and self.maker_checker is None:
+            raise ValueError("maker_checker is true or false")
         return self
 
 
@@ -58,6 +69,8 @@ class OrganisationRead(BaseModel):
     kind: str
     name: str
     parent_id: UUID | None
+    person_in_charge: str | None = Field(description="负责人, named on service proofs")
+    maker_checker: bool
     accounts: list[OrganisationAccount]
     created_at: datetime
     updated_at: datetime

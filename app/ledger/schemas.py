@@ -21,12 +21,17 @@ from app.kit.schemas import (
 from app.ledger.journal import ACTOR_KEY
 
 RESERVED_KINDS = ("hold", "reversal", "notice")
+# Kinds only the service itself posts: certified hours are credited by approving a service
+# record, so that statistics of service reconcile with the ledger.
+SERVICE_KINDS = ("service_credit",)
 
 
 def _user_kind(value: str) -> str:
     root = value.split(".", 1)[0]
     if root in RESERVED_KINDS:
         raise ValueError(f"kind {value!r} is reserved; use the dedicated route")
+    if root in SERVICE_KINDS:
+        raise ValueError(f"kind {value!r} is posted only by approving a service record")
     return value
 
 

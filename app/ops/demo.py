@@ -50,7 +50,7 @@ async def seed_demo(app_url: str, settings: Settings) -> dict[str, Any]:
         seq = runtime.sequencer
         for person, minutes in (("li", 180), ("wang", 120), ("zhao", 90)):
             data = schemas.TransactionCreate(
-                kind="service_credit",
+                kind="grant",
                 legs=[
                     schemas.LegIn(account_id=accounts["issuance"], amount=-minutes),
                     schemas.LegIn(account_id=accounts[person], amount=minutes),

@@ -92,7 +92,7 @@ async def test_registration_to_posting_leaves_no_personal_data_behind(
                 {"account_id": hours, "amount": 120},
             ]
             posted = await post(
-                f"/v1/books/{book}/transactions", {"kind": "service_credit", "legs": legs}
+                f"/v1/books/{book}/transactions", {"kind": "grant", "legs": legs}
             )
             actor = posted.json()["entry"]["meta"]["actor"]
             assert set(actor) == {"credential"}  # ids only

@@ -148,7 +148,7 @@ async def test_erasure_scrubs_the_person_and_keeps_accounts_entries_and_chain(
     legs = [{"account_id": world.org_a_hours, "amount": -90}, {"account_id": hours, "amount": 90}]
     posted = await api.client.post(
         f"/v1/books/{world.home}/transactions",
-        json={"kind": "service_credit", "legs": legs},
+        json={"kind": "grant", "legs": legs},
         headers={"Idempotency-Key": "credit-1"},
     )
     assert posted.status_code == 201

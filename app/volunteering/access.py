@@ -1,0 +1,96 @@
+"""Who reaches which need, project and service record (the rules of docs/authorization.md,
+composed from app.identity.authorization)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Forbidden, ValidationFailed
+from app.identity import members
+from app.identity.authorization import Caller, reaches_book, require_book, sees_member
+from app.identity.errors import MemberNotFound
+from app.volunteering import errors
+from app.volunteering.records import get_record
+
+
+def acting_organisation(caller: Caller, requested: uuid.UUID | None, what: str) -> uuid.UUID:
+    """The organisation an org or admin acts for: an org credential's own, or the one an admin
+    names."""
+    if caller.role == "org":
+        own = uuid.UUID(str(caller.organisation_id))
+        if requested not in (None, own):
+            raise Forbidden(f"an organisation {what} for itself only")
+        return own
+    if requested is None:
+        raise ValidationFailed(
+            "organisation_id is required",
+            errors=[{"field": "body/organisation_id", "message": "required", "code": "missing"}],
+        )
+    return requested
+
+
+def require_owner(caller: Caller, organisation_id: uuid.UUID, what: str) -> None:
+    """Only the owning organisation (or an admin) may change what it published."""
+    if caller.role == "org" and str(organisation_id) != caller.organisation_id:
+        raise Forbidden(f"only the organisation that published it may {what}")
+
+
+async def reachable_member(
+    session: AsyncSession, caller: Caller, member_id: uuid.UUID, book: str
+) -> dict[str, Any]:
+    """A member of `book` within the caller's reach; 404 otherwise."""
+    row = await members.get_member_row(session, member_id)
+    if row["book"] != book or not await sees_member(session, caller, row):
+        raise MemberNotFound(f"member {member_id} does not exist")
+    return row
+
+
+def acting_member(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID:
+    """The member a sign-up or check-in is for: the mini-program's member, or the one named."""
+    if caller.role == "miniprogram":
+        if caller.member_id is None:
+            raise ValidationFailed(
+                "a mini-program acts for the member in X-Member-Id",
+                errors=[{"field": "header/X-Member-Id", "message": "required", "code": "missing"}],
+            )
+        if requested is not None and str(requested) != caller.member_id:
+            raise MemberNotFound(f"member {requested} does not exist")
+        return uuid.UUID(caller.member_id)
+    if requested is None:
+        raise ValidationFailed(
+            "member_id is required",
+            errors=[{"field": "body/member_id", "message": "required", "code": "missing"}],
+        )
+    return requested
+
+
+def sees_record(caller: Caller, record: dict[str, Any]) -> bool:
+    """Book-wide roles see the book's records; an organisation those it certifies; a
+    mini-program its member's."""
+    if not reaches_book(caller, record["book"]):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    if caller.role == "org":
+        return str(record["organisation_id"]) == caller.organisation_id
+    if caller.role == "miniprogram":
+        return caller.member_id is not None and str(record["member_id"]) == caller.member_id
+    return False
+
+
+async def visible_record(
+    session: AsyncSession, caller: Caller, record_id: uuid.UUID, lock: bool = False
+) -> dict[str, Any]:
+    """A record within the caller's reach; 404 (as if missing) otherwise."""
+    record = await get_record(session, record_id, lock=lock)
+    if not sees_record(caller, record):
+        raise errors.ServiceRecordNotFound(f"service record {record_id} does not exist")
+    return record
+
+
+def require_book_of(caller: Caller, thing: dict[str, Any], what: str) -> None:
+    """A need or project of another book is answered as missing."""
+    require_book(caller, thing["book"], what)

@@ -1,0 +1,180 @@
+"""Approving service records into the ledger, and correcting approved ones by reversal.
+
+Approval posts one `service_credit` transaction (HOUR minutes from the organisation's issuance
+account to the member's HOUR account) through the ledger's one posting path, idempotent on
+the record: the key is the record's id, so a retry after a crash between the posting and the
+record's update posts nothing new. The record row stays locked from the check to the update,
+so approving twice (or approving while rejecting) posts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import TimebankError
+from app.identity.authorization import Caller, member_owner, org_owner
+from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.ledger import service as ledger
+from app.ledger.posting import Draft
+from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
+from app.volunteering import errors
+from app.volunteering.records import add_event, get_record
+
+KIND_SERVICE_CREDIT = "service_credit"
+# At most this many approvals of one bulk request wait on the ledger at once.
+BULK_CONCURRENCY = 8
+
+
+async def _hour_accounts(
+    session: AsyncSession, book: str, organisation_id: uuid.UUID, member_id: uuid.UUID
+) -> tuple[str, str]:
+    rows = await session.execute(
+        text(
+            "SELECT id::text AS id, owner, meta ->> 'purpose' AS purpose FROM accounts "
+            "WHERE book_code = :b AND asset = 'HOUR' AND owner IN (:org, :member) "
+            "ORDER BY created_at, id"
+        ),
+        {"b": book, "org": org_owner(str(organisation_id)), "member": member_owner(str(member_id))},
+    )
+    issuance = member = None
+    for row in rows:
+        if row.owner.startswith("org:") and row.purpose == "issuance" and issuance is None:
+            issuance = row.id
+        elif row.owner.startswith("member:") and member is None:
+            member = row.id
+    if issuance is None:
+        raise errors.NoIssuanceAccount(
+            f"organisation {organisation_id} has no HOUR account with purpose 'issuance' to "
+            "credit service from"
+        )
+    if member is None:
+        raise errors.ServiceCreditRefused(f"member {member_id} has no HOUR account")
+    return issuance, member
+
+
+def _refused(outcome: Outcome) -> TimebankError:
+    problem = outcome.body
+    return errors.ServiceCreditRefused(
+        f"the ledger refused the credit: {problem.get('detail', problem.get('title'))}",
+        ledger_problem=problem,
+    )
+
+
+def credit_ref(record_id: uuid.UUID) -> IdempotencyRef:
+    """The idempotency key of a record's one service credit."""
+    return IdempotencyRef(SYSTEM_CREDENTIAL, f"service_credit:{record_id}", str(record_id))
+
+
+async def approve(
+    session: AsyncSession, sequencer: Sequencer, record_id: uuid.UUID, caller: Caller
+) -> dict[str, Any]:
+    """Approve a pending record and post its credit; approving an approved record answers it
+    unchanged."""
+    record = await get_record(session, record_id, lock=True)
+    if record["status"] == "approved":
+        return record
+    if record["status"] != "pending":
+        raise errors.RecordNotPending(f"record {record_id} is {record['status']}, not pending")
+    if record["evidence"] == "manual" and str(record["entered_by"]) == caller.credential.id:
+        checked = await session.execute(
+            text("SELECT maker_checker FROM organisations WHERE id = :o"),
+            {"o": record["organisation_id"]},
+        )
+        if checked.scalar_one():
+            raise errors.MakerChecker(
+                "this organisation requires another credential to approve a manual record "
+                "than the one that entered it"
+            )
+    issuance, member = await _hour_accounts(
+        session, record["book"], record["organisation_id"], record["member_id"]
+    )
+    minutes = record["credited_minutes"]
+    draft = Draft(
+        record["book"],
+        "post",
+        KIND_SERVICE_CREDIT,
+        [(issuance, -minutes), (member, minutes)],
+        "",
+        {
+            "record": str(record_id),
+            "project": str(record["project_id"]),
+            "evidence": record["evidence"],
+        },
+        actor=caller.actor(),
+    )
+    outcome = await sequencer.submit(draft, credit_ref(record_id))
+    if outcome.status_code >= 400:
+        raise _refused(outcome)
+    tx_id = outcome.body["id"]
+    await session.execute(
+        text(
+            "UPDATE service_records SET status = 'approved', approved_by = CAST(:by AS uuid), "
+            "approved_at = now(), tx_id = CAST(:tx AS uuid), updated_at = now() WHERE id = :id"
+        ),
+        {"by": caller.credential.id, "tx": tx_id, "id": record_id},
+    )
+    await add_event(session, record_id, "approved", caller.actor(), {"tx_id": tx_id})
+    return await get_record(session, record_id)
+
+
+async def approve_many(
+    sessions: async_sessionmaker[AsyncSession],
+    sequencer: Sequencer,
+    record_ids: list[uuid.UUID],
+    caller: Caller,
+    visible: Any,
+) -> list[dict[str, Any]]:
+    """Approve each record on its own (one refusal does not stop the others); `visible` is the
+    caller's reach check for a record. One result per distinct id, in the order asked."""
+    gate = asyncio.Semaphore(BULK_CONCURRENCY)
+
+    async def one(record_id: uuid.UUID) -> dict[str, Any]:
+        async with gate, sessions() as session:
+            try:
+                async with session.begin():
+                    await visible(session, record_id)
+                    record = await approve(session, sequencer, record_id, caller)
+                return {"record_id": record_id, "status": 200, "record": record}
+            except TimebankError as error:
+                return {"record_id": record_id, "status": error.status, "problem": error.problem()}
+
+    return list(await asyncio.gather(*(one(r) for r in dict.fromkeys(record_ids))))
+
+
+async def reverse(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    record_id: uuid.UUID,
+    reason: str,
+    caller: Caller,
+) -> dict[str, Any]:
+    """Correct an approved record: reverse its credit in the ledger and mark it reversed (it
+    stays, with its history; a new record may replace it)."""
+    record = await get_record(session, record_id, lock=True)
+    if record["status"] == "reversed":
+        return record
+    if record["status"] != "approved":
+        raise errors.RecordNotPending(f"record {record_id} is {record['status']}, not approved")
+    original = await ledger.get_transaction(session, record["tx_id"])
+    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"service_reversal:{record_id}", str(record_id))
+    outcome = await ledger.reverse_transaction(sequencer, original, ref, caller.actor())
+    if outcome.status_code >= 400:
+        raise _refused(outcome)
+    reversal_id = outcome.body["id"]
+    await session.execute(
+        text(
+            "UPDATE service_records SET status = 'reversed', reversed_by = CAST(:by AS uuid), "
+            "reversed_at = now(), reversal_tx_id = CAST(:tx AS uuid), reversal_reason = :r, "
+            "updated_at = now() WHERE id = :id"
+        ),
+        {"by": caller.credential.id, "tx": reversal_id, "r": reason, "id": record_id},
+    )
+    await add_event(
+        session, record_id, "reversed", caller.actor(), {"tx_id": reversal_id, "reason": reason}
+    )
+    return await get_record(session, record_id)

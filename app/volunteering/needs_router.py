@@ -1,0 +1,97 @@
+"""HTTP routes of residents' needs and of the service catalogue."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.errors import Forbidden
+from app.identity.actions import ActionResult, run_action
+from app.identity.authorization import ALL_ROLES, Caller, listed_book, reaches_book, require_role
+from app.identity.dependencies import CallerDep, Posting
+from app.kit.pagination import keyset_page
+from app.kit.responses import replayable_response
+from app.ledger.router import POSTING_ERRORS
+from app.ledger.schemas import BookCode
+from app.volunteering import access, errors, needs, schemas
+
+router = APIRouter(prefix="/v1", tags=["needs"])
+
+REGISTRARS = ("admin", "org")
+
+
+async def _visible(session: Any, caller: Caller, need_id: UUID) -> dict[str, Any]:
+    need = await needs.get_need(session, need_id)
+    if not reaches_book(caller, need["book"]):
+        raise errors.NeedNotFound(f"need {need_id} does not exist")
+    return need
+
+
+@router.get("/service-catalog", response_model=schemas.Catalog, responses=POSTING_ERRORS)
+async def service_catalog(caller: CallerDep, session: SessionDep) -> Any:
+    """The service categories (扶老, 助困, …) and target groups of needs: data, not code."""
+    require_role(caller, ALL_ROLES, "read the catalogue")
+    return await needs.catalog(session)
+
+
+@router.post("/needs", status_code=201, response_model=schemas.NeedRead, responses=POSTING_ERRORS)
+async def create_need(data: schemas.NeedCreate, ctx: Posting) -> Response:
+    """Register a resident need (a community or social-work station; no personal data)."""
+    caller = ctx.caller
+    require_role(caller, REGISTRARS, "register needs")
+    if not reaches_book(caller, data.book):
+        raise errors.NeedNotFound(f"book {data.book!r} does not exist")
+    organisation_id = access.acting_organisation(caller, data.organisation_id, "registers needs")
+
+    async def action(session: Any) -> ActionResult:
+        kind = await needs.organisation_in_book(session, organisation_id, data.book)
+        if kind not in needs.NEED_REGISTRARS:
+            raise Forbidden("only a community or a social-work station registers needs")
+        need = await needs.create_need(session, data, organisation_id, caller.credential.id)
+        return ActionResult(201, schemas.NeedRead.model_validate(need).model_dump(mode="json"))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get("/needs", response_model=schemas.NeedPage, responses=POSTING_ERRORS)
+async def list_needs(
+    caller: CallerDep,
+    session: SessionDep,
+    book: BookCode | None = None,
+    status: schemas.NeedStatus | None = None,
+    unmet: Annotated[
+        bool,
+        Query(description="only open needs no project addresses, most urgent and oldest first"),
+    ] = False,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Needs of the caller's book (they hold no personal data: every role may read them)."""
+    require_role(caller, ALL_ROLES, "read needs")
+    rows = await needs.list_needs(session, listed_book(caller, book), status, unmet, after, limit)
+    if unmet:
+        return {"items": rows[:limit], "next_after": None}
+    return keyset_page(rows, limit)
+
+
+@router.get("/needs/{need_id}", response_model=schemas.NeedRead, responses=POSTING_ERRORS)
+async def get_need(need_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """A need and the projects that address it."""
+    require_role(caller, ALL_ROLES, "read needs")
+    return await _visible(session, caller, need_id)
+
+
+@router.patch("/needs/{need_id}", response_model=schemas.NeedRead, responses=POSTING_ERRORS)
+async def update_need(
+    need_id: UUID, data: schemas.NeedUpdate, caller: CallerDep, session: SessionDep
+) -> Any:
+    """Mark a need matched, met or closed (or open again): its registrar or an admin."""
+    require_role(caller, REGISTRARS, "update needs")
+    need = await _visible(session, caller, need_id)
+    access.require_owner(caller, need["organisation_id"], "update this need")
+    return await needs.set_need_status(session, need_id, data.status)

@@ -1,0 +1,235 @@
+"""HTTP routes of service projects: publishing, sign-ups, the check-in code and check-in."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import segno
+from fastapi import APIRouter, Query, Request, Response
+
+from app.dependencies import SessionDep
+from app.identity.actions import ActionResult, run_action
+from app.identity.authorization import ALL_ROLES, Caller, listed_book, reaches_book, require_role
+from app.identity.dependencies import CallerDep, Posting
+from app.kit.pagination import keyset_page
+from app.kit.responses import json_response, replayable_response
+from app.ledger.router import POSTING_ERRORS
+from app.ledger.schemas import BookCode
+from app.volunteering import access, checkin_codes, errors, needs, projects, records, schemas
+from app.volunteering.rules import rules_of
+
+router = APIRouter(prefix="/v1", tags=["projects"])
+
+PUBLISHERS = ("admin", "org")
+SIGNERS = ("admin", "org", "miniprogram")
+
+
+async def _visible(session: Any, caller: Caller, project_id: UUID) -> dict[str, Any]:
+    project = await projects.get_project(session, project_id)
+    if not reaches_book(caller, project["book"]):
+        raise errors.ProjectNotFound(f"project {project_id} does not exist")
+    return project
+
+
+@router.post(
+    "/projects", status_code=201, response_model=schemas.ProjectRead, responses=POSTING_ERRORS
+)
+async def create_project(data: schemas.ProjectCreate, ctx: Posting) -> Response:
+    """Publish a service project (an organisation, or an admin naming one)."""
+    caller = ctx.caller
+    require_role(caller, PUBLISHERS, "publish projects")
+    if not reaches_book(caller, data.book):
+        raise errors.ProjectNotFound(f"book {data.book!r} does not exist")
+    organisation_id = access.acting_organisation(caller, data.organisation_id, "publishes")
+
+    async def action(session: Any) -> ActionResult:
+        await needs.organisation_in_book(session, organisation_id, data.book)
+        project = await projects.create_project(
+            session, data, organisation_id, caller.credential.id
+        )
+        body = schemas.ProjectRead.model_validate(project).model_dump(mode="json")
+        return ActionResult(201, body)
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get("/projects", response_model=schemas.ProjectPage, responses=POSTING_ERRORS)
+async def list_projects(
+    caller: CallerDep,
+    session: SessionDep,
+    book: BookCode | None = None,
+    organisation_id: UUID | None = None,
+    status: Literal["published", "closed"] | None = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Projects of the caller's book (a public directory: every role may list them)."""
+    require_role(caller, ALL_ROLES, "read projects")
+    rows = await projects.list_projects(
+        session, listed_book(caller, book), organisation_id, status, after, limit
+    )
+    return keyset_page(rows, limit)
+
+
+@router.get("/projects/{project_id}", response_model=schemas.ProjectRead, responses=POSTING_ERRORS)
+async def get_project(project_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """A project and the needs it addresses."""
+    require_role(caller, ALL_ROLES, "read projects")
+    return await _visible(session, caller, project_id)
+
+
+@router.patch(
+    "/projects/{project_id}", response_model=schemas.ProjectRead, responses=POSTING_ERRORS
+)
+async def update_project(
+    project_id: UUID, data: schemas.ProjectUpdate, caller: CallerDep, session: SessionDep
+) -> Any:
+    """Close a project to sign-ups and check-ins (or publish it again)."""
+    require_role(caller, PUBLISHERS, "change projects")
+    project = await _visible(session, caller, project_id)
+    access.require_owner(caller, project["organisation_id"], "change this project")
+    return await projects.set_project_status(session, project_id, data.status)
+
+
+@router.get(
+    "/projects/{project_id}/candidates",
+    response_model=list[schemas.VolunteerCandidate],
+    responses=POSTING_ERRORS,
+)
+async def project_candidates(
+    project_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """Members of the project's community who served in its category before (matching)."""
+    require_role(caller, PUBLISHERS, "match volunteers")
+    project = await _visible(session, caller, project_id)
+    access.require_owner(caller, project["organisation_id"], "match volunteers for it")
+    return await projects.candidates(session, project, limit)
+
+
+@router.get(
+    "/projects/{project_id}/checkin-code",
+    response_model=schemas.CheckinCode,
+    responses={
+        **POSTING_ERRORS,
+        200: {"content": {"image/svg+xml": {}}, "description": "the code, or its QR (svg)"},
+    },
+)
+async def checkin_code(
+    project_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    format: Annotated[str, Query(pattern="^(json|svg)$")] = "json",
+) -> Any:
+    """A fresh check-in code for the organisation's screen at the site; ask again before it
+    expires (it rotates). `format=svg`: the code as a QR code."""
+    require_role(caller, PUBLISHERS, "show check-in codes")
+    await _visible(session, caller, project_id)
+    project = await projects.lock_project(session, project_id)
+    access.require_owner(caller, project["organisation_id"], "show its check-in code")
+    rules = rules_of(request.app.state.settings)
+    code, expires = checkin_codes.make_code(
+        project_id, bytes(project["checkin_key"]), request.app.state.clock(), rules.code_ttl_s
+    )
+    if format == "svg":
+        out = io.BytesIO()
+        segno.make(code, error="m", micro=False).save(out, kind="svg", scale=6, xmldecl=False)
+        return Response(
+            out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+        )
+    body = {"project_id": str(project_id), "code": code, "expires_at": expires.isoformat()}
+    return json_response(200, body, {"Cache-Control": "no-store"})
+
+
+@router.post(
+    "/projects/{project_id}/signups",
+    status_code=201,
+    response_model=schemas.SignupRead,
+    responses={**POSTING_ERRORS, 200: {"description": "already signed up"}},
+)
+async def sign_up(
+    project_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    data: schemas.SignupCreate | None = None,
+) -> Any:
+    """Take a place (the mini-program for its member; an organisation or admin for a member
+    in its reach); signing up again answers 200 with the same place."""
+    require_role(caller, SIGNERS, "sign members up")
+    project = await _visible(session, caller, project_id)
+    member_id = access.acting_member(caller, data.member_id if data else None)
+    await access.reachable_member(session, caller, member_id, project["book"])
+    signup, taken = await projects.sign_up(
+        session, project_id, member_id, request.app.state.clock()
+    )
+    if not taken:
+        response.status_code = 200
+    return signup
+
+
+@router.get(
+    "/projects/{project_id}/signups", response_model=schemas.SignupPage, responses=POSTING_ERRORS
+)
+async def list_signups(project_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """Who signed up (the organisation, admins and auditors)."""
+    require_role(caller, ("admin", "auditor", "org"), "read sign-ups")
+    project = await _visible(session, caller, project_id)
+    access.require_owner(caller, project["organisation_id"], "read its sign-ups")
+    return {"items": await projects.list_signups(session, project_id)}
+
+
+@router.delete(
+    "/projects/{project_id}/signups/{member_id}",
+    response_model=schemas.SignupRead,
+    responses=POSTING_ERRORS,
+)
+async def cancel_signup(
+    project_id: UUID, member_id: UUID, caller: CallerDep, session: SessionDep
+) -> Any:
+    """Give a place back."""
+    require_role(caller, SIGNERS, "cancel sign-ups")
+    project = await _visible(session, caller, project_id)
+    member_id = access.acting_member(caller, member_id)
+    await access.reachable_member(session, caller, member_id, project["book"])
+    return await projects.cancel_signup(session, project_id, member_id)
+
+
+@router.post(
+    "/projects/{project_id}/checkin",
+    status_code=201,
+    response_model=schemas.ServiceRecordRead,
+    responses={**POSTING_ERRORS, 200: {"description": "already checked in here"}},
+)
+async def check_in(
+    project_id: UUID,
+    data: schemas.CodeIn,
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> Any:
+    """Check in at the site with the code it displays (the mini-program, for its member)."""
+    require_role(caller, ("miniprogram",), "check in")
+    project = await _visible(session, caller, project_id)
+    member_id = access.acting_member(caller, None)
+    await access.reachable_member(session, caller, member_id, project["book"])
+    record, created = await records.check_in(
+        session,
+        rules_of(request.app.state.settings),
+        project_id,
+        member_id,
+        data.code,
+        request.app.state.clock(),
+        caller.actor(),
+    )
+    if not created:
+        response.status_code = 200
+    return record

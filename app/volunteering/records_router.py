@@ -1,0 +1,273 @@
+"""HTTP routes of service records: manual entry, check-out, approval, rejection, correction
+and disputes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.identity.actions import ActionResult, run_action
+from app.identity.authorization import Caller, listed_book, reaches_book, require_role
+from app.identity.dependencies import CallerDep, Posting
+from app.kit.pagination import keyset_page
+from app.kit.responses import replayable_response
+from app.ledger.router import POSTING_ERRORS
+from app.ledger.schemas import BookCode
+from app.volunteering import access, approval, disputes, errors, projects, records, schemas
+from app.volunteering.rules import rules_of
+
+router = APIRouter(prefix="/v1", tags=["service records"])
+
+CERTIFIERS = ("admin", "org")
+READERS = ("admin", "auditor", "org", "miniprogram")
+
+
+def _record_json(record: dict[str, Any]) -> dict[str, Any]:
+    return schemas.ServiceRecordRead.model_validate(record).model_dump(mode="json")
+
+
+@router.post(
+    "/service-records",
+    status_code=201,
+    response_model=schemas.ServiceRecordRead,
+    responses={**POSTING_ERRORS, 200: {"description": "this external_id was recorded before"}},
+)
+async def enter_record(
+    data: schemas.ServiceRecordCreate, ctx: Posting, request: Request
+) -> Response:
+    """Enter a record by hand (荣誉时, evidence `manual`, with who attests it): the organisation
+    that organised the project, or an admin. It waits for approval like any record."""
+    caller = ctx.caller
+    require_role(caller, CERTIFIERS, "enter service records")
+    rules = rules_of(request.app.state.settings)
+
+    async def action(session: Any) -> ActionResult:
+        project = await projects.get_project(session, data.project_id)
+        if not reaches_book(caller, project["book"]):
+            raise errors.ProjectNotFound(f"project {data.project_id} does not exist")
+        access.require_owner(caller, project["organisation_id"], "record service in it")
+        await access.reachable_member(session, caller, data.member_id, project["book"])
+        record, created = await records.enter_manual(session, rules, data, caller.actor())
+        return ActionResult(201 if created else 200, _record_json(record))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get("/service-records", response_model=schemas.ServiceRecordPage, responses=POSTING_ERRORS)
+async def list_records(
+    caller: CallerDep,
+    session: SessionDep,
+    book: BookCode | None = None,
+    organisation_id: UUID | None = None,
+    member_id: UUID | None = None,
+    project_id: UUID | None = None,
+    status: schemas.RecordStatus | None = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Records in the caller's reach: an organisation's own, a mini-program's member's, or a
+    book's (admins and auditors), in id order."""
+    require_role(caller, READERS, "read service records")
+    if caller.role == "org":
+        organisation_id = UUID(str(caller.organisation_id))
+    elif caller.role == "miniprogram":
+        member_id = access.acting_member(caller, member_id)
+    rows = await records.list_records(
+        session,
+        book=listed_book(caller, book),
+        organisation_id=organisation_id,
+        member_id=member_id,
+        project_id=project_id,
+        status=status,
+        after=after,
+        limit=limit,
+    )
+    return keyset_page(rows, limit)
+
+
+@router.post(
+    "/service-records/approve", response_model=schemas.BulkApproveOut, responses=POSTING_ERRORS
+)
+async def approve_records(data: schemas.BulkApproveIn, caller: CallerDep, request: Request) -> Any:
+    """Approve many records; each is approved (or refused) on its own, and the answer says
+    what happened to each, with the status approving it alone would have answered."""
+    require_role(caller, CERTIFIERS, "approve service records")
+
+    async def visible(session: Any, record_id: UUID) -> None:
+        await access.visible_record(session, caller, record_id)
+
+    results = await approval.approve_many(
+        request.app.state.sessions, request.app.state.sequencer, data.record_ids, caller, visible
+    )
+    approved = sum(1 for r in results if r["status"] == 200)
+    return {"approved": approved, "refused": len(results) - approved, "results": results}
+
+
+@router.get(
+    "/service-records/{record_id}",
+    response_model=schemas.ServiceRecordDetail,
+    responses=POSTING_ERRORS,
+)
+async def get_record(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """A record with its whole history (who entered, checked out, approved, rejected,
+    reversed, disputed) and its disputes."""
+    require_role(caller, READERS, "read service records")
+    record = await access.visible_record(session, caller, record_id)
+    return {
+        **record,
+        "events": await records.record_events(session, record_id),
+        "disputes": await disputes.disputes_of(session, record_id),
+    }
+
+
+@router.post(
+    "/service-records/{record_id}/checkout",
+    response_model=schemas.ServiceRecordRead,
+    responses=POSTING_ERRORS,
+)
+async def check_out(
+    record_id: UUID, data: schemas.CodeIn, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """Check out at the site with its current code: the record is credited the time inside
+    the activity's window, by the rules, and waits for approval."""
+    require_role(caller, ("miniprogram",), "check out")
+    record = await access.visible_record(session, caller, record_id)
+    return await records.check_out(
+        session,
+        rules_of(request.app.state.settings),
+        record,
+        data.code,
+        request.app.state.clock(),
+        caller.actor(),
+    )
+
+
+@router.post(
+    "/service-records/{record_id}/cancel",
+    response_model=schemas.ServiceRecordRead,
+    responses=POSTING_ERRORS,
+)
+async def cancel_checkin(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """The member withdraws an open check-in (nothing is credited)."""
+    require_role(caller, ("miniprogram",), "withdraw check-ins")
+    await access.visible_record(session, caller, record_id)
+    record = await records.get_record(session, record_id)
+    if record["status"] != "open":
+        raise errors.RecordNotPending(f"record {record_id} is {record['status']}, not open")
+    return await records.reject(
+        session, record_id, "withdrawn by the member", caller.actor(), "withdrawn"
+    )
+
+
+@router.post(
+    "/service-records/{record_id}/approve",
+    response_model=schemas.ServiceRecordRead,
+    responses=POSTING_ERRORS,
+)
+async def approve_record(
+    record_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """Approve a pending record: post its `service_credit` (once, however often asked)."""
+    require_role(caller, CERTIFIERS, "approve service records")
+    await access.visible_record(session, caller, record_id)
+    return await approval.approve(session, request.app.state.sequencer, record_id, caller)
+
+
+@router.post(
+    "/service-records/{record_id}/reject",
+    response_model=schemas.ServiceRecordRead,
+    responses=POSTING_ERRORS,
+)
+async def reject_record(
+    record_id: UUID, data: schemas.RejectIn, caller: CallerDep, session: SessionDep
+) -> Any:
+    """Reject an open or pending record, with the reason."""
+    require_role(caller, CERTIFIERS, "reject service records")
+    await access.visible_record(session, caller, record_id)
+    return await records.reject(session, record_id, data.reason, caller.actor(), "rejected")
+
+
+@router.post(
+    "/service-records/{record_id}/reverse",
+    response_model=schemas.ServiceRecordRead,
+    responses=POSTING_ERRORS,
+)
+async def reverse_record(
+    record_id: UUID,
+    data: schemas.RejectIn,
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+) -> Any:
+    """Correct an approved record: its credit is reversed in the ledger and the record kept as
+    `reversed`; enter the right record with `corrects_record_id`."""
+    require_role(caller, CERTIFIERS, "correct service records")
+    await access.visible_record(session, caller, record_id)
+    return await approval.reverse(
+        session, request.app.state.sequencer, record_id, data.reason, caller
+    )
+
+
+@router.post(
+    "/service-records/{record_id}/disputes",
+    status_code=201,
+    response_model=schemas.DisputeRead,
+    responses=POSTING_ERRORS,
+)
+async def open_dispute(
+    record_id: UUID, data: schemas.DisputeCreate, caller: CallerDep, session: SessionDep
+) -> Any:
+    """The member reports an error in a record; the organisation must answer it."""
+    require_role(caller, ("miniprogram",), "dispute service records")
+    await access.visible_record(session, caller, record_id)
+    return await disputes.open_dispute(session, record_id, data.reason, caller.actor())
+
+
+def _dispute_scope(caller: Caller) -> tuple[UUID | None, UUID | None]:
+    if caller.role == "org":
+        return UUID(str(caller.organisation_id)), None
+    if caller.role == "miniprogram":
+        return None, access.acting_member(caller, None)
+    return None, None
+
+
+@router.get("/service-disputes", response_model=schemas.DisputePage, responses=POSTING_ERRORS)
+async def list_disputes(
+    caller: CallerDep,
+    session: SessionDep,
+    book: BookCode | None = None,
+    status: Annotated[str | None, Query(pattern="^(open|upheld|dismissed)$")] = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Disputes in the caller's reach: an organisation's to answer, a member's own, or a book's
+    (admins and auditors)."""
+    require_role(caller, READERS, "read disputes")
+    organisation_id, member_id = _dispute_scope(caller)
+    rows = await disputes.list_disputes(
+        session, listed_book(caller, book), organisation_id, member_id, status, after, limit
+    )
+    return keyset_page(rows, limit)
+
+
+@router.post(
+    "/service-disputes/{dispute_id}/answer",
+    response_model=schemas.DisputeRead,
+    responses=POSTING_ERRORS,
+)
+async def answer_dispute(
+    dispute_id: UUID, data: schemas.DisputeAnswer, caller: CallerDep, session: SessionDep
+) -> Any:
+    """The organisation answers a dispute: upheld (naming the correcting record, if any) or
+    dismissed, with its reasons."""
+    require_role(caller, CERTIFIERS, "answer disputes")
+    dispute = await disputes.get_dispute(session, dispute_id)
+    record = await records.get_record(session, dispute["record_id"])
+    if not access.sees_record(caller, record):
+        raise errors.DisputeNotFound(f"dispute {dispute_id} does not exist")
+    return await disputes.answer_dispute(session, dispute, data, caller.actor())
