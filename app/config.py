@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     max_body_bytes: int = 64 * 1024
+    # CSV imports of service records (POST /v1/service-records/import) may be this large.
+    max_import_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_batch_size: int = Field(default=512, ge=1, le=4096)
     hold_sweep_interval_s: float = Field(default=1.0, gt=0)
     idempotency_retention_s: int = Field(default=24 * 3600, ge=60)

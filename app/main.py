@@ -192,7 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        csv_uploads={"/v1/service-records/import": settings.max_import_bytes},
+    )
     app.include_router(ops_router)
     app.include_router(ledger_router)
     app.include_router(members_router)

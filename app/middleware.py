@@ -23,9 +23,13 @@ class _TooLarge(Exception):
 class EdgeMiddleware:
     """Refuses oversized or non-JSON bodies before routing; logs and measures every request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, csv_uploads: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        # Paths that take a CSV file instead of JSON, each with its own size limit.
+        self.csv_uploads = csv_uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,7 +38,9 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = {"code": 500}
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        refusal = self._refuse(scope["method"], headers)
+        csv_limit = self.csv_uploads.get(scope["path"])
+        limit = self.max_body if csv_limit is None else csv_limit
+        refusal = self._refuse(scope["method"], headers, limit, csv_limit is not None)
         if refusal is not None:
             await json_response(refusal.status, refusal.problem())(scope, receive, send)
             self._observe(scope, refusal.status, started)
@@ -47,7 +53,7 @@ class EdgeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > limit:
                     raise _TooLarge
             return message
 
@@ -59,19 +65,23 @@ class EdgeMiddleware:
         try:
             await self.app(scope, limited_receive, observed_send)
         except _TooLarge:
-            error = BodyTooLarge(f"the body exceeds {self.max_body} bytes")
+            error = BodyTooLarge(f"the body exceeds {limit} bytes")
             await json_response(error.status, error.problem())(scope, receive, send)
             status["code"] = error.status
         self._observe(scope, status["code"], started)
 
-    def _refuse(self, method: str, headers: dict[str, str]) -> TimebankError | None:
+    def _refuse(
+        self, method: str, headers: dict[str, str], limit: int, csv: bool
+    ) -> TimebankError | None:
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            return BodyTooLarge(f"the body exceeds {self.max_body} bytes")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return BodyTooLarge(f"the body exceeds {limit} bytes")
         has_body = (length not in (None, "0")) or "transfer-encoding" in headers
         if method in BODY_METHODS and has_body:
             media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            if media != "application/json" and not media.endswith("+json"):
+            if csv and media != "text/csv":
+                return UnsupportedMediaType("send the file as text/csv")
+            if not csv and media != "application/json" and not media.endswith("+json"):
                 return UnsupportedMediaType("send the body as application/json")
         return None
 

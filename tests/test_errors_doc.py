@@ -6,7 +6,9 @@ from pathlib import Path
 
 import app.audit.errors
 import app.identity.errors
-import app.ledger.errors  # noqa: F401 - registers the ledger's problem types
+import app.ledger.errors
+import app.volunteering.errors
+import app.volunteering.proof_errors  # noqa: F401 - registers the problem types
 from app.errors import all_problem_types
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"

@@ -17,7 +17,16 @@ from app.kit.pagination import keyset_page
 from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
-from app.volunteering import access, approval, disputes, errors, projects, records, schemas
+from app.volunteering import (
+    access,
+    approval,
+    disputes,
+    errors,
+    importing,
+    projects,
+    records,
+    schemas,
+)
 from app.volunteering.rules import rules_of
 
 router = APIRouter(prefix="/v1", tags=["service records"])
@@ -56,6 +65,57 @@ async def enter_record(
 
     answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
     return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.post(
+    "/service-records/import",
+    response_model=schemas.ImportReport,
+    responses=POSTING_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "external_id,volunteer_number,project_id,started_at,ended_at,"
+                    "attested_by\nold-1,XH0000000001,<project id>,2025-05-01T09:00:00+08:00,"
+                    "2025-05-01T11:00:00+08:00,陈站长\n",
+                }
+            },
+        }
+    },
+)
+async def import_records(
+    caller: CallerDep,
+    request: Request,
+    dry_run: Annotated[bool, Query(description="check every row, record nothing")] = True,
+) -> Any:
+    """Import historical records (CSV, UTF-8, one header row: external_id, volunteer_number,
+    project_id, started_at, ended_at, attested_by) as manual records waiting for approval.
+    Idempotent on external_id; a dry run (the default) reports every row's problems."""
+    require_role(caller, CERTIFIERS, "import service records")
+    rows = importing.read_rows(await request.body())
+
+    async def reach(session: Any, project_id: UUID, member_id: UUID) -> None:
+        project = await projects.get_project(session, project_id)
+        if not reaches_book(caller, project["book"]):
+            raise errors.ProjectNotFound(f"project {project_id} does not exist")
+        access.require_owner(caller, project["organisation_id"], "record service in it")
+        await access.reachable_member(session, caller, member_id, project["book"])
+
+    rules = rules_of(request.app.state.settings)
+    async with request.app.state.sessions() as session:
+        transaction = await session.begin()
+        try:
+            report = await importing.import_records(
+                session, rules, rows, caller.actor(), reach, dry_run
+            )
+        except BaseException:
+            await transaction.rollback()
+            raise
+        # A dry run ran every rule against the real tables; it leaves nothing behind.
+        await (transaction.rollback() if dry_run else transaction.commit())
+    return report
 
 
 @router.get("/service-records", response_model=schemas.ServiceRecordPage, responses=POSTING_ERRORS)

@@ -155,8 +155,10 @@ CREATE TABLE service_records (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CHECK (evidence = 'checkin' OR attested_by IS NOT NULL),
-    CHECK (status = 'open' OR (ended_at IS NOT NULL AND credited_minutes IS NOT NULL
-                               AND service_day IS NOT NULL)),
+    -- A check-in withdrawn or rejected before its check-out has no end.
+    CHECK (status IN ('open', 'rejected') OR (ended_at IS NOT NULL
+                                              AND credited_minutes IS NOT NULL
+                                              AND service_day IS NOT NULL)),
     CHECK (ended_at IS NULL OR ended_at > started_at),
     CHECK (status <> 'approved' OR tx_id IS NOT NULL),
     -- No member is credited twice for the same minutes, across every project.

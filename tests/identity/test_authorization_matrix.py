@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -39,6 +40,7 @@ class Call:
     method: str
     path: str
     body: dict[str, Any] | None = None
+    csv: str | None = None  # sent as text/csv instead of a JSON body
 
 
 Builder = Callable[[World], Awaitable[Call]]
@@ -109,6 +111,201 @@ async def enrol(w: World) -> Call:
     return Call("POST", f"/v1/organisations/{w.org_a}/members", body)
 
 
+# Volunteering: organisation A's project, open from 12 hours before the world's clock for a
+# day and a half. Manual records take a minute each from its start, check-ins happen from the
+# clock on; the clock moves on by 31 minutes for each check-out, so each credits time.
+async def _project(w: World) -> str:
+    if not w.project:
+        w.now = datetime.now(UTC).replace(second=0, microsecond=0)
+        w.api.app.state.clock = lambda: w.now
+        body = {
+            "book": w.home,
+            "organisation_id": w.org_a,
+            "title": "助老服务",
+            "category": "elder_care",
+            "place": "社区中心",
+            "starts_at": (w.now - timedelta(hours=12)).isoformat(),
+            "ends_at": (w.now + timedelta(days=1)).isoformat(),
+            "capacity": 10,
+        }
+        w.project = (await w.post("/v1/projects", body))["id"]
+        for member, token in ((w.member, "mini"), (w.member_other, "mini")):
+            await w.api.client.post(
+                f"/v1/projects/{w.project}/signups",
+                headers={"Authorization": f"Bearer {w.tokens[token]}", "X-Member-Id": member},
+            )
+    return w.project
+
+
+async def _code(w: World) -> str:
+    r = await w.api.client.get(f"/v1/projects/{await _project(w)}/checkin-code")
+    return str(r.json()["code"])
+
+
+async def _manual(w: World) -> str:
+    """A new pending manual record of member M in A's project, a minute of its own."""
+    project = await _project(w)
+    w.slot += 1
+    start = w.now - timedelta(hours=12) + timedelta(minutes=2 * w.slot)
+    body = {
+        "project_id": project,
+        "member_id": w.member,
+        "started_at": start.isoformat(),
+        "ended_at": (start + timedelta(minutes=1)).isoformat(),
+        "attested_by": "陈站长",
+    }
+    return str((await w.post("/v1/service-records", body))["id"])
+
+
+async def _open_record(w: World) -> str:
+    """M's open check-in at A's project (checked in now if there is none)."""
+    project = await _project(w)
+    listed = await w.api.client.get(f"/v1/service-records?member_id={w.member}&status=open")
+    items = listed.json()["items"]
+    if items:
+        return str(items[0]["id"])
+    record = await w.api.client.post(
+        f"/v1/projects/{project}/checkin",
+        json={"code": await _code(w)},
+        headers={"Authorization": f"Bearer {w.tokens['mini']}", "X-Member-Id": w.member},
+    )
+    assert record.status_code in (200, 201), record.text
+    return str(record.json()["id"])
+
+
+async def need_create(w: World) -> Call:
+    body = {
+        "book": w.home,
+        "organisation_id": w.org_a,
+        "category": "elder_care",
+        "target_group": "empty_nest_elderly",
+        "description": "独居老人需要陪伴",
+    }
+    return Call("POST", "/v1/needs", body)
+
+
+async def need(w: World) -> str:
+    if not w.need:
+        w.need = (await w.post("/v1/needs", (await need_create(w)).body or {}))["id"]
+    return w.need
+
+
+async def need_read(w: World) -> Call:
+    return Call("GET", f"/v1/needs/{await need(w)}")
+
+
+async def need_update(w: World) -> Call:
+    return Call("PATCH", f"/v1/needs/{await need(w)}", {"status": "open"})
+
+
+async def project_create(w: World) -> Call:
+    await _project(w)
+    body = {
+        "book": w.home,
+        "organisation_id": w.org_a,
+        "title": "环保",
+        "category": "environment",
+        "place": "河边",
+        "starts_at": w.now.isoformat(),
+        "ends_at": (w.now + timedelta(hours=2)).isoformat(),
+        "capacity": 5,
+    }
+    return Call("POST", "/v1/projects", body)
+
+
+def on_project(method: str, suffix: str = "", body: dict[str, Any] | None = None) -> Builder:
+    async def build(w: World) -> Call:
+        return Call(method, f"/v1/projects/{await _project(w)}{suffix}", body)
+
+    return build
+
+
+async def signup(w: World) -> Call:
+    return Call("POST", f"/v1/projects/{await _project(w)}/signups", {"member_id": w.member})
+
+
+async def cancel_signup(w: World) -> Call:
+    project = await _project(w)
+    await w.api.client.post(f"/v1/projects/{project}/signups", json={"member_id": w.member})
+    return Call("DELETE", f"/v1/projects/{project}/signups/{w.member}")
+
+
+async def checkin(w: World) -> Call:
+    return Call("POST", f"/v1/projects/{await _project(w)}/checkin", {"code": await _code(w)})
+
+
+async def manual_record(w: World) -> Call:
+    project = await _project(w)
+    w.slot += 1
+    start = w.now - timedelta(hours=12) + timedelta(minutes=2 * w.slot)
+    body = {
+        "project_id": project,
+        "member_id": w.member,
+        "started_at": start.isoformat(),
+        "ended_at": (start + timedelta(minutes=1)).isoformat(),
+        "attested_by": "陈站长",
+    }
+    return Call("POST", "/v1/service-records", body)
+
+
+async def import_records(w: World) -> Call:
+    project = await _project(w)
+    w.slot += 1
+    start = w.now - timedelta(hours=12) + timedelta(minutes=2 * w.slot)
+    end = start + timedelta(minutes=1)
+    csv = (
+        "external_id,volunteer_number,project_id,started_at,ended_at,attested_by\n"
+        f"imp-{uuid.uuid4().hex},{w.member_number},{project},{start.isoformat()},"
+        f"{end.isoformat()},陈站长\n"
+    )
+    return Call("POST", "/v1/service-records/import?dry_run=true", csv=csv)
+
+
+async def bulk_approve(w: World) -> Call:
+    return Call("POST", "/v1/service-records/approve", {"record_ids": [await _manual(w)]})
+
+
+def on_record(
+    suffix: str = "", body: dict[str, Any] | None = None, approved: bool = False
+) -> Builder:
+    async def build(w: World) -> Call:
+        record = await _manual(w)
+        if approved:
+            r = await w.api.client.post(f"/v1/service-records/{record}/approve")
+            assert r.status_code == 200, r.text
+        return Call("POST" if suffix else "GET", f"/v1/service-records/{record}{suffix}", body)
+
+    return build
+
+
+def on_open_record(suffix: str, advance: bool) -> Builder:
+    async def build(w: World) -> Call:
+        record = await _open_record(w)
+        if advance:
+            w.now += timedelta(minutes=31)
+        return Call("POST", f"/v1/service-records/{record}{suffix}", {"code": await _code(w)})
+
+    return build
+
+
+async def answer_dispute(w: World) -> Call:
+    record = await _manual(w)
+    dispute = await w.api.client.post(
+        f"/v1/service-records/{record}/disputes",
+        json={"reason": "时长不对"},
+        headers={"Authorization": f"Bearer {w.tokens['mini']}", "X-Member-Id": w.member},
+    )
+    assert dispute.status_code == 201, dispute.text
+    body = {"outcome": "dismissed", "answer": "已核实"}
+    return Call("POST", f"/v1/service-disputes/{dispute.json()['id']}/answer", body)
+
+
+async def issued_proof(w: World) -> Call:
+    r = await w.api.client.get(f"/v1/members/{w.member}/service-proof")
+    assert r.status_code == 200, r.text
+    return Call("GET", f"/v1/service-proofs/{r.json()['proof_id']}")
+
+
 _ = 403  # forbidden: the role may never, or the object is visible but the action is not
 H = 404  # hidden: outside the caller's reach
 A = 401
@@ -124,6 +321,14 @@ MEMBER_READ = (OK, OK, OK, OK, H, OK, H, _, _, H, H, A)
 MEMBER_EDIT = (OK, OK, _, _, _, OK, H, _, _, H, _, A)
 # Postings from organisation A's account.
 ORG_POSTING = (OK, OK, _, OK, _, _, _, _, _, H, _, A)
+# What organisation A (a social-work station) does for itself, or an admin names it for.
+ORG_A_ACTS = ORG_POSTING
+# Organisation A (or an admin) certifying A's record of member M; B does not see it.
+CERTIFY_A = (OK, OK, _, OK, H, _, _, _, _, H, _, A)
+# Signing member M up: A enrols M; B and the mini-program acting for another do not reach M.
+SIGN_UP_M = (OK, OK, _, OK, H, OK, H, _, _, H, _, A)
+# What only the member does, through the mini-program.
+MEMBER_ONLY = (_, _, _, _, _, OK, OK, _, _, _, _, A)
 
 MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ("GET", "/healthz"): (fixed("GET", "/healthz"), PUBLIC),
@@ -245,6 +450,88 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
         fixed("GET", "/v1/books/{w.home}/export"),
         (OK, OK, OK, _, _, _, _, _, _, H, H, A),
     ),
+    # Volunteering (docs/volunteering.md): needs and projects are a directory of the book.
+    ("GET", "/v1/service-catalog"): (fixed("GET", "/v1/service-catalog"), (OK,) * 11 + (A,)),
+    ("POST", "/v1/needs"): (need_create, ORG_A_ACTS),
+    ("GET", "/v1/needs"): (fixed("GET", "/v1/needs"), (OK,) * 11 + (A,)),
+    ("GET", "/v1/needs/{need_id}"): (need_read, BOOK_READ),
+    ("PATCH", "/v1/needs/{need_id}"): (need_update, ORG_A_ACTS),
+    ("POST", "/v1/projects"): (project_create, ORG_A_ACTS),
+    ("GET", "/v1/projects"): (fixed("GET", "/v1/projects"), (OK,) * 11 + (A,)),
+    ("GET", "/v1/projects/{project_id}"): (on_project("GET"), BOOK_READ),
+    ("PATCH", "/v1/projects/{project_id}"): (
+        on_project("PATCH", "", {"status": "published"}),
+        ORG_A_ACTS,
+    ),
+    ("GET", "/v1/projects/{project_id}/candidates"): (
+        on_project("GET", "/candidates"),
+        ORG_A_ACTS,
+    ),
+    ("GET", "/v1/projects/{project_id}/checkin-code"): (
+        on_project("GET", "/checkin-code"),
+        ORG_A_ACTS,
+    ),
+    ("POST", "/v1/projects/{project_id}/signups"): (signup, SIGN_UP_M),
+    ("GET", "/v1/projects/{project_id}/signups"): (
+        on_project("GET", "/signups"),
+        (OK, OK, OK, OK, _, _, _, _, _, H, H, A),
+    ),
+    ("DELETE", "/v1/projects/{project_id}/signups/{member_id}"): (cancel_signup, SIGN_UP_M),
+    ("POST", "/v1/projects/{project_id}/checkin"): (checkin, MEMBER_ONLY),
+    ("POST", "/v1/service-records"): (manual_record, ORG_A_ACTS),
+    ("GET", "/v1/service-records"): (
+        fixed("GET", "/v1/service-records"),
+        (OK, OK, OK, OK, OK, OK, OK, _, _, OK, OK, A),
+    ),
+    # Each row of an import is answered in its report: a caller out of reach gets 200 with
+    # the row refused (tests/volunteering/test_import.py).
+    ("POST", "/v1/service-records/import"): (
+        import_records,
+        (OK, OK, _, OK, OK, _, _, _, _, OK, _, A),
+    ),
+    ("POST", "/v1/service-records/approve"): (
+        bulk_approve,
+        (OK, OK, _, OK, OK, _, _, _, _, OK, _, A),
+    ),
+    ("GET", "/v1/service-records/{record_id}"): (
+        on_record(),
+        (OK, OK, OK, OK, H, OK, H, _, _, H, H, A),
+    ),
+    ("POST", "/v1/service-records/{record_id}/checkout"): (
+        on_open_record("/checkout", advance=True),
+        (_, _, _, _, _, OK, H, _, _, _, _, A),
+    ),
+    ("POST", "/v1/service-records/{record_id}/cancel"): (
+        on_open_record("/cancel", advance=False),
+        (_, _, _, _, _, OK, H, _, _, _, _, A),
+    ),
+    ("POST", "/v1/service-records/{record_id}/approve"): (on_record("/approve"), CERTIFY_A),
+    ("POST", "/v1/service-records/{record_id}/reject"): (
+        on_record("/reject", {"reason": "无证明"}),
+        CERTIFY_A,
+    ),
+    ("POST", "/v1/service-records/{record_id}/reverse"): (
+        on_record("/reverse", {"reason": "录错"}, approved=True),
+        CERTIFY_A,
+    ),
+    ("POST", "/v1/service-records/{record_id}/disputes"): (
+        on_record("/disputes", {"reason": "时长不对"}),
+        (_, _, _, _, _, OK, H, _, _, _, _, A),
+    ),
+    ("GET", "/v1/service-disputes"): (
+        fixed("GET", "/v1/service-disputes"),
+        (OK, OK, OK, OK, OK, OK, OK, _, _, OK, OK, A),
+    ),
+    ("POST", "/v1/service-disputes/{dispute_id}/answer"): (answer_dispute, CERTIFY_A),
+    ("GET", "/v1/members/{member_id}/service-proof"): (
+        fixed("GET", "/v1/members/{w.member}/service-proof"),
+        MEMBER_READ,
+    ),
+    ("GET", "/v1/service-proofs/{proof_id}"): (issued_proof, PUBLIC),
+    ("GET", "/v1/stats/service"): (
+        fixed("GET", "/v1/stats/service?book={w.home}"),
+        (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
+    ),
 }
 
 
@@ -292,12 +579,21 @@ async def test_each_caller_gets_the_documented_status(api: Api, world: World) ->
     for (method, template), (build, expected) in MATRIX.items():
         for caller, want in zip(CALLERS, expected, strict=True):
             call = await build(world)
-            r = await api.client.request(
-                call.method,
-                call.path,
-                json=_fill(call.body, world) if call.body is not None else None,
-                headers=_headers(world, caller),
-            )
+            headers = _headers(world, caller)
+            if call.csv is not None:
+                r = await api.client.request(
+                    call.method,
+                    call.path,
+                    content=call.csv.encode(),
+                    headers=headers | {"Content-Type": "text/csv"},
+                )
+            else:
+                r = await api.client.request(
+                    call.method,
+                    call.path,
+                    json=_fill(call.body, world) if call.body is not None else None,
+                    headers=headers,
+                )
             got = OK if 200 <= r.status_code < 300 else r.status_code
             if got != want:
                 mismatches.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import Api
@@ -36,6 +37,12 @@ class World:
     hold: str = ""
     credential_id: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
+    member_number: str = ""
+    # Volunteering rows of the authorization matrix (set up when first needed).
+    project: str = ""
+    need: str = ""
+    slot: int = 0
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     async def post(self, path: str, body: dict[str, Any], token: str | None = None) -> Any:
         headers = {"Idempotency-Key": uuid.uuid4().hex}
@@ -118,7 +125,7 @@ async def build_world(api: Api) -> World:
     w.kiosk = (await w.organisation(w.home, "kiosk_site"))["id"]
     w.kiosk_other = (await w.organisation(w.home, "kiosk_site"))["id"]
     member = await w.register(w.home, w.org_a)
-    w.member = member["id"]
+    w.member, w.member_number = member["id"], member["volunteer_number"]
     w.member_hours = next(a["account_id"] for a in member["accounts"] if a["asset"] == "HOUR")
     other = await w.register(w.home, w.org_b, phone="13900001111")
     w.member_other, w.member_other_number = other["id"], other["volunteer_number"]

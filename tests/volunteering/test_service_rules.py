@@ -346,3 +346,27 @@ async def test_a_need_with_personal_data_is_refused(district: District) -> None:
         },
     )
     assert team.status_code == 403  # a volunteer team does not register needs
+
+
+async def test_an_open_checkin_can_be_rejected_or_withdrawn(district: District) -> None:
+    d = district
+    project = await d.project()
+    member = await d.member()
+    mine = {"member": member["id"]}
+    await d.ok("POST", f"/v1/projects/{project['id']}/signups", "mini", **mine)
+    d.at(MORNING)
+    path = f"/v1/projects/{project['id']}/checkin"
+    first = await d.ok("POST", path, "mini", body={"code": await d.code(project["id"])}, **mine)
+    rejected = await d.ok(
+        "POST", f"/v1/service-records/{first['id']}/reject", "team", body={"reason": "未到岗"}
+    )
+    assert rejected["status"] == "rejected" and rejected["ended_at"] is None
+    second = await d.ok("POST", path, "mini", body={"code": await d.code(project["id"])}, **mine)
+    assert second["id"] != first["id"]
+    withdrawn = await d.ok("POST", f"/v1/service-records/{second['id']}/cancel", "mini", **mine)
+    assert withdrawn["status"] == "rejected"
+    code = await d.code(project["id"])
+    late = await d.call(
+        "POST", f"/v1/service-records/{second['id']}/checkout", "mini", body={"code": code}, **mine
+    )
+    assert late.status_code == 409 and problem_type(late) == "record-not-pending"
