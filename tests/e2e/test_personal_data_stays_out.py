@@ -91,13 +91,47 @@ async def test_registration_to_posting_leaves_no_personal_data_behind(
                 {"account_id": org["accounts"][0]["id"], "amount": -120},
                 {"account_id": hours, "amount": 120},
             ]
-            posted = await post(
-                f"/v1/books/{book}/transactions", {"kind": "grant", "legs": legs}
-            )
+            posted = await post(f"/v1/books/{book}/transactions", {"kind": "grant", "legs": legs})
             actor = posted.json()["entry"]["meta"]["actor"]
             assert set(actor) == {"credential"}  # ids only
             history = await client.get(f"/v1/members/{member['id']}/entries", headers=acting)
             assert history.json()["items"][0]["amount"] == 120
+            # Certified service and its signed proof (which names the member) stay in the
+            # clear only in the answer: the stored proof is encrypted.
+            project = (
+                await post(
+                    "/v1/projects",
+                    {
+                        "book": book,
+                        "organisation_id": org["id"],
+                        "title": "助老",
+                        "category": "elder_care",
+                        "place": "社区",
+                        "starts_at": "2026-11-20T09:00:00+08:00",
+                        "ends_at": "2026-11-20T12:00:00+08:00",
+                        "capacity": 5,
+                    },
+                )
+            ).json()
+            record = (
+                await post(
+                    "/v1/service-records",
+                    {
+                        "project_id": project["id"],
+                        "member_id": member["id"],
+                        "started_at": "2026-11-20T09:00:00+08:00",
+                        "ended_at": "2026-11-20T10:00:00+08:00",
+                        "attested_by": "陈站长",
+                    },
+                )
+            ).json()
+            await post(f"/v1/service-records/{record['id']}/approve", {})
+            proof = await client.get(f"/v1/members/{member['id']}/service-proof")
+            assert (
+                proof.status_code == 200 and proof.json()["document"]["volunteer"]["name"] == NAME
+            )
+            page = await client.get(f"/v1/members/{member['id']}/service-proof?format=html")
+            assert page.status_code == 200 and NAME in page.text
             # A refused registration must not echo the value either.
             bad = await client.post(
                 "/v1/members",
