@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -178,3 +179,105 @@ async def test_two_processes_post_to_one_book(
     )
     assert result.returncode == 0, result.stderr
     assert "252 entries verified" in result.stdout
+
+
+async def test_two_processes_keep_capacity_overlap_and_single_credit(
+    servers: list[str], cli_env: dict[str, str]
+) -> None:
+    """Sign-ups, overlapping entries and approvals raced across two server processes."""
+    token = await admin_token(cli_env)
+    headers = {"Authorization": f"Bearer {token}"}
+    clients = [httpx.AsyncClient(base_url=b, headers=headers, timeout=60) for b in servers]
+    try:
+        one = clients[0]
+
+        async def post(client: httpx.AsyncClient, path: str, body: object) -> httpx.Response:
+            return await client.post(path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+
+        assert (await post(one, "/v1/books", {"code": "vol", "name": "vol"})).status_code == 201
+        org = (
+            await post(
+                one,
+                "/v1/organisations",
+                {
+                    "book": "vol",
+                    "kind": "volunteer_team",
+                    "name": "队",
+                    "accounts": [
+                        {"asset": "HOUR", "purpose": "issuance", "overdraft_limit": 10**6}
+                    ],
+                },
+            )
+        ).json()
+        members = []
+        for i in range(24):
+            r = await post(
+                one,
+                "/v1/members",
+                {
+                    "book": "vol",
+                    "display_name": "志愿者",
+                    "phone": f"1390000{i:04d}",
+                    "birth_date": "1990-01-01",
+                    "identity": {"provider": "wechat", "subject": f"o-{i}"},
+                    "organisation_id": org["id"],
+                },
+            )
+            assert r.status_code == 201, r.text
+            members.append(r.json())
+        # Tomorrow: the servers' clock is the real one, and sign-ups close when a project ends.
+        day = (datetime.now(UTC) + timedelta(days=1)).replace(hour=1, minute=0, second=0)
+        window = {
+            "starts_at": day.isoformat(),
+            "ends_at": (day + timedelta(hours=9)).isoformat(),
+        }
+        projects = []
+        for title in ("甲", "乙", "丙"):
+            body = {
+                "book": "vol",
+                "organisation_id": org["id"],
+                "title": title,
+                "category": "elder_care",
+                "place": "社区",
+                "capacity": 8,
+            } | window
+            projects.append((await post(one, "/v1/projects", body)).json()["id"])
+
+        signups = await asyncio.gather(
+            *(
+                post(clients[i % 2], f"/v1/projects/{projects[0]}/signups", {"member_id": m["id"]})
+                for i, m in enumerate(members)
+            )
+        )
+        assert sorted(r.status_code for r in signups) == [201] * 8 + [409] * 16
+
+        # One member, the same hour entered in three projects through both processes.
+        clash = await asyncio.gather(
+            *(
+                post(
+                    clients[i % 2],
+                    "/v1/service-records",
+                    {
+                        "project_id": projects[i % 3],
+                        "member_id": members[0]["id"],
+                        "started_at": (day + timedelta(hours=1)).isoformat(),
+                        "ended_at": (day + timedelta(hours=2)).isoformat(),
+                        "attested_by": "站长",
+                    },
+                )
+                for i in range(6)
+            )
+        )
+        assert sorted(r.status_code for r in clash) == [201] + [422] * 5
+        record = next(r.json()["id"] for r in clash if r.status_code == 201)
+
+        approvals = await asyncio.gather(
+            *(clients[i % 2].post(f"/v1/service-records/{record}/approve") for i in range(10))
+        )
+        assert {r.status_code for r in approvals} == {200}
+        assert len({r.json()["tx_id"] for r in approvals}) == 1
+        hours = next(a["account_id"] for a in members[0]["accounts"] if a["asset"] == "HOUR")
+        assert (await one.get(f"/v1/accounts/{hours}")).json()["posted"] == 60
+    finally:
+        for client in clients:
+            await client.aclose()
