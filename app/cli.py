@@ -174,14 +174,40 @@ def export(
 
 
 @cli.command()
-def demo() -> None:
-    """Seed a demo book `demo` with a few accounts and transactions."""
-    from app.ops.demo import seed_demo
+def demo(
+    members: Annotated[int, typer.Option(min=10, max=100_000, help="members to register")] = 300,
+    days: Annotated[int, typer.Option(min=1, max=366, help="days of past service")] = 30,
+) -> None:
+    """Seed a book `demo` with a district: a social-work station, communities, volunteer
+    organisations, needs, projects, members and a month of approved service, all through the
+    HTTP API in-process. A book already there is reported, not seeded again. Prints a JSON
+    summary."""
+    from rich.progress import TimeElapsedColumn
+
+    from app.ops.demo import Advance, DemoError, seed_demo
 
     settings = get_settings()
     urls = _database(settings)
-    summary = asyncio.run(seed_demo(urls.app, settings))
-    Console().print_json(json.dumps(summary, default=str, ensure_ascii=False))
+    settings = settings.model_copy(update={"database_url": urls.app})
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+
+        def phase(name: str, total: int) -> Advance:
+            task = progress.add_task(name, total=total)
+            return lambda n: progress.advance(task, n)
+
+        try:
+            summary = asyncio.run(seed_demo(settings, members, days, phase))
+        except DemoError as exc:
+            console.print(f"demo refused: {exc}")
+            raise typer.Exit(1) from None
+    print(json.dumps(summary, default=str, ensure_ascii=False, indent=2))
 
 
 @cli.command()

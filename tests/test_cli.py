@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,8 @@ from app.main import create_app
 from tests.conftest import SETTINGS, ScratchDatabase
 
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
+# A small district: the default (300 members, 30 days) takes tens of seconds.
+SMALL_DEMO = ("--members", "30", "--days", "5")
 
 
 async def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,26 +48,45 @@ async def test_credentials_create_prints_a_working_token_last(
 
 
 async def test_demo_then_verify_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
-    demo = await run(cli_env, "demo")
+    demo = await run(cli_env, "demo", *SMALL_DEMO)
     assert demo.returncode == 0, demo.stderr
-    assert json.loads(demo.stdout)["book"]["head"]["seq"] == 7
-    again = await run(cli_env, "demo")
-    assert json.loads(again.stdout)["created"] is False
+    summary = json.loads(demo.stdout)
+    assert summary["created"] is True and summary["book"]["code"] == "demo"
+    assert summary["members"] == 30 and summary["projects"] == 8
+    assert sum(summary["organisations"].values()) == 11
+    records = summary["records"]
+    assert records["approved"] > 0 and records["rejected"] > 0 and records["reversed"] == 1
+    assert summary["certified_minutes"] > 0
+    head = summary["head_seq"]
+    assert summary["book"]["head"]["seq"] == head
+    again = await run(cli_env, "demo", *SMALL_DEMO)
+    assert again.returncode == 0, again.stderr
+    repeated = json.loads(again.stdout)
+    assert repeated["created"] is False and repeated["head_seq"] == head
+    assert repeated["records"] == records
     verify = await run(cli_env, "verify")
-    assert verify.returncode == 0 and "7 entries verified" in verify.stdout
+    assert verify.returncode == 0 and f"{head} entries verified" in verify.stdout
     out = tmp_path / "demo.jsonl"
     export = await run(cli_env, "export", "--book", "demo", "--output", str(out))
     assert export.returncode == 0, export.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [e["seq"] for e in lines] == list(range(1, 8))
+    assert [e["seq"] for e in lines] == list(range(1, head + 1))
     assert all(len(e["entry_hash"]) == 64 for e in lines)
-    assert [e["kind"] for e in lines][-3:] == ["hold", "hold.post", "reversal"]
+    kinds = Counter(e["kind"] for e in lines)
+    # Each approved record and the reversed one were credited once; one credit was reversed.
+    assert kinds["service_credit"] == records["approved"] + records["reversed"]
+    assert kinds["reversal"] == 1
+    assert kinds["notice.organisation_created"] == 11
+    assert kinds["notice.credential_granted"] == summary["credentials"]
+    assert sum(kinds.values()) == head
 
 
 async def test_a_book_bound_grant_is_a_notice_in_that_book(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    assert (await run(cli_env, "demo")).returncode == 0
+    demo = await run(cli_env, "demo", *SMALL_DEMO)
+    assert demo.returncode == 0, demo.stderr
+    head = json.loads(demo.stdout)["head_seq"]
     granted = await run(cli_env, "credentials", "create", "--role", "auditor", "--book", "demo")
     assert granted.returncode == 0, granted.stderr
     out = tmp_path / "demo.jsonl"
@@ -75,7 +97,7 @@ async def test_a_book_bound_grant_is_a_notice_in_that_book(
     token = granted.stdout.strip().splitlines()[-1]
     assert token not in out.read_text()
     verify = await run(cli_env, "verify")
-    assert verify.returncode == 0 and "8 entries verified" in verify.stdout
+    assert verify.returncode == 0 and f"{head + 1} entries verified" in verify.stdout
     independent = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, str(Path(__file__).parents[1] / "scripts" / "verify-export"), str(out)],
