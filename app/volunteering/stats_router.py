@@ -1,0 +1,82 @@
+"""HTTP route of service statistics (the figures a civil-affairs bureau reports), with the
+journal's own figure for the same scope beside them.
+
+Admins and auditors: a whole book; an organisation: the service it certified. Mini-programs
+and kiosks: 403.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.config import Settings
+from app.dependencies import SessionDep
+from app.errors import Forbidden, ValidationFailed
+from app.identity.authorization import listed_book, require_role
+from app.identity.dependencies import CallerDep
+from app.kit.responses import json_response
+from app.ledger.schemas import BookCode
+from app.volunteering import stats
+from app.volunteering.stats_schemas import ServiceStats
+
+router = APIRouter(prefix="/v1", tags=["service statistics"])
+
+READERS = ("admin", "auditor", "org")
+PROBLEM = {"content": {"application/problem+json": {}}, "description": "problem (RFC 9457)"}
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
+    (401, 403, 404, 422, 429, 500, 503), PROBLEM
+)
+
+
+@router.get("/stats/service", response_model=ServiceStats, responses=ERRORS)
+async def service_stats(
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    book: Annotated[
+        BookCode | None, Query(description="the book (required of platform credentials)")
+    ] = None,
+    group_by: stats.GroupBy = "category",
+    period_from: Annotated[
+        date | None, Query(alias="from", description="first service day (inclusive)")
+    ] = None,
+    period_to: Annotated[
+        date | None, Query(alias="to", description="last service day (inclusive)")
+    ] = None,
+) -> Response:
+    """Certified service (approved records) by category, organisation, community or month,
+    with totals, and `ledger`: the same minutes recomputed from the journal (service credits
+    less their reversals), which must equal `totals.minutes`. Organisations see only the
+    service they certified."""
+    require_role(caller, READERS, "read service statistics")
+    scope_book = listed_book(caller, book)
+    if scope_book is None:
+        raise ValidationFailed(
+            "book is required",
+            errors=[
+                {
+                    "field": "query/book",
+                    "message": "a credential bound to no book must name the book",
+                    "code": "missing",
+                }
+            ],
+        )
+    organisation_id: str | None = None
+    if caller.role == "org":
+        if caller.organisation_id is None:
+            raise Forbidden("this organisation credential names no organisation")
+        organisation_id = caller.organisation_id
+    stats.check_period(period_from, period_to)
+    settings: Settings = request.app.state.settings
+    body = await stats.service_stats(
+        session,
+        stats.Scope(scope_book, organisation_id, period_from, period_to),
+        group_by,
+        settings.service_timezone,
+    )
+    document = ServiceStats.model_validate(body).model_dump(mode="json", by_alias=True)
+    return json_response(200, document)
