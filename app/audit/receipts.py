@@ -151,32 +151,35 @@ def sign_receipt(claims: Mapping[str, Any], key: SigningKey) -> str:
     return jws.serialize_compact(header, payload, private, algorithms=[ALG])
 
 
-def _strict_json(data: bytes) -> Any:
+def strict_json(data: bytes, error: type[Exception] = MalformedReceiptError) -> Any:
+    """UTF-8 JSON with no duplicate member and no NaN or infinity; else raises `error`."""
+
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out = dict(pairs)
         if len(out) != len(pairs):
-            raise MalformedReceiptError("duplicate member in JSON")
+            raise error("duplicate member in JSON")
         return out
 
     def no_constants(name: str) -> Any:
-        raise MalformedReceiptError(f"{name} is not JSON")
+        raise error(f"{name} is not JSON")
 
     try:
         return json.loads(
             data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants
         )
-    except MalformedReceiptError:
+    except error:
         raise
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise MalformedReceiptError("not UTF-8 JSON") from exc
+        raise error("not UTF-8 JSON") from exc
 
 
-def _b64url_decode(segment: str) -> bytes:
+def b64url_decode(segment: str, error: type[Exception] = MalformedReceiptError) -> bytes:
+    """A canonical unpadded base64url segment of a JWS; else raises `error`."""
     if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise MalformedReceiptError("bad base64url segment")
+        raise error("bad base64url segment")
     raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
-        raise MalformedReceiptError("non-canonical base64url segment")
+        raise error("non-canonical base64url segment")
     return raw
 
 
@@ -186,14 +189,14 @@ def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(token, str) or token.count(".") != 2:
         raise MalformedReceiptError("not a JWS compact serialisation")
     header_b64, payload_b64, signature_b64 = token.split(".")
-    header = _strict_json(_b64url_decode(header_b64))
+    header = strict_json(b64url_decode(header_b64))
     if not isinstance(header, dict) or set(header) != {"alg", "kid", "typ"}:
         raise MalformedReceiptError("the header must be exactly alg, kid and typ")
     if header["alg"] != ALG:
         raise WrongAlgorithmError(f"alg must be {ALG}, not {header['alg']!r}")
     if header["typ"] != RECEIPT_TYP or not isinstance(header["kid"], str):
         raise MalformedReceiptError(f"typ must be {RECEIPT_TYP} and kid a string")
-    _b64url_decode(signature_b64)
+    b64url_decode(signature_b64)
 
     keys = jwks.get("keys")
     if not isinstance(keys, list):
@@ -214,8 +217,8 @@ def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     except JoseError as exc:
         raise BadSignatureError("the receipt's signature does not verify") from exc
 
-    payload = _b64url_decode(payload_b64)
-    claims = _strict_json(payload)
+    payload = b64url_decode(payload_b64)
+    claims = strict_json(payload)
     if not isinstance(claims, dict):
         raise MalformedReceiptError("the payload must be a JSON object")
     _check_claims(claims)

@@ -13,16 +13,14 @@ stored encrypted like the rest of the personal data; logs name proofs and member
 from __future__ import annotations
 
 import base64
-import binascii
 import html
 import io
-import json
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -44,12 +42,14 @@ from app.audit.keys import (
     signing_window,
 )
 from app.audit.keystore import KeyRing
-from app.errors import Forbidden, ValidationFailed
+from app.audit.receipts import b64url_decode, strict_json
+from app.errors import Forbidden
 from app.identity.authorization import Caller
 from app.identity.errors import OrganisationNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
+from app.volunteering.figures import hours
 from app.volunteering.proof_errors import ServiceProofNotFound
 
 log = structlog.get_logger("timebank.volunteering")
@@ -115,31 +115,6 @@ class IssuedProof:
     token: str
     document: dict[str, Any]
     verify_url: str
-
-
-def hours(minutes: int) -> str:
-    """Minutes as hours with two decimals, rounded half up: 750 -> "12.50", 10 -> "0.17"."""
-    return str((Decimal(minutes) / 60).quantize(_CENT, rounding=ROUND_HALF_UP))
-
-
-def check_period(period_from: date | None, period_to: date | None) -> None:
-    """Refuse (422) a period that ends before it starts."""
-    if period_from is not None and period_to is not None and period_from > period_to:
-        raise ValidationFailed(
-            f"the period is empty: from {period_from} is after to {period_to}",
-            errors=[
-                {
-                    "field": "query/from",
-                    "message": "must not be after `to`",
-                    "code": "period_reversed",
-                },
-                {
-                    "field": "query/to",
-                    "message": "must not be before `from`",
-                    "code": "period_reversed",
-                },
-            ],
-        )
 
 
 async def _organisation(session: AsyncSession, organisation_id: str) -> Any:
@@ -372,7 +347,7 @@ async def read_proof(
     if row is None:
         raise ServiceProofNotFound(f"service proof {proof_id} does not exist")
     token = unseal_token(cipher, row.id, row.token)
-    document = _strict_json(_b64url_decode(token.split(".")[1]))
+    document = strict_json(b64url_decode(token.split(".")[1], ProofTokenError), ProofTokenError)
     try:
         verified = verify_proof_token(token, jwks)
         valid = verified.get("proof_id") == row.id and verified.get("number") == row.number
@@ -393,38 +368,6 @@ async def read_proof(
 # --- Verification (docs/service-proof.md §5) --------------------------------------------------
 
 
-def _b64url_decode(segment: str) -> bytes:
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise ProofTokenError("bad base64url segment")
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except binascii.Error as exc:
-        raise ProofTokenError("bad base64url segment") from exc
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
-        raise ProofTokenError("non-canonical base64url segment")
-    return raw
-
-
-def _strict_json(data: bytes) -> Any:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            raise ProofTokenError("duplicate member in JSON")
-        return out
-
-    def no_constants(name: str) -> Any:
-        raise ProofTokenError(f"{name} is not JSON")
-
-    try:
-        return json.loads(
-            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants
-        )
-    except ProofTokenError:
-        raise
-    except ValueError as exc:
-        raise ProofTokenError("not UTF-8 JSON") from exc
-
-
 def verify_proof_token(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     """The document of a proof verified with the JWKS key named by its kid; raises
     ProofTokenError (malformed, wrong alg or typ, unknown key, bad signature, key not valid
@@ -432,14 +375,14 @@ def verify_proof_token(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(token, str) or token.count(".") != 2:
         raise ProofTokenError("not a JWS compact serialisation")
     header_b64, payload_b64, signature_b64 = token.split(".")
-    header = _strict_json(_b64url_decode(header_b64))
+    header = strict_json(b64url_decode(header_b64, ProofTokenError), ProofTokenError)
     if not isinstance(header, dict) or set(header) != {"alg", "kid", "typ"}:
         raise ProofTokenError("the header must be exactly alg, kid and typ")
     if header["alg"] != ALG:
         raise ProofTokenError(f"alg must be {ALG}")
     if header["typ"] != PROOF_TYP or not isinstance(header["kid"], str):
         raise ProofTokenError(f"typ must be {PROOF_TYP} and kid a string")
-    _b64url_decode(signature_b64)
+    b64url_decode(signature_b64, ProofTokenError)
     keys = jwks.get("keys")
     matches = (
         [k for k in keys if isinstance(k, dict) and k.get("kid") == header["kid"]]
@@ -460,8 +403,8 @@ def verify_proof_token(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
         jws.deserialize_compact(token, OKPKey.import_key(public), algorithms=[ALG])
     except JoseError as exc:
         raise ProofTokenError("the signature does not verify") from exc
-    payload = _b64url_decode(payload_b64)
-    document = _strict_json(payload)
+    payload = b64url_decode(payload_b64, ProofTokenError)
+    document = strict_json(payload, ProofTokenError)
     if not isinstance(document, dict):
         raise ProofTokenError("the payload must be a JSON object")
     try:

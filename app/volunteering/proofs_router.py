@@ -24,6 +24,7 @@ from app.identity.members import get_member_row, member_view
 from app.identity.personal import PersonalDataCipher
 from app.kit.responses import json_response
 from app.volunteering import proofs
+from app.volunteering.figures import check_period
 from app.volunteering.proof_schemas import ServiceProofIssued, ServiceProofRead
 
 router = APIRouter(tags=["service proofs"])
@@ -85,7 +86,7 @@ async def issue_service_proof(
     if not await sees_member(session, caller, member):
         raise MemberNotFound(f"member {member_id} does not exist")
     issuer = await proofs.resolve_issuer(session, caller, member, organisation_id)
-    proofs.check_period(period_from, period_to)
+    check_period(period_from, period_to)
     view = member_view(member, _cipher(request), caller.role in SEES_PERSONAL_DATA)
     settings: Settings = request.app.state.settings
     issued = await proofs.issue_proof(

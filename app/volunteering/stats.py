@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound
 from app.identity.authorization import org_owner
+from app.volunteering.figures import hours
 
 GroupBy = Literal["category", "organisation", "community", "month"]
 KIND_SERVICE_CREDIT = "service_credit"
@@ -147,31 +147,6 @@ LEDGER_IN_ORGANISATION = """
             WHERE l.book_code = :book AND l.amount < 0
               AND l.account_id IN (
                   SELECT id FROM accounts WHERE book_code = :book AND owner = :org_owner))"""
-
-
-def hours(minutes: int) -> str:
-    """Minutes as hours with two decimals (half up), e.g. 750 -> "12.50"."""
-    return str((Decimal(minutes) / 60).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
-def check_period(day_from: date | None, day_to: date | None) -> None:
-    """Refuse (422) a period that ends before it starts."""
-    if day_from is not None and day_to is not None and day_from > day_to:
-        raise ValidationFailed(
-            f"the period is empty: from {day_from} is after to {day_to}",
-            errors=[
-                {
-                    "field": "query/from",
-                    "message": "must not be after `to`",
-                    "code": "period_reversed",
-                },
-                {
-                    "field": "query/to",
-                    "message": "must not be before `from`",
-                    "code": "period_reversed",
-                },
-            ],
-        )
 
 
 def _figures(row: Any) -> dict[str, Any]:

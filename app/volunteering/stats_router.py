@@ -21,6 +21,7 @@ from app.identity.dependencies import CallerDep
 from app.kit.responses import json_response
 from app.ledger.schemas import BookCode
 from app.volunteering import stats
+from app.volunteering.figures import check_period
 from app.volunteering.stats_schemas import ServiceStats
 
 router = APIRouter(prefix="/v1", tags=["service statistics"])
@@ -70,7 +71,7 @@ async def service_stats(
         if caller.organisation_id is None:
             raise Forbidden("this organisation credential names no organisation")
         organisation_id = caller.organisation_id
-    stats.check_period(period_from, period_to)
+    check_period(period_from, period_to)
     settings: Settings = request.app.state.settings
     body = await stats.service_stats(
         session,

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from app.audit.keys import PublishedKey, SigningKey
 from app.audit.keys import jwks as make_jwks
 from app.kit.canonical_json import canonical_bytes
-from app.volunteering import proofs
+from app.volunteering import figures, proofs
 from tests.conftest import Api
 from tests.identity.world import World
 
@@ -451,7 +451,7 @@ async def test_an_erased_member_still_gets_a_proof_without_a_name(region: Region
 
 
 def test_hours_round_half_up() -> None:
-    assert [proofs.hours(m) for m in (0, 1, 10, 30, 750, 755)] == [
+    assert [figures.hours(m) for m in (0, 1, 10, 30, 750, 755)] == [
         "0.00",
         "0.02",
         "0.17",
