@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +72,18 @@ class Settings(BaseSettings):
     checkin_code_ttl_s: int = Field(default=120, ge=10, le=3600)
     # The address printed under a service proof's QR code (where anyone checks a proof).
     public_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("service_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Refused at start-up, not at the first check-out.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Asia/Shanghai)"
+            ) from None
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -370,3 +370,13 @@ async def test_an_open_checkin_can_be_rejected_or_withdrawn(district: District) 
         "POST", f"/v1/service-records/{second['id']}/checkout", "mini", body={"code": code}, **mine
     )
     assert late.status_code == 409 and problem_type(late) == "record-not-pending"
+
+
+def test_an_unknown_service_time_zone_is_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        Settings(service_timezone="Mars/Olympus_Mons")
+    assert Settings(service_timezone="Asia/Urumqi").service_timezone == "Asia/Urumqi"
