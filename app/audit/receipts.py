@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import rfc8785
@@ -151,41 +152,43 @@ def sign_receipt(claims: Mapping[str, Any], key: SigningKey) -> str:
     return jws.serialize_compact(header, payload, private, algorithms=[ALG])
 
 
-def strict_json(data: bytes, error: type[Exception] = MalformedReceiptError) -> Any:
-    """UTF-8 JSON with no duplicate member and no NaN or infinity; else raises `error`."""
+def strict_json(data: bytes) -> Any:
+    """UTF-8 JSON with no duplicate member and no NaN or infinity."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out = dict(pairs)
         if len(out) != len(pairs):
-            raise error("duplicate member in JSON")
+            raise MalformedReceiptError("duplicate member in JSON")
         return out
 
     def no_constants(name: str) -> Any:
-        raise error(f"{name} is not JSON")
+        raise MalformedReceiptError(f"{name} is not JSON")
 
     try:
         return json.loads(
             data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants
         )
-    except error:
+    except MalformedReceiptError:
         raise
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise error("not UTF-8 JSON") from exc
+        raise MalformedReceiptError("not UTF-8 JSON") from exc
 
 
-def b64url_decode(segment: str, error: type[Exception] = MalformedReceiptError) -> bytes:
-    """A canonical unpadded base64url segment of a JWS; else raises `error`."""
+def b64url_decode(segment: str) -> bytes:
+    """A canonical unpadded base64url segment of a JWS."""
     if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise error("bad base64url segment")
+        raise MalformedReceiptError("bad base64url segment")
     raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
-        raise error("non-canonical base64url segment")
+        raise MalformedReceiptError("non-canonical base64url segment")
     return raw
 
 
-def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
-    """The claims of a receipt verified with the JWKS key named by its kid; raises a
-    ReceiptError subclass (malformed, wrong alg, unknown key, bad signature, key not valid)."""
+def verified_jws(
+    token: str, jwks: Mapping[str, Any], typ: str
+) -> tuple[bytes, datetime | None, datetime | None]:
+    """The payload of an Ed25519 JWS of type `typ` whose signature verifies with the JWKS key
+    named by its kid, and that key's signing window; raises a ReceiptError subclass."""
     if not isinstance(token, str) or token.count(".") != 2:
         raise MalformedReceiptError("not a JWS compact serialisation")
     header_b64, payload_b64, signature_b64 = token.split(".")
@@ -194,8 +197,8 @@ def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
         raise MalformedReceiptError("the header must be exactly alg, kid and typ")
     if header["alg"] != ALG:
         raise WrongAlgorithmError(f"alg must be {ALG}, not {header['alg']!r}")
-    if header["typ"] != RECEIPT_TYP or not isinstance(header["kid"], str):
-        raise MalformedReceiptError(f"typ must be {RECEIPT_TYP} and kid a string")
+    if header["typ"] != typ or not isinstance(header["kid"], str):
+        raise MalformedReceiptError(f"typ must be {typ} and kid a string")
     b64url_decode(signature_b64)
 
     keys = jwks.get("keys")
@@ -215,24 +218,44 @@ def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     try:
         jws.deserialize_compact(token, OKPKey.import_key(public), algorithms=[ALG])
     except JoseError as exc:
-        raise BadSignatureError("the receipt's signature does not verify") from exc
+        raise BadSignatureError("the signature does not verify") from exc
+    return b64url_decode(payload_b64), start, end
 
-    payload = b64url_decode(payload_b64)
-    claims = strict_json(payload)
-    if not isinstance(claims, dict):
+
+def json_object(payload: bytes) -> dict[str, Any]:
+    """A payload that is a strict JSON object; raises MalformedReceiptError."""
+    document = strict_json(payload)
+    if not isinstance(document, dict):
         raise MalformedReceiptError("the payload must be a JSON object")
-    _check_claims(claims)
+    return document
+
+
+def require_canonical(document: Mapping[str, Any], payload: bytes) -> None:
+    """Refuse a payload that is not the RFC 8785 form of its own object."""
     try:
-        canonical = bytes(rfc8785.dumps(claims))
+        canonical = bytes(rfc8785.dumps(document))
     except rfc8785.CanonicalizationError as exc:
         raise MalformedReceiptError("the payload cannot be canonicalised") from exc
     if canonical != payload:
         raise MalformedReceiptError("the payload is not in RFC 8785 canonical form")
-    iat = claims["iat"]
+
+
+def require_key_valid(iat: int, start: datetime | None, end: datetime | None) -> None:
+    """Refuse a token signed (`iat`) outside its key's validity period."""
     if (start is not None and iat < start.timestamp()) or (
         end is not None and iat >= end.timestamp()
     ):
         raise KeyNotValidError("iat is outside the signing key's validity period")
+
+
+def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims of a receipt verified with the JWKS key named by its kid; raises a
+    ReceiptError subclass (malformed, wrong alg, unknown key, bad signature, key not valid)."""
+    payload, start, end = verified_jws(token, jwks, RECEIPT_TYP)
+    claims = json_object(payload)
+    _check_claims(claims)
+    require_canonical(claims, payload)
+    require_key_valid(claims["iat"], start, end)
     return claims
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,25 +23,26 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import rfc8785
 import segno
 import structlog
 from joserfc import jws
-from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.keys import (
     SigningKey,
-    SigningKeyError,
     format_time,
-    jwk_thumbprint,
-    public_key_from_jwk,
-    signing_window,
 )
 from app.audit.keystore import KeyRing
-from app.audit.receipts import b64url_decode, strict_json
+from app.audit.receipts import (
+    ReceiptError,
+    b64url_decode,
+    json_object,
+    require_canonical,
+    require_key_valid,
+    verified_jws,
+)
 from app.errors import Forbidden
 from app.identity.authorization import Caller
 from app.identity.errors import OrganisationNotFound
@@ -63,7 +63,6 @@ VERIFY_PATH = "/v1/service-proofs/"
 # Who may issue a proof (kiosks may not: they never read members).
 ISSUING_ROLES = ("admin", "auditor", "org", "miniprogram")
 EVIDENCE_ZH = {"checkin": "信用时", "manual": "荣誉时"}
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_SAFE = 2**53 - 1
 _CENT = Decimal("0.01")
 
@@ -347,7 +346,7 @@ async def read_proof(
     if row is None:
         raise ServiceProofNotFound(f"service proof {proof_id} does not exist")
     token = unseal_token(cipher, row.id, row.token)
-    document = strict_json(b64url_decode(token.split(".")[1], ProofTokenError), ProofTokenError)
+    document = json_object(b64url_decode(token.split(".")[1]))
     try:
         verified = verify_proof_token(token, jwks)
         valid = verified.get("proof_id") == row.id and verified.get("number") == row.number
@@ -371,59 +370,21 @@ async def read_proof(
 def verify_proof_token(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     """The document of a proof verified with the JWKS key named by its kid; raises
     ProofTokenError (malformed, wrong alg or typ, unknown key, bad signature, key not valid
-    at iat, payload not canonical)."""
-    if not isinstance(token, str) or token.count(".") != 2:
-        raise ProofTokenError("not a JWS compact serialisation")
-    header_b64, payload_b64, signature_b64 = token.split(".")
-    header = strict_json(b64url_decode(header_b64, ProofTokenError), ProofTokenError)
-    if not isinstance(header, dict) or set(header) != {"alg", "kid", "typ"}:
-        raise ProofTokenError("the header must be exactly alg, kid and typ")
-    if header["alg"] != ALG:
-        raise ProofTokenError(f"alg must be {ALG}")
-    if header["typ"] != PROOF_TYP or not isinstance(header["kid"], str):
-        raise ProofTokenError(f"typ must be {PROOF_TYP} and kid a string")
-    b64url_decode(signature_b64, ProofTokenError)
-    keys = jwks.get("keys")
-    matches = (
-        [k for k in keys if isinstance(k, dict) and k.get("kid") == header["kid"]]
-        if isinstance(keys, list)
-        else []
-    )
-    if len(matches) != 1:
-        raise ProofTokenError("no single key of the JWKS has the token's kid")
-    jwk = matches[0]
+    at iat, payload not canonical). The JWS checks are the receipts' (same keys, own typ)."""
     try:
-        public = public_key_from_jwk(jwk)
-        if jwk_thumbprint(jwk) != header["kid"]:
-            raise ProofTokenError("the JWK's kid is not its thumbprint")
-        start, end = signing_window(jwk)
-    except SigningKeyError as exc:
-        raise ProofTokenError(f"unusable key: {exc}") from exc
-    try:
-        jws.deserialize_compact(token, OKPKey.import_key(public), algorithms=[ALG])
-    except JoseError as exc:
-        raise ProofTokenError("the signature does not verify") from exc
-    payload = b64url_decode(payload_b64, ProofTokenError)
-    document = strict_json(payload, ProofTokenError)
-    if not isinstance(document, dict):
-        raise ProofTokenError("the payload must be a JSON object")
-    try:
-        canonical = bytes(rfc8785.dumps(document))
-    except rfc8785.CanonicalizationError as exc:
-        raise ProofTokenError("the payload cannot be canonicalised") from exc
-    if canonical != payload:
-        raise ProofTokenError("the payload is not in RFC 8785 canonical form")
-    if document.get("typ") != DOCUMENT_TYP or document.get("version") != VERSION:
-        raise ProofTokenError(f"the payload is not a {DOCUMENT_TYP} version {VERSION}")
-    iat = document.get("iat")
-    if not isinstance(iat, int) or isinstance(iat, bool) or not 0 <= iat <= _MAX_SAFE:
-        raise ProofTokenError("iat must be a non-negative integer")
-    if document.get("issued_at") != format_time(datetime.fromtimestamp(iat, UTC)):
-        raise ProofTokenError("issued_at is not iat")
-    if (start is not None and iat < start.timestamp()) or (
-        end is not None and iat >= end.timestamp()
-    ):
-        raise ProofTokenError("iat is outside the signing key's validity period")
+        payload, start, end = verified_jws(token, jwks, PROOF_TYP)
+        document = json_object(payload)
+        require_canonical(document, payload)
+        if document.get("typ") != DOCUMENT_TYP or document.get("version") != VERSION:
+            raise ProofTokenError(f"the payload is not a {DOCUMENT_TYP} version {VERSION}")
+        iat = document.get("iat")
+        if not isinstance(iat, int) or isinstance(iat, bool) or not 0 <= iat <= _MAX_SAFE:
+            raise ProofTokenError("iat must be a non-negative integer")
+        if document.get("issued_at") != format_time(datetime.fromtimestamp(iat, UTC)):
+            raise ProofTokenError("issued_at is not iat")
+        require_key_valid(iat, start, end)
+    except ReceiptError as exc:
+        raise ProofTokenError(str(exc)) from exc
     return document
 
 
