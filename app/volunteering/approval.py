@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -127,7 +128,7 @@ async def approve_many(
     sequencer: Sequencer,
     record_ids: list[uuid.UUID],
     caller: Caller,
-    visible: Any,
+    visible: Callable[[AsyncSession, uuid.UUID], Awaitable[None]],
 ) -> list[dict[str, Any]]:
     """Approve each record on its own (one refusal does not stop the others); `visible` is the
     caller's reach check for a record. One result per distinct id, in the order asked."""

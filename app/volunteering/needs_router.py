@@ -11,7 +11,14 @@ from starlette.responses import Response
 from app.dependencies import SessionDep
 from app.errors import Forbidden
 from app.identity.actions import ActionResult, run_action
-from app.identity.authorization import ALL_ROLES, Caller, listed_book, reaches_book, require_role
+from app.identity.authorization import (
+    ALL_ROLES,
+    Caller,
+    listed_book,
+    reaches_book,
+    require_book,
+    require_role,
+)
 from app.identity.dependencies import CallerDep, Posting
 from app.kit.pagination import keyset_page
 from app.kit.responses import replayable_response
@@ -43,8 +50,7 @@ async def create_need(data: schemas.NeedCreate, ctx: Posting) -> Response:
     """Register a resident need (a community or social-work station; no personal data)."""
     caller = ctx.caller
     require_role(caller, REGISTRARS, "register needs")
-    if not reaches_book(caller, data.book):
-        raise errors.NeedNotFound(f"book {data.book!r} does not exist")
+    require_book(caller, data.book, f"book {data.book!r}")
     organisation_id = access.acting_organisation(caller, data.organisation_id, "registers needs")
 
     async def action(session: Any) -> ActionResult:

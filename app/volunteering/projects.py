@@ -36,14 +36,17 @@ async def get_project(session: AsyncSession, project_id: uuid.UUID) -> dict[str,
     return row._asdict()
 
 
-async def lock_project(session: AsyncSession, project_id: uuid.UUID) -> dict[str, Any]:
-    """The project row, locked for this transaction (its check-in key included)."""
+async def project_row(
+    session: AsyncSession, project_id: uuid.UUID, lock: bool = True
+) -> dict[str, Any]:
+    """The project row as the rules read it (its check-in key included), locked for this
+    transaction unless `lock` is false."""
     row = (
         await session.execute(
             text(
                 "SELECT id, book_code AS book, organisation_id, starts_at, ends_at, status, "
                 "credit_policy, fixed_minutes, cap_minutes_per_day, checkin_key, category "
-                "FROM projects WHERE id = :id FOR UPDATE"
+                "FROM projects WHERE id = :id" + (" FOR UPDATE" if lock else "")
             ),
             {"id": project_id},
         )
@@ -164,7 +167,7 @@ async def sign_up(
     """Sign a member up (idempotent); the bool says whether a place was taken just now."""
     # Sign-ups of a project queue on its row: each sees the count and the sign-ups the
     # previous one left (the same member twice at once takes one place).
-    project = await lock_project(session, project_id)
+    project = await project_row(session, project_id)
     if project["status"] != "published" or now >= project["ends_at"]:
         raise errors.ProjectNotOpen(f"project {project_id} takes no sign-ups now")
     existing = await _signup(session, project_id, member_id)
@@ -196,7 +199,7 @@ async def cancel_signup(
     session: AsyncSession, project_id: uuid.UUID, member_id: uuid.UUID
 ) -> dict[str, Any]:
     """Give a place back (idempotent)."""
-    await lock_project(session, project_id)
+    await project_row(session, project_id)
     existing = await _signup(session, project_id, member_id)
     if existing is None:
         raise errors.NotSignedUp(f"member {member_id} has not signed up for {project_id}")

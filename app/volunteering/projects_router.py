@@ -11,7 +11,14 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.dependencies import SessionDep
 from app.identity.actions import ActionResult, run_action
-from app.identity.authorization import ALL_ROLES, Caller, listed_book, reaches_book, require_role
+from app.identity.authorization import (
+    ALL_ROLES,
+    Caller,
+    listed_book,
+    reaches_book,
+    require_book,
+    require_role,
+)
 from app.identity.dependencies import CallerDep, Posting
 from app.kit.pagination import keyset_page
 from app.kit.responses import json_response, replayable_response
@@ -40,8 +47,7 @@ async def create_project(data: schemas.ProjectCreate, ctx: Posting) -> Response:
     """Publish a service project (an organisation, or an admin naming one)."""
     caller = ctx.caller
     require_role(caller, PUBLISHERS, "publish projects")
-    if not reaches_book(caller, data.book):
-        raise errors.ProjectNotFound(f"book {data.book!r} does not exist")
+    require_book(caller, data.book, f"book {data.book!r}")
     organisation_id = access.acting_organisation(caller, data.organisation_id, "publishes")
 
     async def action(session: Any) -> ActionResult:
@@ -130,12 +136,14 @@ async def checkin_code(
     """A fresh check-in code for the organisation's screen at the site; ask again before it
     expires (it rotates). `format=svg`: the code as a QR code."""
     require_role(caller, PUBLISHERS, "show check-in codes")
-    await _visible(session, caller, project_id)
-    project = await projects.lock_project(session, project_id)
+    project = await _visible(session, caller, project_id)
     access.require_owner(caller, project["organisation_id"], "show its check-in code")
+    # The key never changes: read without locking (a lock would queue the screen behind
+    # sign-ups).
+    key = bytes((await projects.project_row(session, project_id, lock=False))["checkin_key"])
     rules = rules_of(request.app.state.settings)
     code, expires = checkin_codes.make_code(
-        project_id, bytes(project["checkin_key"]), request.app.state.clock(), rules.code_ttl_s
+        project_id, key, request.app.state.clock(), rules.code_ttl_s
     )
     if format == "svg":
         out = io.BytesIO()

@@ -227,7 +227,7 @@ async def check_in(
     actor: dict[str, str],
 ) -> tuple[dict[str, Any], bool]:
     """Open a record for a member at the site (idempotent while it is open)."""
-    project = await projects.lock_project(session, project_id)
+    project = await projects.project_row(session, project_id)
     checkin_codes.check_code(code, project_id, bytes(project["checkin_key"]), now, rules.code_ttl_s)
     if project["status"] != "published":
         raise errors.ProjectNotOpen("the project is closed")
@@ -284,7 +284,7 @@ async def check_out(
     actor: dict[str, str],
 ) -> dict[str, Any]:
     """Close an open record at the site: credit the time inside the window, by the rules."""
-    project = await projects.lock_project(session, record["project_id"])
+    project = await projects.project_row(session, record["project_id"])
     record = await get_record(session, record["id"], lock=True)
     if record["status"] != "open":
         if record["evidence"] == "checkin" and record["ended_at"] is not None:
@@ -327,7 +327,7 @@ async def enter_manual(
     source: str = "api",
 ) -> tuple[dict[str, Any], bool]:
     """Record service the organisation attests by hand (荣誉时); idempotent on `external_id`."""
-    project = await projects.lock_project(session, data.project_id)
+    project = await projects.project_row(session, data.project_id)
     if data.external_id is not None:
         existing = (
             await session.execute(
@@ -395,14 +395,20 @@ async def enter_manual(
 
 
 async def reject(
-    session: AsyncSession, record_id: uuid.UUID, reason: str, actor: dict[str, str], event: str
+    session: AsyncSession,
+    record_id: uuid.UUID,
+    reason: str,
+    actor: dict[str, str],
+    event: str,
+    statuses: tuple[str, ...] = ("open", "pending"),
 ) -> dict[str, Any]:
-    """Refuse an open or pending record, with the reason (kept in its history)."""
+    """Refuse a record in one of `statuses` (open or pending), with the reason (kept in its
+    history)."""
     record = await get_record(session, record_id, lock=True)
-    if record["status"] not in ("open", "pending"):
+    if record["status"] not in statuses:
         raise errors.RecordNotPending(
-            f"record {record_id} is {record['status']}; an approved record is corrected by "
-            "reversal and a new record"
+            f"record {record_id} is {record['status']}, not {' or '.join(statuses)}; an "
+            "approved record is corrected by reversal and a new record"
         )
     await session.execute(
         text(

@@ -216,11 +216,9 @@ async def cancel_checkin(record_id: UUID, caller: CallerDep, session: SessionDep
     """The member withdraws an open check-in (nothing is credited)."""
     require_role(caller, ("miniprogram",), "withdraw check-ins")
     await access.visible_record(session, caller, record_id)
-    record = await records.get_record(session, record_id)
-    if record["status"] != "open":
-        raise errors.RecordNotPending(f"record {record_id} is {record['status']}, not open")
+    # Checked under the record's lock: a check-out racing the withdrawal wins or loses whole.
     return await records.reject(
-        session, record_id, "withdrawn by the member", caller.actor(), "withdrawn"
+        session, record_id, "withdrawn by the member", caller.actor(), "withdrawn", ("open",)
     )
 
 
