@@ -17,6 +17,8 @@ KIND_HOLD = "hold"
 KIND_HOLD_POST = "hold.post"
 KIND_HOLD_VOID = "hold.void"
 KIND_REVERSAL = "reversal"
+# An ordinary kind that only approving a service record posts (docs/volunteering.md §6).
+KIND_SERVICE_CREDIT = "service_credit"
 NOTICE_PREFIX = "notice."
 # The meta member in which the ledger records who asked for an entry; callers cannot set it.
 ACTOR_KEY = "actor"

@@ -18,12 +18,12 @@ from app.kit.schemas import (
     PositiveAmount,
     SignedAmount,
 )
-from app.ledger.journal import ACTOR_KEY
+from app.ledger.journal import ACTOR_KEY, KIND_SERVICE_CREDIT
 
 RESERVED_KINDS = ("hold", "reversal", "notice")
 # Kinds only the service itself posts: certified hours are credited by approving a service
 # record, so that statistics of service reconcile with the ledger.
-SERVICE_KINDS = ("service_credit",)
+SERVICE_KINDS = (KIND_SERVICE_CREDIT,)
 
 
 def _user_kind(value: str) -> str:

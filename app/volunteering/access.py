@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Forbidden, ValidationFailed
 from app.identity import members
-from app.identity.authorization import Caller, reaches_book, require_book, sees_member
+from app.identity.authorization import Caller, reaches_book, sees_member
 from app.identity.errors import MemberNotFound
 from app.volunteering import errors
 from app.volunteering.records import get_record
@@ -89,8 +89,3 @@ async def visible_record(
     if not sees_record(caller, record):
         raise errors.ServiceRecordNotFound(f"service record {record_id} does not exist")
     return record
-
-
-def require_book_of(caller: Caller, thing: dict[str, Any], what: str) -> None:
-    """A need or project of another book is answered as missing."""
-    require_book(caller, thing["book"], what)

@@ -21,12 +21,12 @@ from app.errors import TimebankError
 from app.identity.authorization import Caller, member_owner, org_owner
 from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.ledger import service as ledger
+from app.ledger.journal import KIND_SERVICE_CREDIT
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
 from app.volunteering import errors
 from app.volunteering.records import add_event, get_record
 
-KIND_SERVICE_CREDIT = "service_credit"
 # At most this many approvals of one bulk request wait on the ledger at once.
 BULK_CONCURRENCY = 8
 

@@ -22,11 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound
 from app.identity.authorization import org_owner
+from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CREDIT
 from app.volunteering.figures import hours
 
 GroupBy = Literal["category", "organisation", "community", "month"]
-KIND_SERVICE_CREDIT = "service_credit"
-KIND_REVERSAL = "reversal"
 NO_COMMUNITY = "未指定"
 
 
