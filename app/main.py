@@ -27,6 +27,11 @@ from app.errors import (
     TimebankError,
     ValidationFailed,
 )
+from app.exchange.assets_router import router as exchange_assets_router
+from app.exchange.exchanges_router import router as exchanges_router
+from app.exchange.gifts_router import router as gifts_router
+from app.exchange.recognition_router import router as recognition_router
+from app.exchange.rules_router import router as exchange_rules_router
 from app.identity.actions import purge_action_outcomes
 from app.identity.authentication import Authenticator
 from app.identity.credentials_router import router as credentials_router
@@ -208,4 +213,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(records_router)
     app.include_router(proofs_router)
     app.include_router(stats_router)
+    app.include_router(exchange_assets_router)
+    app.include_router(exchange_rules_router)
+    app.include_router(exchanges_router)
+    app.include_router(recognition_router)
+    app.include_router(gifts_router)
     return app

@@ -41,6 +41,8 @@ class ActionResult:
     notice: Notice | None = None
     # Never stored: shown once to the caller (a new token).
     secret_fields: dict[str, Any] = field(default_factory=dict)
+    # Further notices, for an action that concerns several books (each gets its own entry).
+    more_notices: list[Notice] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -105,7 +107,11 @@ async def run_action(
         stored = await _claim(session, idem)
         if stored is None:
             result = await action(session)
-            document = {"body": result.body, "notice": _notice_json(result.notice)}
+            document: dict[str, Any] = {
+                "body": result.body,
+                "notice": _notice_json(result.notice),
+                "more_notices": [_notice_json(n) for n in result.more_notices],
+            }
             await session.execute(
                 text(
                     "UPDATE action_outcomes SET status_code = :s, response = CAST(:r AS jsonb) "
@@ -120,19 +126,20 @@ async def run_action(
             )
     if stored is None:
         answer = ActionAnswer(result.status_code, {**result.body, **result.secret_fields}, False)
-        notice = document["notice"]
+        stored = document
     else:
         answer = ActionAnswer(stored["status_code"], stored["body"], True)
-        notice = stored["notice"]
-    if notice is not None:
-        await _append_notice(sequencer, idem, notice)
+    if stored["notice"] is not None:
+        await _append_notice(sequencer, idem, stored["notice"])
+    for index, notice in enumerate(stored.get("more_notices", []), start=1):
+        await _append_notice(sequencer, idem, notice, f"#{index}")
     return answer
 
 
 async def _append_notice(
-    sequencer: Sequencer, idem: IdempotencyRef, notice: dict[str, Any]
+    sequencer: Sequencer, idem: IdempotencyRef, notice: dict[str, Any], suffix: str = ""
 ) -> None:
-    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"notice:{idem.credential_id}:{idem.key}", "")
+    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"notice:{idem.credential_id}:{idem.key}{suffix}", "")
     outcome = await post_notice(
         sequencer, notice["book"], notice["what"], notice["facts"], ref, notice["actor"]
     )

@@ -6,6 +6,7 @@ and writes what comes out. A request that breaks a rule raises and leaves the st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -83,6 +84,10 @@ class Draft:
     void_reason: str = "voided"
     # Who asked (opaque ids), recorded in the entry's meta so the chain proves it.
     actor: dict[str, str] | None = None
+    # Storage caps (account id -> most it may hold): what a credit would carry beyond a cap
+    # goes to `overflow_to` (a book's public time pool) in the same entry, as a leg of its own.
+    storage_caps: dict[str, int] = field(default_factory=dict)
+    overflow_to: str | None = None
 
 
 @dataclass(slots=True)
@@ -134,6 +139,42 @@ def _hold_legs(hold: HoldState, amount: int) -> list[Leg]:
         Leg(hold.from_account_id, hold.asset, -amount),
         Leg(hold.to_account_id, hold.asset, amount),
     ]
+
+
+def _divert_overflow(
+    draft: Draft,
+    legs: list[Leg],
+    work: Callable[[str], AccountState],
+    meta: dict[str, Any],
+) -> list[Leg]:
+    """Cut each credit to a capped account at its cap; the rest goes to `overflow_to`."""
+    held = {account_id: work(account_id).balance.posted for account_id in draft.storage_caps}
+    kept: list[Leg] = []
+    overflow: list[dict[str, Any]] = []
+    for leg in legs:
+        cap = draft.storage_caps.get(leg.account_id)
+        if cap is None or leg.amount <= 0:
+            kept.append(leg)
+            continue
+        room = max(0, cap - held[leg.account_id])
+        credited = min(leg.amount, room)
+        held[leg.account_id] += credited
+        if credited:
+            kept.append(Leg(leg.account_id, leg.asset, credited))
+        if leg.amount > credited:
+            overflow.append(
+                {"account": leg.account_id, "amount": leg.amount - credited, "cap": cap}
+            )
+    if not overflow:
+        return legs
+    if draft.overflow_to is None:
+        raise errors.ValidationFailed("a storage cap needs an account to take the overflow")
+    pool = work(draft.overflow_to)
+    _require_open(pool)
+    for item in overflow:
+        kept.append(Leg(pool.id, pool.asset, item["amount"]))
+    meta["overflow"] = overflow
+    return kept
 
 
 def apply_draft(
@@ -199,6 +240,8 @@ def apply_draft(
         for leg in release:
             work(leg.account_id).balance.reserve(leg.amount, sign=-1)
 
+    if draft.storage_caps and draft.action == "post":
+        legs = _divert_overflow(draft, legs, work, meta)
     if draft.actor is not None:
         meta[ACTOR_KEY] = draft.actor
     unbalanced = unbalanced_assets(legs)

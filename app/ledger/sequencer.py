@@ -78,6 +78,14 @@ def problem_outcome(error: TimebankError) -> Outcome:
     return Outcome(error.status, compact_json(error.problem()))
 
 
+class _LinkedRefusal(Exception):
+    """Rolls back a linked posting when either entry is refused."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.status_code)
+        self.outcome = outcome
+
+
 class Sequencer:
     """Per book, one queue and one worker that appends batches of postings.
 
@@ -122,6 +130,91 @@ class Sequencer:
             self._workers[draft.book] = asyncio.create_task(self._run(draft.book, queue))
         queue.put_nowait(pending)
         return await asyncio.shield(pending.future)
+
+    async def submit_linked(self, drafts: list[Draft], idem: IdempotencyRef) -> list[Outcome]:
+        """Append one entry to each of two books in one database transaction: both or neither.
+
+        Each entry's meta gains `counterpart`: the other entry's book, seq and tx id. Idempotent
+        on `idem` (the entries' answers are kept under `<key>#0` and `<key>#1`).
+        """
+        if self._closed or self._pool is None:
+            raise ServiceUnavailable("the ledger is not running")
+        if len(drafts) != 2 or drafts[0].book == drafts[1].book:
+            raise ValueError("a linked posting is one entry in each of two books")
+        loop = asyncio.get_running_loop()
+        items = [
+            _Pending(
+                draft,
+                IdempotencyRef(idem.credential_id, f"{idem.key}#{index}", idem.request_hash),
+                201,
+                loop.create_future(),
+                str(uuid.uuid4()),
+            )
+            for index, draft in enumerate(drafts)
+        ]
+        async with self._pool.acquire() as conn:
+            try:
+                outcomes = await self._append_linked(conn, items)
+            except _LinkedRefusal as refusal:
+                outcomes = [refusal.outcome] * len(items)
+            except asyncpg.PostgresError as exc:
+                outcome = (await self._explain_failure(conn, drafts[0].book, items[0], exc))[1]
+                outcomes = [outcome] * len(items)
+        for outcome in outcomes:
+            metrics.POSTINGS.labels(result="ok" if outcome.status_code < 400 else "refused").inc()
+        return outcomes
+
+    async def _append_linked(
+        self, conn: asyncpg.Connection, items: list[_Pending]
+    ) -> list[Outcome]:
+        async with conn.transaction():
+            states: dict[str, store.BatchState] = {}
+            # Heads are locked in book order, so two linked postings cannot deadlock; a book's
+            # own batches lock only their head, so they merely wait.
+            for item in sorted(items, key=lambda i: i.draft.book):
+                draft, ref = item.draft, item.idem
+                assert ref is not None
+                states[draft.book] = await store.load_state(
+                    conn,
+                    draft.book,
+                    {account_id for account_id, _ in draft.legs}
+                    | ({draft.overflow_to} if draft.overflow_to else set()),
+                    (),
+                    [(ref.credential_id, ref.key)],
+                    (),
+                )
+            appenders: dict[str, _Appender] = {}
+            now = utc_now()
+            for book, state in states.items():
+                if state.head is None:
+                    raise _LinkedRefusal(
+                        problem_outcome(errors.BookNotFound(f"book {book!r} does not exist"))
+                    )
+                now = max(now, state.head[2] or now)
+            for book, state in states.items():
+                assert state.head is not None
+                seq, head_hash, _ = state.head
+                appenders[book] = _Appender(book, seq, head_hash, store.BatchRows(book, now))
+            for item, other in ((items[0], items[1]), (items[1], items[0])):
+                item.draft.meta["counterpart"] = {
+                    "book": other.draft.book,
+                    "seq": appenders[other.draft.book].seq + 1,
+                    "tx_id": other.tx_id,
+                }
+            outcomes = []
+            for item in items:
+                outcome = appenders[item.draft.book].apply(item, states[item.draft.book])
+                if outcome.status_code >= 400:
+                    raise _LinkedRefusal(outcome)
+                outcomes.append(outcome)
+            if all(outcome.replayed for outcome in outcomes):
+                return outcomes
+            for book in sorted(appenders):
+                appender = appenders[book]
+                await store.write_batch(
+                    conn, appender.rows, appender.changed.values(), (appender.seq, appender.hash)
+                )
+        return outcomes
 
     async def close(self) -> None:
         """Finish queued work, stop the workers and close the connections."""
@@ -220,7 +313,8 @@ class Sequencer:
             state = await store.load_state(
                 conn,
                 book,
-                {account_id for d in drafts for account_id, _ in d.legs},
+                {account_id for d in drafts for account_id, _ in d.legs}
+                | {d.overflow_to for d in drafts if d.overflow_to},
                 {d.hold_id for d in drafts if d.hold_id},
                 [(i.idem.credential_id, i.idem.key) for i in items if i.idem is not None],
                 [d.reverses for d in drafts if d.reverses],
