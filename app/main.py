@@ -30,6 +30,7 @@ from app.errors import (
 from app.exchange.assets_router import router as exchange_assets_router
 from app.exchange.exchanges_router import router as exchanges_router
 from app.exchange.gifts_router import router as gifts_router
+from app.exchange.pools_router import router as pools_router
 from app.exchange.recognition_router import router as recognition_router
 from app.exchange.rules_router import router as exchange_rules_router
 from app.identity.actions import purge_action_outcomes
@@ -218,4 +219,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exchanges_router)
     app.include_router(recognition_router)
     app.include_router(gifts_router)
+    app.include_router(pools_router)
     return app

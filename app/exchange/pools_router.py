@@ -1,0 +1,7 @@
+"""HTTP routes of exchange: pools and donations."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["exchange"])
