@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     service_daily_cap_minutes: int = Field(default=12 * 60, ge=1, le=24 * 60)
     # A check-in code shown at the site is valid for this many seconds after it is made.
     checkin_code_ttl_s: int = Field(default=120, ge=10, le=3600)
+    # An exchange quote can be executed at its terms for this many seconds.
+    exchange_quote_ttl_s: int = Field(default=60, ge=5, le=3600)
     # The address printed under a service proof's QR code (where anyone checks a proof).
     public_url: str = "http://127.0.0.1:8000"
 

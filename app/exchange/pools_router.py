@@ -1,7 +1,119 @@
-"""HTTP routes of exchange: pools and donations."""
+"""HTTP routes of pools and donations."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+from uuid import UUID
 
-router = APIRouter(prefix="/v1", tags=["exchange"])
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.exchange import errors, pools, schemas
+from app.identity.actions import ActionResult, run_action
+from app.identity.authorization import Caller, require_role
+from app.identity.dependencies import CallerDep, Posting
+from app.identity.errors import OrganisationNotFound
+from app.identity.organisations import get_organisation
+from app.kit.responses import replayable_response
+from app.ledger.router import POSTING_ERRORS
+from app.volunteering.access import require_owner
+
+router = APIRouter(prefix="/v1", tags=["pools and donations"])
+
+MANAGERS = ("admin", "org")
+READERS = ("admin", "auditor", "org")
+
+
+async def _reachable_organisation(session: Any, caller: Caller, organisation_id: UUID) -> None:
+    org = await get_organisation(session, organisation_id)
+    if caller.book is not None and org["book"] != caller.book:
+        raise OrganisationNotFound(f"organisation {organisation_id} does not exist")
+
+
+def _pool_json(pool: dict[str, Any]) -> dict[str, Any]:
+    return schemas.PoolRead.model_validate(pool).model_dump(mode="json")
+
+
+def _donation_json(donation: dict[str, Any]) -> dict[str, Any]:
+    return schemas.DonationRead.model_validate(donation).model_dump(mode="json")
+
+
+@router.post(
+    "/organisations/{organisation_id}/pools",
+    status_code=201,
+    response_model=schemas.PoolRead,
+    responses={**POSTING_ERRORS, 200: {"description": "the pool was open already"}},
+)
+async def open_pool(organisation_id: UUID, data: schemas.PoolOpen, ctx: Posting) -> Response:
+    """Open the organisation's pool for an asset: an account without overdraft that donations
+    fund and exchanges pay from (the organisation itself, or an admin)."""
+    caller = ctx.caller
+    require_role(caller, MANAGERS, "open pools")
+
+    async def action(session: Any) -> ActionResult:
+        await _reachable_organisation(session, caller, organisation_id)
+        require_owner(caller, organisation_id, "open its pools")
+        pool, created = await pools.open_pool(session, organisation_id, data.asset)
+        return ActionResult(201 if created else 200, _pool_json(pool))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get(
+    "/organisations/{organisation_id}/pools",
+    response_model=list[schemas.PoolRead],
+    responses=POSTING_ERRORS,
+)
+async def list_pools(organisation_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """The organisation's pools and their balances."""
+    require_role(caller, READERS, "read pools")
+    await _reachable_organisation(session, caller, organisation_id)
+    return [_pool_json(p) for p in await pools.list_pools(session, organisation_id)]
+
+
+@router.post(
+    "/organisations/{organisation_id}/donations",
+    status_code=201,
+    response_model=schemas.DonationRead,
+    responses=POSTING_ERRORS,
+)
+async def record_donation(
+    organisation_id: UUID, data: schemas.DonationCreate, ctx: Posting, request: Request
+) -> Response:
+    """Record a donation into the organisation's pool and post it (`donation`): the journal
+    names the donation's id; the donor's details stay here, encrypted."""
+    caller = ctx.caller
+    require_role(caller, MANAGERS, "record donations")
+    cipher = request.app.state.personal_data
+
+    async def action(session: Any) -> ActionResult:
+        await _reachable_organisation(session, caller, organisation_id)
+        require_owner(caller, organisation_id, "record donations to its pools")
+        donation = await pools.record_donation(
+            session, ctx.sessions, ctx.sequencer, cipher, organisation_id, data, caller, ctx.idem
+        )
+        return ActionResult(201, _donation_json(donation))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get(
+    "/donations/{donation_id}", response_model=schemas.DonationRead, responses=POSTING_ERRORS
+)
+async def get_donation(
+    donation_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """A donation; the donor is shown to admins and the receiving organisation only."""
+    require_role(caller, READERS, "read donations")
+    donation = await pools.get_donation(session, donation_id, None)
+    if caller.book is not None and donation["book"] != caller.book:
+        raise errors.DonationNotFound(f"donation {donation_id} does not exist")
+    sees_donor = caller.role == "admin" or (
+        caller.role == "org" and str(donation["organisation_id"]) == caller.organisation_id
+    )
+    if sees_donor:
+        donation = await pools.get_donation(session, donation_id, request.app.state.personal_data)
+    return _donation_json(donation)

@@ -1,7 +1,90 @@
-"""HTTP routes of exchange: rules."""
+"""HTTP routes of exchange rules: publish, retire, read."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+from uuid import UUID
 
-router = APIRouter(prefix="/v1", tags=["exchange"])
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.exchange import rules, schemas
+from app.identity.actions import ActionResult, run_action
+from app.identity.authorization import require_role
+from app.identity.dependencies import CallerDep, Posting
+from app.kit.responses import replayable_response
+from app.ledger.router import POSTING_ERRORS
+
+router = APIRouter(prefix="/v1", tags=["exchange rules"])
+
+READERS = ("admin", "auditor", "org", "miniprogram", "kiosk")
+
+
+def _rule_json(rule: dict[str, Any]) -> dict[str, Any]:
+    return schemas.RuleRead.model_validate(rule).model_dump(mode="json")
+
+
+def _result(status: int, rule: dict[str, Any], notices: list[Any]) -> ActionResult:
+    return ActionResult(status, _rule_json(rule), notices[0], more_notices=notices[1:])
+
+
+@router.post(
+    "/exchange-rules", status_code=201, response_model=schemas.RuleRead, responses=POSTING_ERRORS
+)
+async def publish_rule(data: schemas.RuleCreate, ctx: Posting, request: Request) -> Response:
+    """Publish an exchange rule (an admin of every book it applies in). A code already
+    published gets a new version and its previous version is retired. The rule's JCS form and
+    SHA-256 go into each book's chain as `notice.rule_published`."""
+    caller = ctx.caller
+    require_role(caller, ("admin",), "publish exchange rules")
+    now = request.app.state.clock()
+    zone = request.app.state.settings.service_timezone
+
+    async def action(session: Any) -> ActionResult:
+        rule, notices = await rules.publish_rule(session, caller, data, now, zone)
+        return _result(201, rule, notices)
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.post(
+    "/exchange-rules/{rule_id}/retire", response_model=schemas.RuleRead, responses=POSTING_ERRORS
+)
+async def retire_rule(
+    rule_id: UUID, data: schemas.RuleRetire, ctx: Posting, request: Request
+) -> Response:
+    """Retire a rule (`notice.rule_retired` in each of its books): quotes and exchanges under
+    it are refused from then on."""
+    caller = ctx.caller
+    require_role(caller, ("admin",), "retire exchange rules")
+    now = request.app.state.clock()
+
+    async def action(session: Any) -> ActionResult:
+        rule, notices = await rules.retire_rule(session, caller, rule_id, data.reason, now)
+        return _result(200, rule, notices)
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get("/exchange-rules", response_model=list[schemas.RuleRead], responses=POSTING_ERRORS)
+async def list_rules(
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    code: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = None,
+    in_force: bool | None = None,
+) -> Any:
+    """Rules of the books the caller reaches, every version, newest first per code."""
+    require_role(caller, READERS, "read exchange rules")
+    found = await rules.list_rules(session, caller, request.app.state.clock(), code, in_force)
+    return [_rule_json(rule) for rule in found]
+
+
+@router.get("/exchange-rules/{rule_id}", response_model=schemas.RuleRead, responses=POSTING_ERRORS)
+async def get_rule(rule_id: UUID, caller: CallerDep, session: SessionDep, request: Request) -> Any:
+    """One rule version, with the document its hash covers."""
+    require_role(caller, READERS, "read exchange rules")
+    return _rule_json(await rules.get_rule(session, caller, rule_id, request.app.state.clock()))

@@ -9,6 +9,7 @@ stored also makes sure the notice is in the chain.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,20 @@ class ActionAnswer:
 
 
 Action = Callable[[AsyncSession], Awaitable[ActionResult]]
+
+
+# Ids derived from an Idempotency-Key (uuid5 in this namespace): see `action_id`.
+_ACTION_IDS = uuid.UUID("8a0b6a52-3d0e-4b7e-9a43-2f6b1c0d9e71")
+
+
+def action_id(idem: IdempotencyRef, what: str) -> uuid.UUID:
+    """The id of the thing an action creates and posts for, derived from its Idempotency-Key.
+
+    An action that posts through the sequencer commits the posting before its own transaction;
+    if that transaction then rolls back, the retry must post under the same key (so the ledger
+    replays instead of posting twice): it does, because it derives the same id.
+    """
+    return uuid.uuid5(_ACTION_IDS, f"{what}:{idem.credential_id}:{idem.key}")
 
 
 async def _claim(session: AsyncSession, idem: IdempotencyRef) -> dict[str, Any] | None:
