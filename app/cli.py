@@ -211,6 +211,56 @@ def demo(
 
 
 @cli.command()
+def expire(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="the day (YYYY-MM-DD) to expire as of; default today (service zone)"
+        ),
+    ] = None,
+) -> None:
+    """Post `expiry` transactions for the units that lapsed on or before a day; running it
+    again posts nothing new. Prints a JSON summary."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from app.exchange.expiry import expire_lapsed
+    from app.kit.clock import utc_now
+    from app.runtime import Runtime
+
+    settings = get_settings()
+    zone = ZoneInfo(settings.service_timezone)
+    try:
+        day = utc_now().astimezone(zone).date() if as_of is None else date.fromisoformat(as_of)
+    except ValueError:
+        console.print(f"--as-of must be a date, YYYY-MM-DD (not {as_of!r})")
+        raise typer.Exit(2) from None
+    urls = _database(settings)
+
+    async def run() -> dict[str, Any]:
+        runtime = await Runtime.open(urls.app, settings)
+        try:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as progress:
+                task = progress.add_task(f"expiry as of {day.isoformat()}", total=None)
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                return await expire_lapsed(runtime.sessions, runtime.sequencer, day, zone, advance)
+        finally:
+            await runtime.close()
+
+    print(json.dumps(asyncio.run(run()), indent=2))
+
+
+@cli.command()
 def openapi(
     output: Annotated[Path, typer.Option(help="where to write")] = Path("openapi/openapi.json"),
 ) -> None:

@@ -6,11 +6,16 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from collections import Counter
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from app.identity.credentials import create_credential
 from app.main import create_app
 from tests.conftest import SETTINGS, ScratchDatabase
 
@@ -108,3 +113,78 @@ async def test_a_book_bound_grant_is_a_notice_in_that_book(
     assert independent.returncode == 0, independent.stderr
     unknown = await run(cli_env, "credentials", "create", "--role", "admin", "--book", "nope")
     assert unknown.returncode == 1 and "no book" in unknown.stderr
+
+
+async def test_expire_posts_what_lapsed_once(
+    cli_env: dict[str, str], database: ScratchDatabase
+) -> None:
+    app = create_app(SETTINGS.model_copy(update={"database_url": database.app_url}))
+    async with app.router.lifespan_context(app):
+        async with app.state.sessions() as session, session.begin():
+            _, token = await create_credential(session, "admin", name="tests")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        async with client:
+
+            async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+                r = await client.post(
+                    path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+                )
+                assert r.status_code in (200, 201), r.text
+                answer: dict[str, Any] = r.json()
+                return answer
+
+            await post("/v1/books", {"code": "pts", "name": "Points"})
+            await post(
+                "/v1/assets",
+                {
+                    "code": "GIFTPT",
+                    "name": "Gift points",
+                    "unit": "point",
+                    "expires_after_years": 0,
+                },
+            )
+            issuance = await post(
+                "/v1/books/pts/accounts",
+                {"asset": "GIFTPT", "owner": "system:issuance", "overdraft_limit": 10**9},
+            )
+            member = str(uuid.uuid4())
+            held = await post(
+                "/v1/books/pts/accounts", {"asset": "GIFTPT", "owner": f"member:{member}"}
+            )
+            earned = await post(
+                "/v1/books/pts/transactions",
+                {
+                    "legs": [
+                        {"account_id": issuance["id"], "amount": -70},
+                        {"account_id": held["id"], "amount": 70},
+                    ]
+                },
+            )
+    posted_at = datetime.fromisoformat(earned["entry"]["posted_at"].replace("Z", "+00:00"))
+    lapse = date(posted_at.astimezone(ZoneInfo("Asia/Shanghai")).year + 1, 1, 1)
+
+    early = await run(cli_env, "expire")  # today: nothing earned this year has lapsed
+    assert early.returncode == 0, early.stderr
+    assert json.loads(early.stdout)["entries_posted"] == 0
+    first = await run(cli_env, "expire", "--as-of", lapse.isoformat())
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "as_of": lapse.isoformat(),
+        "accounts_examined": 1,
+        "entries_posted": 1,
+        "units_expired_by_asset": {"GIFTPT": 70},
+        "entries_reversed": 0,
+        "accounts_unsettled": 0,
+    }
+    again = await run(cli_env, "expire", "--as-of", lapse.isoformat())
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["entries_posted"] == 0
+    assert json.loads(again.stdout)["units_expired_by_asset"] == {"GIFTPT": 0}
+    verify = await run(cli_env, "verify", "--book", "pts")
+    assert verify.returncode == 0, verify.stderr
+    bad = await run(cli_env, "expire", "--as-of", "next year")
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr

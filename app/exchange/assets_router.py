@@ -2,6 +2,87 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.errors import Forbidden
+from app.exchange import assets
+from app.exchange import assets_schemas as schemas
+from app.identity.actions import ActionResult, run_action
+from app.identity.authorization import (
+    ALL_ROLES,
+    reaches_book,
+    require_platform,
+    require_role,
+)
+from app.identity.dependencies import CallerDep, Posting
+from app.identity.errors import OrganisationNotFound
+from app.kit.responses import replayable_response
+from app.ledger.router import POSTING_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
+
+DEFINERS = ("admin",)
+
+
+@router.post("/assets", status_code=201, response_model=schemas.AssetRead, responses=POSTING_ERRORS)
+async def define_asset(data: schemas.AssetCreate, ctx: Posting) -> Response:
+    """Define an asset (admins). Without an issuer, platform admins only; with an issuing
+    organisation, an admin reaching its book, whose journal records `notice.asset_defined`."""
+    caller = ctx.caller
+    require_role(caller, DEFINERS, "define assets")
+    if data.issuer_organisation_id is None:
+        require_platform(caller, "define an asset without an issuing organisation")
+
+    async def action(session: AsyncSession) -> ActionResult:
+        if data.issuer_organisation_id is not None:
+            book = await assets.issuer_book(session, data.issuer_organisation_id)
+            if not reaches_book(caller, book):
+                raise OrganisationNotFound(
+                    f"organisation {data.issuer_organisation_id} does not exist"
+                )
+        return await assets.define_asset(session, data, caller.actor())
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get("/assets", response_model=schemas.AssetList, responses=POSTING_ERRORS)
+async def list_assets(caller: CallerDep, session: SessionDep) -> Any:
+    """Every asset, by code (any role)."""
+    require_role(caller, ALL_ROLES, "read assets")
+    return {"items": await assets.list_assets(session)}
+
+
+@router.get("/assets/{code}", response_model=schemas.AssetRead, responses=POSTING_ERRORS)
+async def get_asset(code: str, caller: CallerDep, session: SessionDep) -> Any:
+    """One asset (any role)."""
+    require_role(caller, ALL_ROLES, "read assets")
+    return await assets.get_asset(session, code)
+
+
+@router.patch("/assets/{code}", response_model=schemas.AssetRead, responses=POSTING_ERRORS)
+async def change_asset(code: str, data: schemas.AssetUpdate, ctx: Posting) -> Response:
+    """Change an asset's validity period (admins: platform admins for an asset without an
+    issuer, else an admin reaching the issuer's book, whose journal records
+    `notice.asset_changed`). Lapse dates always follow the current value."""
+    caller = ctx.caller
+    require_role(caller, DEFINERS, "change assets")
+
+    async def action(session: AsyncSession) -> ActionResult:
+        asset = await assets.get_asset(session, code, lock=True)
+        book = asset["issuer_book"]
+        if book is None:
+            require_platform(caller, "change an asset without an issuing organisation")
+        elif not reaches_book(caller, book):
+            raise Forbidden("only an admin reaching the issuer's book may change this asset")
+        return await assets.change_validity(
+            session, asset, data.expires_after_years, caller.actor()
+        )
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)

@@ -21,7 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange import errors
-from app.exchange.accounts import credit_limits, find_member_account, member_account
+from app.exchange.accounts import (
+    CreditLimits,
+    credit_limits,
+    find_member_account,
+    member_account,
+)
 from app.exchange.pools import pool_account
 from app.exchange.rules import convert, rule_row
 from app.exchange.usage import Period, debited_since, period_start
@@ -342,13 +347,35 @@ def _refused(outcome: Outcome, pool: str) -> Exception:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What executing a quote needs opened beforehand, outside the locks: the member's account
+    for the asset received and the storage cap on it."""
+
+    receive: str
+    limits: CreditLimits
+
+
+async def prepare_execution(
+    sessions: async_sessionmaker[AsyncSession], quote_id: uuid.UUID
+) -> Prepared:
+    """Open what executing the quote credits (each in its own committed transaction), before
+    the request's transaction takes its locks: it then needs no second connection."""
+    async with sessions() as session:
+        quote = await quote_row(session, quote_id)
+        rule = await rule_row(session, quote.rule_id)
+    receive = await member_account(sessions, quote.book_code, quote.member_id, rule.to_asset)
+    limits = await credit_limits(sessions, quote.book_code, rule.to_asset, [receive])
+    return Prepared(receive, limits)
+
+
 async def execute_quote(
     session: AsyncSession,
-    sessions: async_sessionmaker[AsyncSession],
     sequencer: Sequencer,
     caller: Caller,
     quote_id: uuid.UUID,
     terms: Terms,
+    prepared: Prepared,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Execute a quote at its terms (once); returns the quote and the journal entry."""
     quote = await quote_row(session, quote_id, lock=True)
@@ -357,8 +384,9 @@ async def execute_quote(
         raise errors.QuoteUsed(f"quote {quote_id} was executed (transaction {quote.tx_id})")
     book, member_id = quote.book_code, quote.member_id
     # The member's row serialises the member's exchanges: the caps read what committed before.
+    # (NO KEY: rows that merely reference the member are not held up.)
     await session.execute(
-        text("SELECT 1 FROM members WHERE id = :id FOR UPDATE"), {"id": member_id}
+        text("SELECT 1 FROM members WHERE id = :id FOR NO KEY UPDATE"), {"id": member_id}
     )
     give = await find_member_account(session, book, member_id, rule.from_asset)
     if give is None:
@@ -377,8 +405,6 @@ async def execute_quote(
     organisation = next(p["organisation_id"] for p in rule.pools if p["book"] == book)
     pool_in = await pool_account(session, uuid.UUID(organisation), rule.from_asset)
     pool_out = await pool_account(session, uuid.UUID(organisation), rule.to_asset)
-    receive = await member_account(sessions, book, member_id, rule.to_asset)
-    limits = await credit_limits(sessions, book, rule.to_asset, [receive])
     draft = Draft(
         book,
         "post",
@@ -387,7 +413,7 @@ async def execute_quote(
             (give, -quote.from_amount),
             (pool_in, quote.from_amount),
             (pool_out, -quote.to_amount),
-            (receive, quote.to_amount),
+            (prepared.receive, quote.to_amount),
         ],
         "",
         {
@@ -399,8 +425,8 @@ async def execute_quote(
             "conditions": quote.conditions,
         },
         actor=caller.actor(),
-        storage_caps=limits.storage_caps,
-        overflow_to=limits.overflow_to,
+        storage_caps=prepared.limits.storage_caps,
+        overflow_to=prepared.limits.overflow_to,
     )
     outcome = await sequencer.submit(draft, exchange_ref(quote_id))
     if outcome.status_code >= 400:

@@ -97,15 +97,17 @@ async def execute_exchange(
     caller = ctx.caller
     require_role(caller, TRADERS, "exchange")
     terms = _terms(request)
-
-    async def action(session: Any) -> ActionResult:
+    async with ctx.sessions() as session:
         quote = await exchanges.quote_row(session, data.quote_id)
         try:
             await _member(session, caller, quote.member_id)
         except MemberNotFound:
             raise errors.QuoteNotFound(f"quote {data.quote_id} does not exist") from None
+    prepared = await exchanges.prepare_execution(ctx.sessions, data.quote_id)
+
+    async def action(session: Any) -> ActionResult:
         done, entry = await exchanges.execute_quote(
-            session, ctx.sessions, ctx.sequencer, caller, data.quote_id, terms
+            session, ctx.sequencer, caller, data.quote_id, terms, prepared
         )
         return ActionResult(201, {"quote": _quote_json(done), "entry": entry})
 

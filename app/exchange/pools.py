@@ -120,6 +120,16 @@ def _donation(row: Any, cipher: PersonalDataCipher | None) -> dict[str, Any]:
     }
 
 
+async def donations_source(
+    sessions: async_sessionmaker[AsyncSession], organisation_id: uuid.UUID, asset: str
+) -> str:
+    """The book's `donations` account for the asset, opened before the donation's transaction
+    (which then needs no second connection)."""
+    async with sessions() as session:
+        org = await get_organisation(session, organisation_id)
+    return await book_account(sessions, org["book"], DONATIONS, asset)
+
+
 async def get_donation(
     session: AsyncSession, donation_id: uuid.UUID, cipher: PersonalDataCipher | None
 ) -> dict[str, Any]:
@@ -134,38 +144,22 @@ async def get_donation(
 
 async def record_donation(
     session: AsyncSession,
-    sessions: async_sessionmaker[AsyncSession],
     sequencer: Sequencer,
     cipher: PersonalDataCipher,
     organisation_id: uuid.UUID,
     data: schemas.DonationCreate,
     caller: Caller,
     idem: IdempotencyRef,
+    source: str,
 ) -> dict[str, Any]:
-    """Record a donation and post it into the organisation's pool: one posting per request
-    (`idem` is the request's own key)."""
+    """Record a donation and post it from the book's `donations` account `source` into the
+    organisation's pool: one posting per request (`idem` is the request's own key)."""
     org = await get_organisation(session, organisation_id)
     pool = await pool_account(session, organisation_id, data.asset)
-    source = await book_account(sessions, org["book"], DONATIONS, data.asset)
     donation_id = action_id(idem, "donation")
     donor = json.dumps(data.donor.model_dump(), ensure_ascii=False, sort_keys=True)
-    await session.execute(
-        text(
-            "INSERT INTO donations (id, book_code, organisation_id, pool_account_id, asset, "
-            "amount, donor_enc, created_by) VALUES (:id, :book, :org, CAST(:pool AS uuid), "
-            ":asset, :amount, :donor, CAST(:by AS uuid))"
-        ),
-        {
-            "id": donation_id,
-            "book": org["book"],
-            "org": organisation_id,
-            "pool": pool,
-            "asset": data.asset,
-            "amount": data.amount,
-            "donor": cipher.encrypt(donor, f"donation:{donation_id}:donor"),
-            "by": caller.credential.id,
-        },
-    )
+    # The row is written after the posting: its foreign key to the pool would hold a lock on
+    # the pool's account row that the sequencer needs.
     draft = Draft(
         org["book"],
         "post",
@@ -183,7 +177,21 @@ async def record_donation(
             f"the ledger refused the donation: {problem.get('detail')}", ledger_problem=problem
         )
     await session.execute(
-        text("UPDATE donations SET tx_id = CAST(:tx AS uuid) WHERE id = :id"),
-        {"tx": outcome.body["id"], "id": donation_id},
+        text(
+            "INSERT INTO donations (id, book_code, organisation_id, pool_account_id, asset, "
+            "amount, donor_enc, created_by, tx_id) VALUES (:id, :book, :org, CAST(:pool AS uuid), "
+            ":asset, :amount, :donor, CAST(:by AS uuid), CAST(:tx AS uuid))"
+        ),
+        {
+            "id": donation_id,
+            "book": org["book"],
+            "org": organisation_id,
+            "pool": pool,
+            "asset": data.asset,
+            "amount": data.amount,
+            "donor": cipher.encrypt(donor, f"donation:{donation_id}:donor"),
+            "by": caller.credential.id,
+            "tx": outcome.body["id"],
+        },
     )
     return await get_donation(session, donation_id, cipher)

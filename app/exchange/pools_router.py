@@ -87,12 +87,14 @@ async def record_donation(
     caller = ctx.caller
     require_role(caller, MANAGERS, "record donations")
     cipher = request.app.state.personal_data
+    async with ctx.sessions() as session:
+        await _reachable_organisation(session, caller, organisation_id)
+    require_owner(caller, organisation_id, "record donations to its pools")
+    source = await pools.donations_source(ctx.sessions, organisation_id, data.asset)
 
     async def action(session: Any) -> ActionResult:
-        await _reachable_organisation(session, caller, organisation_id)
-        require_owner(caller, organisation_id, "record donations to its pools")
         donation = await pools.record_donation(
-            session, ctx.sessions, ctx.sequencer, cipher, organisation_id, data, caller, ctx.idem
+            session, ctx.sequencer, cipher, organisation_id, data, caller, ctx.idem, source
         )
         return ActionResult(201, _donation_json(donation))
 

@@ -1,7 +1,183 @@
-"""HTTP routes of exchange: recognition."""
+"""HTTP routes of exchange: mutual recognition between books (通存通兑).
+
+Agreements (admins reaching both books create them; either book's admin ends them), transfers
+of a member's units from one book to another (the member through the mini-program, or an
+admin of the sending book), and the reconciliation of the books' clearing accounts.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from app.dependencies import SessionDep
+from app.exchange import recognition
+from app.exchange import recognition_schemas as schemas
+from app.identity import members
+from app.identity.actions import ActionResult, action_id, run_action
+from app.identity.authorization import require_role, sees_member
+from app.identity.dependencies import CallerDep, Posting
+from app.identity.errors import MemberNotFound
+from app.kit.pagination import keyset_page
+from app.kit.responses import json_response, replayable_response
+from app.ledger.router import POSTING_ERRORS
+from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
+
+AGREEMENT_READERS = ("admin", "auditor", "miniprogram")
+TRANSFER_MAKERS = ("admin", "miniprogram")
+TRANSFER_READERS = ("admin", "auditor", "org", "miniprogram")
+RECONCILERS = ("admin", "auditor")
+
+
+def _agreement_json(view: dict[str, Any]) -> dict[str, Any]:
+    return schemas.AgreementRead.model_validate(view).model_dump(mode="json")
+
+
+@router.post(
+    "/recognition/agreements",
+    status_code=201,
+    response_model=schemas.AgreementRead,
+    responses=POSTING_ERRORS,
+)
+async def create_agreement(data: schemas.AgreementCreate, ctx: Posting) -> Response:
+    """Agree that `to_book` accepts `from_asset` of `from_book` as `to_asset` at
+    ratio_num/ratio_den (one direction; the reverse is another agreement). Only an admin who
+    reaches both books. Published as `notice.recognition_agreed` in both books."""
+    caller = ctx.caller
+    require_role(caller, ("admin",), "make recognition agreements")
+
+    async def action(session: Any) -> ActionResult:
+        view, notices = await recognition.create_agreement(session, caller, data)
+        return ActionResult(201, _agreement_json(view), notices[0], more_notices=notices[1:])
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get(
+    "/recognition/agreements", response_model=schemas.AgreementPage, responses=POSTING_ERRORS
+)
+async def list_agreements(
+    caller: CallerDep,
+    session: SessionDep,
+    book: BookCode | None = None,
+    status: Literal["active", "ended"] | None = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Agreements that touch a book the caller reaches (or `book`), oldest first."""
+    require_role(caller, AGREEMENT_READERS, "read recognition agreements")
+    rows = await recognition.list_agreements(session, caller, book, status, after, limit)
+    return keyset_page(rows, limit)
+
+
+@router.get(
+    "/recognition/agreements/{agreement_id}",
+    response_model=schemas.AgreementRead,
+    responses=POSTING_ERRORS,
+)
+async def get_agreement(agreement_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """An agreement that touches a book the caller reaches."""
+    require_role(caller, AGREEMENT_READERS, "read recognition agreements")
+    return recognition.agreement_view(
+        await recognition.visible_agreement(session, caller, agreement_id)
+    )
+
+
+@router.post(
+    "/recognition/agreements/{agreement_id}/end",
+    response_model=schemas.AgreementRead,
+    responses=POSTING_ERRORS,
+)
+async def end_agreement(agreement_id: UUID, ctx: Posting) -> Response:
+    """End an active agreement (an admin reaching either book): no transfer under it after
+    this. Published as `notice.recognition_ended` in both books."""
+    caller = ctx.caller
+    require_role(caller, ("admin",), "end recognition agreements")
+
+    async def action(session: Any) -> ActionResult:
+        view, notices = await recognition.end_agreement(session, caller, agreement_id)
+        return ActionResult(200, _agreement_json(view), notices[0], more_notices=notices[1:])
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.post(
+    "/recognition/transfers",
+    status_code=201,
+    response_model=schemas.TransferRead,
+    responses=POSTING_ERRORS,
+)
+async def create_transfer(data: schemas.TransferCreate, ctx: Posting) -> Response:
+    """Move a member's units from the agreement's from_book to its to_book: one
+    `recognition.out` entry in from_book and one `recognition.in` entry in to_book, in one
+    database transaction, each naming the other. The mini-program for its member, or an admin
+    of from_book. Idempotent on the Idempotency-Key."""
+    caller = ctx.caller
+    require_role(caller, TRANSFER_MAKERS, "transfer between books")
+    prepared = await recognition.prepare_transfer(ctx.sessions, caller, data)
+    transfer_id = action_id(ctx.idem, "recognition_transfer")
+
+    async def action(session: Any) -> ActionResult:
+        view = await recognition.execute_transfer(
+            session, ctx.sequencer, caller, prepared, transfer_id, ctx.idem.request_hash
+        )
+        return ActionResult(201, schemas.TransferRead.model_validate(view).model_dump(mode="json"))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get(
+    "/recognition/transfers/{transfer_id}",
+    response_model=schemas.TransferRead,
+    responses=POSTING_ERRORS,
+)
+async def get_transfer(transfer_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """A transfer, with where its two entries sit in their books' chains."""
+    require_role(caller, TRANSFER_READERS, "read recognition transfers")
+    return await recognition.get_transfer(session, caller, transfer_id)
+
+
+@router.get(
+    "/members/{member_id}/recognition-transfers",
+    response_model=schemas.TransferPage,
+    responses=POSTING_ERRORS,
+)
+async def member_transfers(
+    member_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """The member's transfers between books, oldest first (reach as for the member)."""
+    require_role(caller, TRANSFER_READERS, "read recognition transfers")
+    row = await members.get_member_row(session, member_id)
+    if not await sees_member(session, caller, row):
+        raise MemberNotFound(f"member {member_id} does not exist")
+    rows = await recognition.member_transfers(session, member_id, after, limit)
+    return keyset_page(rows, limit)
+
+
+@router.get(
+    "/recognition/reconciliation",
+    response_model=schemas.Reconciliation,
+    responses=POSTING_ERRORS,
+)
+async def reconciliation(
+    caller: CallerDep, session: SessionDep, book: BookCode | None = None
+) -> Response:
+    """Per pair of books (one of them reached by the caller, or `book`) and asset pair: both
+    clearing balances, the transfers each way (from the journal and from the transfers
+    table), and `mirrored`: the clearing balances are exactly what the linked entries imply
+    and every entry's counterpart names it back. Read in one snapshot."""
+    require_role(caller, RECONCILERS, "reconcile books")
+    report = await recognition.reconcile(session, caller, book)
+    return json_response(200, schemas.Reconciliation.model_validate(report).model_dump(mode="json"))

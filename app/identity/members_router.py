@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -13,6 +14,7 @@ from app.identity import errors, members, schemas
 from app.identity.authorization import (
     SEES_PERSONAL_DATA,
     Caller,
+    reaches_book,
     require_book,
     require_role,
     sees_member,
@@ -123,10 +125,18 @@ async def erase_member(
     response_model=schemas.MemberBalances,
     responses=POSTING_ERRORS,
 )
-async def member_balances(member_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
-    """The member's balance in each asset."""
+async def member_balances(
+    member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """The member's balance in each asset: their book's accounts, then those they hold in other
+    books within the caller's reach; for an asset with a validity period, what lapses when."""
     require_role(caller, READERS, "read members")
-    return await members.member_balances(session, await _visible_member(session, caller, member_id))
+    row = await _visible_member(session, caller, member_id)
+    zone = ZoneInfo(request.app.state.settings.service_timezone)
+    today = request.app.state.clock().astimezone(zone).date()
+    return await members.member_balances(
+        session, row, zone, today, lambda book: reaches_book(caller, book)
+    )
 
 
 @router.get(

@@ -1,10 +1,12 @@
 """Approving service records into the ledger, and correcting approved ones by reversal.
 
 Approval posts one `service_credit` transaction (HOUR minutes from the organisation's issuance
-account to the member's HOUR account) through the ledger's one posting path, idempotent on
-the record: the key is the record's id, so a retry after a crash between the posting and the
-record's update posts nothing new. The record row stays locked from the check to the update,
-so approving twice (or approving while rejecting) posts once.
+account to the member's HOUR account; what the book's storage cap for HOUR turns away goes to
+the book's public time pool in the same entry, `meta.overflow` saying so) through the ledger's
+one posting path, idempotent on the record: the key is the record's id, so a retry after a
+crash between the posting and the record's update posts nothing new. The record row stays
+locked from the check to the update, so approving twice (or approving while rejecting) posts
+once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import TimebankError
+from app.exchange.policies import storage_limits
 from app.identity.authorization import Caller, member_owner, org_owner
 from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.ledger import service as ledger
@@ -72,10 +75,15 @@ def credit_ref(record_id: uuid.UUID) -> IdempotencyRef:
 
 
 async def approve(
-    session: AsyncSession, sequencer: Sequencer, record_id: uuid.UUID, caller: Caller
+    session: AsyncSession,
+    sequencer: Sequencer,
+    record_id: uuid.UUID,
+    caller: Caller,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> dict[str, Any]:
     """Approve a pending record and post its credit; approving an approved record answers it
-    unchanged."""
+    unchanged. `sessions` opens the book's public time pool the first time a storage cap
+    needs it."""
     record = await get_record(session, record_id, lock=True)
     if record["status"] == "approved":
         return record
@@ -95,6 +103,7 @@ async def approve(
         session, record["book"], record["organisation_id"], record["member_id"]
     )
     minutes = record["credited_minutes"]
+    limits = await storage_limits(session, sessions, record["book"], "HOUR", [member])
     draft = Draft(
         record["book"],
         "post",
@@ -107,6 +116,8 @@ async def approve(
             "evidence": record["evidence"],
         },
         actor=caller.actor(),
+        storage_caps=limits.storage_caps,
+        overflow_to=limits.overflow_to,
     )
     outcome = await sequencer.submit(draft, credit_ref(record_id))
     if outcome.status_code >= 400:
@@ -139,7 +150,7 @@ async def approve_many(
             try:
                 async with session.begin():
                     await visible(session, record_id)
-                    record = await approve(session, sequencer, record_id, caller)
+                    record = await approve(session, sequencer, record_id, caller, sessions)
                 return {"record_id": record_id, "status": 200, "record": record}
             except TimebankError as error:
                 return {"record_id": record_id, "status": error.status, "problem": error.problem()}

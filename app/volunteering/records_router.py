@@ -233,7 +233,8 @@ async def approve_record(
     """Approve a pending record: post its `service_credit` (once, however often asked)."""
     require_role(caller, CERTIFIERS, "approve service records")
     await access.visible_record(session, caller, record_id)
-    return await approval.approve(session, request.app.state.sequencer, record_id, caller)
+    state = request.app.state
+    return await approval.approve(session, state.sequencer, record_id, caller, state.sessions)
 
 
 @router.post(

@@ -3,10 +3,11 @@ community or month, and the same figure recomputed from the journal so the two c
 
 The records side counts `service_records` with status `approved`. The ledger side reads only
 the journal (plus the accounts' owners, and each record's `service_day` to place an entry in
-the period): the HOUR minutes that `service_credit` entries credited to member accounts, less
-what `reversal` entries of those transactions took back. A correct service keeps the two equal
-(an approval posts exactly its record's minutes, a correction reverses them and marks the
-record `reversed`), so `reconciled` false means the table and the ledger disagree.
+the period): the HOUR minutes that `service_credit` entries credited to member accounts or, as
+overflow beyond a member's storage cap, to the book's public time pool, less what `reversal`
+entries of those transactions took back from the same accounts. A correct service keeps the
+two equal (an approval posts exactly its record's minutes, a correction reverses them and
+marks the record `reversed`), so `reconciled` false means the table and the ledger disagree.
 
 Both sides are SQL aggregates read in one REPEATABLE READ snapshot.
 """
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound
+from app.exchange.accounts import PUBLIC_POOL, book_owner
 from app.identity.authorization import org_owner
 from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CREDIT
 from app.volunteering.figures import hours
@@ -101,7 +103,9 @@ RECORDS_FROM = " AND r.service_day >= :day_from"
 RECORDS_TO = " AND r.service_day <= :day_to"
 
 # The journal's side. Credited minutes are the HOUR legs of service_credit entries on member
-# accounts; reversals of those entries take back their own such legs. An organisation's scope
+# accounts and on the book's public time pool (where a storage cap sends what a credit would
+# carry beyond it: the record's minutes are certified all the same); reversals of those
+# entries take back their own such legs. An organisation's scope
 # is the entries that debit one of its accounts (found through journal_legs_account). With a
 # period, each entry is placed on the service day of the record its meta.record names (in the
 # same book, whatever its status); an entry naming no record of the book (or naming it other
@@ -115,15 +119,19 @@ SELECT
      FROM credits c
      JOIN journal_legs l ON l.book_code = :book AND l.seq = c.seq
      JOIN accounts a ON a.id = l.account_id
-    WHERE a.asset = 'HOUR' AND a.owner LIKE 'member:%') AS credited,
+    WHERE a.asset = 'HOUR' AND {credited_account}) AS credited,
   (SELECT coalesce(-sum(l.amount), 0)
      FROM journal_entries v
      JOIN journal_legs l ON l.book_code = v.book_code AND l.seq = v.seq
      JOIN accounts a ON a.id = l.account_id
     WHERE v.book_code = :book AND v.kind = :reversal_kind
       AND v.reverses IN (SELECT tx_id FROM credits)
-      AND a.asset = 'HOUR' AND a.owner LIKE 'member:%') AS reversed
+      AND a.asset = 'HOUR' AND {credited_account}) AS reversed
 """
+# A member's account, or the book's public time pool (overflow of a storage cap).
+CREDITED_ACCOUNT = (
+    "(a.owner LIKE 'member:%' OR (a.owner = :book_owner AND a.meta ->> 'purpose' = :pool))"
+)
 LEDGER_CREDITS = """credits AS (
     SELECT e.seq, e.tx_id FROM journal_entries e
      WHERE e.book_code = :book AND e.kind = :credit_kind{organisation}
@@ -226,11 +234,14 @@ async def service_stats(
 
 async def _ledger_minutes(session: AsyncSession, scope: Scope, timezone: str) -> dict[str, int]:
     """What the journal says was credited as service in `scope`: service_credit minutes to
-    members, what reversals of them took back, and the difference."""
+    members (and, beyond their storage caps, to the public time pool), what reversals of them
+    took back, and the difference."""
     params: dict[str, Any] = {
         "book": scope.book,
         "credit_kind": KIND_SERVICE_CREDIT,
         "reversal_kind": KIND_REVERSAL,
+        "book_owner": book_owner(scope.book),
+        "pool": PUBLIC_POOL,
     }
     organisation = period = ""
     if scope.organisation_id is not None:
@@ -247,7 +258,7 @@ async def _ledger_minutes(session: AsyncSession, scope: Scope, timezone: str) ->
         credits = LEDGER_PLACED_CREDITS.format(organisation=organisation, period=period)
     else:
         credits = LEDGER_CREDITS.format(organisation=organisation)
-    sql = LEDGER_SQL.format(credits=credits)
+    sql = LEDGER_SQL.format(credits=credits, credited_account=CREDITED_ACCOUNT)
     row = (await session.execute(text(sql), params)).one()
     credited, reversed_ = int(row.credited), int(row.reversed)
     return {

@@ -1,0 +1,514 @@
+"""Expiry of units with a validity period (no HTTP).
+
+An asset may have a validity period of n years (`assets.expires_after_years`): units earned in
+calendar year Y (service time zone) lapse at the start of year Y + n + 1. Lots are not stored:
+they are derived from an account's posted legs, in journal order (`replay`):
+
+- a credit is a lot earned at its entry's `posted_at`;
+- a debit takes from the oldest lots first (spending consumes the oldest first);
+- a reversal undoes its transaction, lots included: reversing a credit takes from the lot that
+  credit made first, and reversing a debit puts back the very lots it took, with their
+  earning times;
+- holds (`hold`, `hold.void`) move no lots; a `hold.post` is a debit like any other.
+
+`expire_lapsed` posts, per member account, one `expiry` entry that moves the lapsed and unspent
+units to the book's `expired` account. It reads the account's legs, computes what lapsed, and
+posts; if another posting to the account committed in between (so that the expiry may have
+taken units that had not lapsed), it replays the journal up to the expiry, and reverses the
+expiry and tries again when it took anything that had not lapsed. Its idempotency key names
+the journal position it read, so a retry after a crash posts once, and running again posts
+nothing new: the expiry entries consumed the lapsed lots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.exchange.accounts import EXPIRED, book_account
+from app.exchange.assets import validity_years
+from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.ledger import service as ledger
+from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
+from app.ledger.posting import Draft
+from app.ledger.sequencer import IdempotencyRef, Sequencer
+
+log = structlog.get_logger(__name__)
+
+KIND_EXPIRY = "expiry"
+# Accounts read and posted together (the sequencer groups their entries into batches).
+CHUNK = 256
+# Tries per account when another posting to it commits between the read and the expiry.
+ATTEMPTS = 4
+
+# ---------------------------------------------------------------------------------------------
+# Lot arithmetic (pure)
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One posted entry's net amount on one account, in journal order."""
+
+    tx_id: str
+    posted_at: datetime
+    amount: int
+    reverses: str | None = None
+
+
+@dataclass(slots=True)
+class Lot:
+    """Units earned together: when, how many are left, and the entry that credited them."""
+
+    earned_at: datetime
+    amount: int
+    origin: str
+    order: int  # the crediting entry's place in the replay (ties of `earned_at`)
+
+    @property
+    def key(self) -> tuple[datetime, int]:
+        return self.earned_at, self.order
+
+
+@dataclass(slots=True)
+class Lots:
+    """An account's lots, oldest first, after replaying its movements."""
+
+    held: list[Lot] = field(default_factory=list)
+    # What a debit could not take from any lot (an account below zero); credits repay it first.
+    debt: int = 0
+    # The parts of lots each debit took, by its tx id (a reversal of the debit puts them back).
+    taken: dict[str, list[Lot]] = field(default_factory=dict)
+    _count: int = 0
+
+    @property
+    def balance(self) -> int:
+        """What the replayed movements sum to."""
+        return sum(lot.amount for lot in self.held) - self.debt
+
+    def apply(self, movement: Movement) -> None:
+        """Replay one movement."""
+        self._count += 1
+        if movement.amount > 0:
+            self._credit(movement)
+        elif movement.amount < 0:
+            self._debit(movement)
+
+    def _insert(self, lot: Lot) -> None:
+        bisect.insort(self.held, lot, key=lambda held: held.key)
+
+    def _credit(self, movement: Movement) -> None:
+        left = movement.amount
+        if movement.reverses is not None:
+            for part in self.taken.pop(movement.reverses, []):
+                restored = min(part.amount, left)
+                if restored:
+                    self._insert(Lot(part.earned_at, restored, part.origin, part.order))
+                    left -= restored
+        repaid = min(self.debt, left)
+        self.debt -= repaid
+        left -= repaid
+        if left:
+            self._insert(Lot(movement.posted_at, left, movement.tx_id, self._count))
+
+    def _take(self, lot: Lot, wanted: int, parts: list[Lot]) -> int:
+        taken = min(lot.amount, wanted)
+        lot.amount -= taken
+        parts.append(Lot(lot.earned_at, taken, lot.origin, lot.order))
+        return taken
+
+    def _debit(self, movement: Movement) -> None:
+        wanted = -movement.amount
+        parts: list[Lot] = []
+        if movement.reverses is not None:
+            for lot in self.held:
+                if lot.origin == movement.reverses and wanted:
+                    wanted -= self._take(lot, wanted, parts)
+        for lot in self.held:
+            if not wanted:
+                break
+            if lot.amount:
+                wanted -= self._take(lot, wanted, parts)
+        self.held = [lot for lot in self.held if lot.amount]
+        self.debt += wanted
+        self.taken.setdefault(movement.tx_id, []).extend(p for p in parts if p.amount)
+
+    def remaining(self) -> list[Lot]:
+        """The lots left once any debt is paid from the oldest (copies, oldest first)."""
+        debt = self.debt
+        left: list[Lot] = []
+        for lot in self.held:
+            paid = min(debt, lot.amount)
+            debt -= paid
+            if lot.amount > paid:
+                left.append(Lot(lot.earned_at, lot.amount - paid, lot.origin, lot.order))
+        return left
+
+
+def replay(movements: Iterable[Movement]) -> Lots:
+    """The lots an account's movements leave."""
+    lots = Lots()
+    for movement in movements:
+        lots.apply(movement)
+    return lots
+
+
+def earned_year(earned_at: datetime, zone: ZoneInfo) -> int:
+    """The calendar year (in `zone`) in which units were earned."""
+    return earned_at.astimezone(zone).year
+
+
+def lapses_on(earned_at: datetime, years: int, zone: ZoneInfo) -> date:
+    """The first day on which units earned at `earned_at` are no longer valid."""
+    return date(earned_year(earned_at, zone) + years + 1, 1, 1)
+
+
+def _by_year(lots: Iterable[Lot], zone: ZoneInfo) -> list[tuple[int, int]]:
+    grouped: dict[int, int] = {}
+    for lot in lots:
+        year = earned_year(lot.earned_at, zone)
+        grouped[year] = grouped.get(year, 0) + lot.amount
+    return sorted(grouped.items())
+
+
+def lapsed(lots: Lots, years: int, zone: ZoneInfo, as_of: date) -> list[tuple[int, int]]:
+    """(earned year, amount) of the units left that lapsed on or before `as_of`, oldest first."""
+    return _by_year(
+        (lot for lot in lots.remaining() if lapses_on(lot.earned_at, years, zone) <= as_of), zone
+    )
+
+
+def expiry_plan(
+    lots: Lots, years: int, zone: ZoneInfo, as_of: date, available: int
+) -> list[tuple[int, int]]:
+    """What an expiry as of `as_of` takes, by earned year: the lapsed units left, oldest first,
+    never more than `available` (a pending hold may reserve some)."""
+    room = max(0, available)
+    plan: list[tuple[int, int]] = []
+    for year, amount in lapsed(lots, years, zone, as_of):
+        taken = min(amount, room)
+        if taken:
+            plan.append((year, taken))
+            room -= taken
+    return plan
+
+
+def upcoming(lots: Lots, years: int, zone: ZoneInfo, after: date) -> list[tuple[date, int]]:
+    """(lapse date, amount) of the units left that lapse after `after`, soonest first."""
+    grouped: dict[date, int] = {}
+    for lot in lots.remaining():
+        day = lapses_on(lot.earned_at, years, zone)
+        if day > after:
+            grouped[day] = grouped.get(day, 0) + lot.amount
+    return sorted(grouped.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading lots from the journal
+
+MOVEMENTS = (
+    "SELECT l.account_id::text AS account_id, l.seq, e.kind, e.tx_id::text AS tx_id, "
+    "e.posted_at, e.reverses::text AS reverses, sum(l.amount)::bigint AS amount "
+    "FROM journal_legs l JOIN journal_entries e ON e.book_code = l.book_code AND e.seq = l.seq "
+    "WHERE l.account_id = ANY(CAST(:ids AS uuid[])) AND l.seq <= :upto "
+    "GROUP BY l.account_id, l.seq, e.kind, e.tx_id, e.posted_at, e.reverses "
+    "ORDER BY l.account_id, l.seq"
+)
+NO_LOTS = (KIND_HOLD, KIND_HOLD_VOID)  # reservations: posted balances do not move
+
+
+@dataclass(slots=True)
+class _History:
+    movements: list[Movement] = field(default_factory=list)
+    last_seq: int = 0  # the account's last leg of any kind (holds included)
+
+
+async def _histories(
+    session: AsyncSession, account_ids: Sequence[str], upto: int = 2**62
+) -> dict[str, _History]:
+    rows = await session.execute(text(MOVEMENTS), {"ids": list(account_ids), "upto": upto})
+    histories = {account_id: _History() for account_id in account_ids}
+    for row in rows:
+        history = histories[row.account_id]
+        history.last_seq = row.seq
+        if row.kind not in NO_LOTS and row.amount:
+            history.movements.append(Movement(row.tx_id, row.posted_at, row.amount, row.reverses))
+    return histories
+
+
+async def account_lots(session: AsyncSession, account_id: str) -> Lots:
+    """The lots of an account, replayed from the journal."""
+    return replay((await _histories(session, [account_id]))[account_id].movements)
+
+
+async def upcoming_expiries(
+    session: AsyncSession, account_id: str, years: int, zone: ZoneInfo, after: date
+) -> list[tuple[date, int]]:
+    """(lapse date, amount) of the account's units that lapse after `after`, soonest first."""
+    return upcoming(await account_lots(session, account_id), years, zone, after)
+
+
+# ---------------------------------------------------------------------------------------------
+# Posting expiries
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    account_id: str
+    book: str
+    asset: str
+    years: int
+
+
+@dataclass(slots=True)
+class _Posted:
+    target: _Target
+    read_seq: int
+    seq: int
+    tx_id: str
+    amount: int
+    counted: bool  # posted by this run (not an answer kept from an earlier one)
+
+
+@dataclass(slots=True)
+class _Run:
+    sessions: async_sessionmaker[AsyncSession]
+    sequencer: Sequencer
+    as_of: date
+    zone: ZoneInfo
+    expired_accounts: dict[tuple[str, str], str] = field(default_factory=dict)
+    examined: int = 0
+    posted: int = 0
+    reversed: int = 0
+    unsettled: int = 0
+    units: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "accounts_examined": self.examined,
+            "entries_posted": self.posted,
+            "units_expired_by_asset": dict(sorted(self.units.items())),
+            "entries_reversed": self.reversed,
+            "accounts_unsettled": self.unsettled,
+        }
+
+
+def expiry_ref(account_id: str, as_of: date, read_seq: int, amount: int) -> IdempotencyRef:
+    """The key of an account's expiry as of a day, computed from the journal up to `read_seq`
+    (the account's last leg when it was read)."""
+    return IdempotencyRef(
+        SYSTEM_CREDENTIAL,
+        f"expiry:{account_id}:{as_of.isoformat()}:{read_seq}",
+        f"{as_of.isoformat()}:{amount}",
+    )
+
+
+async def _targets(
+    sessions: async_sessionmaker[AsyncSession], asset: str, years: int, as_of: date, zone: ZoneInfo
+) -> list[_Target]:
+    """Open member accounts of `asset` with something available and a first credit from before
+    the first day whose earnings have not lapsed by `as_of` (the others have nothing to expire;
+    `posted_at` never decreases within a book, so the first credit is the earliest)."""
+    cutoff = datetime(as_of.year - years, 1, 1, tzinfo=zone)
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT a.id::text AS id, a.book_code FROM accounts a "
+                "WHERE a.asset = :asset AND a.owner LIKE 'member:%' AND a.status = 'open' "
+                "AND a.posted - a.pending_debits > 0 AND (SELECT e.posted_at FROM journal_legs l "
+                "JOIN journal_entries e ON e.book_code = l.book_code AND e.seq = l.seq "
+                "WHERE l.account_id = a.id AND l.amount > 0 ORDER BY l.seq LIMIT 1) < :cutoff "
+                "ORDER BY a.book_code, a.id"
+            ),
+            {"asset": asset, "cutoff": cutoff},
+        )
+        return [_Target(row.id, row.book_code, asset, years) for row in rows]
+
+
+async def _expired_account(run: _Run, book: str, asset: str) -> str:
+    found = run.expired_accounts.get((book, asset))
+    if found is None:
+        found = await book_account(run.sessions, book, EXPIRED, asset)
+        run.expired_accounts[(book, asset)] = found
+    return found
+
+
+async def _read(
+    run: _Run, targets: list[_Target]
+) -> list[tuple[_Target, int, list[tuple[int, int]]]]:
+    """Per target: the position read and what to expire, from one snapshot of the journal."""
+    ids = [t.account_id for t in targets]
+    async with run.sessions() as session, session.begin():
+        # One snapshot: the balances and the legs agree.
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        rows = await session.execute(
+            text(
+                "SELECT id::text AS id, status, posted - pending_debits AS available "
+                "FROM accounts WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": ids},
+        )
+        accounts = {row.id: row for row in rows}
+        histories = await _histories(session, ids)
+    plans = []
+    for target in targets:
+        account = accounts[target.account_id]
+        if account.status != "open":
+            continue
+        history = histories[target.account_id]
+        lots = replay(history.movements)
+        plan = expiry_plan(lots, target.years, run.zone, run.as_of, account.available)
+        if plan:
+            plans.append((target, history.last_seq, plan))
+    return plans
+
+
+async def _post(
+    run: _Run, target: _Target, read_seq: int, plan: list[tuple[int, int]]
+) -> _Posted | None:
+    """Post one expiry; None when the ledger refused it (to be read and tried again)."""
+    amount = sum(n for _, n in plan)
+    expired = await _expired_account(run, target.book, target.asset)
+    draft = Draft(
+        target.book,
+        "post",
+        KIND_EXPIRY,
+        [(target.account_id, -amount), (expired, amount)],
+        "",
+        {
+            "as_of": run.as_of.isoformat(),
+            "expires_after_years": target.years,
+            "lapsed": [{"earned_year": year, "amount": n} for year, n in plan],
+        },
+    )
+    ref = expiry_ref(target.account_id, run.as_of, read_seq, amount)
+    outcome = await run.sequencer.submit(draft, ref)
+    if outcome.status_code >= 400 and outcome.replayed:
+        # An earlier try from the same reading was refused for a cause outside the account
+        # (its answer is kept under the key): nothing was posted from it, so try afresh.
+        fresh = IdempotencyRef(ref.credential_id, f"{ref.key}:{uuid.uuid4()}", ref.request_hash)
+        outcome = await run.sequencer.submit(draft, fresh)
+    if outcome.status_code >= 400:
+        log.warning(
+            "expiry.refused",
+            account=target.account_id,
+            status=outcome.status_code,
+            problem=outcome.body.get("type"),
+        )
+        return None
+    body = outcome.body
+    if not outcome.replayed:
+        run.posted += 1
+        run.units[target.asset] = run.units.get(target.asset, 0) + amount
+    return _Posted(
+        target, read_seq, int(body["seq"]), str(body["id"]), amount, not outcome.replayed
+    )
+
+
+async def _raced(run: _Run, posted: list[_Posted]) -> list[_Posted]:
+    """The expiries after which the account had moved since it was read and that took units
+    that had not lapsed (replaying the journal up to each)."""
+    if not posted:
+        return []
+    async with run.sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT DISTINCT t.id::text AS id FROM unnest(CAST(:ids AS uuid[]), "
+                "CAST(:read AS bigint[]), CAST(:seqs AS bigint[])) AS t(id, read_seq, seq) "
+                "JOIN journal_legs l ON l.account_id = t.id "
+                "AND l.seq > t.read_seq AND l.seq < t.seq"
+            ),
+            {
+                "ids": [p.target.account_id for p in posted],
+                "read": [p.read_seq for p in posted],
+                "seqs": [p.seq for p in posted],
+            },
+        )
+        moved = {row.id for row in rows}
+        wrong = []
+        for p in posted:
+            if p.target.account_id not in moved:
+                continue
+            history = (await _histories(session, [p.target.account_id], p.seq))[p.target.account_id]
+            taken = replay(history.movements).taken.get(p.tx_id, [])
+            years, zone = p.target.years, run.zone
+            if any(lapses_on(lot.earned_at, years, zone) > run.as_of for lot in taken):
+                wrong.append(p)
+        return wrong
+
+
+async def _reverse(run: _Run, posted: _Posted) -> bool:
+    async with run.sessions() as session:
+        original = await ledger.get_transaction(session, uuid.UUID(posted.tx_id))
+    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"expiry-reversal:{posted.tx_id}", posted.tx_id)
+    outcome = await ledger.reverse_transaction(run.sequencer, original, ref)
+    if outcome.status_code >= 400:
+        log.error("expiry.reversal_refused", tx_id=posted.tx_id, problem=outcome.body.get("type"))
+        return False
+    if not outcome.replayed:
+        run.reversed += 1
+    if posted.counted:
+        asset = posted.target.asset
+        run.units[asset] = run.units.get(asset, 0) - posted.amount
+    return True
+
+
+async def _settle(run: _Run, targets: list[_Target]) -> None:
+    """Expire what lapsed in each target account, reading again and retrying the accounts
+    that moved meanwhile."""
+    pending = targets
+    for _ in range(ATTEMPTS):
+        if not pending:
+            return
+        plans = await _read(run, pending)
+        for target, _seq, _plan in plans:
+            await _expired_account(run, target.book, target.asset)
+        results = await asyncio.gather(*(_post(run, t, seq, plan) for t, seq, plan in plans))
+        retry = [t for (t, _, _), result in zip(plans, results, strict=True) if result is None]
+        for wrong in await _raced(run, [r for r in results if r is not None]):
+            if await _reverse(run, wrong):
+                retry.append(wrong.target)
+            else:
+                run.unsettled += 1
+        pending = retry
+    run.unsettled += len(pending)
+
+
+async def expire_lapsed(
+    sessions: async_sessionmaker[AsyncSession],
+    sequencer: Sequencer,
+    as_of: date,
+    zone: ZoneInfo,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Post `expiry` entries for what lapsed on or before `as_of` in every member account of
+    every asset with a validity period; returns a summary. `progress(done, total)` is called
+    as accounts are settled."""
+    run = _Run(sessions, sequencer, as_of, zone)
+    targets: list[_Target] = []
+    async with sessions() as session:
+        expiring = await validity_years(session)
+    for asset, years in sorted(expiring.items()):
+        run.units[asset] = 0
+        targets.extend(await _targets(sessions, asset, years, as_of, zone))
+    run.examined = len(targets)
+    if progress is not None:
+        progress(0, len(targets))
+    for start in range(0, len(targets), CHUNK):
+        chunk = targets[start : start + CHUNK]
+        await _settle(run, chunk)
+        if progress is not None:
+            progress(start + len(chunk), len(targets))
+    return run.summary()

@@ -1,0 +1,46 @@
+"""Refusals of gifts and of the public time pool; each rule has its own problem type.
+
+Besides these, gifts and the pool answer with existing types: `member-not-found`,
+`member-erased`, `asset-not-found`, `account-not-open`, `insufficient-funds`,
+`personal-data-in-text` and `book-not-found`.
+"""
+
+from __future__ import annotations
+
+from app.errors import TimebankError
+
+
+class GiftToSelf(TimebankError):
+    status, slug, title = 422, "gift-to-self", "A member cannot give to themselves"
+
+
+class GiftRelationshipRequired(TimebankError):
+    status, slug, title = (
+        422,
+        "gift-relationship-required",
+        "The book's policy requires a gift to name the relationship",
+    )
+
+
+class GiftRelationshipNotAllowed(TimebankError):
+    status, slug, title = (
+        422,
+        "gift-relationship-not-allowed",
+        "The book's policy does not allow gifts for this relationship",
+    )
+
+
+class GiftYearlyCapExceeded(TimebankError):
+    status, slug, title = (
+        409,
+        "gift-yearly-cap-exceeded",
+        "The giver's gifts this year would exceed the yearly cap",
+    )
+
+
+class PublicPoolEmpty(TimebankError):
+    status, slug, title = (
+        409,
+        "public-pool-empty",
+        "The public time pool does not hold the amount asked",
+    )
