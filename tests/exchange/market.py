@@ -56,7 +56,8 @@ class Market(District):
         r = await self.api.client.get(f"/v1/books/{self.book}/export")
         assert r.status_code == 200, r.text
         lines = [json.loads(line) for line in r.text.splitlines()]
-        return [line for line in lines if "kind" in line]  # the last line is the checkpoint
+        # Each line holds an entry with its hash and receipt; the last one is the checkpoint.
+        return [line["entry"] for line in lines if "entry" in line]
 
 
 async def build_market(api: Api, donated: int = 10_000) -> Market:
