@@ -21,7 +21,7 @@ from app.errors import Forbidden
 from app.exchange import errors, schemas
 from app.exchange.pools import find_pool
 from app.identity.actions import Notice
-from app.identity.authorization import Caller, reaches_book
+from app.identity.authorization import Caller, reaches_book, require_book
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
 
@@ -205,8 +205,7 @@ async def publish_rule(
     """Publish a rule (a new version when the code exists, retiring the one in force); returns
     it and the notices to append."""
     for pool in data.pools:
-        if not reaches_book(caller, pool.book):
-            raise Forbidden(f"an admin of book {pool.book!r} must publish rules that apply there")
+        require_book(caller, pool.book, f"book {pool.book!r}")
     await _check_terms(session, data)
     # One publisher of a code at a time: versions are gapless and only one is in force.
     await session.execute(

@@ -19,6 +19,17 @@ KIND_HOLD_VOID = "hold.void"
 KIND_REVERSAL = "reversal"
 # An ordinary kind that only approving a service record posts (docs/volunteering.md §6).
 KIND_SERVICE_CREDIT = "service_credit"
+# Kinds (by their root, before any ".") that only a domain's own route posts, with that route:
+# caps, statistics and reports are read back from them, so a client may not forge one.
+DOMAIN_KIND_ROUTES = {
+    KIND_SERVICE_CREDIT: "approving a service record",
+    "donation": "POST /v1/organisations/{id}/donations",
+    "exchange": "POST /v1/exchanges",
+    "gift": "POST /v1/gifts",
+    "public_pool": "the routes of /v1/books/{code}/public-pool",
+    "recognition": "POST /v1/recognition/transfers",
+    "expiry": "`timebank expire`",
+}
 NOTICE_PREFIX = "notice."
 # The meta member in which the ledger records who asked for an entry; callers cannot set it.
 ACTOR_KEY = "actor"

@@ -18,20 +18,17 @@ from app.kit.schemas import (
     PositiveAmount,
     SignedAmount,
 )
-from app.ledger.journal import ACTOR_KEY, KIND_SERVICE_CREDIT
+from app.ledger.journal import ACTOR_KEY, DOMAIN_KIND_ROUTES
 
 RESERVED_KINDS = ("hold", "reversal", "notice")
-# Kinds only the service itself posts: certified hours are credited by approving a service
-# record, so that statistics of service reconcile with the ledger.
-SERVICE_KINDS = (KIND_SERVICE_CREDIT,)
 
 
 def _user_kind(value: str) -> str:
     root = value.split(".", 1)[0]
     if root in RESERVED_KINDS:
         raise ValueError(f"kind {value!r} is reserved; use the dedicated route")
-    if root in SERVICE_KINDS:
-        raise ValueError(f"kind {value!r} is posted only by approving a service record")
+    if root in DOMAIN_KIND_ROUTES:
+        raise ValueError(f"kind {value!r} is posted only by {DOMAIN_KIND_ROUTES[root]}")
     return value
 
 

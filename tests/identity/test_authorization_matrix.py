@@ -306,6 +306,154 @@ async def issued_proof(w: World) -> Call:
     return Call("GET", f"/v1/service-proofs/{r.json()['proof_id']}")
 
 
+# Exchange (docs/exchange.md): organisation A's POINT pool, funded by a donation, pays a
+# standing rule HOUR→POINT (6 minutes a point); member M holds the hours of the world's
+# transfer. Each posting row takes a fresh quote, rule, asset or agreement.
+async def _market(w: World) -> dict[str, str]:
+    if not w.market:
+        await w.post(f"/v1/organisations/{w.org_a}/pools", {"asset": "HOUR"})
+        pool = await w.post(f"/v1/organisations/{w.org_a}/pools", {"asset": "POINT"})
+        donation = await w.post(
+            f"/v1/organisations/{w.org_a}/donations",
+            {"amount": 10**6, "donor": {"name": "某基金会"}},
+        )
+        w.market = {
+            "pool": pool["account_id"],
+            "donation": donation["id"],
+            "rule": (await w.post("/v1/exchange-rules", _rule_body(w, _rule_code())))["id"],
+            "asset": await _asset_code(w),
+        }
+    return w.market
+
+
+def _rule_code() -> str:
+    return f"r-{uuid.uuid4().hex[:8]}"
+
+
+def _rule_body(w: World, code: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "from_asset": "HOUR",
+        "to_asset": "POINT",
+        "ratio": {"num": 1, "den": 6},
+        "min_amount": 6,
+        "pools": [{"book": w.home, "organisation_id": w.org_a}],
+    }
+
+
+async def _asset_code(w: World) -> str:
+    call = await new_asset(w)
+    assert call.body is not None
+    await w.post(call.path, call.body)
+    return str(call.body["code"])
+
+
+def on_market(method: str, path: str) -> Builder:
+    async def build(w: World) -> Call:
+        return Call(method, path.format(**await _market(w)))
+
+    return build
+
+
+async def new_asset(w: World) -> Call:
+    code = f"F{uuid.uuid4().hex[:8].upper()}"
+    body = {"code": code, "name": "基金会积分", "unit": "point", "issuer_organisation_id": w.org_a}
+    return Call("POST", "/v1/assets", body)
+
+
+async def asset_read(w: World) -> Call:
+    return Call("GET", f"/v1/assets/{(await _market(w))['asset']}")
+
+
+async def asset_change(w: World) -> Call:
+    return Call("PATCH", f"/v1/assets/{(await _market(w))['asset']}", {"expires_after_years": 2})
+
+
+async def new_rule(w: World) -> Call:
+    await _market(w)
+    return Call("POST", "/v1/exchange-rules", _rule_body(w, _rule_code()))
+
+
+async def rule_read(w: World) -> Call:
+    return Call("GET", f"/v1/exchange-rules/{(await _market(w))['rule']}")
+
+
+async def rule_retire(w: World) -> Call:
+    await _market(w)
+    rule = await w.post("/v1/exchange-rules", _rule_body(w, _rule_code()))
+    return Call("POST", f"/v1/exchange-rules/{rule['id']}/retire", {"reason": "试点结束"})
+
+
+async def _quote(w: World) -> str:
+    body = {"member_id": w.member, "amount": 6, "rule_id": (await _market(w))["rule"]}
+    return str((await w.post("/v1/exchange/quotes", body))["id"])
+
+
+async def new_quote(w: World) -> Call:
+    body = {"member_id": w.member, "amount": 6, "rule_id": (await _market(w))["rule"]}
+    return Call("POST", "/v1/exchange/quotes", body)
+
+
+async def quote_read(w: World) -> Call:
+    if "quote" not in w.market:
+        w.market["quote"] = await _quote(w)
+    return Call("GET", f"/v1/exchange/quotes/{w.market['quote']}")
+
+
+async def exchange(w: World) -> Call:
+    return Call("POST", "/v1/exchanges", {"quote_id": await _quote(w)})
+
+
+async def _agreement(w: World) -> str:
+    body = {"from_book": w.home, "to_book": await w.api.book()}
+    return str((await w.post("/v1/recognition/agreements", body))["id"])
+
+
+async def standing_agreement(w: World) -> str:
+    if "agreement" not in w.market:
+        w.market["agreement"] = await _agreement(w)
+    return w.market["agreement"]
+
+
+async def new_agreement(w: World) -> Call:
+    body = {"from_book": w.home, "to_book": await w.api.book()}
+    return Call("POST", "/v1/recognition/agreements", body)
+
+
+async def agreement_read(w: World) -> Call:
+    return Call("GET", f"/v1/recognition/agreements/{await standing_agreement(w)}")
+
+
+async def agreement_end(w: World) -> Call:
+    return Call("POST", f"/v1/recognition/agreements/{await _agreement(w)}/end")
+
+
+async def recognition_transfer(w: World) -> Call:
+    body = {"agreement_id": await standing_agreement(w), "member_id": w.member, "amount": 1}
+    return Call("POST", "/v1/recognition/transfers", body)
+
+
+async def transfer_read(w: World) -> Call:
+    if "transfer" not in w.market:
+        body = {"agreement_id": await standing_agreement(w), "member_id": w.member, "amount": 1}
+        w.market["transfer"] = (await w.post("/v1/recognition/transfers", body))["id"]
+    return Call("GET", f"/v1/recognition/transfers/{w.market['transfer']}")
+
+
+async def gift(w: World) -> Call:
+    body = {"from_member_id": w.member, "to_member_id": w.member_other, "amount": 1}
+    return Call("POST", "/v1/gifts", body)
+
+
+async def grant(w: World) -> Call:
+    if "public_pool" not in w.market:
+        body = {"member_id": w.member, "amount": 10}
+        await w.post(f"/v1/books/{w.home}/public-pool/donations", body)
+        w.market["public_pool"] = "funded"
+    body = {"member_id": w.member, "amount": 1, "reason": "困难老人"}
+    return Call("POST", f"/v1/books/{w.home}/public-pool/grants", body)
+
+
 _ = 403  # forbidden: the role may never, or the object is visible but the action is not
 H = 404  # hidden: outside the caller's reach
 A = 401
@@ -531,6 +679,86 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ("GET", "/v1/stats/service"): (
         fixed("GET", "/v1/stats/service?book={w.home}"),
         (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
+    ),
+    # Exchange (docs/exchange.md). Assets are one list for the whole platform.
+    ("POST", "/v1/assets"): (new_asset, ADMIN_ONLY),
+    ("GET", "/v1/assets"): (fixed("GET", "/v1/assets"), (OK,) * 11 + (A,)),
+    ("GET", "/v1/assets/{code}"): (asset_read, (OK,) * 11 + (A,)),
+    # Another book's admin sees the asset but may not change what A's book issues.
+    ("PATCH", "/v1/assets/{code}"): (asset_change, (OK, OK, _, _, _, _, _, _, _, _, _, A)),
+    ("POST", "/v1/organisations/{organisation_id}/pools"): (
+        fixed("POST", "/v1/organisations/{w.org_a}/pools", {"asset": "POINT"}),
+        ORG_A_ACTS,
+    ),
+    ("GET", "/v1/organisations/{organisation_id}/pools"): (
+        fixed("GET", "/v1/organisations/{w.org_a}/pools"),
+        (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
+    ),
+    ("POST", "/v1/organisations/{organisation_id}/donations"): (
+        fixed(
+            "POST",
+            "/v1/organisations/{w.org_a}/donations",
+            {"amount": 5, "donor": {"name": "爱心人士"}},
+        ),
+        ORG_A_ACTS,
+    ),
+    ("GET", "/v1/donations/{donation_id}"): (
+        on_market("GET", "/v1/donations/{donation}"),
+        (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
+    ),
+    ("POST", "/v1/exchange-rules"): (new_rule, ADMIN_ONLY),
+    ("GET", "/v1/exchange-rules"): (fixed("GET", "/v1/exchange-rules"), (OK,) * 11 + (A,)),
+    ("GET", "/v1/exchange-rules/{rule_id}"): (rule_read, BOOK_READ),
+    ("POST", "/v1/exchange-rules/{rule_id}/retire"): (rule_retire, ADMIN_ONLY),
+    ("POST", "/v1/exchange/quotes"): (new_quote, SIGN_UP_M),
+    ("GET", "/v1/exchange/quotes/{quote_id}"): (quote_read, MEMBER_READ),
+    ("POST", "/v1/exchanges"): (exchange, SIGN_UP_M),
+    # An agreement with a new book the home book's admin does not reach: only the platform.
+    ("POST", "/v1/recognition/agreements"): (new_agreement, (OK, H, _, _, _, _, _, _, _, H, _, A)),
+    ("GET", "/v1/recognition/agreements"): (
+        fixed("GET", "/v1/recognition/agreements"),
+        (OK, OK, OK, _, _, OK, OK, _, _, OK, OK, A),
+    ),
+    ("GET", "/v1/recognition/agreements/{agreement_id}"): (
+        agreement_read,
+        (OK, OK, OK, _, _, OK, OK, _, _, H, H, A),
+    ),
+    ("POST", "/v1/recognition/agreements/{agreement_id}/end"): (agreement_end, ADMIN_ONLY),
+    ("POST", "/v1/recognition/transfers"): (recognition_transfer, MEMBER_EDIT),
+    ("GET", "/v1/recognition/transfers/{transfer_id}"): (transfer_read, MEMBER_READ),
+    ("GET", "/v1/members/{member_id}/recognition-transfers"): (
+        fixed("GET", "/v1/members/{w.member}/recognition-transfers"),
+        MEMBER_READ,
+    ),
+    ("GET", "/v1/recognition/reconciliation"): (
+        fixed("GET", "/v1/recognition/reconciliation"),
+        (OK, OK, OK, _, _, _, _, _, _, OK, OK, A),
+    ),
+    ("PUT", "/v1/books/{code}/asset-policies/{asset}"): (
+        fixed("PUT", "/v1/books/{w.home}/asset-policies/HOUR", {"gift_yearly_cap": 10**6}),
+        ADMIN_ONLY,
+    ),
+    ("GET", "/v1/books/{code}/asset-policies"): (
+        fixed("GET", "/v1/books/{w.home}/asset-policies"),
+        BOOK_READ,
+    ),
+    ("POST", "/v1/gifts"): (gift, MEMBER_EDIT),
+    ("GET", "/v1/members/{member_id}/gifts"): (
+        fixed("GET", "/v1/members/{w.member}/gifts"),
+        MEMBER_READ,
+    ),
+    ("POST", "/v1/books/{code}/public-pool/donations"): (
+        fixed(
+            "POST",
+            "/v1/books/{w.home}/public-pool/donations",
+            {"member_id": "{w.member}", "amount": 1},
+        ),
+        MEMBER_EDIT,
+    ),
+    ("POST", "/v1/books/{code}/public-pool/grants"): (grant, CERTIFY_A),
+    ("GET", "/v1/books/{code}/public-pool"): (
+        fixed("GET", "/v1/books/{w.home}/public-pool"),
+        BOOK_READ,
     ),
 }
 

@@ -42,6 +42,8 @@ class World:
     project: str = ""
     need: str = ""
     slot: int = 0
+    # Exchange rows: organisation A's funded POINT pool, a standing rule, agreements.
+    market: dict[str, str] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     async def post(self, path: str, body: dict[str, Any], token: str | None = None) -> Any:
