@@ -17,10 +17,6 @@ class MemberNotEligible(TimebankError):
     status, slug, title = 409, "member-not-eligible", "The member cannot take part"
 
 
-class CapExceeded(TimebankError):
-    status, slug, title = 409, "cap-exceeded", "A cap would be exceeded"
-
-
 class PoolNotFound(TimebankError):
     status, slug, title = 404, "pool-not-found", "The organisation has no pool for this asset"
 

@@ -35,6 +35,7 @@ from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.identity.personal import PersonalDataCipher
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
+from app.ledger.service import posted_before
 
 KIND_EXCHANGE = "exchange"
 PERIODS: tuple[Period, ...] = ("day", "month", "year")
@@ -323,18 +324,6 @@ def exchange_ref(quote_id: uuid.UUID) -> IdempotencyRef:
     return IdempotencyRef(SYSTEM_CREDENTIAL, f"exchange:{quote_id}", str(quote_id))
 
 
-async def _posted_before(session: AsyncSession, quote_id: uuid.UUID) -> bool:
-    ref = exchange_ref(quote_id)
-    found = await session.scalar(
-        text(
-            "SELECT 1 FROM idempotency_keys WHERE credential_id = CAST(:c AS uuid) AND key = :k "
-            "AND tx_id IS NOT NULL"
-        ),
-        {"c": ref.credential_id, "k": ref.key},
-    )
-    return found is not None
-
-
 def _refused(outcome: Outcome, pool: str) -> Exception:
     problem = outcome.body
     if problem.get("account_id") == pool:
@@ -391,7 +380,7 @@ async def execute_quote(
     give = await find_member_account(session, book, member_id, rule.from_asset)
     if give is None:
         raise errors.ExchangeRefused(f"the member holds no {rule.from_asset} in book {book!r}")
-    if not await _posted_before(session, quote_id):
+    if not await posted_before(session, exchange_ref(quote_id)):
         # A retry after the posting committed but this transaction did not skips the checks
         # (they passed, and the cap now counts the exchange itself).
         if terms.now >= quote.expires_at:

@@ -32,7 +32,6 @@ from app.exchange.policies import (
     entry_json,
     lock_member,
     overflow_of,
-    posted_before,
     posting_ref,
     refusal,
     require_asset,
@@ -46,6 +45,7 @@ from app.identity.members import get_member_row
 from app.ledger import errors as ledger_errors
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
+from app.ledger.service import posted_before
 
 KIND_GIFT = "gift"
 

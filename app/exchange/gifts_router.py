@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from app.dependencies import SessionDep
 from app.exchange import gifts, gifts_schemas, policies, public_pool
-from app.identity.actions import ActionResult, Notice, run_action
+from app.identity.actions import ActionResult, Notice, action_id, run_action
 from app.identity.authorization import ALL_ROLES, require_book, require_role, sees_member
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.errors import MemberNotFound
@@ -90,7 +90,7 @@ async def give(data: gifts_schemas.GiftCreate, ctx: Posting, request: Request) -
     plan = await gifts.plan_gift(
         ctx.sessions,
         caller,
-        policies.posting_id(gifts.KIND_GIFT, ctx.idem),
+        action_id(ctx.idem, gifts.KIND_GIFT),
         giver,
         data.to_member_id,
         data.asset,
@@ -144,7 +144,7 @@ async def donate(code: BookPath, data: gifts_schemas.DonationCreate, ctx: Postin
     plan = await public_pool.plan(
         ctx.sessions,
         caller,
-        policies.posting_id(public_pool.KIND_DONATION, ctx.idem),
+        action_id(ctx.idem, public_pool.KIND_DONATION),
         code,
         member,
         data.asset,
@@ -175,7 +175,7 @@ async def grant(code: BookPath, data: gifts_schemas.GrantCreate, ctx: Posting) -
     plan = await public_pool.plan(
         ctx.sessions,
         caller,
-        policies.posting_id(public_pool.KIND_GRANT, ctx.idem),
+        action_id(ctx.idem, public_pool.KIND_GRANT),
         code,
         data.member_id,
         data.asset,

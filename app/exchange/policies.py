@@ -29,7 +29,6 @@ POLICY_COLUMNS = (
 )
 # Postings made on a caller's request get ids derived from the caller's credential and
 # Idempotency-Key, so that a retry after a crash names the same gift, donation or grant.
-_POSTING_IDS = uuid.UUID("6f1b7a52-3c1e-4d0c-9a51-6e0c2f8a9d41")
 
 
 async def require_asset(session: AsyncSession, asset: str) -> None:
@@ -108,27 +107,9 @@ async def storage_limits(
     return CreditLimits(dict.fromkeys(account_ids, policy.storage_cap), pool)
 
 
-def posting_id(what: str, idem: IdempotencyRef) -> uuid.UUID:
-    """The id of a gift, donation or grant asked for with this credential and key."""
-    return uuid.uuid5(_POSTING_IDS, f"{what}\n{idem.credential_id}\n{idem.key}")
-
-
 def posting_ref(what: str, posting: uuid.UUID, request_hash: str) -> IdempotencyRef:
     """The ledger key of a posting: `<what>:<id>` under the system credential."""
     return IdempotencyRef(SYSTEM_CREDENTIAL, f"{what}:{posting}", request_hash)
-
-
-async def posted_before(session: AsyncSession, ref: IdempotencyRef) -> bool:
-    """Whether the ledger already appended the posting of this key (a retry after a crash
-    between the posting and the action's commit): its checks passed then."""
-    found = await session.execute(
-        text(
-            "SELECT 1 FROM idempotency_keys WHERE credential_id = CAST(:c AS uuid) "
-            "AND key = :k AND tx_id IS NOT NULL"
-        ),
-        {"c": ref.credential_id, "k": ref.key},
-    )
-    return found.first() is not None
 
 
 def refusal(outcome: Outcome) -> TimebankError:

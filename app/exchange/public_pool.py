@@ -27,7 +27,6 @@ from app.exchange.policies import (
     entry_json,
     lock_member,
     overflow_of,
-    posted_before,
     posting_ref,
     refusal,
     require_asset,
@@ -39,6 +38,7 @@ from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
+from app.ledger.service import posted_before
 from app.volunteering.access import reachable_member
 from app.volunteering.needs import refuse_personal_data
 

@@ -324,3 +324,16 @@ async def expire_holds(session: AsyncSession, sequencer: Sequencer, limit: int =
     # Submitted together, so the sequencer voids them in one batch per book.
     outcomes = await asyncio.gather(*(sequencer.submit(draft) for draft in drafts))
     return sum(outcome.status_code < 400 for outcome in outcomes)
+
+
+async def posted_before(session: AsyncSession, ref: IdempotencyRef) -> bool:
+    """Whether the ledger already appended the posting of this key: a domain action retried
+    after a crash between its posting and its own commit replays it instead of re-checking."""
+    found = await session.execute(
+        text(
+            "SELECT 1 FROM idempotency_keys WHERE credential_id = CAST(:c AS uuid) "
+            "AND key = :k AND tx_id IS NOT NULL"
+        ),
+        {"c": ref.credential_id, "k": ref.key},
+    )
+    return found.first() is not None
