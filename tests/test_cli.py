@@ -177,7 +177,6 @@ async def test_expire_posts_what_lapsed_once(
         "accounts_examined": 1,
         "entries_posted": 1,
         "units_expired_by_asset": {"GIFTPT": 70},
-        "entries_reversed": 0,
         "accounts_unsettled": 0,
     }
     again = await run(cli_env, "expire", "--as-of", lapse.isoformat())

@@ -12,12 +12,13 @@ they are derived from an account's posted legs, in journal order (`replay`):
 - holds (`hold`, `hold.void`) move no lots; a `hold.post` is a debit like any other.
 
 `expire_lapsed` posts, per member account, one `expiry` entry that moves the lapsed and unspent
-units to the book's `expired` account. It reads the account's legs, computes what lapsed, and
-posts; if another posting to the account committed in between (so that the expiry may have
-taken units that had not lapsed), it replays the journal up to the expiry, and reverses the
-expiry and tries again when it took anything that had not lapsed. Its idempotency key names
-the journal position it read, so a retry after a crash posts once, and running again posts
-nothing new: the expiry entries consumed the lapsed lots.
+units to the book's `expired` account. It reads the account's legs and its last seq in one
+snapshot, computes what lapsed, and posts on the condition that the account has had no entry
+since (`Draft.unmoved_since`): a spending that commits in between makes the ledger refuse the
+expiry (`account-moved`), and the account is read again. So an expiry never takes units that
+had not lapsed, and is never posted and then undone. Its idempotency key names the seq it read,
+so a retry after a crash posts once, and running again posts nothing new: the expiry entries
+consumed the lapsed lots.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.exchange.accounts import EXPIRED, book_account
 from app.exchange.assets import validity_years
 from app.identity.credentials import SYSTEM_CREDENTIAL
-from app.ledger import service as ledger
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Sequencer
@@ -219,35 +219,30 @@ MOVEMENTS = (
     "SELECT l.account_id::text AS account_id, l.seq, e.kind, e.tx_id::text AS tx_id, "
     "e.posted_at, e.reverses::text AS reverses, sum(l.amount)::bigint AS amount "
     "FROM journal_legs l JOIN journal_entries e ON e.book_code = l.book_code AND e.seq = l.seq "
-    "WHERE l.account_id = ANY(CAST(:ids AS uuid[])) AND l.seq <= :upto "
+    "WHERE l.account_id = ANY(CAST(:ids AS uuid[]))"
     "GROUP BY l.account_id, l.seq, e.kind, e.tx_id, e.posted_at, e.reverses "
     "ORDER BY l.account_id, l.seq"
 )
 NO_LOTS = (KIND_HOLD, KIND_HOLD_VOID)  # reservations: posted balances do not move
 
 
-@dataclass(slots=True)
-class _History:
-    movements: list[Movement] = field(default_factory=list)
-    last_seq: int = 0  # the account's last leg of any kind (holds included)
-
-
 async def _histories(
-    session: AsyncSession, account_ids: Sequence[str], upto: int = 2**62
-) -> dict[str, _History]:
-    rows = await session.execute(text(MOVEMENTS), {"ids": list(account_ids), "upto": upto})
-    histories = {account_id: _History() for account_id in account_ids}
+    session: AsyncSession, account_ids: Sequence[str]
+) -> dict[str, list[Movement]]:
+    """Each account's movements that make or take lots, in journal order."""
+    rows = await session.execute(text(MOVEMENTS), {"ids": list(account_ids)})
+    histories: dict[str, list[Movement]] = {account_id: [] for account_id in account_ids}
     for row in rows:
-        history = histories[row.account_id]
-        history.last_seq = row.seq
         if row.kind not in NO_LOTS and row.amount:
-            history.movements.append(Movement(row.tx_id, row.posted_at, row.amount, row.reverses))
+            histories[row.account_id].append(
+                Movement(row.tx_id, row.posted_at, row.amount, row.reverses)
+            )
     return histories
 
 
 async def account_lots(session: AsyncSession, account_id: str) -> Lots:
     """The lots of an account, replayed from the journal."""
-    return replay((await _histories(session, [account_id]))[account_id].movements)
+    return replay((await _histories(session, [account_id]))[account_id])
 
 
 async def upcoming_expiries(
@@ -272,16 +267,6 @@ class _Target:
 
 
 @dataclass(slots=True)
-class _Posted:
-    target: _Target
-    read_seq: int
-    seq: int
-    tx_id: str
-    amount: int
-    counted: bool  # posted by this run (not an answer kept from an earlier one)
-
-
-@dataclass(slots=True)
 class _Run:
     sessions: async_sessionmaker[AsyncSession]
     sequencer: Sequencer
@@ -290,7 +275,6 @@ class _Run:
     expired_accounts: dict[tuple[str, str], str] = field(default_factory=dict)
     examined: int = 0
     posted: int = 0
-    reversed: int = 0
     unsettled: int = 0
     units: dict[str, int] = field(default_factory=dict)
 
@@ -300,7 +284,6 @@ class _Run:
             "accounts_examined": self.examined,
             "entries_posted": self.posted,
             "units_expired_by_asset": dict(sorted(self.units.items())),
-            "entries_reversed": self.reversed,
             "accounts_unsettled": self.unsettled,
         }
 
@@ -355,7 +338,7 @@ async def _read(
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         rows = await session.execute(
             text(
-                "SELECT id::text AS id, status, posted - pending_debits AS available "
+                "SELECT id::text AS id, status, posted - pending_debits AS available, last_seq "
                 "FROM accounts WHERE id = ANY(CAST(:ids AS uuid[]))"
             ),
             {"ids": ids},
@@ -367,18 +350,16 @@ async def _read(
         account = accounts[target.account_id]
         if account.status != "open":
             continue
-        history = histories[target.account_id]
-        lots = replay(history.movements)
+        lots = replay(histories[target.account_id])
         plan = expiry_plan(lots, target.years, run.zone, run.as_of, account.available)
         if plan:
-            plans.append((target, history.last_seq, plan))
+            plans.append((target, account.last_seq, plan))
     return plans
 
 
-async def _post(
-    run: _Run, target: _Target, read_seq: int, plan: list[tuple[int, int]]
-) -> _Posted | None:
-    """Post one expiry; None when the ledger refused it (to be read and tried again)."""
+async def _post(run: _Run, target: _Target, read_seq: int, plan: list[tuple[int, int]]) -> bool:
+    """Post one expiry on the condition that the account has not moved since `read_seq`;
+    False when the ledger refused it (to be read and tried again)."""
     amount = sum(n for _, n in plan)
     expired = await _expired_account(run, target.book, target.asset)
     draft = Draft(
@@ -391,7 +372,9 @@ async def _post(
             "as_of": run.as_of.isoformat(),
             "expires_after_years": target.years,
             "lapsed": [{"earned_year": year, "amount": n} for year, n in plan],
+            "read_seq": read_seq,
         },
+        unmoved_since={target.account_id: read_seq},
     )
     ref = expiry_ref(target.account_id, run.as_of, read_seq, amount)
     outcome = await run.sequencer.submit(draft, ref)
@@ -401,73 +384,22 @@ async def _post(
         fresh = IdempotencyRef(ref.credential_id, f"{ref.key}:{uuid.uuid4()}", ref.request_hash)
         outcome = await run.sequencer.submit(draft, fresh)
     if outcome.status_code >= 400:
-        log.warning(
+        log.info(
             "expiry.refused",
             account=target.account_id,
             status=outcome.status_code,
             problem=outcome.body.get("type"),
         )
-        return None
-    body = outcome.body
+        return False
     if not outcome.replayed:
         run.posted += 1
         run.units[target.asset] = run.units.get(target.asset, 0) + amount
-    return _Posted(
-        target, read_seq, int(body["seq"]), str(body["id"]), amount, not outcome.replayed
-    )
-
-
-async def _raced(run: _Run, posted: list[_Posted]) -> list[_Posted]:
-    """The expiries after which the account had moved since it was read and that took units
-    that had not lapsed (replaying the journal up to each)."""
-    if not posted:
-        return []
-    async with run.sessions() as session:
-        rows = await session.execute(
-            text(
-                "SELECT DISTINCT t.id::text AS id FROM unnest(CAST(:ids AS uuid[]), "
-                "CAST(:read AS bigint[]), CAST(:seqs AS bigint[])) AS t(id, read_seq, seq) "
-                "JOIN journal_legs l ON l.account_id = t.id "
-                "AND l.seq > t.read_seq AND l.seq < t.seq"
-            ),
-            {
-                "ids": [p.target.account_id for p in posted],
-                "read": [p.read_seq for p in posted],
-                "seqs": [p.seq for p in posted],
-            },
-        )
-        moved = {row.id for row in rows}
-        wrong = []
-        for p in posted:
-            if p.target.account_id not in moved:
-                continue
-            history = (await _histories(session, [p.target.account_id], p.seq))[p.target.account_id]
-            taken = replay(history.movements).taken.get(p.tx_id, [])
-            years, zone = p.target.years, run.zone
-            if any(lapses_on(lot.earned_at, years, zone) > run.as_of for lot in taken):
-                wrong.append(p)
-        return wrong
-
-
-async def _reverse(run: _Run, posted: _Posted) -> bool:
-    async with run.sessions() as session:
-        original = await ledger.get_transaction(session, uuid.UUID(posted.tx_id))
-    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"expiry-reversal:{posted.tx_id}", posted.tx_id)
-    outcome = await ledger.reverse_transaction(run.sequencer, original, ref)
-    if outcome.status_code >= 400:
-        log.error("expiry.reversal_refused", tx_id=posted.tx_id, problem=outcome.body.get("type"))
-        return False
-    if not outcome.replayed:
-        run.reversed += 1
-    if posted.counted:
-        asset = posted.target.asset
-        run.units[asset] = run.units.get(asset, 0) - posted.amount
     return True
 
 
 async def _settle(run: _Run, targets: list[_Target]) -> None:
-    """Expire what lapsed in each target account, reading again and retrying the accounts
-    that moved meanwhile."""
+    """Expire what lapsed in each target account, reading again the accounts whose expiry
+    the ledger refused (most often: they moved meanwhile)."""
     pending = targets
     for _ in range(ATTEMPTS):
         if not pending:
@@ -476,13 +408,7 @@ async def _settle(run: _Run, targets: list[_Target]) -> None:
         for target, _seq, _plan in plans:
             await _expired_account(run, target.book, target.asset)
         results = await asyncio.gather(*(_post(run, t, seq, plan) for t, seq, plan in plans))
-        retry = [t for (t, _, _), result in zip(plans, results, strict=True) if result is None]
-        for wrong in await _raced(run, [r for r in results if r is not None]):
-            if await _reverse(run, wrong):
-                retry.append(wrong.target)
-            else:
-                run.unsettled += 1
-        pending = retry
+        pending = [t for (t, _, _), done in zip(plans, results, strict=True) if not done]
     run.unsettled += len(pending)
 
 

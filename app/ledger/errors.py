@@ -19,6 +19,10 @@ class AccountNotOpen(TimebankError):
     status, slug, title = 409, "account-not-open", "Account is frozen or closed"
 
 
+class AccountMoved(TimebankError):
+    status, slug, title = 409, "account-moved", "The account has moved since it was read"
+
+
 class AccountNotInBook(TimebankError):
     status, slug, title = 422, "account-not-in-book", "Account does not belong to this book"
 

@@ -88,6 +88,9 @@ class Draft:
     # goes to `overflow_to` (a book's public time pool) in the same entry, as a leg of its own.
     storage_caps: dict[str, int] = field(default_factory=dict)
     overflow_to: str | None = None
+    # Accounts of the legs the draft was computed from, with the last seq read of each: the
+    # draft is refused (account-moved) if any of them has had an entry since.
+    unmoved_since: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -191,6 +194,12 @@ def apply_draft(
             touched[account_id] = _account(accounts, draft.book, account_id).copy()
         return touched[account_id]
 
+    for account_id, read_seq in draft.unmoved_since.items():
+        if _account(accounts, draft.book, account_id).last_seq != read_seq:
+            raise errors.AccountMoved(
+                f"account {account_id} has had an entry since seq {read_seq}",
+                account_id=account_id,
+            )
     meta = dict(draft.meta)
     kind = draft.kind
     new_hold: HoldState | None = None
