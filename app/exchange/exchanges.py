@@ -213,7 +213,12 @@ async def _conditions(
 
 def quote_view(quote: Any, rule: Any, now: datetime) -> dict[str, Any]:
     """A quote as the API shows it."""
-    status = "executed" if quote.tx_id else ("expired" if now >= quote.expires_at else "open")
+    if quote.tx_id:
+        status = "executed"
+    elif rule.retired_at is not None:
+        status = "void"  # its rule was retired: it will never execute
+    else:
+        status = "expired" if now >= quote.expires_at else "open"
     return {
         "id": quote.id,
         "member_id": quote.member_id,

@@ -1,4 +1,4 @@
-"""Gifts (转赠) of a member's units to another member of the same book (no HTTP).
+"""Gifts (转赠) of a member's units to another member, in one book (no HTTP).
 
 A gift is one `gift` entry: the giver's account to the receiver's (and, beyond the receiver's
 storage cap, to the book's public time pool). The book's policy for the asset may cap what a
@@ -39,9 +39,9 @@ from app.exchange.policies import (
     storage_limits,
 )
 from app.exchange.usage import debited_since, period_start
-from app.identity.authorization import Caller, sees_member
+from app.identity.authorization import Caller, reaches_book, sees_member
 from app.identity.errors import MemberNotFound
-from app.identity.members import get_member_row
+from app.identity.members import get_member_row, member_accounts_in
 from app.ledger import errors as ledger_errors
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
@@ -64,12 +64,30 @@ class GiftPlan:
     receiver_account: str
 
 
+async def _present(
+    session: AsyncSession, caller: Caller | None, member: dict[str, Any], book: str, asset: str
+) -> bool:
+    """Whether a member takes part in gifts of `asset` in `book`: registered there, or holding
+    an account of it there (hours moved in from another book); and, for the giver (`caller`
+    given), within the caller's reach: as for the member in their own book, else the book's
+    admins or the member's own mini-program of that book."""
+    if member["book"] == book:
+        return caller is None or await sees_member(session, caller, member)
+    if caller is not None and not (
+        reaches_book(caller, book)
+        and (caller.role == "admin" or caller.member_id == str(member["id"]))
+    ):
+        return False
+    return await find_member_account(session, book, member["id"], asset) is not None
+
+
 async def plan_gift(
     sessions: async_sessionmaker[AsyncSession],
     caller: Caller,
     gift_id: uuid.UUID,
     giver: uuid.UUID,
     receiver: uuid.UUID,
+    book: str | None,
     asset: str,
     amount: int,
     relationship: str | None,
@@ -81,14 +99,14 @@ async def plan_gift(
         raise errors.GiftToSelf("a member cannot give to themselves", member_id=str(giver))
     async with sessions() as session:
         giver_row = await get_member_row(session, giver)
-        if not await sees_member(session, caller, giver_row):
-            raise MemberNotFound(f"member {giver} does not exist")
-        book = str(giver_row["book"])
+        book = book or str(giver_row["book"])
+        if not await _present(session, caller, giver_row, book, asset):
+            raise MemberNotFound(f"member {giver} does not exist in book {book!r}")
         try:
             receiver_row = await get_member_row(session, receiver)
         except MemberNotFound:
             receiver_row = None
-        if receiver_row is None or receiver_row["book"] != book:
+        if receiver_row is None or not await _present(session, None, receiver_row, book, asset):
             raise MemberNotFound(f"member {receiver} does not exist in book {book!r}")
         await require_asset(session, asset)
     receiver_account = await member_account(sessions, book, receiver, asset)
@@ -232,12 +250,11 @@ SELECT e.seq, e.tx_id::text AS tx_id, convert_from(e.body, 'UTF8') AS body
 
 
 async def list_gifts(
-    session: AsyncSession, member: dict[str, Any], before_seq: int | None, limit: int
+    session: AsyncSession, member: dict[str, Any], book: str, before_seq: int | None, limit: int
 ) -> dict[str, Any]:
-    """The gifts a member gave and received, newest first, read from the journal (keyset
-    pagination on seq)."""
-    book = str(member["book"])
-    ids = [a["account_id"] for a in member["accounts"]]
+    """The gifts a member gave and received in `book`, newest first, read from the journal
+    (keyset pagination on seq)."""
+    ids = await member_accounts_in(session, member, book)
     rows = (
         await session.execute(
             text(GIFTS_SQL),

@@ -93,6 +93,7 @@ async def give(data: gifts_schemas.GiftCreate, ctx: Posting, request: Request) -
         action_id(ctx.idem, gifts.KIND_GIFT),
         giver,
         data.to_member_id,
+        data.book,
         data.asset,
         data.amount,
         data.relationship,
@@ -119,13 +120,19 @@ async def member_gifts(
     session: SessionDep,
     before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    book: Annotated[
+        BookCode | None, Query(description="the book of the gifts (default: the member's own)")
+    ] = None,
 ) -> Any:
-    """The gifts the member gave and received, newest first, read from the journal."""
+    """The gifts the member gave and received in one book, newest first, read from the
+    journal."""
     require_role(caller, MEMBER_READERS, "read members")
     row = await get_member_row(session, member_id)
     if not await sees_member(session, caller, row):
         raise MemberNotFound(f"member {member_id} does not exist")
-    return await gifts.list_gifts(session, row, before_seq, limit)
+    if book is not None:
+        require_book(caller, book, f"book {book!r}")
+    return await gifts.list_gifts(session, row, book or str(row["book"]), before_seq, limit)
 
 
 @router.post(

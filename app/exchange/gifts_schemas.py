@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
 from app.kit.schemas import MAX_SAFE_INTEGER, InputModel, PositiveAmount
-from app.ledger.schemas import AssetCode, LegRead
+from app.ledger.schemas import AssetCode, BookCode, LegRead
 
 Label = Annotated[
     str,
@@ -90,6 +90,11 @@ class GiftCreate(InputModel):
         default=None, description="the giver (a mini-program: its member, may be left out)"
     )
     to_member_id: UUID
+    book: BookCode | None = Field(
+        default=None,
+        description="the book the gift is made in (default: the giver's own); a member who "
+        "moved hours to another book gives there from their account in it",
+    )
     asset: AssetCode = "HOUR"
     amount: PositiveAmount
     relationship: Label | None = Field(

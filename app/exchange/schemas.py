@@ -184,7 +184,9 @@ class QuoteRead(BaseModel):
     receive: AssetAmount = Field(description="what the member receives")
     conditions: list[dict[str, Any]] = Field(description="the rule's conditions that passed")
     expires_at: datetime
-    status: Literal["open", "expired", "executed"]
+    status: Literal["open", "expired", "void", "executed"] = Field(
+        description="void: its rule was retired before it executed"
+    )
     tx_id: UUID | None
     executed_at: datetime | None
 

@@ -366,9 +366,20 @@ async def member_balances(
     return {"member_id": row["id"], "balances": balances}
 
 
+async def member_accounts_in(session: AsyncSession, row: dict[str, Any], book: str) -> list[str]:
+    """The ids of the member's accounts in a book (their own, or one they moved hours to)."""
+    if book == row["book"]:
+        return [str(a["account_id"]) for a in row["accounts"]]
+    found = await session.scalars(
+        text("SELECT id::text FROM accounts WHERE owner = :owner AND book_code = :book"),
+        {"owner": member_owner(str(row["id"])), "book": book},
+    )
+    return list(found)
+
+
 async def member_entries(
-    session: AsyncSession, row: dict[str, Any], before_seq: int | None, limit: int
+    session: AsyncSession, row: dict[str, Any], book: str, before_seq: int | None, limit: int
 ) -> dict[str, Any]:
-    """The legs of all of the member's accounts, newest first."""
-    ids = [uuid.UUID(a["account_id"]) for a in row["accounts"]]
+    """The legs of all of the member's accounts in `book`, newest first."""
+    ids = [uuid.UUID(a) for a in await member_accounts_in(session, row, book)]
     return await ledger.list_entries_of_accounts(session, ids, before_seq, limit)

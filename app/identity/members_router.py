@@ -23,7 +23,7 @@ from app.identity.dependencies import CallerDep
 from app.identity.personal import PersonalDataCipher
 from app.kit.clock import utc_now
 from app.ledger.router import POSTING_ERRORS
-from app.ledger.schemas import AccountEntriesPage
+from app.ledger.schemas import AccountEntriesPage, BookCode
 
 router = APIRouter(prefix="/v1", tags=["members"])
 
@@ -148,8 +148,18 @@ async def member_entries(
     session: SessionDep,
     before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    book: Annotated[
+        BookCode | None,
+        Query(
+            description="the book whose accounts to list (default: the member's own); a member "
+            "who moved hours to another book holds accounts there (see /balances)",
+        ),
+    ] = None,
 ) -> Any:
-    """The member's history across their accounts, newest first, with running balances."""
+    """The member's history across their accounts in one book, newest first, with running
+    balances (seq is per book, so a page never mixes books)."""
     require_role(caller, READERS, "read members")
     row = await _visible_member(session, caller, member_id)
-    return await members.member_entries(session, row, before_seq, limit)
+    if book is not None:
+        require_book(caller, book, f"book {book!r}")
+    return await members.member_entries(session, row, book or row["book"], before_seq, limit)
