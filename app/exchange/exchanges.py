@@ -28,7 +28,7 @@ from app.exchange.accounts import (
     member_account,
 )
 from app.exchange.pools import pool_account
-from app.exchange.rules import convert, rule_row
+from app.exchange.rules import convert, rule_row, sees_rule
 from app.exchange.usage import Period, debited_since, period_start
 from app.identity.authorization import Caller
 from app.identity.credentials import SYSTEM_CREDENTIAL
@@ -75,12 +75,14 @@ async def _used(
 ) -> dict[Period, int]:
     if account is None:
         return dict.fromkeys(PERIODS, 0)
+    # Periods are days, months and years of the time zone the rule was published under.
+    zone = ZoneInfo(json.loads(rule.document)["time_zone"])
     return {
         period: await debited_since(
             session,
             account,
             KIND_EXCHANGE,
-            period_start(terms.now, terms.zone, period),
+            period_start(terms.now, zone, period),
             "rule_code",
             rule.code,
         )
@@ -261,6 +263,8 @@ async def create_quote(
     """Price an exchange for a member at the rule in force, for `quote_ttl_s` seconds."""
     book = member["book"]
     rule = await _find_rule(session, rule_id, pair, book, terms.now)
+    if not sees_rule(caller, rule):
+        raise errors.RuleNotFound(f"exchange rule {rule_id} does not exist")
     _check_in_force(rule, terms.now)
     if book not in [pool["book"] for pool in rule.pools]:
         raise errors.RuleNotApplicable(
@@ -379,9 +383,11 @@ async def execute_quote(
     book, member_id = quote.book_code, quote.member_id
     # The member's row serialises the member's exchanges: the caps read what committed before.
     # (NO KEY: rows that merely reference the member are not held up.)
-    await session.execute(
-        text("SELECT 1 FROM members WHERE id = :id FOR NO KEY UPDATE"), {"id": member_id}
+    status = await session.scalar(
+        text("SELECT status FROM members WHERE id = :id FOR NO KEY UPDATE"), {"id": member_id}
     )
+    if status != "active" and not await posted_before(session, exchange_ref(quote_id)):
+        raise errors.MemberNotEligible(f"member {member_id} is {status}")
     give = await find_member_account(session, book, member_id, rule.from_asset)
     if give is None:
         raise errors.ExchangeRefused(f"the member holds no {rule.from_asset} in book {book!r}")

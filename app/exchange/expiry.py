@@ -371,6 +371,7 @@ async def _post(run: _Run, target: _Target, read_seq: int, plan: list[tuple[int,
         {
             "as_of": run.as_of.isoformat(),
             "expires_after_years": target.years,
+            "time_zone": run.zone.key,
             "lapsed": [{"earned_year": year, "amount": n} for year, n in plan],
             "read_seq": read_seq,
         },

@@ -27,8 +27,6 @@ from app.ledger.sequencer import IdempotencyRef, Outcome
 POLICY_COLUMNS = (
     "book_code AS book, asset, storage_cap, gift_yearly_cap, gift_relations, updated_at"
 )
-# Postings made on a caller's request get ids derived from the caller's credential and
-# Idempotency-Key, so that a retry after a crash names the same gift, donation or grant.
 
 
 async def require_asset(session: AsyncSession, asset: str) -> None:

@@ -94,12 +94,15 @@ async def list_rules(
     session: AsyncSession, caller: Caller, now: datetime, code: str | None, in_force: bool | None
 ) -> list[dict[str, Any]]:
     """Rules within the caller's reach, by code then version (newest first)."""
+    # Reach is filtered before the limit, so a book's own rules are never crowded out.
     rows = await session.execute(
         text(
             f"{RULE_COLUMNS} WHERE (CAST(:code AS text) IS NULL OR r.code = :code) "
+            "AND (CAST(:book AS text) IS NULL OR EXISTS (SELECT 1 FROM exchange_rule_pools q "
+            "WHERE q.rule_id = r.id AND q.book_code = :book)) "
             "ORDER BY r.code, r.version DESC LIMIT 1000"
         ),
-        {"code": code},
+        {"code": code, "book": caller.book},
     )
     views = [rule_view(row, now) for row in rows if sees_rule(caller, row)]
     if in_force is not None:
@@ -107,8 +110,16 @@ async def list_rules(
     return views
 
 
-async def _check_terms(session: AsyncSession, data: schemas.RuleCreate) -> None:
+async def _check_terms(session: AsyncSession, data: schemas.RuleCreate, now: datetime) -> None:
     problems: list[dict[str, str]] = []
+    if data.valid_from is None and data.valid_until is not None and data.valid_until <= now:
+        problems.append(
+            {
+                "field": "body/valid_until",
+                "message": "valid_until must be after valid_from (now)",
+                "code": "window",
+            }
+        )
     for field in ("from_asset", "to_asset"):
         code = getattr(data, field)
         if await session.scalar(text("SELECT 1 FROM assets WHERE code = :c"), {"c": code}) is None:
@@ -206,7 +217,7 @@ async def publish_rule(
     it and the notices to append."""
     for pool in data.pools:
         require_book(caller, pool.book, f"book {pool.book!r}")
-    await _check_terms(session, data)
+    await _check_terms(session, data, now)
     # One publisher of a code at a time: versions are gapless and only one is in force.
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext('exchange_rule:' || :code))"),

@@ -33,6 +33,12 @@ DOMAIN_KIND_ROUTES = {
 NOTICE_PREFIX = "notice."
 # The meta member in which the ledger records who asked for an entry; callers cannot set it.
 ACTOR_KEY = "actor"
+# Meta members the ledger sets on domain entries (docs/ledger-format.md §6.9, §6.10): callers
+# cannot set them either, so that they mean the same wherever they appear.
+LEDGER_META_KEYS = (ACTOR_KEY, "overflow", "counterpart")
+# Each is one of a pair of entries in two books (recognition between books): reversing one
+# alone would leave the books' clearing accounts unmirrored; a transfer back corrects one.
+LINKED_KINDS = ("recognition.out", "recognition.in")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from app.kit.schemas import (
     PositiveAmount,
     SignedAmount,
 )
-from app.ledger.journal import ACTOR_KEY, DOMAIN_KIND_ROUTES
+from app.ledger.journal import DOMAIN_KIND_ROUTES, LEDGER_META_KEYS
 
 RESERVED_KINDS = ("hold", "reversal", "notice")
 
@@ -33,8 +33,9 @@ def _user_kind(value: str) -> str:
 
 
 def _no_ledger_keys(value: dict[str, Any]) -> dict[str, Any]:
-    if ACTOR_KEY in value:
-        raise ValueError(f"meta key {ACTOR_KEY!r} is set by the ledger")
+    for key in LEDGER_META_KEYS:
+        if key in value:
+            raise ValueError(f"meta key {key!r} is set by the ledger")
     return value
 
 

@@ -13,11 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import errors, schemas, store
 from app.ledger.answers import balance_json, posting_from_row
-from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL, NOTICE_PREFIX, BalanceState
+from app.ledger.journal import (
+    KIND_HOLD,
+    KIND_HOLD_VOID,
+    KIND_REVERSAL,
+    LINKED_KINDS,
+    NOTICE_PREFIX,
+    BalanceState,
+)
 from app.ledger.posting import Action, Draft
 from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
 
-NOT_REVERSIBLE = (KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL)
+NOT_REVERSIBLE = (KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL, *LINKED_KINDS)
 
 
 async def create_book(session: AsyncSession, data: schemas.BookCreate) -> dict[str, Any]:

@@ -43,3 +43,17 @@ async def test_a_client_cannot_post_a_domain_kind(district: District, kind: str)
     # The same legs under an ordinary kind post: the refusal is the kind's alone.
     r = await d.call("POST", path, "admin", body={"kind": "transfer", "legs": legs})
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("key", ["actor", "overflow", "counterpart"])
+async def test_a_client_cannot_set_the_ledgers_meta_keys(district: District, key: str) -> None:
+    d = district
+    member = await d.member()
+    legs = [
+        {"account_id": d.team_issuance, "amount": -60},
+        {"account_id": member["hours"], "amount": 60},
+    ]
+    body = {"kind": "transfer", "legs": legs, "meta": {key: []}}
+    r = await d.call("POST", f"/v1/books/{d.book}/transactions", "admin", body=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "meta"

@@ -320,6 +320,34 @@ async def test_a_rule_must_name_pools_that_exist(api: Api) -> None:
         },
     )
     assert r.status_code == 403
+    # A window that has already closed (valid_from left out: now).
+    r = await m.call(
+        "POST",
+        "/v1/exchange-rules",
+        "admin",
+        body={
+            "code": "closed",
+            "from_asset": "HOUR",
+            "to_asset": "POINT",
+            "ratio": {"num": 1, "den": 6},
+            "pools": [{"book": m.book, "organisation_id": m.charity}],
+            "valid_until": "2020-01-01T00:00:00+08:00",
+        },
+    )
+    assert problem(r) == "invalid-exchange-rule", r.text
+    assert r.json()["errors"][0]["field"] == "body/valid_until"
+
+
+async def test_an_erased_member_cannot_execute_an_earlier_quote(api: Api) -> None:
+    m = await build_market(api)
+    member = await m.member()
+    await m.earn(member, 600)
+    await m.rule()
+    quote = (await m.quote(member, 60)).json()
+    erased = await m.call("POST", f"/v1/members/{member['id']}/erase")
+    assert erased.status_code == 200, erased.text
+    assert problem(await m.exchange(quote["id"])) == "member-not-eligible"
+    assert await m.points(member) == 0 and await m.balance(member["hours"]) == 600
 
 
 @given(

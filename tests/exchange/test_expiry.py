@@ -363,6 +363,7 @@ async def test_points_earned_now_lapse_at_the_end_of_the_second_year_after(api: 
     assert entry["meta"] == {
         "as_of": lapse.isoformat(),
         "expires_after_years": 2,
+        "time_zone": ZONE.key,
         "lapsed": [{"earned_year": lapse.year - 3, "amount": 380}],
         "read_seq": spent.json()["seq"],
     }

@@ -323,6 +323,12 @@ async def test_a_transfer_writes_one_linked_entry_in_each_book(region: Region) -
         "GET", f"/v1/members/{member['id']}/recognition-transfers", "mini", member=member["id"]
     )
     assert mine["items"] == [transfer] and mine["next_after"] is None
+
+    # Neither half can be reversed alone: that would unmirror the books.
+    for half in (out, into):
+        r = await g.call("POST", f"/v1/transactions/{half['id']}/reversal")
+        assert r.status_code == 422 and r.json()["type"].endswith(":not-reversible"), r.text
+    assert (await g.head(g.a), await g.head(g.b)) == heads
     await g.verify(g.a, g.b)
 
 

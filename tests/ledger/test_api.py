@@ -122,7 +122,7 @@ async def test_unbalanced_and_cross_asset_and_cross_book(api: Api) -> None:
     r = await api.client.post(
         f"/v1/books/{book}/transactions",
         json={
-            "kind": "exchange",
+            "kind": "swap",
             "legs": [
                 {"account_id": member, "amount": -5},
                 {"account_id": issuance, "amount": 5},
