@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     checkin_code_ttl_s: int = Field(default=120, ge=10, le=3600)
     # An exchange quote can be executed at its terms for this many seconds.
     exchange_quote_ttl_s: int = Field(default=60, ge=5, le=3600)
+    # A member's redeem code (shown as a QR code) can be used once within this many seconds.
+    redeem_code_ttl_s: int = Field(default=60, ge=10, le=600)
+    # A kiosk redemption holds the points and the stock this long, then voids itself.
+    kiosk_redemption_ttl_s: int = Field(default=120, ge=10, le=3600)
     # The address printed under a service proof's QR code (where anyone checks a proof).
     public_url: str = "http://127.0.0.1:8000"
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 import app.identity.errors  # noqa: F401 - registers the identity problem types
 from app.audit.router import router as audit_router
@@ -39,6 +40,9 @@ from app.identity.credentials_router import router as credentials_router
 from app.identity.members_router import router as members_router
 from app.identity.organisations_router import router as organisations_router
 from app.identity.personal_key import personal_data_cipher
+from app.kiosk import PAGE_DIRECTORY as KIOSK_PAGE
+from app.kiosk import redemptions as kiosk_redemptions
+from app.kiosk.router import router as kiosk_router
 from app.kit.clock import utc_now
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
@@ -128,6 +132,9 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
         try:
             async with app.state.sessions() as session:
                 await ledger_service.expire_holds(session, app.state.sequencer)
+            await kiosk_redemptions.expire_due(
+                app.state.sessions, app.state.sequencer, app.state.clock()
+            )
             await app.state.authenticator.keep_listening()
             if time.monotonic() - last_purge > PURGE_EVERY_S:
                 last_purge = time.monotonic()
@@ -220,4 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(recognition_router)
     app.include_router(gifts_router)
     app.include_router(pools_router)
+    app.include_router(kiosk_router)
+    # The kiosk's web page: static files, no build step (docs/kiosk.md).
+    app.mount("/kiosk", StaticFiles(directory=KIOSK_PAGE, html=True), name="kiosk")
     return app

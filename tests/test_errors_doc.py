@@ -6,6 +6,7 @@ from pathlib import Path
 
 import app.audit.errors
 import app.identity.errors
+import app.kiosk.errors
 import app.ledger.errors
 import app.volunteering.errors
 import app.volunteering.proof_errors  # noqa: F401 - registers the problem types

@@ -33,7 +33,6 @@ from app.exchange.policies import (
     lock_member,
     overflow_of,
     posting_ref,
-    refusal,
     require_asset,
     require_not_erased,
     storage_limits,
@@ -45,7 +44,7 @@ from app.identity.members import get_member_row, member_accounts_in
 from app.ledger import errors as ledger_errors
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
-from app.ledger.service import posted_before
+from app.ledger.service import posted_before, refusal
 
 KIND_GIFT = "gift"
 

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import PROBLEM_BASE, InternalError, TimebankError, all_problem_types
 from app.exchange.accounts import (
     PUBLIC_POOL,
     CreditLimits,
@@ -22,7 +21,7 @@ from app.exchange.accounts import (
 from app.exchange.errors import AssetNotFound
 from app.identity import errors as identity_errors
 from app.identity.credentials import SYSTEM_CREDENTIAL
-from app.ledger.sequencer import IdempotencyRef, Outcome
+from app.ledger.sequencer import IdempotencyRef
 
 POLICY_COLUMNS = (
     "book_code AS book, asset, storage_cap, gift_yearly_cap, gift_relations, updated_at"
@@ -108,21 +107,6 @@ async def storage_limits(
 def posting_ref(what: str, posting: uuid.UUID, request_hash: str) -> IdempotencyRef:
     """The ledger key of a posting: `<what>:<id>` under the system credential."""
     return IdempotencyRef(SYSTEM_CREDENTIAL, f"{what}:{posting}", request_hash)
-
-
-def refusal(outcome: Outcome) -> TimebankError:
-    """The ledger's refusal, as the same problem type."""
-    problem = outcome.body
-    slug = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
-    cls: type[TimebankError] = next(
-        (c for c in all_problem_types() if c.slug == slug), InternalError
-    )
-    extra = {
-        k: v
-        for k, v in problem.items()
-        if k not in ("type", "title", "status", "detail", "instance", "headers")
-    }
-    return cls(str(problem.get("detail", "the ledger refused the posting")), **extra)
 
 
 async def lock_member(session: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:

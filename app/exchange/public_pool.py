@@ -28,7 +28,6 @@ from app.exchange.policies import (
     lock_member,
     overflow_of,
     posting_ref,
-    refusal,
     require_asset,
     require_not_erased,
     storage_limits,
@@ -38,7 +37,7 @@ from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
-from app.ledger.service import posted_before
+from app.ledger.service import posted_before, refusal
 from app.volunteering.access import reachable_member
 from app.volunteering.needs import refuse_personal_data
 

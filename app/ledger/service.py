@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.errors import PROBLEM_BASE, InternalError, TimebankError, all_problem_types
 from app.ledger import errors, schemas, store
 from app.ledger.answers import balance_json, posting_from_row
 from app.ledger.journal import (
@@ -344,3 +345,18 @@ async def posted_before(session: AsyncSession, ref: IdempotencyRef) -> bool:
         {"c": ref.credential_id, "k": ref.key},
     )
     return found.first() is not None
+
+
+def refusal(outcome: Outcome) -> TimebankError:
+    """The ledger's refusal, as the same problem type."""
+    problem = outcome.body
+    slug = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
+    cls: type[TimebankError] = next(
+        (c for c in all_problem_types() if c.slug == slug), InternalError
+    )
+    extra = {
+        k: v
+        for k, v in problem.items()
+        if k not in ("type", "title", "status", "detail", "instance", "headers")
+    }
+    return cls(str(problem.get("detail", "the ledger refused the posting")), **extra)

@@ -454,6 +454,82 @@ async def grant(w: World) -> Call:
     return Call("POST", f"/v1/books/{w.home}/public-pool/grants", body)
 
 
+# Kiosk (docs/kiosk.md): an item of unlimited stock at the world's kiosk site, priced in HOUR
+# (member M holds hours); each redemption row takes a fresh code from M's mini-program.
+async def _kiosk_item(w: World) -> str:
+    if "item" not in w.market:
+        body = {"name": "大米", "asset": "HOUR", "price": 1, "stock": None}
+        w.market["item"] = (await w.post(f"/v1/kiosk/sites/{w.kiosk}/items", body))["id"]
+    return w.market["item"]
+
+
+async def _redeem_code(w: World) -> str:
+    r = await w.api.client.post(
+        f"/v1/members/{w.member}/redeem-codes",
+        headers={
+            "Authorization": f"Bearer {w.tokens['mini']}",
+            "X-Member-Id": w.member,
+            "Idempotency-Key": uuid.uuid4().hex,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["code"])
+
+
+async def _redemption(w: World) -> str:
+    body = {
+        "code": await _redeem_code(w),
+        "items": [{"item_id": await _kiosk_item(w), "quantity": 1}],
+    }
+    return str((await w.post("/v1/kiosk/redemptions", body, w.tokens["kiosk"]))["id"])
+
+
+async def kiosk_items(w: World) -> Call:
+    await _kiosk_item(w)
+    return Call("GET", f"/v1/kiosk/sites/{w.kiosk}/items")
+
+
+async def new_kiosk_item(w: World) -> Call:
+    body = {"name": "食用油", "asset": "HOUR", "price": 2, "stock": 5}
+    return Call("POST", f"/v1/kiosk/sites/{w.kiosk}/items", body)
+
+
+async def kiosk_item_change(w: World) -> Call:
+    return Call("PATCH", f"/v1/kiosk/items/{await _kiosk_item(w)}", {"price": 1})
+
+
+async def kiosk_restock(w: World) -> Call:
+    item = await w.post(f"/v1/kiosk/sites/{w.kiosk}/items", (await new_kiosk_item(w)).body or {})
+    body = {"kind": "restock", "delta": 1, "reason": "到货"}
+    return Call("POST", f"/v1/kiosk/items/{item['id']}/stock", body)
+
+
+async def redeem(w: World) -> Call:
+    body = {
+        "code": await _redeem_code(w),
+        "items": [{"item_id": await _kiosk_item(w), "quantity": 1}],
+    }
+    return Call("POST", "/v1/kiosk/redemptions", body)
+
+
+async def redemption_read(w: World) -> Call:
+    if "redemption" not in w.market:
+        w.market["redemption"] = await _redemption(w)
+    return Call("GET", f"/v1/kiosk/redemptions/{w.market['redemption']}")
+
+
+def on_redemption(suffix: str) -> Builder:
+    async def build(w: World) -> Call:
+        return Call("POST", f"/v1/kiosk/redemptions/{await _redemption(w)}{suffix}")
+
+    return build
+
+
+async def kiosk_report(w: World) -> Call:
+    today = datetime.now(UTC).date().isoformat()
+    return Call("GET", f"/v1/kiosk/sites/{w.kiosk}/report?date={today}")
+
+
 _ = 403  # forbidden: the role may never, or the object is visible but the action is not
 H = 404  # hidden: outside the caller's reach
 A = 401
@@ -475,6 +551,8 @@ ORG_A_ACTS = ORG_POSTING
 CERTIFY_A = (OK, OK, _, OK, H, _, _, _, _, H, _, A)
 # Signing member M up: A enrols M; B and the mini-program acting for another do not reach M.
 SIGN_UP_M = (OK, OK, _, OK, H, OK, H, _, _, H, _, A)
+# What a kiosk site's own credentials (and the book's admins) do to its catalogue.
+KIOSK_STAFF = (OK, OK, _, _, _, _, _, OK, _, H, _, A)
 # What only the member does, through the mini-program.
 MEMBER_ONLY = (_, _, _, _, _, OK, OK, _, _, _, _, A)
 
@@ -759,6 +837,34 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ("GET", "/v1/books/{code}/public-pool"): (
         fixed("GET", "/v1/books/{w.home}/public-pool"),
         BOOK_READ,
+    ),
+    # Kiosk (docs/kiosk.md): the site's own credentials and the book's admins.
+    ("GET", "/v1/kiosk/site"): (fixed("GET", "/v1/kiosk/site"), (_,) * 7 + (OK, OK, _, _, A)),
+    ("GET", "/v1/kiosk/sites/{site_id}/items"): (kiosk_items, BOOK_READ),
+    ("POST", "/v1/kiosk/sites/{site_id}/items"): (new_kiosk_item, KIOSK_STAFF),
+    ("PATCH", "/v1/kiosk/items/{item_id}"): (kiosk_item_change, KIOSK_STAFF),
+    ("POST", "/v1/kiosk/items/{item_id}/stock"): (kiosk_restock, KIOSK_STAFF),
+    ("POST", "/v1/members/{member_id}/redeem-codes"): (
+        fixed("POST", "/v1/members/{w.member}/redeem-codes"),
+        (OK, OK, _, _, _, OK, H, _, _, H, _, A),
+    ),
+    # Another site's kiosk does not see this site's items.
+    ("POST", "/v1/kiosk/redemptions"): (redeem, (_, _, _, _, _, _, _, OK, H, _, _, A)),
+    ("GET", "/v1/kiosk/redemptions/{redemption_id}"): (
+        redemption_read,
+        (OK, OK, OK, H, H, OK, H, OK, H, H, H, A),
+    ),
+    ("POST", "/v1/kiosk/redemptions/{redemption_id}/confirm"): (
+        on_redemption("/confirm"),
+        (_, _, _, _, _, _, _, OK, H, _, _, A),
+    ),
+    ("POST", "/v1/kiosk/redemptions/{redemption_id}/cancel"): (
+        on_redemption("/cancel"),
+        (OK, OK, _, _, _, _, _, OK, H, H, _, A),
+    ),
+    ("GET", "/v1/kiosk/sites/{site_id}/report"): (
+        kiosk_report,
+        (OK, OK, OK, _, _, _, _, OK, _, H, H, A),
     ),
 }
 

@@ -1,0 +1,364 @@
+"""Redemptions at a kiosk (no HTTP): a hold on the member's points and a reservation of stock,
+then confirmed (the hold posted, the stock taken), cancelled or expired (both given back).
+
+The ledger's sequencer owns the postings: each step submits its hold, hold.post or hold.void
+under a key derived from the redemption id, so a step retried after a crash between its
+posting and its own commit replays the posting and finishes the step. The redemption's row is
+locked by each step, so a confirmation and a cancellation or expiry of one redemption happen
+one after the other; items are locked in id order, so concurrent baskets cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.exchange.accounts import find_member_account
+from app.exchange.policies import require_not_erased
+from app.identity.authorization import Caller, org_owner
+from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.identity.errors import MemberNotFound
+from app.identity.personal import PersonalDataCipher
+from app.kiosk import catalogue, codes, errors, schemas
+from app.ledger import errors as ledger_errors
+from app.ledger import service as ledger
+from app.ledger.journal import KIND_HOLD
+from app.ledger.posting import Draft
+from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
+from app.ledger.service import posted_before, refusal
+
+log = structlog.get_logger(__name__)
+
+# The purpose of a kiosk site's account that redeemed units are posted to.
+REDEMPTION_ACCOUNT = "redemption"
+# The ledger's hold outlives the redemption by this much, so that the ledger's own sweeper
+# never voids a hold that a confirmation may still post: the redemption's expiry voids it.
+HOLD_GRACE_S = 60
+
+# Signs the receipt of the entry in a posting's answer.
+ReceiptSigner = Callable[[bytes], Awaitable[str]]
+
+COLUMNS = (
+    "id, site_id, book_code AS book, member_id, asset, total, lines, hold_id, status, "
+    "expires_at, tx_id, created_at, resolved_at"
+)
+
+
+def _ref(step: str, redemption_id: uuid.UUID) -> IdempotencyRef:
+    """The ledger key of a step's posting: one per redemption and step, whichever request
+    (or the expiry sweeper) makes it."""
+    key = f"kiosk_{step}:{redemption_id}"
+    return IdempotencyRef(SYSTEM_CREDENTIAL, key, key)
+
+
+async def site_account(
+    sessions: async_sessionmaker[AsyncSession], site: dict[str, Any], asset: str
+) -> str:
+    """The site's redemption account for an asset, opened (in a committed transaction of its
+    own, before the posting that needs it) if missing."""
+    owner = org_owner(str(site["id"]))
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO accounts (id, book_code, asset, owner, meta) "
+                "VALUES (:id, :book, :asset, :owner, CAST(:meta AS jsonb)) ON CONFLICT DO NOTHING"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "book": site["book"],
+                "asset": asset,
+                "owner": owner,
+                "meta": json.dumps({"purpose": REDEMPTION_ACCOUNT}),
+            },
+        )
+        account_id = await session.scalar(
+            text(
+                "SELECT id::text FROM accounts WHERE owner = :owner AND asset = :asset "
+                "AND meta ->> 'purpose' = :purpose"
+            ),
+            {"owner": owner, "asset": asset, "purpose": REDEMPTION_ACCOUNT},
+        )
+    return str(account_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a redemption needs opened or read before its transaction."""
+
+    code_id: uuid.UUID
+    site: dict[str, Any]
+    asset: str
+    site_account: str
+
+
+async def prepare(
+    sessions: async_sessionmaker[AsyncSession],
+    cipher: PersonalDataCipher,
+    site: dict[str, Any],
+    data: schemas.RedemptionCreate,
+) -> Prepared:
+    """Check the code's signature and open the site's account for the basket's asset."""
+    code_id = codes.decode(cipher, data.code)
+    async with sessions() as session:
+        asset = await session.scalar(
+            text("SELECT asset FROM kiosk_items WHERE id = :id AND site_id = :site"),
+            {"id": data.items[0].item_id, "site": site["id"]},
+        )
+    if asset is None:
+        raise errors.ItemNotFound(f"item {data.items[0].item_id} does not exist at this site")
+    return Prepared(code_id, site, str(asset), await site_account(sessions, site, str(asset)))
+
+
+def view(row: Any) -> dict[str, Any]:
+    """A redemption as the API shows it."""
+    found = dict(row._mapping)
+    if isinstance(found["lines"], str):
+        found["lines"] = json.loads(found["lines"])
+    return found
+
+
+async def get(session: AsyncSession, redemption_id: uuid.UUID, lock: bool = False) -> Any:
+    """A redemption's row; 404 if unknown."""
+    row = (
+        await session.execute(
+            text(
+                f"SELECT {COLUMNS} FROM kiosk_redemptions WHERE id = :id"
+                + (" FOR UPDATE" if lock else "")
+            ),
+            {"id": redemption_id},
+        )
+    ).one_or_none()
+    if row is None:
+        raise errors.RedemptionNotFound(f"redemption {redemption_id} does not exist")
+    return row
+
+
+async def redeem(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    caller: Caller,
+    redemption_id: uuid.UUID,
+    prepared: Prepared,
+    data: schemas.RedemptionCreate,
+    now: datetime,
+    ttl_s: int,
+) -> dict[str, Any]:
+    """Claim the code, lock the basket, hold the member's points and reserve the stock."""
+    site = prepared.site
+    member_id = await codes.claim(session, prepared.code_id, data.member_id, now)
+    status = await session.scalar(
+        text("SELECT status FROM members WHERE id = :id"), {"id": member_id}
+    )
+    if status is None:
+        raise MemberNotFound(f"member {member_id} does not exist")
+    require_not_erased(member_id, str(status))
+    basket = await catalogue.lock_basket(session, site["id"], data.items)
+    if basket[0][0]["asset"] != prepared.asset:
+        raise errors.MixedAssets("the basket is priced in more than one asset")
+    lines = [
+        {
+            "item_id": str(item["id"]),
+            "name": item["name"],
+            "quantity": quantity,
+            "price": item["price"],
+            "amount": item["price"] * quantity,
+        }
+        for item, quantity in basket
+    ]
+    total = sum(line["amount"] for line in lines)
+    # The member spends in the site's book: their own, or one they moved units to.
+    account = await find_member_account(session, site["book"], member_id, prepared.asset)
+    if account is None:
+        raise ledger_errors.InsufficientFunds(
+            f"the member holds no {prepared.asset} in book {site['book']!r}",
+            account_id=None,
+            available=0,
+        )
+    draft = Draft(
+        site["book"],
+        "hold",
+        KIND_HOLD,
+        [(account, -total), (prepared.site_account, total)],
+        "",
+        {"redemption": str(redemption_id)},
+        expires_in_s=ttl_s + HOLD_GRACE_S,
+        actor=caller.actor(),
+    )
+    outcome = await sequencer.submit(draft, _ref("redemption", redemption_id))
+    if outcome.status_code >= 400:
+        raise refusal(outcome)
+    for item, quantity in basket:
+        await catalogue.reserve(session, item["id"], quantity)
+    await codes.use(session, prepared.code_id, redemption_id)
+    await session.execute(
+        text(
+            "INSERT INTO kiosk_redemptions (id, site_id, book_code, member_id, code_id, asset, "
+            "total, lines, hold_id, status, expires_at, created_by) VALUES (:id, :site, :book, "
+            ":member, :code, :asset, :total, CAST(:lines AS jsonb), CAST(:hold AS uuid), "
+            "'pending', :expires, CAST(:by AS uuid))"
+        ),
+        {
+            "id": redemption_id,
+            "site": site["id"],
+            "book": site["book"],
+            "member": member_id,
+            "code": prepared.code_id,
+            "asset": prepared.asset,
+            "total": total,
+            "lines": json.dumps(lines),
+            "hold": outcome.body["id"],
+            "expires": now + timedelta(seconds=ttl_s),
+            "by": caller.credential.id,
+        },
+    )
+    return view(await get(session, redemption_id))
+
+
+async def _settle(
+    session: AsyncSession, row: Any, status: str, tx_id: str | None, created_by: str
+) -> None:
+    lines = view(row)["lines"]
+    if status == "confirmed":
+        await catalogue.take(session, lines, row.id, created_by)
+    else:
+        await catalogue.release(session, lines)
+    await session.execute(
+        text(
+            "UPDATE kiosk_redemptions SET status = :status, tx_id = CAST(:tx AS uuid), "
+            "resolved_at = now() WHERE id = :id"
+        ),
+        {"status": status, "tx": tx_id, "id": row.id},
+    )
+
+
+async def _resolve_hold(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    row: Any,
+    ref: IdempotencyRef,
+    void: bool,
+    actor: dict[str, str] | None,
+) -> Outcome:
+    hold = await ledger.get_hold(session, row.hold_id)
+    return await ledger.resolve_hold(sequencer, hold, ref, void=void, actor=actor)
+
+
+async def confirm(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    caller: Caller,
+    row: Any,
+    now: datetime,
+    sign: ReceiptSigner,
+) -> dict[str, Any]:
+    """Post the hold and take the stock (the redemption locked by the caller); the answer
+    with the signed receipt of the hold.post entry."""
+    if row.status != "pending":
+        raise errors.RedemptionNotPending(
+            f"the redemption is {row.status}", redemption_status=row.status
+        )
+    ref = _ref("confirm", row.id)
+    # A posting made before a crash is finished whatever the time: the points were taken.
+    if now >= row.expires_at and not await posted_before(session, ref):
+        raise errors.RedemptionExpired(f"the redemption expired at {row.expires_at}")
+    outcome = await _resolve_hold(session, sequencer, row, ref, False, caller.actor())
+    if outcome.status_code >= 400:
+        problem = refusal(outcome)
+        if isinstance(problem, ledger_errors.HoldExpired | ledger_errors.HoldNotPending):
+            raise errors.RedemptionExpired("the redemption's hold is no longer pending")
+        raise problem
+    posting = outcome.body
+    await _settle(session, row, "confirmed", posting["id"], caller.credential.id)
+    return {
+        "redemption": view(await get(session, row.id)),
+        "receipt": await sign(outcome.payload),
+        "book": posting["book"],
+        "seq": posting["seq"],
+        "tx_id": posting["id"],
+        "entry_hash": posting["entry_hash"],
+    }
+
+
+async def cancel(
+    session: AsyncSession, sequencer: Sequencer, caller: Caller, row: Any
+) -> dict[str, Any]:
+    """Void the hold and give the stock back (the redemption locked by the caller)."""
+    if row.status != "pending":
+        raise errors.RedemptionNotPending(
+            f"the redemption is {row.status}", redemption_status=row.status
+        )
+    ref = _ref("cancel", row.id)
+    tx_id = await _void(session, sequencer, row, ref, caller.actor())
+    await _settle(session, row, "cancelled", tx_id, caller.credential.id)
+    return {"redemption": view(await get(session, row.id))}
+
+
+async def _void(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    row: Any,
+    ref: IdempotencyRef,
+    actor: dict[str, str] | None,
+) -> str | None:
+    """Void the redemption's hold; the hold.void's tx id (None if the ledger had voided it
+    already, at the hold's own expiry)."""
+    outcome = await _resolve_hold(session, sequencer, row, ref, True, actor)
+    if outcome.status_code < 400:
+        return str(outcome.body["id"])
+    hold = await ledger.get_hold(session, row.hold_id)
+    if hold["status"] in ("voided", "expired"):
+        return None
+    raise refusal(outcome)
+
+
+async def expire_due(
+    sessions: async_sessionmaker[AsyncSession],
+    sequencer: Sequencer,
+    now: datetime,
+    limit: int = 200,
+) -> int:
+    """Void the pending redemptions whose time is up and give their stock back; how many.
+    Every server process may run it: each redemption is settled once, under its row lock."""
+    async with sessions() as session:
+        due = (
+            await session.scalars(
+                text(
+                    "SELECT id FROM kiosk_redemptions WHERE status = 'pending' "
+                    "AND expires_at <= :now ORDER BY expires_at LIMIT :limit"
+                ),
+                {"now": now, "limit": limit},
+            )
+        ).all()
+    settled = 0
+    for redemption_id in due:
+        async with sessions() as session, session.begin():
+            row = (
+                await session.execute(
+                    text(
+                        f"SELECT {COLUMNS} FROM kiosk_redemptions WHERE id = :id "
+                        "AND status = 'pending' FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"id": redemption_id},
+                )
+            ).one_or_none()
+            if row is None:
+                continue
+            if await posted_before(session, _ref("confirm", row.id)):
+                # A confirmation posted the hold but did not finish: finish it.
+                hold = await ledger.get_hold(session, row.hold_id)
+                await _settle(
+                    session, row, "confirmed", str(hold["resolved_by"]), SYSTEM_CREDENTIAL
+                )
+                continue
+            tx_id = await _void(session, sequencer, row, _ref("expiry", row.id), None)
+            await _settle(session, row, "expired", tx_id, SYSTEM_CREDENTIAL)
+            settled += 1
+    return settled

@@ -1,0 +1,317 @@
+"""HTTP routes of kiosk redemption (docs/kiosk.md): the catalogue and its stock, members'
+redeem codes, redemptions and the daily report.
+
+Who may do what (docs/authorization.md): everyone of the site's book reads its items; an admin
+of the book, or the site's own `org` or `kiosk` credential, changes them; only the site's
+kiosk redeems and confirms, and it sees no other site's redemptions; a member's redeem codes
+come from their mini-program.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.audit.receipting import entry_in_answer
+from app.dependencies import SessionDep
+from app.errors import Forbidden
+from app.identity.actions import ActionResult, action_id, run_action
+from app.identity.authorization import (
+    ALL_ROLES,
+    Caller,
+    reaches_book,
+    require_role,
+    sees_member,
+)
+from app.identity.dependencies import CallerDep, Posting
+from app.identity.errors import MemberNotFound, OrganisationNotFound
+from app.identity.members import get_member_row
+from app.kiosk import catalogue, codes, errors, redemptions, report, schemas
+from app.kit.responses import json_response, replayable_response
+from app.ledger.router import POSTING_ERRORS
+from app.volunteering.access import acting_member
+
+router = APIRouter(prefix="/v1", tags=["kiosk"])
+
+STAFF = ("admin", "org", "kiosk")
+REPORT_READERS = ("admin", "auditor", "org", "kiosk")
+REDEMPTION_READERS = ("admin", "auditor", "org", "kiosk", "miniprogram")
+
+
+async def _site(session: Any, caller: Caller, site_id: UUID) -> dict[str, Any]:
+    """A kiosk site in the caller's book; 404 otherwise."""
+    try:
+        site = await catalogue.site(session, site_id)
+    except OrganisationNotFound:
+        site = None
+    if site is None or not reaches_book(caller, site["book"]):
+        raise OrganisationNotFound(f"organisation {site_id} does not exist")
+    return site
+
+
+def _require_staff(caller: Caller, site: dict[str, Any], action: str) -> None:
+    """An admin of the site's book, or the site's own org or kiosk credential."""
+    if caller.role != "admin" and caller.organisation_id != str(site["id"]):
+        raise Forbidden(f"only the site's own credentials may {action}")
+
+
+def _item_json(item: dict[str, Any]) -> dict[str, Any]:
+    return schemas.ItemRead.model_validate(item).model_dump(mode="json")
+
+
+def _redemption_json(row: dict[str, Any]) -> dict[str, Any]:
+    return schemas.RedemptionRead.model_validate(row).model_dump(mode="json")
+
+
+@router.get("/kiosk/site", response_model=schemas.SiteRead, responses=POSTING_ERRORS)
+async def own_site(caller: CallerDep, session: SessionDep) -> Any:
+    """The site of the calling kiosk credential (what the kiosk page signs in to)."""
+    require_role(caller, ("kiosk",), "ask for its kiosk site")
+    site = await _site(session, caller, uuid.UUID(str(caller.organisation_id)))
+    return {"site_id": site["id"], "book": site["book"], "name": site["name"]}
+
+
+@router.get(
+    "/kiosk/sites/{site_id}/items", response_model=schemas.ItemList, responses=POSTING_ERRORS
+)
+async def list_items(site_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """The site's items with their stock and what is available (any role of the book)."""
+    require_role(caller, ALL_ROLES, "read kiosk items")
+    await _site(session, caller, site_id)
+    return {"items": await catalogue.list_items(session, site_id)}
+
+
+@router.post(
+    "/kiosk/sites/{site_id}/items",
+    status_code=201,
+    response_model=schemas.ItemRead,
+    responses=POSTING_ERRORS,
+)
+async def create_item(site_id: UUID, data: schemas.ItemCreate, ctx: Posting) -> Response:
+    """List an item at the site with its price and stock (its initial stock is recorded)."""
+    caller = ctx.caller
+    require_role(caller, STAFF, "list kiosk items")
+
+    async def action(session: Any) -> ActionResult:
+        site = await _site(session, caller, site_id)
+        _require_staff(caller, site, "list its items")
+        item = await catalogue.create_item(session, site, data, caller.credential.id)
+        return ActionResult(201, _item_json(item))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+async def _item_of_staff(session: Any, caller: Caller, item_id: UUID, action: str) -> None:
+    try:
+        item = await catalogue.get_item(session, item_id)
+        site = await _site(session, caller, item["site_id"])
+    except OrganisationNotFound:
+        raise errors.ItemNotFound(f"item {item_id} does not exist") from None
+    _require_staff(caller, site, action)
+
+
+@router.patch("/kiosk/items/{item_id}", response_model=schemas.ItemRead, responses=POSTING_ERRORS)
+async def update_item(item_id: UUID, data: schemas.ItemUpdate, ctx: Posting) -> Response:
+    """Rename, reprice, withdraw or offer again an item (stock changes are recorded moves)."""
+    caller = ctx.caller
+    require_role(caller, STAFF, "change kiosk items")
+
+    async def action(session: Any) -> ActionResult:
+        await _item_of_staff(session, caller, item_id, "change its items")
+        return ActionResult(200, _item_json(await catalogue.update_item(session, item_id, data)))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.post(
+    "/kiosk/items/{item_id}/stock",
+    status_code=201,
+    response_model=schemas.StockChanged,
+    responses=POSTING_ERRORS,
+)
+async def change_stock(item_id: UUID, data: schemas.StockChange, ctx: Posting) -> Response:
+    """Restock or correct an item's stock on hand, with why; never below what is held."""
+    caller = ctx.caller
+    require_role(caller, STAFF, "change kiosk stock")
+
+    async def action(session: Any) -> ActionResult:
+        await _item_of_staff(session, caller, item_id, "change its stock")
+        item, move = await catalogue.change_stock(session, item_id, data, caller.credential.id)
+        body = {
+            "item": _item_json(item),
+            "move": schemas.StockMoveRead(**move).model_dump(mode="json"),
+        }
+        return ActionResult(201, body)
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.post(
+    "/members/{member_id}/redeem-codes",
+    status_code=201,
+    response_model=schemas.RedeemCodeRead,
+    responses=POSTING_ERRORS,
+)
+async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) -> Response:
+    """A single-use code for the member to show at a kiosk (their mini-program, or an admin),
+    valid for `TIMEBANK_REDEEM_CODE_TTL_S` (60 s)."""
+    caller = ctx.caller
+    require_role(caller, ("admin", "miniprogram"), "ask for redeem codes")
+    member = acting_member(caller, member_id) if caller.role == "miniprogram" else member_id
+    state = request.app.state
+
+    async def action(session: Any) -> ActionResult:
+        row = await get_member_row(session, member)
+        if not await sees_member(session, caller, row):
+            raise MemberNotFound(f"member {member_id} does not exist")
+        issued = await codes.issue(
+            session,
+            state.personal_data,
+            member,
+            caller.credential.id,
+            state.clock(),
+            state.settings.redeem_code_ttl_s,
+        )
+        return ActionResult(201, schemas.RedeemCodeRead(**issued).model_dump(mode="json"))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.post(
+    "/kiosk/redemptions",
+    status_code=201,
+    response_model=schemas.RedemptionRead,
+    responses=POSTING_ERRORS,
+)
+async def redeem(data: schemas.RedemptionCreate, ctx: Posting, request: Request) -> Response:
+    """Scan a member's code with a basket: check stock and balance, hold the points and
+    reserve the stock until confirmed, cancelled, or `TIMEBANK_KIOSK_REDEMPTION_TTL_S` (120 s)."""
+    caller = ctx.caller
+    require_role(caller, ("kiosk",), "redeem")
+    state = request.app.state
+    async with ctx.sessions() as session:
+        site = await _site(session, caller, uuid.UUID(str(caller.organisation_id)))
+    prepared = await redemptions.prepare(ctx.sessions, state.personal_data, site, data)
+    redemption_id = action_id(ctx.idem, "kiosk_redemption")
+
+    async def action(session: Any) -> ActionResult:
+        row = await redemptions.redeem(
+            session,
+            ctx.sequencer,
+            caller,
+            redemption_id,
+            prepared,
+            data,
+            state.clock(),
+            state.settings.kiosk_redemption_ttl_s,
+        )
+        return ActionResult(201, _redemption_json(row))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+def _sees_redemption(caller: Caller, row: Any) -> bool:
+    if not reaches_book(caller, row.book):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    if caller.role in ("org", "kiosk"):
+        return caller.organisation_id == str(row.site_id)
+    return caller.role == "miniprogram" and caller.member_id == str(row.member_id)
+
+
+async def _redemption(session: Any, caller: Caller, redemption_id: UUID, lock: bool) -> Any:
+    row = await redemptions.get(session, redemption_id, lock=lock)
+    if not _sees_redemption(caller, row):
+        raise errors.RedemptionNotFound(f"redemption {redemption_id} does not exist")
+    return row
+
+
+@router.get(
+    "/kiosk/redemptions/{redemption_id}",
+    response_model=schemas.RedemptionRead,
+    responses=POSTING_ERRORS,
+)
+async def get_redemption(redemption_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+    """A redemption (the site's credentials, the member's mini-program, admins, auditors)."""
+    require_role(caller, REDEMPTION_READERS, "read redemptions")
+    return redemptions.view(await _redemption(session, caller, redemption_id, lock=False))
+
+
+@router.post(
+    "/kiosk/redemptions/{redemption_id}/confirm",
+    response_model=schemas.RedemptionConfirmed,
+    responses=POSTING_ERRORS,
+)
+async def confirm(redemption_id: UUID, ctx: Posting, request: Request) -> Response:
+    """The member agreed: post the hold, take the stock, answer with the signed receipt."""
+    caller = ctx.caller
+    require_role(caller, ("kiosk",), "confirm redemptions")
+    state = request.app.state
+
+    async def sign(payload: bytes) -> str:
+        token, _, _ = await state.audit.receipts.sign(*entry_in_answer(payload))
+        return str(token)
+
+    async def action(session: Any) -> ActionResult:
+        row = await _redemption(session, caller, redemption_id, lock=True)
+        body = await redemptions.confirm(session, ctx.sequencer, caller, row, state.clock(), sign)
+        return ActionResult(200, schemas.RedemptionConfirmed(**body).model_dump(mode="json"))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.post(
+    "/kiosk/redemptions/{redemption_id}/cancel",
+    response_model=schemas.RedemptionSettled,
+    responses=POSTING_ERRORS,
+)
+async def cancel(redemption_id: UUID, ctx: Posting) -> Response:
+    """Void the hold and give the stock back (the site's kiosk, or an admin)."""
+    caller = ctx.caller
+    require_role(caller, ("admin", "kiosk"), "cancel redemptions")
+
+    async def action(session: Any) -> ActionResult:
+        row = await _redemption(session, caller, redemption_id, lock=True)
+        body = await redemptions.cancel(session, ctx.sequencer, caller, row)
+        return ActionResult(200, schemas.RedemptionSettled(**body).model_dump(mode="json"))
+
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
+
+
+@router.get(
+    "/kiosk/sites/{site_id}/report",
+    responses={**POSTING_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+async def daily_report(
+    site_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    day: Annotated[date, Query(alias="date", description="the service day")],
+    fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Response:
+    """The site's day: redemptions, points taken, items out and stock left, reconciled with
+    the journal and the stock moves (账物相符)."""
+    require_role(caller, REPORT_READERS, "read kiosk reports")
+    site = await _site(session, caller, site_id)
+    if caller.role in ("org", "kiosk"):
+        _require_staff(caller, site, "read its reports")
+    zone = ZoneInfo(request.app.state.settings.service_timezone)
+    found = await report.daily_report(session, site, day, zone)
+    if fmt == "csv":
+        return Response(report.report_csv(found), media_type="text/csv; charset=utf-8")
+    return json_response(200, found)

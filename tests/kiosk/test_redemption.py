@@ -1,0 +1,230 @@
+"""Redemption at a charity supermarket through the API: the happy path, cancellation, expiry,
+idempotent retries, and every refusal (docs/kiosk.md)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from app.audit import offline
+from app.kiosk import redemptions
+from tests.conftest import Api
+from tests.kiosk.shop import Shop, build_shop
+
+PROBLEM = "urn:timebank:problem:"
+
+
+def problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json", r.text
+    body: dict[str, Any] = r.json()
+    assert body["type"] == PROBLEM + slug, body
+    return body
+
+
+@pytest.fixture
+async def shop(api: Api) -> Shop:
+    return await build_shop(api)
+
+
+async def test_a_basket_is_held_then_confirmed_with_a_receipt_that_verifies(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    points = s.points_account(member)
+    await s.points_to(member, 100)
+    rice = await s.item("大米 5kg", 30, stock=5)
+    oil = await s.item("食用油", 20, stock=None)
+
+    r = await s.redeem(await s.code(member), [(rice, 2), (oil, 1)])
+    assert r.status_code == 201, r.text
+    pending = r.json()
+    assert (pending["status"], pending["total"], pending["asset"]) == ("pending", 80, "POINT")
+    assert pending["member_id"] == member["id"] and pending["site_id"] == s.site
+    assert [(line["name"], line["quantity"], line["amount"]) for line in pending["lines"]] == [
+        ("大米 5kg", 2, 60),
+        ("食用油", 1, 20),
+    ]
+    # The points are held and the rice reserved; nothing is posted yet.
+    assert await s.available(points) == 20 and await s.balance(points) == 100
+    assert (await s.get_item(rice))["available"] == 3
+    assert (await s.get_item(rice))["stock"] == 5
+
+    r = await s.confirm(pending["id"])
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert done["redemption"]["status"] == "confirmed"
+    assert done["redemption"]["tx_id"] == done["tx_id"]
+    assert await s.balance(points) == 20 and await s.available(points) == 20
+    rice_now = await s.get_item(rice)
+    assert (rice_now["stock"], rice_now["reserved"], rice_now["available"]) == (3, 0, 3)
+    tx = await s.ok("GET", f"/v1/transactions/{done['tx_id']}")
+    assert tx["kind"] == "hold.post" and tx["entry"]["meta"]["hold"] == pending["hold_id"]
+
+    jwks = (await s.api.client.get("/.well-known/jwks.json")).json()
+    verified = offline.verify_receipt(done["receipt"], jwks)
+    assert (verified.claims["tx_id"], verified.claims["seq"]) == (done["tx_id"], done["seq"])
+    assert verified.claims["entry_hash"] == done["entry_hash"]
+
+    day = await s.posted_day(done["tx_id"])
+    report = await s.ok("GET", f"/v1/kiosk/sites/{s.site}/report?date={day}", "kiosk")
+    assert report["reconciled"] and report["differences"] == []
+    assert (report["redemptions"], report["taken"]) == (1, {"POINT": 80})
+    out = {i["name"]: (i["out"], i["stock_left"]) for i in report["items"]}
+    assert out == {"大米 5kg": (2, 3), "食用油": (1, None)}
+    csv = await s.call("GET", f"/v1/kiosk/sites/{s.site}/report?date={day}&format=csv", "kiosk")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert f"{day},{rice['id']},大米 5kg,POINT,30,2,3,0" in csv.text
+    assert f"{day},1,POINT,80,true," in csv.text
+
+
+async def test_cancel_and_expiry_give_points_and_stock_back(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    points = s.points_account(member)
+    await s.points_to(member, 50)
+    soap = await s.item("肥皂", 10, stock=2)
+
+    first = (await s.redeem(await s.code(member), [(soap, 2)])).json()
+    assert (await s.get_item(soap))["available"] == 0
+    cancelled = (await s.cancel(first["id"])).json()["redemption"]
+    assert cancelled["status"] == "cancelled" and cancelled["tx_id"] is not None
+    assert (await s.get_item(soap))["available"] == 2 and await s.available(points) == 50
+    problem(await s.confirm(first["id"]), 409, "redemption-not-pending")
+
+    second = (await s.redeem(await s.code(member), [(soap, 1)])).json()
+    s.later(121)
+    state = s.api.app.state
+    assert await redemptions.expire_due(state.sessions, state.sequencer, state.clock()) == 1
+    expired = await s.ok("GET", f"/v1/kiosk/redemptions/{second['id']}", "kiosk")
+    assert expired["status"] == "expired"
+    assert (await s.get_item(soap))["available"] == 2 and await s.available(points) == 50
+    hold = await s.ok("GET", f"/v1/holds/{second['hold_id']}")
+    assert hold["status"] == "voided"
+    # Nothing more to expire.
+    assert await redemptions.expire_due(state.sessions, state.sequencer, state.clock()) == 0
+
+
+async def test_a_retried_request_is_answered_once(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 50)
+    tea = await s.item("茶叶", 15, stock=10)
+    code, key = await s.code(member), uuid.uuid4().hex
+    first = await s.redeem(code, [(tea, 1)], key=key)
+    again = await s.redeem(code, [(tea, 1)], key=key)
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    assert (await s.get_item(tea))["reserved"] == 1
+    confirm_key = uuid.uuid4().hex
+    done = await s.confirm(first.json()["id"], key=confirm_key)
+    replay = await s.confirm(first.json()["id"], key=confirm_key)
+    assert replay.status_code == 200 and replay.json() == done.json()
+    assert (await s.get_item(tea))["stock"] == 9
+
+
+async def test_codes_that_are_forged_expired_used_or_for_another_member_are_refused(
+    shop: Shop,
+) -> None:
+    s = shop
+    member, other = await s.member(), await s.member()
+    await s.points_to(member, 50)
+    jam = await s.item("果酱", 5, stock=None)
+    code = await s.code(member)
+    forged = code[:-1] + ("A" if code[-1] != "A" else "B")
+    problem(await s.redeem(forged, [(jam, 1)]), 422, "redeem-code-invalid")
+    problem(await s.redeem("hello", [(jam, 1)]), 422, "redeem-code-invalid")
+    problem(
+        await s.redeem(code, [(jam, 1)], member_id=other["id"]), 409, "redeem-code-other-member"
+    )
+    assert (await s.redeem(code, [(jam, 1)], member_id=member["id"])).status_code == 201
+    problem(await s.redeem(code, [(jam, 1)]), 409, "redeem-code-used")
+    late = await s.code(member)
+    s.later(61)
+    problem(await s.redeem(late, [(jam, 1)]), 409, "redeem-code-expired")
+    # A mini-program asks codes only for the member it acts for.
+    r = await s.call("POST", f"/v1/members/{other['id']}/redeem-codes", "mini", member=member["id"])
+    problem(r, 404, "member-not-found")
+
+
+async def test_stock_balance_site_and_time_refusals(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 40)
+    milk = await s.item("牛奶", 10, stock=1)
+    gold = await s.item("金条", 1000, stock=None)
+    elsewhere = await s.item("面条", 5, stock=None, site=s.other_site)
+
+    problem(await s.redeem(await s.code(member), [(milk, 2)]), 409, "out-of-stock")
+    low = problem(await s.redeem(await s.code(member), [(gold, 1)]), 409, "insufficient-funds")
+    assert low["account_id"] == s.points_account(member)
+    # A kiosk redeems only its own site's items, and sees no other site's redemptions.
+    problem(await s.redeem(await s.code(member), [(elsewhere, 1)]), 404, "kiosk-item-not-found")
+    pending = (await s.redeem(await s.code(member), [(milk, 1)])).json()
+    problem(await s.confirm(pending["id"], kiosk="kiosk_other"), 404, "redemption-not-found")
+    problem(await s.cancel(pending["id"], who="kiosk_other"), 404, "redemption-not-found")
+    # Another kiosk of the same site may confirm it.
+    s.later(121)
+    problem(await s.confirm(pending["id"], kiosk="kiosk_2"), 409, "redemption-expired")
+    assert (await s.get_item(milk))["reserved"] == 1  # until the expiry gives it back
+    # A withdrawn item is refused; a redemption needs a kiosk.
+    fresh = await s.item("鸡蛋", 2, stock=10)
+    await s.ok("PATCH", f"/v1/kiosk/items/{fresh['id']}", "shop_org", body={"status": "inactive"})
+    problem(await s.redeem(await s.code(member), [(fresh, 1)]), 409, "kiosk-item-inactive")
+    r = await s.call("POST", "/v1/kiosk/redemptions", "admin", body={"code": "x", "items": []})
+    assert r.status_code in (403, 422)
+
+
+async def test_double_confirm_is_refused(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 40)
+    bread = await s.item("面包", 10, stock=3)
+    pending = (await s.redeem(await s.code(member), [(bread, 1)])).json()
+    assert (await s.confirm(pending["id"])).status_code == 200
+    again = problem(await s.confirm(pending["id"]), 409, "redemption-not-pending")
+    assert again["redemption_status"] == "confirmed"
+    problem(await s.cancel(pending["id"]), 409, "redemption-not-pending")
+    assert (await s.get_item(bread))["stock"] == 2
+    assert await s.balance(s.points_account(member)) == 30
+
+
+async def test_stock_changes_are_recorded_and_never_below_zero(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 40)
+    flour = await s.item("面粉", 10, stock=2)
+    restock = await s.ok(
+        "POST",
+        f"/v1/kiosk/items/{flour['id']}/stock",
+        "kiosk",
+        body={"kind": "restock", "delta": 3, "reason": "到货"},
+    )
+    assert restock["item"]["stock"] == 5 and restock["move"]["stock_after"] == 5
+    assert restock["move"]["created_by"] == s.credentials["kiosk"]
+    await s.redeem(await s.code(member), [(flour, 2)])  # 2 held back
+    r = await s.call(
+        "POST",
+        f"/v1/kiosk/items/{flour['id']}/stock",
+        "kiosk",
+        body={"kind": "correction", "delta": -4, "reason": "盘点"},
+    )
+    problem(r, 409, "stock-below-zero")
+    r = await s.call(
+        "POST",
+        f"/v1/kiosk/items/{flour['id']}/stock",
+        "kiosk",
+        body={"kind": "correction", "delta": -3, "reason": "盘点"},
+    )
+    assert r.status_code == 201 and r.json()["item"]["available"] == 0
+    # Another site's kiosk may read the item but not change it.
+    r = await s.call(
+        "POST",
+        f"/v1/kiosk/items/{flour['id']}/stock",
+        "kiosk_other",
+        body={"kind": "restock", "delta": 1, "reason": "到货"},
+    )
+    assert r.status_code == 403
