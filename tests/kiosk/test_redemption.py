@@ -228,3 +228,33 @@ async def test_stock_changes_are_recorded_and_never_below_zero(shop: Shop) -> No
         body={"kind": "restock", "delta": 1, "reason": "到货"},
     )
     assert r.status_code == 403
+
+
+async def test_the_report_names_what_does_not_reconcile(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    points = s.points_account(member)
+    await s.points_to(member, 100)
+    rice = await s.item("大米", 10, stock=5)
+    pending = (await s.redeem(await s.code(member), [(rice, 1)])).json()
+    done = (await s.confirm(pending["id"])).json()
+    day = await s.posted_day(done["tx_id"])
+    path = f"/v1/kiosk/sites/{s.site}/report?date={day}"
+    assert (await s.ok("GET", path, "shop_org"))["reconciled"]
+
+    # Points posted to the site outside any redemption: the books hold more than the goods.
+    posted = await s.ok("GET", f"/v1/transactions/{done['tx_id']}")
+    site_account = posted["entry"]["legs"][1]["account_id"]
+    hold = await s.ok(
+        "POST",
+        f"/v1/books/{s.book}/holds",
+        body={"from_account_id": points, "to_account_id": site_account, "amount": 7},
+    )
+    await s.ok("POST", f"/v1/holds/{hold['id']}/post", body={})
+    report = await s.ok("GET", path, "shop_org")
+    assert not report["reconciled"]
+    assert [d["issue"] for d in report["differences"]] == [
+        "hold.post of 7 POINT with no redemption"
+    ]
+    # The redemption itself still counts once.
+    assert (report["redemptions"], report["taken"]) == (1, {"POINT": 10})
