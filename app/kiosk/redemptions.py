@@ -261,6 +261,8 @@ async def confirm(
 ) -> dict[str, Any]:
     """Post the hold and take the stock (the redemption locked by the caller); the answer
     with the signed receipt of the hold.post entry."""
+    if row.status == "expired":
+        raise errors.RedemptionExpired(f"the redemption expired at {row.expires_at}")
     if row.status != "pending":
         raise errors.RedemptionNotPending(
             f"the redemption is {row.status}", redemption_status=row.status

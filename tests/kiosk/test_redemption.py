@@ -96,8 +96,9 @@ async def test_cancel_and_expiry_give_points_and_stock_back(shop: Shop) -> None:
 
     second = (await s.redeem(await s.code(member), [(soap, 1)])).json()
     s.later(121)
+    # The service's sweeper may settle it first (it runs every second); either way, once.
     state = s.api.app.state
-    assert await redemptions.expire_due(state.sessions, state.sequencer, state.clock()) == 1
+    await redemptions.expire_due(state.sessions, state.sequencer, state.clock())
     expired = await s.ok("GET", f"/v1/kiosk/redemptions/{second['id']}", "kiosk")
     assert expired["status"] == "expired"
     assert (await s.get_item(soap))["available"] == 2 and await s.available(points) == 50
@@ -169,7 +170,6 @@ async def test_stock_balance_site_and_time_refusals(shop: Shop) -> None:
     # Another kiosk of the same site may confirm it.
     s.later(121)
     problem(await s.confirm(pending["id"], kiosk="kiosk_2"), 409, "redemption-expired")
-    assert (await s.get_item(milk))["reserved"] == 1  # until the expiry gives it back
     # A withdrawn item is refused; a redemption needs a kiosk.
     fresh = await s.item("鸡蛋", 2, stock=10)
     await s.ok("PATCH", f"/v1/kiosk/items/{fresh['id']}", "shop_org", body={"status": "inactive"})
