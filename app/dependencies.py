@@ -17,4 +17,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# "function": the session commits before the answer is sent, so a client never sees a 201 for
+# what is not committed yet (or never will be). FastAPI's default ends it after the response.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
