@@ -258,3 +258,17 @@ async def test_the_report_names_what_does_not_reconcile(shop: Shop) -> None:
     ]
     # The redemption itself still counts once.
     assert (report["redemptions"], report["taken"]) == (1, {"POINT": 10})
+
+
+async def test_a_basket_priced_in_two_assets_is_refused(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 40)
+    points_item = await s.item("毛巾", 5, stock=None)
+    body = {"name": "理发", "asset": "HOUR", "price": 30, "stock": None}
+    hours_item = await s.ok("POST", f"/v1/kiosk/sites/{s.site}/items", "admin", body=body)
+    code = await s.code(member)
+    r = await s.redeem(code, [(points_item, 1), (hours_item, 1)])
+    problem(r, 422, "basket-mixed-assets")
+    # Nothing was held or used: the same code still redeems a one-asset basket.
+    assert (await s.redeem(code, [(points_item, 1)])).status_code == 201
