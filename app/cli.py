@@ -115,7 +115,7 @@ def verify(
                     def advance(n: int, task: TaskID = task) -> None:
                         progress.advance(task, n)
 
-                    results.append(await verify_book(conn, code, advance))
+                    results.append(await verify_book(urls.app, code, advance))
             return results
         finally:
             await conn.close()

@@ -25,6 +25,8 @@ from app.kit.canonical_json import canonical_bytes
 from app.ledger import schemas, sequencer, service
 from app.ledger.sequencer import IdempotencyRef, Sequencer
 from app.ledger.verify_runner import CHUNK as VERIFY_CHUNK
+from app.ledger.verify_runner import ENTRIES as VERIFY_ENTRIES
+from app.ledger.verify_runner import LEGS as VERIFY_LEGS
 from app.ledger.verify_runner import verify_book
 from app.runtime import Runtime
 from bench.procs import CpuProbe
@@ -312,30 +314,14 @@ async def bench_copy(
 
 
 async def _verify_queries(conn: asyncpg.Connection, book: str) -> None:
-    """verify_book's reads (same SQL, same chunks), with no checking: its I/O floor."""
+    """verify_book's reads (same SQL, same chunks, one after the other on one connection),
+    with no checking: its I/O floor when nothing overlaps."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        start = 1
-        while True:
-            entries = await conn.fetch(
-                "SELECT seq, tx_id::text, kind, posted_at, prev_hash, entry_hash, body, "
-                "reverses::text, resolves_hold::text FROM journal_entries "
-                "WHERE book_code = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
-                book,
-                start,
-                VERIFY_CHUNK,
-            )
-            if not entries:
-                break
-            end = entries[-1]["seq"]
-            await conn.fetch(
-                "SELECT seq, account_id::text, asset, amount, posted_after, "
-                "pending_debits_after, pending_credits_after FROM journal_legs "
-                "WHERE book_code = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq, leg_index",
-                book,
-                start,
-                end,
-            )
-            start = end + 1
+        last = await conn.fetchval("SELECT seq FROM book_heads WHERE book_code = $1", book)
+        for start in range(1, (last or 0) + 1, VERIFY_CHUNK):
+            end = min(start + VERIFY_CHUNK - 1, last)
+            await conn.fetch(VERIFY_ENTRIES, book, start, end)
+            await conn.fetch(VERIFY_LEGS, book, start, end)
 
 
 async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str, Any]:
@@ -346,7 +332,7 @@ async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str,
         for _ in range(reps):
             gc.collect()
             started = time.perf_counter()
-            result = await verify_book(conn, book)
+            result = await verify_book(urls.app, book)
             verify_times.append(time.perf_counter() - started)
             entries = result["entries"]
         queries_only = []

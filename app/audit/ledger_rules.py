@@ -27,6 +27,8 @@ LEG_MEMBERS = frozenset(("account_id", "asset", "amount"))
 HOLD, HOLD_POST, HOLD_VOID, REVERSAL = "hold", "hold.post", "hold.void", "reversal"
 SYSTEM_KINDS = frozenset((HOLD, HOLD_POST, HOLD_VOID, REVERSAL))
 RESERVED_ROOTS = frozenset(("hold", "reversal", "notice"))
+# One half of a linked pair of entries in two books (§6.10): not reversible alone (§6.5).
+LINKED_KINDS = frozenset(("recognition.out", "recognition.in"))
 ACTOR = "actor"
 VOID_REASONS = frozenset(("voided", "expired"))
 
@@ -188,7 +190,8 @@ class LedgerRules:
             self._post(legs)
         elif not notice:
             self._post(legs)
-            self.entries[entry["tx_id"]] = _Posted(legs)
+            if kind not in LINKED_KINDS:
+                self.entries[entry["tx_id"]] = _Posted(legs)
         if kind == HOLD_POST:
             self.entries[entry["tx_id"]] = _Posted(legs)
         self.tx_ids.add(entry["tx_id"])

@@ -251,6 +251,12 @@ async def test_a_consistently_rechained_export_still_breaks_the_ledger_rules(
             "posted_at is earlier",
         ),
         "an entry that does not balance": (unbalanced, 2, "do not balance"),
+        # One half of a transfer between books is not reversible alone (ledger-format §6.5).
+        "a reversal of a linked entry": (
+            with_member(entries, 2, kind="recognition.out"),
+            8,
+            "not an earlier reversible entry",
+        ),
     }
     for name, (forged, seq, reason) in cases.items():
         path = await write_lines(tmp_path / "forged.jsonl", rechain(forged))

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -324,12 +323,7 @@ def year_of(posting: dict[str, Any]) -> int:
 
 
 async def verify(api: Api, book: str) -> None:
-    url = api.app.state.settings.database_url
-    conn = await asyncpg.connect(url)
-    try:
-        await verify_book(conn, book)
-    finally:
-        await conn.close()
+    await verify_book(api.app.state.settings.database_url, book)
 
 
 async def test_points_earned_now_lapse_at_the_end_of_the_second_year_after(api: Api) -> None:

@@ -136,12 +136,8 @@ class Region:
         return [line["entry"] for line in lines if "entry" in line]  # the last is the trailer
 
     async def verify(self, *books: str) -> None:
-        conn = await asyncpg.connect(self.database.app_url)
-        try:
-            for book in books:
-                await verify_book(conn, book)  # raises on the first bad entry
-        finally:
-            await conn.close()
+        for book in books:
+            await verify_book(self.database.app_url, book)  # raises on the first bad entry
 
     async def reconciliation(self, who: str = "platform", book: str | None = None) -> Any:
         query = "" if book is None else f"?book={book}"

@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -251,11 +250,7 @@ def make_machine(world: World) -> type[RuleBasedStateMachine]:
                 return
 
             async def check() -> dict[str, Any]:
-                conn = await asyncpg.connect(world.app_url)
-                try:
-                    return await verify_book(conn, self.book.code)
-                finally:
-                    await conn.close()
+                return await verify_book(world.app_url, self.book.code)
 
             assert world.run(check())["open_holds"] == len(self.book.holds)
 

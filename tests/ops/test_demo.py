@@ -145,7 +145,7 @@ async def test_demo_seeds_a_district_that_balances_and_verifies(
         )
         assert checked_out == evidence["checkin"]
         # The chain and every balance verify from the journal.
-        verified = await verify_book(conn, DEMO_BOOK)
+        verified = await verify_book(database.app_url, DEMO_BOOK)
         assert verified["entries"] == summary["head_seq"]
 
         before = await conn.fetchval("SELECT count(*) FROM credentials")
