@@ -162,6 +162,10 @@ async def test_stock_balance_site_and_time_refusals(shop: Shop) -> None:
     problem(await s.redeem(await s.code(member), [(milk, 2)]), 409, "out-of-stock")
     low = problem(await s.redeem(await s.code(member), [(gold, 1)]), 409, "insufficient-funds")
     assert low["account_id"] == s.points_account(member)
+    # A basket whose total passes the largest amount a journal holds is refused, not a 500.
+    priceless = await s.item("无价之宝", 2**53 - 1, stock=None)
+    r = await s.redeem(await s.code(member), [(priceless, 2)])
+    problem(r, 409, "insufficient-funds")
     # A kiosk redeems only its own site's items, and sees no other site's redemptions.
     problem(await s.redeem(await s.code(member), [(elsewhere, 1)]), 404, "kiosk-item-not-found")
     pending = (await s.redeem(await s.code(member), [(milk, 1)])).json()
