@@ -21,6 +21,7 @@ from starlette.responses import Response
 from app.audit.receipting import entry_in_answer
 from app.dependencies import SessionDep
 from app.errors import Forbidden
+from app.exchange.policies import require_not_erased
 from app.identity.actions import ActionResult, action_id, run_action
 from app.identity.authorization import (
     ALL_ROLES,
@@ -173,6 +174,7 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
         row = await get_member_row(session, member)
         if not await sees_member(session, caller, row):
             raise MemberNotFound(f"member {member_id} does not exist")
+        require_not_erased(member, str(row["status"]))
         issued = await codes.issue(
             session,
             state.personal_data,

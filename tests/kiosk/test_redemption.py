@@ -146,6 +146,10 @@ async def test_codes_that_are_forged_expired_used_or_for_another_member_are_refu
     late = await s.code(member)
     s.later(61)
     problem(await s.redeem(late, [(jam, 1)]), 409, "redeem-code-expired")
+    # An erased member gets no code.
+    erased = await s.member()
+    assert (await s.call("POST", f"/v1/members/{erased['id']}/erase")).status_code == 200
+    problem(await s.call("POST", f"/v1/members/{erased['id']}/redeem-codes"), 409, "member-erased")
     # A mini-program asks codes only for the member it acts for.
     r = await s.call("POST", f"/v1/members/{other['id']}/redeem-codes", "mini", member=member["id"])
     problem(r, 404, "member-not-found")
