@@ -141,6 +141,21 @@ async def get(session: AsyncSession, redemption_id: uuid.UUID, lock: bool = Fals
     return row
 
 
+async def list_for_site(
+    session: AsyncSession, site_id: uuid.UUID, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The site's redemptions, newest first (only those of `status`, if given)."""
+    rows = await session.execute(
+        text(
+            f"SELECT {COLUMNS} FROM kiosk_redemptions WHERE site_id = :site "
+            "AND (CAST(:status AS text) IS NULL OR status = :status) "
+            "ORDER BY created_at DESC, id LIMIT :limit"
+        ),
+        {"site": site_id, "status": status, "limit": limit},
+    )
+    return [view(row) for row in rows]
+
+
 async def redeem(
     session: AsyncSession,
     sequencer: Sequencer,

@@ -241,6 +241,27 @@ async def _redemption(session: Any, caller: Caller, redemption_id: UUID, lock: b
 
 
 @router.get(
+    "/kiosk/sites/{site_id}/redemptions",
+    response_model=schemas.RedemptionList,
+    responses=POSTING_ERRORS,
+)
+async def list_redemptions(
+    site_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    status: Annotated[schemas.RedemptionStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """The site's redemptions, newest first: a kiosk picks up a pending one after a reload
+    (the book's admins and auditors, and the site's own credentials)."""
+    require_role(caller, REPORT_READERS, "read redemptions")
+    site = await _site(session, caller, site_id)
+    if caller.role in ("org", "kiosk"):
+        _require_staff(caller, site, "read its redemptions")
+    return {"items": await redemptions.list_for_site(session, site_id, status, limit)}
+
+
+@router.get(
     "/kiosk/redemptions/{redemption_id}",
     response_model=schemas.RedemptionRead,
     responses=POSTING_ERRORS,

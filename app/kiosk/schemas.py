@@ -18,6 +18,7 @@ Why = Annotated[
     Field(min_length=1, max_length=200, pattern=r"\S", description="why the stock changed"),
 ]
 ItemStatus = Literal["active", "inactive"]
+RedemptionStatus = Literal["pending", "confirmed", "cancelled", "expired"]
 
 
 class SiteRead(BaseModel):
@@ -126,11 +127,15 @@ class RedemptionRead(BaseModel):
     total: int
     lines: list[RedemptionLine]
     hold_id: UUID
-    status: Literal["pending", "confirmed", "cancelled", "expired"]
+    status: RedemptionStatus
     expires_at: datetime
     tx_id: UUID | None = Field(description="the hold.post (confirmed) or hold.void entry")
     created_at: datetime
     resolved_at: datetime | None
+
+
+class RedemptionList(BaseModel):
+    items: list[RedemptionRead]
 
 
 class RedemptionConfirmed(BaseModel):

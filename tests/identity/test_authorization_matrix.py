@@ -862,6 +862,10 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
         on_redemption("/cancel"),
         (OK, OK, _, _, _, _, _, OK, H, H, _, A),
     ),
+    ("GET", "/v1/kiosk/sites/{site_id}/redemptions"): (
+        fixed("GET", "/v1/kiosk/sites/{w.kiosk}/redemptions?status=pending"),
+        (OK, OK, OK, _, _, _, _, OK, _, H, H, A),
+    ),
     ("GET", "/v1/kiosk/sites/{site_id}/report"): (
         kiosk_report,
         (OK, OK, OK, _, _, _, _, OK, _, H, H, A),

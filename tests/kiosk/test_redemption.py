@@ -280,3 +280,22 @@ async def test_a_basket_priced_in_two_assets_is_refused(shop: Shop) -> None:
     problem(r, 422, "basket-mixed-assets")
     # Nothing was held or used: the same code still redeems a one-asset basket.
     assert (await s.redeem(code, [(points_item, 1)])).status_code == 201
+
+
+async def test_a_sites_pending_redemptions_can_be_picked_up_again(shop: Shop) -> None:
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 40)
+    tea = await s.item("红茶", 10, stock=None)
+    first = (await s.redeem(await s.code(member), [(tea, 1)])).json()
+    second = (await s.redeem(await s.code(member), [(tea, 2)])).json()
+    await s.confirm(first["id"])
+    path = f"/v1/kiosk/sites/{s.site}/redemptions"
+    pending = await s.ok("GET", f"{path}?status=pending", "kiosk_2")
+    assert [r["id"] for r in pending["items"]] == [second["id"]]
+    every = await s.ok("GET", path, "shop_org")
+    assert [r["id"] for r in every["items"]] == [second["id"], first["id"]]
+    assert [r["status"] for r in every["items"]] == ["pending", "confirmed"]
+    # Another site's kiosk does not list them; a bad status is a validation problem.
+    assert (await s.call("GET", path, "kiosk_other")).status_code == 403
+    problem(await s.call("GET", f"{path}?status=lost", "kiosk"), 422, "validation")
