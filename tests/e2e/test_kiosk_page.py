@@ -557,6 +557,14 @@ async def test_a_member_redeems_at_the_kiosk_and_gets_a_verified_receipt(
                 "大米 5kg" in line and "60 积分" in line for line in lines
             )
             await page.screenshot(path=str(tmp_path / "kiosk-confirm.png"), full_page=True)
+            # The kiosk reloads mid-way: the site's pending redemption is offered again.
+            await page.reload()
+            resume = page.locator("#scan-resume")
+            await resume.wait_for()
+            assert "80 积分" in await resume.inner_text()
+            await resume.click()
+            await page.locator("#screen-confirm").wait_for()
+            assert await page.inner_text("#confirm-total") == "80 积分"
             await page.click("#confirm-ok")
 
             # 凭条: the QR code, the words, the token, and its verdict, right away.

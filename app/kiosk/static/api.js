@@ -112,6 +112,8 @@ export const api = {
   reserve: (code, items, idempotencyKey) =>
     json(call("POST", "/v1/kiosk/redemptions", { body: { code, items }, idempotencyKey })),
   redemption: (id) => json(call("GET", `/v1/kiosk/redemptions/${seg(id)}`)),
+  pending: (siteId) =>
+    json(call("GET", `/v1/kiosk/sites/${seg(siteId)}/redemptions?status=pending&limit=1`)),
   confirm: (id, idempotencyKey) =>
     json(call("POST", `/v1/kiosk/redemptions/${seg(id)}/confirm`, { idempotencyKey })),
   cancel: (id, idempotencyKey) =>

@@ -81,6 +81,25 @@ async function signIn(token) {
   }
   $("site-label").textContent = `${state.site.name}（账本 ${state.site.book}）`;
   startOver();
+  await offerPending();
+}
+
+/** After a reload, the site's redemption still waiting for the member can be taken up again. */
+async function offerPending() {
+  let pending;
+  try {
+    [pending] = (await api.pending(state.site.site_id)).items;
+  } catch {
+    return; // nothing to offer without an answer; the hold expires by itself
+  }
+  if (!pending || Date.parse(pending.expires_at) <= serverNow()) return;
+  const button = $("scan-resume");
+  button.textContent = `继续未完成的兑换（合计 ${amount(pending.total, pending.asset)}）`;
+  button.onclick = () => {
+    button.hidden = true;
+    confirmScreen(pending);
+  };
+  button.hidden = false;
 }
 
 function signOut() {
@@ -95,6 +114,7 @@ function signOut() {
 
 function startOver(notice = "") {
   clearInterval(state.countdown);
+  $("scan-resume").hidden = true;
   Object.assign(state, { code: null, redemption: null, cart: new Map() });
   $("scan-code").value = "";
   show("scan");
