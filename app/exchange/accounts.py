@@ -41,6 +41,20 @@ async def book_account(
 ) -> str:
     """The id of the book's own account for a purpose and asset, opened if missing."""
     may_go_negative = purpose in OPEN_ENDED or purpose.startswith(CLEARING_PREFIX)
+    limit = MAX_SAFE_INTEGER if may_go_negative else 0
+    return await purpose_account(sessions, book, book_owner(book), purpose, asset, limit)
+
+
+async def purpose_account(
+    sessions: async_sessionmaker[AsyncSession],
+    book: str,
+    owner: str,
+    purpose: str,
+    asset: str,
+    overdraft_limit: int = 0,
+) -> str:
+    """The id of `owner`'s account for a purpose (`meta.purpose`) and asset in a book, opened
+    if missing; a unique index on the purpose makes concurrent openings open one."""
     async with sessions() as session, session.begin():
         await session.execute(
             text(
@@ -52,8 +66,8 @@ async def book_account(
                 "id": uuid.uuid4(),
                 "book": book,
                 "asset": asset,
-                "owner": book_owner(book),
-                "limit": MAX_SAFE_INTEGER if may_go_negative else 0,
+                "owner": owner,
+                "limit": overdraft_limit,
                 "meta": json.dumps({"purpose": purpose}),
             },
         )
@@ -62,7 +76,7 @@ async def book_account(
                 "SELECT id::text FROM accounts WHERE book_code = :book AND owner = :owner "
                 "AND asset = :asset AND meta ->> 'purpose' = :purpose"
             ),
-            {"book": book, "owner": book_owner(book), "asset": asset, "purpose": purpose},
+            {"book": book, "owner": owner, "asset": asset, "purpose": purpose},
         )
     return str(account_id)
 

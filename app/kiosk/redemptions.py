@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.exchange.accounts import find_member_account
+from app.exchange.accounts import find_member_account, purpose_account
 from app.exchange.policies import require_not_erased
 from app.identity.authorization import Caller, org_owner
 from app.identity.credentials import SYSTEM_CREDENTIAL
@@ -65,28 +65,7 @@ async def site_account(
     """The site's redemption account for an asset, opened (in a committed transaction of its
     own, before the posting that needs it) if missing."""
     owner = org_owner(str(site["id"]))
-    async with sessions() as session, session.begin():
-        await session.execute(
-            text(
-                "INSERT INTO accounts (id, book_code, asset, owner, meta) "
-                "VALUES (:id, :book, :asset, :owner, CAST(:meta AS jsonb)) ON CONFLICT DO NOTHING"
-            ),
-            {
-                "id": uuid.uuid4(),
-                "book": site["book"],
-                "asset": asset,
-                "owner": owner,
-                "meta": json.dumps({"purpose": REDEMPTION_ACCOUNT}),
-            },
-        )
-        account_id = await session.scalar(
-            text(
-                "SELECT id::text FROM accounts WHERE owner = :owner AND asset = :asset "
-                "AND meta ->> 'purpose' = :purpose"
-            ),
-            {"owner": owner, "asset": asset, "purpose": REDEMPTION_ACCOUNT},
-        )
-    return str(account_id)
+    return await purpose_account(sessions, site["book"], owner, REDEMPTION_ACCOUNT, asset)
 
 
 @dataclass(frozen=True, slots=True)

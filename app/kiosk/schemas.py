@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -85,10 +85,6 @@ class StockChanged(BaseModel):
     move: StockMoveRead
 
 
-class RedeemCodeCreate(InputModel):
-    pass
-
-
 class RedeemCodeRead(BaseModel):
     code: str = Field(description="single use; show it as a QR code (alphanumeric mode)")
     member_id: UUID
@@ -149,7 +145,3 @@ class RedemptionConfirmed(BaseModel):
 
 class RedemptionSettled(BaseModel):
     redemption: RedemptionRead
-
-
-class ReportQuery(BaseModel):
-    date: date
