@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 import rfc8785
 
-_encode = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-).encode
+# orjson writes compact UTF-8 with JCS's string escapes; with sorted keys its bytes are the JCS
+# bytes for every plain value (tests/kit/test_canonical_json.py compares it with rfc8785).
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def _encode(value: Any) -> bytes:
+    return orjson.dumps(value, option=_SORTED)
 
 
 def _plain(value: Any) -> bool:
-    """True when the C json encoder writes exactly the JCS bytes for `value`.
+    """True when orjson writes exactly the JCS bytes for `value`.
 
-    They agree on strings (same escapes, UTF-8 output), integers, booleans and null, and on
-    key order when every key is ASCII; floats (number formatting) and non-ASCII keys (JCS sorts
-    by UTF-16 code units) go to the reference implementation.
+    They agree on strings (same escapes, UTF-8 output), safe integers, booleans and null, and
+    on key order when every key is ASCII; floats (number formatting) and non-ASCII keys (JCS
+    sorts by UTF-16 code units) go to the reference implementation.
     """
     if isinstance(value, str) or value is None or isinstance(value, bool):
         return True
@@ -35,8 +39,8 @@ def canonical_object_bytes(value: dict[str, Any], checked: dict[str, Any]) -> by
     (ASCII keys, strings, safe integers): only `checked` needs the walk."""
     if _plain(checked):
         try:
-            return _encode(value).encode()
-        except UnicodeEncodeError:
+            return _encode(value)
+        except orjson.JSONEncodeError:  # lone surrogates: let the reference refuse them
             pass
     return bytes(rfc8785.dumps(value))
 
@@ -45,7 +49,7 @@ def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 bytes of a JSON value."""
     if _plain(value):
         try:
-            return _encode(value).encode()
-        except UnicodeEncodeError:  # lone surrogates: let the reference refuse them
+            return _encode(value)
+        except orjson.JSONEncodeError:  # lone surrogates: let the reference refuse them
             pass
     return bytes(rfc8785.dumps(value))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from app.errors import PROBLEM_MEDIA_TYPE
@@ -12,7 +12,7 @@ from app.errors import PROBLEM_MEDIA_TYPE
 
 def compact_json(document: Any) -> bytes:
     """Compact UTF-8 JSON, as sent over HTTP."""
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
 
 
 def payload_response(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from app.kit.responses import compact_json
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, BalanceState
 
@@ -23,15 +25,22 @@ def balance_json(account_id: str, asset: str, balance: BalanceState) -> dict[str
 
 
 def posting_body(
-    entry: dict[str, Any], entry_hash: str, balances: list[dict[str, Any]]
+    entry: Any,
+    entry_hash: str,
+    balances: list[dict[str, Any]],
+    fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The shape of every posting answer: the entry, its hash, the balances right after it."""
-    status = {KIND_HOLD: "pending", KIND_HOLD_VOID: "voided"}.get(entry["kind"], "posted")
+    """The shape of every posting answer: the entry, its hash, the balances right after it.
+
+    `entry` is the journal object, or its bytes (an orjson.Fragment) with the object as `fields`.
+    """
+    fields = entry if fields is None else fields
+    status = {KIND_HOLD: "pending", KIND_HOLD_VOID: "voided"}.get(fields["kind"], "posted")
     return {
-        "id": entry["tx_id"],
-        "book": entry["book"],
-        "seq": entry["seq"],
-        "kind": entry["kind"],
+        "id": fields["tx_id"],
+        "book": fields["book"],
+        "seq": fields["seq"],
+        "kind": fields["kind"],
         "status": status,
         "entry": entry,
         "entry_hash": entry_hash,
@@ -43,10 +52,7 @@ def posting_payload(
     entry: dict[str, Any], body: bytes, entry_hash: str, balances: list[dict[str, Any]]
 ) -> bytes:
     """`posting_body` serialised, with the entry's own JCS bytes spliced in (not re-encoded)."""
-    document = posting_body(entry, entry_hash, balances)
-    head = compact_json({k: document[k] for k in ("id", "book", "seq", "kind", "status")})
-    tail = compact_json({"entry_hash": entry_hash, "balances": balances})
-    return head[:-1] + b',"entry":' + body + b"," + tail[1:]
+    return compact_json(posting_body(orjson.Fragment(body), entry_hash, balances, entry))
 
 
 def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> dict[str, Any]:

@@ -79,10 +79,10 @@ def entry_object(
     }
 
 
-def entry_bytes(entry: Mapping[str, Any]) -> bytes:
+def entry_bytes(entry: dict[str, Any]) -> bytes:
     """The RFC 8785 bytes of an entry object (as built by `entry_object`)."""
     # Every member but meta is an ASCII-keyed string, safe integer or list of legs.
-    return canonical_object_bytes(dict(entry), entry["meta"])
+    return canonical_object_bytes(entry, entry["meta"])
 
 
 def hash_bytes(data: bytes) -> str:
@@ -105,6 +105,10 @@ class BalanceState:
     posted: int = 0
     pending_debits: int = 0
     pending_credits: int = 0
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        """(posted, pending_debits, pending_credits)."""
+        return self.posted, self.pending_debits, self.pending_credits
 
     @property
     def available(self) -> int:

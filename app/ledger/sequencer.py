@@ -357,13 +357,15 @@ class _Appender:
                 outcome.payload,
             )
             success = outcome.status_code < 400
-            self.rows.add_answer(
-                idem.credential_id,
-                idem.key,
-                idem.request_hash,
-                outcome.status_code,
-                None if success else outcome.payload.decode(),
-                item.tx_id if success else None,
+            self.rows.answers.append(
+                (
+                    idem.credential_id,
+                    idem.key,
+                    idem.request_hash,
+                    outcome.status_code,
+                    None if success else outcome.payload.decode(),
+                    item.tx_id if success else None,
+                )
             )
         return outcome
 
@@ -402,27 +404,18 @@ class _Appender:
         body = entry_bytes(entry)
         entry_hash = hash_bytes(body)
         resolves = applied.resolved_hold[0] if applied.resolved_hold else None
-        self.rows.add_entry(
-            seq,
-            item.tx_id,
-            applied.kind,
-            self.hash,
-            entry_hash,
-            body,
-            item.draft.reverses,
-            resolves,
+        reverses = item.draft.reverses
+        self.rows.entries.append(
+            (seq, item.tx_id, applied.kind, self.hash, entry_hash, body, reverses, resolves)
         )
-        for index, (leg, after) in enumerate(zip(applied.legs, applied.leg_balances, strict=True)):
-            self.rows.add_leg(
-                seq,
-                index,
-                leg.account_id,
-                leg.asset,
-                leg.amount,
-                after.posted,
-                after.pending_debits,
-                after.pending_credits,
-            )
+        self.rows.legs.extend(
+            [
+                (seq, index, leg.account_id, leg.asset, leg.amount, *after.as_tuple())
+                for index, (leg, after) in enumerate(
+                    zip(applied.legs, applied.leg_balances, strict=True)
+                )
+            ]
+        )
         balances = []
         for account_id, account in applied.touched.items():
             account.last_seq = seq

@@ -113,27 +113,15 @@ class BatchState:
 
 @dataclass
 class BatchRows:
-    """What a batch will write, column by column."""
+    """What a batch will write, a tuple per row (turned into columns once, when written)."""
 
     book: str
     posted_at: datetime
-    entries: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(8)])
-    legs: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(8)])
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    legs: list[tuple[Any, ...]] = field(default_factory=list)
     new_holds: dict[str, list[Any]] = field(default_factory=dict)
     resolved_holds: list[tuple[str, str, str, int | None]] = field(default_factory=list)
-    answers: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(6)])
-
-    def add_entry(self, *values: Any) -> None:
-        for column, value in zip(self.entries, values, strict=True):
-            column.append(value)
-
-    def add_leg(self, *values: Any) -> None:
-        for column, value in zip(self.legs, values, strict=True):
-            column.append(value)
-
-    def add_answer(self, *values: Any) -> None:
-        for column, value in zip(self.answers, values, strict=True):
-            column.append(value)
+    answers: list[tuple[Any, ...]] = field(default_factory=list)
 
     def resolve_hold(self, hold_id: str, status: str, by: str, posted: int | None) -> None:
         new = self.new_holds.get(hold_id)
@@ -212,6 +200,11 @@ async def read_postings(conn: asyncpg.Connection, tx_ids: list[str]) -> dict[str
     return {r["tx_id"]: posting_from_row(r["body"], r["entry_hash"], r["balances"]) for r in rows}
 
 
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows of `width` values as `width` columns (empty columns when there are no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 async def write_batch(
     conn: asyncpg.Connection,
     rows: BatchRows,
@@ -226,8 +219,8 @@ async def write_batch(
         WRITE_BATCH,
         rows.book,
         rows.posted_at,
-        *rows.entries,
-        *rows.legs,
+        *_columns(rows.entries, 8),
+        *_columns(rows.legs, 8),
         [a.id for a in changed],
         [a.balance.posted for a in changed],
         [a.balance.pending_debits for a in changed],
@@ -237,5 +230,5 @@ async def write_batch(
         *(list(column) for column in resolved or [()] * 4),
         head[0],
         head[1],
-        *rows.answers,
+        *_columns(rows.answers, 6),
     )

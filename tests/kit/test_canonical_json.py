@@ -45,6 +45,15 @@ def test_known_vectors() -> None:
         {"\U0001f600": 1, "\ue000": 2}
     )
     assert canonical_bytes([1.0, 1e21]) == b"[1,1e+21]"
+    # Every escape JCS defines, and the characters it writes as they are.
+    every = "".join(map(chr, range(0x80))) + "\u007f\u0080\u2028\u2029\ufeff\U0001f600"
+    assert canonical_bytes({"s": every, "k": [2**53 - 1, -(2**53) + 1]}) == rfc8785.dumps(
+        {"s": every, "k": [2**53 - 1, -(2**53) + 1]}
+    )
+    with pytest.raises(Exception):  # noqa: B017 - beyond I-JSON's integers
+        canonical_bytes({"n": 2**53})
+    with pytest.raises(Exception):  # noqa: B017 - a lone surrogate is not Unicode text
+        canonical_bytes({"s": "\ud800"})
 
 
 @settings(max_examples=300)
