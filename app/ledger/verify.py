@@ -45,9 +45,9 @@ class EntryRow(NamedTuple):
     resolves_hold: str | None
 
 
-# A leg's stored columns: account_id, asset, amount, posted_after, pending_debits_after,
+# A leg's stored columns: seq, account_id, asset, amount, posted_after, pending_debits_after,
 # pending_credits_after. Plain tuples (as read from the database): verification unpacks them.
-LegRow = tuple[str, str, int, int, int, int]
+LegRow = tuple[int, str, str, int, int, int, int]
 # Where the kind is one of these roots, the kind's own rules apply (see _check_kind).
 RESERVED_ROOTS = ("hold", "reversal", "notice")
 
@@ -68,6 +68,9 @@ class BookVerifier:
     open_holds: dict[str, Sequence[LegRow]] = field(default_factory=dict)
     last_posted_at: str = ""
 
+    def __post_init__(self) -> None:
+        self._opening = f'{{"book":"{self.book}","kind":"'
+
     def fail(self, seq: int, reason: str) -> VerificationError:
         return VerificationError(self.book, seq, reason)
 
@@ -86,12 +89,10 @@ class BookVerifier:
         parts = ",".join(
             [
                 f'{{"account_id":"{account}","amount":{amount},"asset":"{asset}"}}'
-                for account, asset, amount, _p, _d, _c in legs
+                for _s, account, asset, amount, _p, _d, _c in legs
             ]
         )
-        if not body.startswith(
-            f'{{"book":"{self.book}","kind":"{kind}","legs":[{parts}],"memo":'.encode()
-        ):
+        if not body.startswith(f'{self._opening}{kind}","legs":[{parts}],"memo":'.encode()):
             raise self.fail(seq, "book, kind or legs differ from the hashed entry")
         if not body.endswith(
             f'"posted_at":"{posted_at}","prev_hash":"{prev_hash}","seq":{seq},'
@@ -102,16 +103,40 @@ class BookVerifier:
         if posted_at < self.last_posted_at:
             raise self.fail(seq, "posted_at goes backwards")
         self.last_posted_at = posted_at
-        special = kind.startswith(RESERVED_ROOTS)
-        if special:
+        if kind.startswith(RESERVED_ROOTS):
             self._check_kind(seq, kind, legs)
             self._check_references(seq, kind, body, reverses, resolves)
-        self._check_legs(seq, legs)
-        if special and kind in SYSTEM_KINDS:
-            self._apply_system(seq, kind, tx_id, resolves, legs)
+            self._check_legs(seq, legs)
+            if kind in SYSTEM_KINDS:
+                self._apply_system(seq, kind, tx_id, resolves, legs)
+            else:
+                self._apply_posted(seq, legs)
         else:
-            self._apply_posted(seq, legs)
+            if reverses is not None or resolves is not None:
+                raise self.fail(seq, _STRAY_REFERENCE)
+            self._check_and_apply_posted(seq, legs)
         self.seq, self.head_hash = seq, entry_hash
+
+    def _check_and_apply_posted(self, seq: int, legs: Sequence[LegRow]) -> None:
+        """`_check_legs` then `_apply_posted` in one pass: the path of every ordinary entry."""
+        assets, balances = self.assets, self.balances
+        sums: dict[str, int] = {}
+        for _s, account, asset, amount, posted_after, pd_after, pc_after in legs:
+            if assets.setdefault(account, asset) != asset:
+                raise self.fail(seq, f"account {account} changed asset")
+            sums[asset] = sums.get(asset, 0) + amount
+            balance = balances.get(account)
+            if balance is None:
+                balance = balances[account] = BalanceState()
+            balance.posted += amount
+            if (
+                posted_after != balance.posted
+                or pd_after != balance.pending_debits
+                or pc_after != balance.pending_credits
+            ):
+                raise self.fail(seq, f"running balance of {account} differs")
+        if any(sums.values()):
+            raise self.fail(seq, f"legs do not balance: {sums}")
 
     def _check_kind(self, seq: int, kind: str, legs: Sequence[LegRow]) -> None:
         root = kind.split(".", 1)[0]
@@ -120,13 +145,17 @@ class BookVerifier:
                 raise self.fail(seq, "a notice carries no legs")
         elif root in ("hold", "reversal") and kind not in SYSTEM_KINDS:
             raise self.fail(seq, f"unknown reserved kind {kind!r}")
-        elif kind == KIND_HOLD and (len(legs) != 2 or legs[0][2] >= 0):
+        elif kind == KIND_HOLD and (len(legs) != 2 or legs[0][3] >= 0):
             raise self.fail(seq, "a hold moves one amount from one account to another")
 
     def _check_references(
         self, seq: int, kind: str, body: bytes, reverses: str | None, resolves: str | None
     ) -> None:
         # Only these few kinds are parsed: their meta names what they refer to.
+        if (reverses is not None and kind != KIND_REVERSAL) or (
+            resolves is not None and kind not in (KIND_HOLD_POST, KIND_HOLD_VOID)
+        ):
+            raise self.fail(seq, _STRAY_REFERENCE)
         if kind in (KIND_HOLD_POST, KIND_HOLD_VOID):
             meta = json.loads(body)["meta"]
             if resolves is None or meta.get("hold") != str(resolves):
@@ -139,7 +168,7 @@ class BookVerifier:
     def _check_legs(self, seq: int, legs: Sequence[LegRow]) -> None:
         assets = self.assets
         sums: dict[str, int] = {}
-        for account, asset, amount, _p, _d, _c in legs:
+        for _s, account, asset, amount, _p, _d, _c in legs:
             if assets.setdefault(account, asset) != asset:
                 raise self.fail(seq, f"account {account} changed asset")
             sums[asset] = sums.get(asset, 0) + amount
@@ -149,7 +178,7 @@ class BookVerifier:
     def _apply_posted(self, seq: int, legs: Sequence[LegRow]) -> None:
         """Ordinary kinds, reversals and hold posts: each leg moves `posted`."""
         balances = self.balances
-        for account, _asset, amount, posted_after, pd_after, pc_after in legs:
+        for _s, account, _asset, amount, posted_after, pd_after, pc_after in legs:
             balance = balances.get(account)
             if balance is None:
                 balance = balances[account] = BalanceState()
@@ -169,9 +198,9 @@ class BookVerifier:
             if held is None:
                 raise self.fail(seq, "resolves a hold that is not pending")
             for leg in held:
-                self._balance(leg[0]).reserve(leg[2], sign=-1)
-            if kind == KIND_HOLD_VOID and [(h[0], h[2]) for h in held] != [
-                (leg[0], leg[2]) for leg in legs
+                self._balance(leg[1]).reserve(leg[3], sign=-1)
+            if kind == KIND_HOLD_VOID and [(h[1], h[3]) for h in held] != [
+                (leg[1], leg[3]) for leg in legs
             ]:
                 raise self.fail(seq, "a void's legs differ from the hold's")
             if kind == KIND_HOLD_POST and not _posts_within(held, legs):
@@ -181,7 +210,7 @@ class BookVerifier:
             return
         if kind == KIND_HOLD:
             self.open_holds[tx_id] = list(legs)
-        for account, _asset, amount, posted_after, pd_after, pc_after in legs:
+        for _s, account, _asset, amount, posted_after, pd_after, pc_after in legs:
             balance = self._balance(account)
             if kind == KIND_HOLD:
                 balance.reserve(amount)
@@ -210,16 +239,17 @@ class BookVerifier:
 
 
 SYSTEM_KINDS = (KIND_HOLD, KIND_HOLD_POST, KIND_HOLD_VOID, KIND_REVERSAL)
+_STRAY_REFERENCE = "reverses or resolves_hold is set on an entry of another kind"
 
 
 def _posts_within(held: Sequence[LegRow], legs: Sequence[LegRow]) -> bool:
     if len(legs) != 2 or len(held) != 2:
         return False
-    amount = legs[1][2]
+    amount = legs[1][3]
     return (
-        [leg[0] for leg in legs] == [h[0] for h in held]
-        and legs[0][2] == -amount
-        and 0 < amount <= held[1][2]
+        [leg[1] for leg in legs] == [h[1] for h in held]
+        and legs[0][3] == -amount
+        and 0 < amount <= held[1][3]
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.verify import BookVerifier, LegRow, VerificationError, summary
+from app.ledger.verify import BookVerifier, VerificationError, summary
 
 # Entries per chunk: small enough that a chunk in flight fits the socket's buffers, so that
 # PostgreSQL keeps reading while the previous chunk is checked (500 measured best: bench/).
@@ -28,11 +28,13 @@ LEGS = (
 )
 
 # Reversals whose target is missing, later, of another book or kind, or not exactly negated.
+# (`feed` has checked that every reversal names its target in `reverses`, and the unique index
+# on `reverses` finds them without reading the whole book.)
 BAD_REVERSALS = """
 SELECT min(r.seq) FROM journal_entries r
 LEFT JOIN journal_entries o ON o.tx_id = r.reverses
-WHERE r.book_code = $1 AND r.kind = 'reversal' AND (
-    o.tx_id IS NULL OR o.book_code <> r.book_code OR o.seq >= r.seq
+WHERE r.reverses IS NOT NULL AND r.book_code = $1 AND (
+    r.kind <> 'reversal' OR o.tx_id IS NULL OR o.book_code <> r.book_code OR o.seq >= r.seq
     OR o.kind IN ('hold', 'hold.void', 'reversal', 'recognition.out', 'recognition.in')
     OR o.kind LIKE 'notice.%'
     OR (SELECT array_agg(account_id::text || ':' || (-amount) ORDER BY leg_index)
@@ -58,15 +60,20 @@ async def verify_book(
     the other, and sends each chunk's queries before it checks the chunk before: PostgreSQL
     reads the next chunk while this process checks the current one.
     """
-    entries_conn = await asyncpg.connect(url)
+    connections = await asyncio.gather(
+        asyncpg.connect(url), asyncpg.connect(url), return_exceptions=True
+    )
     try:
-        legs_conn = await asyncpg.connect(url)
-        try:
-            return await _verify(entries_conn, legs_conn, book, progress)
-        finally:
-            await legs_conn.close()
+        entries_conn, legs_conn = connections
+        if isinstance(entries_conn, BaseException):
+            raise entries_conn
+        if isinstance(legs_conn, BaseException):
+            raise legs_conn
+        return await _verify(entries_conn, legs_conn, book, progress)
     finally:
-        await entries_conn.close()
+        for conn in connections:
+            if isinstance(conn, asyncpg.Connection):
+                await conn.close()
 
 
 async def _verify(
@@ -101,11 +108,18 @@ async def _verify(
                     next_start = entries[-1]["seq"] + 1 if entries else last + 1
                     ahead = fetch(next_start) if next_start <= last else None
                     await asyncio.sleep(0)  # the next chunk's queries go out now
-                    legs: dict[int, list[LegRow]] = {}
-                    for r in leg_rows:
-                        legs.setdefault(r[0], []).append(r[1:])
+                    # Both are in seq order: each entry takes the run of legs with its seq.
+                    first, count = 0, len(leg_rows)
                     for r in entries:
-                        verifier.feed(r, legs.get(r[0], ()))
+                        seq, end = r[0], first
+                        while end < count and leg_rows[end][0] == seq:
+                            end += 1
+                        verifier.feed(r, leg_rows[first:end])
+                        first = end
+                    if first != count:
+                        raise VerificationError(
+                            book, leg_rows[first][0], "a leg has no entry with its seq"
+                        )
                     if progress is not None:
                         progress(len(entries))
             finally:

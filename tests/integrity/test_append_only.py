@@ -166,8 +166,14 @@ async def test_verify_passes_on_an_honest_journal(api: Api, cli_env: dict[str, s
             "WHERE book_code = $1 AND seq = 3",
             "posted_at",
         ),
+        # The columns the service looks reversals and holds up by are bound to the kind.
+        (
+            "UPDATE journal_entries SET reverses = (SELECT tx_id FROM journal_entries "
+            "WHERE book_code = $1 AND seq = 1) WHERE book_code = $1 AND seq = 3",
+            "reverses or resolves_hold",
+        ),
     ],
-    ids=["amount", "memo", "deleted-legs", "posted_at"],
+    ids=["amount", "memo", "deleted-legs", "posted_at", "stray-reverses"],
 )
 async def test_verify_names_the_first_tampered_seq(
     api: Api, database: ScratchDatabase, cli_env: dict[str, str], sql: str, reason: str
