@@ -31,6 +31,14 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
 
+# Batches whose guarded write found something moved (or failed) and that were redone under
+# locks: a measure of contention between server processes on a book.
+BATCH_RELOCKS = Counter(
+    "timebank_ledger_batch_relocks_total",
+    "Group-commit batches redone under locks, by reason",
+    ["reason"],
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text for this process, or for all workers in multi-process mode."""

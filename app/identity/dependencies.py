@@ -7,11 +7,11 @@ costs more per node than the checks themselves, and postings are the hot path.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
+import orjson
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -103,7 +103,7 @@ async def posting_context(
         )
     raw = await request.body()
     try:
-        body = canonical_bytes(json.loads(raw)) if raw else b""
+        body = canonical_bytes(orjson.loads(raw)) if raw else b""
     except Exception:  # not JSON: the raw bytes identify the request
         body = raw
     digest = hashlib.sha256()

@@ -191,9 +191,11 @@ class Sequencer:
                         problem_outcome(errors.BookNotFound(f"book {book!r} does not exist"))
                     )
                 now = max(now, state.head[2] or now)
+            read_seqs: dict[str, int] = {}
             for book, state in states.items():
                 assert state.head is not None
                 seq, head_hash, _ = state.head
+                read_seqs[book] = seq
                 appenders[book] = _Appender(book, seq, head_hash, store.BatchRows(book, now))
             for item, other in ((items[0], items[1]), (items[1], items[0])):
                 item.draft.meta["counterpart"] = {
@@ -212,7 +214,11 @@ class Sequencer:
             for book in sorted(appenders):
                 appender = appenders[book]
                 await store.write_batch(
-                    conn, appender.rows, appender.changed.values(), (appender.seq, appender.hash)
+                    conn,
+                    appender.rows,
+                    appender.changed.values(),
+                    (appender.seq, appender.hash),
+                    read_seqs[book],
                 )
         return outcomes
 
@@ -286,7 +292,7 @@ class Sequencer:
         if item.idem is not None and constraint.startswith("idempotency_keys"):
             # The same key committed meanwhile in another book: answer as a replay would.
             slot = (item.idem.credential_id, item.idem.key)
-            found = (await store.load_state(conn, book, (), (), [slot], ())).stored
+            found = (await store.load_state(conn, book, (), (), [slot], (), lock=False)).stored
             if slot in found:
                 return item, _replay(found[slot], item.idem)
         known: dict[str, TimebankError] = {
@@ -302,36 +308,52 @@ class Sequencer:
     async def _append_batch(
         self, conn: asyncpg.Connection, book: str, items: list[_Pending]
     ) -> list[tuple[_Pending, Outcome]]:
-        drafts = [item.draft for item in items]
         # Version 4 UUIDs from one read of the system's random source per batch.
         randomness = os.urandom(16 * len(items))
         for index, item in enumerate(items):
             if not item.tx_id:
                 raw = randomness[16 * index : 16 * index + 16]
                 item.tx_id = str(uuid.UUID(bytes=raw, version=4))
+        # Optimistic first: read without locks and write with a guard, two round trips. If
+        # anything it read moved meanwhile (another process's batch, an account frozen), or the
+        # write fails for any other reason, the batch is redone from scratch under locks.
+        try:
+            return await self._attempt_batch(conn, book, items, lock=False)
+        except asyncpg.PostgresError as exc:
+            moved = isinstance(exc, asyncpg.SerializationError)
+            metrics.BATCH_RELOCKS.labels(reason="moved" if moved else "error").inc()
+            if not moved:
+                log.info("ledger.batch_relocked", book=book, size=len(items), error=str(exc))
         async with conn.transaction():
-            state = await store.load_state(
-                conn,
-                book,
-                {account_id for d in drafts for account_id, _ in d.legs}
-                | {d.overflow_to for d in drafts if d.overflow_to},
-                {d.hold_id for d in drafts if d.hold_id},
-                [(i.idem.credential_id, i.idem.key) for i in items if i.idem is not None],
-                [d.reverses for d in drafts if d.reverses],
-            )
-            if state.head is None:
-                missing = errors.BookNotFound(f"book {book!r} does not exist")
-                return [(item, problem_outcome(missing)) for item in items]
-            seq, head_hash, last_posted_at = state.head
-            # One timestamp per batch, never before the book's last one.
-            now = utc_now()
-            if last_posted_at is not None:
-                now = max(now, last_posted_at)
-            appender = _Appender(book, seq, head_hash, store.BatchRows(book, now))
-            results = [(item, appender.apply(item, state)) for item in items]
-            await store.write_batch(
-                conn, appender.rows, appender.changed.values(), (appender.seq, appender.hash)
-            )
+            return await self._attempt_batch(conn, book, items, lock=True)
+
+    async def _attempt_batch(
+        self, conn: asyncpg.Connection, book: str, items: list[_Pending], lock: bool
+    ) -> list[tuple[_Pending, Outcome]]:
+        drafts = [item.draft for item in items]
+        state = await store.load_state(
+            conn,
+            book,
+            {account_id for d in drafts for account_id, _ in d.legs}
+            | {d.overflow_to for d in drafts if d.overflow_to},
+            {d.hold_id for d in drafts if d.hold_id},
+            [(i.idem.credential_id, i.idem.key) for i in items if i.idem is not None],
+            [d.reverses for d in drafts if d.reverses],
+            lock=lock,
+        )
+        if state.head is None:
+            missing = errors.BookNotFound(f"book {book!r} does not exist")
+            return [(item, problem_outcome(missing)) for item in items]
+        seq, head_hash, last_posted_at = state.head
+        # One timestamp per batch, never before the book's last one.
+        now = utc_now()
+        if last_posted_at is not None:
+            now = max(now, last_posted_at)
+        appender = _Appender(book, seq, head_hash, store.BatchRows(book, now))
+        results = [(item, appender.apply(item, state)) for item in items]
+        await store.write_batch(
+            conn, appender.rows, appender.changed.values(), (appender.seq, appender.hash), seq
+        )
         return results
 
 

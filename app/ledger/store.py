@@ -1,7 +1,11 @@
-"""The SQL of one group-commit batch: lock the head, load and lock state, write everything.
+"""The SQL of one group-commit batch: read the state, write everything with a guard.
 
-A batch costs four round trips whatever its size: BEGIN, one read that locks the head and then
-every row the batch needs, one statement that writes every row (data-modifying CTEs), COMMIT.
+A batch costs two round trips whatever its size: one read of every row the batch needs, and one
+statement that writes every row (data-modifying CTEs). The write is guarded: it commits only if
+the book's head and each account it changes are as the read saw them, and otherwise fails with
+serialization_failure (nothing written). The sequencer then redoes the batch the pessimistic
+way, in four round trips: BEGIN, the same read locking the head first and then every row, the
+same write, COMMIT.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ SELECT e.tx_id::text AS tx_id, e.body, e.entry_hash,
   FROM journal_entries e WHERE e.tx_id = ANY($1::uuid[])
 """
 
-# The book's head is locked first (the select list is evaluated left to right): it serialises
-# every writer of the book's accounts and holds, so the row locks after it cannot deadlock
-# with another batch.
-READ_STATE = """
+# Locked: the book's head is locked first (the select list is evaluated left to right): it
+# serialises every writer of the book's accounts and holds, so the row locks after it cannot
+# deadlock with another batch. Unlocked (no {lock}): one statement, so one snapshot.
+_READ_STATE = """
 SELECT
   (SELECT row_to_json(h)::text FROM (
-     SELECT seq, entry_hash, posted_at FROM book_heads WHERE book_code = $6 FOR UPDATE) h)
+     SELECT seq, entry_hash, posted_at FROM book_heads WHERE book_code = $6 {lock}) h)
      AS head,
   (SELECT coalesce(json_agg(a), '[]') FROM (
      SELECT id, book_code, asset, status, overdraft_limit, posted, pending_debits,
@@ -45,10 +49,10 @@ SELECT
       WHERE id = ANY($1::uuid[])
          OR id IN (SELECT from_account_id FROM holds WHERE id = ANY($2::uuid[]))
          OR id IN (SELECT to_account_id FROM holds WHERE id = ANY($2::uuid[]))
-      ORDER BY id FOR UPDATE) a) AS accounts,
+      ORDER BY id {lock}) a) AS accounts,
   (SELECT coalesce(json_agg(h), '[]') FROM (
      SELECT id, book_code, from_account_id, to_account_id, asset, amount, expires_at, status
-       FROM holds WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE) h) AS holds,
+       FROM holds WHERE id = ANY($2::uuid[]) ORDER BY id {lock}) h) AS holds,
   (SELECT coalesce(json_agg(k), '[]') FROM (
      SELECT k.credential_id, k.key, k.request_hash, k.status_code, k.tx_id,
             k.response::text AS response
@@ -58,6 +62,8 @@ SELECT
   (SELECT coalesce(json_agg(reverses), '[]') FROM journal_entries
     WHERE reverses = ANY($5::uuid[])) AS reversed
 """
+READ_STATE_LOCKED = _READ_STATE.format(lock="FOR UPDATE")
+READ_STATE = _READ_STATE.format(lock="")
 
 WRITE_BATCH = """
 WITH
@@ -74,9 +80,11 @@ WITH
  balances AS (
    UPDATE accounts t SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc,
                          last_seq = u.last_seq
-     FROM unnest($19::uuid[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[])
-          AS u(id, posted, pd, pc, last_seq)
-    WHERE t.id = u.id),
+     FROM unnest($19::uuid[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[],
+                 $47::text[], $48::bigint[])
+          AS u(id, posted, pd, pc, last_seq, status, lim)
+    WHERE t.id = u.id AND t.status = u.status AND t.overdraft_limit = u.lim
+   RETURNING 1),
  new_holds AS (
    INSERT INTO holds (id, book_code, seq, from_account_id, to_account_id, asset, amount,
                       expires_at, status, resolved_by, posted_amount)
@@ -91,12 +99,15 @@ WITH
     WHERE t.id = u.id),
  head AS (
    UPDATE book_heads SET seq = $38, entry_hash = $39, posted_at = $2
-    WHERE book_code = $1 AND cardinality($3::bigint[]) > 0),
+    WHERE book_code = $1 AND seq = $46 AND cardinality($3::bigint[]) > 0
+   RETURNING 1),
  answers AS (
    INSERT INTO idempotency_keys (credential_id, key, request_hash, status_code, response, tx_id)
    SELECT * FROM unnest($40::uuid[], $41::text[], $42::text[], $43::int[], $44::jsonb[],
                         $45::uuid[]))
-SELECT 1
+SELECT ledger_expect((SELECT count(*) FROM head) = least(cardinality($3::bigint[]), 1),
+                     'the book head')
+     + ledger_expect((SELECT count(*) FROM balances) = cardinality($19::uuid[]), 'an account')
 """
 
 
@@ -138,10 +149,12 @@ async def load_state(
     hold_ids: Iterable[str],
     keys: list[tuple[str, str]],
     reversal_targets: Iterable[str],
+    lock: bool = True,
 ) -> BatchState:
-    """Lock and read the accounts and holds a batch touches, its stored answers and reversals."""
+    """Read (and with `lock`, lock) the head and the accounts and holds a batch touches, its
+    stored answers and reversals."""
     row = await conn.fetchrow(
-        READ_STATE,
+        READ_STATE_LOCKED if lock else READ_STATE,
         list(account_ids),
         list(hold_ids),
         [cid for cid, _ in keys],
@@ -210,9 +223,16 @@ async def write_batch(
     rows: BatchRows,
     changed: Iterable[AccountState],
     head: tuple[int, str],
+    read_seq: int,
 ) -> None:
-    """Write a batch's entries, legs, balances, holds, head and answers in one statement."""
-    changed = list(changed)
+    """Write a batch's entries, legs, balances, holds, head and answers in one statement.
+
+    It fails with asyncpg.SerializationError, writing nothing, unless the head is still at
+    `read_seq` and each changed account has the status and limit the batch read.
+    """
+    # The head first (the guard reads `head` first), then accounts in id order: the order in
+    # which a locked read takes them, so that two batches never wait on each other in a cycle.
+    changed = sorted(changed, key=lambda account: account.id)
     new_holds: list[Sequence[Any]] = list(zip(*rows.new_holds.values(), strict=True))
     resolved: list[Sequence[Any]] = list(zip(*rows.resolved_holds, strict=True))
     await conn.execute(
@@ -231,4 +251,7 @@ async def write_batch(
         head[0],
         head[1],
         *_columns(rows.answers, 6),
+        read_seq,
+        [a.status for a in changed],
+        [a.overdraft_limit for a in changed],
     )

@@ -1,0 +1,103 @@
+"""A batch is read without locks and written with a guard: if what it read moved in between,
+the write stores nothing and the batch is redone under locks (app/ledger/store.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from app.ledger import store
+from app.ledger.posting import Draft
+from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.verify_runner import verify_book
+from tests.conftest import Api, ScratchDatabase
+
+RELOCKS = "timebank_ledger_batch_relocks_total"
+
+
+def _between_read_and_write(
+    monkeypatch: pytest.MonkeyPatch, action: Callable[[], Awaitable[None]]
+) -> list[str]:
+    """Run `action` once, after the first batch read and before its write; returns what each
+    write did ("written" or the error's class name)."""
+    original = store.write_batch
+    seen: list[str] = []
+    pending = [action]
+
+    async def write_batch(*args: Any, **kwargs: Any) -> None:
+        if pending:  # the action's own writes pass straight through
+            await pending.pop()()
+            try:
+                await original(*args, **kwargs)
+            except asyncpg.PostgresError as exc:
+                seen.append(type(exc).__name__)
+                raise
+            seen.append("written")
+            return
+        await original(*args, **kwargs)
+        seen.append("written")
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    return seen
+
+
+def _transfer(book: str, src: str, dst: str, amount: int) -> Draft:
+    return Draft(book, "post", "transfer", [(src, -amount), (dst, amount)])
+
+
+def _ref(api: Api) -> IdempotencyRef:
+    return IdempotencyRef(api.credential, f"guard:{uuid.uuid4()}", "h")
+
+
+async def test_an_account_frozen_after_the_read_is_not_posted_to(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = await api.book()
+    issuance, member = await api.funded(book, 100)
+
+    async def freeze() -> None:
+        r = await api.client.patch(f"/v1/accounts/{member}", json={"status": "frozen"})
+        assert r.status_code == 200, r.text
+
+    relocks = REGISTRY.get_sample_value(RELOCKS, {"reason": "moved"}) or 0.0
+    writes = _between_read_and_write(monkeypatch, freeze)
+    outcome = await api.app.state.sequencer.submit(_transfer(book, member, issuance, 10), _ref(api))
+    assert writes == ["SerializationError", "written"]
+    assert (REGISTRY.get_sample_value(RELOCKS, {"reason": "moved"}) or 0.0) >= relocks + 1
+    assert outcome.status_code == 409, outcome.body
+    assert outcome.body["type"].endswith(":account-not-open")
+    assert (await api.balance(member))["posted"] == 100
+
+
+async def test_a_head_moved_by_another_process_makes_the_batch_read_again(
+    api: Api, database: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = await api.book()
+    issuance, member = await api.funded(book, 100)
+    other = Sequencer(database.app_url)  # what a second server process runs
+    await other.start()
+    try:
+
+        async def post_elsewhere() -> None:
+            outcome = await other.submit(_transfer(book, member, issuance, 70), _ref(api))
+            assert outcome.status_code == 201, outcome.body
+
+        writes = _between_read_and_write(monkeypatch, post_elsewhere)
+        # Read before the other's posting, this one fits; after it, only 30 are left.
+        outcome = await api.app.state.sequencer.submit(
+            _transfer(book, member, issuance, 50), _ref(api)
+        )
+    finally:
+        await other.close()
+    # The other process's batch, then this one's guarded write (refused), then its redo.
+    assert writes == ["written", "SerializationError", "written"]
+    assert outcome.status_code == 409, outcome.body
+    assert outcome.body["type"].endswith(":insufficient-funds")
+    assert (await api.balance(member))["posted"] == 30
+    result = await verify_book(database.app_url, book)
+    assert result["entries"] == 2
