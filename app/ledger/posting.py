@@ -127,12 +127,13 @@ def _require_open(state: AccountState) -> None:
         )
 
 
-def _check_limit(state: AccountState) -> None:
+def _check_limit(state: AccountState, before: AccountState) -> None:
     if state.balance.available + state.overdraft_limit < 0:
+        # What the account has, as a client would show it: not what it would have had.
         raise errors.InsufficientFunds(
             f"account {state.id} would go below its limit",
             account_id=state.id,
-            available=state.balance.available,
+            available=before.balance.available,
             overdraft_limit=state.overdraft_limit,
         )
 
@@ -272,6 +273,7 @@ def apply_draft(
         leg_balances.append(BalanceState(b.posted, b.pending_debits, b.pending_credits))
     # Only an account this entry takes from can break its policy.
     for state in touched.values():
-        if state.balance.available < accounts[state.id].balance.available:
-            _check_limit(state)
+        before = accounts[state.id]
+        if state.balance.available < before.balance.available:
+            _check_limit(state, before)
     return Applied(kind, legs, meta, leg_balances, touched, new_hold, resolved)

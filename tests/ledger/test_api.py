@@ -71,11 +71,17 @@ async def test_insufficient_funds_and_overdraft_limit(api: Api) -> None:
     issuance, member = await api.funded(book, 50)
     other = await api.account(book)
     problem = assert_problem(await api.transfer(book, member, other, 51), 409, "insufficient-funds")
-    assert problem["account_id"] == member
+    # What the account has (not the -1 it would have had), and its limit.
+    assert (problem["account_id"], problem["available"], problem["overdraft_limit"]) == (
+        member,
+        50,
+        0,
+    )
     assert (await api.transfer(book, member, other, 50)).status_code == 201
     limited = await api.account(book, overdraft_limit=100)
     assert (await api.transfer(book, limited, other, 100)).status_code == 201
-    assert_problem(await api.transfer(book, limited, other, 1), 409, "insufficient-funds")
+    problem = assert_problem(await api.transfer(book, limited, other, 1), 409, "insufficient-funds")
+    assert (problem["available"], problem["overdraft_limit"]) == (-100, 100)
     assert (await api.balance(limited))["posted"] == -100
 
 
