@@ -325,24 +325,34 @@ async def _verify_queries(conn: asyncpg.Connection, book: str) -> None:
 
 
 async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str, Any]:
-    """verify_book vs fetch + SHA-256 of the same bodies (both timed end to end)."""
-    conn = await asyncpg.connect(urls.app)
+    """verify_book vs fetch + SHA-256 of the same bodies (both timed end to end).
+
+    The book's tables are vacuumed first (as the owner), so that no autovacuum started by (b)'s
+    inserts runs during the timings and every read finds the same settled pages; the three
+    measurements then alternate within each rep, so drift on the machine hits them alike.
+    """
+    owner = await asyncpg.connect(urls.owner)
     try:
-        verify_times, entries = [], 0
+        await owner.execute("VACUUM (ANALYZE) journal_entries, journal_legs, accounts")
+    finally:
+        await owner.close()
+    conn = await asyncpg.connect(urls.app)
+    verify_times: list[float] = []
+    queries_only: list[float] = []
+    fetch_hash: list[float] = []
+    hash_only: list[float] = []
+    entries = 0
+    try:
         for _ in range(reps):
             gc.collect()
             started = time.perf_counter()
             result = await verify_book(urls.app, book)
             verify_times.append(time.perf_counter() - started)
             entries = result["entries"]
-        queries_only = []
-        for _ in range(reps):
             gc.collect()
             started = time.perf_counter()
             await _verify_queries(conn, book)
             queries_only.append(time.perf_counter() - started)
-        fetch_hash, hash_only = [], []
-        for _ in range(reps):
             gc.collect()
             started = time.perf_counter()
             async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -371,9 +381,10 @@ async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str,
         "hash_only_entries_per_s": round(entries / statistics.median(hash_only), 1),
         "verify_queries_only_entries_per_s": round(entries / statistics.median(queries_only), 1),
         "how": (
-            "baseline = fetch + hash: SELECT body ... ORDER BY seq (one query, repeatable-read "
-            "read-only transaction) then hashlib.sha256(body).hexdigest() per entry, timed end "
-            "to end; verify_book timed end to end on the same connection; median of reps"
+            "tables vacuumed first; then per rep, in turn: verify_book end to end (connections "
+            "opened inside the timing), its queries alone, and the baseline = fetch + hash: "
+            "SELECT body ... ORDER BY seq (one query, repeatable-read read-only transaction) then "
+            "hashlib.sha256(body).hexdigest() per entry; median of reps"
         ),
     }
 

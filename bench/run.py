@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--client", choices=("raw", "httpx"), default="raw", help="HTTP client (a)")
     p.add_argument("--postings", type=int, default=20_000, help="timed postings (b)")
     p.add_argument("--inflight", type=int, default=2_000, help="postings in flight (b)")
-    p.add_argument("--reps", type=int, default=3, help="repetitions of COPY and verify (b, c)")
+    p.add_argument("--reps", type=int, default=5, help="repetitions of COPY and verify (b, c)")
     p.add_argument("--tree-size", type=int, default=1_000_000, help="leaves of the tree (d)")
     p.add_argument("--proof-seconds", type=float, default=3.0, help="seconds of proofs (d)")
     p.add_argument(
