@@ -34,6 +34,9 @@ SELECT e.tx_id::text AS tx_id, e.body, e.entry_hash,
   FROM journal_entries e WHERE e.tx_id = ANY($1::uuid[])
 """
 
+# Each part finds its rows through an index, whatever the planner thinks of the arrays' sizes:
+# accounts by a semi-join on their ids (an OR of the three lists scanned the whole table), and
+# stored answers one probe per key (LATERAL ... LIMIT 1; a hash join scanned every key).
 # Locked: the book's head is locked first (the select list is evaluated left to right): it
 # serialises every writer of the book's accounts and holds, so the row locks after it cannot
 # deadlock with another batch. Unlocked (no {lock}): one statement, so one snapshot.
@@ -46,9 +49,9 @@ SELECT
      SELECT id, book_code, asset, status, overdraft_limit, posted, pending_debits,
             pending_credits, last_seq
        FROM accounts
-      WHERE id = ANY($1::uuid[])
-         OR id IN (SELECT from_account_id FROM holds WHERE id = ANY($2::uuid[]))
-         OR id IN (SELECT to_account_id FROM holds WHERE id = ANY($2::uuid[]))
+      WHERE id IN (SELECT unnest($1::uuid[])
+                   UNION SELECT from_account_id FROM holds WHERE id = ANY($2::uuid[])
+                   UNION SELECT to_account_id FROM holds WHERE id = ANY($2::uuid[]))
       ORDER BY id {lock}) a) AS accounts,
   (SELECT coalesce(json_agg(h), '[]') FROM (
      SELECT id, book_code, from_account_id, to_account_id, asset, amount, expires_at, status
@@ -56,9 +59,10 @@ SELECT
   (SELECT coalesce(json_agg(k), '[]') FROM (
      SELECT k.credential_id, k.key, k.request_hash, k.status_code, k.tx_id,
             k.response::text AS response
-       FROM idempotency_keys k
-       JOIN unnest($3::uuid[], $4::text[]) AS q(cid, key)
-         ON k.credential_id = q.cid AND k.key = q.key) k) AS stored,
+       FROM unnest($3::uuid[], $4::text[]) AS q(cid, key)
+       CROSS JOIN LATERAL (
+         SELECT * FROM idempotency_keys k
+          WHERE k.credential_id = q.cid AND k.key = q.key LIMIT 1) k) k) AS stored,
   (SELECT coalesce(json_agg(reverses), '[]') FROM journal_entries
     WHERE reverses = ANY($5::uuid[])) AS reversed
 """
