@@ -141,6 +141,14 @@ def force_stop_postgres(pgdata: Path) -> bool:
     return postmaster_pid(pgdata) is None
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (a server's workers)."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return [pid]
+
+
 class CpuProbe:
     """CPU seconds of named groups of processes between two snapshots."""
 

@@ -39,7 +39,14 @@ from typing import Any, TypeVar
 import httpx
 
 from bench.loadgen import LoadResult, RequestFactory, merge_results, run_load
-from bench.procs import CpuProbe, Server, force_stop_postgres, free_port, postgres_pids
+from bench.procs import (
+    CpuProbe,
+    Server,
+    force_stop_postgres,
+    free_port,
+    postgres_pids,
+    process_tree,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench-results"
@@ -68,6 +75,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--connections", type=int, default=32, help="HTTP connections (a)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="server processes, the ledger's and the bare's (a)"
+    )
     p.add_argument("--warmup", type=float, default=3.0, help="HTTP warm-up seconds per server")
     p.add_argument("--duration", type=float, default=10.0, help="HTTP measured seconds per server")
     p.add_argument("--members", type=int, default=64, help="member accounts per book")
@@ -317,9 +327,10 @@ def measure_http(
 
     def start_ledger(name: str, extra_env: dict[str, str]) -> tuple[Server, int, str]:
         port = free_port()
+        command = [timebank, "serve", "--host", HOST, "--port", str(port)]
         server = Server(
             name,
-            [timebank, "serve", "--host", HOST, "--port", str(port)],
+            [*command, "--workers", str(args.workers)],
             {**env, **extra_env},
             RESULTS / f"{name}-server.log",
             ROOT,
@@ -351,7 +362,8 @@ def measure_http(
     bare = Server(
         "bare",
         [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", HOST, "--port",
-         str(bare_port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
+         str(bare_port), "--workers", str(args.workers), "--log-level", "warning",
+         "--no-access-log"],
         env,
         RESULTS / "bare-server.log",
         ROOT,
@@ -359,7 +371,7 @@ def measure_http(
     servers.append(bare)
     bare.start()
     bare.wait_ready(f"http://{HOST}:{bare_port}/openapi.json")
-    bare_probe = CpuProbe({"server": lambda: [bare.pid]})
+    bare_probe = CpuProbe({"server": lambda: process_tree(bare.pid)})
     bare_result, bare_cpu = http_phase(
         "bare", bare_port, make_factory("/bare"), bare_probe, args,
         bare.pid if args.profile else None,
@@ -377,7 +389,10 @@ def measure_http(
     for turn in ("on", "off", "off", "on"):
         server, port = (ledger, ledger_port) if turn == "on" else (plain, plain_port)
         probe = CpuProbe(
-            {"server": lambda s=server: [s.pid], "postgres": lambda: postgres_pids(pgdata)}
+            {
+                "server": lambda s=server: process_tree(s.pid),
+                "postgres": lambda: postgres_pids(pgdata),
+            }
         )
         first = turn == "on" and not runs["on"]
         runs[turn].append(
@@ -402,6 +417,7 @@ def measure_http(
     return {
         "client": args.client,
         "connections": args.connections,
+        "workers": args.workers,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
         "ledger": {
@@ -586,7 +602,8 @@ def render(summary: dict[str, Any]) -> str:
         "",
         f"(a) {a['client']} HTTP/1.1 keep-alive client, {a['connections']} connections, "
         f"{a['warmup_s']:g}s warm-up + {a['duration_s']:g}s measured per server (the ledger's "
-        "in two windows, see (a')), same process for all; uvicorn --workers 1, log_level "
+        "in two windows, see (a')), same process for all; uvicorn --workers "
+        f"{a.get('workers', 1)}, log_level "
         "warning, no access log, uvloop + httptools",
         f"    ledger: {_http_detail(la)}; mean batch {la['mean_batch_size_incl_warmup']}",
         f"    bare  : {_http_detail(ba)}",
