@@ -30,6 +30,8 @@ class EdgeMiddleware:
         self.max_body = max_body_bytes
         # Paths that take a CSV file instead of JSON, each with its own size limit.
         self.csv_uploads = csv_uploads or {}
+        # Route templates, not raw paths: as many entries as routes × methods × statuses.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,8 +91,14 @@ class EdgeMiddleware:
         elapsed = time.perf_counter() - started
         route: Any = scope.get("route")
         path = getattr(route, "path", "unmatched")
-        metrics.REQUESTS.labels(scope["method"], path, str(status)).inc()
-        metrics.LATENCY.labels(scope["method"], path).observe(elapsed)
+        series = self._series.get((scope["method"], path, status))
+        if series is None:  # a labels() lookup takes a lock: once per route and status
+            series = self._series[(scope["method"], path, status)] = (
+                metrics.REQUESTS.labels(scope["method"], path, str(status)),
+                metrics.LATENCY.labels(scope["method"], path),
+            )
+        series[0].inc()
+        series[1].observe(elapsed)
         emit = log.error if status >= 500 else log.debug
         emit(
             "http.request",

@@ -33,6 +33,8 @@ from app.ledger.journal import entry_bytes, entry_object, hash_bytes
 from app.ledger.posting import AccountState, Applied, Draft, apply_draft
 
 log = structlog.get_logger(__name__)
+_POSTED = metrics.POSTINGS.labels(result="ok")
+_REFUSED = metrics.POSTINGS.labels(result="refused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,7 @@ class Sequencer:
                 outcome = (await self._explain_failure(conn, drafts[0].book, items[0], exc))[1]
                 outcomes = [outcome] * len(items)
         for outcome in outcomes:
-            metrics.POSTINGS.labels(result="ok" if outcome.status_code < 400 else "refused").inc()
+            (_POSTED if outcome.status_code < 400 else _REFUSED).inc()
         return outcomes
 
     async def _append_linked(
@@ -282,7 +284,7 @@ class Sequencer:
                     await self._append(conn, book, [item])
                 return
         for _, outcome in results:
-            metrics.POSTINGS.labels(result="ok" if outcome.status_code < 400 else "refused").inc()
+            (_POSTED if outcome.status_code < 400 else _REFUSED).inc()
         _answer_all(results)
 
     async def _explain_failure(
