@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -57,10 +59,19 @@ def pg_server() -> Iterator[PgServer]:
         return
     root = Path(tempfile.mkdtemp(prefix="timebank-test-"))
     server = EmbeddedPostgres(root / "pgdata", cleanup_mode="delete")
+    # A SIGTERM (a CI timeout, `timeout`, `kill`) would end the interpreter without its exit
+    # handlers and leave the server running: make it an interrupt, which pytest unwinds.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield PgServer(server.superuser_url)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
