@@ -25,22 +25,15 @@ def balance_json(account_id: str, asset: str, balance: BalanceState) -> dict[str
 
 
 def posting_body(
-    entry: Any,
-    entry_hash: str,
-    balances: list[dict[str, Any]],
-    fields: dict[str, Any] | None = None,
+    entry: dict[str, Any], entry_hash: str, balances: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The shape of every posting answer: the entry, its hash, the balances right after it.
-
-    `entry` is the journal object, or its bytes (an orjson.Fragment) with the object as `fields`.
-    """
-    fields = entry if fields is None else fields
-    status = {KIND_HOLD: "pending", KIND_HOLD_VOID: "voided"}.get(fields["kind"], "posted")
+    """The shape of every posting answer: the entry, its hash, the balances right after it."""
+    status = {KIND_HOLD: "pending", KIND_HOLD_VOID: "voided"}.get(entry["kind"], "posted")
     return {
-        "id": fields["tx_id"],
-        "book": fields["book"],
-        "seq": fields["seq"],
-        "kind": fields["kind"],
+        "id": entry["tx_id"],
+        "book": entry["book"],
+        "seq": entry["seq"],
+        "kind": entry["kind"],
         "status": status,
         "entry": entry,
         "entry_hash": entry_hash,
@@ -52,7 +45,9 @@ def posting_payload(
     entry: dict[str, Any], body: bytes, entry_hash: str, balances: list[dict[str, Any]]
 ) -> bytes:
     """`posting_body` serialised, with the entry's own JCS bytes spliced in (not re-encoded)."""
-    return compact_json(posting_body(orjson.Fragment(body), entry_hash, balances, entry))
+    document = posting_body(entry, entry_hash, balances)
+    document["entry"] = orjson.Fragment(body)
+    return compact_json(document)
 
 
 def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> dict[str, Any]:

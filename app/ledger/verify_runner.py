@@ -28,13 +28,13 @@ LEGS = (
 )
 
 # Reversals whose target is missing, later, of another book or kind, or not exactly negated.
-# (`feed` has checked that every reversal names its target in `reverses`, and the unique index
-# on `reverses` finds them without reading the whole book.)
+# (`feed` has checked that exactly the reversals have `reverses` set, so the unique index on
+# `reverses` finds them without reading the whole book.)
 BAD_REVERSALS = """
 SELECT min(r.seq) FROM journal_entries r
 LEFT JOIN journal_entries o ON o.tx_id = r.reverses
 WHERE r.reverses IS NOT NULL AND r.book_code = $1 AND (
-    r.kind <> 'reversal' OR o.tx_id IS NULL OR o.book_code <> r.book_code OR o.seq >= r.seq
+    o.tx_id IS NULL OR o.book_code <> r.book_code OR o.seq >= r.seq
     OR o.kind IN ('hold', 'hold.void', 'reversal', 'recognition.out', 'recognition.in')
     OR o.kind LIKE 'notice.%'
     OR (SELECT array_agg(account_id::text || ':' || (-amount) ORDER BY leg_index)
