@@ -92,15 +92,14 @@ def verify(
 ) -> None:
     """Recompute every book's chain and balances from the journal; non-zero on any difference."""
     from app.ledger.verify import VerificationError
-    from app.ledger.verify_runner import book_codes, verify_book
+    from app.ledger.verify_runner import book_codes, open_reader, verify_book_with
 
     settings = get_settings()
     urls = _database(settings, migrate=False)
 
     async def run() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(urls.app)
-        try:
-            books = [(c, n) for c, n in await book_codes(conn) if book in (None, c)]
+        async with open_reader(urls.app) as reader:
+            books = [(c, n) for c, n in await book_codes(reader.entries) if book in (None, c)]
             results = []
             with Progress(
                 TextColumn("{task.description}"),
@@ -115,10 +114,8 @@ def verify(
                     def advance(n: int, task: TaskID = task) -> None:
                         progress.advance(task, n)
 
-                    results.append(await verify_book(urls.app, code, advance))
+                    results.append(await verify_book_with(reader, code, advance))
             return results
-        finally:
-            await conn.close()
 
     try:
         results = asyncio.run(run())

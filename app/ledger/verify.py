@@ -83,14 +83,34 @@ class BookVerifier:
                 raise self.fail(seq, "the first entry's prev_hash is not 64 zeros")
             # The earlier entry no longer hashes to what this one committed to.
             raise self.fail(seq - 1, f"entry_hash differs from the prev_hash seq {seq} recorded")
-        parts = ",".join(
-            [
-                f'{{"account_id":"{account}","amount":{amount},"asset":"{asset}"}}'
-                for _s, account, asset, amount, _p, _d, _c in legs
-            ]
-        )
+        special = kind.startswith(RESERVED_ROOTS)
+        # One pass over the legs gathers what the checks below need, in the order they report:
+        # the hashed legs' text, a changed asset, the sums, and (ordinary kinds) the first
+        # running balance that differs, applied as it goes (a failure ends verification).
+        parts: list[str] = []
+        sums: dict[str, int] = {}
+        changed_asset: str | None = None
+        bad_balance: str | None = None
+        assets, balances = self.assets, self.balances
+        for _s, account, asset, amount, posted_after, pd_after, pc_after in legs:
+            parts.append(f'{{"account_id":"{account}","amount":{amount},"asset":"{asset}"}}')
+            if assets.setdefault(account, asset) != asset and changed_asset is None:
+                changed_asset = account
+            sums[asset] = sums.get(asset, 0) + amount
+            if special:
+                continue
+            balance = balances.get(account)
+            if balance is None:
+                balance = balances[account] = BalanceState()
+            balance.posted += amount
+            if (
+                posted_after != balance.posted
+                or pd_after != balance.pending_debits
+                or pc_after != balance.pending_credits
+            ) and bad_balance is None:
+                bad_balance = account
         if not body.startswith(
-            f'{{"book":"{self.book}","kind":"{kind}","legs":[{parts}],"memo":'.encode()
+            f'{{"book":"{self.book}","kind":"{kind}","legs":[{",".join(parts)}],"memo":'.encode()
         ):
             raise self.fail(seq, "book, kind or legs differ from the hashed entry")
         if not body.endswith(
@@ -107,15 +127,20 @@ class BookVerifier:
             resolves is not None and kind not in (KIND_HOLD_POST, KIND_HOLD_VOID)
         ):
             raise self.fail(seq, "reverses or resolves_hold is set on an entry of another kind")
-        special = kind.startswith(RESERVED_ROOTS)
         if special:
             self._check_kind(seq, kind, legs)
             self._check_references(seq, kind, body, reverses, resolves)
-        self._check_legs(seq, legs)
-        if special and kind in SYSTEM_KINDS:
-            self._apply_system(seq, kind, tx_id, resolves, legs)
-        else:
-            self._apply_posted(seq, legs)
+        if changed_asset is not None:
+            raise self.fail(seq, f"account {changed_asset} changed asset")
+        if any(sums.values()):
+            raise self.fail(seq, f"legs do not balance: {sums}")
+        if bad_balance is not None:
+            raise self.fail(seq, f"running balance of {bad_balance} differs")
+        if special:
+            if kind in SYSTEM_KINDS:
+                self._apply_system(seq, kind, tx_id, resolves, legs)
+            else:
+                self._apply_posted(seq, legs)
         self.seq, self.head_hash = seq, entry_hash
 
     def _check_kind(self, seq: int, kind: str, legs: Sequence[LegRow]) -> None:
@@ -140,16 +165,6 @@ class BookVerifier:
             meta = json.loads(body)["meta"]
             if reverses is None or meta.get("reverses") != str(reverses):
                 raise self.fail(seq, "reversal reference differs from the hashed entry")
-
-    def _check_legs(self, seq: int, legs: Sequence[LegRow]) -> None:
-        assets = self.assets
-        sums: dict[str, int] = {}
-        for _s, account, asset, amount, _p, _d, _c in legs:
-            if assets.setdefault(account, asset) != asset:
-                raise self.fail(seq, f"account {account} changed asset")
-            sums[asset] = sums.get(asset, 0) + amount
-        if any(sums.values()):
-            raise self.fail(seq, f"legs do not balance: {sums}")
 
     def _apply_posted(self, seq: int, legs: Sequence[LegRow]) -> None:
         """Ordinary kinds, reversals and hold posts: each leg moves `posted`."""
