@@ -27,7 +27,7 @@ from app.ledger.sequencer import IdempotencyRef, Sequencer
 from app.ledger.verify_runner import CHUNK as VERIFY_CHUNK
 from app.ledger.verify_runner import ENTRIES as VERIFY_ENTRIES
 from app.ledger.verify_runner import LEGS as VERIFY_LEGS
-from app.ledger.verify_runner import verify_book
+from app.ledger.verify_runner import open_reader, verify_book, verify_book_with
 from app.runtime import Runtime
 from bench.procs import CpuProbe
 
@@ -317,6 +317,7 @@ async def _verify_queries(conn: asyncpg.Connection, book: str) -> None:
     """verify_book's reads (same SQL, same chunks, one after the other on one connection),
     with no checking: its I/O floor when nothing overlaps."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute("SET LOCAL enable_bitmapscan = off")  # as verify_book reads
         last = await conn.fetchval("SELECT seq FROM book_heads WHERE book_code = $1", book)
         for start in range(1, (last or 0) + 1, VERIFY_CHUNK):
             end = min(start + VERIFY_CHUNK - 1, last)
@@ -325,11 +326,14 @@ async def _verify_queries(conn: asyncpg.Connection, book: str) -> None:
 
 
 async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str, Any]:
-    """verify_book vs fetch + SHA-256 of the same bodies (both timed end to end).
+    """verify_book vs fetch + SHA-256 of the same bodies, each on connections already open.
 
     The book's tables are vacuumed first (as the owner), so that no autovacuum started by (b)'s
-    inserts runs during the timings and every read finds the same settled pages; the three
-    measurements then alternate within each rep, so drift on the machine hits them alike.
+    inserts runs during the timings and every read finds the same settled pages; the
+    measurements then alternate within each rep, so drift on the machine hits them alike. The
+    baseline's connection is open before it is timed, and so are verify's two (as `timebank
+    verify` opens them once for every book); verify_book with its own connections, as one call
+    from a program would run it, is reported beside it.
     """
     owner = await asyncpg.connect(urls.owner)
     try:
@@ -338,35 +342,24 @@ async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str,
         await owner.close()
     conn = await asyncpg.connect(urls.app)
     verify_times: list[float] = []
+    with_connect: list[float] = []
     queries_only: list[float] = []
     fetch_hash: list[float] = []
     hash_only: list[float] = []
     entries = 0
     try:
-        for _ in range(reps):
-            gc.collect()
-            started = time.perf_counter()
-            result = await verify_book(urls.app, book)
-            verify_times.append(time.perf_counter() - started)
-            entries = result["entries"]
-            gc.collect()
-            started = time.perf_counter()
-            await _verify_queries(conn, book)
-            queries_only.append(time.perf_counter() - started)
-            gc.collect()
-            started = time.perf_counter()
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                rows = await conn.fetch(
-                    "SELECT body FROM journal_entries WHERE book_code = $1 ORDER BY seq", book
-                )
-            fetched = time.perf_counter()
-            for row in rows:
-                hashlib.sha256(row[0]).hexdigest()
-            done = time.perf_counter()
-            fetch_hash.append(done - started)
-            hash_only.append(done - fetched)
-            if len(rows) != entries:
-                raise RuntimeError(f"baseline read {len(rows)} entries, verify {entries}")
+        async with open_reader(urls.app) as reader:
+            for _ in range(reps):
+                gc.collect()
+                started = time.perf_counter()
+                result = await verify_book_with(reader, book)
+                verify_times.append(time.perf_counter() - started)
+                entries = result["entries"]
+                gc.collect()
+                started = time.perf_counter()
+                await verify_book(urls.app, book)
+                with_connect.append(time.perf_counter() - started)
+                await _baseline_rep(conn, book, entries, queries_only, fetch_hash, hash_only)
     finally:
         await conn.close()
     verify_s = statistics.median(verify_times)
@@ -376,17 +369,50 @@ async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str,
         "reps": reps,
         "verify_seconds": [round(t, 4) for t in verify_times],
         "verify_entries_per_s": round(entries / verify_s, 1),
+        "verify_with_connect_seconds": [round(t, 4) for t in with_connect],
+        "verify_with_connect_entries_per_s": round(entries / statistics.median(with_connect), 1),
         "baseline_seconds": [round(t, 4) for t in fetch_hash],
         "baseline_entries_per_s": round(entries / baseline_s, 1),
         "hash_only_entries_per_s": round(entries / statistics.median(hash_only), 1),
         "verify_queries_only_entries_per_s": round(entries / statistics.median(queries_only), 1),
         "how": (
-            "tables vacuumed first; then per rep, in turn: verify_book end to end (connections "
-            "opened inside the timing), its queries alone, and the baseline = fetch + hash: "
-            "SELECT body ... ORDER BY seq (one query, repeatable-read read-only transaction) then "
-            "hashlib.sha256(body).hexdigest() per entry; median of reps"
+            "tables vacuumed first; then per rep, in turn: verify_book_with on two connections "
+            "opened before the timings (as `timebank verify` reads every book on one pair), "
+            "verify_book opening its own two, its queries alone, and the baseline = fetch + "
+            "hash on one open connection: SELECT body ... ORDER BY seq (one query, "
+            "repeatable-read read-only transaction) then hashlib.sha256(body).hexdigest() per "
+            "entry; median of reps"
         ),
     }
+
+
+async def _baseline_rep(
+    conn: asyncpg.Connection,
+    book: str,
+    entries: int,
+    queries_only: list[float],
+    fetch_hash: list[float],
+    hash_only: list[float],
+) -> None:
+    """One rep of verify's queries alone and of the fetch + SHA-256 baseline."""
+    gc.collect()
+    started = time.perf_counter()
+    await _verify_queries(conn, book)
+    queries_only.append(time.perf_counter() - started)
+    gc.collect()
+    started = time.perf_counter()
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            "SELECT body FROM journal_entries WHERE book_code = $1 ORDER BY seq", book
+        )
+    fetched = time.perf_counter()
+    for row in rows:
+        hashlib.sha256(row[0]).hexdigest()
+    done = time.perf_counter()
+    fetch_hash.append(done - started)
+    hash_only.append(done - fetched)
+    if len(rows) != entries:
+        raise RuntimeError(f"baseline read {len(rows)} entries, verify {entries}")
 
 
 async def sample_activity(
