@@ -47,6 +47,18 @@ WHERE r.reverses IS NOT NULL AND r.book_code = $1 AND (
 """
 
 
+async def stored_balances(
+    conn: asyncpg.Connection, book: str
+) -> dict[str, tuple[int, int, int, int]]:
+    """Each account of the book: (posted, pending_debits, pending_credits, last_seq)."""
+    rows = await conn.fetch(
+        "SELECT id::text, posted, pending_debits, pending_credits, last_seq "
+        "FROM accounts WHERE book_code = $1",
+        book,
+    )
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
 async def book_codes(conn: asyncpg.Connection) -> list[tuple[str, int]]:
     """Every book with its head seq."""
     rows = await conn.fetch("SELECT book_code, seq FROM book_heads ORDER BY book_code")
@@ -157,16 +169,8 @@ async def _verify(
                 # so that the transactions end cleanly and the check's error is the one raised.
                 if ahead is not None:
                     await asyncio.gather(*ahead, return_exceptions=True)
-        accounts = {
-            r[0]: (r[1], r[2], r[3], r[4])
-            for r in await entries_conn.fetch(
-                "SELECT id::text, posted, pending_debits, pending_credits, last_seq "
-                "FROM accounts WHERE book_code = $1",
-                book,
-            )
-        }
         stored_head = (last, head["entry_hash"] if head else "0" * 64)
-        verifier.finish(stored_head, accounts)
+        verifier.finish(stored_head, await stored_balances(entries_conn, book))
         bad = await entries_conn.fetchval(BAD_REVERSALS, book)
         if bad is not None:
             raise VerificationError(

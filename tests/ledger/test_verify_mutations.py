@@ -17,7 +17,7 @@ import pytest
 
 from app.ledger.service import post_notice
 from app.ledger.verify import BookVerifier, VerificationError
-from app.ledger.verify_runner import ENTRIES, LEGS
+from app.ledger.verify_runner import ENTRIES, LEGS, stored_balances
 from tests.conftest import Api, ScratchDatabase
 
 Rows = list[tuple[Any, ...]]
@@ -141,14 +141,7 @@ async def test_every_column_of_every_row_is_bound(api: Api, database: ScratchDat
         head = await conn.fetchrow(
             "SELECT seq, entry_hash FROM book_heads WHERE book_code = $1", book
         )
-        accounts = {
-            r[0]: (r[1], r[2], r[3], r[4])
-            for r in await conn.fetch(
-                "SELECT id::text, posted, pending_debits, pending_credits, last_seq "
-                "FROM accounts WHERE book_code = $1",
-                book,
-            )
-        }
+        accounts = await stored_balances(conn, book)
     finally:
         await conn.close()
     kinds = {entry[2] for entry in entries}
