@@ -12,7 +12,8 @@ from app.dependencies import SessionDep
 from app.errors import Forbidden
 from app.exchange import assets
 from app.exchange import assets_schemas as schemas
-from app.identity.actions import ActionResult, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult
 from app.identity.authorization import (
     ALL_ROLES,
     reaches_book,
@@ -21,7 +22,6 @@ from app.identity.authorization import (
 )
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.errors import OrganisationNotFound
-from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -47,8 +47,7 @@ async def define_asset(data: schemas.AssetCreate, ctx: Posting) -> Response:
                 )
         return await assets.define_asset(session, data, caller.actor())
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get("/assets", response_model=schemas.AssetList, responses=POSTING_ERRORS)
@@ -84,5 +83,4 @@ async def change_asset(code: str, data: schemas.AssetUpdate, ctx: Posting) -> Re
             session, asset, data.expires_after_years, caller.actor()
         )
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)

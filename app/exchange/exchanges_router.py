@@ -12,11 +12,12 @@ from starlette.responses import Response
 from app.dependencies import SessionDep
 from app.exchange import errors, exchanges, schemas
 from app.identity import members
-from app.identity.actions import ActionResult, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult
 from app.identity.authorization import Caller, require_role, sees_member
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.errors import MemberNotFound
-from app.kit.responses import json_response, replayable_response
+from app.kit.responses import json_response
 from app.ledger.router import POSTING_ERRORS
 from app.volunteering.access import acting_member
 
@@ -111,5 +112,4 @@ async def execute_exchange(
         )
         return ActionResult(201, {"quote": _quote_json(done), "entry": entry})
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)

@@ -12,12 +12,12 @@ from starlette.responses import Response
 
 from app.dependencies import SessionDep
 from app.exchange import gifts, gifts_schemas, policies, public_pool
-from app.identity.actions import ActionResult, Notice, action_id, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult, Notice, action_id
 from app.identity.authorization import ALL_ROLES, require_book, require_role, sees_member
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row
-from app.kit.responses import replayable_response
 from app.ledger import service as ledger
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import AssetCode, BookCode
@@ -59,8 +59,7 @@ async def put_asset_policy(
         notice = Notice(code, "asset_policy_changed", policies.policy_facts(policy), caller.actor())
         return ActionResult(200, body, notice)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(
@@ -107,8 +106,7 @@ async def give(data: gifts_schemas.GiftCreate, ctx: Posting, request: Request) -
         )
         return ActionResult(201, body)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(
@@ -162,8 +160,7 @@ async def donate(code: BookPath, data: gifts_schemas.DonationCreate, ctx: Postin
         body = await public_pool.donate(session, ctx.sequencer, plan, caller, ctx.idem.request_hash)
         return ActionResult(201, body)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
@@ -196,8 +193,7 @@ async def grant(code: BookPath, data: gifts_schemas.GrantCreate, ctx: Posting) -
         )
         return ActionResult(201, body)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(

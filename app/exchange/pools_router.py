@@ -10,12 +10,12 @@ from starlette.responses import Response
 
 from app.dependencies import SessionDep
 from app.exchange import errors, pools, schemas
-from app.identity.actions import ActionResult, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult
 from app.identity.authorization import Caller, require_role
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.errors import OrganisationNotFound
 from app.identity.organisations import get_organisation
-from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 from app.volunteering.access import require_owner
 
@@ -57,8 +57,7 @@ async def open_pool(organisation_id: UUID, data: schemas.PoolOpen, ctx: Posting)
         pool, created = await pools.open_pool(session, organisation_id, data.asset)
         return ActionResult(201 if created else 200, _pool_json(pool))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(
@@ -98,8 +97,7 @@ async def record_donation(
         )
         return ActionResult(201, _donation_json(donation))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(

@@ -17,12 +17,13 @@ from app.dependencies import SessionDep
 from app.exchange import recognition
 from app.exchange import recognition_schemas as schemas
 from app.identity import members
-from app.identity.actions import ActionResult, action_id, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult, action_id
 from app.identity.authorization import require_role, sees_member
 from app.identity.dependencies import CallerDep, Posting
 from app.identity.errors import MemberNotFound
 from app.kit.pagination import keyset_page
-from app.kit.responses import json_response, replayable_response
+from app.kit.responses import json_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 
@@ -55,8 +56,7 @@ async def create_agreement(data: schemas.AgreementCreate, ctx: Posting) -> Respo
         view, notices = await recognition.create_agreement(session, caller, data)
         return ActionResult(201, _agreement_json(view), notices[0], more_notices=notices[1:])
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(
@@ -104,8 +104,7 @@ async def end_agreement(agreement_id: UUID, ctx: Posting) -> Response:
         view, notices = await recognition.end_agreement(session, caller, agreement_id)
         return ActionResult(200, _agreement_json(view), notices[0], more_notices=notices[1:])
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
@@ -130,8 +129,7 @@ async def create_transfer(data: schemas.TransferCreate, ctx: Posting) -> Respons
         )
         return ActionResult(201, schemas.TransferRead.model_validate(view).model_dump(mode="json"))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(

@@ -10,10 +10,10 @@ from starlette.responses import Response
 
 from app.dependencies import SessionDep
 from app.exchange import rules, schemas
-from app.identity.actions import ActionResult, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult
 from app.identity.authorization import require_role
 from app.identity.dependencies import CallerDep, Posting
-from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["exchange rules"])
@@ -45,8 +45,7 @@ async def publish_rule(data: schemas.RuleCreate, ctx: Posting, request: Request)
         rule, notices = await rules.publish_rule(session, caller, data, now, zone)
         return _result(201, rule, notices)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
@@ -65,8 +64,7 @@ async def retire_rule(
         rule, notices = await rules.retire_rule(session, caller, rule_id, data.reason, now)
         return _result(200, rule, notices)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get("/exchange-rules", response_model=list[schemas.RuleRead], responses=POSTING_ERRORS)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from app.dependencies import SessionDep
 from app.errors import Forbidden
 from app.identity import errors, organisations, schemas
-from app.identity.actions import ActionAnswer, run_action
+from app.identity.action_answers import answer_action
 from app.identity.authorization import (
     ALL_ROLES,
     Caller,
@@ -20,15 +20,10 @@ from app.identity.authorization import (
     require_role,
 )
 from app.identity.dependencies import CallerDep, Posting
-from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["organisations"])
-
-
-def _answer(answer: ActionAnswer) -> Response:
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
 
 
 async def _visible(session: Any, caller: Caller, organisation_id: UUID) -> dict[str, Any]:
@@ -49,13 +44,9 @@ async def create_organisation(data: schemas.OrganisationCreate, ctx: Posting) ->
     require_role(ctx.caller, ("admin",), "create organisations")
     require_book(ctx.caller, data.book, f"book {data.book!r}")
     actor = ctx.caller.actor()
-    answer = await run_action(
-        ctx.sessions,
-        ctx.sequencer,
-        ctx.idem,
-        lambda session: organisations.create_organisation(session, data, actor),
+    return await answer_action(
+        ctx, lambda session: organisations.create_organisation(session, data, actor)
     )
-    return _answer(answer)
 
 
 @router.get("/organisations", response_model=schemas.OrganisationPage, responses=POSTING_ERRORS)
@@ -95,13 +86,10 @@ async def update_organisation(
     async with ctx.sessions() as session:
         await _visible(session, ctx.caller, organisation_id)
     actor = ctx.caller.actor()
-    answer = await run_action(
-        ctx.sessions,
-        ctx.sequencer,
-        ctx.idem,
+    return await answer_action(
+        ctx,
         lambda session: organisations.update_organisation(session, organisation_id, data, actor),
     )
-    return _answer(answer)
 
 
 @router.post(

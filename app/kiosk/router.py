@@ -22,7 +22,8 @@ from app.audit.receipting import entry_in_answer
 from app.dependencies import SessionDep
 from app.errors import Forbidden
 from app.exchange.policies import require_not_erased
-from app.identity.actions import ActionResult, action_id, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult, action_id
 from app.identity.authorization import (
     ALL_ROLES,
     Caller,
@@ -34,7 +35,7 @@ from app.identity.dependencies import CallerDep, Posting
 from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.identity.members import get_member_row
 from app.kiosk import catalogue, codes, errors, redemptions, report, schemas
-from app.kit.responses import json_response, replayable_response
+from app.kit.responses import json_response
 from app.ledger.router import POSTING_ERRORS
 from app.volunteering.access import acting_member
 
@@ -105,8 +106,7 @@ async def create_item(site_id: UUID, data: schemas.ItemCreate, ctx: Posting) -> 
         item = await catalogue.create_item(session, site, data, caller.credential.id)
         return ActionResult(201, _item_json(item))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 async def _item_of_staff(session: Any, caller: Caller, item_id: UUID, action: str) -> None:
@@ -128,8 +128,7 @@ async def update_item(item_id: UUID, data: schemas.ItemUpdate, ctx: Posting) -> 
         await _item_of_staff(session, caller, item_id, "change its items")
         return ActionResult(200, _item_json(await catalogue.update_item(session, item_id, data)))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
@@ -152,8 +151,7 @@ async def change_stock(item_id: UUID, data: schemas.StockChange, ctx: Posting) -
         }
         return ActionResult(201, body)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
@@ -185,8 +183,7 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
         )
         return ActionResult(201, schemas.RedeemCodeRead(**issued).model_dump(mode="json"))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
@@ -219,8 +216,7 @@ async def redeem(data: schemas.RedemptionCreate, ctx: Posting, request: Request)
         )
         return ActionResult(201, _redemption_json(row))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 def _sees_redemption(caller: Caller, row: Any) -> bool:
@@ -292,8 +288,7 @@ async def confirm(redemption_id: UUID, ctx: Posting, request: Request) -> Respon
         body = await redemptions.confirm(session, ctx.sequencer, caller, row, state.clock(), sign)
         return ActionResult(200, schemas.RedemptionConfirmed(**body).model_dump(mode="json"))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
@@ -311,8 +306,7 @@ async def cancel(redemption_id: UUID, ctx: Posting) -> Response:
         body = await redemptions.cancel(session, ctx.sequencer, caller, row)
         return ActionResult(200, schemas.RedemptionSettled(**body).model_dump(mode="json"))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get(

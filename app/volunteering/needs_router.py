@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 from app.dependencies import SessionDep
 from app.errors import Forbidden
-from app.identity.actions import ActionResult, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult
 from app.identity.authorization import (
     ALL_ROLES,
     Caller,
@@ -21,7 +22,6 @@ from app.identity.authorization import (
 )
 from app.identity.dependencies import CallerDep, Posting
 from app.kit.pagination import keyset_page
-from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 from app.volunteering import access, errors, needs, schemas
@@ -60,8 +60,7 @@ async def create_need(data: schemas.NeedCreate, ctx: Posting) -> Response:
         need = await needs.create_need(session, data, organisation_id, caller.credential.id)
         return ActionResult(201, schemas.NeedRead.model_validate(need).model_dump(mode="json"))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get("/needs", response_model=schemas.NeedPage, responses=POSTING_ERRORS)

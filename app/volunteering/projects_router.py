@@ -10,7 +10,8 @@ import segno
 from fastapi import APIRouter, Query, Request, Response
 
 from app.dependencies import SessionDep
-from app.identity.actions import ActionResult, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult
 from app.identity.authorization import (
     ALL_ROLES,
     Caller,
@@ -21,7 +22,7 @@ from app.identity.authorization import (
 )
 from app.identity.dependencies import CallerDep, Posting
 from app.kit.pagination import keyset_page
-from app.kit.responses import json_response, replayable_response
+from app.kit.responses import json_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 from app.volunteering import access, checkin_codes, errors, needs, projects, records, schemas
@@ -58,8 +59,7 @@ async def create_project(data: schemas.ProjectCreate, ctx: Posting) -> Response:
         body = schemas.ProjectRead.model_validate(project).model_dump(mode="json")
         return ActionResult(201, body)
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.get("/projects", response_model=schemas.ProjectPage, responses=POSTING_ERRORS)

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.dependencies import SessionDep
-from app.identity.actions import ActionResult, run_action
+from app.identity.action_answers import answer_action
+from app.identity.actions import ActionResult
 from app.identity.authorization import Caller, listed_book, reaches_book, require_role
 from app.identity.dependencies import CallerDep, Posting
 from app.kit.pagination import keyset_page
-from app.kit.responses import replayable_response
 from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 from app.volunteering import (
@@ -63,8 +63,7 @@ async def enter_record(
         record, created = await records.enter_manual(session, rules, data, caller.actor())
         return ActionResult(201 if created else 200, _record_json(record))
 
-    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
-    return replayable_response(answer.status_code, answer.body, answer.replayed)
+    return await answer_action(ctx, action)
 
 
 @router.post(
