@@ -156,16 +156,25 @@ async def post_transaction(
     code: str, data: schemas.TransactionCreate, ctx: Posting, request: Request
 ) -> Response:
     """Post a balanced transaction (admins; organisations from their own accounts)."""
+    debited = [str(leg.account_id) for leg in data.legs if leg.amount < 0]
+    credited = [str(leg.account_id) for leg in data.legs if leg.amount > 0]
+    await _require_poster(ctx, code, "post transactions", debited, credited)
+    outcome = await service.post_transaction(
+        ctx.sequencer, code, data, ctx.idem, ctx.caller.actor()
+    )
+    return await _answer(request, outcome)
+
+
+async def _require_poster(
+    ctx: PostingContext, code: str, what: str, debited: list[str], credited: list[str]
+) -> None:
+    """Admins post in their books; organisations only from their own accounts."""
     caller = ctx.caller
-    require_role(caller, POSTERS, "post transactions")
+    require_role(caller, POSTERS, what)
     require_book(caller, code, f"book {code!r}")
     if caller.role != "admin":
-        debited = [str(leg.account_id) for leg in data.legs if leg.amount < 0]
-        credited = [str(leg.account_id) for leg in data.legs if leg.amount > 0]
         async with ctx.sessions() as session:
             await require_org_debits(session, caller, code, debited, credited)
-    outcome = await service.post_transaction(ctx.sequencer, code, data, ctx.idem, caller.actor())
-    return await _answer(request, outcome)
 
 
 @router.get("/transactions/{tx_id}", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
@@ -209,14 +218,9 @@ async def place_hold(
     code: str, data: schemas.HoldCreate, ctx: Posting, request: Request
 ) -> Response:
     """Reserve an amount (two-phase): it lowers `available`, not `posted`."""
-    caller = ctx.caller
-    require_role(caller, POSTERS, "place holds")
-    require_book(caller, code, f"book {code!r}")
-    if caller.role != "admin":
-        debited, credited = [str(data.from_account_id)], [str(data.to_account_id)]
-        async with ctx.sessions() as session:
-            await require_org_debits(session, caller, code, debited, credited)
-    outcome = await service.place_hold(ctx.sequencer, code, data, ctx.idem, caller.actor())
+    debited, credited = [str(data.from_account_id)], [str(data.to_account_id)]
+    await _require_poster(ctx, code, "place holds", debited, credited)
+    outcome = await service.place_hold(ctx.sequencer, code, data, ctx.idem, ctx.caller.actor())
     return await _answer(request, outcome)
 
 
