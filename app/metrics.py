@@ -31,12 +31,17 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
 
-# Batches whose guarded write found something moved (or failed) and that were redone under
-# locks: a measure of contention between server processes on a book.
+# Guarded batch writes refused because something the batch read moved (read again), and
+# batches redone under locks (after repeated refusals, or any other write error): a measure
+# of contention between server processes on a book.
 BATCH_RELOCKS = Counter(
     "timebank_ledger_batch_relocks_total",
     "Group-commit batches redone under locks, by reason",
     ["reason"],
+)
+BATCH_REREADS = Counter(
+    "timebank_ledger_batch_rereads_total",
+    "Guarded batch writes refused because what the batch read had moved; the batch is read again",
 )
 
 

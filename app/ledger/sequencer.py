@@ -34,6 +34,9 @@ from app.ledger.posting import AccountState, Applied, Draft, apply_draft
 
 log = structlog.get_logger(__name__)
 _POSTED = metrics.POSTINGS.labels(result="ok")
+# Optimistic tries of a batch before it takes locks: each costs a read and a guarded write,
+# and holds the book's head only inside that write.
+OPTIMISTIC_ATTEMPTS = 3
 _REFUSED = metrics.POSTINGS.labels(result="refused")
 
 
@@ -317,15 +320,20 @@ class Sequencer:
                 raw = randomness[16 * index : 16 * index + 16]
                 item.tx_id = str(uuid.UUID(bytes=raw, version=4))
         # Optimistic first: read without locks and write with a guard, two round trips. If
-        # anything it read moved meanwhile (another process's batch, an account frozen), or the
-        # write fails for any other reason, the batch is redone from scratch under locks.
-        try:
-            return await self._attempt_batch(conn, book, items, lock=False)
-        except asyncpg.PostgresError as exc:
-            moved = isinstance(exc, asyncpg.SerializationError)
-            metrics.BATCH_RELOCKS.labels(reason="moved" if moved else "error").inc()
-            if not moved:
+        # anything it read moved meanwhile (another process's batch, an account frozen), the
+        # batch is read and applied again; after OPTIMISTIC_ATTEMPTS such refusals, or on any
+        # other error, it is redone from scratch under locks.
+        for _ in range(OPTIMISTIC_ATTEMPTS):
+            try:
+                return await self._attempt_batch(conn, book, items, lock=False)
+            except asyncpg.SerializationError:
+                metrics.BATCH_REREADS.inc()
+            except asyncpg.PostgresError as exc:
+                metrics.BATCH_RELOCKS.labels(reason="error").inc()
                 log.info("ledger.batch_relocked", book=book, size=len(items), error=str(exc))
+                break
+        else:
+            metrics.BATCH_RELOCKS.labels(reason="moved").inc()
         async with conn.transaction():
             return await self._attempt_batch(conn, book, items, lock=True)
 

@@ -3,9 +3,10 @@
 A batch costs two round trips whatever its size: one read of every row the batch needs, and one
 statement that writes every row (data-modifying CTEs). The write is guarded: it commits only if
 the book's head and each account it changes are as the read saw them, and otherwise fails with
-serialization_failure (nothing written). The sequencer then redoes the batch the pessimistic
-way, in four round trips: BEGIN, the same read locking the head first and then every row, the
-same write, COMMIT.
+serialization_failure (nothing written). The sequencer then reads and applies the batch again;
+after a few such refusals (a book other processes keep moving) it redoes the batch the
+pessimistic way, in four round trips: BEGIN, the same read locking the head first and then
+every row, the same write, COMMIT.
 """
 
 from __future__ import annotations
