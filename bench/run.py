@@ -233,14 +233,23 @@ def receipt_facts(receipt: str, rps_with: float, rps_without: float) -> dict[str
     }
 
 
-def batch_counters(base: str) -> tuple[float, float]:
+LEDGER_COUNTERS = {
+    "batch_postings": "timebank_ledger_batch_size_sum",
+    "batches": "timebank_ledger_batch_size_count",
+    "rereads": "timebank_ledger_batch_rereads_total",
+    "relocks": "timebank_ledger_batch_relocks_total",
+}
+
+
+def ledger_counters(base: str) -> dict[str, float]:
+    """The sequencer's counters from /metrics (summed over labels and worker processes)."""
     text = httpx.get(base + "/metrics", timeout=10).text
-    values = {"sum": 0.0, "count": 0.0}
+    values = dict.fromkeys(LEDGER_COUNTERS, 0.0)
     for line in text.splitlines():
-        for key in values:
-            if line.startswith(f"timebank_ledger_batch_size_{key} "):
-                values[key] = float(line.split()[1])
-    return values["sum"], values["count"]
+        for key, name in LEDGER_COUNTERS.items():
+            if line.startswith((f"{name} ", f"{name}{{")):
+                values[key] += float(line.split()[-1])
+    return values
 
 
 @contextlib.contextmanager
@@ -385,7 +394,7 @@ def measure_http(
         **{**vars(args), "duration": args.duration / 2, "warmup": args.warmup / 2}
     )
     runs: dict[str, list[tuple[LoadResult, dict[str, float]]]] = {"on": [], "off": []}
-    sum0, count0 = batch_counters(base)
+    before = ledger_counters(base)
     for turn in ("on", "off", "off", "on"):
         server, port = (ledger, ledger_port) if turn == "on" else (plain, plain_port)
         probe = CpuProbe(
@@ -406,14 +415,15 @@ def measure_http(
                 functools.partial(sample_activity, urls.app, settings.app_role) if first else None,
             )
         )
-    sum1, count1 = batch_counters(base)
+    after = ledger_counters(base)
+    moved = {k: after[k] - before[k] for k in LEDGER_COUNTERS}
     log(f"ledger servers stopped (exit {ledger.stop()}, {plain.stop()})")
     ledger_result, ledger_cpu = merge_runs(runs["on"])
     plain_result, plain_cpu = merge_runs(runs["off"])
 
     ratio = ledger_result.rps / bare_result.rps if bare_result.rps else 0.0
     ok = ratio >= TARGETS["http_ratio"] and ledger_result.p99_ms <= TARGETS["http_p99_ms"]
-    batches = count1 - count0
+    batches = moved["batches"]
     return {
         "client": args.client,
         "connections": args.connections,
@@ -423,7 +433,12 @@ def measure_http(
         "ledger": {
             **{k: v for k, v in ledger_result.as_json().items() if k != "companion"},
             "cpu_pct": ledger_cpu,
-            "mean_batch_size_incl_warmup": round((sum1 - sum0) / batches, 1) if batches else None,
+            "mean_batch_size_incl_warmup": (
+                round(moved["batch_postings"] / batches, 1) if batches else None
+            ),
+            "batches_incl_warmup": int(batches),
+            "batch_rereads": int(moved["rereads"]),
+            "batch_relocks": int(moved["relocks"]),
             "pg_activity": ledger_result.companion,
         },
         "bare": {
@@ -605,7 +620,9 @@ def render(summary: dict[str, Any]) -> str:
         "in two windows, see (a')), same process for all; uvicorn --workers "
         f"{a.get('workers', 1)}, log_level "
         "warning, no access log, uvloop + httptools",
-        f"    ledger: {_http_detail(la)}; mean batch {la['mean_batch_size_incl_warmup']}",
+        f"    ledger: {_http_detail(la)}; mean batch {la['mean_batch_size_incl_warmup']}, "
+        f"{la['batch_rereads']} rereads and {la['batch_relocks']} relocks in "
+        f"{la['batches_incl_warmup']} batches",
         f"    bare  : {_http_detail(ba)}",
         f"    CPU % of one core while measured: ledger server {la['cpu_pct'].get('server')}, "
         f"postgres {la['cpu_pct'].get('postgres')}, client {la['client_cpu_pct']:.0f} | "
