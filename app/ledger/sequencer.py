@@ -34,10 +34,10 @@ from app.ledger.posting import AccountState, Applied, Draft, apply_draft
 
 log = structlog.get_logger(__name__)
 _POSTED = metrics.POSTINGS.labels(result="ok")
+_REFUSED = metrics.POSTINGS.labels(result="refused")
 # Optimistic tries of a batch before it takes locks: each costs a read and a guarded write,
 # and holds the book's head only inside that write.
 OPTIMISTIC_ATTEMPTS = 3
-_REFUSED = metrics.POSTINGS.labels(result="refused")
 
 
 @dataclass(frozen=True, slots=True)
