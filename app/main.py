@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -50,7 +49,7 @@ from app.ledger.router import router as ledger_router
 from app.logging import configure_logging
 from app.middleware import EdgeMiddleware
 from app.ops.router import router as ops_router
-from app.runtime import Runtime
+from app.runtime import Runtime, settle_heap
 from app.volunteering.needs_router import router as needs_router
 from app.volunteering.projects_router import router as projects_router
 from app.volunteering.proofs_router import router as proofs_router
@@ -170,11 +169,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.receipt_hook = audit.receipts.attach
     sweeper = asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))
     follower = asyncio.create_task(audit.follow(settings.log_follow_interval_s))
-    # Objects alive after start-up live as long as the process: keep the cyclic collector
-    # from walking them again and again (its full passes showed as tail latency).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    settle_heap()
     try:
         yield
     finally:
