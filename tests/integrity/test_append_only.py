@@ -145,6 +145,75 @@ async def test_database_refuses_a_prev_hash_that_is_not_64_lowercase_hex(
         await conn.close()
 
 
+ENTRY = (
+    "($1, {seq}, gen_random_uuid(), 'transfer', now(), {prev}, "
+    "encode(sha256('{{\"n\":{seq}}}'::bytea), 'hex'), '{{\"n\":{seq}}}'::bytea)"
+)
+INSERT_ENTRIES = (
+    "INSERT INTO journal_entries (book_code, seq, tx_id, kind, posted_at, prev_hash, entry_hash, "
+    "body) VALUES "
+)
+NEXT = "encode(sha256('{{\"n\":{seq}}}'::bytea), 'hex')"  # the entry_hash of ENTRY {seq}
+
+
+async def test_database_checks_a_statement_of_several_entries(
+    api: Api, database: ScratchDatabase
+) -> None:
+    """Entries inserted together chain to each other: the first to the stored head, each next
+    one to the one before it in the same statement."""
+    book, _, _ = await seed(api, 1)  # seq 1 is stored
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        head = await conn.fetchval("SELECT entry_hash FROM book_heads WHERE book_code = $1", book)
+        two, three = ENTRY.format(seq=2, prev="$2"), ENTRY.format(seq=3, prev=NEXT.format(seq=2))
+        accepted = conn.transaction()  # a well-chained pair is accepted (then rolled back)
+        await accepted.start()
+        try:
+            await conn.execute(INSERT_ENTRIES + f"{two}, {three}", book, head)
+            count = "SELECT count(*) FROM journal_entries WHERE book_code = $1"
+            assert await conn.fetchval(count, book) == 3
+        finally:
+            await accepted.rollback()
+        bad_three = ENTRY.format(seq=3, prev="$2")  # links to seq 1, not to seq 2
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError, match=r"seq 3$"):
+            await conn.execute(INSERT_ENTRIES + f"{two}, {bad_three}", book, head)
+        bad_two = ENTRY.format(seq=2, prev="'" + "e" * 64 + "'")  # the first link is wrong
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError, match=r"seq 2$"):
+            await conn.execute(INSERT_ENTRIES + f"{bad_two}, {three}", book)
+        one = ENTRY.format(seq=1, prev="'" + "0" * 64 + "'")
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="chain broken"):
+            await conn.execute(INSERT_ENTRIES + one, "nosuchbook")
+    finally:
+        await conn.close()
+
+
+async def test_database_checks_every_leg_against_its_entry_and_account(
+    api: Api, database: ScratchDatabase
+) -> None:
+    book, issuance, member = await seed(api, 1)  # seq 1: issuance -10, member +10
+    elsewhere = await api.book()
+    stranger, _ = await api.funded(elsewhere, 0)
+    points = await api.account(book, asset="POINT")
+    legs = (
+        "INSERT INTO journal_legs (book_code, seq, leg_index, account_id, asset, amount, "
+        "posted_after, pending_debits_after, pending_credits_after) VALUES "
+        "($1, $2, $6, $3, $4, -5, 0, 0, 0), ($1, $2, $6 + 1, $5, $4, 5, 0, 0, 0)"
+    )
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        for seq, first_leg, first, asset, second, bad_leg in (
+            (7, 0, issuance, "HOUR", member, 0),  # no entry 7
+            (1, 2, issuance, "HOUR", stranger, 3),  # an account of another book
+            (1, 2, points, "HOUR", member, 2),  # an account holding another asset
+        ):
+            with pytest.raises(
+                asyncpg.ForeignKeyViolationError, match=f"leg {bad_leg} of book {book} seq {seq} "
+            ):
+                await conn.execute(legs, book, seq, first, asset, second, first_leg)
+    finally:
+        await conn.close()
+
+
 async def tamper(database: ScratchDatabase, sql: str, *args: object) -> None:
     """Change rows behind the service's back, as a superuser with triggers disabled."""
     conn = await asyncpg.connect(database.superuser_url)
