@@ -76,7 +76,7 @@ BEGIN
     END IF;
     -- Each leg belongs to an entry (one index probe per entry), and names an account of that
     -- book holding that asset (one probe per account and asset).
-    SELECT d.book_code, d.seq, NULL::uuid AS account_id INTO bad
+    SELECT d.book_code, d.seq, NULL::uuid AS account_id, NULL::text AS asset INTO bad
       FROM (SELECT book_code, seq FROM new_legs GROUP BY book_code, seq) d
       LEFT JOIN LATERAL (
           SELECT true AS found FROM journal_entries e
@@ -84,7 +84,7 @@ BEGIN
      WHERE e.found IS NULL
      LIMIT 1;
     IF NOT FOUND THEN
-        SELECT d.book_code, d.seq, d.account_id INTO bad
+        SELECT d.book_code, d.seq, d.account_id, d.asset INTO bad
           FROM (SELECT book_code, account_id, asset, min(seq) AS seq
                   FROM new_legs GROUP BY book_code, account_id, asset) d
           LEFT JOIN LATERAL (
@@ -96,8 +96,10 @@ BEGIN
     END IF;
     IF FOUND THEN
         RAISE EXCEPTION 'leg % of book % seq % has no entry or no such account',
-            (SELECT min(leg_index) FROM new_legs l WHERE l.book_code = bad.book_code
-                AND l.seq = bad.seq AND (bad.account_id IS NULL OR l.account_id = bad.account_id)),
+            (SELECT min(leg_index) FROM new_legs l
+              WHERE l.book_code = bad.book_code AND l.seq = bad.seq
+                AND (bad.account_id IS NULL
+                     OR (l.account_id = bad.account_id AND l.asset = bad.asset))),
             bad.book_code, bad.seq USING ERRCODE = 'foreign_key_violation';
     END IF;
     RETURN NULL;

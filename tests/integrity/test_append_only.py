@@ -210,6 +210,19 @@ async def test_database_checks_every_leg_against_its_entry_and_account(
                 asyncpg.ForeignKeyViolationError, match=f"leg {bad_leg} of book {book} seq {seq} "
             ):
                 await conn.execute(legs, book, seq, first, asset, second, first_leg)
+        # The same account twice, once with its own asset and once with another: the leg named
+        # is the one with the other asset.
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match=f"leg 4 of book {book} seq 1 "):
+            await conn.execute(
+                "INSERT INTO journal_legs (book_code, seq, leg_index, account_id, asset, amount, "
+                "posted_after, pending_debits_after, pending_credits_after) VALUES "
+                "($1, 1, 2, $2, 'HOUR', -5, 0, 0, 0), ($1, 1, 3, $3, 'HOUR', 5, 0, 0, 0), "
+                "($1, 1, 4, $2, 'POINT', -5, 0, 0, 0), ($1, 1, 5, $4, 'POINT', 5, 0, 0, 0)",
+                book,
+                member,
+                issuance,
+                points,
+            )
     finally:
         await conn.close()
 
