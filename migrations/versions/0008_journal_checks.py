@@ -8,8 +8,8 @@
 - The legs check probes the journal once per entry and the accounts once per account and
   asset, not once per leg.
 
-bench/: for a 512-posting batch the two statement triggers went from about 3.0 + 6.8 ms to
-1.1 + 3.7 ms.
+EXPLAIN ANALYZE of 512-posting batches: the two statement triggers went from about 3.0 + 6.8 ms
+to 1.1 + 3.7 ms.
 
 Revision ID: 0008
 Revises: 0007

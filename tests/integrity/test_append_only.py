@@ -126,25 +126,6 @@ async def test_database_refuses_broken_chain_unbalanced_legs_and_bad_hash(
         await conn.close()
 
 
-@pytest.mark.parametrize("prev_hash", ["A" * 64, "g" * 64, "0" * 63, "0" * 65, "0" * 63 + "é"])
-async def test_database_refuses_a_prev_hash_that_is_not_64_lowercase_hex(
-    api: Api, database: ScratchDatabase, prev_hash: str
-) -> None:
-    book, _, _ = await seed(api, 1)
-    conn = await asyncpg.connect(database.app_url)
-    try:
-        with pytest.raises(asyncpg.CheckViolationError, match="journal_entries_prev_hash_check"):
-            await conn.execute(
-                "INSERT INTO journal_entries (book_code, seq, tx_id, kind, posted_at, prev_hash, "
-                "entry_hash, body) VALUES ($1, 2, gen_random_uuid(), 'transfer', now(), $2, "
-                "encode(sha256('{}'::bytea), 'hex'), '{}'::bytea)",
-                book,
-                prev_hash,
-            )
-    finally:
-        await conn.close()
-
-
 ENTRY = (
     "($1, {seq}, gen_random_uuid(), 'transfer', now(), {prev}, "
     "encode(sha256('{{\"n\":{seq}}}'::bytea), 'hex'), '{{\"n\":{seq}}}'::bytea)"
@@ -154,6 +135,19 @@ INSERT_ENTRIES = (
     "body) VALUES "
 )
 NEXT = "encode(sha256('{{\"n\":{seq}}}'::bytea), 'hex')"  # the entry_hash of ENTRY {seq}
+
+
+@pytest.mark.parametrize("prev_hash", ["A" * 64, "g" * 64, "0" * 63, "0" * 65, "0" * 63 + "é"])
+async def test_database_refuses_a_prev_hash_that_is_not_64_lowercase_hex(
+    api: Api, database: ScratchDatabase, prev_hash: str
+) -> None:
+    book, _, _ = await seed(api, 1)
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="journal_entries_prev_hash_check"):
+            await conn.execute(INSERT_ENTRIES + ENTRY.format(seq=2, prev="$2"), book, prev_hash)
+    finally:
+        await conn.close()
 
 
 async def test_database_checks_a_statement_of_several_entries(
