@@ -39,6 +39,7 @@ from app.identity.credentials_router import router as credentials_router
 from app.identity.members_router import router as members_router
 from app.identity.organisations_router import router as organisations_router
 from app.identity.personal_key import personal_data_cipher
+from app.identity.posting_request import add_body_schemas
 from app.kiosk import PAGE_DIRECTORY as KIOSK_PAGE
 from app.kiosk import redemptions as kiosk_redemptions
 from app.kiosk.router import router as kiosk_router
@@ -225,4 +226,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(kiosk_router)
     # The kiosk's web page: static files, no build step (docs/kiosk.md).
     app.mount("/kiosk", StaticFiles(directory=KIOSK_PAGE, html=True), name="kiosk")
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI does not see the bodies of the routes that read their request by hand.
+        if app.openapi_schema is None:
+            app.openapi_schema = add_body_schemas(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

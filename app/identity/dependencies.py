@@ -22,6 +22,9 @@ from app.kit.canonical_json import canonical_bytes
 from app.ledger.sequencer import IdempotencyRef, Sequencer
 
 BEARER = "Bearer "
+IDEMPOTENCY_KEY_DESCRIPTION = (
+    "1-255 printable ASCII characters; a retry with the same key and body gets the first answer"
+)
 AuthorizationHeader = Annotated[str | None, Header(include_in_schema=False)]
 MemberHeader = Annotated[
     str | None,
@@ -73,10 +76,7 @@ async def posting_context(
     request: Request,
     idempotency_key: Annotated[
         str | None,
-        Header(
-            description="1-255 printable ASCII characters; a retry with the same key and body "
-            "gets the first answer",
-        ),
+        Header(description=IDEMPOTENCY_KEY_DESCRIPTION),
     ] = None,
 ) -> PostingContext:
     """The caller, its idempotency key with a hash of the request, and the sequencer.

@@ -21,6 +21,7 @@ from app.identity.authorization import (
     sees_any_account,
 )
 from app.identity.dependencies import CallerDep, Posting, PostingContext
+from app.identity.posting_request import documented, read_posting
 from app.kit.responses import compact_json, payload_response
 from app.ledger import schemas, service
 from app.ledger.errors import HoldNotFound, TransactionNotFound
@@ -151,11 +152,11 @@ async def account_entries(
     status_code=201,
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
+    openapi_extra=documented(schemas.TransactionCreate),
 )
-async def post_transaction(
-    code: str, data: schemas.TransactionCreate, ctx: Posting, request: Request
-) -> Response:
+async def post_transaction(code: str, request: Request) -> Response:
     """Post a balanced transaction (admins; organisations from their own accounts)."""
+    ctx, data = await read_posting(request, schemas.TransactionCreate)
     debited = [str(leg.account_id) for leg in data.legs if leg.amount < 0]
     credited = [str(leg.account_id) for leg in data.legs if leg.amount > 0]
     await _require_poster(ctx, code, "post transactions", debited, credited)
@@ -213,11 +214,11 @@ async def reverse_transaction(
     status_code=201,
     response_model=schemas.PostingRead,
     responses=POSTING_ERRORS,
+    openapi_extra=documented(schemas.HoldCreate),
 )
-async def place_hold(
-    code: str, data: schemas.HoldCreate, ctx: Posting, request: Request
-) -> Response:
+async def place_hold(code: str, request: Request) -> Response:
     """Reserve an amount (two-phase): it lowers `available`, not `posted`."""
+    ctx, data = await read_posting(request, schemas.HoldCreate)
     debited, credited = [str(data.from_account_id)], [str(data.to_account_id)]
     await _require_poster(ctx, code, "place holds", debited, credited)
     outcome = await service.place_hold(ctx.sequencer, code, data, ctx.idem, ctx.caller.actor())

@@ -1,0 +1,110 @@
+"""A posting route's request read by hand: the caller, its Idempotency-Key and the JSON body.
+
+The routes that post transfers and holds are the hot path, and there FastAPI's resolution of a
+dependency and its parameters cost about a fifth of a posting's CPU (in process, interleaved:
+990 against 800 µs a posting). These routes take the request and call `read_posting`, which
+runs the checks in the order FastAPI runs them on every other route, with the same problem
+documents: a body that is not JSON (400), then the caller and its key (`posting_context`), then
+the body's fields (422). `documented` describes the header and the body in OpenAPI exactly as
+FastAPI would have.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final, TypeVar
+
+from fastapi import HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import OpenAPI
+from pydantic import BaseModel, ValidationError
+
+from app.identity.dependencies import IDEMPOTENCY_KEY_DESCRIPTION, PostingContext, posting_context
+
+Body = TypeVar("Body", bound=BaseModel)
+REF_TEMPLATE: Final = "#/components/schemas/{model}"
+_NO_BODY: Final = object()
+# The bodies of hand-read routes, by schema name: FastAPI does not see them, so
+# `add_body_schemas` puts them into the OpenAPI components.
+_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def documented(model: type[BaseModel]) -> dict[str, Any]:
+    """The `openapi_extra` of a hand-read posting route: its Idempotency-Key and JSON body."""
+    _BODIES[model.__name__] = model
+    header_schema = {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": IDEMPOTENCY_KEY_DESCRIPTION,
+        "title": "Idempotency-Key",
+    }
+    return {
+        "parameters": [
+            {
+                "description": IDEMPOTENCY_KEY_DESCRIPTION,
+                "in": "header",
+                "name": "idempotency-key",
+                "required": False,
+                "schema": header_schema,
+            }
+        ],
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=model.__name__)}}
+            },
+            "required": True,
+        },
+    }
+
+
+def add_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI document with the hand-read bodies' schemas (and theirs) in its components."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in sorted(_BODIES.items()):
+        schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode="validation")
+        for nested, nested_schema in schema.pop("$defs", {}).items():
+            schemas.setdefault(nested, nested_schema)
+        schemas.setdefault(name, schema)
+    # As FastAPI finishes its own document (this writes numbers as its models type them).
+    encoded: dict[str, Any] = jsonable_encoder(
+        OpenAPI.model_validate(document), by_alias=True, exclude_none=True
+    )
+    return encoded
+
+
+def _invalid(errors: list[dict[str, Any]]) -> RequestValidationError:
+    return RequestValidationError(errors)
+
+
+async def read_posting(request: Request, model: type[Body]) -> tuple[PostingContext, Body]:
+    """The posting context and the validated body, or the refusal FastAPI would have sent."""
+    raw = await request.body()
+    parsed: Any = _NO_BODY
+    if raw:
+        # As FastAPI reads a JSON body (the edge middleware has refused other media types).
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise _invalid(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": exc.msg},
+                    }
+                ]
+            ) from None
+        except Exception:  # not UTF-8, nested too deep, ...
+            raise HTTPException(400, "There was an error parsing the body") from None
+    context = await posting_context(request, request.headers.get("idempotency-key"))
+    if parsed is _NO_BODY:
+        raise _invalid([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+    try:
+        body = model.model_validate(parsed, from_attributes=True)
+    except ValidationError as exc:
+        raise _invalid(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    return context, body

@@ -1,0 +1,95 @@
+"""A posting route that reads its request by hand answers as a FastAPI-parsed one would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import Request
+
+from app.identity.dependencies import Posting
+from app.identity.posting_request import read_posting
+from app.ledger.schemas import TransactionCreate
+from tests.conftest import Api
+
+A = "0b6f1e1a-9a43-4a37-9f55-3a1d0a0b2c01"
+B = "5d2c3b4a-1e0f-4d8c-8b7a-6f5e4d3c2b10"
+GOOD = b'{"legs":[{"account_id":"%s","amount":-1},{"account_id":"%s","amount":1}]}' % (
+    A.encode(),
+    B.encode(),
+)
+BAD_FIELDS = b'{"legs":[{"account_id":"nope","amount":1.5}],"extra":1}'
+JSON = {"Content-Type": "application/json"}
+NO_AUTH = {"Authorization": ""}
+
+CASES: list[tuple[str, bytes, dict[str, str]]] = [
+    ("valid", GOOD, {"Idempotency-Key": "k1"}),
+    ("not JSON", b"{not json", {"Idempotency-Key": "k1"}),
+    ("not UTF-8", b'{"legs": "\xff\xfe"}', {"Idempotency-Key": "k1"}),
+    ("nested too deep", b"[" * 100_000, {"Idempotency-Key": "k1"}),
+    ("empty", b"", {"Idempotency-Key": "k1"}),
+    ("null", b"null", {"Idempotency-Key": "k1"}),
+    ("an array", b"[]", {"Idempotency-Key": "k1"}),
+    ("bad fields", BAD_FIELDS, {"Idempotency-Key": "k1"}),
+    ("no legs", b"{}", {"Idempotency-Key": "k1"}),
+    ("bad fields, no caller", BAD_FIELDS, {"Idempotency-Key": "k1", **NO_AUTH}),
+    ("not JSON, no caller", b"{not json", {"Idempotency-Key": "k1", **NO_AUTH}),
+    ("empty, no caller", b"", {"Idempotency-Key": "k1", **NO_AUTH}),
+    ("bad fields, no key", BAD_FIELDS, {}),
+    ("bad fields, bad key", BAD_FIELDS, {"Idempotency-Key": "a\tb"}),
+    ("valid, bad key", GOOD, {"Idempotency-Key": "x" * 256}),
+]
+
+
+@pytest.fixture
+async def twin_routes(api: Api) -> Api:
+    """The same posting route twice: parsed by FastAPI, and read by hand."""
+
+    @api.app.post("/test/parsed/{code}")
+    async def parsed(code: str, data: TransactionCreate, ctx: Posting) -> dict[str, Any]:
+        return {"code": code, "legs": len(data.legs), "key": ctx.idem.key}
+
+    @api.app.post("/test/by-hand/{code}")
+    async def by_hand(code: str, request: Request) -> dict[str, Any]:
+        ctx, data = await read_posting(request, TransactionCreate)
+        return {"code": code, "legs": len(data.legs), "key": ctx.idem.key}
+
+    return api
+
+
+@pytest.mark.parametrize(("case", "body", "headers"), CASES, ids=[c[0] for c in CASES])
+async def test_read_by_hand_answers_as_fastapi_would(
+    twin_routes: Api, case: str, body: bytes, headers: dict[str, str]
+) -> None:
+    answers = []
+    for route in ("parsed", "by-hand"):
+        r = await twin_routes.client.post(
+            f"/test/{route}/xh", content=body, headers={**JSON, **headers}
+        )
+        document = r.json()
+        document.pop("instance", None)  # the path, which differs
+        answers.append((r.status_code, r.headers["content-type"], document))
+    assert answers[0] == answers[1]
+    if case == "valid":
+        assert answers[1][0] == 200
+    else:
+        assert answers[1][0] >= 400
+
+
+async def test_the_caller_is_checked_before_the_fields_and_after_the_syntax(
+    twin_routes: Api,
+) -> None:
+    url = "/test/by-hand/xh"
+    no_caller = {**JSON, **NO_AUTH, "Idempotency-Key": "k"}
+    r = await twin_routes.client.post(url, content=BAD_FIELDS, headers=no_caller)
+    assert r.status_code == 401
+    r = await twin_routes.client.post(url, content=b"{not json", headers=no_caller)
+    assert (r.status_code, r.json()["type"]) == (400, "urn:timebank:problem:malformed-json")
+    r = await twin_routes.client.post(url, content=BAD_FIELDS, headers={**JSON})
+    assert r.json()["type"] == "urn:timebank:problem:idempotency-key-missing"
+    r = await twin_routes.client.post(
+        url, content=BAD_FIELDS, headers={**JSON, "Idempotency-Key": "k"}
+    )
+    assert r.status_code == 422
+    fields = {e["field"] for e in r.json()["errors"]}
+    assert {"legs/0/account_id", "legs/0/amount", "extra"} <= fields
