@@ -206,8 +206,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         csv_uploads={"/v1/service-records/import": settings.max_import_bytes},
     )
-    app.include_router(ops_router)
+    # The ledger's routes first: they take postings, and routes are matched in order.
     app.include_router(ledger_router)
+    app.include_router(ops_router)
     app.include_router(members_router)
     app.include_router(organisations_router)
     app.include_router(credentials_router)
