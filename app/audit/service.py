@@ -100,7 +100,9 @@ class AuditLog:
         Books another process is working on are left to it."""
         async with self.pool.acquire() as conn:
             for row in await conn.fetch(BEHIND):
-                await tlog.integrate(conn, row["book_code"], skip_locked=True)
+                await tlog.integrate(
+                    conn, row["book_code"], skip_locked=True, chunk=tlog.FOLLOW_CHUNK
+                )
             for row in await conn.fetch(UNSIGNED, self.checkpoint_interval_s):
                 book = row["book_code"]
                 try:
