@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 
 def free_port() -> int:

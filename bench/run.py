@@ -399,7 +399,7 @@ def measure_http(
         server, port = (ledger, ledger_port) if turn == "on" else (plain, plain_port)
         probe = CpuProbe(
             {
-                "server": lambda s=server: process_tree(s.pid),
+                "server": functools.partial(process_tree, server.pid),
                 "postgres": lambda: postgres_pids(pgdata),
             }
         )
