@@ -1,5 +1,5 @@
-"""The `timebank` command: serve, migrate, verify, demo, export, credentials, keys, audit,
-openapi."""
+"""The `timebank` command: serve, follow-log, migrate, verify, demo, export, credentials, keys,
+audit, openapi."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,19 +64,64 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # One process follows the journals into the transparency log for all the workers, so that
+    # their event loops only serve (hashing new entries there cost about 4.5 % of a posting
+    # server's throughput and 7 ms of its p99).
+    os.environ["TIMEBANK_FOLLOW_LOG_IN_SERVER"] = "false"
+    follower = subprocess.Popen([sys.executable, "-m", "app.cli", "follow-log", "--with-parent"])
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting normally instead lets the
     # embedded PostgreSQL's clean-up run (it stops when its last user process exits).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     console.print(f"serving on http://{host}:{port} ({workers} worker(s))")
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        follower.terminate()
+        try:
+            follower.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            follower.kill()
+
+
+@cli.command("follow-log")
+def follow_log(
+    with_parent: Annotated[
+        bool,
+        typer.Option(help="stop when the process that started this one exits (as serve uses it)"),
+    ] = False,
+) -> None:
+    """Follow every book's journal into the transparency log: integrate new entries into the
+    Merkle trees and sign checkpoints (`timebank serve` runs one beside its workers)."""
+    from app.audit.service import AuditLog
+    from app.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    urls = _database(settings, migrate=False)
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if with_parent:  # Ctrl-C reaches the whole group: the parent stops this process itself
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def keep_going() -> bool:
+        return not with_parent or os.getppid() == parent
+
+    async def run() -> None:
+        audit = await AuditLog.open(urls.app, settings)
+        try:
+            await audit.follow(settings.log_follow_interval_s, keep_going)
+        finally:
+            await audit.close()
+
+    asyncio.run(run())
 
 
 @cli.command()
@@ -322,3 +368,7 @@ def credentials_create(
 def main() -> None:
     """Entry point of the `timebank` console script."""
     cli()
+
+
+if __name__ == "__main__":  # `python -m app.cli`, as serve starts its log follower
+    main()

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # How often each server integrates new entries into the Merkle trees, and the longest
     # time a growing book goes without a new signed checkpoint.
     log_follow_interval_s: float = Field(default=1.0, gt=0)
+    # Whether each server process follows the journal into the log itself (its hashing then
+    # runs on the event loop that serves requests). `timebank serve` turns it off and runs
+    # one `timebank follow-log` process beside its workers instead.
+    follow_log_in_server: bool = True
     # TIMEBANK_CHECKPOINT_INTERVAL, in seconds (the name other deployments already use).
     checkpoint_interval: float = Field(default=5.0, gt=0)
 

@@ -168,13 +168,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.audit = audit
     if settings.receipts:
         app.state.receipt_hook = audit.receipts.attach
-    sweeper = asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))
-    follower = asyncio.create_task(audit.follow(settings.log_follow_interval_s))
+    tasks = [asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))]
+    if settings.follow_log_in_server:
+        tasks.append(asyncio.create_task(audit.follow(settings.log_follow_interval_s)))
     settle_heap()
     try:
         yield
     finally:
-        for task in (sweeper, follower):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,9 +118,12 @@ class AuditLog:
                 except LogInconsistent:
                     continue  # refused and logged; the other books still get checkpoints
 
-    async def follow(self, interval_s: float) -> None:
-        """The background follower of a server process (every process runs one)."""
-        while True:
+    async def follow(
+        self, interval_s: float, keep_going: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Follow the journals every `interval_s` for as long as `keep_going()` (a server's own
+        follower, or the `timebank follow-log` process)."""
+        while keep_going():
             await asyncio.sleep(interval_s)
             try:
                 await self.follow_once()
