@@ -84,10 +84,6 @@ def add_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
     return encoded
 
 
-def _invalid(errors: list[dict[str, Any]]) -> RequestValidationError:
-    return RequestValidationError(errors)
-
-
 async def read_posting(request: Request, model: type[Body]) -> tuple[PostingContext, Body]:
     """The posting context and the validated body, or the refusal FastAPI would have sent."""
     raw = await request.body()
@@ -97,7 +93,7 @@ async def read_posting(request: Request, model: type[Body]) -> tuple[PostingCont
         try:
             parsed = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise _invalid(
+            raise RequestValidationError(
                 [
                     {
                         "type": "json_invalid",
@@ -112,11 +108,13 @@ async def read_posting(request: Request, model: type[Body]) -> tuple[PostingCont
             raise HTTPException(400, "There was an error parsing the body") from None
     context = await posting_context(request, request.headers.get("idempotency-key"))
     if parsed is _NO_BODY:
-        raise _invalid([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
+        )
     try:
         body = model.model_validate(parsed, from_attributes=True)
     except ValidationError as exc:
-        raise _invalid(
+        raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
     return context, body
