@@ -194,6 +194,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Volunteer hours and charity points in an append-only, hash-chained, "
         "double-entry ledger.",
         lifespan=lifespan,
+        # The service exports Prometheus metrics (/metrics) and no OpenTelemetry: FastAPI's
+        # native telemetry would otherwise look up three global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     # What the service rules take as now; tests set their own.

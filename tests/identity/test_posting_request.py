@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 from fastapi import Request
+from starlette.responses import JSONResponse, Response
 
 from app.identity.dependencies import Posting
-from app.identity.posting_request import read_posting
+from app.identity.posting_request import RequestRoute, read_posting
 from app.ledger.schemas import TransactionCreate
 from tests.conftest import Api
 
@@ -49,11 +50,14 @@ async def twin_routes(api: Api) -> Api:
     async def parsed(code: str, data: TransactionCreate, ctx: Posting) -> dict[str, Any]:
         return {"code": code, "legs": len(data.legs), "key": ctx.idem.key}
 
-    @api.app.post("/test/by-hand/{code}")
-    async def by_hand(code: str, request: Request) -> dict[str, Any]:
+    async def by_hand(request: Request) -> Response:
         ctx, data = await read_posting(request, TransactionCreate)
-        return {"code": code, "legs": len(data.legs), "key": ctx.idem.key}
+        code = request.path_params["code"]
+        return JSONResponse({"code": code, "legs": len(data.legs), "key": ctx.idem.key})
 
+    api.app.router.add_api_route(
+        "/test/by-hand/{code}", by_hand, methods=["POST"], route_class_override=RequestRoute
+    )
     return api
 
 
@@ -93,3 +97,21 @@ async def test_the_caller_is_checked_before_the_fields_and_after_the_syntax(
     assert r.status_code == 422
     fields = {e["field"] for e in r.json()["errors"]}
     assert {"legs/0/account_id", "legs/0/amount", "extra"} <= fields
+
+
+def test_a_request_route_refuses_an_endpoint_with_parameters() -> None:
+    # Its handler would call the endpoint with the request alone: anything else is a bug.
+    async def takes_a_query(request: Request, page: int = 1) -> Response:
+        return Response()
+
+    async def takes_nothing() -> Response:
+        return Response()
+
+    async def takes_the_request(request: Request) -> Response:
+        return Response()
+
+    with pytest.raises(TypeError, match="the request and nothing else"):
+        RequestRoute("/x", takes_a_query, methods=["POST"])
+    with pytest.raises(TypeError, match="the request and nothing else"):
+        RequestRoute("/x", takes_nothing, methods=["POST"])
+    RequestRoute("/x", takes_the_request, methods=["POST"])
