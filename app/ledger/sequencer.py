@@ -12,6 +12,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -38,6 +39,8 @@ _REFUSED = metrics.POSTINGS.labels(result="refused")
 # Optimistic tries of a batch before it takes locks: each costs a read and a guarded write,
 # and holds the book's head only inside that write.
 OPTIMISTIC_ATTEMPTS = 3
+# The most accounts of a book a sequencer remembers between batches (see _remembered_state).
+REMEMBERED_ACCOUNTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,10 @@ class _Pending:
     tx_id: str = ""
 
 
+# A book's head (seq, entry_hash, posted_at) and accounts, as a batch left them.
+_Remembered = tuple[tuple[int, str, datetime | None], dict[str, AccountState]]
+
+
 def _answer_all(results: list[tuple[_Pending, Outcome]]) -> None:
     for item, outcome in results:
         if not item.future.done():
@@ -81,6 +88,10 @@ def _answer_all(results: list[tuple[_Pending, Outcome]]) -> None:
 
 def problem_outcome(error: TimebankError) -> Outcome:
     return Outcome(error.status, compact_json(error.problem()))
+
+
+class _Unremembered(Exception):
+    """A batch applied on remembered state refused a posting: it is read and applied again."""
 
 
 class _LinkedRefusal(Exception):
@@ -110,6 +121,8 @@ class Sequencer:
         self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[Outcome]]] = {}
         self._closed = False
         self._pool: asyncpg.Pool | None = None
+        # Per book, what this sequencer's last batch left: see _remembered_state.
+        self._remembered: dict[str, _Remembered] = {}
 
     async def start(self) -> None:
         """Open the sequencer's own connections."""
@@ -146,6 +159,8 @@ class Sequencer:
             raise ServiceUnavailable("the ledger is not running")
         if len(drafts) != 2 or drafts[0].book == drafts[1].book:
             raise ValueError("a linked posting is one entry in each of two books")
+        for draft in drafts:  # it moves their heads: what the queues remember would be refused
+            self._remembered.pop(draft.book, None)
         loop = asyncio.get_running_loop()
         items = [
             _Pending(
@@ -319,13 +334,23 @@ class Sequencer:
             if not item.tx_id:
                 raw = randomness[16 * index : 16 * index + 16]
                 item.tx_id = str(uuid.UUID(bytes=raw, version=4))
-        # Optimistic first: read without locks and write with a guard, two round trips. If
-        # anything it read moved meanwhile (another process's batch, an account frozen), the
-        # batch is read and applied again; after OPTIMISTIC_ATTEMPTS such refusals, or on any
-        # other error, it is redone from scratch under locks.
+        # From memory first: the state this sequencer's last batch left, written with the
+        # guard below, one round trip (see _remembered_state). Then optimistic: read without
+        # locks and write with a guard, two round trips. If anything it read moved meanwhile
+        # (another process's batch, an account frozen), the batch is read and applied again;
+        # after OPTIMISTIC_ATTEMPTS such refusals, or on any other error, it is redone from
+        # scratch under locks.
+        memory = self._remembered.pop(book, None)
+        remembered = _remembered_state(memory, items) if memory is not None else None
+        if remembered is not None:
+            try:
+                return await self._attempt_batch(conn, book, items, lock=False, state=remembered)
+            except (asyncpg.PostgresError, _Unremembered):
+                # Moved, a key or reversal memory cannot know of, or a refusal: read it all.
+                metrics.BATCH_REREADS.inc()
         for _ in range(OPTIMISTIC_ATTEMPTS):
             try:
-                return await self._attempt_batch(conn, book, items, lock=False)
+                return await self._attempt_batch(conn, book, items, lock=False, memory=memory)
             except asyncpg.SerializationError:
                 metrics.BATCH_REREADS.inc()
             except asyncpg.PostgresError as exc:
@@ -338,19 +363,32 @@ class Sequencer:
             return await self._attempt_batch(conn, book, items, lock=True)
 
     async def _attempt_batch(
-        self, conn: asyncpg.Connection, book: str, items: list[_Pending], lock: bool
+        self,
+        conn: asyncpg.Connection,
+        book: str,
+        items: list[_Pending],
+        lock: bool,
+        state: store.BatchState | None = None,
+        memory: _Remembered | None = None,
     ) -> list[tuple[_Pending, Outcome]]:
+        """Apply and write a batch on `state`, or on the state read now (with `memory` of the
+        accounts of earlier batches, if the head has not moved since)."""
         drafts = [item.draft for item in items]
-        state = await store.load_state(
-            conn,
-            book,
-            {account_id for d in drafts for account_id, _ in d.legs}
-            | {d.overflow_to for d in drafts if d.overflow_to},
-            {d.hold_id for d in drafts if d.hold_id},
-            [(i.idem.credential_id, i.idem.key) for i in items if i.idem is not None],
-            [d.reverses for d in drafts if d.reverses],
-            lock=lock,
-        )
+        remembered = state is not None
+        if state is None:
+            state = await store.load_state(
+                conn,
+                book,
+                {account_id for d in drafts for account_id, _ in d.legs}
+                | {d.overflow_to for d in drafts if d.overflow_to},
+                {d.hold_id for d in drafts if d.hold_id},
+                [(i.idem.credential_id, i.idem.key) for i in items if i.idem is not None],
+                [d.reverses for d in drafts if d.reverses],
+                lock=lock,
+            )
+            if memory is not None and state.head is not None and memory[0][:2] == state.head[:2]:
+                # No entry since: what this sequencer last wrote of the others is current.
+                state.accounts = {**memory[1], **state.accounts}
         if state.head is None:
             missing = errors.BookNotFound(f"book {book!r} does not exist")
             return [(item, problem_outcome(missing)) for item in items]
@@ -361,9 +399,16 @@ class Sequencer:
             now = max(now, last_posted_at)
         appender = _Appender(book, seq, head_hash, store.BatchRows(book, now))
         results = [(item, appender.apply(item, state)) for item in items]
+        if remembered and any(o.status_code >= 400 and not o.replayed for _, o in results):
+            # Only what is written is guarded: a refusal may rest on a status changed since.
+            raise _Unremembered
         await store.write_batch(
             conn, appender.rows, appender.changed.values(), (appender.seq, appender.hash), seq
         )
+        if not lock and len(state.accounts) <= REMEMBERED_ACCOUNTS:
+            # Committed (no transaction around it): the book as this batch left it.
+            posted_at = now if appender.rows.entries else last_posted_at
+            self._remembered[book] = ((appender.seq, appender.hash, posted_at), state.accounts)
         return results
 
 
@@ -471,6 +516,34 @@ class _Appender:
             self.rows.resolve_hold(hold_id, status, item.tx_id, posted)
         self.seq, self.hash = seq, entry_hash
         return posting_payload(entry, body, entry_hash, balances)
+
+
+def _remembered_state(memory: _Remembered, items: list[_Pending]) -> store.BatchState | None:
+    """The state a batch would read, from what the sequencer's last batch of the book wrote,
+    when it covers the batch.
+
+    Sound because the write is guarded: it commits only if the book's head is still the
+    remembered one (every change to a balance or a hold is an entry that moves it) and each
+    account it changes has the remembered status and limit (changed without an entry). What
+    memory cannot hold, it leaves to the database: a batch that resolves a hold or reverses an
+    entry is read; an Idempotency-Key used before, or a second reversal, fails the write on its
+    unique index, and the batch is then read, as after a moved head. Refusals are not written,
+    so not guarded: a batch that refuses a posting is read and applied again.
+    """
+    head, accounts = memory
+    for item in items:
+        d = item.draft
+        if d.hold_id is not None or d.reverses is not None:
+            return None
+        for account_id, _ in d.legs:
+            if account_id not in accounts:
+                return None
+        if (d.overflow_to is not None and d.overflow_to not in accounts) or any(
+            account_id not in accounts for account_id in d.unmoved_since
+        ):
+            return None
+    # The accounts are replaced as postings apply, never changed in place (apply_draft).
+    return store.BatchState(head, dict(accounts), {}, {}, set())
 
 
 def _reused(idem: IdempotencyRef) -> TimebankError:
