@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
 
 from app.identity.dependencies import Posting
 from app.identity.posting_request import RequestRoute, read_posting
-from app.ledger.schemas import TransactionCreate
+from app.ledger.schemas import HoldCreate, TransactionCreate
 from tests.conftest import Api
 
 A = "0b6f1e1a-9a43-4a37-9f55-3a1d0a0b2c01"
@@ -115,3 +117,39 @@ def test_a_request_route_refuses_an_endpoint_with_parameters() -> None:
     with pytest.raises(TypeError, match="the request and nothing else"):
         RequestRoute("/x", takes_nothing, methods=["POST"])
     RequestRoute("/x", takes_the_request, methods=["POST"])
+
+
+TRICKY_BODIES = [
+    GOOD,
+    # The last of duplicate keys wins, in both parsers.
+    GOOD[:-1] + b',"memo":"first","memo":"second"}',
+    GOOD[:-1] + b',"memo":"\\u00e9\\ud83d\\ude00 caf\xc3\xa9 \\u0000 \\"q\\""}',
+    GOOD[:-1] + b',"meta":{"f":1.5,"big":1180591620717411303424,"neg":-0.0,"e":1e-7}}',
+    GOOD[:-1] + b',"meta":{"inf":1e400}}',
+    GOOD[:-1] + b',"meta":{"lone":"\\ud800"}}',
+    GOOD[:-1] + b',"meta":{"n":null,"b":true,"l":[1,[2,{"x":[]}]],"s":"\\/"}}',
+    GOOD[:-1] + ',"meta":{"键":"值","\\u00e9":[9007199254740991,-3]}}'.encode(),
+    b" \n\t" + GOOD + b" \r\n",
+    GOOD.replace(b'"amount":-1', b'"amount":-1.0'),
+    GOOD.replace(b'"amount":-1', b'"amount":"-1"'),
+    GOOD[:-1] + b',"kind":"transfer.sub"}',
+    b'{"from_account_id":"%s","to_account_id":"%s","amount":3,"expires_in":60}'
+    % (
+        A.encode(),
+        B.encode(),
+    ),
+]
+
+
+@pytest.mark.parametrize("raw", TRICKY_BODIES)
+@pytest.mark.parametrize("model", [TransactionCreate, HoldCreate])
+def test_a_body_pydantic_accepts_in_one_pass_is_what_json_loads_would_give(
+    raw: bytes, model: type[BaseModel]
+) -> None:
+    # read_posting takes model_validate_json's result when it succeeds, and FastAPI's way
+    # (json.loads, then model_validate) otherwise: where the first succeeds, both must agree.
+    try:
+        fast = model.model_validate_json(raw)
+    except ValidationError:
+        return
+    assert model.model_validate(json.loads(raw)) == fast
