@@ -88,8 +88,11 @@ async def posting_context(
     caller = await _authenticate(request, headers.get("authorization"), headers.get("x-member-id"))
     if idempotency_key is None:
         raise MissingIdempotencyKey("this request needs an Idempotency-Key header")
-    if not (1 <= len(idempotency_key) <= 255) or not all(
-        0x20 <= ord(c) <= 0x7E for c in idempotency_key
+    # ASCII and printable: exactly 0x20-0x7E.
+    if not (
+        1 <= len(idempotency_key) <= 255
+        and idempotency_key.isascii()
+        and idempotency_key.isprintable()
     ):
         raise ValidationFailed(
             "Idempotency-Key must be 1-255 printable ASCII characters",
