@@ -27,7 +27,7 @@ from app.ledger.sequencer import IdempotencyRef, Sequencer
 from app.ledger.verify_runner import CHUNK as VERIFY_CHUNK
 from app.ledger.verify_runner import ENTRIES as VERIFY_ENTRIES
 from app.ledger.verify_runner import LEGS as VERIFY_LEGS
-from app.ledger.verify_runner import leg_rows_of, open_reader, verify_book, verify_book_with
+from app.ledger.verify_runner import open_reader, verify_book, verify_book_with
 from app.runtime import Runtime, settle_heap
 from bench.procs import CpuProbe
 
@@ -336,7 +336,7 @@ async def _verify_queries(conn: asyncpg.Connection, book: str) -> None:
         for start in range(1, (last or 0) + 1, VERIFY_CHUNK):
             end = min(start + VERIFY_CHUNK - 1, last)
             await conn.fetch(VERIFY_ENTRIES, book, start, end)
-            leg_rows_of(await conn.fetchrow(VERIFY_LEGS, book, start, end))
+            await conn.fetch(VERIFY_LEGS, book, start, end)
 
 
 async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str, Any]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from app.ledger.verify import BookVerifier, LegRow, VerificationError, summary
+from app.ledger.verify import BookVerifier, VerificationError, summary
 
 # Entries per chunk: PostgreSQL reads the next chunk while this process checks the one before
 # (chunks of 150 to 1,000 entries measured alike).
@@ -23,25 +23,10 @@ ENTRIES = (
     "prev_hash, entry_hash, body, reverses::text, resolves_hold::text FROM journal_entries "
     "WHERE book_code = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq"
 )
-# A chunk's legs as one row of seven arrays (seq, leg order), zipped into LegRow tuples here:
-# decoding them costs this process about a third less than a row per leg, and PostgreSQL
-# (sorting each array, on the other core) about as much more.
-_LEG_ORDER = "ORDER BY seq, leg_index"
 LEGS = (
-    "SELECT "
-    + ", ".join(
-        f"array_agg({column} {_LEG_ORDER})"
-        for column in (
-            "seq",
-            "account_id::text",
-            "asset",
-            "amount",
-            "posted_after",
-            "pending_debits_after",
-            "pending_credits_after",
-        )
-    )
-    + " FROM journal_legs WHERE book_code = $1 AND seq BETWEEN $2 AND $3"
+    "SELECT seq, account_id::text, asset, amount, posted_after, pending_debits_after, "
+    "pending_credits_after FROM journal_legs WHERE book_code = $1 AND seq BETWEEN $2 AND $3 "
+    "ORDER BY seq, leg_index"
 )
 
 # Reversals whose target is missing, later, of another book or kind, or not exactly negated.
@@ -60,11 +45,6 @@ WHERE r.reverses IS NOT NULL AND r.book_code = $1 AND (
        (SELECT array_agg(account_id::text || ':' || amount ORDER BY leg_index)
           FROM journal_legs WHERE book_code = r.book_code AND seq = r.seq))
 """
-
-
-def leg_rows_of(columns: Sequence[Any]) -> list[LegRow]:
-    """The LEGS query's row of arrays as one LegRow per leg (none: a row of NULLs)."""
-    return list(zip(*columns, strict=True)) if columns[0] is not None else []
 
 
 async def stored_balances(
@@ -160,13 +140,13 @@ async def _verify(
                 end = min(start + CHUNK - 1, last)
                 return (
                     asyncio.ensure_future(entries_conn.fetch(ENTRIES, book, start, end)),
-                    asyncio.ensure_future(legs_conn.fetchrow(LEGS, book, start, end)),
+                    asyncio.ensure_future(legs_conn.fetch(LEGS, book, start, end)),
                 )
 
             ahead = fetch(1) if last else None
             try:
                 while ahead is not None:
-                    entries, leg_rows = await ahead[0], leg_rows_of(await ahead[1])
+                    entries, leg_rows = await ahead[0], await ahead[1]
                     next_start = entries[-1]["seq"] + 1 if entries else last + 1
                     ahead = fetch(next_start) if next_start <= last else None
                     await asyncio.sleep(0)  # the next chunk's queries go out now

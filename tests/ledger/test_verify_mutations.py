@@ -17,7 +17,7 @@ import pytest
 
 from app.ledger.service import post_notice
 from app.ledger.verify import BookVerifier, VerificationError
-from app.ledger.verify_runner import ENTRIES, LEGS, leg_rows_of, stored_balances
+from app.ledger.verify_runner import ENTRIES, LEGS, stored_balances
 from tests.conftest import Api, ScratchDatabase
 
 Rows = list[tuple[Any, ...]]
@@ -137,7 +137,7 @@ async def test_every_column_of_every_row_is_bound(api: Api, database: ScratchDat
     conn = await asyncpg.connect(database.app_url)
     try:
         entries = [tuple(r) for r in await conn.fetch(ENTRIES, book, 1, 10**9)]
-        legs = leg_rows_of(await conn.fetchrow(LEGS, book, 1, 10**9))
+        legs = [tuple(r) for r in await conn.fetch(LEGS, book, 1, 10**9)]
         head = await conn.fetchrow(
             "SELECT seq, entry_hash FROM book_heads WHERE book_code = $1", book
         )
