@@ -31,9 +31,10 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
 
-# Guarded batch writes refused because something the batch read moved (read again), and
-# batches redone under locks (after repeated refusals, or any other write error): a measure
-# of contention between server processes on a book.
+# Batches read again (their guarded write refused because something they read moved, or
+# what the sequencer remembered could not decide them), and batches redone under locks (after
+# repeated refusals, or any other write error): a measure of contention between server
+# processes on a book.
 BATCH_RELOCKS = Counter(
     "timebank_ledger_batch_relocks_total",
     "Group-commit batches redone under locks, by reason",
@@ -41,7 +42,8 @@ BATCH_RELOCKS = Counter(
 )
 BATCH_REREADS = Counter(
     "timebank_ledger_batch_rereads_total",
-    "Guarded batch writes refused because what the batch read had moved; the batch is read again",
+    "Batches read again: their guarded write was refused because what they read had moved, or"
+    " what the sequencer remembered of the book could not decide them",
 )
 
 
