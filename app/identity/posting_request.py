@@ -43,8 +43,9 @@ class RequestRoute(APIRoute):
     """A route whose endpoint takes the `Request` alone and returns its `Response`.
 
     FastAPI matches and documents it as any other route, but calls the endpoint directly: its
-    per-request handler resolves no parameters yet still costs about 40 µs a posting (it builds
-    the query parameters, cookies and a response template, and runs its telemetry hooks).
+    per-request handler, which would resolve no parameters here, still builds the query
+    parameters, cookies and a response template and runs its telemetry hooks. This route and
+    FastAPI's telemetry off took a posting from 721 to 621 µs of CPU in process.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:

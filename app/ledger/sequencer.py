@@ -41,8 +41,9 @@ _REFUSED = metrics.POSTINGS.labels(result="refused")
 OPTIMISTIC_ATTEMPTS = 3
 # The most accounts of a book a sequencer remembers between batches (see _remembered_state).
 REMEMBERED_ACCOUNTS = 100_000
-# After a batch applied on remembered state is refused, the book's next batches are read
-# first: another process is writing it, and a refused write costs PostgreSQL a whole write.
+# After the guard refuses a batch applied on remembered state, the book's next batches are
+# read first: another process is likely writing the book (or an account's status or limit
+# changed), and a refused write costs PostgreSQL a whole write.
 UNREMEMBERED_BATCHES = 100
 
 
@@ -349,11 +350,11 @@ class Sequencer:
         if remembered is not None:
             try:
                 return await self._attempt_batch(conn, book, items, lock=False, state=remembered)
-            except asyncpg.SerializationError:  # moved: someone else writes this book
+            except asyncpg.SerializationError:  # the guard: the head or an account moved
                 metrics.BATCH_REREADS.inc()
                 self._read_first[book] = UNREMEMBERED_BATCHES
             except (asyncpg.PostgresError, _Unremembered):
-                # A key or reversal memory cannot know of, or a refusal: read it all.
+                # A key used before (its unique index), or a refusal: read it all.
                 metrics.BATCH_REREADS.inc()
         for _ in range(OPTIMISTIC_ATTEMPTS):
             try:
@@ -536,9 +537,9 @@ def _remembered_state(memory: _Remembered, items: list[_Pending]) -> store.Batch
     remembered one (every change to a balance or a hold is an entry that moves it) and each
     account it changes has the remembered status and limit (changed without an entry). What
     memory cannot hold, it leaves to the database: a batch that resolves a hold or reverses an
-    entry is read; an Idempotency-Key used before, or a second reversal, fails the write on its
-    unique index, and the batch is then read, as after a moved head. Refusals are not written,
-    so not guarded: a batch that refuses a posting is read and applied again.
+    entry is read; an Idempotency-Key used before fails the write on its unique index, and the
+    batch is then read, as after a moved head. Refusals are not written, so not guarded: a
+    batch that refuses a posting is read and applied again.
     """
     head, accounts = memory
     for item in items:
