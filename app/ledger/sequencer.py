@@ -39,7 +39,8 @@ _REFUSED = metrics.POSTINGS.labels(result="refused")
 # Optimistic tries of a batch before it takes locks: each costs a read and a guarded write,
 # and holds the book's head only inside that write.
 OPTIMISTIC_ATTEMPTS = 3
-# The most accounts of a book a sequencer remembers between batches (see _remembered_state).
+# The most accounts a sequencer remembers between batches, all books together (about 27 MB;
+# see _remembered_state): a batch that would exceed it leaves its book to be read.
 REMEMBERED_ACCOUNTS = 100_000
 # After the guard refuses a batch applied on remembered state, the book's next batches are
 # read first: another process is likely writing the book (or an account's status or limit
@@ -416,7 +417,12 @@ class Sequencer:
         read_first = self._read_first.get(book, 0)
         if read_first:
             self._read_first[book] = read_first - 1
-        elif not lock and len(state.accounts) <= REMEMBERED_ACCOUNTS:
+        elif (
+            not lock
+            and len(state.accounts)
+            + sum(len(accounts) for _, accounts in self._remembered.values())
+            <= REMEMBERED_ACCOUNTS
+        ):
             # Committed (no transaction around it): the book as this batch left it.
             posted_at = now if appender.rows.entries else last_posted_at
             self._remembered[book] = ((appender.seq, appender.hash, posted_at), state.accounts)

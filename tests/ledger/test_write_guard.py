@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
+from app.ledger import sequencer as sequencer_module
 from app.ledger import store
 from app.ledger.posting import Draft
 from app.ledger.sequencer import OPTIMISTIC_ATTEMPTS, IdempotencyRef, Sequencer
@@ -291,3 +292,18 @@ async def test_accounts_remembered_before_another_process_wrote_are_read_again(
     assert outcome.status_code == 201, outcome.body
     assert (await api.balance(member))["posted"] == 100 - 10 - 50 - 20
     await verify_book(database.app_url, book)
+
+
+async def test_beyond_the_memory_cap_every_batch_is_read(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sequencer_module, "REMEMBERED_ACCOUNTS", 1)  # two accounts: too many
+    book = await api.book()
+    issuance, member = await api.funded(book, 100)
+    reads = _count_reads(monkeypatch)
+    for amount in (1, 2, 3):
+        outcome = await api.app.state.sequencer.submit(
+            _transfer(book, member, issuance, amount), _ref(api)
+        )
+        assert outcome.status_code == 201, outcome.body
+    assert reads[0] == 3
