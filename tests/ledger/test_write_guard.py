@@ -186,6 +186,18 @@ async def test_two_sequencers_racing_on_one_book_keep_every_invariant(
     assert result["entries"] == 251
 
 
+async def _post_from_another_process(
+    database: ScratchDatabase, draft: Draft, ref: IdempotencyRef
+) -> None:
+    other = Sequencer(database.app_url)  # what a second server process runs
+    await other.start()
+    try:
+        outcome = await other.submit(draft, ref)
+        assert outcome.status_code == 201, outcome.body
+    finally:
+        await other.close()
+
+
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads = [0]
     original = store.load_state
@@ -248,13 +260,7 @@ async def test_what_memory_cannot_know_is_read(
     allowed = await sequencer.submit(_transfer(book, issuance, member, 1), _ref(api))
     assert allowed.status_code == 201, allowed.body
     # Another process's entry: the memory's head is stale, the guard refuses, the batch is read.
-    other = Sequencer(database.app_url)
-    await other.start()
-    try:
-        outcome = await other.submit(_transfer(book, member, issuance, 80), _ref(api))
-        assert outcome.status_code == 201, outcome.body
-    finally:
-        await other.close()
+    await _post_from_another_process(database, _transfer(book, member, issuance, 80), _ref(api))
     short = await sequencer.submit(_transfer(book, member, issuance, 20), _ref(api))
     assert short.status_code == 409, short.body
     assert (await api.balance(member))["posted"] == 100 - 10 + 1 - 80
@@ -275,13 +281,7 @@ async def test_accounts_remembered_before_another_process_wrote_are_read_again(
     assert (
         await sequencer.submit(_transfer(book, member, issuance, 10), _ref(api))
     ).status_code == 201
-    other = Sequencer(database.app_url)
-    await other.start()
-    try:
-        outcome = await other.submit(_transfer(book, member, issuance, 50), _ref(api))
-        assert outcome.status_code == 201, outcome.body
-    finally:
-        await other.close()
+    await _post_from_another_process(database, _transfer(book, member, issuance, 50), _ref(api))
     # This batch is read (a new account); what was remembered of `member` is older than the
     # head it reads, so it must not be kept beside what it read.
     newcomer = await api.account(book)
