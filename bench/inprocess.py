@@ -29,7 +29,7 @@ from app.ledger.verify_runner import ENTRIES as VERIFY_ENTRIES
 from app.ledger.verify_runner import LEGS as VERIFY_LEGS
 from app.ledger.verify_runner import open_reader, verify_book, verify_book_with
 from app.runtime import Runtime, settle_heap
-from bench.procs import CpuProbe
+from bench.procs import CpuProbe, cpu_seconds
 
 ENTRY_COLUMNS = [
     "book_code",
@@ -148,6 +148,19 @@ def _batch_stats() -> tuple[float, float]:
     return total, count
 
 
+async def _client_backends(url: str) -> list[int]:
+    """The server processes of this database's client sessions (the sequencer's among them)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
 async def _open_book(runtime: Runtime, book: str, members: int) -> tuple[str, list[str]]:
     async with runtime.sessions() as session, session.begin():
         await service.create_book(session, schemas.BookCreate(code=book, name=book))
@@ -232,10 +245,14 @@ async def bench_postings(
             warm = _requests(book, issuance, member_ids, credential_id, warmup, f"{tag}-w")
             await _post_all(runtime, book, warm, min(inflight, warmup))
             timed = _requests(book, issuance, member_ids, credential_id, count, tag)
+            backends = await _client_backends(urls.app)
             sum0, count0 = _batch_stats()
             with _batch_split() as split:
                 probe.start()
+                backend_cpu, own_cpu = -cpu_seconds(backends), -time.process_time()
                 elapsed, statuses = await _post_all(runtime, book, timed, inflight)
+                backend_cpu += cpu_seconds(backends)
+                own_cpu += time.process_time()
                 cpu = probe.stop()
             sum1, count1 = _batch_stats()
     finally:
@@ -257,6 +274,17 @@ async def bench_postings(
         "max_batch_size": settings.max_batch_size,
         "with_idempotency_keys": True,
         "cpu_pct": cpu,
+        # Two bounds whatever the schedule: this process's CPU (the ledger's Python: the rules,
+        # the entry, the answer, asyncpg, the event loop) and PostgreSQL's own work, the CPU of
+        # the client sessions' server processes (the sequencer's writes; the others sit idle),
+        # without the WAL writer and the other background processes. Each, on a core of its own
+        # with the other costing nothing, allows no more than `ok / cpu` postings a second.
+        "own_cpu_s": round(own_cpu, 3),
+        "own_us_per_posting": round(1e6 * own_cpu / ok, 1) if ok else None,
+        "own_bound_postings_per_s": round(ok / own_cpu, 1) if own_cpu > 0 else None,
+        "pg_sessions_cpu_s": round(backend_cpu, 3),
+        "pg_sessions_us_per_posting": round(1e6 * backend_cpu / ok, 1) if ok else None,
+        "pg_bound_postings_per_s": round(ok / backend_cpu, 1) if backend_cpu > 0 else None,
         "batch_split_s": _split_json(split),
     }
 

@@ -149,6 +149,11 @@ def process_tree(pid: int) -> list[int]:
         return [pid]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU seconds used so far by the processes of `pids` that still run."""
+    return sum(CpuProbe._cpu(pids).values())
+
+
 class CpuProbe:
     """CPU seconds of named groups of processes between two snapshots."""
 

@@ -490,6 +490,10 @@ def measure_inprocess(
         )
     )
     ratio_b = postings["postings_per_s"] / copy["rows_per_s"] if copy["rows_per_s"] else 0.0
+
+    def bound_ratio(rate: float | None) -> float | None:
+        return round(rate / copy["rows_per_s"], 3) if rate and copy["rows_per_s"] else None
+
     log(f"(c) verify_book {INPROC_BOOK!r} vs fetch + sha256, {args.reps} reps")
     with spying(args.profile, "verify", os.getpid()):
         verify = run_async(bench_verify(urls, book=INPROC_BOOK, reps=args.reps))
@@ -498,6 +502,10 @@ def measure_inprocess(
         "ledger": postings,
         "copy_baseline": copy,
         "ratio": round(ratio_b, 3),
+        # The ratios this process's CPU and PostgreSQL's own CPU for the writes each allow at most
+        # (see bench_postings): the figure cannot pass the lower of the two.
+        "own_bound_ratio": bound_ratio(postings["own_bound_postings_per_s"]),
+        "pg_bound_ratio": bound_ratio(postings["pg_bound_postings_per_s"]),
         "target": f"ratio >= {TARGETS['postings_ratio']}",
         "pass": ratio_b >= TARGETS["postings_ratio"],
     }
@@ -654,6 +662,11 @@ def render(summary: dict[str, Any]) -> str:
         f"process {bl['cpu_pct'].get('bench')}, postgres {bl['cpu_pct'].get('postgres')}",
         f"    baseline: {bc['how']}; {bc['rows']} rows, body {bc['mean_body_bytes']} B; "
         f"runs {bc['seconds']} s",
+        f"    CPU a posting, and the most it allows on a core of its own with the other free: "
+        f"this process {bl['own_us_per_posting']} us ({bl['own_bound_postings_per_s']} "
+        f"postings/s, ratio {b['own_bound_ratio']}); PostgreSQL's sessions "
+        f"{bl['pg_sessions_us_per_posting']} us ({bl['pg_bound_postings_per_s']} postings/s, "
+        f"ratio {b['pg_bound_ratio']})",
         f"    wall s in sequencer steps (wrapped in this process): {bl['batch_split_s']['steps']}",
         f"    wall s awaiting each statement: {bl['batch_split_s']['statements']}",
         f"(c) {c['entries']} entries; verify runs {c['verify_seconds']} s; baseline runs "
