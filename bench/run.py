@@ -506,6 +506,9 @@ def measure_inprocess(
         # (see bench_postings): the figure cannot pass the lower of the two.
         "own_bound_ratio": bound_ratio(postings["own_bound_postings_per_s"]),
         "pg_bound_ratio": bound_ratio(postings["pg_bound_postings_per_s"]),
+        "ratio_to_batched_insert": round(
+            postings["postings_per_s"] / copy["batched_insert_rows_per_s"], 3
+        ),
         "target": f"ratio >= {TARGETS['postings_ratio']}",
         "pass": ratio_b >= TARGETS["postings_ratio"],
     }
@@ -662,6 +665,8 @@ def render(summary: dict[str, Any]) -> str:
         f"process {bl['cpu_pct'].get('bench')}, postgres {bl['cpu_pct'].get('postgres')}",
         f"    baseline: {bc['how']}; {bc['rows']} rows, body {bc['mean_body_bytes']} B; "
         f"runs {bc['seconds']} s",
+        f"    batched INSERTs (executemany) of the same rows: {bc['batched_insert_rows_per_s']:.0f}"
+        f" rows/s; postings/s against them {b['ratio_to_batched_insert']}",
         f"    CPU a posting, and the most it allows on a core of its own with the other free: "
         f"this process {bl['own_us_per_posting']} us ({bl['own_bound_postings_per_s']} "
         f"postings/s, ratio {b['own_bound_ratio']}); PostgreSQL's sessions "
