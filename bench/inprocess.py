@@ -369,6 +369,74 @@ async def bench_copy(
     }
 
 
+FLOOR_TABLES = {
+    "journal_entries": "bench_floor_entries",
+    "journal_legs": "bench_floor_legs",
+    "idempotency_keys": "bench_floor_keys",
+}
+
+
+async def bench_rows_floor(
+    urls: DatabaseUrls, settings: Settings, *, book: str, first_seq: int, count: int, reps: int
+) -> dict[str, Any]:
+    """The rows the timed postings wrote (entries, legs, idempotency keys), COPY'd into copies
+    of their tables with the same indexes: what merely storing them costs, with no ledger work."""
+    app_conn = await asyncpg.connect(urls.app)
+    owner = await asyncpg.connect(urls.owner)
+    last = first_seq + count - 1
+    try:
+        entries = await owner.fetch(
+            "SELECT * FROM journal_entries WHERE book_code = $1 AND seq BETWEEN $2 AND $3",
+            book, first_seq, last,
+        )  # fmt: skip
+        legs = await owner.fetch(
+            "SELECT * FROM journal_legs WHERE book_code = $1 AND seq BETWEEN $2 AND $3",
+            book, first_seq, last,
+        )  # fmt: skip
+        keys = await owner.fetch(
+            "SELECT * FROM idempotency_keys WHERE tx_id = ANY($1::uuid[])",
+            [r["tx_id"] for r in entries],
+        )
+        rows = {
+            FLOOR_TABLES["journal_entries"]: [tuple(r) for r in entries],
+            FLOOR_TABLES["journal_legs"]: [tuple(r) for r in legs],
+            FLOOR_TABLES["idempotency_keys"]: [tuple(r) for r in keys],
+        }
+        for source, copy in FLOOR_TABLES.items():
+            await owner.execute(
+                f"DROP TABLE IF EXISTS {copy}; "
+                f"CREATE TABLE {copy} (LIKE {source} INCLUDING DEFAULTS INCLUDING INDEXES); "
+                f'GRANT INSERT ON {copy} TO "{settings.app_role}"'
+            )
+        times = []
+        for _ in range(reps):
+            await owner.execute(f"TRUNCATE {', '.join(FLOOR_TABLES.values())}")
+            gc.collect()
+            started = time.perf_counter()
+            async with app_conn.transaction():
+                for table, records in rows.items():
+                    await app_conn.copy_records_to_table(table, records=records)
+            times.append(time.perf_counter() - started)
+        await owner.execute(f"DROP TABLE {', '.join(FLOOR_TABLES.values())}")
+    finally:
+        await app_conn.close()
+        await owner.close()
+    median = statistics.median(times)
+    return {
+        "postings": len(entries),
+        "rows": {table: len(records) for table, records in rows.items()},
+        "seconds": [round(t, 4) for t in times],
+        "postings_per_s": round(len(entries) / median, 1),
+        "how": (
+            "asyncpg copy_records_to_table of the timed postings' own journal_entries, "
+            "journal_legs and idempotency_keys rows, in one transaction, as the app role, into "
+            "copies of those tables made by the owner with LIKE ... INCLUDING INDEXES (their "
+            "primary and unique keys and indexes; no CHECK, trigger, balance or head update); "
+            "median of reps"
+        ),
+    }
+
+
 async def _verify_queries(conn: asyncpg.Connection, book: str) -> None:
     """verify_book's reads (same SQL, same chunks, one after the other on one connection),
     with no checking: its I/O floor when nothing overlaps."""

@@ -459,7 +459,7 @@ def measure_http(
 def measure_inprocess(
     args: argparse.Namespace, urls: Any, settings: Any, pgdata: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from bench.inprocess import bench_copy, bench_postings, bench_verify
+    from bench.inprocess import bench_copy, bench_postings, bench_rows_floor, bench_verify
 
     warmup = min(1000, args.postings)
     probe = CpuProbe({"postgres": lambda: postgres_pids(pgdata), "bench": lambda: [os.getpid()]})
@@ -489,6 +489,17 @@ def measure_inprocess(
             reps=args.reps,
         )
     )
+    log("(b) the same postings' rows alone, COPY'd into indexed copies of their tables")
+    floor = run_async(
+        bench_rows_floor(
+            urls,
+            settings,
+            book=INPROC_BOOK,
+            first_seq=postings["first_timed_seq"],
+            count=postings["ok"],
+            reps=args.reps,
+        )
+    )
     ratio_b = postings["postings_per_s"] / copy["rows_per_s"] if copy["rows_per_s"] else 0.0
 
     def bound_ratio(rate: float | None) -> float | None:
@@ -506,6 +517,8 @@ def measure_inprocess(
         # (see bench_postings): the figure cannot pass the lower of the two.
         "own_bound_ratio": bound_ratio(postings["own_bound_postings_per_s"]),
         "pg_bound_ratio": bound_ratio(postings["pg_bound_postings_per_s"]),
+        # Storing the postings' rows alone, with their indexes and no ledger work at all.
+        "rows_floor": {**floor, "ratio": bound_ratio(floor["postings_per_s"])},
         "ratio_to_batched_insert": round(
             postings["postings_per_s"] / copy["batched_insert_rows_per_s"], 3
         ),
@@ -667,6 +680,9 @@ def render(summary: dict[str, Any]) -> str:
         f"runs {bc['seconds']} s",
         f"    batched INSERTs (executemany) of the same rows: {bc['batched_insert_rows_per_s']:.0f}"
         f" rows/s; postings/s against them {b['ratio_to_batched_insert']}",
+        f"    the same postings' entry, leg and key rows alone, COPY'd into indexed copies of "
+        f"their tables: {b['rows_floor']['postings_per_s']:.0f} postings/s, ratio "
+        f"{b['rows_floor']['ratio']} (no rule, hash, balance, guard or answer)",
         f"    CPU a posting, and the most it allows on a core of its own with the other free: "
         f"this process {bl['own_us_per_posting']} us ({bl['own_bound_postings_per_s']} "
         f"postings/s, ratio {b['own_bound_ratio']}); PostgreSQL's sessions "
