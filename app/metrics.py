@@ -37,7 +37,9 @@ BATCH_SIZE = Histogram(
 # processes on a book.
 BATCH_RELOCKS = Counter(
     "timebank_ledger_batch_relocks_total",
-    "Group-commit batches redone under locks, by reason",
+    "Group-commit batches written under locks, by reason: moved (after refused guarded writes),"
+    " error (after another error), contended (from the start: a recent write of the book was"
+    " refused)",
     ["reason"],
 )
 BATCH_REREADS = Counter(

@@ -264,7 +264,8 @@ async def test_what_memory_cannot_know_is_read(
     short = await sequencer.submit(_transfer(book, member, issuance, 20), _ref(api))
     assert short.status_code == 409, short.body
     assert (await api.balance(member))["posted"] == 100 - 10 + 1 - 80
-    # Someone else writes this book: its next batches are read first, not tried on memory.
+    # Someone else writes this book: its next batches are read (under locks), not tried on
+    # memory.
     reads[0] = 0
     outcome = await sequencer.submit(_transfer(book, issuance, member, 5), _ref(api))
     assert outcome.status_code == 201, outcome.body
@@ -291,6 +292,35 @@ async def test_accounts_remembered_before_another_process_wrote_are_read_again(
     outcome = await sequencer.submit(_transfer(book, member, issuance, 20), _ref(api))
     assert outcome.status_code == 201, outcome.body
     assert (await api.balance(member))["posted"] == 100 - 10 - 50 - 20
+    await verify_book(database.app_url, book)
+
+
+async def test_after_a_refused_write_the_next_batches_are_read_under_locks(
+    api: Api, database: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sequencer_module, "CONTENDED_BATCHES", 2)
+    book = await api.book()
+    issuance, member = await api.funded(book, 100)
+    sequencer = api.app.state.sequencer
+    locked: list[bool] = []
+    original = store.load_state
+
+    async def load_state(*args: Any, **kwargs: Any) -> store.BatchState:
+        locked.append(kwargs["lock"])
+        return await original(*args, **kwargs)
+
+    contended = _counter(RELOCKS, {"reason": "contended"})
+    await _post_from_another_process(database, _transfer(book, member, issuance, 10), _ref(api))
+    monkeypatch.setattr(store, "load_state", load_state)
+    for amount in (1, 2, 3, 4):
+        outcome = await sequencer.submit(_transfer(book, member, issuance, amount), _ref(api))
+        assert outcome.status_code == 201, outcome.body
+    # 1: memory refused by the guard, then read without locks (the first of the two batches);
+    # 2: read under locks; 3: read without locks again (nothing remembered of a locked batch);
+    # 4: on memory, not read.
+    assert locked == [False, True, False]
+    assert _counter(RELOCKS, {"reason": "contended"}) == contended + 1
+    assert (await api.balance(member))["posted"] == 100 - 10 - 10
     await verify_book(database.app_url, book)
 
 
