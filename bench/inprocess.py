@@ -14,7 +14,7 @@ import re
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -146,6 +146,21 @@ def _batch_stats() -> tuple[float, float]:
     total = REGISTRY.get_sample_value("timebank_ledger_batch_size_sum") or 0.0
     count = REGISTRY.get_sample_value("timebank_ledger_batch_size_count") or 0.0
     return total, count
+
+
+async def _timed_load(
+    owner: asyncpg.Connection,
+    app_conn: asyncpg.Connection,
+    tables: str,
+    load: Callable[[], Awaitable[Any]],
+) -> float:
+    """Seconds of one `load` on the app's connection, in one transaction, into emptied `tables`."""
+    await owner.execute(f"TRUNCATE {tables}")
+    gc.collect()
+    started = time.perf_counter()
+    async with app_conn.transaction():
+        await load()
+    return time.perf_counter() - started
 
 
 async def _client_backends(url: str) -> list[int]:
@@ -329,24 +344,19 @@ async def bench_copy(
             f"INSERT INTO {BASELINE_TABLE} ({', '.join(ENTRY_COLUMNS)}) "
             f"VALUES ({', '.join(f'${n}' for n in range(1, len(ENTRY_COLUMNS) + 1))})"
         )
+        copy = functools.partial(
+            app_conn.copy_records_to_table,
+            BASELINE_TABLE,
+            records=records,
+            columns=ENTRY_COLUMNS,
+        )
+        # Not the baseline: the issue's scale note ("batched inserts about 78,000 rows per
+        # second") measured against the same rows, to show how far COPY is from it.
+        batched_insert = functools.partial(app_conn.executemany, insert, records)
         times, insert_times = [], []
         for _ in range(reps):
-            await owner.execute(f"TRUNCATE {BASELINE_TABLE}")
-            gc.collect()
-            started = time.perf_counter()
-            async with app_conn.transaction():
-                await app_conn.copy_records_to_table(
-                    BASELINE_TABLE, records=records, columns=ENTRY_COLUMNS
-                )
-            times.append(time.perf_counter() - started)
-            # Not the baseline: the issue's scale note ("batched inserts about 78,000 rows per
-            # second") measured against the same rows, to show how far COPY is from it.
-            await owner.execute(f"TRUNCATE {BASELINE_TABLE}")
-            gc.collect()
-            started = time.perf_counter()
-            async with app_conn.transaction():
-                await app_conn.executemany(insert, records)
-            insert_times.append(time.perf_counter() - started)
+            times.append(await _timed_load(owner, app_conn, BASELINE_TABLE, copy))
+            insert_times.append(await _timed_load(owner, app_conn, BASELINE_TABLE, batched_insert))
         await owner.execute(f"DROP TABLE {BASELINE_TABLE}")
     finally:
         await app_conn.close()
@@ -408,16 +418,14 @@ async def bench_rows_floor(
                 f"CREATE TABLE {copy} (LIKE {source} INCLUDING DEFAULTS INCLUDING INDEXES); "
                 f'GRANT INSERT ON {copy} TO "{settings.app_role}"'
             )
-        times = []
-        for _ in range(reps):
-            await owner.execute(f"TRUNCATE {', '.join(FLOOR_TABLES.values())}")
-            gc.collect()
-            started = time.perf_counter()
-            async with app_conn.transaction():
-                for table, records in rows.items():
-                    await app_conn.copy_records_to_table(table, records=records)
-            times.append(time.perf_counter() - started)
-        await owner.execute(f"DROP TABLE {', '.join(FLOOR_TABLES.values())}")
+
+        async def copy_all() -> None:
+            for table, records in rows.items():
+                await app_conn.copy_records_to_table(table, records=records)
+
+        tables = ", ".join(FLOOR_TABLES.values())
+        times = [await _timed_load(owner, app_conn, tables, copy_all) for _ in range(reps)]
+        await owner.execute(f"DROP TABLE {tables}")
     finally:
         await app_conn.close()
         await owner.close()

@@ -149,9 +149,21 @@ def process_tree(pid: int) -> list[int]:
         return [pid]
 
 
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User plus system CPU seconds used so far by each process of `pids` that still runs."""
+    out = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        out[pid] = times.user + times.system
+    return out
+
+
 def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU seconds used so far by the processes of `pids` that still run."""
-    return sum(CpuProbe._cpu(pids).values())
+    """User plus system CPU seconds used so far by the processes of `pids`, together."""
+    return sum(cpu_by_pid(pids).values())
 
 
 class CpuProbe:
@@ -163,20 +175,9 @@ class CpuProbe:
         self._t0 = 0.0
         self.result: dict[str, float] = {}
 
-    @staticmethod
-    def _cpu(pids: list[int]) -> dict[int, float]:
-        out = {}
-        for pid in pids:
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                continue
-            out[pid] = times.user + times.system
-        return out
-
     def start(self) -> None:
         self._t0 = time.perf_counter()
-        self._start = {name: self._cpu(pids()) for name, pids in self.groups.items()}
+        self._start = {name: cpu_by_pid(pids()) for name, pids in self.groups.items()}
 
     def stop(self) -> dict[str, float]:
         """Per group, CPU use in percent of one core over the window."""
@@ -184,7 +185,7 @@ class CpuProbe:
         self.result = {}
         for name, pids in self.groups.items():
             before = self._start.get(name, {})
-            now = self._cpu(pids())
+            now = cpu_by_pid(pids())
             used = sum(t - before.get(pid, 0.0) for pid, t in now.items())
             self.result[name] = round(100 * used / elapsed, 1)
         return self.result

@@ -478,28 +478,16 @@ def measure_inprocess(
                 probe=probe,
             )
         )
+    timed_rows: dict[str, Any] = {
+        "book": INPROC_BOOK,
+        "first_seq": postings["first_timed_seq"],
+        "count": postings["ok"],
+        "reps": args.reps,
+    }
     log(f"(b) COPY baseline of the same {postings['ok']} journal rows, {args.reps} reps")
-    copy = run_async(
-        bench_copy(
-            urls,
-            settings,
-            book=INPROC_BOOK,
-            first_seq=postings["first_timed_seq"],
-            count=postings["ok"],
-            reps=args.reps,
-        )
-    )
+    copy = run_async(bench_copy(urls, settings, **timed_rows))
     log("(b) the same postings' rows alone, COPY'd into indexed copies of their tables")
-    floor = run_async(
-        bench_rows_floor(
-            urls,
-            settings,
-            book=INPROC_BOOK,
-            first_seq=postings["first_timed_seq"],
-            count=postings["ok"],
-            reps=args.reps,
-        )
-    )
+    floor = run_async(bench_rows_floor(urls, settings, **timed_rows))
     ratio_b = postings["postings_per_s"] / copy["rows_per_s"] if copy["rows_per_s"] else 0.0
 
     def bound_ratio(rate: float | None) -> float | None:

@@ -1,6 +1,7 @@
 """A batch is read without locks, or taken from what the book's last batch left, and written with
 a guard: if what it read moved in between, the write stores nothing and the batch is read again;
-after three such refusals it is redone under locks (app/ledger/sequencer.py, store.py)."""
+after three such refusals it is redone under locks, and after any refusal the book's next batches
+are read under locks from the start (app/ledger/sequencer.py, store.py)."""
 
 from __future__ import annotations
 
