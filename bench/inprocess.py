@@ -14,7 +14,7 @@ import re
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -161,6 +161,22 @@ async def _timed_load(
     async with app_conn.transaction():
         await load()
     return time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def _app_and_owner(
+    urls: DatabaseUrls,
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection]]:
+    """A connection as the app role and one as the owner, both closed at the end."""
+    app_conn = await asyncpg.connect(urls.app)
+    try:
+        owner = await asyncpg.connect(urls.owner)
+        try:
+            yield app_conn, owner
+        finally:
+            await owner.close()
+    finally:
+        await app_conn.close()
 
 
 async def _client_backends(url: str) -> list[int]:
@@ -321,9 +337,7 @@ async def bench_copy(
     urls: DatabaseUrls, settings: Settings, *, book: str, first_seq: int, count: int, reps: int
 ) -> dict[str, Any]:
     """COPY the very journal rows of (b) (8 columns, same bytes) into a plain table."""
-    app_conn = await asyncpg.connect(urls.app)
-    owner = await asyncpg.connect(urls.owner)
-    try:
+    async with _app_and_owner(urls) as (app_conn, owner):
         rows = await app_conn.fetch(
             f"SELECT {', '.join(ENTRY_COLUMNS)} FROM journal_entries "
             "WHERE book_code = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
@@ -358,9 +372,6 @@ async def bench_copy(
             times.append(await _timed_load(owner, app_conn, BASELINE_TABLE, copy))
             insert_times.append(await _timed_load(owner, app_conn, BASELINE_TABLE, batched_insert))
         await owner.execute(f"DROP TABLE {BASELINE_TABLE}")
-    finally:
-        await app_conn.close()
-        await owner.close()
     median = statistics.median(times)
     return {
         "rows": len(records),
@@ -391,10 +402,8 @@ async def bench_rows_floor(
 ) -> dict[str, Any]:
     """The rows the timed postings wrote (entries, legs, idempotency keys), COPY'd into copies
     of their tables with the same indexes: what merely storing them costs, with no ledger work."""
-    app_conn = await asyncpg.connect(urls.app)
-    owner = await asyncpg.connect(urls.owner)
     last = first_seq + count - 1
-    try:
+    async with _app_and_owner(urls) as (app_conn, owner):
         entries = await owner.fetch(
             "SELECT * FROM journal_entries WHERE book_code = $1 AND seq BETWEEN $2 AND $3",
             book, first_seq, last,
@@ -426,9 +435,6 @@ async def bench_rows_floor(
         tables = ", ".join(FLOOR_TABLES.values())
         times = [await _timed_load(owner, app_conn, tables, copy_all) for _ in range(reps)]
         await owner.execute(f"DROP TABLE {tables}")
-    finally:
-        await app_conn.close()
-        await owner.close()
     median = statistics.median(times)
     return {
         "postings": len(entries),
