@@ -32,9 +32,9 @@ BATCH_SIZE = Histogram(
 )
 
 # Batches read again (their guarded write refused because something they read moved, or
-# what the sequencer remembered could not decide them), and batches redone under locks (after
-# repeated refusals, or any other write error): a measure of contention between server
-# processes on a book.
+# what the sequencer remembered could not decide them), and batches written under locks (after
+# repeated refusals or any other write error, or from the start after a recent refusal): a
+# measure of contention between server processes on a book.
 BATCH_RELOCKS = Counter(
     "timebank_ledger_batch_relocks_total",
     "Group-commit batches written under locks, by reason: moved (after refused guarded writes),"

@@ -5,10 +5,10 @@ statement that writes every row (data-modifying CTEs); one, the write, when the 
 holds the state its last batch of the book left. The write is guarded: it commits only if the
 book's head and each account it changes are as the read (or that state) saw them, and otherwise
 fails with serialization_failure (nothing written). The sequencer then reads and applies the
-batch again;
-after a few such refusals (a book other processes keep moving) it redoes the batch the
-pessimistic way, in four round trips: BEGIN, the same read locking the head first and then
-every row, the same write, COMMIT.
+batch again; after a few such refusals (a book other processes keep moving) it redoes the batch
+the pessimistic way, in four round trips: BEGIN, the same read locking the head first and then
+every row, the same write, COMMIT. The book's next batches after any refusal go that way from
+the start.
 """
 
 from __future__ import annotations

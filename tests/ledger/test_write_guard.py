@@ -199,16 +199,17 @@ async def _post_from_another_process(
         await other.close()
 
 
-def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    reads = [0]
+def _record_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """From now on, each batch's read of the state: whether it took locks."""
+    locked: list[bool] = []
     original = store.load_state
 
     async def load_state(*args: Any, **kwargs: Any) -> store.BatchState:
-        reads[0] += 1
+        locked.append(kwargs["lock"])
         return await original(*args, **kwargs)
 
     monkeypatch.setattr(store, "load_state", load_state)
-    return reads
+    return locked
 
 
 async def test_a_batch_on_accounts_the_last_batches_wrote_is_not_read(
@@ -217,19 +218,19 @@ async def test_a_batch_on_accounts_the_last_batches_wrote_is_not_read(
     book = await api.book()
     issuance, member = await api.funded(book, 100)
     other_member = await api.account(book)
-    reads = _count_reads(monkeypatch)
+    reads = _record_reads(monkeypatch)
     sequencer = api.app.state.sequencer
     # The accounts of earlier batches are remembered together while the head has not moved.
     assert (
         await sequencer.submit(_transfer(book, member, other_member, 5), _ref(api))
     ).status_code == 201
-    assert reads[0] == 1  # other_member was not known yet
+    assert len(reads) == 1  # other_member was not known yet
     for amount in (1, 2, 3):
         outcome = await sequencer.submit(_transfer(book, issuance, other_member, amount), _ref(api))
         assert outcome.status_code == 201, outcome.body
         outcome = await sequencer.submit(_transfer(book, member, issuance, amount), _ref(api))
         assert outcome.status_code == 201, outcome.body
-    assert reads[0] == 1
+    assert len(reads) == 1
     assert (await api.balance(member))["posted"] == 100 - 5 - 6
     assert (await api.balance(other_member))["posted"] == 5 + 6
     await verify_book(database.app_url, book)
@@ -241,15 +242,15 @@ async def test_what_memory_cannot_know_is_read(
     book = await api.book()
     issuance, member = await api.funded(book, 100)
     sequencer = api.app.state.sequencer
-    reads = _count_reads(monkeypatch)
+    reads = _record_reads(monkeypatch)
     # A key answered before: the write fails on its unique index, the read finds the answer.
     ref = _ref(api)
     first = await sequencer.submit(_transfer(book, member, issuance, 10), ref)
     assert first.status_code == 201, first.body
-    reads[0] = 0
+    reads.clear()
     again = await sequencer.submit(_transfer(book, member, issuance, 10), ref)
     assert (again.status_code, again.replayed, again.payload) == (201, True, first.payload)
-    assert reads[0] == 1
+    assert len(reads) == 1
     # A status changed without an entry: a refusal from memory is not trusted, and the
     # change is seen both ways (posting to it refused, then allowed again).
     r = await api.client.patch(f"/v1/accounts/{member}", json={"status": "frozen"})
@@ -265,12 +266,12 @@ async def test_what_memory_cannot_know_is_read(
     short = await sequencer.submit(_transfer(book, member, issuance, 20), _ref(api))
     assert short.status_code == 409, short.body
     assert (await api.balance(member))["posted"] == 100 - 10 + 1 - 80
-    # Someone else writes this book: its next batches are read (under locks), not tried on
+    # Someone else writes this book: its next batches are read under locks, not tried on
     # memory.
-    reads[0] = 0
+    reads.clear()
     outcome = await sequencer.submit(_transfer(book, issuance, member, 5), _ref(api))
     assert outcome.status_code == 201, outcome.body
-    assert reads[0] == 1
+    assert reads == [True]
     await verify_book(database.app_url, book)
 
 
@@ -303,16 +304,9 @@ async def test_after_a_refused_write_the_next_batches_are_read_under_locks(
     book = await api.book()
     issuance, member = await api.funded(book, 100)
     sequencer = api.app.state.sequencer
-    locked: list[bool] = []
-    original = store.load_state
-
-    async def load_state(*args: Any, **kwargs: Any) -> store.BatchState:
-        locked.append(kwargs["lock"])
-        return await original(*args, **kwargs)
-
     contended = _counter(RELOCKS, {"reason": "contended"})
     await _post_from_another_process(database, _transfer(book, member, issuance, 10), _ref(api))
-    monkeypatch.setattr(store, "load_state", load_state)
+    locked = _record_reads(monkeypatch)
     for amount in (1, 2, 3, 4):
         outcome = await sequencer.submit(_transfer(book, member, issuance, amount), _ref(api))
         assert outcome.status_code == 201, outcome.body
@@ -331,10 +325,10 @@ async def test_beyond_the_memory_cap_every_batch_is_read(
     monkeypatch.setattr(sequencer_module, "REMEMBERED_ACCOUNTS", 1)  # two accounts: too many
     book = await api.book()
     issuance, member = await api.funded(book, 100)
-    reads = _count_reads(monkeypatch)
+    reads = _record_reads(monkeypatch)
     for amount in (1, 2, 3):
         outcome = await api.app.state.sequencer.submit(
             _transfer(book, member, issuance, amount), _ref(api)
         )
         assert outcome.status_code == 201, outcome.body
-    assert reads[0] == 3
+    assert len(reads) == 3
