@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     max_body_bytes: int = 64 * 1024
+    # Tests only: fault points to arm in this process (app/kit/faults.py), e.g.
+    # `approve.posted=kill`. Empty in production.
+    fault_points: str = ""
     # CSV imports of service records (POST /v1/service-records/import) may be this large.
     max_import_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_batch_size: int = Field(default=512, ge=1, le=4096)

@@ -44,6 +44,7 @@ from app.kiosk import PAGE_DIRECTORY as KIOSK_PAGE
 from app.kiosk import redemptions as kiosk_redemptions
 from app.kiosk.router import router as kiosk_router
 from app.kit.clock import utc_now
+from app.kit.faults import arm_from_spec
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.router import router as ledger_router
@@ -199,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    arm_from_spec(settings.fault_points)
     # What the service rules take as now; tests set their own.
     app.state.clock = utc_now
     app.add_exception_handler(TimebankError, _timebank_error)

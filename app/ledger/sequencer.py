@@ -20,11 +20,13 @@ import structlog
 
 from app import metrics
 from app.errors import (
+    PROBLEM_BASE,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     InternalError,
     ServiceUnavailable,
     TimebankError,
+    all_problem_types,
 )
 from app.kit.clock import rfc3339_micro, utc_now
 from app.kit.responses import compact_json
@@ -166,89 +168,138 @@ class Sequencer:
         """
         if self._closed or self._pool is None:
             raise ServiceUnavailable("the ledger is not running")
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self.append_linked_within(conn, drafts, idem)
+
+    async def append_linked_within(
+        self, conn: asyncpg.Connection, drafts: list[Draft], idem: IdempotencyRef
+    ) -> list[Outcome]:
+        """`submit_linked` inside the caller's open transaction on `conn` (see `append_within`):
+        both entries or neither, and the caller's own rows with them."""
         if len(drafts) != 2 or drafts[0].book == drafts[1].book:
             raise ValueError("a linked posting is one entry in each of two books")
-        for draft in drafts:  # it moves their heads: what the queues remember would be refused
-            self._remembered.pop(draft.book, None)
-        loop = asyncio.get_running_loop()
         items = [
             _Pending(
                 draft,
                 IdempotencyRef(idem.credential_id, f"{idem.key}#{index}", idem.request_hash),
                 201,
-                loop.create_future(),
+                asyncio.get_running_loop().create_future(),
                 str(uuid.uuid4()),
             )
             for index, draft in enumerate(drafts)
         ]
-        async with self._pool.acquire() as conn:
-            try:
-                outcomes = await self._append_linked(conn, items)
-            except _LinkedRefusal as refusal:
-                outcomes = [refusal.outcome] * len(items)
-            except asyncpg.PostgresError as exc:
-                outcome = (await self._explain_failure(conn, drafts[0].book, items[0], exc))[1]
-                outcomes = [outcome] * len(items)
+        return await self._append_locked(conn, items, linked=True)
+
+    async def append_within(
+        self,
+        conn: asyncpg.Connection,
+        draft: Draft,
+        idem: IdempotencyRef | None = None,
+        success_status: int = 201,
+    ) -> Outcome:
+        """Append a draft inside the caller's open transaction on `conn`: the entry commits or
+        rolls back with the caller's own rows, so an action is never half done.
+
+        The book's head stays locked until the caller's transaction ends: the caller locks its
+        own rows first, appends, then only writes rows it has already locked or new ones, and
+        commits at once; it never locks ledger rows (heads, accounts, holds) itself. A refusal
+        writes nothing (not even its answer under `idem`); a failure of the write raises.
+        """
+        item = _Pending(
+            draft,
+            idem,
+            success_status,
+            asyncio.get_running_loop().create_future(),
+            str(uuid.uuid4()),
+        )
+        return (await self._append_locked(conn, [item], linked=False))[0]
+
+    async def _append_locked(
+        self, conn: asyncpg.Connection, items: list[_Pending], linked: bool
+    ) -> list[Outcome]:
+        if self._closed:
+            raise ServiceUnavailable("the ledger is not running")
+        if not conn.is_in_transaction():
+            raise RuntimeError("append_within needs the caller's open transaction")
+        books = sorted({item.draft.book for item in items})
+        for book in books:  # it moves their heads: what the queues remember would be refused
+            self._remembered.pop(book, None)
+        # Heads are locked in book order first, in a statement of their own, so two such
+        # appends cannot deadlock and the reads below (a new snapshot) see every answer
+        # committed before the lock was granted.
+        await conn.execute(
+            "SELECT 1 FROM book_heads WHERE book_code = ANY($1::text[]) "
+            "ORDER BY book_code FOR UPDATE",
+            books,
+        )
+        try:
+            outcomes = await self._apply_locked(conn, items, books, linked)
+        except _LinkedRefusal as refused:
+            outcomes = [refused.outcome] * len(items)
+        except asyncpg.PostgresError as exc:
+            # The caller's transaction is aborted: it must end, with nothing of this written.
+            outcome = (await self._explain_failure(None, items[0].draft.book, items[0], exc))[1]
+            raise refusal(outcome) from exc
         for outcome in outcomes:
             (_POSTED if outcome.status_code < 400 else _REFUSED).inc()
         return outcomes
 
-    async def _append_linked(
-        self, conn: asyncpg.Connection, items: list[_Pending]
+    async def _apply_locked(
+        self, conn: asyncpg.Connection, items: list[_Pending], books: list[str], linked: bool
     ) -> list[Outcome]:
-        async with conn.transaction():
-            states: dict[str, store.BatchState] = {}
-            # Heads are locked in book order, so two linked postings cannot deadlock; a book's
-            # own batches lock only their head, so they merely wait.
-            for item in sorted(items, key=lambda i: i.draft.book):
-                draft, ref = item.draft, item.idem
-                assert ref is not None
-                states[draft.book] = await store.load_state(
-                    conn,
-                    draft.book,
-                    {account_id for account_id, _ in draft.legs}
-                    | ({draft.overflow_to} if draft.overflow_to else set()),
-                    (),
-                    [(ref.credential_id, ref.key)],
-                    (),
+        states: dict[str, store.BatchState] = {}
+        for book in books:
+            mine = [item for item in items if item.draft.book == book]
+            states[book] = await store.load_state(
+                conn,
+                book,
+                {account_id for i in mine for account_id, _ in i.draft.legs}
+                | {i.draft.overflow_to for i in mine if i.draft.overflow_to},
+                {i.draft.hold_id for i in mine if i.draft.hold_id},
+                [(i.idem.credential_id, i.idem.key) for i in mine if i.idem is not None],
+                [i.draft.reverses for i in mine if i.draft.reverses],
+            )
+        now = utc_now()
+        for book, state in states.items():
+            if state.head is None:
+                raise _LinkedRefusal(
+                    problem_outcome(errors.BookNotFound(f"book {book!r} does not exist"))
                 )
-            appenders: dict[str, _Appender] = {}
-            now = utc_now()
-            for book, state in states.items():
-                if state.head is None:
-                    raise _LinkedRefusal(
-                        problem_outcome(errors.BookNotFound(f"book {book!r} does not exist"))
-                    )
-                now = max(now, state.head[2] or now)
-            read_seqs: dict[str, int] = {}
-            for book, state in states.items():
-                assert state.head is not None
-                seq, head_hash, _ = state.head
-                read_seqs[book] = seq
-                appenders[book] = _Appender(book, seq, head_hash, store.BatchRows(book, now))
+            now = max(now, state.head[2] or now)
+        appenders: dict[str, _Appender] = {}
+        read_seqs: dict[str, int] = {}
+        for book, state in states.items():
+            assert state.head is not None
+            seq, head_hash, _ = state.head
+            read_seqs[book] = seq
+            appenders[book] = _Appender(book, seq, head_hash, store.BatchRows(book, now))
+        if linked:
             for item, other in ((items[0], items[1]), (items[1], items[0])):
                 item.draft.meta["counterpart"] = {
                     "book": other.draft.book,
                     "seq": appenders[other.draft.book].seq + 1,
                     "tx_id": other.tx_id,
                 }
-            outcomes = []
-            for item in items:
-                outcome = appenders[item.draft.book].apply(item, states[item.draft.book])
-                if outcome.status_code >= 400:
+        outcomes = []
+        for item in items:
+            outcome = appenders[item.draft.book].apply(item, states[item.draft.book])
+            if outcome.status_code >= 400:
+                if linked:
                     raise _LinkedRefusal(outcome)
-                outcomes.append(outcome)
-            if all(outcome.replayed for outcome in outcomes):
-                return outcomes
-            for book in sorted(appenders):
-                appender = appenders[book]
-                await store.write_batch(
-                    conn,
-                    appender.rows,
-                    appender.changed.values(),
-                    (appender.seq, appender.hash),
-                    read_seqs[book],
-                )
+                # Nothing is written: the caller's transaction decides what a refusal means.
+                return [outcome]
+            outcomes.append(outcome)
+        if all(outcome.replayed for outcome in outcomes):
+            return outcomes
+        for book in books:
+            appender = appenders[book]
+            await store.write_batch(
+                conn,
+                appender.rows,
+                appender.changed.values(),
+                (appender.seq, appender.hash),
+                read_seqs[book],
+            )
         return outcomes
 
     async def close(self) -> None:
@@ -315,10 +366,18 @@ class Sequencer:
         _answer_all(results)
 
     async def _explain_failure(
-        self, conn: asyncpg.Connection, book: str, item: _Pending, exc: asyncpg.PostgresError
+        self,
+        conn: asyncpg.Connection | None,
+        book: str,
+        item: _Pending,
+        exc: asyncpg.PostgresError,
     ) -> tuple[_Pending, Outcome]:
         constraint = getattr(exc, "constraint_name", None) or ""
         if item.idem is not None and constraint.startswith("idempotency_keys"):
+            if conn is None:  # in an aborted transaction: the caller's retry will replay it
+                return item, problem_outcome(
+                    IdempotencyInFlight("the same key was answered meanwhile; retry")
+                )
             # The same key committed meanwhile in another book: answer as a replay would.
             slot = (item.idem.credential_id, item.idem.key)
             found = (await store.load_state(conn, book, (), (), [slot], (), lock=False)).stored
@@ -597,3 +656,18 @@ async def _join_inflight(
             IdempotencyInFlight(f"the first request with key {idem.key!r} is still running")
         )
     return Outcome(first.status_code, first.payload, replayed=True)
+
+
+def refusal(outcome: Outcome) -> TimebankError:
+    """The ledger's refusal, as the same problem type."""
+    problem = outcome.body
+    slug = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
+    cls: type[TimebankError] = next(
+        (c for c in all_problem_types() if c.slug == slug), InternalError
+    )
+    extra = {
+        k: v
+        for k, v in problem.items()
+        if k not in ("type", "title", "status", "detail", "instance", "headers")
+    }
+    return cls(str(problem.get("detail", "the ledger refused the posting")), **extra)

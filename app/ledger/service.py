@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import PROBLEM_BASE, InternalError, TimebankError, all_problem_types
 from app.ledger import errors, schemas, store
 from app.ledger.answers import balance_json, posting_from_row
 from app.ledger.journal import (
@@ -24,8 +25,50 @@ from app.ledger.journal import (
 )
 from app.ledger.posting import Action, Draft
 from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
+from app.ledger.sequencer import refusal as refusal  # re-exported: the features' name
 
 NOT_REVERSIBLE = (KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL, *LINKED_KINDS)
+
+
+class Poster(Protocol):
+    """What appends a draft: the sequencer's group commit (`Sequencer.submit`), or
+    `InTransaction` inside a feature's own transaction."""
+
+    async def submit(
+        self, draft: Draft, idem: IdempotencyRef | None = None, success_status: int = 201
+    ) -> Outcome: ...
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a session, inside the session's open transaction."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    if not driver.is_in_transaction():  # SQLAlchemy's driver adapter begins lazily
+        await session.execute(text("SELECT 1"))
+    return driver
+
+
+@dataclass(frozen=True, slots=True)
+class InTransaction:
+    """Appends inside `session`'s transaction (`Sequencer.append_within`): a feature's rows and
+    its entries commit together or not at all. Lock the feature's rows before appending; the
+    book's head stays locked until the session commits, so commit soon after."""
+
+    session: AsyncSession
+    sequencer: Sequencer
+
+    async def submit(
+        self, draft: Draft, idem: IdempotencyRef | None = None, success_status: int = 201
+    ) -> Outcome:
+        """Append `draft`; a refusal writes nothing and leaves the transaction usable."""
+        conn = await driver_connection(self.session)
+        return await self.sequencer.append_within(conn, draft, idem, success_status)
+
+    async def submit_linked(self, drafts: list[Draft], idem: IdempotencyRef) -> list[Outcome]:
+        """One entry in each of two books, with the session's rows: all or nothing."""
+        conn = await driver_connection(self.session)
+        return await self.sequencer.append_linked_within(conn, drafts, idem)
 
 
 async def create_book(session: AsyncSession, data: schemas.BookCreate) -> dict[str, Any]:
@@ -209,7 +252,7 @@ async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> dict[str, 
 
 
 async def post_transaction(
-    sequencer: Sequencer,
+    sequencer: Poster,
     book: str,
     data: schemas.TransactionCreate,
     idem: IdempotencyRef,
@@ -222,7 +265,7 @@ async def post_transaction(
 
 
 async def post_notice(
-    sequencer: Sequencer,
+    sequencer: Poster,
     book: str,
     what: str,
     facts: dict[str, Any],
@@ -235,7 +278,7 @@ async def post_notice(
 
 
 async def reverse_transaction(
-    sequencer: Sequencer,
+    sequencer: Poster,
     original: dict[str, Any],
     idem: IdempotencyRef,
     actor: dict[str, str] | None = None,
@@ -253,7 +296,7 @@ async def reverse_transaction(
 
 
 async def place_hold(
-    sequencer: Sequencer,
+    sequencer: Poster,
     book: str,
     data: schemas.HoldCreate,
     idem: IdempotencyRef,
@@ -285,7 +328,7 @@ async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> dict[str, Any]:
 
 
 async def resolve_hold(
-    sequencer: Sequencer,
+    sequencer: Poster,
     hold: dict[str, Any],
     idem: IdempotencyRef | None,
     post_amount: int | None = None,
@@ -345,18 +388,3 @@ async def posted_before(session: AsyncSession, ref: IdempotencyRef) -> bool:
         {"c": ref.credential_id, "k": ref.key},
     )
     return found.first() is not None
-
-
-def refusal(outcome: Outcome) -> TimebankError:
-    """The ledger's refusal, as the same problem type."""
-    problem = outcome.body
-    slug = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
-    cls: type[TimebankError] = next(
-        (c for c in all_problem_types() if c.slug == slug), InternalError
-    )
-    extra = {
-        k: v
-        for k, v in problem.items()
-        if k not in ("type", "title", "status", "detail", "instance", "headers")
-    }
-    return cls(str(problem.get("detail", "the ledger refused the posting")), **extra)

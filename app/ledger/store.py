@@ -149,6 +149,12 @@ class BatchRows:
             self.resolved_holds.append((hold_id, status, by, posted))
 
 
+def _decoded(value: Any) -> Any:
+    """A json column's value: text on the sequencer's connections, already decoded on a
+    SQLAlchemy session's (its driver adapter registers a json codec)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 async def load_state(
     conn: asyncpg.Connection,
     book: str,
@@ -171,7 +177,7 @@ async def load_state(
     )
     head = None
     if row["head"] is not None:
-        h = json.loads(row["head"])
+        h = _decoded(row["head"])
         posted_at = datetime.fromisoformat(h["posted_at"]) if h["posted_at"] else None
         head = (h["seq"], h["entry_hash"], posted_at)
     accounts = {
@@ -184,7 +190,7 @@ async def load_state(
             BalanceState(a["posted"], a["pending_debits"], a["pending_credits"]),
             a["last_seq"],
         )
-        for a in json.loads(row["accounts"])
+        for a in _decoded(row["accounts"])
     }
     holds = {
         h["id"]: HoldState(
@@ -197,9 +203,9 @@ async def load_state(
             datetime.fromisoformat(h["expires_at"]),
             h["status"],
         )
-        for h in json.loads(row["holds"])
+        for h in _decoded(row["holds"])
     }
-    keys_found = json.loads(row["stored"])
+    keys_found = _decoded(row["stored"])
     postings = await read_postings(conn, [k["tx_id"] for k in keys_found if k["tx_id"]])
     stored = {
         (k["credential_id"], k["key"]): (
@@ -209,7 +215,7 @@ async def load_state(
         )
         for k in keys_found
     }
-    return BatchState(head, accounts, holds, stored, set(json.loads(row["reversed"])))
+    return BatchState(head, accounts, holds, stored, set(_decoded(row["reversed"])))
 
 
 async def read_postings(conn: asyncpg.Connection, tx_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -3,10 +3,10 @@
 Approval posts one `service_credit` transaction (HOUR minutes from the organisation's issuance
 account to the member's HOUR account; what the book's storage cap for HOUR turns away goes to
 the book's public time pool in the same entry, `meta.overflow` saying so) through the ledger's
-one posting path, idempotent on the record: the key is the record's id, so a retry after a
-crash between the posting and the record's update posts nothing new. The record row stays
-locked from the check to the update, so approving twice (or approving while rejecting) posts
-once.
+one posting path, inside the record's own transaction (`ledger.InTransaction`): the entry and
+the record's new status commit together or not at all, whatever fails or is killed between
+them (docs/consistency.md). The record row stays locked from the check to the commit, so
+approving twice (or approving while rejecting) posts once; the key is still the record's id.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from app.errors import TimebankError
 from app.exchange.policies import storage_limits
 from app.identity.authorization import Caller, member_owner, org_owner
 from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.kit.faults import fault_point
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_SERVICE_CREDIT
 from app.ledger.posting import Draft
@@ -119,9 +120,11 @@ async def approve(
         storage_caps=limits.storage_caps,
         overflow_to=limits.overflow_to,
     )
-    outcome = await sequencer.submit(draft, credit_ref(record_id))
+    # In this transaction: the credit and the record's approval commit together or not at all.
+    outcome = await ledger.InTransaction(session, sequencer).submit(draft, credit_ref(record_id))
     if outcome.status_code >= 400:
         raise _refused(outcome)
+    fault_point("service_record.approve.posted")
     tx_id = outcome.body["id"]
     await session.execute(
         text(
@@ -174,9 +177,11 @@ async def reverse(
         raise errors.RecordNotPending(f"record {record_id} is {record['status']}, not approved")
     original = await ledger.get_transaction(session, record["tx_id"])
     ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"service_reversal:{record_id}", str(record_id))
-    outcome = await ledger.reverse_transaction(sequencer, original, ref, caller.actor())
+    in_transaction = ledger.InTransaction(session, sequencer)
+    outcome = await ledger.reverse_transaction(in_transaction, original, ref, caller.actor())
     if outcome.status_code >= 400:
         raise _refused(outcome)
+    fault_point("service_record.reverse.posted")
     reversal_id = outcome.body["id"]
     await session.execute(
         text(

@@ -1,0 +1,5 @@
+"""Fixtures of the tests that fail or kill an action between its steps."""
+
+from __future__ import annotations
+
+from tests.consistency.faults import armed  # noqa: F401 - a fixture

@@ -1,0 +1,77 @@
+"""Killing a server between an action's steps: a `uvicorn` process on the test database with a
+fault point armed (`TIMEBANK_FAULT_POINTS`, app/kit/faults.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.kit import faults
+from tests.e2e.test_two_servers import free_port, wait_ready
+
+UVICORN = (sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app")
+
+
+@pytest.fixture
+def armed() -> Iterator[Any]:
+    """`armed(point)` makes the in-process app raise at `point`; disarmed after the test."""
+    yield faults.arm
+    faults.disarm()
+
+
+@asynccontextmanager
+async def killed_at(
+    cli_env: dict[str, str], tmp_path: Path, point: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a server that SIGKILLs itself when it reaches `point`."""
+    port = free_port()
+    env = {
+        **cli_env,
+        "TIMEBANK_FAULT_POINTS": f"{point}=kill",
+        "TIMEBANK_FOLLOW_LOG_IN_SERVER": "false",
+        "TIMEBANK_HOLD_SWEEP_INTERVAL_S": "3600",
+    }
+    with (tmp_path / f"killed-{point}.log").open("wb") as log:
+        process = subprocess.Popen(  # noqa: ASYNC220 - Popen starts it and returns
+            [*UVICORN, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(base, process)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            yield client
+        # The action must have reached the point: the process is gone, killed by it.
+        returncode = await asyncio.to_thread(process.wait, 30)
+        assert returncode == -9, f"the server exited with {returncode}, not at {point}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def dies(request: Any) -> None:
+    """Awaits a request that the server's death cuts off."""
+    with pytest.raises(httpx.TransportError):
+        await request
+
+
+async def fails(request: Any) -> None:
+    """Awaits a request that an armed fault point makes fail: a 500 problem (or, where the
+    in-process transport re-raises the app's exception, that exception)."""
+    try:
+        response = await request
+    except faults.InjectedFault:
+        return
+    assert response.status_code == 500, response.text
+    assert response.json()["type"] == "urn:timebank:problem:internal"
