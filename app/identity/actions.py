@@ -1,9 +1,11 @@
 """Exactly-once administrative actions, and the journal notices that record them.
 
-An action (creating an organisation or a credential, revoking, rotating) commits its rows and
-its answer under the caller's Idempotency-Key in one transaction; its `notice.*` entry is then
-appended through the sequencer, idempotent on the same key, so a retry that finds the answer
-stored also makes sure the notice is in the chain.
+An action (creating an organisation or a credential, revoking, rotating) writes its rows, its
+`notice.*` entries (appended inside the same transaction, `ledger.InTransaction`) and its
+answer under the caller's Idempotency-Key in one database transaction: all of it commits or
+none does, whatever fails or is killed in between (docs/consistency.md). A replay finds the
+answer; for an answer stored before notices were appended in the action's transaction, it also
+makes sure the notices are in the chain (idempotent on the same key).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import IdempotencyKeyReused, ServiceUnavailable
 from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.kit.faults import fault_point
 from app.ledger.sequencer import IdempotencyRef, Sequencer
-from app.ledger.service import post_notice
+from app.ledger.service import InTransaction, post_notice, refusal
 
 
 @dataclass(slots=True)
@@ -117,11 +120,13 @@ async def run_action(
     idem: IdempotencyRef,
     action: Action,
 ) -> ActionAnswer:
-    """Run `action` once per Idempotency-Key; append its notice after it commits."""
+    """Run `action` once per Idempotency-Key, with its notices, in one transaction."""
     async with sessions() as session, session.begin():
         stored = await _claim(session, idem)
         if stored is None:
             result = await action(session)
+            await _append_notices(session, sequencer, idem, result)
+            fault_point("action.notices.posted")
             document: dict[str, Any] = {
                 "body": result.body,
                 "notice": _notice_json(result.notice),
@@ -144,6 +149,9 @@ async def run_action(
         stored = document
     else:
         answer = ActionAnswer(stored["status_code"], stored["body"], True)
+    if not answer.replayed:
+        return answer
+    # Answers stored before the notices joined the action's transaction may lack them.
     if stored["notice"] is not None:
         await _append_notice(sequencer, idem, stored["notice"])
     for index, notice in enumerate(stored.get("more_notices", []), start=1):
@@ -151,10 +159,31 @@ async def run_action(
     return answer
 
 
+async def _append_notices(
+    session: AsyncSession, sequencer: Sequencer, idem: IdempotencyRef, result: ActionResult
+) -> None:
+    """Append the action's notices inside its transaction, heads in book order (two actions
+    on the same books cannot deadlock)."""
+    notices = [(result.notice, "")] if result.notice is not None else []
+    notices += [(n, f"#{index}") for index, n in enumerate(result.more_notices, start=1)]
+    in_transaction = InTransaction(session, sequencer)
+    for notice, suffix in sorted(notices, key=lambda pair: pair[0].book):
+        ref = _notice_ref(idem, suffix)
+        outcome = await post_notice(
+            in_transaction, notice.book, notice.what, notice.facts, ref, notice.actor
+        )
+        if outcome.status_code >= 400:
+            raise refusal(outcome)
+
+
+def _notice_ref(idem: IdempotencyRef, suffix: str) -> IdempotencyRef:
+    return IdempotencyRef(SYSTEM_CREDENTIAL, f"notice:{idem.credential_id}:{idem.key}{suffix}", "")
+
+
 async def _append_notice(
     sequencer: Sequencer, idem: IdempotencyRef, notice: dict[str, Any], suffix: str = ""
 ) -> None:
-    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"notice:{idem.credential_id}:{idem.key}{suffix}", "")
+    ref = _notice_ref(idem, suffix)
     outcome = await post_notice(
         sequencer, notice["book"], notice["what"], notice["facts"], ref, notice["actor"]
     )

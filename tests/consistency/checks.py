@@ -55,6 +55,37 @@ async def service_records(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
+# --- administrative actions and their notices (app/identity/actions.py) ---
+UNNOTED_ACTIONS = """
+SELECT o.credential_id::text AS credential_id, o.key FROM action_outcomes o
+ WHERE o.status_code > 0 AND o.response -> 'notice' IS NOT NULL
+   AND o.response -> 'notice' <> 'null'::jsonb
+   AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
+                    WHERE k.key = 'notice:' || o.credential_id::text || ':' || o.key
+                      AND k.tx_id IS NOT NULL)
+"""
+# A notice's key names the action's credential and key (a suffix `#n` for further notices).
+ORPHAN_NOTICES = """
+SELECT k.key FROM idempotency_keys k
+ WHERE k.key LIKE 'notice:%' AND k.tx_id IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM action_outcomes o
+                    WHERE regexp_replace(k.key, '#[0-9]+$', '')
+                          = 'notice:' || o.credential_id::text || ':' || o.key
+                      AND o.status_code > 0)
+"""
+
+
+async def action_notices(conn: asyncpg.Connection) -> list[str]:
+    """Each answered action with a notice has its notice entry, and each notice entry its
+    answered action."""
+    problems = [
+        f"action {r['credential_id']}:{r['key']} has no notice entry"
+        for r in await conn.fetch(UNNOTED_ACTIONS)
+    ]
+    problems += [f"notice {r['key']} has no action" for r in await conn.fetch(ORPHAN_NOTICES)]
+    return problems
+
+
 async def all_problems(conn: asyncpg.Connection) -> list[str]:
     """Every check's disagreements."""
-    return [*await service_records(conn)]
+    return [*await service_records(conn), *await action_notices(conn)]
