@@ -29,6 +29,7 @@ from rich.table import Table
 from app.audit.commands import audit_cli, keys_cli
 from app.config import Settings, get_settings
 from app.db import DatabaseUrls, resolve_database
+from app.kit.faults import arm_from_spec
 from app.ops import migrations
 
 cli = typer.Typer(help="Timebank Ledger: volunteer hours and charity points.", no_args_is_help=True)
@@ -367,6 +368,8 @@ def credentials_create(
 
 def main() -> None:
     """Entry point of the `timebank` console script."""
+    # Tests only: the fault points of a command they kill between its steps (app/kit/faults.py).
+    arm_from_spec(os.environ.get("TIMEBANK_FAULT_POINTS", ""))
     cli()
 
 

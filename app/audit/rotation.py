@@ -10,8 +10,9 @@ import asyncpg
 from app.audit.keys import format_time
 from app.audit.keystore import Rotation, rotate_key
 from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.kit.faults import fault_point
 from app.ledger.sequencer import IdempotencyRef, Sequencer
-from app.ledger.service import post_notice
+from app.ledger.service import OnConnection, Poster, post_notice
 
 
 @dataclass
@@ -33,7 +34,7 @@ def notice_facts(rotation: Rotation) -> dict[str, str | None]:
     }
 
 
-async def announce(conn: asyncpg.Connection, sequencer: Sequencer, rotation: Rotation) -> Announced:
+async def announce(conn: asyncpg.Connection, sequencer: Poster, rotation: Rotation) -> Announced:
     """Append the rotation's notice to every book, once per book (a repeat within the
     idempotency retention replays instead of appending again)."""
     result = Announced(rotation)
@@ -53,6 +54,11 @@ async def announce(conn: asyncpg.Connection, sequencer: Sequencer, rotation: Rot
 async def rotate_and_announce(
     conn: asyncpg.Connection, sequencer: Sequencer, passphrase: bytes, lead_s: float
 ) -> Announced:
-    """Rotate the signing key, then record it in every book's journal."""
-    rotation = await rotate_key(conn, passphrase, lead_s)
-    return await announce(conn, sequencer, rotation)
+    """Rotate the signing key and record it in every book's journal, in one transaction: a
+    key is never rotated without its notices (docs/consistency.md)."""
+    async with conn.transaction():
+        rotation = await rotate_key(conn, passphrase, lead_s)
+        fault_point("keys.rotate.rotated")
+        announced = await announce(conn, OnConnection(conn, sequencer), rotation)
+        fault_point("keys.rotate.announced")
+        return announced

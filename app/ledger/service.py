@@ -50,6 +50,21 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
 
 
 @dataclass(frozen=True, slots=True)
+class OnConnection:
+    """Appends inside the open transaction of an asyncpg connection (`Sequencer.append_within`),
+    for commands that work on a connection rather than a session."""
+
+    conn: asyncpg.Connection
+    sequencer: Sequencer
+
+    async def submit(
+        self, draft: Draft, idem: IdempotencyRef | None = None, success_status: int = 201
+    ) -> Outcome:
+        """Append `draft`; a refusal writes nothing and leaves the transaction usable."""
+        return await self.sequencer.append_within(self.conn, draft, idem, success_status)
+
+
+@dataclass(frozen=True, slots=True)
 class InTransaction:
     """Appends inside `session`'s transaction (`Sequencer.append_within`): a feature's rows and
     its entries commit together or not at all. Lock the feature's rows before appending; the
