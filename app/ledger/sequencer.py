@@ -236,6 +236,12 @@ class Sequencer:
             outcomes = await self._apply_locked(conn, items, books, linked)
         except _LinkedRefusal as refused:
             outcomes = [refused.outcome] * len(items)
+        except asyncpg.TransactionRollbackError as exc:
+            # A deadlock or serialization failure: nothing is wrong with the request.
+            raise ServiceUnavailable(
+                "the book was busy; retry with the same Idempotency-Key",
+                headers={"Retry-After": "1"},
+            ) from exc
         except asyncpg.PostgresError as exc:
             # The caller's transaction is aborted: it must end, with nothing of this written.
             outcome = (await self._explain_failure(None, items[0].draft.book, items[0], exc))[1]
