@@ -21,6 +21,8 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 MAX_JSON_DEPTH: Final = 32
+NUL: Final = "nul_character"
+DUPLICATE: Final = "duplicate_key"
 # Most problems named in one answer: a hostile body could hold thousands.
 MAX_REPORTED: Final = 20
 # The escapes JSON can spell U+0000 and a surrogate with (a raw NUL byte is not valid JSON).
@@ -86,7 +88,7 @@ def _too_deep(path: str) -> Violation:
 def _bad_text(value: str) -> str | None:
     """Why a string cannot be taken, or None."""
     if "\x00" in value:
-        return "nul_character"
+        return NUL
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -115,10 +117,14 @@ def _locate(raw: bytes) -> list[Violation]:
     except ValueError:
         return []
     found: list[Violation] = []
-    # Depth-first without recursion: (value, its depth, its path).
+    # Depth-first without recursion, in document order: (value, its depth, its path); a key's
+    # own violation waits on the stack just before its value.
     stack: list[tuple[Any, int, str]] = [(document, 1, "")]
     while stack and len(found) < MAX_REPORTED:
         value, depth, path = stack.pop()
+        if isinstance(value, Violation):
+            found.append(value)
+            continue
         if isinstance(value, str):
             why = _bad_text(value)
             if why is not None:
@@ -136,11 +142,10 @@ def _locate(raw: bytes) -> list[Violation]:
                 at = _join(path, key)
                 why = _bad_text(key)
                 if why is not None:
-                    found.append(Violation(at, f"a key: {_TEXT_MESSAGES[why]}", why))
+                    children.append((Violation(at, f"a key: {_TEXT_MESSAGES[why]}", why), 0, at))
                 elif key in seen:
-                    found.append(
-                        Violation(at, "a key may appear once in an object", "duplicate_key")
-                    )
+                    duplicate = Violation(at, "a key may appear once in an object", DUPLICATE)
+                    children.append((duplicate, 0, at))
                 seen.add(key)
                 children.append((member, depth + 1, at))
         else:
@@ -157,9 +162,7 @@ def check_query_string(query_string: bytes) -> list[Violation]:
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if "\x00" in name or "\x00" in value:
             label = name.replace("\x00", "\\u0000")
-            found.append(
-                Violation(f"query/{label}", _TEXT_MESSAGES["nul_character"], "nul_character")
-            )
+            found.append(Violation(f"query/{label}", _TEXT_MESSAGES[NUL], NUL))
     return found[:MAX_REPORTED]
 
 
@@ -167,4 +170,4 @@ def check_path(path: str) -> list[Violation]:
     """NUL in the (already percent-decoded) path; routing has not named its parameters yet."""
     if "\x00" not in path:
         return []
-    return [Violation("path", _TEXT_MESSAGES["nul_character"], "nul_character")]
+    return [Violation("path", _TEXT_MESSAGES[NUL], NUL)]
