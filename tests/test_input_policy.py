@@ -390,6 +390,11 @@ def test_database_refusal_reads_the_sqlstate_through_sqlalchemy() -> None:
     wrapped = IntegrityError("INSERT ...", {}, cause)
     error = database_refusal(wrapped)
     assert error is not None and error.status == 422 and error.slug == "validation"
+    # asyncpg's own refusal of an argument it cannot encode (an int past 64 bits, a bad text).
+    encoding = asyncpg.exceptions.DataError("invalid input for query argument $1")
+    assert (refusal := database_refusal(encoding)) is not None and refusal.status == 422
+    unique = database_refusal(IntegrityError("INSERT ...", {}, asyncpg.UniqueViolationError("u")))
+    assert unique is not None and unique.status == 409 and unique.slug == "conflict"
     assert database_refusal(RuntimeError("not the database")) is None
     assert database_refusal(asyncpg.exceptions.SerializationError("retry")) is None
 
