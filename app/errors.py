@@ -44,6 +44,10 @@ class ValidationFailed(TimebankError):
     status, slug, title = 422, "validation", "The request is not valid"
 
 
+class MalformedJson(TimebankError):
+    status, slug, title = 400, "malformed-json", "Malformed JSON"
+
+
 class NotFound(TimebankError):
     status, slug, title = 404, "not-found", "Not found"
 

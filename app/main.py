@@ -8,9 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
@@ -20,8 +22,10 @@ from app.audit.router import router as audit_router
 from app.audit.service import AuditLog
 from app.config import Settings, get_settings
 from app.db import resolve_database
+from app.db_errors import database_refusal
 from app.errors import (
     InternalError,
+    MalformedJson,
     MethodNotAllowed,
     NotFound,
     TimebankError,
@@ -45,6 +49,7 @@ from app.kiosk import redemptions as kiosk_redemptions
 from app.kiosk.router import router as kiosk_router
 from app.kit.clock import utc_now
 from app.kit.faults import arm_from_spec
+from app.kit.personal_text import PERSONAL_DATA_CODE, PersonalDataInText
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.router import router as ledger_router
@@ -69,6 +74,17 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return "/".join(parts)
 
 
+def _error_fields(error: Any) -> list[str]:
+    """The field paths of one validation error: a `JournalMeta` names each string inside."""
+    field = _field_path(tuple(error.get("loc", ())))
+    inner = (
+        (error.get("ctx") or {}).get("paths") if error.get("type") == PERSONAL_DATA_CODE else None
+    )
+    if not inner:
+        return [field]
+    return [f"{field}/{path}" if path and field else path or field for path in inner]
+
+
 async def _timebank_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, TimebankError):
         raise exc
@@ -79,24 +95,19 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, RequestValidationError):
         raise exc
     fields = [
-        {
-            "field": _field_path(tuple(e.get("loc", ()))),
-            "message": e.get("msg", ""),
-            "code": e.get("type", ""),
-        }
+        {"field": field, "message": e.get("msg", ""), "code": e.get("type", "")}
         for e in exc.errors()
+        for field in _error_fields(e)
     ]
-    if any(f["code"] == "json_invalid" for f in fields):
-        bad = ValidationFailed("the body is not valid JSON", errors=fields)
-        return json_response(
-            400,
-            {
-                **bad.problem(request.url.path),
-                "status": 400,
-                "type": "urn:timebank:problem:malformed-json",
-                "title": "Malformed JSON",
-            },
+    if fields and all(f["code"] == PERSONAL_DATA_CODE for f in fields):
+        personal = PersonalDataInText(
+            "free text bound for the journal looks like it holds a phone or resident ID number",
+            errors=fields,
         )
+        return json_response(personal.status, personal.problem(request.url.path))
+    if any(f["code"] == "json_invalid" for f in fields):
+        bad = MalformedJson("the body is not valid JSON", errors=fields)
+        return json_response(bad.status, bad.problem(request.url.path))
     error = ValidationFailed("the request has invalid fields", errors=fields)
     return json_response(error.status, error.problem(request.url.path))
 
@@ -112,6 +123,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = TimebankError(str(exc.detail))
         return json_response(exc.status_code, {**error.problem(), "status": exc.status_code})
+    return json_response(error.status, error.problem(request.url.path))
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    error = database_refusal(exc)
+    if error is None:
+        return await _unexpected_error(request, exc)
+    log.warning("http.database_refusal", path=request.url.path, error=type(exc).__name__)
     return json_response(error.status, error.problem(request.url.path))
 
 
@@ -206,6 +225,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(TimebankError, _timebank_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Constraint and data errors that slip past the service's checks: 409/422, one mapping.
+    for database_error in (DBAPIError, asyncpg.PostgresError):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(
         EdgeMiddleware,

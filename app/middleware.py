@@ -9,7 +9,14 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import BodyTooLarge, TimebankError, UnsupportedMediaType
+from app.errors import (
+    BodyTooLarge,
+    MalformedJson,
+    TimebankError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from app.kit import input_policy
 from app.kit.responses import json_response
 
 log = structlog.get_logger("timebank.http")
@@ -20,8 +27,17 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    pass
+
+
+def _listed(violations: list[input_policy.Violation]) -> list[dict[str, str]]:
+    return [{"field": v.field, "message": v.message, "code": v.code} for v in violations]
+
+
 class EdgeMiddleware:
-    """Refuses oversized or non-JSON bodies before routing; logs and measures every request."""
+    """Refuses oversized or non-JSON bodies and input against the input policy before routing
+    (app/kit/input_policy.py); logs and measures every request."""
 
     def __init__(
         self, app: ASGIApp, max_body_bytes: int, csv_uploads: dict[str, int] | None = None
@@ -43,33 +59,38 @@ class EdgeMiddleware:
         csv_limit = self.csv_uploads.get(scope["path"])
         limit = self.max_body if csv_limit is None else csv_limit
         refusal = self._refuse(scope["method"], headers, limit, csv_limit is not None)
+        if refusal is None:
+            refusal = self._refuse_url(scope)
         if refusal is not None:
-            await json_response(refusal.status, refusal.problem())(scope, receive, send)
+            await self._answer(refusal, scope, receive, send)
             self._observe(scope, refusal.status, started)
             return
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge
-            return message
+        app_receive = receive
+        if scope["method"] in BODY_METHODS:
+            # The whole body is read before the app runs, to check it; the app then receives
+            # the same bytes in one message.
+            try:
+                body = await self._read_body(receive, limit)
+            except _TooLarge:
+                refusal = BodyTooLarge(f"the body exceeds {limit} bytes")
+            except _Disconnected:
+                self._observe(scope, 499, started)  # the client left; nobody to answer
+                return
+            else:
+                refusal = self._refuse_body(body, csv_limit is not None)
+            if refusal is not None:
+                await self._answer(refusal, scope, receive, send)
+                self._observe(scope, refusal.status, started)
+                return
+            app_receive = self._replay(body, receive)
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, observed_send)
-        except _TooLarge:
-            error = BodyTooLarge(f"the body exceeds {limit} bytes")
-            await json_response(error.status, error.problem())(scope, receive, send)
-            status["code"] = error.status
+        await self.app(scope, app_receive, observed_send)
         self._observe(scope, status["code"], started)
 
     def _refuse(
@@ -86,6 +107,77 @@ class EdgeMiddleware:
             if not csv and media != "application/json" and not media.endswith("+json"):
                 return UnsupportedMediaType("send the body as application/json")
         return None
+
+    @staticmethod
+    async def _answer(error: TimebankError, scope: Scope, receive: Receive, send: Send) -> None:
+        # Refusals of the request's size or media type carry no `instance` (docs/errors.md).
+        instance = scope["path"] if isinstance(error, MalformedJson | ValidationFailed) else None
+        await json_response(error.status, error.problem(instance), error.headers)(
+            scope, receive, send
+        )
+
+    @staticmethod
+    async def _read_body(receive: Receive, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    def _replay(body: bytes, receive: Receive) -> Receive:
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:  # later calls wait for the disconnect, as the server's receive does
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
+
+    @staticmethod
+    def _refuse_body(body: bytes, csv: bool) -> TimebankError | None:
+        if not body:
+            return None
+        if csv:
+            if b"\x00" in body:
+                return ValidationFailed(
+                    "the file holds a NUL character",
+                    errors=_listed(
+                        [
+                            input_policy.Violation(
+                                "body", "U+0000 (NUL) in the file", "nul_character"
+                            )
+                        ]
+                    ),
+                )
+            return None
+        violations = input_policy.check_json_body(body)
+        if not violations:
+            return None
+        return MalformedJson(
+            "the body breaks the input policy (nesting depth, duplicate keys or text)",
+            errors=_listed(violations),
+        )
+
+    @staticmethod
+    def _refuse_url(scope: Scope) -> TimebankError | None:
+        violations = input_policy.check_path(scope["path"]) + input_policy.check_query_string(
+            scope.get("query_string", b"")
+        )
+        if not violations:
+            return None
+        return ValidationFailed("the URL holds a NUL character", errors=_listed(violations))
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
-from app.kit.schemas import MAX_SAFE_INTEGER, InputModel, PositiveAmount
+from app.kit.schemas import MAX_SAFE_INTEGER, InputModel, NoPersonalData, PositiveAmount
 from app.ledger.schemas import AssetCode, BookCode, LegRead
 
 Label = Annotated[
@@ -27,6 +27,7 @@ Reason = Annotated[
         pattern=r"\S",
         description="why the member is granted hours; no names, phone or ID numbers",
     ),
+    NoPersonalData,
 ]
 
 

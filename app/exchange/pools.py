@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange import errors, schemas
 from app.exchange.accounts import DONATIONS, book_account
+from app.exchange.policies import require_asset
 from app.identity.actions import action_id
 from app.identity.authorization import Caller, org_owner
 from app.identity.credentials import SYSTEM_CREDENTIAL
@@ -124,9 +125,10 @@ async def donations_source(
     sessions: async_sessionmaker[AsyncSession], organisation_id: uuid.UUID, asset: str
 ) -> str:
     """The book's `donations` account for the asset, opened before the donation's transaction
-    (which then needs no second connection)."""
+    (which then needs no second connection); 404 `asset-not-found` for an unknown asset."""
     async with sessions() as session:
         org = await get_organisation(session, organisation_id)
+        await require_asset(session, asset)
     return await book_account(sessions, org["book"], DONATIONS, asset)
 
 

@@ -39,7 +39,6 @@ from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.ledger.service import posted_before, refusal
 from app.volunteering.access import reachable_member
-from app.volunteering.needs import refuse_personal_data
 
 KIND_DONATION = "public_pool.donation"
 KIND_GRANT = "public_pool.grant"
@@ -75,8 +74,7 @@ async def plan(
         await require_asset(session, asset)
     if reason is None:
         await book_account(sessions, book, PUBLIC_POOL, asset)
-    else:
-        refuse_personal_data("reason", reason)
+    else:  # the reason was screened for personal data with the body (`JournalText`)
         await member_account(sessions, book, member, asset)
     return PoolPlan(posting, book, member, asset, amount, reason)
 

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
 
-from app.kit.schemas import InputModel
+from app.kit.schemas import InputModel, Instant, JournalText
 from app.ledger.journal import MAX_SAFE_INTEGER
 from app.ledger.schemas import AssetCode, BookCode
 
@@ -102,8 +102,8 @@ class RuleCreate(InputModel):
     min_amount: Amount = 1
     max_amount: Amount | None = None
     caps: Caps = Field(default_factory=Caps, description="per member, in from_asset units")
-    valid_from: AwareDatetime | None = Field(default=None, description="default: now")
-    valid_until: AwareDatetime | None = None
+    valid_from: Instant | None = Field(default=None, description="default: now")
+    valid_until: Instant | None = None
     pools: Annotated[list[RulePool], Field(min_length=1, max_length=50)]
     organisations: Annotated[list[UUID], Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="only members of these organisations (default: any member)"
@@ -128,7 +128,7 @@ class RuleCreate(InputModel):
 
 
 class RuleRetire(InputModel):
-    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Annotated[JournalText, Field(min_length=1, max_length=200)]
 
 
 class RuleRead(BaseModel):

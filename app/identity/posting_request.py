@@ -5,11 +5,12 @@ dependency and of the route's parameters, and matching the route among all the o
 about 30 % of a posting's CPU in process (interleaved medians: 926 against 784 µs a posting
 with the dependency read by hand, then 811 against 663 with the path parameter too and these
 routes matched first). These routes take the request and call `read_posting`, which runs the
-checks in the order FastAPI runs them on every other route, with the same problem documents: a
-body that is not JSON (400), then the caller and its key (`posting_context`), then the body's
-fields (422); tests/identity/test_posting_request.py holds the answers equal to a FastAPI-parsed
-twin's. `documented` describes the parameters and the body in OpenAPI exactly as FastAPI would, and
-`RequestRoute` calls the endpoint without FastAPI's per-request machinery.
+checks in the order FastAPI runs them on every other route, with the same problem documents
+(the edge middleware has already applied the input policy, app/kit/input_policy.py): a body
+that is not JSON (400), then the caller and its key (`posting_context`), then the body's
+fields (422); tests/identity/test_posting_request.py holds the answers equal to a
+FastAPI-parsed twin's. `documented` describes the parameters and the body in OpenAPI exactly
+as FastAPI would, and `RequestRoute` calls the endpoint without FastAPI's per-request machinery.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictInt, field_validator, model_validator
 
-from app.kit.schemas import MAX_SAFE_INTEGER, InputModel
+from app.kit.schemas import MAX_SAFE_INTEGER, Day, InputModel
 from app.ledger.schemas import AssetCode, BookCode
 
 OrganisationKind = Literal[
@@ -46,6 +46,14 @@ class OrganisationUpdate(InputModel):
     parent_id: UUID | None = None
     person_in_charge: PersonInCharge | None = None
     maker_checker: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str | None) -> str | None:
+        # Absent keeps the name; an explicit null would clear a name every organisation has.
+        if value is None:
+            raise ValueError("name cannot be null; leave it out to keep the name")
+        return value
 
     @model_validator(mode="after")
     def _something(self) -> OrganisationUpdate:
@@ -103,9 +111,7 @@ class MemberCreate(InputModel):
     display_name: Name
     phone: Annotated[str, Field(min_length=1, max_length=20)]
     resident_id: Annotated[str, Field(min_length=1, max_length=18)] | None = None
-    birth_date: date | None = Field(
-        default=None, description="required unless resident_id gives it"
-    )
+    birth_date: Day | None = Field(default=None, description="required unless resident_id gives it")
     identity: ExternalIdentity
     organisation_id: UUID | None = Field(
         default=None, description="an organisation the member joins on registration"
@@ -116,7 +122,7 @@ class MemberUpdate(InputModel):
     display_name: Name | None = None
     phone: Annotated[str, Field(min_length=1, max_length=20)] | None = None
     resident_id: Annotated[str, Field(min_length=1, max_length=18)] | None = None
-    birth_date: date | None = None
+    birth_date: Day | None = None
 
     @model_validator(mode="after")
     def _something(self) -> MemberUpdate:

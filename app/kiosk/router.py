@@ -10,7 +10,6 @@ come from their mini-program.
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -36,6 +35,7 @@ from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.identity.members import get_member_row
 from app.kiosk import catalogue, codes, errors, redemptions, report, schemas
 from app.kit.responses import json_response
+from app.kit.schemas import Day
 from app.ledger.router import POSTING_ERRORS
 from app.volunteering.access import acting_member
 
@@ -318,7 +318,7 @@ async def daily_report(
     caller: CallerDep,
     session: SessionDep,
     request: Request,
-    day: Annotated[date, Query(alias="date", description="the service day")],
+    day: Annotated[Day, Query(alias="date", description="the service day")],
     fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Response:
     """The site's day: redemptions, points taken, items out and stock left, reconciled with

@@ -13,6 +13,7 @@ from app.kit.schemas import (
     MAX_META_BYTES,
     MAX_SAFE_INTEGER,
     InputModel,
+    JournalMeta,
     Memo,
     Meta,
     PositiveAmount,
@@ -40,7 +41,7 @@ def _no_ledger_keys(value: dict[str, Any]) -> dict[str, Any]:
 
 
 # An entry's meta: the caller's facts; the ledger adds who asked (`actor`) on top.
-PostingMeta = Annotated[Meta, AfterValidator(_no_ledger_keys)]
+PostingMeta = Annotated[JournalMeta, AfterValidator(_no_ledger_keys)]
 
 BookCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", examples=["xh"])]
 AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$", examples=["HOUR"])]

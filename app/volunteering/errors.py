@@ -33,10 +33,6 @@ class InvalidCommunity(TimebankError):
     status, slug, title = 422, "invalid-community", "Not a community organisation of this book"
 
 
-class PersonalDataInText(TimebankError):
-    status, slug, title = 422, "personal-data-in-text", "Free text must not hold personal data"
-
-
 class ProjectFull(TimebankError):
     status, slug, title = 409, "project-full", "The project has no free place"
 

@@ -7,7 +7,6 @@ random id, which is printed on the paper with its QR code.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -23,6 +22,7 @@ from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row, member_view
 from app.identity.personal import PersonalDataCipher
 from app.kit.responses import json_response
+from app.kit.schemas import Day
 from app.volunteering import proofs
 from app.volunteering.figures import check_period
 from app.volunteering.proof_schemas import ServiceProofIssued, ServiceProofRead
@@ -69,10 +69,10 @@ async def issue_service_proof(
     session: SessionDep,
     request: Request,
     period_from: Annotated[
-        date | None, Query(alias="from", description="first service day (inclusive)")
+        Day | None, Query(alias="from", description="first service day (inclusive)")
     ] = None,
     period_to: Annotated[
-        date | None, Query(alias="to", description="last service day (inclusive)")
+        Day | None, Query(alias="to", description="last service day (inclusive)")
     ] = None,
     organisation_id: Annotated[
         UUID | None, Query(description="the issuing organisation (org callers: their own)")

@@ -6,9 +6,9 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictInt, model_validator
 
-from app.kit.schemas import InputModel
+from app.kit.schemas import InputModel, Instant, JournalText
 from app.ledger.schemas import BookCode
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
@@ -17,6 +17,8 @@ NeedStatus = Literal["open", "matched", "met", "closed"]
 Evidence = Literal["checkin", "manual"]
 RecordStatus = Literal["open", "pending", "approved", "rejected", "reversed"]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+# A reason kept with a record and written into its reversal's history: no personal data.
+RecordReason = Annotated[JournalText, Field(min_length=1, max_length=2000)]
 PersonName = Annotated[str, Field(min_length=1, max_length=100)]
 Minutes = Annotated[StrictInt, Field(ge=1, le=24 * 60)]
 
@@ -40,7 +42,7 @@ class NeedCreate(InputModel):
     community_id: UUID | None = Field(default=None, description="a `community` organisation")
     category: Code
     target_group: Code
-    description: Annotated[str, Field(min_length=1, max_length=2000)] = Field(
+    description: Annotated[JournalText, Field(min_length=1, max_length=2000)] = Field(
         description="what is needed; no names, phone numbers or ID numbers"
     )
     urgency: Urgency = "normal"
@@ -79,8 +81,8 @@ class ProjectCreate(InputModel):
     title: Annotated[str, Field(min_length=1, max_length=200)]
     category: Code
     place: Annotated[str, Field(min_length=1, max_length=200)]
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     capacity: Annotated[StrictInt, Field(ge=1, le=100_000)]
     need_ids: Annotated[list[UUID], Field(max_length=50)] = Field(default_factory=list)
     credit_policy: Literal["actual", "fixed"] = "actual"
@@ -169,8 +171,8 @@ class ServiceRecordCreate(InputModel):
 
     project_id: UUID
     member_id: UUID
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: Instant
+    ended_at: Instant
     attested_by: PersonName = Field(description="who attests the service (证明人)")
     external_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     corrects_record_id: UUID | None = Field(
@@ -248,7 +250,7 @@ class ServiceRecordPage(BaseModel):
 
 
 class RejectIn(InputModel):
-    reason: Reason
+    reason: RecordReason
 
 
 class BulkApproveIn(InputModel):

@@ -7,7 +7,6 @@ and kiosks: 403.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -19,6 +18,7 @@ from app.errors import Forbidden, ValidationFailed
 from app.identity.authorization import listed_book, require_role
 from app.identity.dependencies import CallerDep
 from app.kit.responses import json_response
+from app.kit.schemas import Day
 from app.ledger.schemas import BookCode
 from app.volunteering import stats
 from app.volunteering.figures import check_period
@@ -43,10 +43,10 @@ async def service_stats(
     ] = None,
     group_by: stats.GroupBy = "category",
     period_from: Annotated[
-        date | None, Query(alias="from", description="first service day (inclusive)")
+        Day | None, Query(alias="from", description="first service day (inclusive)")
     ] = None,
     period_to: Annotated[
-        date | None, Query(alias="to", description="last service day (inclusive)")
+        Day | None, Query(alias="to", description="last service day (inclusive)")
     ] = None,
 ) -> Response:
     """Certified service (approved records) by category, organisation, community or month,

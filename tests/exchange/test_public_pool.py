@@ -198,7 +198,7 @@ async def test_refusals_of_grants(district: District) -> None:
         422,
         "personal-data-in-text",
     )
-    assert personal["errors"][0]["field"] == "body/reason"
+    assert personal["errors"][0]["field"] == "reason"
     problem(
         await grant(d, needy["id"], 10, reason="11010519491231002X 低保户"),
         422,
