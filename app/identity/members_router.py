@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.dependencies import SessionDep
 from app.errors import Forbidden
-from app.identity import errors, members, schemas
+from app.identity import enrolment, errors, members, schemas
 from app.identity.authorization import (
     SEES_PERSONAL_DATA,
     Caller,
@@ -118,6 +118,35 @@ async def erase_member(
     require_role(caller, EDITORS, "erase members")
     await _visible_member(session, caller, member_id)
     return _view(request, caller, await members.erase_member(session, member_id))
+
+
+@router.post(
+    "/members/{member_id}/enrolment-codes",
+    status_code=201,
+    response_model=schemas.EnrolmentCodeRead,
+    responses=POSTING_ERRORS,
+)
+async def create_enrolment_code(
+    member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """A single-use code the member gives an organisation to be enrolled in it (their
+    mini-program, or an admin), valid for `TIMEBANK_ENROLMENT_CODE_TTL_S` (600 s)."""
+    require_role(caller, EDITORS, "ask for enrolment codes")
+    if caller.role == "miniprogram" and caller.member_id != str(member_id):
+        # Only for the member it acts for in this request (X-Member-Id), never on its own.
+        raise errors.MemberNotFound(f"member {member_id} does not exist")
+    row = await _visible_member(session, caller, member_id)
+    if row["status"] != "active":
+        raise errors.MemberErased("an erased member cannot be enrolled")
+    state = request.app.state
+    return await enrolment.issue(
+        session,
+        _cipher(request),
+        member_id,
+        caller.credential.id,
+        state.clock(),
+        state.settings.enrolment_code_ttl_s,
+    )
 
 
 @router.get(

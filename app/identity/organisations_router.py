@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.dependencies import SessionDep
 from app.errors import Forbidden
-from app.identity import errors, organisations, schemas
+from app.identity import enrolment, errors, organisations, schemas
 from app.identity.action_answers import answer_action
 from app.identity.authorization import (
     ALL_ROLES,
@@ -102,10 +102,20 @@ async def add_member(
     data: schemas.MembershipCreate,
     caller: CallerDep,
     session: SessionDep,
+    request: Request,
 ) -> Any:
-    """Enrol a member of the book by their volunteer number (idempotent)."""
+    """Enrol a member of the book with the enrolment code they gave (their consent); a retry
+    with the same code answers the same membership."""
     require_role(caller, ("admin", "org"), "enrol members")
-    await _visible(session, caller, organisation_id)
+    org = await _visible(session, caller, organisation_id)
     if caller.role == "org" and caller.organisation_id != str(organisation_id):
         raise Forbidden("an organisation enrols members into itself only")
-    return await organisations.add_member(session, organisation_id, data.volunteer_number)
+    state = request.app.state
+    return await enrolment.enrol(
+        session,
+        state.personal_data,
+        org,
+        data.enrolment_code,
+        data.volunteer_number,
+        state.clock(),
+    )

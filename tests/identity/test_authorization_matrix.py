@@ -107,8 +107,15 @@ async def place_hold(w: World) -> Call:
 
 
 async def enrol(w: World) -> Call:
-    body = {"volunteer_number": w.member_other_number}
-    return Call("POST", f"/v1/organisations/{w.org_a}/members", body)
+    """Organisation B's member gave a fresh enrolment code (through the mini-program)."""
+    r = await w.api.client.post(
+        f"/v1/members/{w.member_other}/enrolment-codes",
+        headers={"Authorization": f"Bearer {w.tokens['mini']}", "X-Member-Id": w.member_other},
+    )
+    assert r.status_code == 201, r.text
+    return Call(
+        "POST", f"/v1/organisations/{w.org_a}/members", {"enrolment_code": r.json()["code"]}
+    )
 
 
 # Volunteering: organisation A's project, open from 12 hours before the world's clock for a
@@ -595,6 +602,10 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ),
     # A fresh member each time, whom the mini-program does not act for (see test_members).
     ("POST", "/v1/members/{member_id}/erase"): (erase, (OK, OK, _, _, _, H, H, _, _, H, _, A)),
+    ("POST", "/v1/members/{member_id}/enrolment-codes"): (
+        fixed("POST", "/v1/members/{w.member}/enrolment-codes"),
+        (OK, OK, _, _, _, OK, H, _, _, H, _, A),
+    ),
     ("GET", "/v1/members/{member_id}/balances"): (
         fixed("GET", "/v1/members/{w.member}/balances"),
         MEMBER_READ,
