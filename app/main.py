@@ -39,6 +39,7 @@ from app.identity.actions import purge_action_outcomes
 from app.identity.authentication import Authenticator
 from app.identity.credentials_router import router as credentials_router
 from app.identity.dependencies import MISSING_KEY
+from app.identity.enrolment import purge_enrolment_codes
 from app.identity.members_router import router as members_router
 from app.identity.organisations_router import router as organisations_router
 from app.identity.personal_key import personal_data_cipher
@@ -154,6 +155,7 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
                         session, settings.idempotency_retention_s
                     )
                     await purge_action_outcomes(session, settings.idempotency_retention_s)
+                    await purge_enrolment_codes(session, settings.idempotency_retention_s)
         except Exception:  # keep sweeping through a database restart
             log.warning("ledger.hold_sweep_failed", exc_info=True)
 

@@ -96,3 +96,13 @@ async def enrol(
         )
     ).one()
     return {**row._asdict(), "volunteer_number": found.volunteer_number}
+
+
+async def purge_enrolment_codes(session: AsyncSession, retention_s: int) -> int:
+    """Forget codes expired longer ago than the idempotency retention (a used one answers its
+    organisation's retries until then); returns how many."""
+    result = await session.execute(
+        text("DELETE FROM enrolment_codes WHERE expires_at < now() - make_interval(secs => :s)"),
+        {"s": retention_s},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

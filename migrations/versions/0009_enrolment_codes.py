@@ -30,7 +30,8 @@ CREATE TABLE enrolment_codes (
 def upgrade() -> None:
     app_role = context.config.attributes["app_role"]
     op.execute(SCHEMA)
-    op.execute(f'GRANT SELECT, INSERT, UPDATE ON enrolment_codes TO "{app_role}"')
+    # DELETE: codes expired for longer than the idempotency retention are purged.
+    op.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON enrolment_codes TO "{app_role}"')
 
 
 def downgrade() -> None:

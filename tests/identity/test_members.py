@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from app.identity.enrolment import purge_enrolment_codes
 from app.kit.clock import utc_now
 from app.ledger.verify_runner import verify_book
 from tests.conftest import Api, ScratchDatabase
@@ -331,3 +332,27 @@ async def test_an_identity_registered_with_other_personal_data_is_a_conflict(
     again = await api.client.post("/v1/members", json=same, headers=auth(world, "org_other"))
     assert again.status_code == 200 and again.json()["id"] == member
     assert again.json()["organisations"] == [world.org_b]
+
+
+async def test_codes_long_expired_are_purged(
+    api: Api, world: World, database: ScratchDatabase
+) -> None:
+    old = await _enrolment_code(api, world, world.member)
+    fresh = await _enrolment_code(api, world, world.member_other)
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        await conn.execute(
+            "UPDATE enrolment_codes SET expires_at = now() - interval '2 days' "
+            "WHERE member_id = $1",
+            uuid.UUID(world.member),
+        )
+        async with api.app.state.sessions() as session, session.begin():
+            assert await purge_enrolment_codes(session, 86400) >= 1
+        left = await conn.fetch("SELECT member_id FROM enrolment_codes")
+    finally:
+        await conn.close()
+    assert uuid.UUID(world.member_other) in {row["member_id"] for row in left}
+    assert uuid.UUID(world.member) not in {row["member_id"] for row in left}
+    r = await _enrol(api, world, {"enrolment_code": old})
+    assert r.status_code == 422
+    assert (await _enrol(api, world, {"enrolment_code": fresh})).status_code == 200
