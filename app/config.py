@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     exchange_quote_ttl_s: int = Field(default=60, ge=5, le=3600)
     # A member's redeem code (shown as a QR code) can be used once within this many seconds.
     redeem_code_ttl_s: int = Field(default=60, ge=10, le=600)
+    # A member's enrolment code (given to an organisation to join it) can be used once within
+    # this many seconds.
+    enrolment_code_ttl_s: int = Field(default=600, ge=60, le=86400)
     # A kiosk redemption holds the points and the stock this long, then voids itself.
     kiosk_redemption_ttl_s: int = Field(default=120, ge=10, le=3600)
     # The address printed under a service proof's QR code (where anyone checks a proof).

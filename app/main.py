@@ -21,12 +21,14 @@ import app.identity.errors  # noqa: F401 - registers the identity problem types
 from app.audit.router import router as audit_router
 from app.audit.service import AuditLog
 from app.config import Settings, get_settings
+from app.contract import document_problems
 from app.db import resolve_database
 from app.db_errors import database_refusal
 from app.errors import (
     InternalError,
     MalformedJson,
     MethodNotAllowed,
+    MissingIdempotencyKey,
     NotFound,
     TimebankError,
     ValidationFailed,
@@ -40,6 +42,8 @@ from app.exchange.rules_router import router as exchange_rules_router
 from app.identity.actions import purge_action_outcomes
 from app.identity.authentication import Authenticator
 from app.identity.credentials_router import router as credentials_router
+from app.identity.dependencies import MISSING_KEY
+from app.identity.enrolment import purge_enrolment_codes
 from app.identity.members_router import router as members_router
 from app.identity.organisations_router import router as organisations_router
 from app.identity.personal_key import personal_data_cipher
@@ -94,6 +98,14 @@ async def _timebank_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, RequestValidationError):
         raise exc
+    if any(
+        tuple(e.get("loc", ())) == ("header", "idempotency-key") and e.get("type") == "missing"
+        for e in exc.errors()
+    ):
+        # The key is checked before the parameters and body (docs/errors.md): a request
+        # without it is refused whatever else is wrong with it.
+        missing = MissingIdempotencyKey(MISSING_KEY)
+        return json_response(missing.status, missing.problem(request.url.path))
     fields = [
         {"field": field, "message": e.get("msg", ""), "code": e.get("type", "")}
         for e in exc.errors()
@@ -163,6 +175,7 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
                         session, settings.idempotency_retention_s
                     )
                     await purge_action_outcomes(session, settings.idempotency_retention_s)
+                    await purge_enrolment_codes(session, settings.idempotency_retention_s)
         except Exception:  # keep sweeping through a database restart
             log.warning("ledger.hold_sweep_failed", exc_info=True)
 
@@ -260,7 +273,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         # FastAPI does not see the bodies of the routes that read their request by hand.
         if app.openapi_schema is None:
-            app.openapi_schema = add_body_schemas(generate_openapi())
+            document = document_problems(generate_openapi(), app.routes)
+            app.openapi_schema = add_body_schemas(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -25,6 +25,7 @@ from app.audit.note import Verifier
 from app.audit.receipts import ALG
 from app.audit.service import AuditLog, checkpoint_json
 from app.audit.tlog import SignedCheckpoint
+from app.contract import problems
 from app.dependencies import SessionDep
 from app.identity.authorization import (
     ALL_ROLES,
@@ -33,16 +34,14 @@ from app.identity.authorization import (
     require_role,
     sees_any_account,
 )
-from app.identity.dependencies import CallerDep
+from app.identity.dependencies import CallerDep, allow
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.errors import TransactionNotFound
 
 router = APIRouter(tags=["audit"])
-PROBLEM = {"content": {"application/problem+json": {}}, "description": "problem (RFC 9457)"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
-    (401, 403, 404, 409, 422, 429, 500, 503), PROBLEM
-)
+# The routes that sign or prove against checkpoints: 500 log-inconsistent is an alarm.
+LOG_ERRORS = problems(500)
 SeqParam = Annotated[int, Query(ge=1, le=2**62)]
 SizeParam = Annotated[int, Query(ge=0, le=2**62)]
 JWKS_URI = "/.well-known/jwks.json"
@@ -106,7 +105,7 @@ async def jwks(audit: AuditDep) -> Response:
 
 @router.get(
     "/v1/books/{code}/log-keys",
-    responses={**ERRORS, 200: {"content": {"text/plain": {}}, "description": "vkeys"}},
+    responses={200: {"content": {"text/plain": {}}, "description": "vkeys"}},
     response_class=Response,
 )
 async def log_keys(code: str, caller: CallerDep, session: SessionDep, audit: AuditDep) -> Response:
@@ -116,7 +115,9 @@ async def log_keys(code: str, caller: CallerDep, session: SessionDep, audit: Aud
     return Response(lines, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/v1/books/{code}/checkpoint", response_model=schemas.CheckpointRead, responses=ERRORS)
+@router.get(
+    "/v1/books/{code}/checkpoint", response_model=schemas.CheckpointRead, responses=LOG_ERRORS
+)
 async def latest_checkpoint(
     code: str, caller: CallerDep, session: SessionDep, audit: AuditDep
 ) -> Response:
@@ -130,7 +131,15 @@ async def latest_checkpoint(
     "/v1/books/{code}/checkpoints",
     status_code=201,
     response_model=schemas.CheckpointRead,
-    responses=ERRORS,
+    responses={
+        **LOG_ERRORS,
+        201: {"description": "a new checkpoint, of the book's size now"},
+        200: {
+            "model": schemas.CheckpointRead,
+            "description": "the book's size was already signed: that checkpoint, unchanged",
+        },
+    },
+    dependencies=[allow(("admin",), "sign checkpoints")],
 )
 async def sign_checkpoint(
     code: str, caller: CallerDep, session: SessionDep, audit: AuditDep
@@ -142,7 +151,7 @@ async def sign_checkpoint(
     return json_response(201 if new else 200, await _with_vkey(audit, checkpoint))
 
 
-@router.get("/v1/books/{code}/checkpoints", response_model=schemas.CheckpointPage, responses=ERRORS)
+@router.get("/v1/books/{code}/checkpoints", response_model=schemas.CheckpointPage)
 async def list_checkpoints(
     code: str,
     caller: CallerDep,
@@ -179,7 +188,7 @@ async def list_checkpoints(
 @router.get(
     "/v1/books/{code}/proofs/inclusion",
     response_model=schemas.InclusionProofRead,
-    responses=ERRORS,
+    responses=LOG_ERRORS,
 )
 async def inclusion_proof(
     code: str,
@@ -200,7 +209,7 @@ async def inclusion_proof(
 @router.get(
     "/v1/books/{code}/proofs/consistency",
     response_model=schemas.ConsistencyProofRead,
-    responses=ERRORS,
+    responses=LOG_ERRORS,
 )
 async def consistency_proof(
     code: str,
@@ -218,9 +227,7 @@ async def consistency_proof(
     return json_response(200, await audit.consistency(code, first, second))
 
 
-@router.get(
-    "/v1/transactions/{tx_id}/receipt", response_model=schemas.ReceiptRead, responses=ERRORS
-)
+@router.get("/v1/transactions/{tx_id}/receipt", response_model=schemas.ReceiptRead)
 async def receipt(tx_id: UUID, caller: CallerDep, session: SessionDep, audit: AuditDep) -> Response:
     """The transaction's signed receipt (JWS), with what it states."""
     entry, body, entry_hash = await _entry(session, caller, tx_id)
@@ -240,7 +247,7 @@ async def receipt(tx_id: UUID, caller: CallerDep, session: SessionDep, audit: Au
 
 @router.get(
     "/v1/transactions/{tx_id}/receipt.svg",
-    responses={**ERRORS, 200: {"content": {"image/svg+xml": {}}, "description": "QR code"}},
+    responses={200: {"content": {"image/svg+xml": {}}, "description": "QR code"}},
     response_class=Response,
 )
 async def receipt_qr(
@@ -263,7 +270,7 @@ async def receipt_qr(
 
 @router.get(
     "/v1/transactions/{tx_id}/proof",
-    responses={**ERRORS, 200: {"content": {"text/plain": {}}, "description": "tlog-proof"}},
+    responses={**LOG_ERRORS, 200: {"content": {"text/plain": {}}, "description": "tlog-proof"}},
     response_class=Response,
 )
 async def transaction_proof(
@@ -279,13 +286,14 @@ async def transaction_proof(
 @router.get(
     "/v1/books/{code}/export",
     responses={
-        **ERRORS,
+        **LOG_ERRORS,
         200: {
             "content": {"application/jsonl": {}, "text/csv": {}},
             "description": "JSON Lines (entries, then the checkpoint) or CSV (one row per leg)",
         },
     },
     response_class=Response,
+    dependencies=[allow(("admin", "auditor"), "export books")],
 )
 async def export(
     code: str,

@@ -18,23 +18,25 @@ from app.identity.authorization import (
     ALL_ROLES,
     reaches_book,
     require_platform,
-    require_role,
 )
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.errors import OrganisationNotFound
-from app.ledger.router import POSTING_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
 
 DEFINERS = ("admin",)
 
 
-@router.post("/assets", status_code=201, response_model=schemas.AssetRead, responses=POSTING_ERRORS)
+@router.post(
+    "/assets",
+    status_code=201,
+    response_model=schemas.AssetRead,
+    dependencies=[allow(DEFINERS, "define assets")],
+)
 async def define_asset(data: schemas.AssetCreate, ctx: Posting) -> Response:
     """Define an asset (admins). Without an issuer, platform admins only; with an issuing
     organisation, an admin reaching its book, whose journal records `notice.asset_defined`."""
     caller = ctx.caller
-    require_role(caller, DEFINERS, "define assets")
     if data.issuer_organisation_id is None:
         require_platform(caller, "define an asset without an issuing organisation")
 
@@ -50,27 +52,36 @@ async def define_asset(data: schemas.AssetCreate, ctx: Posting) -> Response:
     return await answer_action(ctx, action)
 
 
-@router.get("/assets", response_model=schemas.AssetList, responses=POSTING_ERRORS)
+@router.get(
+    "/assets",
+    response_model=schemas.AssetList,
+    dependencies=[allow(ALL_ROLES, "read assets")],
+)
 async def list_assets(caller: CallerDep, session: SessionDep) -> Any:
     """Every asset, by code (any role)."""
-    require_role(caller, ALL_ROLES, "read assets")
     return {"items": await assets.list_assets(session)}
 
 
-@router.get("/assets/{code}", response_model=schemas.AssetRead, responses=POSTING_ERRORS)
+@router.get(
+    "/assets/{code}",
+    response_model=schemas.AssetRead,
+    dependencies=[allow(ALL_ROLES, "read assets")],
+)
 async def get_asset(code: str, caller: CallerDep, session: SessionDep) -> Any:
     """One asset (any role)."""
-    require_role(caller, ALL_ROLES, "read assets")
     return await assets.get_asset(session, code)
 
 
-@router.patch("/assets/{code}", response_model=schemas.AssetRead, responses=POSTING_ERRORS)
+@router.patch(
+    "/assets/{code}",
+    response_model=schemas.AssetRead,
+    dependencies=[allow(DEFINERS, "change assets")],
+)
 async def change_asset(code: str, data: schemas.AssetUpdate, ctx: Posting) -> Response:
     """Change an asset's validity period (admins: platform admins for an asset without an
     issuer, else an admin reaching the issuer's book, whose journal records
     `notice.asset_changed`). Lapse dates always follow the current value."""
     caller = ctx.caller
-    require_role(caller, DEFINERS, "change assets")
 
     async def action(session: AsyncSession) -> ActionResult:
         asset = await assets.get_asset(session, code, lock=True)

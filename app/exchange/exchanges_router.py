@@ -14,11 +14,10 @@ from app.exchange import errors, exchanges, schemas
 from app.identity import members
 from app.identity.action_answers import answer_action
 from app.identity.actions import ActionResult
-from app.identity.authorization import Caller, require_role, sees_member
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.authorization import Caller, sees_member
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.errors import MemberNotFound
 from app.kit.responses import json_response
-from app.ledger.router import POSTING_ERRORS
 from app.volunteering.access import acting_member
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -47,14 +46,16 @@ def _quote_json(quote: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post(
-    "/exchange/quotes", status_code=201, response_model=schemas.QuoteRead, responses=POSTING_ERRORS
+    "/exchange/quotes",
+    status_code=201,
+    response_model=schemas.QuoteRead,
+    dependencies=[allow(TRADERS, "ask for exchange quotes")],
 )
 async def create_quote(
     data: schemas.QuoteCreate, caller: CallerDep, session: SessionDep, request: Request
 ) -> Response:
     """Price an exchange for a member: what they would give and receive under the rule in
     force (named, or found by the asset pair in the member's book), valid for 60 s."""
-    require_role(caller, TRADERS, "ask for exchange quotes")
     member = await _member(session, caller, acting_member(caller, data.member_id))
     quote = await exchanges.create_quote(
         session,
@@ -71,13 +72,14 @@ async def create_quote(
 
 
 @router.get(
-    "/exchange/quotes/{quote_id}", response_model=schemas.QuoteRead, responses=POSTING_ERRORS
+    "/exchange/quotes/{quote_id}",
+    response_model=schemas.QuoteRead,
+    dependencies=[allow((*TRADERS, "auditor"), "read exchange quotes")],
 )
 async def get_quote(
     quote_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """A quote and whether it is open, expired or executed."""
-    require_role(caller, (*TRADERS, "auditor"), "read exchange quotes")
     quote = await exchanges.get_quote(session, quote_id, request.app.state.clock())
     try:
         await _member(session, caller, quote["member_id"])
@@ -87,7 +89,10 @@ async def get_quote(
 
 
 @router.post(
-    "/exchanges", status_code=201, response_model=schemas.ExchangeRead, responses=POSTING_ERRORS
+    "/exchanges",
+    status_code=201,
+    response_model=schemas.ExchangeRead,
+    dependencies=[allow(TRADERS, "exchange")],
 )
 async def execute_exchange(
     data: schemas.ExchangeCreate, ctx: Posting, request: Request
@@ -96,7 +101,6 @@ async def execute_exchange(
     pool and the pool's units to the member. Refused when the quote expired, the rule was
     retired, a cap is reached or the pool cannot pay."""
     caller = ctx.caller
-    require_role(caller, TRADERS, "exchange")
     terms = _terms(request)
     async with ctx.sessions() as session:
         quote = await exchanges.quote_row(session, data.quote_id)

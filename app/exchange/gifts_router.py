@@ -14,12 +14,11 @@ from app.dependencies import SessionDep
 from app.exchange import gifts, gifts_schemas, policies, public_pool
 from app.identity.action_answers import answer_action
 from app.identity.actions import ActionResult, Notice, action_id
-from app.identity.authorization import ALL_ROLES, require_book, require_role, sees_member
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.authorization import ALL_ROLES, require_book, sees_member
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row
 from app.ledger import service as ledger
-from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import AssetCode, BookCode
 from app.volunteering.access import acting_member
 
@@ -37,7 +36,7 @@ AssetPath = Annotated[AssetCode, Path(description="the asset's code")]
 @router.put(
     "/books/{code}/asset-policies/{asset}",
     response_model=gifts_schemas.PolicyRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin",), "set asset policies")],
 )
 async def put_asset_policy(
     code: BookPath, asset: AssetPath, data: gifts_schemas.PolicyWrite, ctx: Posting
@@ -46,7 +45,6 @@ async def put_asset_policy(
     yearly cap of a member's gifts, and the relationships a gift must name one of. Recorded as
     `notice.asset_policy_changed` in the book."""
     caller = ctx.caller
-    require_role(caller, ("admin",), "set asset policies")
     require_book(caller, code, f"book {code!r}")
 
     async def action(session: AsyncSession) -> ActionResult:
@@ -65,18 +63,20 @@ async def put_asset_policy(
 @router.get(
     "/books/{code}/asset-policies",
     response_model=gifts_schemas.PolicyList,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(ALL_ROLES, "read asset policies")],
 )
 async def list_asset_policies(code: BookPath, caller: CallerDep, session: SessionDep) -> Any:
     """The book's asset policies (an asset without one has no limits)."""
-    require_role(caller, ALL_ROLES, "read asset policies")
     require_book(caller, code, f"book {code!r}")
     await ledger.get_book(session, code)
     return {"book": code, "items": await policies.list_policies(session, code)}
 
 
 @router.post(
-    "/gifts", status_code=201, response_model=gifts_schemas.GiftPosted, responses=POSTING_ERRORS
+    "/gifts",
+    status_code=201,
+    response_model=gifts_schemas.GiftPosted,
+    dependencies=[allow(GIVERS, "give")],
 )
 async def give(data: gifts_schemas.GiftCreate, ctx: Posting, request: Request) -> Response:
     """Give units to another member of the same book (转赠): a mini-program for its member, or
@@ -84,7 +84,6 @@ async def give(data: gifts_schemas.GiftCreate, ctx: Posting, request: Request) -
     relationship the book's policy does not list, or beyond the giver's yearly cap; what
     the receiver's storage cap turns away goes to the book's public time pool."""
     caller = ctx.caller
-    require_role(caller, GIVERS, "give")
     giver = acting_member(caller, data.from_member_id)
     plan = await gifts.plan_gift(
         ctx.sessions,
@@ -110,7 +109,9 @@ async def give(data: gifts_schemas.GiftCreate, ctx: Posting, request: Request) -
 
 
 @router.get(
-    "/members/{member_id}/gifts", response_model=gifts_schemas.GiftPage, responses=POSTING_ERRORS
+    "/members/{member_id}/gifts",
+    response_model=gifts_schemas.GiftPage,
+    dependencies=[allow(MEMBER_READERS, "read members")],
 )
 async def member_gifts(
     member_id: UUID,
@@ -124,7 +125,6 @@ async def member_gifts(
 ) -> Any:
     """The gifts the member gave and received in one book, newest first, read from the
     journal."""
-    require_role(caller, MEMBER_READERS, "read members")
     row = await get_member_row(session, member_id)
     if not await sees_member(session, caller, row):
         raise MemberNotFound(f"member {member_id} does not exist")
@@ -137,13 +137,12 @@ async def member_gifts(
     "/books/{code}/public-pool/donations",
     status_code=201,
     response_model=gifts_schemas.DonationPosted,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(DONORS, "donate to the public pool")],
 )
 async def donate(code: BookPath, data: gifts_schemas.DonationCreate, ctx: Posting) -> Response:
     """A member donates units to the book's public time pool (公益时间池): a mini-program for
     its member, or an admin."""
     caller = ctx.caller
-    require_role(caller, DONORS, "donate to the public pool")
     require_book(caller, code, f"book {code!r}")
     member = acting_member(caller, data.member_id)
     plan = await public_pool.plan(
@@ -167,14 +166,13 @@ async def donate(code: BookPath, data: gifts_schemas.DonationCreate, ctx: Postin
     "/books/{code}/public-pool/grants",
     status_code=201,
     response_model=gifts_schemas.GrantPosted,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(GRANTORS, "grant from the public pool")],
 )
 async def grant(code: BookPath, data: gifts_schemas.GrantCreate, ctx: Posting) -> Response:
     """Grant units of the book's public time pool to a member in need, with the reason (no
     personal data): an organisation (to its members) or an admin. The member's storage cap
     applies: what it turns away stays in the pool."""
     caller = ctx.caller
-    require_role(caller, GRANTORS, "grant from the public pool")
     require_book(caller, code, f"book {code!r}")
     plan = await public_pool.plan(
         ctx.sessions,
@@ -197,7 +195,9 @@ async def grant(code: BookPath, data: gifts_schemas.GrantCreate, ctx: Posting) -
 
 
 @router.get(
-    "/books/{code}/public-pool", response_model=gifts_schemas.PublicPools, responses=POSTING_ERRORS
+    "/books/{code}/public-pool",
+    response_model=gifts_schemas.PublicPools,
+    dependencies=[allow(ALL_ROLES, "read the public pool")],
 )
 async def get_public_pool(
     code: BookPath,
@@ -207,6 +207,5 @@ async def get_public_pool(
 ) -> Any:
     """The book's public time pool: per asset its balance and latest entries (kind, amount,
     balance after; who gave or received is not shown)."""
-    require_role(caller, ALL_ROLES, "read the public pool")
     require_book(caller, code, f"book {code!r}")
     return await public_pool.pools(session, code, limit)

@@ -12,11 +12,10 @@ from app.dependencies import SessionDep
 from app.exchange import errors, pools, schemas
 from app.identity.action_answers import answer_action
 from app.identity.actions import ActionResult
-from app.identity.authorization import Caller, require_role
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.authorization import Caller
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.errors import OrganisationNotFound
 from app.identity.organisations import get_organisation
-from app.ledger.router import POSTING_ERRORS
 from app.volunteering.access import require_owner
 
 router = APIRouter(prefix="/v1", tags=["pools and donations"])
@@ -43,13 +42,13 @@ def _donation_json(donation: dict[str, Any]) -> dict[str, Any]:
     "/organisations/{organisation_id}/pools",
     status_code=201,
     response_model=schemas.PoolRead,
-    responses={**POSTING_ERRORS, 200: {"description": "the pool was open already"}},
+    responses={200: {"description": "the pool was open already"}},
+    dependencies=[allow(MANAGERS, "open pools")],
 )
 async def open_pool(organisation_id: UUID, data: schemas.PoolOpen, ctx: Posting) -> Response:
     """Open the organisation's pool for an asset: an account without overdraft that donations
     fund and exchanges pay from (the organisation itself, or an admin)."""
     caller = ctx.caller
-    require_role(caller, MANAGERS, "open pools")
 
     async def action(session: Any) -> ActionResult:
         await _reachable_organisation(session, caller, organisation_id)
@@ -63,11 +62,10 @@ async def open_pool(organisation_id: UUID, data: schemas.PoolOpen, ctx: Posting)
 @router.get(
     "/organisations/{organisation_id}/pools",
     response_model=list[schemas.PoolRead],
-    responses=POSTING_ERRORS,
+    dependencies=[allow(READERS, "read pools")],
 )
 async def list_pools(organisation_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """The organisation's pools and their balances."""
-    require_role(caller, READERS, "read pools")
     await _reachable_organisation(session, caller, organisation_id)
     return [_pool_json(p) for p in await pools.list_pools(session, organisation_id)]
 
@@ -76,7 +74,7 @@ async def list_pools(organisation_id: UUID, caller: CallerDep, session: SessionD
     "/organisations/{organisation_id}/donations",
     status_code=201,
     response_model=schemas.DonationRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(MANAGERS, "record donations")],
 )
 async def record_donation(
     organisation_id: UUID, data: schemas.DonationCreate, ctx: Posting, request: Request
@@ -84,7 +82,6 @@ async def record_donation(
     """Record a donation into the organisation's pool and post it (`donation`): the journal
     names the donation's id; the donor's details stay here, encrypted."""
     caller = ctx.caller
-    require_role(caller, MANAGERS, "record donations")
     cipher = request.app.state.personal_data
     async with ctx.sessions() as session:
         await _reachable_organisation(session, caller, organisation_id)
@@ -101,13 +98,14 @@ async def record_donation(
 
 
 @router.get(
-    "/donations/{donation_id}", response_model=schemas.DonationRead, responses=POSTING_ERRORS
+    "/donations/{donation_id}",
+    response_model=schemas.DonationRead,
+    dependencies=[allow(READERS, "read donations")],
 )
 async def get_donation(
     donation_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """A donation; the donor is shown to admins and the receiving organisation only."""
-    require_role(caller, READERS, "read donations")
     donation = await pools.get_donation(session, donation_id, None)
     if caller.book is not None and donation["book"] != caller.book:
         raise errors.DonationNotFound(f"donation {donation_id} does not exist")

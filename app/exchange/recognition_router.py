@@ -19,12 +19,11 @@ from app.exchange import recognition_schemas as schemas
 from app.identity import members
 from app.identity.action_answers import answer_action
 from app.identity.actions import ActionResult, action_id
-from app.identity.authorization import require_role, sees_member
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.authorization import sees_member
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.errors import MemberNotFound
 from app.kit.pagination import keyset_page
 from app.kit.responses import json_response
-from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -43,14 +42,13 @@ def _agreement_json(view: dict[str, Any]) -> dict[str, Any]:
     "/recognition/agreements",
     status_code=201,
     response_model=schemas.AgreementRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin",), "make recognition agreements")],
 )
 async def create_agreement(data: schemas.AgreementCreate, ctx: Posting) -> Response:
     """Agree that `to_book` accepts `from_asset` of `from_book` as `to_asset` at
     ratio_num/ratio_den (one direction; the reverse is another agreement). Only an admin who
     reaches both books. Published as `notice.recognition_agreed` in both books."""
     caller = ctx.caller
-    require_role(caller, ("admin",), "make recognition agreements")
 
     async def action(session: Any) -> ActionResult:
         view, notices = await recognition.create_agreement(session, caller, data)
@@ -60,7 +58,9 @@ async def create_agreement(data: schemas.AgreementCreate, ctx: Posting) -> Respo
 
 
 @router.get(
-    "/recognition/agreements", response_model=schemas.AgreementPage, responses=POSTING_ERRORS
+    "/recognition/agreements",
+    response_model=schemas.AgreementPage,
+    dependencies=[allow(AGREEMENT_READERS, "read recognition agreements")],
 )
 async def list_agreements(
     caller: CallerDep,
@@ -71,7 +71,6 @@ async def list_agreements(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Agreements that touch a book the caller reaches (or `book`), oldest first."""
-    require_role(caller, AGREEMENT_READERS, "read recognition agreements")
     rows = await recognition.list_agreements(session, caller, book, status, after, limit)
     return keyset_page(rows, limit)
 
@@ -79,11 +78,10 @@ async def list_agreements(
 @router.get(
     "/recognition/agreements/{agreement_id}",
     response_model=schemas.AgreementRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(AGREEMENT_READERS, "read recognition agreements")],
 )
 async def get_agreement(agreement_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """An agreement that touches a book the caller reaches."""
-    require_role(caller, AGREEMENT_READERS, "read recognition agreements")
     return recognition.agreement_view(
         await recognition.visible_agreement(session, caller, agreement_id)
     )
@@ -92,13 +90,12 @@ async def get_agreement(agreement_id: UUID, caller: CallerDep, session: SessionD
 @router.post(
     "/recognition/agreements/{agreement_id}/end",
     response_model=schemas.AgreementRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin",), "end recognition agreements")],
 )
 async def end_agreement(agreement_id: UUID, ctx: Posting) -> Response:
     """End an active agreement (an admin reaching either book): no transfer under it after
     this. Published as `notice.recognition_ended` in both books."""
     caller = ctx.caller
-    require_role(caller, ("admin",), "end recognition agreements")
 
     async def action(session: Any) -> ActionResult:
         view, notices = await recognition.end_agreement(session, caller, agreement_id)
@@ -111,7 +108,7 @@ async def end_agreement(agreement_id: UUID, ctx: Posting) -> Response:
     "/recognition/transfers",
     status_code=201,
     response_model=schemas.TransferRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(TRANSFER_MAKERS, "transfer between books")],
 )
 async def create_transfer(data: schemas.TransferCreate, ctx: Posting) -> Response:
     """Move a member's units from the agreement's from_book to its to_book: one
@@ -119,7 +116,6 @@ async def create_transfer(data: schemas.TransferCreate, ctx: Posting) -> Respons
     database transaction, each naming the other. The mini-program for its member, or an admin
     of from_book. Idempotent on the Idempotency-Key."""
     caller = ctx.caller
-    require_role(caller, TRANSFER_MAKERS, "transfer between books")
     prepared = await recognition.prepare_transfer(ctx.sessions, caller, data)
     transfer_id = action_id(ctx.idem, "recognition_transfer")
 
@@ -135,18 +131,17 @@ async def create_transfer(data: schemas.TransferCreate, ctx: Posting) -> Respons
 @router.get(
     "/recognition/transfers/{transfer_id}",
     response_model=schemas.TransferRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(TRANSFER_READERS, "read recognition transfers")],
 )
 async def get_transfer(transfer_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A transfer, with where its two entries sit in their books' chains."""
-    require_role(caller, TRANSFER_READERS, "read recognition transfers")
     return await recognition.get_transfer(session, caller, transfer_id)
 
 
 @router.get(
     "/members/{member_id}/recognition-transfers",
     response_model=schemas.TransferPage,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(TRANSFER_READERS, "read recognition transfers")],
 )
 async def member_transfers(
     member_id: UUID,
@@ -156,7 +151,6 @@ async def member_transfers(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """The member's transfers between books, oldest first (reach as for the member)."""
-    require_role(caller, TRANSFER_READERS, "read recognition transfers")
     row = await members.get_member_row(session, member_id)
     if not await sees_member(session, caller, row):
         raise MemberNotFound(f"member {member_id} does not exist")
@@ -167,7 +161,7 @@ async def member_transfers(
 @router.get(
     "/recognition/reconciliation",
     response_model=schemas.Reconciliation,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(RECONCILERS, "reconcile books")],
 )
 async def reconciliation(
     caller: CallerDep, session: SessionDep, book: BookCode | None = None
@@ -176,6 +170,5 @@ async def reconciliation(
     clearing balances, the transfers each way (from the journal and from the transfers
     table), and `mirrored`: the clearing balances are exactly what the linked entries imply
     and every entry's counterpart names it back. Read in one snapshot."""
-    require_role(caller, RECONCILERS, "reconcile books")
     report = await recognition.reconcile(session, caller, book)
     return json_response(200, schemas.Reconciliation.model_validate(report).model_dump(mode="json"))

@@ -12,9 +12,7 @@ from app.dependencies import SessionDep
 from app.exchange import rules, schemas
 from app.identity.action_answers import answer_action
 from app.identity.actions import ActionResult
-from app.identity.authorization import require_role
-from app.identity.dependencies import CallerDep, Posting
-from app.ledger.router import POSTING_ERRORS
+from app.identity.dependencies import CallerDep, Posting, allow
 
 router = APIRouter(prefix="/v1", tags=["exchange rules"])
 
@@ -30,14 +28,16 @@ def _result(status: int, rule: dict[str, Any], notices: list[Any]) -> ActionResu
 
 
 @router.post(
-    "/exchange-rules", status_code=201, response_model=schemas.RuleRead, responses=POSTING_ERRORS
+    "/exchange-rules",
+    status_code=201,
+    response_model=schemas.RuleRead,
+    dependencies=[allow(("admin",), "publish exchange rules")],
 )
 async def publish_rule(data: schemas.RuleCreate, ctx: Posting, request: Request) -> Response:
     """Publish an exchange rule (an admin of every book it applies in). A code already
     published gets a new version and its previous version is retired. The rule's JCS form and
     SHA-256 go into each book's chain as `notice.rule_published`."""
     caller = ctx.caller
-    require_role(caller, ("admin",), "publish exchange rules")
     now = request.app.state.clock()
     zone = request.app.state.settings.service_timezone
 
@@ -49,7 +49,9 @@ async def publish_rule(data: schemas.RuleCreate, ctx: Posting, request: Request)
 
 
 @router.post(
-    "/exchange-rules/{rule_id}/retire", response_model=schemas.RuleRead, responses=POSTING_ERRORS
+    "/exchange-rules/{rule_id}/retire",
+    response_model=schemas.RuleRead,
+    dependencies=[allow(("admin",), "retire exchange rules")],
 )
 async def retire_rule(
     rule_id: UUID, data: schemas.RuleRetire, ctx: Posting, request: Request
@@ -57,7 +59,6 @@ async def retire_rule(
     """Retire a rule (`notice.rule_retired` in each of its books): quotes and exchanges under
     it are refused from then on."""
     caller = ctx.caller
-    require_role(caller, ("admin",), "retire exchange rules")
     now = request.app.state.clock()
 
     async def action(session: Any) -> ActionResult:
@@ -67,7 +68,11 @@ async def retire_rule(
     return await answer_action(ctx, action)
 
 
-@router.get("/exchange-rules", response_model=list[schemas.RuleRead], responses=POSTING_ERRORS)
+@router.get(
+    "/exchange-rules",
+    response_model=list[schemas.RuleRead],
+    dependencies=[allow(READERS, "read exchange rules")],
+)
 async def list_rules(
     caller: CallerDep,
     session: SessionDep,
@@ -76,13 +81,15 @@ async def list_rules(
     in_force: bool | None = None,
 ) -> Any:
     """Rules of the books the caller reaches, every version, newest first per code."""
-    require_role(caller, READERS, "read exchange rules")
     found = await rules.list_rules(session, caller, request.app.state.clock(), code, in_force)
     return [_rule_json(rule) for rule in found]
 
 
-@router.get("/exchange-rules/{rule_id}", response_model=schemas.RuleRead, responses=POSTING_ERRORS)
+@router.get(
+    "/exchange-rules/{rule_id}",
+    response_model=schemas.RuleRead,
+    dependencies=[allow(READERS, "read exchange rules")],
+)
 async def get_rule(rule_id: UUID, caller: CallerDep, session: SessionDep, request: Request) -> Any:
     """One rule version, with the document its hash covers."""
-    require_role(caller, READERS, "read exchange rules")
     return _rule_json(await rules.get_rule(session, caller, rule_id, request.app.state.clock()))

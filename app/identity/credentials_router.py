@@ -14,11 +14,10 @@ from app.errors import Forbidden
 from app.identity import credentials, errors, schemas
 from app.identity.actions import ActionAnswer, ActionResult, run_action
 from app.identity.authentication import Authenticator
-from app.identity.authorization import Caller, listed_book, require_book, require_role
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.authorization import Caller, listed_book, require_book
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.grants import credential_json, credential_notice, issue_credential
 from app.kit.responses import replayable_response
-from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
@@ -58,11 +57,10 @@ async def _visible(session: AsyncSession, caller: Caller, credential_id: UUID) -
     "/credentials",
     status_code=201,
     response_model=schemas.CredentialRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(ADMINS, "issue credentials")],
 )
 async def create_credential(data: schemas.CredentialCreate, ctx: Posting) -> Response:
     """Issue a credential; its token is in this answer only (a replay answers without it)."""
-    require_role(ctx.caller, ADMINS, "issue credentials")
     if data.book is None and ctx.caller.book is not None:
         raise Forbidden("only a platform admin issues credentials for every book")
     if data.book is not None:
@@ -71,7 +69,11 @@ async def create_credential(data: schemas.CredentialCreate, ctx: Posting) -> Res
     return _answer(answer)
 
 
-@router.get("/credentials", response_model=schemas.CredentialPage, responses=POSTING_ERRORS)
+@router.get(
+    "/credentials",
+    response_model=schemas.CredentialPage,
+    dependencies=[allow(ADMINS, "list credentials")],
+)
 async def list_credentials(
     caller: CallerDep,
     session: SessionDep,
@@ -80,27 +82,26 @@ async def list_credentials(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Credentials in the caller's reach, without secrets, with when each was last used."""
-    require_role(caller, ADMINS, "list credentials")
     return await credentials.list_credentials(session, listed_book(caller, book), after, limit)
 
 
 @router.get(
-    "/credentials/{credential_id}", response_model=schemas.CredentialRead, responses=POSTING_ERRORS
+    "/credentials/{credential_id}",
+    response_model=schemas.CredentialRead,
+    dependencies=[allow(ADMINS, "read credentials")],
 )
 async def get_credential(credential_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """One credential, without its secret."""
-    require_role(caller, ADMINS, "read credentials")
     return await _visible(session, caller, credential_id)
 
 
 @router.post(
     "/credentials/{credential_id}/revoke",
     response_model=schemas.CredentialRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(ADMINS, "revoke credentials")],
 )
 async def revoke_credential(credential_id: UUID, ctx: Posting, request: Request) -> Response:
     """Revoke a credential: its token is refused (401) from this answer on."""
-    require_role(ctx.caller, ADMINS, "revoke credentials")
     actor = ctx.caller.actor()
 
     async def revoke(session: AsyncSession) -> ActionResult:
@@ -120,11 +121,10 @@ async def revoke_credential(credential_id: UUID, ctx: Posting, request: Request)
 @router.post(
     "/credentials/{credential_id}/rotate",
     response_model=schemas.CredentialRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(ADMINS, "rotate credentials")],
 )
 async def rotate_credential(credential_id: UUID, ctx: Posting, request: Request) -> Response:
     """Give a credential a new token (in this answer only); the old token stops at once."""
-    require_role(ctx.caller, ADMINS, "rotate credentials")
     actor = ctx.caller.actor()
 
     async def rotate(session: AsyncSession) -> ActionResult:

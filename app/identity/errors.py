@@ -25,8 +25,20 @@ class InvalidPersonalData(TimebankError):
     status, slug, title = 422, "invalid-personal-data", "A personal field is not valid"
 
 
+class EnrolmentCodeInvalid(TimebankError):
+    status, slug, title = 422, "enrolment-code-invalid", "The enrolment code is not valid"
+
+
 class DuplicateResident(TimebankError):
     status, slug, title = 409, "duplicate-resident", "Another member has this resident ID"
+
+
+class ExternalIdentityConflict(TimebankError):
+    status, slug, title = (
+        409,
+        "external-identity-conflict",
+        "The external identity is registered with other personal data",
+    )
 
 
 class MemberErased(TimebankError):

@@ -239,21 +239,61 @@ class _RegisteredConcurrently(Exception):
     """Raised inside the registration's savepoint so that its rows are rolled back."""
 
 
+def conflicting_fields(
+    cipher: PersonalDataCipher, row: dict[str, Any], data: schemas.MemberCreate, today: date
+) -> list[str]:
+    """The fields of a registration that differ from the member its identity belongs to."""
+    fields = _Fields(today, data.phone, data.resident_id, data.birth_date)
+
+    def stored(field: str) -> str | None:
+        blob = row[f"{field}_enc"]
+        return None if blob is None else cipher.decrypt(blob, f"member:{row['id']}:{field}")
+
+    differ = []
+    if data.book != row["book"]:
+        differ.append("book")
+    if data.display_name != stored("display_name"):
+        differ.append("display_name")
+    if fields.phone is not None and cipher.lookup_hash("phone", fields.phone) != row["phone_hash"]:
+        differ.append("phone")
+    if fields.resident_id is not None and (
+        cipher.lookup_hash("resident_id", fields.resident_id) != row["resident_id_hash"]
+    ):
+        differ.append("resident_id")
+    if fields.birth_date is not None and fields.birth_date.isoformat() != stored("birth_date"):
+        differ.append("birth_date")
+    return differ
+
+
 async def register_member_once(
     session: AsyncSession,
     cipher: PersonalDataCipher,
     data: schemas.MemberCreate,
     today: date,
 ) -> tuple[dict[str, Any], bool]:
-    """`register_member`, answering the winner when the same identity registers twice at once."""
+    """`register_member`, answering the winner when the same identity registers twice at once.
+
+    A repeat is answered only if it names the same person: an identity registered with other
+    personal data is refused (409), never taken for that member.
+    """
     try:
         async with session.begin_nested():
-            return await register_member(session, cipher, data, today)
+            row, created = await register_member(session, cipher, data, today)
     except _RegisteredConcurrently:
         existing = await _member_by_identity(session, cipher, data.identity)
         if existing is None:
             raise
-        return await get_member_row(session, existing), False
+        row, created = await get_member_row(session, existing), False
+    if not created:
+        differ = conflicting_fields(cipher, row, data, today)
+        if differ:
+            # Names the fields, never their values or the member.
+            raise errors.ExternalIdentityConflict(
+                "this external identity is registered with other personal data "
+                f"({', '.join(differ)})",
+                fields=differ,
+            )
+    return row, created
 
 
 async def join_organisation(

@@ -10,19 +10,17 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.dependencies import SessionDep
 from app.errors import Forbidden
-from app.identity import errors, members, schemas
+from app.identity import enrolment, errors, members, schemas
 from app.identity.authorization import (
     SEES_PERSONAL_DATA,
     Caller,
     reaches_book,
     require_book,
-    require_role,
     sees_member,
 )
-from app.identity.dependencies import CallerDep
+from app.identity.dependencies import CallerDep, allow
 from app.identity.personal import PersonalDataCipher
 from app.kit.clock import utc_now
-from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import AccountEntriesPage, BookCode
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -52,7 +50,8 @@ async def _visible_member(session: Any, caller: Caller, member_id: UUID) -> dict
     "/members",
     status_code=201,
     response_model=schemas.MemberRead,
-    responses={**POSTING_ERRORS, 200: {"description": "already registered: the same member"}},
+    responses={200: {"description": "already registered: the same member"}},
+    dependencies=[allow(REGISTRARS, "register members")],
 )
 async def register_member(
     data: schemas.MemberCreate,
@@ -63,7 +62,6 @@ async def register_member(
 ) -> Any:
     """Register a member and open their accounts; a repeat with the same identity answers
     200 with the same member."""
-    require_role(caller, REGISTRARS, "register members")
     require_book(caller, data.book, f"book {data.book!r}")
     if caller.role == "org":
         own = UUID(str(caller.organisation_id))
@@ -84,16 +82,23 @@ async def register_member(
     return _view(request, caller, row)
 
 
-@router.get("/members/{member_id}", response_model=schemas.MemberRead, responses=POSTING_ERRORS)
+@router.get(
+    "/members/{member_id}",
+    response_model=schemas.MemberRead,
+    dependencies=[allow(READERS, "read members")],
+)
 async def get_member(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """A member; personal fields are masked unless the caller's role may see them."""
-    require_role(caller, READERS, "read members")
     return _view(request, caller, await _visible_member(session, caller, member_id))
 
 
-@router.patch("/members/{member_id}", response_model=schemas.MemberRead, responses=POSTING_ERRORS)
+@router.patch(
+    "/members/{member_id}",
+    response_model=schemas.MemberRead,
+    dependencies=[allow(EDITORS, "correct members' data")],
+)
 async def update_member(
     member_id: UUID,
     data: schemas.MemberUpdate,
@@ -102,35 +107,62 @@ async def update_member(
     request: Request,
 ) -> Any:
     """Correct a member's personal data."""
-    require_role(caller, EDITORS, "correct members' data")
     row = await _visible_member(session, caller, member_id)
     row = await members.update_member(session, _cipher(request), row, data, utc_now().date())
     return _view(request, caller, row)
 
 
 @router.post(
-    "/members/{member_id}/erase", response_model=schemas.MemberRead, responses=POSTING_ERRORS
+    "/members/{member_id}/erase",
+    response_model=schemas.MemberRead,
+    dependencies=[allow(EDITORS, "erase members")],
 )
 async def erase_member(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """Erase a member's personal data on request; accounts and journal entries remain."""
-    require_role(caller, EDITORS, "erase members")
     await _visible_member(session, caller, member_id)
     return _view(request, caller, await members.erase_member(session, member_id))
+
+
+@router.post(
+    "/members/{member_id}/enrolment-codes",
+    status_code=201,
+    response_model=schemas.EnrolmentCodeRead,
+    dependencies=[allow(EDITORS, "ask for enrolment codes")],
+)
+async def create_enrolment_code(
+    member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> Any:
+    """A single-use code the member gives an organisation to be enrolled in it (their
+    mini-program, or an admin), valid for `TIMEBANK_ENROLMENT_CODE_TTL_S` (600 s)."""
+    if caller.role == "miniprogram" and caller.member_id != str(member_id):
+        # Only for the member it acts for in this request (X-Member-Id), never on its own.
+        raise errors.MemberNotFound(f"member {member_id} does not exist")
+    row = await _visible_member(session, caller, member_id)
+    if row["status"] != "active":
+        raise errors.MemberErased("an erased member cannot be enrolled")
+    state = request.app.state
+    return await enrolment.issue(
+        session,
+        _cipher(request),
+        member_id,
+        caller.credential.id,
+        state.clock(),
+        state.settings.enrolment_code_ttl_s,
+    )
 
 
 @router.get(
     "/members/{member_id}/balances",
     response_model=schemas.MemberBalances,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(READERS, "read members")],
 )
 async def member_balances(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """The member's balance in each asset: their book's accounts, then those they hold in other
     books within the caller's reach; for an asset with a validity period, what lapses when."""
-    require_role(caller, READERS, "read members")
     row = await _visible_member(session, caller, member_id)
     zone = ZoneInfo(request.app.state.settings.service_timezone)
     today = request.app.state.clock().astimezone(zone).date()
@@ -140,7 +172,9 @@ async def member_balances(
 
 
 @router.get(
-    "/members/{member_id}/entries", response_model=AccountEntriesPage, responses=POSTING_ERRORS
+    "/members/{member_id}/entries",
+    response_model=AccountEntriesPage,
+    dependencies=[allow(READERS, "read members")],
 )
 async def member_entries(
     member_id: UUID,
@@ -158,7 +192,6 @@ async def member_entries(
 ) -> Any:
     """The member's history across their accounts in one book, newest first, with running
     balances (seq is per book, so a page never mixes books)."""
-    require_role(caller, READERS, "read members")
     row = await _visible_member(session, caller, member_id)
     if book is not None:
         require_book(caller, book, f"book {book!r}")

@@ -167,32 +167,3 @@ async def update_organisation(
 def _json(org: dict[str, Any]) -> dict[str, Any]:
     """An organisation as stored in an action's answer (plain JSON types)."""
     return schemas.OrganisationRead.model_validate(org).model_dump(mode="json")
-
-
-async def add_member(
-    session: AsyncSession, organisation_id: uuid.UUID, volunteer_number: str
-) -> dict[str, Any]:
-    """Enrol a member of the organisation's book by volunteer number (idempotent)."""
-    org = await get_organisation(session, organisation_id)
-    member = (
-        await session.execute(
-            text(
-                "SELECT id FROM members WHERE volunteer_number = :n AND book_code = :b "
-                "AND status = 'active'"
-            ),
-            {"n": volunteer_number, "b": org["book"]},
-        )
-    ).one_or_none()
-    if member is None:
-        raise errors.MemberNotFound(f"no member with volunteer number {volunteer_number!r}")
-    row = (
-        await session.execute(
-            text(
-                "INSERT INTO organisation_members (organisation_id, member_id) VALUES (:o, :m) "
-                "ON CONFLICT (organisation_id, member_id) DO UPDATE SET joined_at = "
-                "organisation_members.joined_at RETURNING organisation_id, member_id, joined_at"
-            ),
-            {"o": organisation_id, "m": member.id},
-        )
-    ).one()
-    return {**row._asdict(), "volunteer_number": volunteer_number}

@@ -5,22 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.dependencies import SessionDep
 from app.errors import Forbidden
-from app.identity import errors, organisations, schemas
+from app.identity import enrolment, errors, organisations, schemas
 from app.identity.action_answers import answer_action
 from app.identity.authorization import (
     ALL_ROLES,
     Caller,
     listed_book,
     require_book,
-    require_role,
 )
-from app.identity.dependencies import CallerDep, Posting
-from app.ledger.router import POSTING_ERRORS
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["organisations"])
@@ -37,11 +35,10 @@ async def _visible(session: Any, caller: Caller, organisation_id: UUID) -> dict[
     "/organisations",
     status_code=201,
     response_model=schemas.OrganisationRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin",), "create organisations")],
 )
 async def create_organisation(data: schemas.OrganisationCreate, ctx: Posting) -> Response:
     """Create an organisation (and its accounts); the book's journal records it (admins)."""
-    require_role(ctx.caller, ("admin",), "create organisations")
     require_book(ctx.caller, data.book, f"book {data.book!r}")
     actor = ctx.caller.actor()
     return await answer_action(
@@ -49,7 +46,11 @@ async def create_organisation(data: schemas.OrganisationCreate, ctx: Posting) ->
     )
 
 
-@router.get("/organisations", response_model=schemas.OrganisationPage, responses=POSTING_ERRORS)
+@router.get(
+    "/organisations",
+    response_model=schemas.OrganisationPage,
+    dependencies=[allow(ALL_ROLES, "list organisations")],
+)
 async def list_organisations(
     caller: CallerDep,
     session: SessionDep,
@@ -58,31 +59,28 @@ async def list_organisations(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Organisations in the caller's reach (a directory: every role may list its book's)."""
-    require_role(caller, ALL_ROLES, "list organisations")
     return await organisations.list_organisations(session, listed_book(caller, book), after, limit)
 
 
 @router.get(
     "/organisations/{organisation_id}",
     response_model=schemas.OrganisationRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(ALL_ROLES, "read organisations")],
 )
 async def get_organisation(organisation_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """An organisation of the caller's book, with its accounts."""
-    require_role(caller, ALL_ROLES, "read organisations")
     return await _visible(session, caller, organisation_id)
 
 
 @router.patch(
     "/organisations/{organisation_id}",
     response_model=schemas.OrganisationRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin",), "change organisations")],
 )
 async def update_organisation(
     organisation_id: UUID, data: schemas.OrganisationUpdate, ctx: Posting
 ) -> Response:
     """Rename an organisation or move it in the tree; the journal records it (admins)."""
-    require_role(ctx.caller, ("admin",), "change organisations")
     async with ctx.sessions() as session:
         await _visible(session, ctx.caller, organisation_id)
     actor = ctx.caller.actor()
@@ -95,17 +93,26 @@ async def update_organisation(
 @router.post(
     "/organisations/{organisation_id}/members",
     response_model=schemas.MembershipRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin", "org"), "enrol members")],
 )
 async def add_member(
     organisation_id: UUID,
     data: schemas.MembershipCreate,
     caller: CallerDep,
     session: SessionDep,
+    request: Request,
 ) -> Any:
-    """Enrol a member of the book by their volunteer number (idempotent)."""
-    require_role(caller, ("admin", "org"), "enrol members")
-    await _visible(session, caller, organisation_id)
+    """Enrol a member of the book with the enrolment code they gave (their consent); a retry
+    with the same code answers the same membership."""
+    org = await _visible(session, caller, organisation_id)
     if caller.role == "org" and caller.organisation_id != str(organisation_id):
         raise Forbidden("an organisation enrols members into itself only")
-    return await organisations.add_member(session, organisation_id, data.volunteer_number)
+    state = request.app.state
+    return await enrolment.enrol(
+        session,
+        state.personal_data,
+        org,
+        data.enrolment_code,
+        data.volunteer_number,
+        state.clock(),
+    )

@@ -7,8 +7,8 @@ with the dependency read by hand, then 811 against 663 with the path parameter t
 routes matched first). These routes take the request and call `read_posting`, which runs the
 checks in the order FastAPI runs them on every other route, with the same problem documents
 (the edge middleware has already applied the input policy, app/kit/input_policy.py): a body
-that is not JSON (400), then the caller and its key (`posting_context`), then the body's
-fields (422); tests/identity/test_posting_request.py holds the answers equal to a
+that is not JSON (400), then the caller, its role and its key (`read_posting_context`), then
+the body's fields (422); tests/identity/test_posting_request.py holds the answers equal to a
 FastAPI-parsed twin's. `documented` describes the parameters and the body in OpenAPI exactly
 as FastAPI would, and `RequestRoute` calls the endpoint without FastAPI's per-request machinery.
 """
@@ -27,7 +27,13 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from app.identity.dependencies import IDEMPOTENCY_KEY_DESCRIPTION, PostingContext, posting_context
+from app.identity.dependencies import (
+    IDEMPOTENCY_KEY_DESCRIPTION,
+    MEMBER_HEADER_DESCRIPTION,
+    Allowed,
+    PostingContext,
+    read_posting_context,
+)
 
 Body = TypeVar("Body", bound=BaseModel)
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
@@ -66,9 +72,14 @@ def documented(model: type[BaseModel], path: tuple[str, ...] = ()) -> dict[str, 
     from `request.path_params`), its Idempotency-Key and its JSON body."""
     _BODIES[model.__name__] = model
     header_schema = {
-        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "type": "string",
         "description": IDEMPOTENCY_KEY_DESCRIPTION,
         "title": "Idempotency-Key",
+    }
+    member_schema = {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": MEMBER_HEADER_DESCRIPTION,
+        "title": "X-Member-Id",
     }
     return {
         "parameters": [
@@ -82,10 +93,17 @@ def documented(model: type[BaseModel], path: tuple[str, ...] = ()) -> dict[str, 
                 for name in path
             ),
             {
+                "description": MEMBER_HEADER_DESCRIPTION,
+                "in": "header",
+                "name": "X-Member-Id",
+                "required": False,
+                "schema": member_schema,
+            },
+            {
                 "description": IDEMPOTENCY_KEY_DESCRIPTION,
                 "in": "header",
                 "name": "idempotency-key",
-                "required": False,
+                "required": True,
                 "schema": header_schema,
             },
         ],
@@ -113,8 +131,11 @@ def add_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
     return encoded
 
 
-async def read_posting(request: Request, model: type[Body]) -> tuple[PostingContext, Body]:
-    """The posting context and the validated body, or the refusal FastAPI would have sent."""
+async def read_posting(
+    request: Request, model: type[Body], allowed: Allowed
+) -> tuple[PostingContext, Body]:
+    """The posting context and the validated body, or the refusal FastAPI would have sent
+    (with `allowed` as the route's `allow(...)` dependency)."""
     raw = await request.body()
     if raw:
         # Most bodies are valid: pydantic parses and validates them in one pass (about 10 µs
@@ -125,7 +146,7 @@ async def read_posting(request: Request, model: type[Body]) -> tuple[PostingCont
         except ValidationError:
             pass
         else:
-            return await posting_context(request, request.headers.get("idempotency-key")), body
+            return await read_posting_context(request, allowed), body
     parsed: Any = _NO_BODY
     if raw:
         # As FastAPI reads a JSON body (the edge middleware has refused other media types).
@@ -145,7 +166,7 @@ async def read_posting(request: Request, model: type[Body]) -> tuple[PostingCont
             ) from None
         except Exception:  # not UTF-8, nested too deep, ...
             raise HTTPException(400, "There was an error parsing the body") from None
-    context = await posting_context(request, request.headers.get("idempotency-key"))
+    context = await read_posting_context(request, allowed)
     if parsed is _NO_BODY:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required"}]

@@ -90,7 +90,28 @@ class OrganisationPage(BaseModel):
 
 
 class MembershipCreate(InputModel):
-    volunteer_number: Annotated[str, Field(min_length=1, max_length=64)]
+    enrolment_code: Annotated[
+        str,
+        Field(
+            min_length=8,
+            max_length=32,
+            description="the code the member gave (POST /v1/members/{id}/enrolment-codes)",
+        ),
+    ]
+    volunteer_number: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="optional: the code is refused unless it is this member's",
+        ),
+    ] = None
+
+
+class EnrolmentCodeRead(BaseModel):
+    code: str = Field(description="10 characters; give it to the organisation that enrols you")
+    member_id: UUID
+    expires_at: datetime
 
 
 class MembershipRead(BaseModel):

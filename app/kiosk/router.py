@@ -27,16 +27,14 @@ from app.identity.authorization import (
     ALL_ROLES,
     Caller,
     reaches_book,
-    require_role,
     sees_member,
 )
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.identity.members import get_member_row
 from app.kiosk import catalogue, codes, errors, redemptions, report, schemas
 from app.kit.responses import json_response
 from app.kit.schemas import Day
-from app.ledger.router import POSTING_ERRORS
 from app.volunteering.access import acting_member
 
 router = APIRouter(prefix="/v1", tags=["kiosk"])
@@ -71,20 +69,24 @@ def _redemption_json(row: dict[str, Any]) -> dict[str, Any]:
     return schemas.RedemptionRead.model_validate(row).model_dump(mode="json")
 
 
-@router.get("/kiosk/site", response_model=schemas.SiteRead, responses=POSTING_ERRORS)
+@router.get(
+    "/kiosk/site",
+    response_model=schemas.SiteRead,
+    dependencies=[allow(("kiosk",), "ask for its kiosk site")],
+)
 async def own_site(caller: CallerDep, session: SessionDep) -> Any:
     """The site of the calling kiosk credential (what the kiosk page signs in to)."""
-    require_role(caller, ("kiosk",), "ask for its kiosk site")
     site = await _site(session, caller, uuid.UUID(str(caller.organisation_id)))
     return {"site_id": site["id"], "book": site["book"], "name": site["name"]}
 
 
 @router.get(
-    "/kiosk/sites/{site_id}/items", response_model=schemas.ItemList, responses=POSTING_ERRORS
+    "/kiosk/sites/{site_id}/items",
+    response_model=schemas.ItemList,
+    dependencies=[allow(ALL_ROLES, "read kiosk items")],
 )
 async def list_items(site_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """The site's items with their stock and what is available (any role of the book)."""
-    require_role(caller, ALL_ROLES, "read kiosk items")
     await _site(session, caller, site_id)
     return {"items": await catalogue.list_items(session, site_id)}
 
@@ -93,12 +95,11 @@ async def list_items(site_id: UUID, caller: CallerDep, session: SessionDep) -> A
     "/kiosk/sites/{site_id}/items",
     status_code=201,
     response_model=schemas.ItemRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(STAFF, "list kiosk items")],
 )
 async def create_item(site_id: UUID, data: schemas.ItemCreate, ctx: Posting) -> Response:
     """List an item at the site with its price and stock (its initial stock is recorded)."""
     caller = ctx.caller
-    require_role(caller, STAFF, "list kiosk items")
 
     async def action(session: Any) -> ActionResult:
         site = await _site(session, caller, site_id)
@@ -118,11 +119,14 @@ async def _item_of_staff(session: Any, caller: Caller, item_id: UUID, action: st
     _require_staff(caller, site, action)
 
 
-@router.patch("/kiosk/items/{item_id}", response_model=schemas.ItemRead, responses=POSTING_ERRORS)
+@router.patch(
+    "/kiosk/items/{item_id}",
+    response_model=schemas.ItemRead,
+    dependencies=[allow(STAFF, "change kiosk items")],
+)
 async def update_item(item_id: UUID, data: schemas.ItemUpdate, ctx: Posting) -> Response:
     """Rename, reprice, withdraw or offer again an item (stock changes are recorded moves)."""
     caller = ctx.caller
-    require_role(caller, STAFF, "change kiosk items")
 
     async def action(session: Any) -> ActionResult:
         await _item_of_staff(session, caller, item_id, "change its items")
@@ -135,12 +139,11 @@ async def update_item(item_id: UUID, data: schemas.ItemUpdate, ctx: Posting) -> 
     "/kiosk/items/{item_id}/stock",
     status_code=201,
     response_model=schemas.StockChanged,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(STAFF, "change kiosk stock")],
 )
 async def change_stock(item_id: UUID, data: schemas.StockChange, ctx: Posting) -> Response:
     """Restock or correct an item's stock on hand, with why; never below what is held."""
     caller = ctx.caller
-    require_role(caller, STAFF, "change kiosk stock")
 
     async def action(session: Any) -> ActionResult:
         await _item_of_staff(session, caller, item_id, "change its stock")
@@ -158,13 +161,12 @@ async def change_stock(item_id: UUID, data: schemas.StockChange, ctx: Posting) -
     "/members/{member_id}/redeem-codes",
     status_code=201,
     response_model=schemas.RedeemCodeRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin", "miniprogram"), "ask for redeem codes")],
 )
 async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) -> Response:
     """A single-use code for the member to show at a kiosk (their mini-program, or an admin),
     valid for `TIMEBANK_REDEEM_CODE_TTL_S` (60 s)."""
     caller = ctx.caller
-    require_role(caller, ("admin", "miniprogram"), "ask for redeem codes")
     member = acting_member(caller, member_id) if caller.role == "miniprogram" else member_id
     state = request.app.state
 
@@ -190,13 +192,12 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
     "/kiosk/redemptions",
     status_code=201,
     response_model=schemas.RedemptionRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("kiosk",), "redeem")],
 )
 async def redeem(data: schemas.RedemptionCreate, ctx: Posting, request: Request) -> Response:
     """Scan a member's code with a basket: check stock and balance, hold the points and
     reserve the stock until confirmed, cancelled, or `TIMEBANK_KIOSK_REDEMPTION_TTL_S` (120 s)."""
     caller = ctx.caller
-    require_role(caller, ("kiosk",), "redeem")
     state = request.app.state
     async with ctx.sessions() as session:
         site = await _site(session, caller, uuid.UUID(str(caller.organisation_id)))
@@ -239,7 +240,7 @@ async def _redemption(session: Any, caller: Caller, redemption_id: UUID, lock: b
 @router.get(
     "/kiosk/sites/{site_id}/redemptions",
     response_model=schemas.RedemptionList,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(REPORT_READERS, "read redemptions")],
 )
 async def list_redemptions(
     site_id: UUID,
@@ -250,7 +251,6 @@ async def list_redemptions(
 ) -> Any:
     """The site's redemptions, newest first: a kiosk picks up a pending one after a reload
     (the book's admins and auditors, and the site's own credentials)."""
-    require_role(caller, REPORT_READERS, "read redemptions")
     site = await _site(session, caller, site_id)
     if caller.role in ("org", "kiosk"):
         _require_staff(caller, site, "read its redemptions")
@@ -260,23 +260,21 @@ async def list_redemptions(
 @router.get(
     "/kiosk/redemptions/{redemption_id}",
     response_model=schemas.RedemptionRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(REDEMPTION_READERS, "read redemptions")],
 )
 async def get_redemption(redemption_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A redemption (the site's credentials, the member's mini-program, admins, auditors)."""
-    require_role(caller, REDEMPTION_READERS, "read redemptions")
     return redemptions.view(await _redemption(session, caller, redemption_id, lock=False))
 
 
 @router.post(
     "/kiosk/redemptions/{redemption_id}/confirm",
     response_model=schemas.RedemptionConfirmed,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("kiosk",), "confirm redemptions")],
 )
 async def confirm(redemption_id: UUID, ctx: Posting, request: Request) -> Response:
     """The member agreed: post the hold, take the stock, answer with the signed receipt."""
     caller = ctx.caller
-    require_role(caller, ("kiosk",), "confirm redemptions")
     state = request.app.state
 
     async def sign(payload: bytes) -> str:
@@ -294,12 +292,11 @@ async def confirm(redemption_id: UUID, ctx: Posting, request: Request) -> Respon
 @router.post(
     "/kiosk/redemptions/{redemption_id}/cancel",
     response_model=schemas.RedemptionSettled,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin", "kiosk"), "cancel redemptions")],
 )
 async def cancel(redemption_id: UUID, ctx: Posting) -> Response:
     """Void the hold and give the stock back (the site's kiosk, or an admin)."""
     caller = ctx.caller
-    require_role(caller, ("admin", "kiosk"), "cancel redemptions")
 
     async def action(session: Any) -> ActionResult:
         row = await _redemption(session, caller, redemption_id, lock=True)
@@ -311,7 +308,8 @@ async def cancel(redemption_id: UUID, ctx: Posting) -> Response:
 
 @router.get(
     "/kiosk/sites/{site_id}/report",
-    responses={**POSTING_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    dependencies=[allow(REPORT_READERS, "read kiosk reports")],
 )
 async def daily_report(
     site_id: UUID,
@@ -323,7 +321,6 @@ async def daily_report(
 ) -> Response:
     """The site's day: redemptions, points taken, items out and stock left, reconciled with
     the journal and the stock moves (账物相符)."""
-    require_role(caller, REPORT_READERS, "read kiosk reports")
     site = await _site(session, caller, site_id)
     if caller.role in ("org", "kiosk"):
         _require_staff(caller, site, "read its reports")

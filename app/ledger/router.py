@@ -17,10 +17,9 @@ from app.identity.authorization import (
     require_book,
     require_org_debits,
     require_platform,
-    require_role,
     sees_any_account,
 )
-from app.identity.dependencies import CallerDep, Posting, PostingContext
+from app.identity.dependencies import Allowed, CallerDep, Posting, PostingContext, allow
 from app.identity.posting_request import RequestRoute, documented, read_posting
 from app.kit.responses import compact_json, payload_response
 from app.ledger import schemas, service
@@ -29,20 +28,10 @@ from app.ledger.sequencer import Outcome
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
-PROBLEM = {"content": {"application/problem+json": {}}, "description": "problem (RFC 9457)"}
-POSTING_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: PROBLEM,
-    401: PROBLEM,
-    403: PROBLEM,
-    404: PROBLEM,
-    409: PROBLEM,
-    413: PROBLEM,
-    415: PROBLEM,
-    422: PROBLEM,
-    429: PROBLEM,
-}
 # Organisations take from their own accounts only (docs/authorization.md).
 POSTERS = ("admin", "org")
+TRANSACTION_POSTERS = Allowed(POSTERS, "post transactions")
+HOLD_PLACERS = Allowed(POSTERS, "place holds")
 
 
 class ReceiptHook(Protocol):
@@ -68,10 +57,10 @@ async def _answer(request: Request, outcome: Outcome) -> Response:
 async def post_transaction(request: Request) -> Response:
     """Post a balanced transaction (admins; organisations from their own accounts)."""
     code: str = request.path_params["code"]
-    ctx, data = await read_posting(request, schemas.TransactionCreate)
+    ctx, data = await read_posting(request, schemas.TransactionCreate, TRANSACTION_POSTERS)
     debited = [str(leg.account_id) for leg in data.legs if leg.amount < 0]
     credited = [str(leg.account_id) for leg in data.legs if leg.amount > 0]
-    await _require_poster(ctx, code, "post transactions", debited, credited)
+    await _require_poster(ctx, code, debited, credited)
     outcome = await service.post_transaction(
         ctx.sequencer, code, data, ctx.idem, ctx.caller.actor()
     )
@@ -81,9 +70,9 @@ async def post_transaction(request: Request) -> Response:
 async def place_hold(request: Request) -> Response:
     """Reserve an amount (two-phase): it lowers `available`, not `posted`."""
     code: str = request.path_params["code"]
-    ctx, data = await read_posting(request, schemas.HoldCreate)
+    ctx, data = await read_posting(request, schemas.HoldCreate, HOLD_PLACERS)
     debited, credited = [str(data.from_account_id)], [str(data.to_account_id)]
-    await _require_poster(ctx, code, "place holds", debited, credited)
+    await _require_poster(ctx, code, debited, credited)
     outcome = await service.place_hold(ctx.sequencer, code, data, ctx.idem, ctx.caller.actor())
     return await _answer(request, outcome)
 
@@ -100,28 +89,31 @@ for _path, _endpoint, _body in (
         methods=["POST"],
         status_code=201,
         response_model=schemas.PostingRead,
-        responses=POSTING_ERRORS,
         openapi_extra=documented(_body, path=("code",)),
         route_class_override=RequestRoute,
     )
 
 
-@router.post("/books", status_code=201, response_model=schemas.BookRead, responses=POSTING_ERRORS)
+@router.post(
+    "/books",
+    status_code=201,
+    response_model=schemas.BookRead,
+    dependencies=[allow(("admin",), "open books")],
+)
 async def create_book(data: schemas.BookCreate, caller: CallerDep, session: SessionDep) -> Any:
     """Open a book: one region's ledger with its own sequence and chain (platform admins)."""
-    require_role(caller, ("admin",), "open books")
     require_platform(caller, "open books")
     return await service.create_book(session, data)
 
 
-@router.get("/books/{code}", response_model=schemas.BookRead, responses=POSTING_ERRORS)
+@router.get("/books/{code}", response_model=schemas.BookRead)
 async def get_book(code: str, caller: CallerDep, session: SessionDep) -> Any:
     """A book and its chain head."""
     require_book(caller, code, f"book {code!r}")
     return await service.get_book(session, code)
 
 
-@router.get("/books/{code}/head", response_model=schemas.BookHead, responses=POSTING_ERRORS)
+@router.get("/books/{code}/head", response_model=schemas.BookHead)
 async def get_head(code: str, caller: CallerDep, session: SessionDep) -> Any:
     """The last entry's `seq` and `entry_hash` (seq 0 and 64 zeros for an empty book)."""
     require_book(caller, code, f"book {code!r}")
@@ -132,18 +124,21 @@ async def get_head(code: str, caller: CallerDep, session: SessionDep) -> Any:
     "/books/{code}/accounts",
     status_code=201,
     response_model=schemas.AccountRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin",), "open accounts")],
 )
 async def open_account(
     code: str, data: schemas.AccountCreate, caller: CallerDep, session: SessionDep
 ) -> Any:
     """Open an account holding one asset; `overdraft_limit` 0 means no overdraft (admins)."""
-    require_role(caller, ("admin",), "open accounts")
     require_book(caller, code, f"book {code!r}")
     return await service.open_account(session, code, data)
 
 
-@router.get("/accounts/{account_id}", response_model=schemas.AccountRead, responses=POSTING_ERRORS)
+@router.get(
+    "/accounts/{account_id}",
+    response_model=schemas.AccountRead,
+    dependencies=[allow(ALL_ROLES, "read accounts")],
+)
 async def get_account(
     account_id: UUID,
     caller: CallerDep,
@@ -151,20 +146,20 @@ async def get_account(
     as_of_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> Any:
     """Balances now, or as of entry `as_of_seq` of the account's book."""
-    require_role(caller, ALL_ROLES, "read accounts")
     account = await service.get_account(session, account_id, as_of_seq)
     await require_account(session, caller, account)
     return account
 
 
 @router.patch(
-    "/accounts/{account_id}", response_model=schemas.AccountRead, responses=POSTING_ERRORS
+    "/accounts/{account_id}",
+    response_model=schemas.AccountRead,
+    dependencies=[allow(("admin",), "change accounts")],
 )
 async def update_account(
     account_id: UUID, data: schemas.AccountStatusUpdate, caller: CallerDep, session: SessionDep
 ) -> Any:
     """Freeze, unfreeze or close an account (admins)."""
-    require_role(caller, ("admin",), "change accounts")
     account = await service.get_account(session, account_id)
     await require_account(session, caller, account)
     return await service.set_account_status(session, account_id, data.status)
@@ -173,7 +168,6 @@ async def update_account(
 @router.get(
     "/accounts/{account_id}/entries",
     response_model=schemas.AccountEntriesPage,
-    responses=POSTING_ERRORS,
 )
 async def account_entries(
     account_id: UUID,
@@ -189,18 +183,18 @@ async def account_entries(
 
 
 async def _require_poster(
-    ctx: PostingContext, code: str, what: str, debited: list[str], credited: list[str]
+    ctx: PostingContext, code: str, debited: list[str], credited: list[str]
 ) -> None:
-    """Admins post in their books; organisations only from their own accounts."""
+    """Admins post in their books; organisations only from their own accounts (the role was
+    checked first, by `read_posting`)."""
     caller = ctx.caller
-    require_role(caller, POSTERS, what)
     require_book(caller, code, f"book {code!r}")
     if caller.role != "admin":
         async with ctx.sessions() as session:
             await require_org_debits(session, caller, code, debited, credited)
 
 
-@router.get("/transactions/{tx_id}", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
+@router.get("/transactions/{tx_id}", response_model=schemas.PostingRead)
 async def get_transaction(
     tx_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Response:
@@ -216,13 +210,12 @@ async def get_transaction(
     "/transactions/{tx_id}/reversal",
     status_code=201,
     response_model=schemas.PostingRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("admin",), "reverse transactions")],
 )
 async def reverse_transaction(
     tx_id: UUID, ctx: Posting, session: SessionDep, request: Request
 ) -> Response:
     """Post the negation of a transaction; at most one per transaction (admins)."""
-    require_role(ctx.caller, ("admin",), "reverse transactions")
     posting = await service.get_transaction(session, tx_id)
     require_book(ctx.caller, posting["book"], f"transaction {tx_id}")
     outcome = await service.reverse_transaction(
@@ -239,7 +232,7 @@ async def _visible_hold(session: AsyncSession, caller: Caller, hold_id: UUID) ->
     return hold
 
 
-@router.get("/holds/{hold_id}", response_model=schemas.HoldRead, responses=POSTING_ERRORS)
+@router.get("/holds/{hold_id}", response_model=schemas.HoldRead)
 async def get_hold(hold_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A hold and how it was resolved."""
     return await _visible_hold(session, caller, hold_id)
@@ -254,7 +247,6 @@ async def _resolve(
     void: bool,
 ) -> Response:
     caller = ctx.caller
-    require_role(caller, POSTERS, "resolve holds")
     hold = await _visible_hold(session, caller, hold_id)
     if caller.role != "admin":
         debited, credited = [str(hold["from_account_id"])], [str(hold["to_account_id"])]
@@ -265,7 +257,11 @@ async def _resolve(
     return await _answer(request, outcome)
 
 
-@router.post("/holds/{hold_id}/post", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
+@router.post(
+    "/holds/{hold_id}/post",
+    response_model=schemas.PostingRead,
+    dependencies=[allow(POSTERS, "resolve holds")],
+)
 async def post_hold(
     hold_id: UUID,
     ctx: Posting,
@@ -278,7 +274,11 @@ async def post_hold(
     return await _resolve(request, ctx, session, hold_id, amount, void=False)
 
 
-@router.post("/holds/{hold_id}/void", response_model=schemas.PostingRead, responses=POSTING_ERRORS)
+@router.post(
+    "/holds/{hold_id}/void",
+    response_model=schemas.PostingRead,
+    dependencies=[allow(POSTERS, "resolve holds")],
+)
 async def void_hold(hold_id: UUID, ctx: Posting, session: SessionDep, request: Request) -> Response:
     """Release a pending hold."""
     return await _resolve(request, ctx, session, hold_id, None, void=True)

@@ -740,16 +740,18 @@ class _Seeder:
             }
             created = await self.call("POST", "/v1/members", m.home, body)
             m.id, m.volunteer_number = created["id"], created["volunteer_number"]
-            community = COMMUNITIES[m.community]
-            await self.call(
-                "POST",
-                f"/v1/organisations/{self.orgs[community.key]}/members",
-                community.key,
-                {"volunteer_number": m.volunteer_number},
-            )
+            await self.enrol(m, COMMUNITIES[m.community].key)
             advance(1)
 
         await _limited(register(m) for m in self.plan.members)
+
+    async def enrol(self, member: MemberPlan, org: str) -> None:
+        """The member's consent through the mini-program (an enrolment code), then the
+        organisation enrols them with it."""
+        path = f"/v1/members/{member.id}/enrolment-codes"
+        code = (await self.call("POST", path, "mini", member=member))["code"]
+        body = {"enrolment_code": code, "volunteer_number": member.volunteer_number}
+        await self.call("POST", f"/v1/organisations/{self.orgs[org]}/members", org, body)
 
     async def projects(self) -> None:
         advance = self.progress("projects", len(self.plan.projects))
@@ -783,12 +785,7 @@ class _Seeder:
         project = plan.projects[step.project]
         org = project.org
         if step.kind == "enrol":
-            await self.call(
-                "POST",
-                f"/v1/organisations/{self.orgs[org]}/members",
-                org,
-                {"volunteer_number": member.volunteer_number},
-            )
+            await self.enrol(member, org)
         elif step.kind == "signup":
             path = f"/v1/projects/{project.id}/signups"
             if step.by_org:

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import TimebankError, ValidationFailed
+from app.identity.errors import MemberNotFound
 from app.volunteering import records, schemas
 from app.volunteering.records import Rules
 
@@ -66,6 +67,10 @@ def read_rows(payload: bytes) -> list[dict[str, str]]:
     return rows
 
 
+def _unknown_number() -> dict[str, object]:
+    return _problem("volunteer_number", "no active member of the project's book", "unknown")
+
+
 async def _member_id(session: AsyncSession, project_id: uuid.UUID, number: str) -> uuid.UUID | None:
     found = await session.execute(
         text(
@@ -97,9 +102,7 @@ async def _row_record(
     if project_id is not None:
         member_id = await _member_id(session, project_id, row["volunteer_number"])
         if member_id is None:
-            problems.append(
-                _problem("volunteer_number", "no active member of the project's book", "unknown")
-            )
+            problems.append(_unknown_number())
     if problems or member_id is None or project_id is None:
         return None, problems
     try:
@@ -153,6 +156,10 @@ async def import_records(
                     )
                 report["accepted" if created else "already_imported"] += 1
                 report["record_ids"].append(record["id"])
+            except MemberNotFound:
+                # A member out of the caller's reach is answered as a number that does not
+                # exist: a volunteer number never reveals who holds it (docs/authorization.md).
+                problems.append(_unknown_number())
             except TimebankError as error:
                 problem = error.problem()
                 problems.append({"field": "row", "message": error.detail, "code": problem["type"]})

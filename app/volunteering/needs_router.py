@@ -18,11 +18,9 @@ from app.identity.authorization import (
     listed_book,
     reaches_book,
     require_book,
-    require_role,
 )
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.kit.pagination import keyset_page
-from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 from app.volunteering import access, errors, needs, schemas
 
@@ -38,18 +36,25 @@ async def _visible(session: Any, caller: Caller, need_id: UUID) -> dict[str, Any
     return need
 
 
-@router.get("/service-catalog", response_model=schemas.Catalog, responses=POSTING_ERRORS)
+@router.get(
+    "/service-catalog",
+    response_model=schemas.Catalog,
+    dependencies=[allow(ALL_ROLES, "read the catalogue")],
+)
 async def service_catalog(caller: CallerDep, session: SessionDep) -> Any:
     """The service categories (扶老, 助困, …) and target groups of needs: data, not code."""
-    require_role(caller, ALL_ROLES, "read the catalogue")
     return await needs.catalog(session)
 
 
-@router.post("/needs", status_code=201, response_model=schemas.NeedRead, responses=POSTING_ERRORS)
+@router.post(
+    "/needs",
+    status_code=201,
+    response_model=schemas.NeedRead,
+    dependencies=[allow(REGISTRARS, "register needs")],
+)
 async def create_need(data: schemas.NeedCreate, ctx: Posting) -> Response:
     """Register a resident need (a community or social-work station; no personal data)."""
     caller = ctx.caller
-    require_role(caller, REGISTRARS, "register needs")
     require_book(caller, data.book, f"book {data.book!r}")
     organisation_id = access.acting_organisation(caller, data.organisation_id, "registers needs")
 
@@ -63,7 +68,11 @@ async def create_need(data: schemas.NeedCreate, ctx: Posting) -> Response:
     return await answer_action(ctx, action)
 
 
-@router.get("/needs", response_model=schemas.NeedPage, responses=POSTING_ERRORS)
+@router.get(
+    "/needs",
+    response_model=schemas.NeedPage,
+    dependencies=[allow(ALL_ROLES, "read needs")],
+)
 async def list_needs(
     caller: CallerDep,
     session: SessionDep,
@@ -77,26 +86,31 @@ async def list_needs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Needs of the caller's book (they hold no personal data: every role may read them)."""
-    require_role(caller, ALL_ROLES, "read needs")
     rows = await needs.list_needs(session, listed_book(caller, book), status, unmet, after, limit)
     if unmet:
         return {"items": rows[:limit], "next_after": None}
     return keyset_page(rows, limit)
 
 
-@router.get("/needs/{need_id}", response_model=schemas.NeedRead, responses=POSTING_ERRORS)
+@router.get(
+    "/needs/{need_id}",
+    response_model=schemas.NeedRead,
+    dependencies=[allow(ALL_ROLES, "read needs")],
+)
 async def get_need(need_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A need and the projects that address it."""
-    require_role(caller, ALL_ROLES, "read needs")
     return await _visible(session, caller, need_id)
 
 
-@router.patch("/needs/{need_id}", response_model=schemas.NeedRead, responses=POSTING_ERRORS)
+@router.patch(
+    "/needs/{need_id}",
+    response_model=schemas.NeedRead,
+    dependencies=[allow(REGISTRARS, "update needs")],
+)
 async def update_need(
     need_id: UUID, data: schemas.NeedUpdate, caller: CallerDep, session: SessionDep
 ) -> Any:
     """Mark a need matched, met or closed (or open again): its registrar or an admin."""
-    require_role(caller, REGISTRARS, "update needs")
     need = await _visible(session, caller, need_id)
     access.require_owner(caller, need["organisation_id"], "update this need")
     return await needs.set_need_status(session, need_id, data.status)

@@ -18,12 +18,10 @@ from app.identity.authorization import (
     listed_book,
     reaches_book,
     require_book,
-    require_role,
 )
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.kit.pagination import keyset_page
 from app.kit.responses import json_response
-from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 from app.volunteering import access, checkin_codes, errors, needs, projects, records, schemas
 from app.volunteering.rules import rules_of
@@ -42,12 +40,14 @@ async def _visible(session: Any, caller: Caller, project_id: UUID) -> dict[str, 
 
 
 @router.post(
-    "/projects", status_code=201, response_model=schemas.ProjectRead, responses=POSTING_ERRORS
+    "/projects",
+    status_code=201,
+    response_model=schemas.ProjectRead,
+    dependencies=[allow(PUBLISHERS, "publish projects")],
 )
 async def create_project(data: schemas.ProjectCreate, ctx: Posting) -> Response:
     """Publish a service project (an organisation, or an admin naming one)."""
     caller = ctx.caller
-    require_role(caller, PUBLISHERS, "publish projects")
     require_book(caller, data.book, f"book {data.book!r}")
     organisation_id = access.acting_organisation(caller, data.organisation_id, "publishes")
 
@@ -62,7 +62,11 @@ async def create_project(data: schemas.ProjectCreate, ctx: Posting) -> Response:
     return await answer_action(ctx, action)
 
 
-@router.get("/projects", response_model=schemas.ProjectPage, responses=POSTING_ERRORS)
+@router.get(
+    "/projects",
+    response_model=schemas.ProjectPage,
+    dependencies=[allow(ALL_ROLES, "read projects")],
+)
 async def list_projects(
     caller: CallerDep,
     session: SessionDep,
@@ -73,28 +77,31 @@ async def list_projects(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Projects of the caller's book (a public directory: every role may list them)."""
-    require_role(caller, ALL_ROLES, "read projects")
     rows = await projects.list_projects(
         session, listed_book(caller, book), organisation_id, status, after, limit
     )
     return keyset_page(rows, limit)
 
 
-@router.get("/projects/{project_id}", response_model=schemas.ProjectRead, responses=POSTING_ERRORS)
+@router.get(
+    "/projects/{project_id}",
+    response_model=schemas.ProjectRead,
+    dependencies=[allow(ALL_ROLES, "read projects")],
+)
 async def get_project(project_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A project and the needs it addresses."""
-    require_role(caller, ALL_ROLES, "read projects")
     return await _visible(session, caller, project_id)
 
 
 @router.patch(
-    "/projects/{project_id}", response_model=schemas.ProjectRead, responses=POSTING_ERRORS
+    "/projects/{project_id}",
+    response_model=schemas.ProjectRead,
+    dependencies=[allow(PUBLISHERS, "change projects")],
 )
 async def update_project(
     project_id: UUID, data: schemas.ProjectUpdate, caller: CallerDep, session: SessionDep
 ) -> Any:
     """Close a project to sign-ups and check-ins (or publish it again)."""
-    require_role(caller, PUBLISHERS, "change projects")
     project = await _visible(session, caller, project_id)
     access.require_owner(caller, project["organisation_id"], "change this project")
     return await projects.set_project_status(session, project_id, data.status)
@@ -103,7 +110,7 @@ async def update_project(
 @router.get(
     "/projects/{project_id}/candidates",
     response_model=list[schemas.VolunteerCandidate],
-    responses=POSTING_ERRORS,
+    dependencies=[allow(PUBLISHERS, "match volunteers")],
 )
 async def project_candidates(
     project_id: UUID,
@@ -112,7 +119,6 @@ async def project_candidates(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Members of the project's community who served in its category before (matching)."""
-    require_role(caller, PUBLISHERS, "match volunteers")
     project = await _visible(session, caller, project_id)
     access.require_owner(caller, project["organisation_id"], "match volunteers for it")
     return await projects.candidates(session, project, limit)
@@ -122,9 +128,9 @@ async def project_candidates(
     "/projects/{project_id}/checkin-code",
     response_model=schemas.CheckinCode,
     responses={
-        **POSTING_ERRORS,
         200: {"content": {"image/svg+xml": {}}, "description": "the code, or its QR (svg)"},
     },
+    dependencies=[allow(PUBLISHERS, "show check-in codes")],
 )
 async def checkin_code(
     project_id: UUID,
@@ -135,7 +141,6 @@ async def checkin_code(
 ) -> Any:
     """A fresh check-in code for the organisation's screen at the site; ask again before it
     expires (it rotates). `format=svg`: the code as a QR code."""
-    require_role(caller, PUBLISHERS, "show check-in codes")
     project = await _visible(session, caller, project_id)
     access.require_owner(caller, project["organisation_id"], "show its check-in code")
     # The key never changes: read without locking (a lock would queue the screen behind
@@ -159,7 +164,8 @@ async def checkin_code(
     "/projects/{project_id}/signups",
     status_code=201,
     response_model=schemas.SignupRead,
-    responses={**POSTING_ERRORS, 200: {"description": "already signed up"}},
+    responses={200: {"description": "already signed up"}},
+    dependencies=[allow(SIGNERS, "sign members up")],
 )
 async def sign_up(
     project_id: UUID,
@@ -171,7 +177,6 @@ async def sign_up(
 ) -> Any:
     """Take a place (the mini-program for its member; an organisation or admin for a member
     in its reach); signing up again answers 200 with the same place."""
-    require_role(caller, SIGNERS, "sign members up")
     project = await _visible(session, caller, project_id)
     member_id = access.acting_member(caller, data.member_id if data else None)
     await access.reachable_member(session, caller, member_id, project["book"])
@@ -184,11 +189,12 @@ async def sign_up(
 
 
 @router.get(
-    "/projects/{project_id}/signups", response_model=schemas.SignupPage, responses=POSTING_ERRORS
+    "/projects/{project_id}/signups",
+    response_model=schemas.SignupPage,
+    dependencies=[allow(("admin", "auditor", "org"), "read sign-ups")],
 )
 async def list_signups(project_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """Who signed up (the organisation, admins and auditors)."""
-    require_role(caller, ("admin", "auditor", "org"), "read sign-ups")
     project = await _visible(session, caller, project_id)
     access.require_owner(caller, project["organisation_id"], "read its sign-ups")
     return {"items": await projects.list_signups(session, project_id)}
@@ -197,13 +203,12 @@ async def list_signups(project_id: UUID, caller: CallerDep, session: SessionDep)
 @router.delete(
     "/projects/{project_id}/signups/{member_id}",
     response_model=schemas.SignupRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(SIGNERS, "cancel sign-ups")],
 )
 async def cancel_signup(
     project_id: UUID, member_id: UUID, caller: CallerDep, session: SessionDep
 ) -> Any:
     """Give a place back."""
-    require_role(caller, SIGNERS, "cancel sign-ups")
     project = await _visible(session, caller, project_id)
     member_id = access.acting_member(caller, member_id)
     await access.reachable_member(session, caller, member_id, project["book"])
@@ -214,7 +219,8 @@ async def cancel_signup(
     "/projects/{project_id}/checkin",
     status_code=201,
     response_model=schemas.ServiceRecordRead,
-    responses={**POSTING_ERRORS, 200: {"description": "already checked in here"}},
+    responses={200: {"description": "already checked in here"}},
+    dependencies=[allow(("miniprogram",), "check in")],
 )
 async def check_in(
     project_id: UUID,
@@ -225,7 +231,6 @@ async def check_in(
     response: Response,
 ) -> Any:
     """Check in at the site with the code it displays (the mini-program, for its member)."""
-    require_role(caller, ("miniprogram",), "check in")
     project = await _visible(session, caller, project_id)
     member_id = access.acting_member(caller, None)
     await access.reachable_member(session, caller, member_id, project["book"])

@@ -7,7 +7,7 @@ random id, which is printed on the paper with its QR code.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -16,8 +16,8 @@ from starlette.responses import HTMLResponse, Response
 from app.audit.service import AuditLog
 from app.config import Settings
 from app.dependencies import SessionDep
-from app.identity.authorization import SEES_PERSONAL_DATA, require_role, sees_member
-from app.identity.dependencies import CallerDep
+from app.identity.authorization import SEES_PERSONAL_DATA, sees_member
+from app.identity.dependencies import CallerDep, allow
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row, member_view
 from app.identity.personal import PersonalDataCipher
@@ -29,10 +29,6 @@ from app.volunteering.proof_schemas import ServiceProofIssued, ServiceProofRead
 
 router = APIRouter(tags=["service proofs"])
 
-PROBLEM = {"content": {"application/problem+json": {}}, "description": "problem (RFC 9457)"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
-    (401, 403, 404, 422, 429, 500, 503), PROBLEM
-)
 # A proof names a person: no cache keeps it; the page loads nothing from elsewhere.
 NO_STORE = {"Cache-Control": "no-store"}
 PAGE_HEADERS = {
@@ -55,13 +51,13 @@ def _audit(request: Request) -> AuditLog:
     "/v1/members/{member_id}/service-proof",
     response_model=ServiceProofIssued,
     responses={
-        **ERRORS,
         200: {
             "content": {"text/html": {}},
             "description": "the signed proof (JSON), or with format=html (or Accept: "
             "text/html) the printable page with its QR code",
         },
     },
+    dependencies=[allow(proofs.ISSUING_ROLES, "issue service proofs")],
 )
 async def issue_service_proof(
     member_id: UUID,
@@ -81,7 +77,6 @@ async def issue_service_proof(
 ) -> Response:
     """Issue a new signed proof of the member's certified service hours (every call issues
     and stores a new proof with its own number)."""
-    require_role(caller, proofs.ISSUING_ROLES, "issue service proofs")
     member = await get_member_row(session, member_id)
     if not await sees_member(session, caller, member):
         raise MemberNotFound(f"member {member_id} does not exist")
@@ -120,7 +115,6 @@ async def issue_service_proof(
 @router.get(
     "/v1/service-proofs/{proof_id}",
     response_model=ServiceProofRead,
-    responses={404: PROBLEM, 422: PROBLEM, 500: PROBLEM, 503: PROBLEM},
 )
 async def check_service_proof(proof_id: UUID, session: SessionDep, request: Request) -> Response:
     """A stored proof and whether its signature verifies now with the JWKS (no

@@ -12,10 +12,9 @@ from starlette.responses import Response
 from app.dependencies import SessionDep
 from app.identity.action_answers import answer_action
 from app.identity.actions import ActionResult
-from app.identity.authorization import Caller, listed_book, reaches_book, require_role
-from app.identity.dependencies import CallerDep, Posting
+from app.identity.authorization import Caller, listed_book, reaches_book
+from app.identity.dependencies import CallerDep, Posting, allow
 from app.kit.pagination import keyset_page
-from app.ledger.router import POSTING_ERRORS
 from app.ledger.schemas import BookCode
 from app.volunteering import (
     access,
@@ -43,7 +42,8 @@ def _record_json(record: dict[str, Any]) -> dict[str, Any]:
     "/service-records",
     status_code=201,
     response_model=schemas.ServiceRecordRead,
-    responses={**POSTING_ERRORS, 200: {"description": "this external_id was recorded before"}},
+    responses={200: {"description": "this external_id was recorded before"}},
+    dependencies=[allow(CERTIFIERS, "enter service records")],
 )
 async def enter_record(
     data: schemas.ServiceRecordCreate, ctx: Posting, request: Request
@@ -51,7 +51,6 @@ async def enter_record(
     """Enter a record by hand (荣誉时, evidence `manual`, with who attests it): the organisation
     that organised the project, or an admin. It waits for approval like any record."""
     caller = ctx.caller
-    require_role(caller, CERTIFIERS, "enter service records")
     rules = rules_of(request.app.state.settings)
 
     async def action(session: Any) -> ActionResult:
@@ -69,7 +68,6 @@ async def enter_record(
 @router.post(
     "/service-records/import",
     response_model=schemas.ImportReport,
-    responses=POSTING_ERRORS,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -83,6 +81,7 @@ async def enter_record(
             },
         }
     },
+    dependencies=[allow(CERTIFIERS, "import service records")],
 )
 async def import_records(
     caller: CallerDep,
@@ -92,7 +91,6 @@ async def import_records(
     """Import historical records (CSV, UTF-8, one header row: external_id, volunteer_number,
     project_id, started_at, ended_at, attested_by) as manual records waiting for approval.
     Idempotent on external_id; a dry run (the default) reports every row's problems."""
-    require_role(caller, CERTIFIERS, "import service records")
     rows = importing.read_rows(await request.body())
 
     async def reach(session: Any, project_id: UUID, member_id: UUID) -> None:
@@ -117,7 +115,11 @@ async def import_records(
     return report
 
 
-@router.get("/service-records", response_model=schemas.ServiceRecordPage, responses=POSTING_ERRORS)
+@router.get(
+    "/service-records",
+    response_model=schemas.ServiceRecordPage,
+    dependencies=[allow(READERS, "read service records")],
+)
 async def list_records(
     caller: CallerDep,
     session: SessionDep,
@@ -131,7 +133,6 @@ async def list_records(
 ) -> Any:
     """Records in the caller's reach: an organisation's own, a mini-program's member's, or a
     book's (admins and auditors), in id order."""
-    require_role(caller, READERS, "read service records")
     if caller.role == "org":
         organisation_id = UUID(str(caller.organisation_id))
     elif caller.role == "miniprogram":
@@ -150,12 +151,13 @@ async def list_records(
 
 
 @router.post(
-    "/service-records/approve", response_model=schemas.BulkApproveOut, responses=POSTING_ERRORS
+    "/service-records/approve",
+    response_model=schemas.BulkApproveOut,
+    dependencies=[allow(CERTIFIERS, "approve service records")],
 )
 async def approve_records(data: schemas.BulkApproveIn, caller: CallerDep, request: Request) -> Any:
     """Approve many records; each is approved (or refused) on its own, and the answer says
     what happened to each, with the status approving it alone would have answered."""
-    require_role(caller, CERTIFIERS, "approve service records")
 
     async def visible(session: Any, record_id: UUID) -> None:
         await access.visible_record(session, caller, record_id)
@@ -170,12 +172,11 @@ async def approve_records(data: schemas.BulkApproveIn, caller: CallerDep, reques
 @router.get(
     "/service-records/{record_id}",
     response_model=schemas.ServiceRecordDetail,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(READERS, "read service records")],
 )
 async def get_record(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A record with its whole history (who entered, checked out, approved, rejected,
     reversed, disputed) and its disputes."""
-    require_role(caller, READERS, "read service records")
     record = await access.visible_record(session, caller, record_id)
     return {
         **record,
@@ -187,14 +188,13 @@ async def get_record(record_id: UUID, caller: CallerDep, session: SessionDep) ->
 @router.post(
     "/service-records/{record_id}/checkout",
     response_model=schemas.ServiceRecordRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("miniprogram",), "check out")],
 )
 async def check_out(
     record_id: UUID, data: schemas.CodeIn, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """Check out at the site with its current code: the record is credited the time inside
     the activity's window, by the rules, and waits for approval."""
-    require_role(caller, ("miniprogram",), "check out")
     record = await access.visible_record(session, caller, record_id)
     return await records.check_out(
         session,
@@ -209,11 +209,10 @@ async def check_out(
 @router.post(
     "/service-records/{record_id}/cancel",
     response_model=schemas.ServiceRecordRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("miniprogram",), "withdraw check-ins")],
 )
 async def cancel_checkin(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """The member withdraws an open check-in (nothing is credited)."""
-    require_role(caller, ("miniprogram",), "withdraw check-ins")
     await access.visible_record(session, caller, record_id)
     # Checked under the record's lock: a check-out racing the withdrawal wins or loses whole.
     return await records.reject(
@@ -224,13 +223,12 @@ async def cancel_checkin(record_id: UUID, caller: CallerDep, session: SessionDep
 @router.post(
     "/service-records/{record_id}/approve",
     response_model=schemas.ServiceRecordRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(CERTIFIERS, "approve service records")],
 )
 async def approve_record(
     record_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """Approve a pending record: post its `service_credit` (once, however often asked)."""
-    require_role(caller, CERTIFIERS, "approve service records")
     await access.visible_record(session, caller, record_id)
     state = request.app.state
     return await approval.approve(session, state.sequencer, record_id, caller, state.sessions)
@@ -239,13 +237,12 @@ async def approve_record(
 @router.post(
     "/service-records/{record_id}/reject",
     response_model=schemas.ServiceRecordRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(CERTIFIERS, "reject service records")],
 )
 async def reject_record(
     record_id: UUID, data: schemas.RejectIn, caller: CallerDep, session: SessionDep
 ) -> Any:
     """Reject an open or pending record, with the reason."""
-    require_role(caller, CERTIFIERS, "reject service records")
     await access.visible_record(session, caller, record_id)
     return await records.reject(session, record_id, data.reason, caller.actor(), "rejected")
 
@@ -253,7 +250,7 @@ async def reject_record(
 @router.post(
     "/service-records/{record_id}/reverse",
     response_model=schemas.ServiceRecordRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(CERTIFIERS, "correct service records")],
 )
 async def reverse_record(
     record_id: UUID,
@@ -264,7 +261,6 @@ async def reverse_record(
 ) -> Any:
     """Correct an approved record: its credit is reversed in the ledger and the record kept as
     `reversed`; enter the right record with `corrects_record_id`."""
-    require_role(caller, CERTIFIERS, "correct service records")
     await access.visible_record(session, caller, record_id)
     return await approval.reverse(
         session, request.app.state.sequencer, record_id, data.reason, caller
@@ -275,13 +271,12 @@ async def reverse_record(
     "/service-records/{record_id}/disputes",
     status_code=201,
     response_model=schemas.DisputeRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(("miniprogram",), "dispute service records")],
 )
 async def open_dispute(
     record_id: UUID, data: schemas.DisputeCreate, caller: CallerDep, session: SessionDep
 ) -> Any:
     """The member reports an error in a record; the organisation must answer it."""
-    require_role(caller, ("miniprogram",), "dispute service records")
     await access.visible_record(session, caller, record_id)
     return await disputes.open_dispute(session, record_id, data.reason, caller.actor())
 
@@ -294,7 +289,11 @@ def _dispute_scope(caller: Caller) -> tuple[UUID | None, UUID | None]:
     return None, None
 
 
-@router.get("/service-disputes", response_model=schemas.DisputePage, responses=POSTING_ERRORS)
+@router.get(
+    "/service-disputes",
+    response_model=schemas.DisputePage,
+    dependencies=[allow(READERS, "read disputes")],
+)
 async def list_disputes(
     caller: CallerDep,
     session: SessionDep,
@@ -305,7 +304,6 @@ async def list_disputes(
 ) -> Any:
     """Disputes in the caller's reach: an organisation's to answer, a member's own, or a book's
     (admins and auditors)."""
-    require_role(caller, READERS, "read disputes")
     organisation_id, member_id = _dispute_scope(caller)
     rows = await disputes.list_disputes(
         session, listed_book(caller, book), organisation_id, member_id, status, after, limit
@@ -316,14 +314,13 @@ async def list_disputes(
 @router.post(
     "/service-disputes/{dispute_id}/answer",
     response_model=schemas.DisputeRead,
-    responses=POSTING_ERRORS,
+    dependencies=[allow(CERTIFIERS, "answer disputes")],
 )
 async def answer_dispute(
     dispute_id: UUID, data: schemas.DisputeAnswer, caller: CallerDep, session: SessionDep
 ) -> Any:
     """The organisation answers a dispute: upheld (naming the correcting record, if any) or
     dismissed, with its reasons."""
-    require_role(caller, CERTIFIERS, "answer disputes")
     dispute = await disputes.get_dispute(session, dispute_id)
     record = await records.get_record(session, dispute["record_id"])
     if not access.sees_record(caller, record):

@@ -7,7 +7,7 @@ and kiosks: 403.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
@@ -15,8 +15,8 @@ from starlette.responses import Response
 from app.config import Settings
 from app.dependencies import SessionDep
 from app.errors import Forbidden, ValidationFailed
-from app.identity.authorization import listed_book, require_role
-from app.identity.dependencies import CallerDep
+from app.identity.authorization import listed_book
+from app.identity.dependencies import CallerDep, allow
 from app.kit.responses import json_response
 from app.kit.schemas import Day
 from app.ledger.schemas import BookCode
@@ -27,13 +27,13 @@ from app.volunteering.stats_schemas import ServiceStats
 router = APIRouter(prefix="/v1", tags=["service statistics"])
 
 READERS = ("admin", "auditor", "org")
-PROBLEM = {"content": {"application/problem+json": {}}, "description": "problem (RFC 9457)"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
-    (401, 403, 404, 422, 429, 500, 503), PROBLEM
+
+
+@router.get(
+    "/stats/service",
+    response_model=ServiceStats,
+    dependencies=[allow(READERS, "read service statistics")],
 )
-
-
-@router.get("/stats/service", response_model=ServiceStats, responses=ERRORS)
 async def service_stats(
     caller: CallerDep,
     session: SessionDep,
@@ -53,7 +53,6 @@ async def service_stats(
     with totals, and `ledger`: the same minutes recomputed from the journal (service credits
     less their reversals), which must equal `totals.minutes`. Organisations see only the
     service they certified."""
-    require_role(caller, READERS, "read service statistics")
     scope_book = listed_book(caller, book)
     if scope_book is None:
         raise ValidationFailed(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
+from app.identity.enrolment import purge_enrolment_codes
+from app.kit.clock import utc_now
 from app.ledger.verify_runner import verify_book
 from tests.conftest import Api, ScratchDatabase
 from tests.identity.world import World, build_world, resident_id
@@ -191,21 +194,165 @@ async def test_erasure_scrubs_the_person_and_keeps_accounts_entries_and_chain(
     assert refused.status_code == 409
 
 
-async def test_an_organisation_enrols_a_member_by_volunteer_number(api: Api, world: World) -> None:
+async def _enrolment_code(api: Api, w: World, member: str) -> str:
+    r = await api.client.post(
+        f"/v1/members/{member}/enrolment-codes", headers=auth(w, "mini", member)
+    )
+    assert r.status_code == 201, r.text
+    code = str(r.json()["code"])
+    assert len(code) == 10 and set(code) <= set("23456789ABCDEFGHJKMNPQRSTUVWXYZ")
+    return code
+
+
+async def _enrol(api: Api, w: World, body: dict[str, Any], org: str = "org") -> Any:
+    organisation = w.org_a if org == "org" else w.org_b
+    return await api.client.post(
+        f"/v1/organisations/{organisation}/members", json=body, headers=auth(w, org)
+    )
+
+
+async def test_a_volunteer_number_alone_enrols_no_one(api: Api, world: World) -> None:
+    r = await _enrol(api, world, {"volunteer_number": world.member_other_number})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "enrolment_code"
+    read = await api.client.get(f"/v1/members/{world.member_other}", headers=auth(world, "org"))
+    assert read.status_code == 404
+
+
+async def test_an_organisation_enrols_a_member_with_their_enrolment_code(
+    api: Api, world: World
+) -> None:
     headers = auth(world, "org")
     before = await api.client.get(f"/v1/members/{world.member_other}", headers=headers)
     assert before.status_code == 404
-    r = await api.client.post(
-        f"/v1/organisations/{world.org_a}/members",
-        json={"volunteer_number": world.member_other_number},
-        headers=headers,
-    )
+    code = await _enrolment_code(api, world, world.member_other)
+    r = await _enrol(api, world, {"enrolment_code": code.lower()})
     assert r.status_code == 200, r.text
+    membership = r.json()
+    assert (membership["member_id"], membership["volunteer_number"]) == (
+        world.member_other,
+        world.member_other_number,
+    )
     after = await api.client.get(f"/v1/members/{world.member_other}", headers=headers)
     assert after.status_code == 200 and after.json()["masked"] is True
-    unknown = await api.client.post(
-        f"/v1/organisations/{world.org_a}/members",
-        json={"volunteer_number": "NOPE0000000000"},
-        headers=headers,
+    # A retry by the same organisation answers the same membership; the code is spent for
+    # any other.
+    again = await _enrol(api, world, {"enrolment_code": code})
+    assert again.status_code == 200 and again.json() == membership
+    taken = await _enrol(api, world, {"enrolment_code": code}, org="org_other")
+    assert taken.status_code == 422
+    assert taken.json()["type"] == "urn:timebank:problem:enrolment-code-invalid"
+
+
+async def test_wrong_expired_and_mismatched_codes_get_one_answer(api: Api, world: World) -> None:
+    member = await world.register(world.home)
+    problems = []
+    # Never issued.
+    problems.append(await _enrol(api, world, {"enrolment_code": "ABCDEFGHJK"}))
+    # Another member's volunteer number beside the code: refused, and the code stays unused.
+    code = await _enrolment_code(api, world, member["id"])
+    body = {"enrolment_code": code, "volunteer_number": world.member_other_number}
+    problems.append(await _enrol(api, world, body))
+    # Expired: the clock moves past the code's ten minutes.
+    expired = await _enrolment_code(api, world, member["id"])
+    now = datetime.now(UTC)
+    api.app.state.clock = lambda: now + timedelta(seconds=601)
+    try:
+        problems.append(await _enrol(api, world, {"enrolment_code": expired}))
+    finally:
+        api.app.state.clock = utc_now
+    bodies = [r.json() for r in problems]
+    assert [r.status_code for r in problems] == [422] * 3
+    assert {(b["type"], b["detail"]) for b in bodies} == {
+        (
+            "urn:timebank:problem:enrolment-code-invalid",
+            "the enrolment code is unknown, expired or used",
+        )
+    }
+    ok = await _enrol(
+        api, world, {"enrolment_code": code, "volunteer_number": member["volunteer_number"]}
     )
-    assert unknown.status_code == 404
+    assert ok.status_code == 200, ok.text
+
+
+async def test_only_the_member_or_an_admin_asks_for_an_enrolment_code(
+    api: Api, world: World
+) -> None:
+    path = f"/v1/members/{world.member}/enrolment-codes"
+    for caller, acting, want in [
+        ("mini", world.member_other, 404),  # acting for someone else
+        ("mini", None, 404),  # acting for no one
+        ("org", None, 403),
+        ("auditor", None, 403),
+        ("admin", None, 201),
+    ]:
+        r = await api.client.post(path, headers=auth(world, caller, acting))
+        assert r.status_code == want, (caller, r.text)
+
+
+async def test_the_codes_are_stored_hashed(
+    api: Api, world: World, database: ScratchDatabase
+) -> None:
+    code = await _enrolment_code(api, world, world.member)
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        rows = await conn.fetch("SELECT * FROM enrolment_codes")
+    finally:
+        await conn.close()
+    assert rows and all(code not in str(dict(row)) for row in rows)
+
+
+async def test_an_identity_registered_with_other_personal_data_is_a_conflict(
+    api: Api, world: World
+) -> None:
+    subject = f"o_{uuid.uuid4().hex}"
+    first = await api.client.post("/v1/members", json=member_body(world.home, subject))
+    assert first.status_code == 201, first.text
+    other_person = member_body(
+        world.home,
+        subject,
+        phone="13900002222",
+        resident_id=resident_id("11010519800101003"),
+        organisation_id=world.org_b,
+    )
+    for caller in ("org_other", "mini", "admin"):
+        r = await api.client.post("/v1/members", json=other_person, headers=auth(world, caller))
+        assert r.status_code == 409, (caller, r.text)
+        problem = r.json()
+        assert problem["type"] == "urn:timebank:problem:external-identity-conflict"
+        assert problem["fields"] == ["phone", "resident_id", "birth_date"]
+        assert "13900002222" not in r.text and first.json()["id"] not in r.text
+    # Organisation B did not join them, and cannot read them.
+    member = first.json()["id"]
+    assert (await api.client.get(f"/v1/members/{member}")).json()["organisations"] == []
+    read = await api.client.get(f"/v1/members/{member}", headers=auth(world, "org_other"))
+    assert read.status_code == 404
+    # The same person again is the same member (and joins the registering organisation).
+    same = member_body(world.home, subject, organisation_id=world.org_b)
+    again = await api.client.post("/v1/members", json=same, headers=auth(world, "org_other"))
+    assert again.status_code == 200 and again.json()["id"] == member
+    assert again.json()["organisations"] == [world.org_b]
+
+
+async def test_codes_long_expired_are_purged(
+    api: Api, world: World, database: ScratchDatabase
+) -> None:
+    old = await _enrolment_code(api, world, world.member)
+    fresh = await _enrolment_code(api, world, world.member_other)
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        await conn.execute(
+            "UPDATE enrolment_codes SET expires_at = now() - interval '2 days' "
+            "WHERE member_id = $1",
+            uuid.UUID(world.member),
+        )
+        async with api.app.state.sessions() as session, session.begin():
+            assert await purge_enrolment_codes(session, 86400) >= 1
+        left = await conn.fetch("SELECT member_id FROM enrolment_codes")
+    finally:
+        await conn.close()
+    assert uuid.UUID(world.member_other) in {row["member_id"] for row in left}
+    assert uuid.UUID(world.member) not in {row["member_id"] for row in left}
+    r = await _enrol(api, world, {"enrolment_code": old})
+    assert r.status_code == 422
+    assert (await _enrol(api, world, {"enrolment_code": fresh})).status_code == 200

@@ -10,8 +10,9 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
 
-from app.identity.dependencies import Posting
+from app.identity.dependencies import Posting, allow
 from app.identity.posting_request import RequestRoute, read_posting
+from app.ledger.router import POSTERS, TRANSACTION_POSTERS
 from app.ledger.schemas import HoldCreate, TransactionCreate
 from tests.conftest import Api
 
@@ -24,6 +25,7 @@ GOOD = b'{"legs":[{"account_id":"%s","amount":-1},{"account_id":"%s","amount":1}
 BAD_FIELDS = b'{"legs":[{"account_id":"nope","amount":1.5}],"extra":1}'
 JSON = {"Content-Type": "application/json"}
 NO_AUTH = {"Authorization": ""}
+AUDITOR = {"Authorization": "auditor"}  # replaced by an auditor's token
 
 CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("valid", GOOD, {"Idempotency-Key": "k1"}),
@@ -41,6 +43,9 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("bad fields, no key", BAD_FIELDS, {}),
     ("bad fields, bad key", BAD_FIELDS, {"Idempotency-Key": "a\tb"}),
     ("valid, bad key", GOOD, {"Idempotency-Key": "x" * 256}),
+    # A role that may never post: 403 before the key and the fields.
+    ("bad fields, auditor", BAD_FIELDS, {"Idempotency-Key": "k1", **AUDITOR}),
+    ("no legs, no key, auditor", b"{}", AUDITOR),
 ]
 
 
@@ -48,12 +53,12 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
 async def twin_routes(api: Api) -> Api:
     """The same posting route twice: parsed by FastAPI, and read by hand."""
 
-    @api.app.post("/test/parsed/{code}")
+    @api.app.post("/test/parsed/{code}", dependencies=[allow(POSTERS, "post transactions")])
     async def parsed(code: str, data: TransactionCreate, ctx: Posting) -> dict[str, Any]:
         return {"code": code, "legs": len(data.legs), "key": ctx.idem.key}
 
     async def by_hand(request: Request) -> Response:
-        ctx, data = await read_posting(request, TransactionCreate)
+        ctx, data = await read_posting(request, TransactionCreate, TRANSACTION_POSTERS)
         code = request.path_params["code"]
         return JSONResponse({"code": code, "legs": len(data.legs), "key": ctx.idem.key})
 
@@ -67,6 +72,14 @@ async def twin_routes(api: Api) -> Api:
 async def test_read_by_hand_answers_as_fastapi_would(
     twin_routes: Api, case: str, body: bytes, headers: dict[str, str]
 ) -> None:
+    if headers.get("Authorization") == "auditor":
+        created = await twin_routes.client.post(
+            "/v1/credentials",
+            json={"role": "auditor", "book": None},
+            headers={"Idempotency-Key": f"auditor-{case}"},
+        )
+        assert created.status_code == 201, created.text
+        headers = {**headers, "Authorization": f"Bearer {created.json()['token']}"}
     answers = []
     for route in ("parsed", "by-hand"):
         r = await twin_routes.client.post(
@@ -76,6 +89,8 @@ async def test_read_by_hand_answers_as_fastapi_would(
         document.pop("instance", None)  # the path, which differs
         answers.append((r.status_code, r.headers["content-type"], document))
     assert answers[0] == answers[1]
+    if "auditor" in case:
+        assert answers[1][0] == 403
     if case == "valid":
         assert answers[1][0] == 200
     else:

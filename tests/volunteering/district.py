@@ -76,11 +76,13 @@ class District:
             "identity": {"provider": "wechat", "subject": f"o_{uuid.uuid4().hex}"},
         }
         data: dict[str, Any] = await self.ok("POST", "/v1/members", team, body=body)
+        # The member's consent: an enrolment code (an admin asks for it here).
+        code = await self.ok("POST", f"/v1/members/{data['id']}/enrolment-codes", "admin")
         await self.ok(
             "POST",
             f"/v1/organisations/{self.community}/members",
             "admin",
-            body={"volunteer_number": data["volunteer_number"]},
+            body={"enrolment_code": code["code"]},
         )
         data["hours"] = next(a["account_id"] for a in data["accounts"] if a["asset"] == "HOUR")
         self.members.append(data)

@@ -97,3 +97,20 @@ async def test_import_is_refused_for_other_organisations_and_bad_files(district:
     assert binary.status_code == 422
     reader = await send(d, HEADER + row, dry_run=True, who="auditor")
     assert reader.status_code == 403
+
+
+async def test_a_volunteer_number_out_of_reach_reads_as_unknown(district: District) -> None:
+    """Another team's import finds nothing of a member it does not reach, not even their id."""
+    d = district
+    project = await d.project(who="other_team")
+    member = await d.member()
+    rows = [
+        f"x-1,{member['volunteer_number']},{project['id']},2026-11-20 09:00,2026-11-20 10:00,王",
+        f"x-2,NOSUCH,{project['id']},2026-11-20 11:00,2026-11-20 12:00,王",
+    ]
+    r = await send(d, HEADER + "\n".join(rows) + "\n", dry_run=True, who="other_team")
+    assert r.status_code == 200, r.text
+    problems = [p["problems"] for p in r.json()["problems"]]
+    assert len(problems) == 2 and problems[0] == problems[1]
+    assert problems[0][0]["field"] == "volunteer_number"
+    assert member["id"] not in r.text
