@@ -299,3 +299,18 @@ async def test_a_sites_pending_redemptions_can_be_picked_up_again(shop: Shop) ->
     # Another site's kiosk does not list them; a bad status is a validation problem.
     assert (await s.call("GET", path, "kiosk_other")).status_code == 403
     problem(await s.call("GET", f"{path}?status=lost", "kiosk"), 422, "validation")
+
+
+async def test_a_refused_redemption_retried_with_its_key_is_decided_again(shop: Shop) -> None:
+    # The hold and the redemption are one transaction: a refusal is not stored under any key.
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 5)
+    rice = await s.item("大米", 10, stock=3)
+    code, key = await s.code(member), uuid.uuid4().hex
+    problem(await s.redeem(code, [(rice, 1)], key=key), 409, "insufficient-funds")
+    await s.points_to(member, 5)
+    again = await s.redeem(code, [(rice, 1)], key=key)
+    assert again.status_code == 201, again.text
+    assert again.headers.get("Idempotent-Replayed") is None
+    assert (await s.get_item(rice))["reserved"] == 1
