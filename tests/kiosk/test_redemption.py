@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app.audit import offline
+from app.audit.errors import SigningKeyUnavailable
 from app.kiosk import redemptions
 from tests.conftest import Api
 from tests.kiosk.shop import Shop, build_shop
@@ -314,3 +315,30 @@ async def test_a_refused_redemption_retried_with_its_key_is_decided_again(shop: 
     assert again.status_code == 201, again.text
     assert again.headers.get("Idempotent-Replayed") is None
     assert (await s.get_item(rice))["reserved"] == 1
+
+
+async def test_a_confirmation_whose_receipt_cannot_be_signed_stands_and_a_retry_gets_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The receipt is signed after the confirmation commits: a signing failure loses no step.
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 20)
+    soap = await s.item("香皂", 10, stock=2)
+    pending = (await s.redeem(await s.code(member), [(soap, 1)])).json()
+    receipts = s.api.app.state.audit.receipts
+
+    async def no_key(*_: Any) -> Any:
+        raise SigningKeyUnavailable("no signing key is valid now")
+
+    monkeypatch.setattr(receipts, "sign", no_key)
+    key = uuid.uuid4().hex
+    problem(await s.confirm(pending["id"], key=key), 503, "signing-key-unavailable")
+    found = await s.ok("GET", f"/v1/kiosk/redemptions/{pending['id']}", "kiosk")
+    assert found["status"] == "confirmed" and (await s.get_item(soap))["stock"] == 1
+    monkeypatch.undo()
+    again = await s.confirm(pending["id"], key=key)
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    jwks = (await s.api.client.get("/.well-known/jwks.json")).json()
+    verified = offline.verify_receipt(again.json()["receipt"], jwks)
+    assert verified.claims["tx_id"] == found["tx_id"] == again.json()["tx_id"]
