@@ -201,6 +201,17 @@ async def lock_basket(
     return basket
 
 
+async def lock_lines(session: AsyncSession, lines: list[dict[str, Any]]) -> None:
+    """Lock a redemption's items in id order, as `lock_basket` does, before its posting: what
+    settles it then only updates rows it holds (the book's head is locked after them)."""
+    await session.execute(
+        text(
+            "SELECT 1 FROM kiosk_items WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+        ),
+        {"ids": sorted({str(line["item_id"]) for line in lines})},
+    )
+
+
 async def reserve(session: AsyncSession, item_id: uuid.UUID, quantity: int) -> None:
     """Hold back stock for a pending redemption (the item locked by `lock_basket`)."""
     await session.execute(

@@ -1,11 +1,15 @@
 """Redemptions at a kiosk (no HTTP): a hold on the member's points and a reservation of stock,
 then confirmed (the hold posted, the stock taken), cancelled or expired (both given back).
 
-The ledger's sequencer owns the postings: each step submits its hold, hold.post or hold.void
-under a key derived from the redemption id, so a step retried after a crash between its
-posting and its own commit replays the posting and finishes the step. The redemption's row is
-locked by each step, so a confirmation and a cancellation or expiry of one redemption happen
-one after the other; items are locked in id order, so concurrent baskets cannot deadlock.
+Each step appends its posting inside its own database transaction (`ledger.InTransaction`):
+the hold with the redemption row, the code used and the stock reserved; the hold.post with the
+stock taken; the hold.void with the stock given back. Each commits whole or not at all,
+whatever fails or is killed between the posting and the rows (docs/kiosk.md §3.4), so nothing
+waits for a retry to finish it. A step locks its own rows first (the code or the redemption,
+then the items in id order), then appends (the book's head stays locked until the commit),
+then only updates those rows or inserts new ones: a confirmation and a cancellation or expiry
+of one redemption happen one after the other, and concurrent baskets cannot deadlock. Each
+posting keeps a ledger key derived from the redemption id, so no step can post twice.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.identity.errors import MemberNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kiosk import catalogue, codes, errors, schemas
+from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_HOLD
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
-from app.ledger.service import posted_before, refusal
+from app.ledger.service import refusal
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +48,8 @@ REDEMPTION_ACCOUNT = "redemption"
 # never voids a hold that a confirmation may still post: the redemption's expiry voids it.
 HOLD_GRACE_S = 60
 
-# Signs the receipt of the entry in a posting's answer.
-ReceiptSigner = Callable[[bytes], Awaitable[str]]
+# Signs the receipt of a journal entry (the entry, its stored bytes, its hash).
+ReceiptSigner = Callable[[dict[str, Any], bytes, str], Awaitable[str]]
 
 COLUMNS = (
     "id, site_id, book_code AS book, member_id, asset, total, lines, hold_id, status, "
@@ -185,9 +190,13 @@ async def redeem(
         expires_in_s=ttl_s + HOLD_GRACE_S,
         actor=caller.actor(),
     )
-    outcome = await sequencer.submit(draft, _ref("redemption", redemption_id))
+    # In this transaction: the hold commits with the redemption, the code and the reservation.
+    outcome = await ledger.InTransaction(session, sequencer).submit(
+        draft, _ref("redemption", redemption_id)
+    )
     if outcome.status_code >= 400:
         raise refusal(outcome)
+    fault_point("kiosk.redeem.posted")
     for item, quantity in basket:
         await catalogue.reserve(session, item["id"], quantity)
     await codes.use(session, prepared.code_id, redemption_id)
@@ -241,7 +250,8 @@ async def _resolve_hold(
     actor: dict[str, str] | None,
 ) -> Outcome:
     hold = await ledger.get_hold(session, row.hold_id)
-    return await ledger.resolve_hold(sequencer, hold, ref, void=void, actor=actor)
+    in_transaction = ledger.InTransaction(session, sequencer)
+    return await ledger.resolve_hold(in_transaction, hold, ref, void=void, actor=actor)
 
 
 async def confirm(
@@ -250,36 +260,46 @@ async def confirm(
     caller: Caller,
     row: Any,
     now: datetime,
-    sign: ReceiptSigner,
 ) -> dict[str, Any]:
     """Post the hold and take the stock (the redemption locked by the caller); the answer
-    with the signed receipt of the hold.post entry."""
-    if row.status == "expired":
+    without its receipt, which `receipt` signs once this transaction has committed."""
+    if row.status == "expired" or (row.status == "pending" and now >= row.expires_at):
         raise errors.RedemptionExpired(f"the redemption expired at {row.expires_at}")
     if row.status != "pending":
         raise errors.RedemptionNotPending(
             f"the redemption is {row.status}", redemption_status=row.status
         )
+    await catalogue.lock_lines(session, view(row)["lines"])
     ref = _ref("confirm", row.id)
-    # A posting made before a crash is finished whatever the time: the points were taken.
-    if now >= row.expires_at and not await posted_before(session, ref):
-        raise errors.RedemptionExpired(f"the redemption expired at {row.expires_at}")
     outcome = await _resolve_hold(session, sequencer, row, ref, False, caller.actor())
     if outcome.status_code >= 400:
         problem = refusal(outcome)
         if isinstance(problem, ledger_errors.HoldExpired | ledger_errors.HoldNotPending):
             raise errors.RedemptionExpired("the redemption's hold is no longer pending")
         raise problem
+    fault_point("kiosk.confirm.posted")
     posting = outcome.body
     await _settle(session, row, "confirmed", posting["id"], caller.credential.id)
     return {
         "redemption": view(await get(session, row.id)),
-        "receipt": await sign(outcome.payload),
         "book": posting["book"],
         "seq": posting["seq"],
         "tx_id": posting["id"],
         "entry_hash": posting["entry_hash"],
     }
+
+
+async def receipt(session: AsyncSession, sign: ReceiptSigner, tx_id: str) -> str:
+    """The signed receipt of a confirmation's hold.post entry, read from the journal: signed
+    after the confirmation commits (the same receipt on every answer, never stored)."""
+    row = (
+        await session.execute(
+            text("SELECT body, entry_hash FROM journal_entries WHERE tx_id = CAST(:id AS uuid)"),
+            {"id": tx_id},
+        )
+    ).one()
+    body = bytes(row.body)
+    return await sign(json.loads(body), body, str(row.entry_hash))
 
 
 async def cancel(
@@ -290,8 +310,9 @@ async def cancel(
         raise errors.RedemptionNotPending(
             f"the redemption is {row.status}", redemption_status=row.status
         )
-    ref = _ref("cancel", row.id)
-    tx_id = await _void(session, sequencer, row, ref, caller.actor())
+    await catalogue.lock_lines(session, view(row)["lines"])
+    tx_id = await _void(session, sequencer, row, _ref("cancel", row.id), caller.actor())
+    fault_point("kiosk.cancel.posted")
     await _settle(session, row, "cancelled", tx_id, caller.credential.id)
     return {"redemption": view(await get(session, row.id))}
 
@@ -321,7 +342,8 @@ async def expire_due(
     limit: int = 200,
 ) -> int:
     """Void the pending redemptions whose time is up and give their stock back; how many.
-    Every server process may run it: each redemption is settled once, under its row lock."""
+    Every server process may run it: each redemption is settled once, under its row lock, in
+    a transaction of its own with its hold.void."""
     async with sessions() as session:
         due = (
             await session.scalars(
@@ -346,14 +368,18 @@ async def expire_due(
             ).one_or_none()
             if row is None:
                 continue
-            if await posted_before(session, _ref("confirm", row.id)):
-                # A confirmation posted the hold but did not finish: finish it.
-                hold = await ledger.get_hold(session, row.hold_id)
+            await catalogue.lock_lines(session, view(row)["lines"])
+            hold = await ledger.get_hold(session, row.hold_id)
+            if hold["status"] == "posted":
+                # Posted without this redemption: by a confirmation of an earlier version that
+                # did not finish, or through the holds API. The points were taken: so are the
+                # goods, and the report reconciles.
                 await _settle(
                     session, row, "confirmed", str(hold["resolved_by"]), SYSTEM_CREDENTIAL
                 )
                 continue
             tx_id = await _void(session, sequencer, row, _ref("expiry", row.id), None)
+            fault_point("kiosk.expire.posted")
             await _settle(session, row, "expired", tx_id, SYSTEM_CREDENTIAL)
             settled += 1
     return settled

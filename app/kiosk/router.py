@@ -17,12 +17,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.audit.receipting import entry_in_answer
 from app.dependencies import SessionDep
 from app.errors import Forbidden
 from app.exchange.policies import require_not_erased
 from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult, action_id
+from app.identity.actions import ActionResult, action_id, run_action
 from app.identity.authorization import (
     ALL_ROLES,
     Caller,
@@ -33,7 +32,7 @@ from app.identity.dependencies import CallerDep, Posting, allow
 from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.identity.members import get_member_row
 from app.kiosk import catalogue, codes, errors, redemptions, report, schemas
-from app.kit.responses import json_response
+from app.kit.responses import json_response, replayable_response
 from app.kit.schemas import Day
 from app.volunteering.access import acting_member
 
@@ -277,16 +276,22 @@ async def confirm(redemption_id: UUID, ctx: Posting, request: Request) -> Respon
     caller = ctx.caller
     state = request.app.state
 
-    async def sign(payload: bytes) -> str:
-        token, _, _ = await state.audit.receipts.sign(*entry_in_answer(payload))
+    async def sign(entry: dict[str, Any], body: bytes, entry_hash: str) -> str:
+        token, _, _ = await state.audit.receipts.sign(entry, body, entry_hash)
         return str(token)
 
     async def action(session: Any) -> ActionResult:
         row = await _redemption(session, caller, redemption_id, lock=True)
-        body = await redemptions.confirm(session, ctx.sequencer, caller, row, state.clock(), sign)
-        return ActionResult(200, schemas.RedemptionConfirmed(**body).model_dump(mode="json"))
+        body = await redemptions.confirm(session, ctx.sequencer, caller, row, state.clock())
+        return ActionResult(200, {**body, "redemption": _redemption_json(body["redemption"])})
 
-    return await answer_action(ctx, action)
+    # The receipt is signed once the confirmation has committed (nothing slow while the book's
+    # head is locked), on the first answer and on replays alike: it is the same every time.
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    async with ctx.sessions() as session:
+        receipt = await redemptions.receipt(session, sign, str(answer.body["tx_id"]))
+    body = schemas.RedemptionConfirmed.model_validate({**answer.body, "receipt": receipt})
+    return replayable_response(answer.status_code, body.model_dump(mode="json"), answer.replayed)
 
 
 @router.post(

@@ -86,6 +86,127 @@ async def action_notices(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
+# --- Kiosk redemptions (docs/kiosk.md §3): redemptions against their hold entries, codes,
+# --- stock against its moves and reservations.
+
+
+async def kiosk_redemptions(conn: asyncpg.Connection) -> list[str]:
+    """Each redemption's status against its `hold` entry and what resolved it, both ways: every
+    `hold` naming a redemption has its row, and every hold.post or hold.void of such a hold is
+    the redemption's settlement."""
+    problems = []
+    holds = {e["tx_id"]: e for e in await _entries(conn, "hold") if "redemption" in e["meta"]}
+    resolutions: dict[str, list[dict[str, Any]]] = {}
+    for entry in await _entries(conn, "hold.post", "hold.void"):
+        if entry["meta"].get("hold") in holds:
+            resolutions.setdefault(entry["meta"]["hold"], []).append(entry)
+    amounts = {
+        r["tx_id"]: r["amount"]
+        for r in await conn.fetch(
+            "SELECT e.tx_id::text AS tx_id, l.amount FROM journal_legs l JOIN journal_entries e "
+            "ON e.book_code = l.book_code AND e.seq = l.seq "
+            "WHERE e.kind = 'hold' AND l.amount > 0"
+        )
+    }
+    rows = await conn.fetch(
+        "SELECT id::text AS id, book_code, status, total, hold_id::text AS hold_id, "
+        "tx_id::text AS tx_id FROM kiosk_redemptions"
+    )
+    by_hold = {r["hold_id"]: r for r in rows}
+    for tx_id, entry in holds.items():
+        named = entry["meta"]["redemption"]
+        row = by_hold.get(tx_id)
+        if row is None or row["id"] != named:
+            problems.append(f"hold {tx_id} names redemption {named}, which does not hold it")
+    for row in rows:
+        hold = holds.get(row["hold_id"])
+        name = f"redemption {row['id']} ({row['status']})"
+        if hold is None:
+            problems.append(f"{name} has no hold entry naming it")
+            continue
+        if (hold["book_code"], amounts.get(row["hold_id"])) != (row["book_code"], row["total"]):
+            problems.append(f"{name} totals {row['total']}, its hold {amounts.get(row['hold_id'])}")
+        resolved = resolutions.get(row["hold_id"], [])
+        kinds = {e["tx_id"]: e["kind"] for e in resolved}
+        if row["status"] == "pending":
+            if resolved:
+                problems.append(f"{name}: its hold was resolved by {sorted(kinds.values())}")
+        elif row["status"] == "confirmed":
+            if kinds.get(row["tx_id"]) != "hold.post" or len(kinds) != 1:
+                problems.append(f"{name}: tx {row['tx_id']}, its hold resolved by {kinds}")
+        elif row["tx_id"] is not None:
+            if kinds.get(row["tx_id"]) != "hold.void" or len(kinds) != 1:
+                problems.append(f"{name}: tx {row['tx_id']}, its hold resolved by {kinds}")
+        elif list(kinds.values()) != ["hold.void"]:
+            # Settled with no tx: the ledger had voided the hold already (at its own expiry).
+            problems.append(f"{name} with no tx, its hold resolved by {kinds}")
+    return problems
+
+
+async def kiosk_codes(conn: asyncpg.Connection) -> list[str]:
+    """Every redemption used its code, and every used code started a redemption."""
+    rows = await conn.fetch(
+        "SELECT c.id::text AS code, c.used_at IS NOT NULL AS used, "
+        "c.redemption_id::text AS named, r.id::text AS redemption "
+        "FROM redeem_codes c FULL JOIN kiosk_redemptions r ON r.code_id = c.id"
+    )
+    return [
+        f"code {r['code']} (used: {r['used']}, names {r['named']}) of redemption {r['redemption']}"
+        for r in rows
+        if r["used"] != (r["redemption"] is not None) or r["named"] != r["redemption"]
+    ]
+
+
+async def kiosk_stock(conn: asyncpg.Connection) -> list[str]:
+    """Each item's stock against its moves, its `reserved` against the pending redemptions'
+    lines, and each redemption's `redemption` moves against its lines (only if confirmed)."""
+    problems = []
+    items = await conn.fetch(
+        "SELECT i.id::text AS id, i.stock, i.reserved, "
+        "(SELECT coalesce(sum(m.delta), 0) FROM kiosk_stock_moves m WHERE m.item_id = i.id) "
+        "AS moved FROM kiosk_items i"
+    )
+    lines = await conn.fetch(
+        "SELECT r.id::text AS redemption, r.status, l ->> 'item_id' AS item, "
+        "(l ->> 'quantity')::bigint AS quantity "
+        "FROM kiosk_redemptions r, jsonb_array_elements(r.lines) l"
+    )
+    moves = await conn.fetch(
+        "SELECT redemption_id::text AS redemption, item_id::text AS item, sum(-delta) AS taken "
+        "FROM kiosk_stock_moves WHERE kind = 'redemption' GROUP BY 1, 2"
+    )
+    held: dict[str, int] = {}
+    for line in lines:
+        if line["status"] == "pending":
+            held[line["item"]] = held.get(line["item"], 0) + line["quantity"]
+    for item in items:
+        if item["stock"] is not None and item["moved"] != item["stock"]:
+            problems.append(f"item {item['id']}: {item['stock']} on hand, moves {item['moved']}")
+        reserved = held.get(item["id"], 0) if item["stock"] is not None else 0
+        if item["reserved"] != reserved:
+            problems.append(f"item {item['id']}: {item['reserved']} reserved, {reserved} pending")
+    taken = {(m["redemption"], m["item"]): m["taken"] for m in moves}
+    for line in lines:
+        wanted = line["quantity"] if line["status"] == "confirmed" else 0
+        got = taken.pop((line["redemption"], line["item"]), 0)
+        if got != wanted:
+            problems.append(
+                f"redemption {line['redemption']} ({line['status']}): item {line['item']} "
+                f"{got} taken from stock, {wanted} redeemed"
+            )
+    problems.extend(f"{n} taken for {key}, which redeemed none" for key, n in taken.items())
+    return problems
+
+
+# --- end of kiosk redemptions
+
+
 async def all_problems(conn: asyncpg.Connection) -> list[str]:
     """Every check's disagreements."""
-    return [*await service_records(conn), *await action_notices(conn)]
+    return [
+        *await service_records(conn),
+        *await action_notices(conn),
+        *await kiosk_redemptions(conn),
+        *await kiosk_codes(conn),
+        *await kiosk_stock(conn),
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,17 @@ def armed() -> Iterator[Any]:
 
 @asynccontextmanager
 async def killed_at(
-    cli_env: dict[str, str], tmp_path: Path, point: str
+    cli_env: dict[str, str], tmp_path: Path, point: str, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a server that SIGKILLs itself when it reaches `point`."""
+    """A client of a server that SIGKILLs itself when it reaches `point`; `env` overrides its
+    settings (e.g. a short hold sweep interval, for a point the sweeper reaches)."""
     port = free_port()
     env = {
         **cli_env,
         "TIMEBANK_FAULT_POINTS": f"{point}=kill",
         "TIMEBANK_FOLLOW_LOG_IN_SERVER": "false",
         "TIMEBANK_HOLD_SWEEP_INTERVAL_S": "3600",
+        **(env or {}),
     }
     with (tmp_path / f"killed-{point}.log").open("wb") as log:
         process = subprocess.Popen(  # noqa: ASYNC220 - Popen starts it and returns

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app.audit import offline
+from app.audit.errors import SigningKeyUnavailable
 from app.kiosk import redemptions
 from tests.conftest import Api
 from tests.kiosk.shop import Shop, build_shop
@@ -299,3 +300,45 @@ async def test_a_sites_pending_redemptions_can_be_picked_up_again(shop: Shop) ->
     # Another site's kiosk does not list them; a bad status is a validation problem.
     assert (await s.call("GET", path, "kiosk_other")).status_code == 403
     problem(await s.call("GET", f"{path}?status=lost", "kiosk"), 422, "validation")
+
+
+async def test_a_refused_redemption_retried_with_its_key_is_decided_again(shop: Shop) -> None:
+    # The hold and the redemption are one transaction: a refusal is not stored under any key.
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 5)
+    rice = await s.item("大米", 10, stock=3)
+    code, key = await s.code(member), uuid.uuid4().hex
+    problem(await s.redeem(code, [(rice, 1)], key=key), 409, "insufficient-funds")
+    await s.points_to(member, 5)
+    again = await s.redeem(code, [(rice, 1)], key=key)
+    assert again.status_code == 201, again.text
+    assert again.headers.get("Idempotent-Replayed") is None
+    assert (await s.get_item(rice))["reserved"] == 1
+
+
+async def test_a_confirmation_whose_receipt_cannot_be_signed_stands_and_a_retry_gets_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The receipt is signed after the confirmation commits: a signing failure loses no step.
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 20)
+    soap = await s.item("香皂", 10, stock=2)
+    pending = (await s.redeem(await s.code(member), [(soap, 1)])).json()
+    receipts = s.api.app.state.audit.receipts
+
+    async def no_key(*_: Any) -> Any:
+        raise SigningKeyUnavailable("no signing key is valid now")
+
+    monkeypatch.setattr(receipts, "sign", no_key)
+    key = uuid.uuid4().hex
+    problem(await s.confirm(pending["id"], key=key), 503, "signing-key-unavailable")
+    found = await s.ok("GET", f"/v1/kiosk/redemptions/{pending['id']}", "kiosk")
+    assert found["status"] == "confirmed" and (await s.get_item(soap))["stock"] == 1
+    monkeypatch.undo()
+    again = await s.confirm(pending["id"], key=key)
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    jwks = (await s.api.client.get("/.well-known/jwks.json")).json()
+    verified = offline.verify_receipt(again.json()["receipt"], jwks)
+    assert verified.claims["tx_id"] == found["tx_id"] == again.json()["tx_id"]
