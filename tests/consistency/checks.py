@@ -55,6 +55,42 @@ async def service_records(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
+# --- exchange: exchanges, gifts, pool donations, the public time pool, recognition, expiry ---
+# Each feature row (or stored answer) that names a transaction against its journal entry, both
+# ways: an entry of the feature's kind has its row, and a row in a posted state has its entry.
+
+
+async def exchanges(conn: asyncpg.Connection) -> list[str]:
+    """Each `exchange` entry against the quote it names, and each executed quote's entry."""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, "exchange")}
+    quotes = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id::text AS id, tx_id::text AS tx_id, executed_at FROM exchange_quotes"
+        )
+    }
+    for tx_id, entry in entries.items():
+        quote = quotes.get(entry["meta"].get("quote"))
+        if quote is None or quote["tx_id"] != tx_id:
+            problems.append(f"exchange {tx_id} names quote {entry['meta'].get('quote')}")
+    for quote in quotes.values():
+        entry = entries.get(quote["tx_id"]) if quote["tx_id"] else None
+        if quote["tx_id"] is not None and (
+            entry is None or entry["meta"].get("quote") != quote["id"]
+        ):
+            problems.append(f"quote {quote['id']} is executed with no exchange entry")
+    return problems
+
+
+async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
+    """Every exchange check's disagreements."""
+    return [*await exchanges(conn)]
+
+
+# --- end of exchange ---
+
+
 async def all_problems(conn: asyncpg.Connection) -> list[str]:
     """Every check's disagreements."""
-    return [*await service_records(conn)]
+    return [*await service_records(conn), *await exchange_problems(conn)]
