@@ -83,9 +83,55 @@ async def exchanges(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
+# The ledger key `<kind>:<id>` of each posting an exchange action made, by tx id.
+LEDGER_KEYS = """
+SELECT tx_id::text AS tx_id, substr(key, length($1) + 2) AS id FROM idempotency_keys
+ WHERE credential_id = '00000000-0000-0000-0000-000000000000' AND key LIKE $1 || ':%'
+   AND tx_id IS NOT NULL
+"""
+
+# The answers (201) kept under Idempotency-Keys whose entry is of a kind.
+ANSWERS = """
+SELECT response -> 'body' AS body FROM action_outcomes
+ WHERE status_code = 201 AND response #>> '{body,entry,kind}' = $1
+"""
+
+
+async def answered(conn: asyncpg.Connection, kind: str, name: str) -> list[str]:
+    """Entries of an action that keeps no row of its own but its answer (`{name: {id, …},
+    entry: {tx_id, …}}` under the request's Idempotency-Key) against those answers, both ways:
+    an entry of `kind` has its answer, and an answer names an entry of `kind` posted under the
+    ledger key `<kind>:<id>` of the id it shows. (Answers are kept for the idempotency
+    retention, a day by default: enough for a test.)"""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, kind)}
+    keys = {r["tx_id"]: r["id"] for r in await conn.fetch(LEDGER_KEYS, kind)}
+    answers = {}
+    for row in await conn.fetch(ANSWERS, kind):
+        body = json.loads(row["body"])
+        answers[body["entry"]["tx_id"]] = str(body[name]["id"])
+    for tx_id in entries:
+        if answers.get(tx_id) is None or answers[tx_id] != keys.get(tx_id):
+            problems.append(f"{kind} {tx_id} ({name} {keys.get(tx_id)}) has no answer")
+    for tx_id, answer_id in answers.items():
+        if tx_id not in entries or keys.get(tx_id) != answer_id:
+            problems.append(f"{name} {answer_id} answered with no {kind} entry {tx_id}")
+    return problems
+
+
+async def gifts(conn: asyncpg.Connection) -> list[str]:
+    """Each `gift` entry against its answer, both ways, and against the id in its meta."""
+    problems = await answered(conn, "gift", "gift")
+    keys = {r["tx_id"]: r["id"] for r in await conn.fetch(LEDGER_KEYS, "gift")}
+    for entry in await _entries(conn, "gift"):
+        if entry["meta"].get("gift") != keys.get(entry["tx_id"]):
+            problems.append(f"gift {entry['tx_id']} names gift {entry['meta'].get('gift')}")
+    return problems
+
+
 async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
     """Every exchange check's disagreements."""
-    return [*await exchanges(conn)]
+    return [*await exchanges(conn), *await gifts(conn)]
 
 
 # --- end of exchange ---
