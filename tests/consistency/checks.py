@@ -129,9 +129,42 @@ async def gifts(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
+async def donations(conn: asyncpg.Connection) -> list[str]:
+    """Each `donation` entry (into an organisation's pool) against its `donations` row, both
+    ways: the row names the entry, the entry names the row, the same pool and amount."""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, "donation")}
+    legs = {
+        r["tx_id"]: (r["account"], r["amount"])
+        for r in await conn.fetch(
+            "SELECT e.tx_id::text AS tx_id, l.account_id::text AS account, l.amount "
+            "FROM journal_entries e JOIN journal_legs l ON l.book_code = e.book_code "
+            "AND l.seq = e.seq WHERE e.kind = 'donation' AND l.amount > 0"
+        )
+    }
+    rows = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id::text AS id, tx_id::text AS tx_id, pool_account_id::text AS pool, "
+            "amount FROM donations"
+        )
+    }
+    for tx_id, entry in entries.items():
+        row = rows.get(entry["meta"].get("donation"))
+        if row is None or row["tx_id"] != tx_id:
+            problems.append(f"donation {tx_id} names donation {entry['meta'].get('donation')}")
+    for row in rows.values():
+        entry = entries.get(row["tx_id"])
+        if entry is None or entry["meta"].get("donation") != row["id"]:
+            problems.append(f"donation {row['id']} has no donation entry")
+        elif legs.get(row["tx_id"]) != (row["pool"], row["amount"]):
+            problems.append(f"donation {row['id']} and its entry differ in pool or amount")
+    return problems
+
+
 async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
     """Every exchange check's disagreements."""
-    return [*await exchanges(conn), *await gifts(conn)]
+    return [*await exchanges(conn), *await gifts(conn), *await donations(conn)]
 
 
 # --- end of exchange ---
