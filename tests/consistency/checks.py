@@ -164,7 +164,13 @@ async def donations(conn: asyncpg.Connection) -> list[str]:
 
 async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
     """Every exchange check's disagreements."""
-    return [*await exchanges(conn), *await gifts(conn), *await donations(conn)]
+    return [
+        *await exchanges(conn),
+        *await gifts(conn),
+        *await donations(conn),
+        *await answered(conn, "public_pool.donation", "donation"),
+        *await answered(conn, "public_pool.grant", "grant"),
+    ]
 
 
 # --- end of exchange ---
