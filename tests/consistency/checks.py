@@ -162,6 +162,37 @@ async def donations(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
+async def recognition_transfers(conn: asyncpg.Connection) -> list[str]:
+    """Each `recognition.out` / `recognition.in` entry against its transfer's row, both ways:
+    the row names both entries, each entry names the row, and the two name each other."""
+    problems = []
+    halves = {e["tx_id"]: e for e in await _entries(conn, "recognition.out", "recognition.in")}
+    rows = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id::text AS id, from_tx::text AS from_tx, to_tx::text AS to_tx "
+            "FROM recognition_transfers"
+        )
+    }
+    for tx_id, entry in halves.items():
+        row = rows.get(entry["meta"].get("transfer"))
+        side = "from_tx" if entry["kind"] == "recognition.out" else "to_tx"
+        if row is None or row[side] != tx_id:
+            problems.append(
+                f"{entry['kind']} {tx_id} names transfer {entry['meta'].get('transfer')}"
+            )
+        elif (entry["meta"].get("counterpart") or {}).get("tx_id") != row[
+            "to_tx" if side == "from_tx" else "from_tx"
+        ]:
+            problems.append(f"{entry['kind']} {tx_id} does not name its other half")
+    for row in rows.values():
+        for side, kind in (("from_tx", "recognition.out"), ("to_tx", "recognition.in")):
+            entry = halves.get(row[side])
+            if entry is None or entry["kind"] != kind or entry["meta"].get("transfer") != row["id"]:
+                problems.append(f"transfer {row['id']} has no {kind} entry")
+    return problems
+
+
 async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
     """Every exchange check's disagreements."""
     return [
@@ -170,6 +201,7 @@ async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
         *await donations(conn),
         *await answered(conn, "public_pool.donation", "donation"),
         *await answered(conn, "public_pool.grant", "grant"),
+        *await recognition_transfers(conn),
     ]
 
 
