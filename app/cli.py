@@ -269,9 +269,11 @@ def expire(
 
     from app.exchange.expiry import expire_lapsed
     from app.kit.clock import utc_now
+    from app.kit.faults import arm_from_spec
     from app.runtime import Runtime
 
     settings = get_settings()
+    arm_from_spec(settings.fault_points)  # tests only: empty in production
     zone = ZoneInfo(settings.service_timezone)
     try:
         day = utc_now().astimezone(zone).date() if as_of is None else date.fromisoformat(as_of)

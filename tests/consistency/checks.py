@@ -193,6 +193,46 @@ async def recognition_transfers(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
+EXPIRY_LEGS = """
+SELECT e.tx_id::text AS tx_id, l.account_id::text AS account, l.amount,
+       a.owner = 'book:' || e.book_code AND a.meta ->> 'purpose' = 'expired' AS expired
+  FROM journal_entries e
+  JOIN journal_legs l ON l.book_code = e.book_code AND l.seq = e.seq
+  JOIN accounts a ON a.id = l.account_id
+ WHERE e.kind = 'expiry' ORDER BY e.tx_id, l.leg_index
+"""
+
+
+async def expiries(conn: asyncpg.Connection) -> list[str]:
+    """Each `expiry` entry against its ledger key `expiry:<account>:<as_of>:<read_seq>…`, both
+    ways, and whole: the key's account gives what `meta.lapsed` sums to, to the book's
+    `expired` account (a run keeps no other row)."""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, "expiry")}
+    keys = {r["tx_id"]: r["id"] for r in await conn.fetch(LEDGER_KEYS, "expiry")}
+    legs: dict[str, list[Any]] = {}
+    for leg in await conn.fetch(EXPIRY_LEGS):
+        legs.setdefault(leg["tx_id"], []).append(leg)
+    for tx_id, entry in entries.items():
+        key = keys.get(tx_id)
+        meta = entry["meta"]
+        if key is None:
+            problems.append(f"expiry {tx_id} has no ledger key")
+            continue
+        account, as_of, read_seq = key.split(":")[:3]
+        lapsed = sum(part["amount"] for part in meta.get("lapsed", []))
+        shape = [(leg["account"], leg["amount"], leg["expired"]) for leg in legs.get(tx_id, [])]
+        if (meta.get("as_of"), str(meta.get("read_seq"))) != (as_of, read_seq) or shape != [
+            (account, -lapsed, False),
+            (shape[-1][0] if shape else None, lapsed, True),
+        ]:
+            problems.append(f"expiry {tx_id} is not the whole expiry its key {key} names")
+    for tx_id, key in keys.items():
+        if tx_id not in entries:
+            problems.append(f"ledger key expiry:{key} names no expiry entry {tx_id}")
+    return problems
+
+
 async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
     """Every exchange check's disagreements."""
     return [
@@ -202,6 +242,7 @@ async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
         *await answered(conn, "public_pool.donation", "donation"),
         *await answered(conn, "public_pool.grant", "grant"),
         *await recognition_transfers(conn),
+        *await expiries(conn),
     ]
 
 
