@@ -159,6 +159,12 @@ async def record_donation(
     organisation's pool, in `session`'s transaction: one posting per request (`idem` is the
     request's own key)."""
     org = await get_organisation(session, organisation_id)
+    # The row's foreign key will share-lock the organisation; taken now, before the append
+    # locks the book's head, so a writer that locks the organisation and then appends cannot
+    # wait on this transaction while it waits on that one.
+    await session.execute(
+        text("SELECT 1 FROM organisations WHERE id = :id FOR KEY SHARE"), {"id": organisation_id}
+    )
     pool = await pool_account(session, organisation_id, data.asset)
     donation_id = action_id(idem, "donation")
     donor = json.dumps(data.donor.model_dump(), ensure_ascii=False, sort_keys=True)
