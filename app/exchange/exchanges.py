@@ -6,6 +6,9 @@ short time. Executing it posts one `exchange` entry: the member's `from_asset` t
 organisation's pool, and the pool's `to_asset` to the member (two assets, each balancing on its
 own). Caps are checked with the member's row locked, against what the journal says the member
 already exchanged under the rule's code, so they hold under concurrency and across processes.
+The entry is appended inside the request's own transaction (`ledger.InTransaction`), with the
+quote's `tx_id` and the request's answer: all commit together or nothing does, whatever fails
+or is killed between them.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from app.exchange.usage import Period, debited_since, period_start
 from app.identity.authorization import Caller
 from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.identity.personal import PersonalDataCipher
+from app.kit.faults import fault_point
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
-from app.ledger.service import posted_before
+from app.ledger.service import InTransaction, posted_before
 
 KIND_EXCHANGE = "exchange"
 PERIODS: tuple[Period, ...] = ("day", "month", "year")
@@ -392,8 +396,9 @@ async def execute_quote(
     if give is None:
         raise errors.ExchangeRefused(f"the member holds no {rule.from_asset} in book {book!r}")
     if not await posted_before(session, exchange_ref(quote_id)):
-        # A retry after the posting committed but this transaction did not skips the checks
-        # (they passed, and the cap now counts the exchange itself).
+        # A posting under the quote's key with no tx_id on the quote can only be one left by
+        # a version that posted before recording (now both commit together): its checks
+        # passed, and the cap would count the exchange itself, so it is only replayed.
         if terms.now >= quote.expires_at:
             raise errors.QuoteExpired(f"quote {quote_id} expired at {quote.expires_at}")
         _check_in_force(rule, terms.now)
@@ -428,9 +433,12 @@ async def execute_quote(
         storage_caps=prepared.limits.storage_caps,
         overflow_to=prepared.limits.overflow_to,
     )
-    outcome = await sequencer.submit(draft, exchange_ref(quote_id))
+    # In this transaction (quote and member locked above): the entry and the quote's tx_id
+    # commit together or not at all.
+    outcome = await InTransaction(session, sequencer).submit(draft, exchange_ref(quote_id))
     if outcome.status_code >= 400:
         raise _refused(outcome, pool_out)
+    fault_point("exchange.execute.posted")
     entry = outcome.body
     await session.execute(
         text(

@@ -17,8 +17,12 @@ snapshot, computes what lapsed, and posts on the condition that the account has 
 since (`Draft.unmoved_since`): a spending that commits in between makes the ledger refuse the
 expiry (`account-moved`), and the account is read again. So an expiry never takes units that
 had not lapsed, and is never posted and then undone. Its idempotency key names the seq it read,
-so a retry after a crash posts once, and running again posts nothing new: the expiry entries
-consumed the lapsed lots.
+and running again posts nothing new: the expiry entries consumed the lapsed lots.
+
+A run writes no rows of its own: each expiry is one entry, appended whole with its key in one
+of the sequencer's transactions (the `expired` account is opened beforehand, in a committed
+transaction of its own). So a run that fails or is killed part way leaves only whole expiries,
+and the next run (of the same day) posts exactly what is left (docs/exchange.md §11.2).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.exchange.accounts import EXPIRED, book_account
 from app.exchange.assets import validity_years
 from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.kit.faults import fault_point
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Sequencer
@@ -392,6 +397,7 @@ async def _post(run: _Run, target: _Target, read_seq: int, plan: list[tuple[int,
             problem=outcome.body.get("type"),
         )
         return False
+    fault_point("expiry.run.posted")
     if not outcome.replayed:
         run.posted += 1
         run.units[target.asset] = run.units.get(target.asset, 0) + amount

@@ -3,8 +3,10 @@
 A gift is one `gift` entry: the giver's account to the receiver's (and, beyond the receiver's
 storage cap, to the book's public time pool). The book's policy for the asset may cap what a
 member gives per calendar year and list the relationships a gift may name. The giver's
-`members` row stays locked from the checks to the posting, so concurrent gifts of one giver
+`members` row stays locked from the checks to the commit, so concurrent gifts of one giver
 (from any server process) are checked one after the other against the journal's own figure.
+The entry is appended inside the request's own transaction (`ledger.InTransaction`), so the
+gift's entry and its answer under the Idempotency-Key commit together or not at all.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from app.exchange.usage import debited_since, period_start
 from app.identity.authorization import Caller, reaches_book, sees_member
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row, member_accounts_in
+from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
-from app.ledger.service import posted_before, refusal
+from app.ledger.service import InTransaction, posted_before, refusal
 
 KIND_GIFT = "gift"
 
@@ -186,13 +189,15 @@ async def give(
     now: datetime,
     zone: ZoneInfo,
 ) -> dict[str, Any]:
-    """Check and post a gift in `session`'s transaction (which must commit after it): the
-    answer, with the gift and its entry."""
+    """Check and post a gift in `session`'s transaction (which must commit promptly after
+    it): the answer, with the gift and its entry."""
     giver = await lock_member(session, plan.giver)
     ref = posting_ref(KIND_GIFT, plan.id, request_hash)
     found = await find_member_account(session, plan.book, plan.giver, plan.asset)
     if found is not None and await posted_before(session, ref):
-        giver_account = found  # posted before this transaction: its checks passed then
+        # Posted and not answered: only an earlier version, which posted before its
+        # transaction, left that; its checks passed then, and the ledger replays it.
+        giver_account = found
     else:
         giver_account = await _check(session, plan, giver["status"], found, now, zone)
     limits = await storage_limits(session, sessions, plan.book, plan.asset, [plan.receiver_account])
@@ -207,9 +212,11 @@ async def give(
         storage_caps=limits.storage_caps,
         overflow_to=limits.overflow_to,
     )
-    outcome = await sequencer.submit(draft, ref)
+    # In this transaction (the giver locked above): the entry and the answer commit together.
+    outcome = await InTransaction(session, sequencer).submit(draft, ref)
     if outcome.status_code >= 400:
         raise refusal(outcome)
+    fault_point("gift.give.posted")
     posting = outcome.body
     overflow = overflow_of(posting["entry"]["meta"], plan.receiver_account)
     return {

@@ -4,7 +4,8 @@ A pool is an organisation account with `meta.purpose = "pool"` and no overdraft:
 only what was put in, so every point it gives a member is backed by a donation (or by a
 transfer from the organisation's documented issuance account). A donation posts `donation`
 from the book's `donations` account to the pool; the journal names the donation's id, the
-donor's details stay in `donations`, encrypted.
+donor's details stay in `donations`, encrypted. The entry is appended inside the request's
+transaction, which then inserts the `donations` row: both commit together or neither does.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from app.identity.authorization import Caller, org_owner
 from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.identity.organisations import get_organisation
 from app.identity.personal import PersonalDataCipher
+from app.kit.faults import fault_point
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.service import InTransaction
 
 POOL = "pool"
 KIND_DONATION = "donation"
@@ -155,13 +158,20 @@ async def record_donation(
     source: str,
 ) -> dict[str, Any]:
     """Record a donation and post it from the book's `donations` account `source` into the
-    organisation's pool: one posting per request (`idem` is the request's own key)."""
+    organisation's pool, in `session`'s transaction: one posting per request (`idem` is the
+    request's own key)."""
     org = await get_organisation(session, organisation_id)
+    # The row's foreign key will share-lock the organisation; taken now, before the append
+    # locks the book's head, so a writer that locks the organisation and then appends cannot
+    # wait on this transaction while it waits on that one.
+    await session.execute(
+        text("SELECT 1 FROM organisations WHERE id = :id FOR KEY SHARE"), {"id": organisation_id}
+    )
     pool = await pool_account(session, organisation_id, data.asset)
     donation_id = action_id(idem, "donation")
     donor = json.dumps(data.donor.model_dump(), ensure_ascii=False, sort_keys=True)
-    # The row is written after the posting: its foreign key to the pool would hold a lock on
-    # the pool's account row that the sequencer needs.
+    # The row is inserted after the posting: its foreign key to the pool takes a lock on the
+    # pool's account row, which only the append may lock first (it locks the head, then it).
     draft = Draft(
         org["book"],
         "post",
@@ -172,12 +182,14 @@ async def record_donation(
         actor=caller.actor(),
     )
     ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"donation:{donation_id}", idem.request_hash)
-    outcome = await sequencer.submit(draft, ref)
+    # In this transaction: the entry and the donation's row commit together or not at all.
+    outcome = await InTransaction(session, sequencer).submit(draft, ref)
     if outcome.status_code >= 400:
         problem = outcome.body
         raise errors.DonationRefused(
             f"the ledger refused the donation: {problem.get('detail')}", ledger_problem=problem
         )
+    fault_point("pool.donate.posted")
     await session.execute(
         text(
             "INSERT INTO donations (id, book_code, organisation_id, pool_account_id, asset, "

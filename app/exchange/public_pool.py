@@ -3,6 +3,9 @@
 Members donate units to it (`public_pool.donation`); an organisation or an admin grants units
 from it to a member in need, with a reason (`public_pool.grant`); and storage caps send to it
 what a credit would carry beyond a member's cap (`meta.overflow` of the credit's own entry).
+A donation's or grant's entry is appended inside the request's own transaction
+(`ledger.InTransaction`), with the member's row locked: the entry and the answer kept under
+the Idempotency-Key commit together or not at all.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ from app.exchange.policies import (
     storage_limits,
 )
 from app.identity.authorization import Caller
+from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
-from app.ledger.service import posted_before, refusal
+from app.ledger.service import InTransaction, posted_before, refusal
 from app.volunteering.access import reachable_member
 
 KIND_DONATION = "public_pool.donation"
@@ -121,9 +125,11 @@ async def donate(
         {},
         actor=caller.actor(),
     )
-    outcome = await sequencer.submit(draft, ref)
+    # In this transaction (the member locked above): the entry and the answer commit together.
+    outcome = await InTransaction(session, sequencer).submit(draft, ref)
     if outcome.status_code >= 400:
         raise refusal(outcome)
+    fault_point("public_pool.donate.posted")
     return {
         "donation": {
             "id": str(plan.id),
@@ -185,7 +191,8 @@ async def grant(
         storage_caps=limits.storage_caps,
         overflow_to=limits.overflow_to,
     )
-    outcome = await sequencer.submit(draft, ref)
+    # In this transaction (the member locked above): the entry and the answer commit together.
+    outcome = await InTransaction(session, sequencer).submit(draft, ref)
     if outcome.status_code >= 400:
         refused = refusal(outcome)
         if isinstance(refused, ledger_errors.InsufficientFunds) and (
@@ -193,6 +200,7 @@ async def grant(
         ):
             raise _empty(plan, int(refused.extra.get("available", 0)))
         raise refused
+    fault_point("public_pool.grant.posted")
     posting = outcome.body
     overflow = overflow_of(posting["entry"]["meta"], account)
     return {

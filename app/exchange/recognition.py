@@ -4,9 +4,10 @@ An agreement says that `to_book` accepts `from_asset` of `from_book` as `to_asse
 num/den; it is directional (the reverse direction is another agreement) and published as a
 `notice.recognition_agreed` entry in both books.
 
-A transfer moves a member's units out of `from_book` into `to_book` as two linked entries
-appended in one database transaction (`Sequencer.submit_linked`), each naming the other in
-`meta.counterpart`:
+A transfer moves a member's units out of `from_book` into `to_book` as two linked entries,
+each naming the other in `meta.counterpart`, appended inside the request's own database
+transaction (`ledger.InTransaction.submit_linked`) together with the transfer's row: both
+entries and the row commit together or nothing does:
 
 - `recognition.out` in from_book: the member's account → from_book's clearing account for
   to_book (`amount`, from_asset);
@@ -56,9 +57,11 @@ from app.identity.actions import Notice
 from app.identity.authorization import Caller, reaches_book, require_book, sees_member
 from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.identity.errors import MemberNotFound
+from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.service import InTransaction
 from app.volunteering.access import acting_member
 
 KIND_OUT = "recognition.out"
@@ -331,8 +334,8 @@ async def member_transfers(
 @dataclass(slots=True)
 class PreparedTransfer:
     """What a transfer needs that is read or opened before its transaction: the accounts are
-    opened in committed transactions of their own, since the sequencer posts on its own
-    connections (and opening them first keeps one connection per request)."""
+    opened in committed transactions of their own, so the transfer's transaction, which holds
+    both books' heads once it appends, needs no second connection."""
 
     agreement_id: uuid.UUID
     member_id: uuid.UUID
@@ -443,7 +446,8 @@ async def execute_transfer(
     transfer_id: uuid.UUID,
     request_hash: str,
 ) -> dict[str, Any]:
-    """Post the transfer's two linked entries once (idempotent on `transfer_id`) and record it.
+    """Post the transfer's two linked entries once (idempotent on `transfer_id`) and record it,
+    all in `session`'s transaction.
 
     The agreement and the member stay locked (shared) until this transaction ends: ending the
     agreement or erasing the member waits for the transfers under way.
@@ -482,10 +486,15 @@ async def execute_transfer(
         storage_caps=prepared.storage_caps,
         overflow_to=prepared.overflow_to,
     )
-    outcomes = await sequencer.submit_linked([out, into], transfer_ref(transfer_id, request_hash))
+    # In this transaction (agreement and member locked above): both entries and the transfer's
+    # row commit together or not at all.
+    outcomes = await InTransaction(session, sequencer).submit_linked(
+        [out, into], transfer_ref(transfer_id, request_hash)
+    )
     for outcome in outcomes:
         if outcome.status_code >= 400:
             raise ledger_refusal(outcome.status_code, outcome.body)
+    fault_point("recognition.transfer.posted")
     await session.execute(
         text(
             "INSERT INTO recognition_transfers (id, agreement_id, member_id, from_amount, "

@@ -66,9 +66,10 @@ _ACTION_IDS = uuid.UUID("8a0b6a52-3d0e-4b7e-9a43-2f6b1c0d9e71")
 def action_id(idem: IdempotencyRef, what: str) -> uuid.UUID:
     """The id of the thing an action creates and posts for, derived from its Idempotency-Key.
 
-    An action that posts through the sequencer commits the posting before its own transaction;
-    if that transaction then rolls back, the retry must post under the same key (so the ledger
-    replays instead of posting twice): it does, because it derives the same id.
+    The action posts inside its own transaction under a ledger key made from this id, so a
+    retry of the same request posts under the same key: for data written before actions posted
+    in their own transaction (docs/consistency.md §4), the ledger then replays instead of
+    posting twice.
     """
     return uuid.uuid5(_ACTION_IDS, f"{what}:{idem.credential_id}:{idem.key}")
 

@@ -200,6 +200,199 @@ async def kiosk_stock(conn: asyncpg.Connection) -> list[str]:
 
 # --- end of kiosk redemptions
 
+# --- exchange: exchanges, gifts, pool donations, the public time pool, recognition, expiry ---
+# Each feature row (or stored answer) that names a transaction against its journal entry, both
+# ways: an entry of the feature's kind has its row, and a row in a posted state has its entry.
+
+
+async def exchanges(conn: asyncpg.Connection) -> list[str]:
+    """Each `exchange` entry against the quote it names, and each executed quote's entry."""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, "exchange")}
+    quotes = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id::text AS id, tx_id::text AS tx_id, executed_at FROM exchange_quotes"
+        )
+    }
+    for tx_id, entry in entries.items():
+        quote = quotes.get(entry["meta"].get("quote"))
+        if quote is None or quote["tx_id"] != tx_id:
+            problems.append(f"exchange {tx_id} names quote {entry['meta'].get('quote')}")
+    for quote in quotes.values():
+        entry = entries.get(quote["tx_id"]) if quote["tx_id"] else None
+        if quote["tx_id"] is not None and (
+            entry is None or entry["meta"].get("quote") != quote["id"]
+        ):
+            problems.append(f"quote {quote['id']} is executed with no exchange entry")
+    return problems
+
+
+# The ledger key `<kind>:<id>` of each posting an exchange action made, by tx id.
+LEDGER_KEYS = """
+SELECT tx_id::text AS tx_id, substr(key, length($1) + 2) AS id FROM idempotency_keys
+ WHERE credential_id = '00000000-0000-0000-0000-000000000000' AND key LIKE $1 || ':%'
+   AND tx_id IS NOT NULL
+"""
+
+# The answers (201) kept under Idempotency-Keys whose entry is of a kind.
+ANSWERS = """
+SELECT response -> 'body' AS body FROM action_outcomes
+ WHERE status_code = 201 AND response #>> '{body,entry,kind}' = $1
+"""
+
+
+async def answered(conn: asyncpg.Connection, kind: str, name: str) -> list[str]:
+    """Entries of an action that keeps no row of its own but its answer (`{name: {id, …},
+    entry: {tx_id, …}}` under the request's Idempotency-Key) against those answers, both ways:
+    an entry of `kind` has its answer, and an answer names an entry of `kind` posted under the
+    ledger key `<kind>:<id>` of the id it shows. (Answers are kept for the idempotency
+    retention, a day by default: enough for a test.)"""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, kind)}
+    keys = {r["tx_id"]: r["id"] for r in await conn.fetch(LEDGER_KEYS, kind)}
+    answers = {}
+    for row in await conn.fetch(ANSWERS, kind):
+        body = json.loads(row["body"])
+        answers[body["entry"]["tx_id"]] = str(body[name]["id"])
+    for tx_id in entries:
+        if answers.get(tx_id) is None or answers[tx_id] != keys.get(tx_id):
+            problems.append(f"{kind} {tx_id} ({name} {keys.get(tx_id)}) has no answer")
+    for tx_id, answer_id in answers.items():
+        if tx_id not in entries or keys.get(tx_id) != answer_id:
+            problems.append(f"{name} {answer_id} answered with no {kind} entry {tx_id}")
+    return problems
+
+
+async def gifts(conn: asyncpg.Connection) -> list[str]:
+    """Each `gift` entry against its answer, both ways, and against the id in its meta."""
+    problems = await answered(conn, "gift", "gift")
+    keys = {r["tx_id"]: r["id"] for r in await conn.fetch(LEDGER_KEYS, "gift")}
+    for entry in await _entries(conn, "gift"):
+        if entry["meta"].get("gift") != keys.get(entry["tx_id"]):
+            problems.append(f"gift {entry['tx_id']} names gift {entry['meta'].get('gift')}")
+    return problems
+
+
+async def donations(conn: asyncpg.Connection) -> list[str]:
+    """Each `donation` entry (into an organisation's pool) against its `donations` row, both
+    ways: the row names the entry, the entry names the row, the same pool and amount."""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, "donation")}
+    legs = {
+        r["tx_id"]: (r["account"], r["amount"])
+        for r in await conn.fetch(
+            "SELECT e.tx_id::text AS tx_id, l.account_id::text AS account, l.amount "
+            "FROM journal_entries e JOIN journal_legs l ON l.book_code = e.book_code "
+            "AND l.seq = e.seq WHERE e.kind = 'donation' AND l.amount > 0"
+        )
+    }
+    rows = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id::text AS id, tx_id::text AS tx_id, pool_account_id::text AS pool, "
+            "amount FROM donations"
+        )
+    }
+    for tx_id, entry in entries.items():
+        row = rows.get(entry["meta"].get("donation"))
+        if row is None or row["tx_id"] != tx_id:
+            problems.append(f"donation {tx_id} names donation {entry['meta'].get('donation')}")
+    for row in rows.values():
+        entry = entries.get(row["tx_id"])
+        if entry is None or entry["meta"].get("donation") != row["id"]:
+            problems.append(f"donation {row['id']} has no donation entry")
+        elif legs.get(row["tx_id"]) != (row["pool"], row["amount"]):
+            problems.append(f"donation {row['id']} and its entry differ in pool or amount")
+    return problems
+
+
+async def recognition_transfers(conn: asyncpg.Connection) -> list[str]:
+    """Each `recognition.out` / `recognition.in` entry against its transfer's row, both ways:
+    the row names both entries, each entry names the row, and the two name each other."""
+    problems = []
+    halves = {e["tx_id"]: e for e in await _entries(conn, "recognition.out", "recognition.in")}
+    rows = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id::text AS id, from_tx::text AS from_tx, to_tx::text AS to_tx "
+            "FROM recognition_transfers"
+        )
+    }
+    for tx_id, entry in halves.items():
+        row = rows.get(entry["meta"].get("transfer"))
+        side = "from_tx" if entry["kind"] == "recognition.out" else "to_tx"
+        if row is None or row[side] != tx_id:
+            problems.append(
+                f"{entry['kind']} {tx_id} names transfer {entry['meta'].get('transfer')}"
+            )
+        elif (entry["meta"].get("counterpart") or {}).get("tx_id") != row[
+            "to_tx" if side == "from_tx" else "from_tx"
+        ]:
+            problems.append(f"{entry['kind']} {tx_id} does not name its other half")
+    for row in rows.values():
+        for side, kind in (("from_tx", "recognition.out"), ("to_tx", "recognition.in")):
+            entry = halves.get(row[side])
+            if entry is None or entry["kind"] != kind or entry["meta"].get("transfer") != row["id"]:
+                problems.append(f"transfer {row['id']} has no {kind} entry")
+    return problems
+
+
+EXPIRY_LEGS = """
+SELECT e.tx_id::text AS tx_id, l.account_id::text AS account, l.amount,
+       a.owner = 'book:' || e.book_code AND a.meta ->> 'purpose' = 'expired' AS expired
+  FROM journal_entries e
+  JOIN journal_legs l ON l.book_code = e.book_code AND l.seq = e.seq
+  JOIN accounts a ON a.id = l.account_id
+ WHERE e.kind = 'expiry' ORDER BY e.tx_id, l.leg_index
+"""
+
+
+async def expiries(conn: asyncpg.Connection) -> list[str]:
+    """Each `expiry` entry against its ledger key `expiry:<account>:<as_of>:<read_seq>…`, both
+    ways, and whole: the key's account gives what `meta.lapsed` sums to, to the book's
+    `expired` account (a run keeps no other row)."""
+    problems = []
+    entries = {e["tx_id"]: e for e in await _entries(conn, "expiry")}
+    keys = {r["tx_id"]: r["id"] for r in await conn.fetch(LEDGER_KEYS, "expiry")}
+    legs: dict[str, list[Any]] = {}
+    for leg in await conn.fetch(EXPIRY_LEGS):
+        legs.setdefault(leg["tx_id"], []).append(leg)
+    for tx_id, entry in entries.items():
+        key = keys.get(tx_id)
+        meta = entry["meta"]
+        if key is None:
+            problems.append(f"expiry {tx_id} has no ledger key")
+            continue
+        account, as_of, read_seq = key.split(":")[:3]
+        lapsed = sum(part["amount"] for part in meta.get("lapsed", []))
+        shape = [(leg["account"], leg["amount"], leg["expired"]) for leg in legs.get(tx_id, [])]
+        if (meta.get("as_of"), str(meta.get("read_seq"))) != (as_of, read_seq) or shape != [
+            (account, -lapsed, False),
+            (shape[-1][0] if shape else None, lapsed, True),
+        ]:
+            problems.append(f"expiry {tx_id} is not the whole expiry its key {key} names")
+    for tx_id, key in keys.items():
+        if tx_id not in entries:
+            problems.append(f"ledger key expiry:{key} names no expiry entry {tx_id}")
+    return problems
+
+
+async def exchange_problems(conn: asyncpg.Connection) -> list[str]:
+    """Every exchange check's disagreements."""
+    return [
+        *await exchanges(conn),
+        *await gifts(conn),
+        *await donations(conn),
+        *await answered(conn, "public_pool.donation", "donation"),
+        *await answered(conn, "public_pool.grant", "grant"),
+        *await recognition_transfers(conn),
+        *await expiries(conn),
+    ]
+
+
+# --- end of exchange ---
+
 
 async def all_problems(conn: asyncpg.Connection) -> list[str]:
     """Every check's disagreements."""
@@ -209,4 +402,5 @@ async def all_problems(conn: asyncpg.Connection) -> list[str]:
         *await kiosk_redemptions(conn),
         *await kiosk_codes(conn),
         *await kiosk_stock(conn),
+        *await exchange_problems(conn),
     ]

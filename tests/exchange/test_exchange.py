@@ -159,6 +159,15 @@ async def test_the_pool_pays_only_what_was_donated(api: Api) -> None:
     r = await m.exchange(second["id"])
     assert problem(r) == "pool-empty"
     assert await m.points(member) == 10 and await m.balance(member["hours"]) == 540
+    # The ledger's refusal wrote nothing, not even under the quote's key: once the pool is
+    # funded, the same quote executes.
+    await m.ok(
+        "POST",
+        f"/v1/organisations/{m.charity}/donations",
+        body={"asset": "POINT", "amount": 100, "donor": {"name": "王善人"}},
+    )
+    assert (await m.exchange(second["id"])).status_code == 201
+    assert await m.points(member) == 20 and await m.balance(member["hours"]) == 480
 
 
 async def test_amounts_outside_the_rule_are_refused(api: Api) -> None:
