@@ -13,10 +13,10 @@ from typing import Any
 import asyncpg
 
 from app.audit import merkle, tlog
+from app.audit.errors import BeyondLogSize
 from app.audit.receipting import receipt_claims, sign_claims
 from app.audit.service import AuditLog, checkpoint_json, invalid
 from app.kit.responses import compact_json
-from app.ledger.errors import BookNotFound
 
 CHUNK = 2000
 BOM = "\ufeff"
@@ -53,16 +53,13 @@ async def plan_export(
 ) -> ExportPlan:
     """Check the range against the book's journal; for JSON Lines, find (or sign) the
     checkpoint that covers it."""
-    async with audit.pool.acquire() as conn:
-        head = await conn.fetchval("SELECT seq FROM book_heads WHERE book_code = $1", book)
-    if head is None:
-        raise BookNotFound(f"book {book!r} does not exist")
+    head, tree_size = await audit.heads(book)
     last = head if to_seq is None else to_seq
     if last > head:
-        raise invalid("to_seq", f"to_seq is after the book's last entry ({head})")
+        raise BeyondLogSize(book, "to_seq", last, head, tree_size)
     if from_seq > last + 1 or (from_seq > last and last > 0):
         raise invalid("from_seq", f"from_seq must be between 1 and to_seq ({last})")
-    checkpoint = await audit.covering(book, last) if with_checkpoint else None
+    checkpoint = await audit.covering(book, last, "to_seq") if with_checkpoint else None
     return ExportPlan(book, from_seq, last, checkpoint)
 
 
