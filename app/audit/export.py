@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,8 @@ from app.audit import merkle, tlog
 from app.audit.errors import BeyondLogSize
 from app.audit.receipting import receipt_claims, sign_claims
 from app.audit.service import AuditLog, checkpoint_json, invalid
+from app.kit import deep_json
+from app.kit.canonical_json import canonical_bytes
 from app.kit.responses import compact_json
 
 CHUNK = 2000
@@ -91,7 +92,7 @@ async def jsonl(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
             out = bytearray()
             for row in rows:
                 body = bytes(row["body"])
-                claims = receipt_claims(json.loads(body), body, row["entry_hash"])
+                claims = receipt_claims(deep_json.loads(body), body, row["entry_hash"])
                 _, signer = await audit.ring.key_at(claims["iat"])
                 receipt = sign_claims(claims, signer)
                 out += b'{"entry":' + body + b',"entry_hash":"' + row["entry_hash"].encode()
@@ -136,11 +137,11 @@ async def csv_rows(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
     async with audit.pool.acquire() as conn:
         async for rows in _entries(conn, plan):
             for row in rows:
-                entry = json.loads(bytes(row["body"]))
+                entry = deep_json.loads(bytes(row["body"]))
                 common = [entry["book"], entry["seq"], entry["tx_id"], entry["posted_at"]]
                 tail = [
                     _cell(entry["memo"]),
-                    json.dumps(entry["meta"], ensure_ascii=False, separators=(",", ":")),
+                    canonical_bytes(entry["meta"]).decode("utf-8"),
                     row["entry_hash"],
                 ]
                 legs = entry["legs"] or [None]

@@ -8,7 +8,6 @@ the book's reach; signing a checkpoint, admins; the export, admins and auditors.
 from __future__ import annotations
 
 import io
-import json
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -34,6 +33,7 @@ from app.identity.authorization import (
     sees_any_account,
 )
 from app.identity.dependencies import CallerDep
+from app.kit import deep_json
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.errors import TransactionNotFound
@@ -80,7 +80,7 @@ async def _entry(
     if row is None:
         raise missing
     body = bytes(row.body)
-    entry: dict[str, Any] = json.loads(body)
+    entry: dict[str, Any] = deep_json.loads(body)
     accounts = [leg["account_id"] for leg in entry["legs"]]
     if not await sees_any_account(session, caller, entry["book"], accounts):
         raise missing
