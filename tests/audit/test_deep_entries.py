@@ -220,6 +220,7 @@ async def write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_exports_of_a_book_with_deep_metas_verify_with_every_verifier(
     api: Api, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -285,6 +286,7 @@ async def test_exports_of_a_book_with_deep_metas_verify_with_every_verifier(
     assert "included in checkpoint" in one.stdout
 
 
+@pytest.mark.slow
 async def test_a_changed_deep_meta_is_caught_at_its_seq(
     api: Api, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
