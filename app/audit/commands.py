@@ -249,7 +249,13 @@ def verify_receipt_command(
     except OSError:  # a JWS is longer than a file name may be
         pass
     if token.startswith("{"):
-        token = str(strict_json(token).get("receipt", ""))
+        try:
+            document = strict_json(token)
+        except ValueError as exc:
+            console.print(f"error: the receipt's JSON is not valid: {exc}")
+            raise typer.Exit(2) from None
+        found = document.get("receipt") if isinstance(document, dict) else None
+        token = found if isinstance(found, str) else ""
     keys = _jwks(jwks) or {}
     try:
         note = None if checkpoint is None else checkpoint_text(_read_text(checkpoint))

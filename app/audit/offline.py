@@ -197,7 +197,8 @@ class CompactRange:
 def checkpoint_text(text: str) -> str:
     """A signed checkpoint note from a file: the note itself, or the JSON the API answers."""
     if text.lstrip().startswith("{"):
-        note = strict_json(text).get("note")
+        document = strict_json(text)
+        note = document.get("note") if isinstance(document, dict) else None
         if not isinstance(note, str):
             raise ValueError("the JSON has no note")
         return str(note)

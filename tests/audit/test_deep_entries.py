@@ -23,7 +23,9 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from app.cli import cli
 from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes
 from app.kit.schemas import MAX_META_BYTES
@@ -313,3 +315,34 @@ async def test_a_changed_deep_meta_is_caught_at_its_seq(
         assert result.stderr.strip().splitlines()[-1].startswith(f"FAILED seq {seq}: "), (
             result.stderr
         )
+
+
+# --- the offline commands answer any input with a verdict, never a traceback ---------------------
+
+
+def test_the_offline_commands_refuse_deep_or_odd_input_without_crashing(tmp_path: Path) -> None:
+    runner = CliRunner()
+
+    def exit_code(*args: str) -> int:
+        result = runner.invoke(cli, ["audit", *args])
+        assert isinstance(result.exception, SystemExit), (args, result.exception)
+        return int(result.exit_code)
+
+    deep = b"[" * 5000 + b"]" * 5000
+    export = tmp_path / "deep.jsonl"
+    export.write_bytes(b'{"entry": ' + deep + b', "entry_hash": "", "receipt": ""}\n' + deep)
+    assert exit_code("verify", str(export)) == 1  # the last line is no checkpoint line
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    receipt = tmp_path / "receipt.json"
+    for text, code in (
+        ("[1]", 1),
+        ("{not json", 2),
+        ('{"receipt": ' + "[" * 5000 + "]" * 5000 + "}", 1),
+        ("e" + "[" * 5000, 1),
+    ):
+        receipt.write_text(text)
+        assert exit_code("verify-receipt", str(receipt), "--jwks", str(jwks)) == code, text[:20]
+    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint.write_text("{" + '"a":[' * 3000 + "1" + "]" * 3000 + "}")
+    assert exit_code("verify", str(export), "--checkpoint", str(checkpoint)) == 2
