@@ -8,6 +8,7 @@ canonicaliser agree with `json` and `rfc8785` (vectors, random JSON, any depth).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
@@ -155,7 +156,9 @@ def test_the_scripts_parser_reads_any_depth() -> None:
 # --- a book with the deepest meta accepted, and a legacy deeper one ------------------------------
 
 
-async def post_meta(api: Api, book: str, accounts: tuple[str, str], meta: Any) -> Any:
+async def post_meta(
+    api: Api, book: str, accounts: tuple[str, str], meta: Any, key: str | None = None
+) -> Any:
     """A transfer with this meta, its body written without recursion (httpx's json= would
     use json.dumps)."""
     body = {
@@ -169,7 +172,7 @@ async def post_meta(api: Api, book: str, accounts: tuple[str, str], meta: Any) -
     return await api.client.post(
         f"/v1/books/{book}/transactions",
         content=canonical_bytes(body),
-        headers={"Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"},
+        headers={"Idempotency-Key": key or uuid.uuid4().hex, "Content-Type": "application/json"},
     )
 
 
@@ -203,6 +206,13 @@ async def deep_book(api: Api) -> DeepBook:
     book = await api.book()
     issuance, member = await api.funded(book, 0)
     depth, accepted_tx = await deepest_accepted(api, book, (issuance, member))
+    # A repeat of such a posting is answered again from the journal.
+    key = uuid.uuid4().hex
+    first = await post_meta(api, book, (issuance, member), nested(depth), key)
+    again = await post_meta(api, book, (issuance, member), nested(depth), key)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["entry_hash"] == first.json()["entry_hash"]
     # Written as the service wrote entries before the door limited depth: by its sequencer.
     legacy = Draft(
         book, "post", "transfer", [(issuance, -2), (member, 2)], "", nested(LEGACY_DEPTH)
@@ -230,6 +240,12 @@ async def test_exports_of_a_book_with_deep_metas_verify_with_every_verifier(
     assert book.accepted_depth >= 32  # at least the door's limit, whatever it is
     legacy = (await api.client.get(f"/v1/transactions/{book.legacy_tx}/receipt")).json()
     assert legacy["book"] == book.code
+    for tx in (book.accepted_tx, book.legacy_tx):  # read back whole, with their receipts
+        posting = await api.client.get(f"/v1/transactions/{tx}")
+        assert posting.status_code == 200, posting.text
+        body = canonical_bytes(deep_json.loads(posting.content)["entry"])
+        assert hashlib.sha256(body).hexdigest() == deep_json.loads(posting.content)["entry_hash"]
+        assert b'"receipt":"' in posting.content
 
     # The API's export, verified offline by both verifiers.
     r = await api.client.get(f"/v1/books/{book.code}/export")
