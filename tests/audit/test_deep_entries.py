@@ -8,9 +8,11 @@ canonicaliser agree with `json` and `rfc8785` (vectors, random JSON, any depth).
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import importlib.machinery
 import importlib.util
+import io
 import json
 import struct
 import sys
@@ -257,6 +259,11 @@ async def test_exports_of_a_book_with_deep_metas_verify_with_every_verifier(
     depths = {e["tx_id"]: depth_of(e["meta"]) for e in entries}
     assert depths[book.accepted_tx] == book.accepted_depth
     assert depths[book.legacy_tx] == LEGACY_DEPTH
+    spreadsheet = await api.client.get(f"/v1/books/{book.code}/export", params={"format": "csv"})
+    assert spreadsheet.status_code == 200, spreadsheet.text
+    rows = csv.DictReader(io.StringIO(spreadsheet.content.decode("utf-8-sig")))
+    metas = {row["tx_id"]: row["meta"] for row in rows}
+    assert depth_of(deep_json.loads(metas[book.legacy_tx])) == LEGACY_DEPTH
     keys = (await api.client.get("/.well-known/jwks.json")).content
     jwks = await write_bytes(tmp_path / "jwks.json", keys)
 
