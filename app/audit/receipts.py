@@ -27,7 +27,7 @@ from app.audit.keys import (
     signing_window,
 )
 from app.kit import deep_json
-from app.kit.canonical_json import jcs_bytes
+from app.kit.canonical_json import canonical_bytes, jcs_bytes
 
 ALG = "Ed25519"  # RFC 9864's fully specified name (joserfc registers it; not "EdDSA")
 RECEIPT_TYP = "timebank-receipt+jwt"
@@ -115,7 +115,7 @@ def receipt_claims(entry: Mapping[str, Any], entry_hash: str, iat: int) -> dict[
     """
     if set(entry) != ENTRY_MEMBERS:
         raise ValueError("not a journal entry object (docs/ledger-format.md §2)")
-    body = jcs_bytes(dict(entry))
+    body = canonical_bytes(dict(entry))
     if hashlib.sha256(body).hexdigest() != entry_hash:
         raise ValueError("entry_hash is not the SHA-256 of the entry's JCS bytes")
     claims = claims_of(entry, entry_hash, merkle.leaf_hash(body).hex(), iat)

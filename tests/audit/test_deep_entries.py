@@ -239,7 +239,9 @@ async def test_exports_of_a_book_with_deep_metas_verify_with_every_verifier(
     api: Api, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     book = await deep_book(api)
-    assert book.accepted_depth >= 32  # at least the door's limit, whatever it is
+    # Whatever the door's limit (about 920 levels today, where json.loads gives up on the
+    # request; 32 for the whole body once depth is limited), a meta nests well past a few.
+    assert book.accepted_depth >= 16
     legacy = (await api.client.get(f"/v1/transactions/{book.legacy_tx}/receipt")).json()
     assert legacy["book"] == book.code
     for tx in (book.accepted_tx, book.legacy_tx):  # read back whole, with their receipts
