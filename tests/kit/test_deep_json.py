@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,3 +192,13 @@ def test_what_jcs_cannot_write_is_refused_at_any_depth() -> None:
         jcs_bytes(loop)
     shared = [1]
     assert jcs_bytes([shared, shared]) == b"[[1],[1]]"  # the same list twice is no cycle
+
+
+def test_jcs_bytes_match_the_rfc8785_vectors() -> None:
+    vectors = Path(__file__).resolve().parents[1] / "vectors" / "jcs"
+    names = sorted(p.stem for p in (vectors / "output").glob("*.json"))
+    assert len(names) == 6
+    for name in names:
+        source = (vectors / "input" / f"{name}.json").read_text("utf-8")
+        expected = (vectors / "output" / f"{name}.json").read_bytes()
+        assert jcs_bytes(parse(source)) == canonical_bytes(loads(source)) == expected, name
