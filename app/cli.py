@@ -206,9 +206,10 @@ def export(
                     "ORDER BY seq",
                     book,
                 ):
-                    entry = json.loads(bytes(row["body"]))
-                    entry["entry_hash"] = row["entry_hash"]
-                    out.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+                    # The entry's JCS bytes with entry_hash added as the last member: no
+                    # parsing or encoding, so an entry of any depth is written as stored.
+                    body = bytes(row["body"])
+                    out.write(body[:-1] + b',"entry_hash":"' + row["entry_hash"].encode() + b'"}\n')
         finally:
             if output:
                 out.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from app.audit.offline import (
     verify_receipt,
 )
 from app.config import get_settings
+from app.kit import deep_json
 
 keys_cli = typer.Typer(help="Signing keys of receipts and checkpoints.", no_args_is_help=True)
 audit_cli = typer.Typer(help="Offline checks of exports and receipts.", no_args_is_help=True)
@@ -205,7 +205,7 @@ def verify(
         console.print(f"error: cannot read {file}: {exc}")
         raise typer.Exit(2) from None
     try:
-        bounds = json.loads(trailer)
+        bounds = deep_json.loads(trailer)
         total = max(0, int(bounds["to_seq"]) - int(bounds["from_seq"]) + 1)
     except (ValueError, KeyError, TypeError):
         total = 0
@@ -249,7 +249,13 @@ def verify_receipt_command(
     except OSError:  # a JWS is longer than a file name may be
         pass
     if token.startswith("{"):
-        token = str(strict_json(token).get("receipt", ""))
+        try:
+            document = strict_json(token)
+        except ValueError as exc:
+            console.print(f"error: the receipt's JSON is not valid: {exc}")
+            raise typer.Exit(2) from None
+        found = document.get("receipt") if isinstance(document, dict) else None
+        token = found if isinstance(found, str) else ""
     keys = _jwks(jwks) or {}
     try:
         note = None if checkpoint is None else checkpoint_text(_read_text(checkpoint))

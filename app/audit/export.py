@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +12,12 @@ from typing import Any
 import asyncpg
 
 from app.audit import merkle, tlog
+from app.audit.errors import BeyondLogSize
 from app.audit.receipting import receipt_claims, sign_claims
 from app.audit.service import AuditLog, checkpoint_json, invalid
+from app.kit import deep_json
+from app.kit.canonical_json import canonical_bytes
 from app.kit.responses import compact_json
-from app.ledger.errors import BookNotFound
 
 CHUNK = 2000
 BOM = "\ufeff"
@@ -53,16 +54,13 @@ async def plan_export(
 ) -> ExportPlan:
     """Check the range against the book's journal; for JSON Lines, find (or sign) the
     checkpoint that covers it."""
-    async with audit.pool.acquire() as conn:
-        head = await conn.fetchval("SELECT seq FROM book_heads WHERE book_code = $1", book)
-    if head is None:
-        raise BookNotFound(f"book {book!r} does not exist")
+    head, tree_size = await audit.heads(book)
     last = head if to_seq is None else to_seq
     if last > head:
-        raise invalid("to_seq", f"to_seq is after the book's last entry ({head})")
+        raise BeyondLogSize(book, "to_seq", last, head, tree_size)
     if from_seq > last + 1 or (from_seq > last and last > 0):
         raise invalid("from_seq", f"from_seq must be between 1 and to_seq ({last})")
-    checkpoint = await audit.covering(book, last) if with_checkpoint else None
+    checkpoint = await audit.covering(book, last, "to_seq") if with_checkpoint else None
     return ExportPlan(book, from_seq, last, checkpoint)
 
 
@@ -94,7 +92,7 @@ async def jsonl(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
             out = bytearray()
             for row in rows:
                 body = bytes(row["body"])
-                claims = receipt_claims(json.loads(body), body, row["entry_hash"])
+                claims = receipt_claims(deep_json.loads(body), body, row["entry_hash"])
                 _, signer = await audit.ring.key_at(claims["iat"])
                 receipt = sign_claims(claims, signer)
                 out += b'{"entry":' + body + b',"entry_hash":"' + row["entry_hash"].encode()
@@ -139,11 +137,11 @@ async def csv_rows(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
     async with audit.pool.acquire() as conn:
         async for rows in _entries(conn, plan):
             for row in rows:
-                entry = json.loads(bytes(row["body"]))
+                entry = deep_json.loads(bytes(row["body"]))
                 common = [entry["book"], entry["seq"], entry["tx_id"], entry["posted_at"]]
                 tail = [
                     _cell(entry["memo"]),
-                    json.dumps(entry["meta"], ensure_ascii=False, separators=(",", ":")),
+                    canonical_bytes(entry["meta"]).decode("utf-8"),
                     row["entry_hash"],
                 ]
                 legs = entry["legs"] or [None]

@@ -58,12 +58,18 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def _unsafe_integer(value: Any) -> bool:
-    if type(value) is int:
-        return abs(value) > MAX_SAFE_INTEGER
-    if isinstance(value, dict):
-        return any(_unsafe_integer(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_unsafe_integer(v) for v in value)
+    """Whether an integer anywhere in `value` is outside ±(2^53-1) (explicit stack: a meta
+    may nest to any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is int:
+            if abs(item) > MAX_SAFE_INTEGER:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from app.audit.keys import SigningKeyError, jwk_thumbprint, public_key_from_jwk,
 from app.audit.ledger_rules import HASH_RE, LedgerRules, RuleError, check_shape
 from app.audit.note import NoteError, Verifier
 from app.audit.receipting import receipt_claims
+from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes
 
 GENESIS_HASH = "0" * 64
@@ -59,7 +59,7 @@ def strict_json(raw: bytes | str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+    return deep_json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
 
 
 def _b64url(segment: str) -> bytes:
@@ -197,7 +197,8 @@ class CompactRange:
 def checkpoint_text(text: str) -> str:
     """A signed checkpoint note from a file: the note itself, or the JSON the API answers."""
     if text.lstrip().startswith("{"):
-        note = strict_json(text).get("note")
+        document = strict_json(text)
+        note = document.get("note") if isinstance(document, dict) else None
         if not isinstance(note, str):
             raise ValueError("the JSON has no note")
         return str(note)

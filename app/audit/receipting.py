@@ -21,6 +21,7 @@ import structlog
 from app.audit.keys import SigningKey
 from app.audit.keystore import KeyRing, StoredKey
 from app.audit.receipts import ALG, RECEIPT_TYP, claims_of
+from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes
 
 log = structlog.get_logger("timebank.audit")
@@ -82,13 +83,22 @@ def entry_in_answer(payload: bytes) -> tuple[dict[str, Any], bytes, str]:
         body = payload[start + len(_ENTRY_AT) : end]
         entry_hash = payload[end + len(_HASH_AT) : end + len(_HASH_AT) + 64].decode()
         if hashlib.sha256(body).hexdigest() == entry_hash:
-            return orjson.loads(body), body, entry_hash
-    document = orjson.loads(payload)
+            return _loads(body), body, entry_hash
+    document = _loads(payload)
     entry, entry_hash = document["entry"], document["entry_hash"]
     body = canonical_bytes(entry)
     if hashlib.sha256(body).hexdigest() != entry_hash:
         raise ValueError("the answer's entry does not hash to its entry_hash")
     return entry, body, entry_hash
+
+
+def _loads(data: bytes) -> Any:
+    """orjson, or past its 1,024 levels of nesting (entries posted before the door limited
+    depth), the parser of any depth."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return deep_json.loads(data)
 
 
 class Receipts:

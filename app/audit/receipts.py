@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -27,6 +26,8 @@ from app.audit.keys import (
     public_key_from_jwk,
     signing_window,
 )
+from app.kit import deep_json
+from app.kit.canonical_json import canonical_bytes, jcs_bytes
 
 ALG = "Ed25519"  # RFC 9864's fully specified name (joserfc registers it; not "EdDSA")
 RECEIPT_TYP = "timebank-receipt+jwt"
@@ -114,7 +115,7 @@ def receipt_claims(entry: Mapping[str, Any], entry_hash: str, iat: int) -> dict[
     """
     if set(entry) != ENTRY_MEMBERS:
         raise ValueError("not a journal entry object (docs/ledger-format.md §2)")
-    body = bytes(rfc8785.dumps(dict(entry)))
+    body = canonical_bytes(dict(entry))
     if hashlib.sha256(body).hexdigest() != entry_hash:
         raise ValueError("entry_hash is not the SHA-256 of the entry's JCS bytes")
     claims = claims_of(entry, entry_hash, merkle.leaf_hash(body).hex(), iat)
@@ -165,7 +166,7 @@ def strict_json(data: bytes) -> Any:
         raise MalformedReceiptError(f"{name} is not JSON")
 
     try:
-        return json.loads(
+        return deep_json.loads(
             data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants
         )
     except MalformedReceiptError:
@@ -233,7 +234,7 @@ def json_object(payload: bytes) -> dict[str, Any]:
 def require_canonical(document: Mapping[str, Any], payload: bytes) -> None:
     """Refuse a payload that is not the RFC 8785 form of its own object."""
     try:
-        canonical = bytes(rfc8785.dumps(document))
+        canonical = jcs_bytes(document)
     except rfc8785.CanonicalizationError as exc:
         raise MalformedReceiptError("the payload cannot be canonicalised") from exc
     if canonical != payload:

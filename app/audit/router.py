@@ -8,7 +8,6 @@ the book's reach; signing a checkpoint, admins; the export, admins and auditors.
 from __future__ import annotations
 
 import io
-import json
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -20,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.audit import export as audit_export
 from app.audit import schemas
-from app.audit.errors import CheckpointNotFound, ReceiptTooLarge
+from app.audit.errors import BeyondLogSize, CheckpointNotFound, ReceiptTooLarge
 from app.audit.note import Verifier
 from app.audit.receipts import ALG
 from app.audit.service import AuditLog, checkpoint_json
@@ -35,6 +34,7 @@ from app.identity.authorization import (
     sees_any_account,
 )
 from app.identity.dependencies import CallerDep, allow
+from app.kit import deep_json
 from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.errors import TransactionNotFound
@@ -79,7 +79,7 @@ async def _entry(
     if row is None:
         raise missing
     body = bytes(row.body)
-    entry: dict[str, Any] = json.loads(body)
+    entry: dict[str, Any] = deep_json.loads(body)
     accounts = [leg["account_id"] for leg in entry["legs"]]
     if not await sees_any_account(session, caller, entry["book"], accounts):
         raise missing
@@ -177,6 +177,9 @@ async def list_checkpoints(
             limit + 1,
         )
     if tree_size is not None and not rows:
+        head_seq, integrated = await audit.heads(code)
+        if tree_size > head_seq:
+            raise BeyondLogSize(code, "tree_size", tree_size, head_seq, integrated)
         raise CheckpointNotFound(f"book {code!r} has no checkpoint of size {tree_size}")
     public = {k.kid: k.public_key for k in await audit.keys()}
     items = [_checkpoint(SignedCheckpoint.from_row(code, row), public) for row in rows[:limit]]
@@ -201,8 +204,6 @@ async def inclusion_proof(
     """RFC 9162 inclusion proof of entry `seq` (leaf seq - 1) in the tree of `tree_size`
     entries (default: the latest checkpoint, signed now if it does not cover `seq`)."""
     await _book(caller, session, code, ALL_ROLES, "read the log")
-    if tree_size is None:
-        tree_size = (await audit.covering(code, seq)).tree_size
     return json_response(200, await audit.inclusion(code, seq, tree_size))
 
 
@@ -222,8 +223,6 @@ async def consistency_proof(
     """RFC 9162 consistency proof from the tree of `first` entries to that of `second`
     (default: the latest checkpoint's size)."""
     await _book(caller, session, code, ALL_ROLES, "read the log")
-    if second is None:
-        second = (await audit.covering(code, first)).tree_size
     return json_response(200, await audit.consistency(code, first, second))
 
 

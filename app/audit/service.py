@@ -12,7 +12,7 @@ import structlog
 
 from app.audit import merkle, tlog
 from app.audit.checkpoint import TlogProof
-from app.audit.errors import LogInconsistent
+from app.audit.errors import BeyondLogSize, LogInconsistent
 from app.audit.keys import jwks
 from app.audit.keystore import KeyRing, StoredKey, ensure_key
 from app.audit.note import Verifier
@@ -154,9 +154,11 @@ class AuditLog:
             raise BookNotFound(f"book {book!r} does not exist")
         return signed, new
 
-    async def covering(self, book: str, seq: int) -> tlog.SignedCheckpoint:
-        """The latest checkpoint, signed now if it does not cover entry `seq` yet."""
+    async def covering(self, book: str, seq: int, field: str = "seq") -> tlog.SignedCheckpoint:
+        """The latest checkpoint, signed now if it does not cover entry `seq` yet; a `seq` past
+        the journal's head is refused as `beyond-log-size` naming `field`."""
         async with self.pool.acquire() as conn:
+            await self._within_head(conn, book, {field: seq})
             return await tlog.checkpoint_covering(conn, book, seq, self.ring, self.origin(book))
 
     async def latest(self, book: str) -> tlog.SignedCheckpoint | None:
@@ -164,22 +166,40 @@ class AuditLog:
         async with self.pool.acquire() as conn:
             return await tlog.last_checkpoint(conn, book)
 
-    async def _size_at_least(self, conn: asyncpg.Connection, book: str, size: int) -> None:
-        head = await tlog.log_head(conn, book)
-        if head is None:
-            raise BookNotFound(f"book {book!r} does not exist")
-        if head.tree_size < size:
+    async def heads(self, book: str) -> tuple[int, int]:
+        """The book's journal head seq and the size of its integrated tree."""
+        async with self.pool.acquire() as conn:
+            return await _heads(conn, book)
+
+    async def _within_head(self, conn: asyncpg.Connection, book: str, sizes: dict[str, int]) -> int:
+        """Refuse (`beyond-log-size`) any of these seqs or sizes past the journal's head, then
+        bring the tree up to the largest: every entry the journal holds is provable at once.
+        Returns the integrated tree's size."""
+        head_seq, tree_size = await _heads(conn, book)
+        for field, size in sizes.items():
+            if size > head_seq:
+                raise BeyondLogSize(book, field, size, head_seq, tree_size)
+        wanted = max(sizes.values(), default=0)
+        if tree_size < wanted:
             await tlog.integrate(conn, book)
             head = await tlog.log_head(conn, book)
-        if head is None or head.tree_size < size:
-            raise invalid("tree_size", f"book {book!r} has fewer than {size} entries")
+            tree_size = 0 if head is None else head.tree_size
+            if tree_size < wanted:  # the journal holds entries the tree cannot take
+                raise LogInconsistent(
+                    f"book {book!r}: the journal reaches seq {head_seq} but its tree stops at "
+                    f"{tree_size}"
+                )
+        return tree_size
 
-    async def inclusion(self, book: str, seq: int, tree_size: int) -> dict[str, Any]:
-        """The RFC 9162 inclusion proof of entry `seq` in the tree of `tree_size` entries."""
-        if not 1 <= seq <= tree_size:
-            raise invalid("seq", f"seq must be between 1 and tree_size ({tree_size})")
+    async def inclusion(self, book: str, seq: int, tree_size: int | None) -> dict[str, Any]:
+        """The RFC 9162 inclusion proof of entry `seq` in the tree of `tree_size` entries
+        (default: the latest checkpoint's, signed now if it does not cover `seq`)."""
+        if tree_size is None:
+            tree_size = (await self.covering(book, seq)).tree_size
         async with self.pool.acquire() as conn:
-            await self._size_at_least(conn, book, tree_size)
+            await self._within_head(conn, book, {"tree_size": tree_size, "seq": seq})
+            if not 1 <= seq <= tree_size:
+                raise invalid("seq", f"seq must be between 1 and tree_size ({tree_size})")
             leaf, root, proof = await tlog.from_stored(
                 conn,
                 book,
@@ -199,12 +219,15 @@ class AuditLog:
             "proof": [h.hex() for h in proof],
         }
 
-    async def consistency(self, book: str, first: int, second: int) -> dict[str, Any]:
-        """The RFC 9162 consistency proof from the tree of `first` to that of `second`."""
-        if not 0 <= first <= second:
-            raise invalid("first", f"first must be between 0 and second ({second})")
+    async def consistency(self, book: str, first: int, second: int | None) -> dict[str, Any]:
+        """The RFC 9162 consistency proof from the tree of `first` to that of `second`
+        (default: the latest checkpoint's size, signed now if it does not cover `first`)."""
+        if second is None:
+            second = (await self.covering(book, first, "first")).tree_size
         async with self.pool.acquire() as conn:
-            await self._size_at_least(conn, book, second)
+            await self._within_head(conn, book, {"second": second, "first": first})
+            if not 0 <= first <= second:
+                raise invalid("first", f"first must be between 0 and second ({second})")
             first_root, second_root, proof = await tlog.from_stored(
                 conn,
                 book,
@@ -231,6 +254,17 @@ class AuditLog:
                 conn, book, lambda sh: merkle.inclusion_proof(seq - 1, checkpoint.tree_size, sh)
             )
         return TlogProof(seq - 1, tuple(proof), checkpoint.note).text()
+
+
+async def _heads(conn: asyncpg.Connection, book: str) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        "SELECT h.seq, coalesce(l.tree_size, 0) AS tree_size FROM book_heads h "
+        "LEFT JOIN log_heads l USING (book_code) WHERE h.book_code = $1",
+        book,
+    )
+    if row is None:
+        raise BookNotFound(f"book {book!r} does not exist")
+    return int(row["seq"]), int(row["tree_size"])
 
 
 def checkpoint_json(checkpoint: tlog.SignedCheckpoint, vkey: str | None = None) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from app.kit import deep_json
+from app.kit.canonical_json import canonical_bytes
 from app.kit.responses import compact_json
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, BalanceState
 
@@ -50,10 +52,17 @@ def posting_payload(
     return compact_json(document)
 
 
+def posting_json(posting: dict[str, Any]) -> bytes:
+    """A posting answer (`posting_body`'s shape) serialised, its entry as RFC 8785 bytes: the
+    stored bytes again (the entry was parsed from them), at any depth (orjson stops at 255
+    levels; entries accepted before the door limited depth nest further)."""
+    return compact_json({**posting, "entry": orjson.Fragment(canonical_bytes(posting["entry"]))})
+
+
 def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> dict[str, Any]:
     """A posting answer rebuilt from a stored entry and its accounts' last legs (JSON rows of
     account_id, asset, posted, pending debits, pending credits)."""
-    entry = json.loads(bytes(body))
+    entry = deep_json.loads(bytes(body))
     # Balances in the order the accounts first appear in the legs, as the posting answered.
     order: dict[str, int] = {}
     for index, leg in enumerate(entry["legs"]):

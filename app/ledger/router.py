@@ -21,8 +21,9 @@ from app.identity.authorization import (
 )
 from app.identity.dependencies import Allowed, CallerDep, Posting, PostingContext, allow
 from app.identity.posting_request import RequestRoute, documented, read_posting
-from app.kit.responses import compact_json, payload_response
+from app.kit.responses import payload_response
 from app.ledger import schemas, service
+from app.ledger.answers import posting_json
 from app.ledger.errors import HoldNotFound, TransactionNotFound
 from app.ledger.sequencer import Outcome
 
@@ -203,7 +204,7 @@ async def get_transaction(
     legs = [leg["account_id"] for leg in posting["entry"]["legs"]]
     if not await sees_any_account(session, caller, posting["book"], legs):
         raise TransactionNotFound(f"transaction {tx_id} does not exist")
-    return payload_response(200, await _with_receipt(request, 200, compact_json(posting)))
+    return payload_response(200, await _with_receipt(request, 200, posting_json(posting)))
 
 
 @router.post(

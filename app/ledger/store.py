@@ -21,8 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from app.kit.responses import compact_json
-from app.ledger.answers import posting_from_row
+from app.ledger.answers import posting_from_row, posting_json
 from app.ledger.journal import BalanceState
 from app.ledger.posting import AccountState, HoldState
 
@@ -211,7 +210,7 @@ async def load_state(
         (k["credential_id"], k["key"]): (
             k["request_hash"],
             k["status_code"],
-            compact_json(postings[k["tx_id"]]) if k["tx_id"] else k["response"].encode(),
+            posting_json(postings[k["tx_id"]]) if k["tx_id"] else k["response"].encode(),
         )
         for k in keys_found
     }

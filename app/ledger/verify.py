@@ -7,12 +7,12 @@ prev_hash, seq and tx_id, all of which can be rebuilt from the rows and compared
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any, NamedTuple
 
+from app.kit import deep_json
 from app.ledger.journal import (
     GENESIS_HASH,
     KIND_HOLD,
@@ -158,11 +158,11 @@ class BookVerifier:
     ) -> None:
         # Only these few kinds are parsed: their meta names what they refer to.
         if kind in (KIND_HOLD_POST, KIND_HOLD_VOID):
-            meta = json.loads(body)["meta"]
+            meta = deep_json.loads(body)["meta"]
             if resolves is None or meta.get("hold") != str(resolves):
                 raise self.fail(seq, "hold reference differs from the hashed entry")
         if kind == KIND_REVERSAL:
-            meta = json.loads(body)["meta"]
+            meta = deep_json.loads(body)["meta"]
             if reverses is None or meta.get("reverses") != str(reverses):
                 raise self.fail(seq, "reversal reference differs from the hashed entry")
 

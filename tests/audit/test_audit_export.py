@@ -140,9 +140,13 @@ async def test_a_formula_in_a_memo_stays_text_in_the_csv(api: Api) -> None:
 
 
 async def test_the_range_of_an_export_is_checked(api: Api, book: Book) -> None:
-    for params in ({"to_seq": book.entries + 1}, {"from_seq": 8, "to_seq": 7}):
+    for params, slug in (
+        ({"to_seq": book.entries + 1}, "beyond-log-size"),
+        ({"from_seq": 8, "to_seq": 7}, "validation"),
+    ):
         r = await api.client.get(f"/v1/books/{book.code}/export", params=params)
         assert r.status_code == 422, r.text
+        assert r.json()["type"] == f"urn:timebank:problem:{slug}"
 
 
 def rehash(entry: dict[str, Any]) -> str:

@@ -264,3 +264,57 @@ async def test_a_consistently_rechained_export_still_breaks_the_ledger_rules(
         assert result.returncode == 1, name
         assert result.stderr.startswith(f"FAILED seq {seq}: "), (name, result.stderr)
         assert reason in result.stderr, (name, result.stderr)
+
+
+@pytest.mark.slow
+async def test_the_apis_export_is_verified_too(api: Api, tmp_path: Path) -> None:
+    # The file an auditor downloads: entry lines with receipts, then the checkpoint line.
+    book = await build_book(api)
+    r = await api.client.get(f"/v1/books/{book.code}/export")
+    assert r.status_code == 200, r.text
+    lines = r.text.splitlines()
+    path = await write_lines(tmp_path / "api.jsonl", lines)
+    result = await verify(path, "--balances")
+    assert result.returncode == 0, result.stderr
+    assert f"OK: book {book.code}: {book.entries} entries verified" in result.stdout
+    assert "open holds: 1" in result.stdout
+    assert "checkpoint (signature not checked): " in result.stdout
+
+    def entry_line(seq: int, **change: Any) -> str:
+        line = json.loads(lines[seq - 1])
+        return json.dumps({**line, "entry": {**line["entry"], **change}}, ensure_ascii=False)
+
+    trailer, first = json.loads(lines[-1]), json.loads(lines[0])
+    wrong_book = {**trailer, "checkpoint": {**trailer["checkpoint"], "book": "other"}}
+    cases = {
+        "an entry changed": ([*lines[:2], entry_line(3, memo="x"), *lines[3:]], 3, "entry_hash"),
+        "the checkpoint line missing": (lines[:-1], book.entries + 1, "checkpoint line"),
+        "a line after it": ([*lines, lines[0]], book.entries + 1, "follows"),
+        "a shorter range claimed": (
+            [*lines[:-1], json.dumps({**trailer, "to_seq": book.entries - 1})],
+            book.entries,
+            "more entries than the range",
+        ),
+        "another book's checkpoint": (
+            [*lines[:-1], json.dumps(wrong_book)],
+            book.entries,
+            "not",
+        ),
+        "the two formats mixed": (
+            [json.dumps({**first["entry"], "entry_hash": first["entry_hash"]}), *lines[1:]],
+            2,
+            "same export format",
+        ),
+    }
+    for name, (changed, seq, reason) in cases.items():
+        bad = await write_lines(tmp_path / "bad.jsonl", changed)
+        result = await verify(bad)
+        assert result.returncode == 1, (name, result.stdout)
+        assert result.stderr.startswith(f"FAILED seq {seq}: "), (name, result.stderr)
+        assert reason in result.stderr, (name, result.stderr)
+
+    partial = (await api.client.get(f"/v1/books/{book.code}/export?from_seq=3")).text
+    path = await write_lines(tmp_path / "partial.jsonl", partial.splitlines())
+    result = await verify(path)
+    assert result.returncode == 2, result.stdout
+    assert "starts at seq 3" in result.stderr and "timebank audit verify" in result.stderr

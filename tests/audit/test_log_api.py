@@ -175,20 +175,91 @@ async def test_a_proof_bundle_is_signed_on_demand_and_verifies_offline(api: Api)
     assert [parse_verifier_key(k).name for k in keys] == [origin]
 
 
+BEYOND = "urn:timebank:problem:beyond-log-size"
+
+
 async def test_the_inputs_of_proofs_are_checked(api: Api) -> None:
     book = await api.book()
     await post_entries(api, book, 3)
     base = f"/v1/books/{book}/proofs"
     for path, params in (
-        ("inclusion", {"seq": 4, "tree_size": 3}),
-        ("inclusion", {"seq": 2, "tree_size": 9}),
+        ("inclusion", {"seq": 3, "tree_size": 2}),
         ("consistency", {"first": 3, "second": 2}),
-        ("consistency", {"first": 1, "second": 7}),
     ):
         problem = await get_json(api, f"{base}/{path}", status=422, **params)
         assert problem["type"] == "urn:timebank:problem:validation", problem
     missing = await get_json(api, "/v1/books/nosuchbook/proofs/inclusion", status=404, seq=1)
     assert missing["type"] == "urn:timebank:problem:book-not-found"
+
+
+# Each route and parameter that names a seq or a tree size, with a value past a head of 2.
+PAST_THE_HEAD = [
+    ("proofs/inclusion", {"seq": 3}, "seq"),
+    ("proofs/inclusion", {"seq": 2**62}, "seq"),
+    ("proofs/inclusion", {"seq": 3, "tree_size": 3}, "tree_size"),
+    ("proofs/inclusion", {"seq": 2, "tree_size": 9}, "tree_size"),
+    ("proofs/inclusion", {"seq": 5, "tree_size": 2}, "seq"),
+    ("proofs/consistency", {"first": 3}, "first"),
+    ("proofs/consistency", {"first": 2**62}, "first"),
+    ("proofs/consistency", {"first": 1, "second": 7}, "second"),
+    ("proofs/consistency", {"first": 9, "second": 2}, "first"),
+    ("checkpoints", {"tree_size": 3}, "tree_size"),
+    ("export", {"to_seq": 3}, "to_seq"),
+]
+
+
+@pytest.mark.parametrize(("route", "params", "field"), PAST_THE_HEAD)
+async def test_a_seq_or_size_past_the_head_is_a_4xx_naming_the_head(
+    api: Api, route: str, params: dict[str, int], field: str
+) -> None:
+    # Never the operator's alarm (log-inconsistent, 500): anyone can ask for a future size.
+    book = await api.book()
+    await post_entries(api, book, 2)
+    head = (await api.client.get(f"/v1/books/{book}/head")).json()["seq"]
+    assert head == 2
+    problem = await get_json(api, f"/v1/books/{book}/{route}", status=422, **params)
+    assert problem["type"] == BEYOND, problem
+    assert problem["field"] == f"query/{field}"
+    assert problem["head_seq"] == 2 and 0 <= problem["tree_size"] <= 2
+    assert "past the head" in problem["detail"]
+    # Nothing was signed for it, and the log still answers for what exists.
+    fine = await get_json(api, f"/v1/books/{book}/proofs/inclusion", seq=2)
+    assert fine["tree_size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("route", "params"),
+    [
+        ("proofs/inclusion", {"seq": 0}),
+        ("proofs/inclusion", {"seq": -1}),
+        ("proofs/inclusion", {"seq": 1, "tree_size": 0}),
+        ("proofs/inclusion", {"seq": 1, "tree_size": -5}),
+        ("proofs/consistency", {"first": -1}),
+        ("proofs/consistency", {"first": 0, "second": -1}),
+        ("checkpoints", {"tree_size": -1}),
+        ("export", {"to_seq": -1}),
+        ("export", {"from_seq": 0}),
+    ],
+)
+async def test_a_zero_or_negative_seq_or_size_is_refused_as_invalid(
+    api: Api, route: str, params: dict[str, int]
+) -> None:
+    book = await api.book()
+    await post_entries(api, book, 1)
+    problem = await get_json(api, f"/v1/books/{book}/{route}", status=422, **params)
+    assert problem["type"] == "urn:timebank:problem:validation", problem
+
+
+async def test_sizes_of_zero_that_exist_are_answered(api: Api) -> None:
+    book = await api.book()
+    empty = await get_json(api, f"/v1/books/{book}/proofs/consistency", first=0, second=0)
+    assert empty["proof"] == [] and empty["second_root"] == merkle.EMPTY_ROOT.hex()
+    # An empty book: every seq is past its head, which is 0.
+    problem = await get_json(api, f"/v1/books/{book}/proofs/inclusion", status=422, seq=1)
+    assert problem["type"] == BEYOND and problem["head_seq"] == 0
+    await post_entries(api, book, 1)
+    grown = await get_json(api, f"/v1/books/{book}/proofs/consistency", first=0)
+    assert grown["second"] == 1 and grown["proof"] == []
 
 
 async def superuser_execute(database: ScratchDatabase, sql: str, *args: object) -> None:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from app.audit import keys, receipts
+from tests.audit.test_deep_entries import deep_book
 from tests.audit.test_receipts import (
     HASH_1,
     HEADER,
@@ -30,6 +31,7 @@ from tests.audit.test_receipts import (
     resign,
     token_1,
 )
+from tests.conftest import Api
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -261,7 +263,19 @@ def parity_cases() -> list[tuple[str, str, dict[str, Any]]]:
         ("array payload", signed_raw(json.dumps(HEADER).encode(), b"[1]"), JWKS),
         ("duplicate claim", signed_raw(json.dumps(HEADER).encode(), b'{"seq":1,"seq":1}'), JWKS),
         ("not UTF-8", signed_raw(json.dumps(HEADER).encode(), b"\xff"), JWKS),
+        # Nested deeper than any parser that recurses once per level could read.
+        ("deep payload", signed_raw(json.dumps(HEADER).encode(), deep_claims(3000)), JWKS),
+        ("deep header", f"{b64url(b'[' * 5000 + b']' * 5000)}.{payload}.{signature}", JWKS),
     ]
+
+
+def deep_claims(depth: int) -> bytes:
+    """The claims in canonical form with `legs` nested `depth` arrays deep."""
+    claims = json.loads(claims_bytes())
+    return claims_bytes().replace(
+        json.dumps(claims["legs"], separators=(",", ":")).encode(),
+        b"[" * depth + b"]" * depth,
+    )
 
 
 def python_verdict(token: str, jwks: dict[str, Any]) -> bool:
@@ -413,6 +427,44 @@ async def test_a_receipt_scanned_with_the_camera_is_verified(browser: Any, serve
         assert await box.get_attribute("data-valid") == "true"
         assert await page.input_value("#verify-token") == token
         assert await page.locator("#verify-video").is_hidden()  # the camera is off again
+    finally:
+        await context.close()
+
+
+@pytest.mark.slow
+async def test_receipts_of_entries_with_deep_metas_verify_in_the_browser(
+    browser: Any, server: Server, api: Api
+) -> None:
+    # The deepest meta the API accepts and a legacy entry nested past any limit (written by
+    # the sequencer, as before the door limited depth), in the server's database.
+    book = await deep_book(api)
+    tokens = []
+    for tx in (book.accepted_tx, book.legacy_tx):
+        r = await api.client.get(f"/v1/transactions/{tx}/receipt")
+        assert r.status_code == 200, r.text
+        tokens.append(r.json()["receipt"])
+    context, page = await new_page(browser, server)
+    try:
+        jwks = await page.evaluate("fetch('/.well-known/jwks.json').then(r => r.json())")
+        cases = [(f"receipt {i}", token, jwks) for i, token in enumerate(tokens)]
+        verdicts = await browser_verdicts(page, cases)
+        assert verdicts == [[name, True, None] for name, _, _ in cases], verdicts
+        assert all(python_verdict(token, jwks) for token in tokens)
+        # The page's JSON reader and JCS writer have no depth limit (explicit stacks).
+        round_trip = await page.evaluate(
+            """async (depth) => {
+                const m = await import("/kiosk/receipt.js");
+                const text = '{"a":['.repeat(depth) + '1,"\u00e9"' + "]}".repeat(depth);
+                return m.canonicalJson(m.strictJson(text, "x")) === text;
+            }""",
+            100_000,
+        )
+        assert round_trip is True
+        await page.click("#nav-verify")
+        for token in tokens:
+            shown = await verify_on_screen(page, token)
+            assert shown["valid"] == "true" and shown["source"] == "network", shown
+        assert page.errors == []
     finally:
         await context.close()
 

@@ -60,6 +60,8 @@ const TOKEN = new RegExp([
 ].join("|"), "y");
 
 export function strictJson(text, what) {
+  // An explicit stack of the open arrays and objects, not recursion: any depth a token can
+  // hold is read (or refused for what it is) without exhausting the call stack.
   let pos = 0;
   const bad = (why) => fail(`${what}不是合法的 JSON：${why}`);
   const next = () => {
@@ -70,56 +72,98 @@ export function strictJson(text, what) {
     return m;
   };
   const scalar = (m) => {
+    if (m[1] !== undefined) bad(`意外的 ${m[1]}`);
     const v = JSON.parse(m[0]);
     if (typeof v === "string" && !v.isWellFormed()) bad("字符串含有不成对的代理字符");
     return v;
   };
-  const value = (m, depth) => {
-    if (depth > 32) bad("嵌套过深");
-    if (m[1] === undefined) return scalar(m);
-    if (m[1] === "[") {
-      const out = [];
-      let t = next();
-      if (t[1] === "]") return out;
-      for (;;) {
-        out.push(value(t, depth + 1));
-        t = next();
-        if (t[1] === "]") return out;
-        if (t[1] !== ",") bad("数组中缺少逗号");
-        t = next();
-      }
-    }
-    if (m[1] !== "{") bad(`意外的 ${m[1]}`);
-    const out = {};
-    let t = next();
-    if (t[1] === "}") return out;
-    for (;;) {
-      if (t[2] === undefined) bad("成员名必须是字符串");
-      const name = scalar(t);
-      if (Object.hasOwn(out, name)) bad(`成员 ${name} 重复`);
-      if (next()[1] !== ":") bad("缺少冒号");
-      Object.defineProperty(out, name, {
-        value: value(next(), depth + 1), enumerable: true, writable: true, configurable: true,
-      });
-      t = next();
-      if (t[1] === "}") return out;
-      if (t[1] !== ",") bad("对象中缺少逗号");
-      t = next();
-    }
+  const memberName = (t, out) => {
+    if (t[2] === undefined) bad("成员名必须是字符串");
+    const name = scalar(t);
+    if (Object.hasOwn(out, name)) bad(`成员 ${name} 重复`);
+    if (next()[1] !== ":") bad("缺少冒号");
+    return name;
   };
-  const result = value(next(), 0);
-  if (!/^[ \t\n\r]*$/.test(text.slice(pos))) bad("末尾有多余内容");
-  return result;
+  const stack = []; // {out, name?}: an array (no name) or an object and its member being read
+  let t = next();
+  for (;;) {
+    let value;
+    if (t[1] === "[" || t[1] === "{") {
+      const isArray = t[1] === "[";
+      const out = isArray ? [] : {};
+      t = next();
+      if (t[1] === (isArray ? "]" : "}")) {
+        value = out;
+      } else {
+        stack.push(isArray ? { out } : { out, name: memberName(t, out) });
+        if (!isArray) t = next();
+        continue;
+      }
+    } else {
+      value = scalar(t);
+    }
+    // `value` is complete: add it to the containers it completes.
+    for (;;) {
+      if (stack.length === 0) {
+        if (!/^[ \t\n\r]*$/.test(text.slice(pos))) bad("末尾有多余内容");
+        return value;
+      }
+      const top = stack[stack.length - 1];
+      const isArray = top.name === undefined;
+      if (isArray) {
+        top.out.push(value);
+      } else {
+        Object.defineProperty(top.out, top.name, {
+          value, enumerable: true, writable: true, configurable: true,
+        });
+      }
+      t = next();
+      if (t[1] === ",") {
+        t = next();
+        if (!isArray) {
+          top.name = memberName(t, top.out);
+          t = next();
+        }
+        break;
+      }
+      if (t[1] !== (isArray ? "]" : "}")) bad(isArray ? "数组中缺少逗号" : "对象中缺少逗号");
+      stack.pop();
+      value = top.out;
+    }
+  }
 }
 
-/** RFC 8785 (JCS): members sorted by UTF-16 code units, ECMAScript number and string forms. */
+/** RFC 8785 (JCS): members sorted by UTF-16 code units, ECMAScript number and string forms;
+ * written with an explicit stack, at any depth. */
 export function canonicalJson(v) {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (v !== null && typeof v === "object") {
-    const names = Object.keys(v).sort();
-    return `{${names.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`).join(",")}}`;
+  const out = [];
+  const stack = [{ value: v }];
+  while (stack.length) {
+    const item = stack.pop();
+    if (item.text !== undefined) {
+      out.push(item.text);
+    } else if (Array.isArray(item.value)) {
+      const a = item.value;
+      out.push("[");
+      stack.push({ text: "]" });
+      for (let i = a.length - 1; i >= 0; i--) {
+        stack.push({ value: a[i] });
+        if (i) stack.push({ text: "," });
+      }
+    } else if (item.value !== null && typeof item.value === "object") {
+      const o = item.value;
+      const names = Object.keys(o).sort();
+      out.push("{");
+      stack.push({ text: "}" });
+      for (let i = names.length - 1; i >= 0; i--) {
+        stack.push({ value: o[names[i]] });
+        stack.push({ text: `${i ? "," : ""}${JSON.stringify(names[i])}:` });
+      }
+    } else {
+      out.push(JSON.stringify(item.value));
+    }
   }
-  return JSON.stringify(v);
+  return out.join("");
 }
 
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
