@@ -160,22 +160,15 @@ class Sequencer:
         queue.put_nowait(pending)
         return await asyncio.shield(pending.future)
 
-    async def submit_linked(self, drafts: list[Draft], idem: IdempotencyRef) -> list[Outcome]:
-        """Append one entry to each of two books in one database transaction: both or neither.
+    async def append_linked_within(
+        self, conn: asyncpg.Connection, drafts: list[Draft], idem: IdempotencyRef
+    ) -> list[Outcome]:
+        """Append one entry to each of two books inside the caller's open transaction on `conn`
+        (see `append_within`): both entries or neither, and the caller's own rows with them.
 
         Each entry's meta gains `counterpart`: the other entry's book, seq and tx id. Idempotent
         on `idem` (the entries' answers are kept under `<key>#0` and `<key>#1`).
         """
-        if self._closed or self._pool is None:
-            raise ServiceUnavailable("the ledger is not running")
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await self.append_linked_within(conn, drafts, idem)
-
-    async def append_linked_within(
-        self, conn: asyncpg.Connection, drafts: list[Draft], idem: IdempotencyRef
-    ) -> list[Outcome]:
-        """`submit_linked` inside the caller's open transaction on `conn` (see `append_within`):
-        both entries or neither, and the caller's own rows with them."""
         if len(drafts) != 2 or drafts[0].book == drafts[1].book:
             raise ValueError("a linked posting is one entry in each of two books")
         items = [
