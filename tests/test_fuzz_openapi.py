@@ -102,6 +102,19 @@ ID_PARAMETERS = {
 }
 
 
+@dataclass(frozen=True)
+class Valid:
+    """A request that succeeds on the seeded district, for an operation random data rarely gets
+    past validation (so its success answers are checked too)."""
+
+    caller: str
+    method: str
+    path: str  # the operation's path template
+    path_parameters: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    member: str | None = None  # X-Member-Id
+
+
 @dataclass
 class Seeded:
     """The ids of the seeded objects by kind, and a token per caller."""
@@ -109,6 +122,7 @@ class Seeded:
     ids: dict[str, list[str]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     mini_member: str = ""
+    valid: list[Valid] = field(default_factory=list)
 
     def add(self, kind: str, value: Any) -> None:
         self.ids.setdefault(kind, []).append(str(value))
@@ -299,7 +313,214 @@ async def seed(api: Api) -> Seeded:
             m, "POST", "/v1/credentials", body={"role": "auditor", "book": m.book}
         )
         s.add("credential", throwaway["id"])
-    s.tokens = {"admin": api.token, "org": m.tokens["team"], "mini": m.tokens["mini"]}
+    s.tokens = {
+        "admin": api.token,
+        "org": m.tokens["team"],
+        "mini": m.tokens["mini"],
+        "station": m.tokens["station"],
+        "kiosk": kiosk["token"],
+    }
+    spare = await api.transfer(m.book, m.team_issuance, taker["hours"], 1)
+    assert spare.status_code == 201, spare.text
+    second_code = await _ok(
+        m, "POST", f"/v1/members/{giver['id']}/redeem-codes", "mini", member=giver["id"]
+    )
+    checkin_code = await m.code(project["id"])
+    s.valid = [
+        Valid(
+            "admin",
+            "POST",
+            "/v1/books/{code}/transactions",
+            {"code": m.book},
+            {
+                "kind": "transfer",
+                "legs": [
+                    {"account_id": m.team_issuance, "amount": -2},
+                    {"account_id": taker["hours"], "amount": 2},
+                ],
+                "memo": "补记",
+            },
+        ),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/books/{code}/holds",
+            {"code": m.book},
+            {
+                "from_account_id": m.team_issuance,
+                "to_account_id": taker["hours"],
+                "amount": 1,
+                "expires_in": 600,
+            },
+        ),
+        Valid("admin", "POST", "/v1/holds/{hold_id}/void", {"hold_id": hold["id"]}),
+        Valid("admin", "POST", "/v1/transactions/{tx_id}/reversal", {"tx_id": spare.json()["id"]}),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/books/{code}/public-pool/donations",
+            {"code": m.book},
+            {"amount": 10, "member_id": giver["id"]},
+        ),
+        Valid(
+            "org",
+            "POST",
+            "/v1/books/{code}/public-pool/grants",
+            {"code": m.book},
+            {"member_id": taker["id"], "amount": 5, "reason": "独居老人冬季助餐"},
+        ),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/credentials/{credential_id}/rotate",
+            {"credential_id": s.ids["credential"][-1]},
+        ),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/exchange-rules",
+            body={
+                "code": "hour-point-fuzz",
+                "from_asset": "HOUR",
+                "to_asset": "POINT",
+                "ratio": {"num": 1, "den": 6},
+                "min_amount": 30,
+                "pools": [{"book": m.book, "organisation_id": m.charity}],
+            },
+        ),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/exchange/quotes",
+            body={
+                "member_id": giver["id"],
+                "amount": 60,
+                "from_asset": "HOUR",
+                "to_asset": "POINT",
+            },
+        ),
+        Valid("admin", "POST", "/v1/exchanges", body={"quote_id": quote.json()["id"]}),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/gifts",
+            body={"from_member_id": giver["id"], "to_member_id": taker["id"], "amount": 10},
+        ),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/members",
+            body={
+                "book": m.book,
+                "display_name": "赵新人",
+                "phone": "13911112222",
+                "birth_date": "1988-08-08",
+                "identity": {"provider": "wechat", "subject": "o_fuzz_new_member"},
+            },
+        ),
+        Valid(
+            "mini",
+            "POST",
+            "/v1/members/{member_id}/redeem-codes",
+            {"member_id": giver["id"]},
+            member=giver["id"],
+        ),
+        Valid(
+            "station",
+            "POST",
+            "/v1/needs",
+            body={
+                "book": m.book,
+                "community_id": m.community,
+                "category": "elder_care",
+                "target_group": "empty_nest_elderly",
+                "description": "独居老人需要助餐",
+                "urgency": "urgent",
+            },
+        ),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/organisations/{organisation_id}/members",
+            {"organisation_id": m.station},
+            {"volunteer_number": taker["volunteer_number"]},
+        ),
+        Valid(
+            "org",
+            "POST",
+            "/v1/projects",
+            body={
+                "book": m.book,
+                "community_id": m.community,
+                "title": "社区助餐",
+                "category": "elder_care",
+                "place": "幸福里社区食堂",
+                "starts_at": (MORNING + timedelta(days=2)).isoformat(),
+                "ends_at": (MORNING + timedelta(days=2, hours=2)).isoformat(),
+                "capacity": 5,
+            },
+        ),
+        Valid(
+            "mini",
+            "POST",
+            "/v1/projects/{project_id}/signups",
+            {"project_id": project["id"]},
+            member=mini["id"],
+        ),
+        Valid(
+            "mini",
+            "POST",
+            "/v1/projects/{project_id}/checkin",
+            {"project_id": project["id"]},
+            {"code": checkin_code},
+            member=mini["id"],
+        ),
+        Valid(
+            "mini",
+            "DELETE",
+            "/v1/projects/{project_id}/signups/{member_id}",
+            {"project_id": project["id"], "member_id": mini["id"]},
+            member=mini["id"],
+        ),
+        Valid(
+            "admin",
+            "POST",
+            "/v1/recognition/transfers",
+            body={"agreement_id": agreement["id"], "amount": 60, "member_id": giver["id"]},
+        ),
+        Valid(
+            "org",
+            "POST",
+            "/v1/service-records",
+            body={
+                "project_id": project["id"],
+                "member_id": taker["id"],
+                "started_at": (MORNING + timedelta(hours=2)).isoformat(),
+                "ended_at": (MORNING + timedelta(hours=2, minutes=30)).isoformat(),
+                "attested_by": "陈站长",
+            },
+        ),
+        Valid(
+            "org",
+            "POST",
+            "/v1/service-records/{record_id}/reverse",
+            {"record_id": record},
+            {"reason": "时长录错"},
+        ),
+        Valid(
+            "kiosk",
+            "POST",
+            "/v1/kiosk/redemptions",
+            body={"code": second_code["code"], "items": [{"item_id": item["id"], "quantity": 1}]},
+        ),
+        Valid(
+            "kiosk",
+            "POST",
+            "/v1/kiosk/redemptions/{redemption_id}/confirm",
+            {"redemption_id": redemption["id"]},
+        ),
+        Valid("kiosk", "GET", "/v1/kiosk/site"),
+    ]
     # Quotes, codes and redemptions stay valid for the whole run: the service's clock stands.
     m.at(MORNING + timedelta(hours=1, seconds=10))
     return s
@@ -528,6 +749,17 @@ def fuzz_all(
     """Every operation, for each caller and mode, then the stateful run (on this thread)."""
     schema = schemathesis.openapi.from_dict(raw)
     sender = Sender(client, loop, seeded.mini_member)
+    for valid in seeded.valid:
+        sender.caller, sender.token = f"valid-{valid.caller}", seeded.tokens[valid.caller]
+        operation = schema[valid.path][valid.method]
+        case = operation.Case(
+            path_parameters=valid.path_parameters,
+            headers={"X-Member-Id": valid.member} if valid.member else {},
+            **({} if valid.body is None else {"body": valid.body}),
+        )
+        response = sender.send(case)
+        assert response is not None
+        sender.check(case, response)
     for caller, budget in EXAMPLES.items():
         sender.caller, sender.token = caller, seeded.tokens[caller]
         for operation in _operations(schema):
@@ -653,6 +885,14 @@ async def test_every_operation_answers_as_documented(api: Api) -> None:
     assert len(operations) == len(list(_operations(schemathesis.openapi.from_dict(served.json()))))
     assert classes["2xx"] > run.requests // 10, classes
     assert stateful > 0
+    valid_ok = {
+        operation
+        for (caller, operation, status) in run.statuses
+        if caller.startswith("valid-") and status < 300
+    }
+    missed = {f"{v.method} {v.path}" for v in seeded.valid} - valid_ok
+    print(f"known-valid requests that did not succeed: {sorted(missed)}")
+    assert len(missed) <= len(seeded.valid) // 4, missed
     unexplained = [f for f in run.failures if _part(f) == "unexplained"]
     assert not unexplained, _summary(unexplained)
     if run.failures:
