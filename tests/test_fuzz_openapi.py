@@ -1,12 +1,14 @@
 """Property-based fuzzing of every operation of the served OpenAPI document (schemathesis).
 
 The app runs in process on real PostgreSQL (the `api` fixture) with a seeded district, so that
-path, query and body ids often name real objects. Each operation gets a bounded number of
-positive and negative examples, drawn deterministically (no example database), as the platform
-admin, then as an organisation and as the mini-program; a stateful run follows the links
-schemathesis infers between operations. Every answer is checked: no 5xx, a documented status,
-a documented content type, a body matching its schema. The run collects every failure rather
-than stopping at the first, so that the report names them all.
+path, query and body ids often name real objects. A known-valid request goes first to each
+operation that random data never gets past validation. Then each operation gets a bounded
+number of positive and negative examples, drawn deterministically (no example database), as the
+platform admin, then as an organisation and as the mini-program; a stateful run follows the
+links schemathesis infers between operations (the document declares none). Every answer is
+checked: no 5xx, a documented status, a documented content type, a body matching its schema.
+The run collects every failure rather than stopping at the first, so that the report names
+them all.
 
 Hypothesis and schemathesis are synchronous: they run on a worker thread and send each request
 to the test's event loop (where the app, its database pool and its sequencer live).
