@@ -68,7 +68,7 @@ EXAMPLES = {
 }
 STATEFUL_SCENARIOS = 20
 STATEFUL_STEPS = 6
-STATEFUL_SUITES = 2
+STATEFUL_SUITES = 6
 BASE_URL = "http://testserver"
 # Parameters whose name alone says which kind of object it names (path, query and body).
 ID_PARAMETERS = {
