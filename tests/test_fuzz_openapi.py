@@ -45,11 +45,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import Api
+from app.main import create_app
+from tests.conftest import SETTINGS, Api
 from tests.exchange.market import Market, build_market
 from tests.volunteering.district import MORNING
-
-pytestmark = pytest.mark.slow
 
 CHECKS = [
     not_a_server_error,
@@ -860,6 +859,50 @@ def _summary(failures: list[Found]) -> str:
     return "\n".join(lines)
 
 
+async def test_the_checks_catch_wrong_answers() -> None:
+    """The fuzz run's checks fail a wrong content type, a body off its schema and a 500."""
+    schema = schemathesis.openapi.from_dict(create_app(SETTINGS).openapi())
+    case = schema["/v1/books/{code}"]["GET"].Case(path_parameters={"code": "xh"})
+    request = httpx.Request("GET", f"{BASE_URL}/v1/books/xh")
+    answers = [
+        httpx.Response(200, text="{}", headers={"content-type": "text/plain"}, request=request),
+        httpx.Response(200, json={"code": 5}, request=request),
+        httpx.Response(
+            500,
+            json={"type": "urn:timebank:problem:internal"},
+            headers={"content-type": "application/problem+json"},
+            request=request,
+        ),
+    ]
+    async with httpx.AsyncClient() as client:
+        sender = Sender(client, asyncio.get_running_loop(), "")
+        for answer in answers:
+            answer.elapsed = timedelta(0)  # set by a transport; these were never sent
+            sender.check(case, Response.from_any(answer))
+    found = {(f.status, f.check, f.problem) for f in sender.run.failures}
+    assert found == {
+        (200, "Undocumented Content-Type", ""),
+        (200, "Response violates schema", ""),
+        (500, "Server error", "urn:timebank:problem:internal"),
+        (500, "Undocumented status code", "urn:timebank:problem:internal"),
+    }
+    recorded = len(sender.run.failures)
+    good = httpx.Response(
+        200,
+        json={
+            "code": "xh",
+            "name": "新华区",
+            "created_at": "2026-11-20T01:00:00Z",
+            "head": {"seq": 0, "entry_hash": "0" * 64},
+        },
+        request=request,
+    )
+    good.elapsed = timedelta(0)
+    sender.check(case, Response.from_any(good))
+    assert len(sender.run.failures) == recorded
+
+
+@pytest.mark.slow
 async def test_every_operation_answers_as_documented(api: Api) -> None:
     """No 5xx, only documented statuses, content types and bodies, on fuzzed requests."""
     started = time.monotonic()
