@@ -1,12 +1,9 @@
 """A corpus of bad inputs, each once answered 500 or accepted: now a 4xx problem document.
 
-Gathered from issue 19 and from the fuzz run (tests/test_fuzz_openapi.py). The ones whose fix
-belongs to another part of issue 19 are marked xfail with the part that fixes them:
-  (a) the input policy: NUL characters, JSON depth, duplicate keys, date ranges, database
-      constraint violations answered 4xx, personal data in journal text;
-  (c) the contract: 403 before 422, consent to enrol, conflicting registrations;
-  (d) proofs past the head.
-Un-mark them once those fixes are merged.
+Gathered from issue 19 and from the fuzz run (tests/test_fuzz_openapi.py): NUL characters,
+JSON depth, duplicate keys, date ranges, database constraint violations, personal data in
+journal text (the input policy, README); 403 before 422, consent to enrol, conflicting
+registrations (the contract); proofs past the head.
 """
 
 from __future__ import annotations
@@ -23,15 +20,6 @@ import pytest
 from tests.conftest import Api
 from tests.kiosk.shop import build_shop
 from tests.volunteering.district import MORNING
-
-
-def fixed_by(part: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=False, reason=f"fixed by {part}")
-
-
-INPUT_POLICY = fixed_by("(a) the input policy")
-CONTRACT = fixed_by("(c) the contract")
-PROOFS = fixed_by("(d) proofs past the head")
 
 
 def nested(depth: int) -> Any:
@@ -61,7 +49,6 @@ CORPUS: list[Any] = [
             "POST", "/v1/organisations", {"book": "{book}", "kind": "community", "name": "社\x00区"}
         ),
         id="organisation-name-with-nul",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -71,7 +58,6 @@ CORPUS: list[Any] = [
             who="admin",
         ),
         id="kiosk-item-name-with-nul",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -81,12 +67,10 @@ CORPUS: list[Any] = [
             who="admin",
         ),
         id="stock-reason-with-nul",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad("POST", "/v1/service-records/{record}/reverse", {"reason": "录错\x00"}, who="team"),
         id="record-reversal-reason-with-nul",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -95,22 +79,18 @@ CORPUS: list[Any] = [
             {"asset": "HOUR", "owner": "test:owner", "meta": {"note": "a\x00b"}},
         ),
         id="account-meta-with-nul",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad("POST", "/v1/assets", {"code": "FUZZ", "unit": "z\x00", "name": "积分"}),
         id="asset-unit-with-nul-found-by-fuzz",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad("POST", "/v1/organisations/{community}/members", {"volunteer_number": "7\x00{"}),
         id="volunteer-number-with-nul-found-by-fuzz",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad("PATCH", "/v1/organisations/{community}", {"name": None}),
         id="organisation-name-null",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -119,7 +99,6 @@ CORPUS: list[Any] = [
             {"maker_checker": False, "name": None, "parent_id": None, "person_in_charge": None},
         ),
         id="organisation-all-null-found-by-fuzz",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -128,17 +107,14 @@ CORPUS: list[Any] = [
             {"asset": "NOPE", "amount": 1, "donor": {"name": "王善人"}},
         ),
         id="donation-of-unknown-asset",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad("GET", "/v1/kiosk/sites/{site}/report?date=0001-01-01"),
         id="kiosk-report-on-day-one",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad("GET", "/v1/kiosk/sites/{site}/report?date=9999-12-31"),
         id="kiosk-report-on-the-last-day",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -157,7 +133,6 @@ CORPUS: list[Any] = [
             who="team",
         ),
         id="project-ending-after-year-9999",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -166,7 +141,6 @@ CORPUS: list[Any] = [
             {"asset": "HOUR", "owner": "test:owner", "meta": nested(300)},
         ),
         id="account-meta-300-deep",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -182,7 +156,6 @@ CORPUS: list[Any] = [
             },
         ),
         id="transaction-meta-400-deep",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -191,7 +164,6 @@ CORPUS: list[Any] = [
             raw='{"book": "{book}", "book": "{other_book}", "kind": "community", "name": "两本"}',
         ),
         id="duplicate-keys",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -207,7 +179,6 @@ CORPUS: list[Any] = [
             },
         ),
         id="phone-number-in-memo",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -223,7 +194,6 @@ CORPUS: list[Any] = [
             },
         ),
         id="resident-id-in-meta",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad(
@@ -238,12 +208,10 @@ CORPUS: list[Any] = [
             },
         ),
         id="phone-number-in-hold-memo",
-        marks=INPUT_POLICY,
     ),
     pytest.param(
         Bad("POST", "/v1/exchange-rules", {}, who="auditor", expected=403),
         id="auditor-posting-an-empty-rule",
-        marks=CONTRACT,
     ),
     pytest.param(
         Bad(
@@ -253,7 +221,6 @@ CORPUS: list[Any] = [
             who="other_team",
         ),
         id="enrolling-by-a-guessed-volunteer-number",
-        marks=CONTRACT,
     ),
     pytest.param(
         Bad(
@@ -270,17 +237,14 @@ CORPUS: list[Any] = [
             expected=409,
         ),
         id="registering-a-known-identity-with-other-personal-data",
-        marks=CONTRACT,
     ),
     pytest.param(
         Bad("GET", "/v1/books/{book}/proofs/inclusion?seq=100000"),
         id="inclusion-proof-past-the-head",
-        marks=PROOFS,
     ),
     pytest.param(
         Bad("GET", "/v1/books/{book}/proofs/consistency?first=100000"),
         id="consistency-proof-past-the-head",
-        marks=PROOFS,
     ),
 ]
 

@@ -323,6 +323,7 @@ async def seed(api: Api) -> Seeded:
     }
     spare = await api.transfer(m.book, m.team_issuance, taker["hours"], 1)
     assert spare.status_code == 201, spare.text
+    consent = await m.ok("POST", f"/v1/members/{taker['id']}/enrolment-codes", "admin")
     second_code = await _ok(
         m, "POST", f"/v1/members/{giver['id']}/redeem-codes", "mini", member=giver["id"]
     )
@@ -444,7 +445,7 @@ async def seed(api: Api) -> Seeded:
             "POST",
             "/v1/organisations/{organisation_id}/members",
             {"organisation_id": m.station},
-            {"volunteer_number": taker["volunteer_number"]},
+            {"enrolment_code": consent["code"]},
         ),
         Valid(
             "org",
@@ -773,88 +774,18 @@ def fuzz_all(
     return sender.run
 
 
-@dataclass(frozen=True)
-class Elsewhere:
-    """Failures that another part of issue 19 fixes (its fix is merged separately)."""
-
-    part: str
-    operation: str | None  # None: any operation
-    status: int
-    problem: str = ""
-    check: str | None = None
-    nul: bool = False  # the request carried a NUL character
-
-    def explains(self, f: Found) -> bool:
-        return (
-            (self.operation is None or f.operation == self.operation)
-            and f.status == self.status
-            and f.problem == self.problem
-            and (self.check is None or f.check == self.check)
-            and (not self.nul or f.nul)
-        )
-
-
-# Empty this list as those fixes are merged: the fuzz run is then strict again (each entry has
-# a case in tests/test_bad_input_corpus.py).
-ELSEWHERE = [
-    Elsewhere("(a) NUL characters", None, 500, "urn:timebank:problem:internal", nul=True),
-    Elsewhere(
-        "(a) constraint violations",
-        "PATCH /v1/organisations/{organisation_id}",
-        500,
-        "urn:timebank:problem:internal",
-    ),
-    Elsewhere(
-        "(a) constraint violations",
-        "POST /v1/organisations/{organisation_id}/donations",
-        500,
-        "urn:timebank:problem:internal",
-    ),
-    Elsewhere(
-        "(a) date ranges",
-        "GET /v1/kiosk/sites/{site_id}/report",
-        500,
-        "urn:timebank:problem:internal",
-    ),
-    Elsewhere(
-        "(c) undocumented statuses",
-        "POST /v1/books/{code}/checkpoints",
-        200,
-        check="Undocumented status code",
-    ),
-    Elsewhere(
-        "(d) proofs past the head",
-        "GET /v1/books/{code}/proofs/inclusion",
-        500,
-        "urn:timebank:problem:log-inconsistent",
-    ),
-    Elsewhere(
-        "(d) proofs past the head",
-        "GET /v1/books/{code}/proofs/consistency",
-        500,
-        "urn:timebank:problem:log-inconsistent",
-    ),
-]
-
-
-def _part(f: Found) -> str:
-    return next((e.part for e in ELSEWHERE if e.explains(f)), "unexplained")
-
-
 def _summary(failures: list[Found]) -> str:
-    def key(f: Found) -> tuple[str, str, str, int, str]:
-        return (_part(f), f.operation, f.check, f.status, f.problem)
+    def key(f: Found) -> tuple[str, str, int, str]:
+        return (f.operation, f.check, f.status, f.problem)
 
     counts = Counter(key(f) for f in failures)
-    examples: dict[tuple[str, str, str, int, str], Found] = {}
+    examples: dict[tuple[str, str, int, str], Found] = {}
     for f in failures:
         examples.setdefault(key(f), f)
     lines = [f"{len(counts)} distinct failures:"]
     for k, n in sorted(counts.items()):
         f = examples[k]
-        lines.append(
-            f"- {k[0]}: {f.operation} [{f.check}] {f.status} {f.problem} x{n} ({f.caller})"
-        )
+        lines.append(f"- {f.operation} [{f.check}] {f.status} {f.problem} x{n} ({f.caller})")
         lines.append(f"    {f.request}")
     return "\n".join(lines)
 
@@ -937,8 +868,5 @@ async def test_every_operation_answers_as_documented(api: Api) -> None:
     }
     missed = {f"{v.method} {v.path}" for v in seeded.valid} - valid_ok
     print(f"known-valid requests that did not succeed: {sorted(missed)}")
-    assert len(missed) <= len(seeded.valid) // 4, missed
-    unexplained = [f for f in run.failures if _part(f) == "unexplained"]
-    assert not unexplained, _summary(unexplained)
-    if run.failures:
-        pytest.xfail("only failures other parts of issue 19 fix:\n" + _summary(run.failures))
+    assert not missed, missed
+    assert not run.failures, _summary(run.failures)
