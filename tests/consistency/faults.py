@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +28,28 @@ def armed() -> Iterator[Any]:
     faults.disarm()
 
 
+@dataclass
+class Served:
+    """A server process on the test database, and a client of it."""
+
+    client: httpx.AsyncClient
+    process: subprocess.Popen[bytes]
+
+
 @asynccontextmanager
-async def killed_at(
-    cli_env: dict[str, str], tmp_path: Path, point: str, env: Mapping[str, str] | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a server that SIGKILLs itself when it reaches `point`; `env` overrides its
-    settings (e.g. a short hold sweep interval, for a point the sweeper reaches)."""
+async def serving(
+    cli_env: dict[str, str], tmp_path: Path, name: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Served]:
+    """A `uvicorn` server process on the test database (its log in `tmp_path/<name>.log`);
+    `env` overrides its settings. Stopped (SIGKILL) at the end if it still runs."""
     port = free_port()
     env = {
         **cli_env,
-        "TIMEBANK_FAULT_POINTS": f"{point}=kill",
         "TIMEBANK_FOLLOW_LOG_IN_SERVER": "false",
         "TIMEBANK_HOLD_SWEEP_INTERVAL_S": "3600",
         **(env or {}),
     }
-    with (tmp_path / f"killed-{point}.log").open("wb") as log:
+    with (tmp_path / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(  # noqa: ASYNC220 - Popen starts it and returns
             [*UVICORN, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
@@ -52,14 +60,25 @@ async def killed_at(
     try:
         await wait_ready(base, process)
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            yield client
-        # The action must have reached the point: the process is gone, killed by it.
-        returncode = await asyncio.to_thread(process.wait, 30)
-        assert returncode == -9, f"the server exited with {returncode}, not at {point}"
+            yield Served(client, process)
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+        await asyncio.to_thread(process.wait, 30)
+
+
+@asynccontextmanager
+async def killed_at(
+    cli_env: dict[str, str], tmp_path: Path, point: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a server that SIGKILLs itself when it reaches `point`; `env` overrides its
+    settings (e.g. a short hold sweep interval, for a point the sweeper reaches)."""
+    armed = {"TIMEBANK_FAULT_POINTS": f"{point}=kill", **(env or {})}
+    async with serving(cli_env, tmp_path, f"killed-{point}", armed) as served:
+        yield served.client
+        # The action must have reached the point: the process is gone, killed by it.
+        returncode = await asyncio.to_thread(served.process.wait, 30)
+        assert returncode == -9, f"the server exited with {returncode}, not at {point}"
 
 
 async def dies(request: Any) -> None:

@@ -5,20 +5,17 @@ records agree with the journal."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from app.ledger.verify_runner import verify_book
 from tests.conftest import Api, ScratchDatabase
 from tests.consistency import checks
-from tests.consistency.faults import UVICORN
-from tests.e2e.test_two_servers import free_port, wait_ready
+from tests.consistency.faults import serving
 from tests.volunteering.district import MORNING, District, build_district
 
 RECORDS = 24
@@ -39,52 +36,39 @@ async def test_approvals_and_transfers_race_across_two_processes(
         records.append(entered.json()["id"])
     issuance, target = await api.funded(d.book, 10_000)
     other = await api.account(d.book)
-    port = free_port()
-    with (tmp_path / "second.log").open("wb") as log:
-        process = subprocess.Popen(  # noqa: ASYNC220 - Popen starts it and returns
-            [*UVICORN, "--host", "127.0.0.1", "--port", str(port)],
-            env={**cli_env, "TIMEBANK_FOLLOW_LOG_IN_SERVER": "false"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        await wait_ready(base, process)
-        async with httpx.AsyncClient(base_url=base, timeout=60) as second:
-            clients = [api.client, second]
+    env = {"TIMEBANK_FOLLOW_LOG_IN_SERVER": "false"}
+    async with serving(cli_env, tmp_path, "second", env) as served:
+        clients = [api.client, served.client]
 
-            def approve(i: int, record: str) -> Any:
-                return clients[i % 2].post(
-                    f"/v1/service-records/{record}/approve",
-                    headers={
-                        "Authorization": f"Bearer {d.tokens['team_checker']}",
-                        "Idempotency-Key": uuid.uuid4().hex,
-                    },
-                )
+        def approve(i: int, record: str) -> Any:
+            return clients[i % 2].post(
+                f"/v1/service-records/{record}/approve",
+                headers={
+                    "Authorization": f"Bearer {d.tokens['team_checker']}",
+                    "Idempotency-Key": uuid.uuid4().hex,
+                },
+            )
 
-            def transfer(i: int) -> Any:
-                src, dst = (target, other) if i % 2 else (issuance, target)
-                return clients[i % 2].post(
-                    f"/v1/books/{d.book}/transactions",
-                    json={
-                        "kind": "transfer",
-                        "legs": [
-                            {"account_id": src, "amount": -1},
-                            {"account_id": dst, "amount": 1},
-                        ],
-                    },
-                    headers={
-                        "Authorization": f"Bearer {api.token}",
-                        "Idempotency-Key": uuid.uuid4().hex,
-                    },
-                )
+        def transfer(i: int) -> Any:
+            src, dst = (target, other) if i % 2 else (issuance, target)
+            return clients[i % 2].post(
+                f"/v1/books/{d.book}/transactions",
+                json={
+                    "kind": "transfer",
+                    "legs": [
+                        {"account_id": src, "amount": -1},
+                        {"account_id": dst, "amount": 1},
+                    ],
+                },
+                headers={
+                    "Authorization": f"Bearer {api.token}",
+                    "Idempotency-Key": uuid.uuid4().hex,
+                },
+            )
 
-            requests = [approve(i, r) for i, r in enumerate(records)]
-            requests += [transfer(i) for i in range(TRANSFERS)]
-            answers = await asyncio.gather(*requests)
-    finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait, 30)
+        requests = [approve(i, r) for i, r in enumerate(records)]
+        requests += [transfer(i) for i in range(TRANSFERS)]
+        answers = await asyncio.gather(*requests)
     assert [a.status_code for a in answers[:RECORDS]] == [200] * RECORDS
     assert [a.status_code for a in answers[RECORDS:]] == [201] * TRANSFERS
     verified = await verify_book(database.app_url, d.book)
