@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
+import structlog
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -30,6 +31,7 @@ from app.audit.commands import audit_cli, keys_cli
 from app.config import Settings, get_settings
 from app.db import DatabaseUrls, resolve_database
 from app.kit.faults import arm_from_spec
+from app.logging import configure_logging, logging_config
 from app.ops import migrations
 
 cli = typer.Typer(help="Timebank Ledger: volunteer hours and charity points.", no_args_is_help=True)
@@ -38,6 +40,7 @@ cli.add_typer(credentials_cli, name="credentials")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(audit_cli, name="audit")
 console = Console(stderr=True)
+log = structlog.get_logger("timebank.cli")
 
 
 def _database(settings: Settings, migrate: bool = True) -> DatabaseUrls:
@@ -54,10 +57,14 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=32, help="server processes")] = 1,
 ) -> None:
     """Start the embedded PostgreSQL if needed, migrate, and serve the HTTP API."""
-    import uvicorn
-
     settings = get_settings()
-    urls = _database(settings)
+    # Everything this process and its workers write on stderr is a JSON line (app/logging.py).
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        urls = _database(settings)
+    except Exception:
+        log.exception("serve.start_failed")
+        raise typer.Exit(1) from None
     # Workers are separate processes: hand them the database the parent resolved.
     os.environ["TIMEBANK_DATABASE_URL"] = urls.app
     if workers > 1:
@@ -73,23 +80,32 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting normally instead lets the
     # embedded PostgreSQL's clean-up run (it stops when its last user process exits).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    console.print(f"serving on http://{host}:{port} ({workers} worker(s))")
+    log.info("serve.started", url=f"http://{host}:{port}", workers=workers)
     try:
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            access_log=False,
-        )
+        run_uvicorn("app.main:create_app", host, port, workers, settings)
     finally:
         follower.terminate()
         try:
             follower.wait(timeout=10)
         except subprocess.TimeoutExpired:
             follower.kill()
+
+
+def run_uvicorn(factory: str, host: str, port: int, workers: int, settings: Settings) -> None:
+    """Serve the ASGI app that `factory` ("module:function") makes, as `timebank serve` does:
+    uvicorn's own log lines in the service's JSON (app/logging.py), no access log."""
+    import uvicorn
+
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logging_config(settings.log_level, settings.log_json),
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @cli.command("follow-log")
@@ -102,7 +118,6 @@ def follow_log(
     """Follow every book's journal into the transparency log: integrate new entries into the
     Merkle trees and sign checkpoints (`timebank serve` runs one beside its workers)."""
     from app.audit.service import AuditLog
-    from app.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)

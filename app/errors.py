@@ -92,8 +92,15 @@ class MethodNotAllowed(TimebankError):
     status, slug, title = 405, "method-not-allowed", "Method not allowed"
 
 
+# Seconds a client waits before retrying a 503 `unavailable`: PostgreSQL restarts in about one.
+RETRY_AFTER_S = 1
+
+
 class ServiceUnavailable(TimebankError):
     status, slug, title = 503, "unavailable", "Service unavailable"
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail, {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}, **extra)
 
 
 class InternalError(TimebankError):

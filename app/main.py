@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -60,6 +60,7 @@ from app.ledger.router import router as ledger_router
 from app.logging import configure_logging
 from app.middleware import EdgeMiddleware
 from app.ops.router import router as ops_router
+from app.outages import log_failure, unavailable
 from app.runtime import Runtime, settle_heap
 from app.volunteering.needs_router import router as needs_router
 from app.volunteering.projects_router import router as projects_router
@@ -139,45 +140,63 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
+    """A database error: 409/422 when the request's values caused it (one mapping,
+    app/db_errors.py); otherwise raised on, for EdgeMiddleware to answer (503 for an outage,
+    500 for a bug)."""
     error = database_refusal(exc)
     if error is None:
-        return await _unexpected_error(request, exc)
+        raise exc
     log.warning("http.database_refusal", path=request.url.path, error=type(exc).__name__)
     return json_response(error.status, error.problem(request.url.path))
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.error("http.unhandled", path=request.url.path, error=type(exc).__name__, exc_info=exc)
-    error = InternalError("an unexpected error occurred; it has been logged")
-    return json_response(error.status, error.problem(request.url.path))
+def _unexpected_error(exc: Exception) -> TimebankError:
+    """The problem answering what no other handler took: 503 `unavailable` for a database
+    outage, else 500 `internal`. EdgeMiddleware answers with it and logs the request's one
+    line (with the traceback of a 500), keeping the connection open."""
+    return unavailable(exc) or InternalError("an unexpected error occurred; it has been logged")
 
 
 async def sweep_holds(app: FastAPI, interval_s: float) -> None:
-    """Void expired holds and forget old idempotency keys, in the background.
+    """Void expired holds and forget old idempotency keys, in the background; reconnect the
+    authenticator's listener when it is lost.
 
-    Every process sweeps; the sequencer lets each hold resolve once whoever asks.
+    Every process sweeps; the sequencer lets each hold resolve once whoever asks. Each step
+    fails on its own (a database restart) and is tried again at the next interval.
     """
     settings: Settings = app.state.settings
     last_purge = 0.0
+
+    async def expire_holds() -> None:
+        async with app.state.sessions() as session:
+            await ledger_service.expire_holds(session, app.state.sequencer)
+
+    async def expire_redemptions() -> None:
+        await kiosk_redemptions.expire_due(
+            app.state.sessions, app.state.sequencer, app.state.clock()
+        )
+
+    async def purge() -> None:
+        async with app.state.sessions() as session, session.begin():
+            await ledger_service.purge_idempotency_keys(session, settings.idempotency_retention_s)
+            await purge_action_outcomes(session, settings.idempotency_retention_s)
+            await purge_enrolment_codes(session, settings.idempotency_retention_s)
+
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            async with app.state.sessions() as session:
-                await ledger_service.expire_holds(session, app.state.sequencer)
-            await kiosk_redemptions.expire_due(
-                app.state.sessions, app.state.sequencer, app.state.clock()
-            )
-            await app.state.authenticator.keep_listening()
-            if time.monotonic() - last_purge > PURGE_EVERY_S:
-                last_purge = time.monotonic()
-                async with app.state.sessions() as session, session.begin():
-                    await ledger_service.purge_idempotency_keys(
-                        session, settings.idempotency_retention_s
-                    )
-                    await purge_action_outcomes(session, settings.idempotency_retention_s)
-                    await purge_enrolment_codes(session, settings.idempotency_retention_s)
-        except Exception:  # keep sweeping through a database restart
-            log.warning("ledger.hold_sweep_failed", exc_info=True)
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("identity.listen_failed", app.state.authenticator.keep_listening),
+            ("ledger.hold_sweep_failed", expire_holds),
+            ("kiosk.expiry_failed", expire_redemptions),
+        ]
+        if time.monotonic() - last_purge > PURGE_EVERY_S:
+            last_purge = time.monotonic()
+            steps.append(("ledger.purge_failed", purge))
+        for event, step in steps:
+            try:
+                await step()
+            except Exception as exc:
+                log_failure(log, event, exc)
 
 
 @contextlib.asynccontextmanager
@@ -185,6 +204,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app_url = settings.database_url or (await asyncio.to_thread(resolve_database, settings)).app
     runtime = await Runtime.open(app_url, settings)
+    app.state.database_url = app_url
     app.state.engine = runtime.engine
     app.state.sessions = runtime.sessions
     app.state.sequencer = runtime.sequencer
@@ -241,11 +261,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Constraint and data errors that slip past the service's checks: 409/422, one mapping.
     for database_error in (DBAPIError, asyncpg.PostgresError):
         app.add_exception_handler(database_error, _database_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    # No handler for Exception: Starlette would run it in ServerErrorMiddleware, which
+    # re-raises after answering (see EdgeMiddleware).
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,
         csv_uploads={"/v1/service-records/import": settings.max_import_bytes},
+        on_error=_unexpected_error,
     )
     # The ledger's routes first: they take postings, and routes are matched in order.
     app.include_router(ledger_router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -11,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import metrics
 from app.errors import (
     BodyTooLarge,
+    InternalError,
     MalformedJson,
     TimebankError,
     UnsupportedMediaType,
@@ -18,6 +20,7 @@ from app.errors import (
 )
 from app.kit import input_policy
 from app.kit.responses import json_response
+from app.outages import describe
 
 log = structlog.get_logger("timebank.http")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -31,21 +34,31 @@ class _Disconnected(Exception):
     pass
 
 
+def _internal(_exc: Exception) -> TimebankError:
+    return InternalError("an unexpected error occurred; it has been logged")
+
+
 def _listed(violations: list[input_policy.Violation]) -> list[dict[str, str]]:
     return [{"field": v.field, "message": v.message, "code": v.code} for v in violations]
 
 
 class EdgeMiddleware:
     """Refuses oversized or non-JSON bodies and input against the input policy before routing
-    (app/kit/input_policy.py); logs and measures every request."""
+    (app/kit/input_policy.py); answers what the routes raise and nothing else handled
+    (`on_error` chooses the problem); logs and measures every request."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, csv_uploads: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        csv_uploads: dict[str, int] | None = None,
+        on_error: Callable[[Exception], TimebankError] = _internal,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         # Paths that take a CSV file instead of JSON, each with its own size limit.
         self.csv_uploads = csv_uploads or {}
+        self.on_error = on_error
         # Route templates, not raw paths: as many entries as routes × methods × statuses.
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -85,13 +98,33 @@ class EdgeMiddleware:
                 return
             app_receive = self._replay(body, receive)
 
+        started_response = False
+
         async def observed_send(message: Message) -> None:
+            nonlocal started_response
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                started_response = True
             await send(message)
 
-        await self.app(scope, app_receive, observed_send)
-        self._observe(scope, status["code"], started)
+        failure: Exception | None = None
+        try:
+            await self.app(scope, app_receive, observed_send)
+        except Exception as exc:
+            if started_response:
+                # Cut short mid-answer (a stream): only closing the connection tells the client.
+                # uvicorn does that, and logs the error (one JSON line, see app/logging.py).
+                self._observe(scope, status["code"], started, logged=False)
+                raise
+            # Answered here rather than by Starlette's ServerErrorMiddleware, which re-raises
+            # after answering: uvicorn would then log a second traceback and close the
+            # connection, resetting the client's next request on it.
+            failure = exc
+            answer = self.on_error(exc)
+            response = json_response(answer.status, answer.problem(scope["path"]), answer.headers)
+            await response(scope, receive, send)
+            status["code"] = answer.status
+        self._observe(scope, status["code"], started, failure=failure)
 
     def _refuse(
         self, method: str, headers: dict[str, str], limit: int, csv: bool
@@ -179,7 +212,14 @@ class EdgeMiddleware:
             return None
         return ValidationFailed("the URL holds a NUL character", errors=_listed(violations))
 
-    def _observe(self, scope: Scope, status: int, started: float) -> None:
+    def _observe(
+        self,
+        scope: Scope,
+        status: int,
+        started: float,
+        failure: Exception | None = None,
+        logged: bool = True,
+    ) -> None:
         elapsed = time.perf_counter() - started
         route: Any = scope.get("route")
         path = getattr(route, "path", "unmatched")
@@ -191,11 +231,19 @@ class EdgeMiddleware:
             )
         series[0].inc()
         series[1].observe(elapsed)
-        emit = log.error if status >= 500 else log.debug
+        if not logged:
+            return
+        fields: dict[str, Any] = {}
+        if failure is not None and status == 500:  # a bug: its traceback, in this one line
+            fields["exc_info"] = failure
+        elif failure is not None:  # an outage: what failed is enough, it may fail many times
+            fields["error"] = describe(failure)
+        emit = log.error if status == 500 else log.warning if status >= 500 else log.debug
         emit(
             "http.request",
             method=scope["method"],
             route=path,
             status=status,
             duration_ms=round(elapsed * 1000, 2),
+            **fields,
         )

@@ -23,6 +23,7 @@ from app.audit.keystore import KeyRing, StoredKey
 from app.audit.receipts import ALG, RECEIPT_TYP, claims_of
 from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes
+from app.outages import log_failure
 
 log = structlog.get_logger("timebank.audit")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -120,7 +121,7 @@ class Receipts:
         receipt can be made: the entry is written whatever happens here."""
         try:
             receipt, _, _ = await self.sign(*entry_in_answer(payload))
-        except Exception:
-            log.error("audit.receipt_failed", exc_info=True)
+        except Exception as exc:
+            log_failure(log, "audit.receipt_failed", exc)
             return payload
         return payload[:-1] + b',"receipt":"' + receipt.encode() + b'"}'

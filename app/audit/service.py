@@ -19,9 +19,11 @@ from app.audit.note import Verifier
 from app.audit.passphrase import signing_key_passphrase
 from app.audit.receipting import Receipts
 from app.config import Settings
+from app.db import CONNECT_TIMEOUT_S
 from app.errors import ValidationFailed
 from app.kit.clock import rfc3339_micro
 from app.ledger.errors import BookNotFound
+from app.outages import log_failure
 
 log = structlog.get_logger("timebank.audit")
 
@@ -66,8 +68,11 @@ class AuditLog:
         """Connect, make the first signing key if there is none, and check that every key can
         be decrypted (a wrong passphrase stops the start, rather than every receipt)."""
         passphrase = await asyncio.to_thread(signing_key_passphrase, settings)
-        pool = await asyncpg.create_pool(app_url, min_size=1, max_size=4)
-        ring_pool = await asyncpg.create_pool(app_url, min_size=1, max_size=1)
+        # Both pools replace connections a restart closed when they are acquired.
+        pool = await asyncpg.create_pool(app_url, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT_S)
+        ring_pool = await asyncpg.create_pool(
+            app_url, min_size=1, max_size=1, timeout=CONNECT_TIMEOUT_S
+        )
         try:
             async with pool.acquire() as conn:
                 await ensure_key(conn, passphrase)
@@ -127,8 +132,8 @@ class AuditLog:
             await asyncio.sleep(interval_s)
             try:
                 await self.follow_once()
-            except Exception:  # keep following through a database restart
-                log.warning("audit.follow_failed", exc_info=True)
+            except Exception as exc:  # keep following through a database restart
+                log_failure(log, "audit.follow_failed", exc)
 
     async def keys(self) -> list[StoredKey]:
         """Every signing key ever made, oldest first (read now)."""

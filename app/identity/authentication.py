@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import CONNECT_TIMEOUT_S
 from app.errors import RateLimited, Unauthorized
 from app.identity.credentials import CHANNEL, Credential, token_hash
 from app.identity.rate_limit import TokenBucketLimiter, retry_after_header
@@ -50,11 +51,18 @@ class Authenticator:
         self.lost = asyncio.Event()
 
     async def listen(self, dsn: str) -> None:
-        """Follow revocations made by any process."""
+        """Follow revocations made by any process (again, after the listener was lost)."""
         self._dsn = dsn
-        self._listener = await asyncpg.connect(dsn)
-        await self._listener.add_listener(CHANNEL, self._on_notify)
-        self._listener.add_termination_listener(self._on_lost)
+        listener = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+        try:
+            await listener.add_listener(CHANNEL, self._on_notify)
+        except BaseException:
+            listener.terminate()  # never wait on a server that just failed us
+            raise
+        listener.add_termination_listener(self._on_lost)
+        previous, self._listener = self._listener, listener
+        if previous is not None:
+            previous.terminate()
         self.lost = asyncio.Event()
 
     async def keep_listening(self) -> None:

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from app import metrics
+from app.db import CONNECT_TIMEOUT_S
 from app.errors import (
     PROBLEM_BASE,
     IdempotencyInFlight,
@@ -34,6 +35,7 @@ from app.ledger import errors, store
 from app.ledger.answers import balance_json, posting_payload
 from app.ledger.journal import entry_bytes, entry_object, hash_bytes
 from app.ledger.posting import AccountState, Applied, Draft, apply_draft
+from app.outages import is_outage, log_failure, unavailable
 
 log = structlog.get_logger(__name__)
 _POSTED = metrics.POSTINGS.labels(result="ok")
@@ -96,6 +98,23 @@ def _answer_all(results: list[tuple[_Pending, Outcome]]) -> None:
             item.future.set_result(outcome)
 
 
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # the pool took it back as the server closed it
+        return True
+
+
+def _fail_all(items: list[_Pending], error: ServiceUnavailable) -> None:
+    # Raised to each waiter (a 503 wherever the posting came from: a route, an approval, a
+    # sweep), never stored under its key: a retry with the same key is taken afresh, or gets
+    # the answer stored if the write committed before the connection was lost.
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)
+            item.future.exception()  # retrieved: a waiter that was cancelled never will
+
+
 def problem_outcome(error: TimebankError) -> Outcome:
     return Outcome(error.status, compact_json(error.problem()))
 
@@ -137,7 +156,10 @@ class Sequencer:
 
     async def start(self) -> None:
         """Open the sequencer's own connections."""
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._connections)
+        # The pool replaces connections the server closed (a restart) when they are acquired.
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=1, max_size=self._connections, timeout=CONNECT_TIMEOUT_S
+        )
 
     async def submit(
         self, draft: Draft, idem: IdempotencyRef | None = None, success_status: int = 201
@@ -236,6 +258,8 @@ class Sequencer:
                 headers={"Retry-After": "1"},
             ) from exc
         except asyncpg.PostgresError as exc:
+            if is_outage(exc):  # answered 503 where the request is answered
+                raise
             # The caller's transaction is aborted: it must end, with nothing of this written.
             outcome = (await self._explain_failure(None, items[0].draft.book, items[0], exc))[1]
             raise refusal(outcome) from exc
@@ -327,31 +351,50 @@ class Sequencer:
                     batch.append(queue.get_nowait())
                 try:
                     # Keep the connection while work is queued: no pool round trips per batch.
-                    if conn is None or conn.is_closed():
+                    if conn is None or _closed(conn):
                         conn = await self.pool.acquire()
                     await self._append(conn, book, batch)
                     if queue.empty():
-                        await self.pool.release(conn)
+                        await self._release(conn)
                         conn = None
-                except Exception:  # the worker must survive anything one batch does
-                    log.exception("ledger.batch_failed", book=book, size=len(batch))
-                    failed = problem_outcome(InternalError("posting failed"))
-                    _answer_all([(item, failed) for item in batch])
+                except Exception as exc:  # the worker must survive anything one batch does
+                    log_failure(log, "ledger.batch_failed", exc, book=book, size=len(batch))
+                    outage = unavailable(exc)
+                    if outage is not None:
+                        _fail_all(batch, outage)
+                    else:
+                        failed = problem_outcome(InternalError("posting failed"))
+                        _answer_all([(item, failed) for item in batch])
                     if conn is not None:
-                        await self.pool.release(conn)
+                        await self._release(conn, broken=outage is not None)
                         conn = None
                 finally:
                     for _ in batch:
                         queue.task_done()
         finally:
             if conn is not None:
-                await self.pool.release(conn)
+                await self._release(conn)
+
+    async def _release(self, conn: asyncpg.Connection, broken: bool = False) -> None:
+        """Give a connection back to the pool, which connects afresh for the next batch in its
+        place if it is closed. One a database outage broke is terminated first: releasing
+        would reset it, waiting on a server that may not answer."""
+        if _closed(conn):  # asyncpg gave it back to the pool when the server closed it
+            return
+        try:
+            if broken:
+                conn.terminate()
+            await self.pool.release(conn)
+        except Exception as exc:  # the worker goes on whatever happens here
+            log_failure(log, "ledger.release_failed", exc)
 
     async def _append(self, conn: asyncpg.Connection, book: str, items: list[_Pending]) -> None:
         metrics.BATCH_SIZE.observe(len(items))
         try:
             results = await self._append_batch(conn, book, items)
         except asyncpg.PostgresError as exc:
+            if is_outage(exc):  # no other connection would do better: the batch's waiters get 503
+                raise
             if len(items) == 1:
                 results = [await self._explain_failure(conn, book, items[0], exc)]
             else:
@@ -420,7 +463,9 @@ class Sequencer:
             except asyncpg.SerializationError:  # the guard: the head or an account moved
                 metrics.BATCH_REREADS.inc()
                 self._contended[book] = CONTENDED_BATCHES
-            except (asyncpg.PostgresError, _Unremembered):
+            except (asyncpg.PostgresError, _Unremembered) as exc:
+                if is_outage(exc):
+                    raise
                 # A key used before (its unique index), or a refusal: read it all.
                 metrics.BATCH_REREADS.inc()
         for _ in range(OPTIMISTIC_ATTEMPTS):
@@ -430,6 +475,8 @@ class Sequencer:
                 metrics.BATCH_REREADS.inc()
                 self._contended[book] = CONTENDED_BATCHES
             except asyncpg.PostgresError as exc:
+                if is_outage(exc):
+                    raise
                 metrics.BATCH_RELOCKS.labels(reason="error").inc()
                 log.info("ledger.batch_relocked", book=book, size=len(items), error=str(exc))
                 break

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -32,9 +32,13 @@ def head_revision() -> str | None:
     return script.get_current_head()
 
 
-def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at."""
-    return MigrationContext.configure(connection).get_current_revision()
+async def database_revision(conn: asyncpg.Connection) -> str | None:
+    """The revision the database is at, read on a plain asyncpg connection (None: none)."""
+    try:
+        rows = await conn.fetch("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return None
+    return str(rows[0]["version_num"]) if len(rows) == 1 else None
 
 
 async def run_alembic(owner_url: str, app_role: str, action: str, revision: str) -> None:

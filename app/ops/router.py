@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
 from starlette.responses import Response
 
 from app import metrics
 from app.errors import ServiceUnavailable
-from app.ops.migrations import current_revision, head_revision
+from app.ops.migrations import database_revision, head_revision
 
 router = APIRouter(tags=["operations"])
+# /readyz answers 503 when the database has not answered within this (a probe's own timeout
+# is commonly 1-2 s longer).
+READY_TIMEOUT_S = 1.5
 
 
 @router.get("/healthz")
@@ -24,21 +27,31 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
 async def readyz(request: Request) -> dict[str, Any]:
-    """The database answers and its schema is at the newest migration."""
+    """The database takes a new connection within 1.5 s and is at the newest migration."""
     try:
-        async with request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-
-            def _revision(sync_conn: Connection) -> str | None:
-                return current_revision(sync_conn)
-
-            revision = await conn.run_sync(_revision)
+        revision = await _database_revision(request.app.state.database_url)
     except Exception as exc:
         raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}") from None
     head = head_revision()
     if revision != head:
         raise ServiceUnavailable(f"database at migration {revision}, code expects {head}")
     return {"status": "ready", "migration": revision}
+
+
+async def _database_revision(url: str) -> str | None:
+    # A connection of its own, not the pool's: connecting is part of what is checked (a frozen
+    # postmaster accepts the socket and never answers), and a connection that timed out is
+    # dropped at once (terminate) rather than closed or rolled back on a server that may
+    # never answer. Probes are seconds apart; a connection costs a few milliseconds.
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        conn = await asyncpg.connect(url, timeout=READY_TIMEOUT_S)
+        try:
+            revision = await database_revision(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+        await conn.close()
+    return revision
 
 
 @router.get("/metrics", response_class=Response)

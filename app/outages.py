@@ -1,0 +1,98 @@
+"""Database outages: the one mapping from failures that mean PostgreSQL cannot be reached now
+(restarting, shut down, frozen, out of connections, the socket gone) to 503 `unavailable`.
+
+The exception handler (app/main.py), the ledger's sequencer and the background tasks all ask
+here, so that a restart is answered alike wherever it surfaces, and never as 500 `internal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+from sqlalchemy import exc as sa
+
+from app.errors import ServiceUnavailable
+
+# How deep the causes of an error are followed (SQLAlchemy wraps the driver's error, which
+# may wrap the socket's).
+_CHAIN_LIMIT = 8
+# Failures of PostgreSQL's side that a retry can outlive: shutdown, restart, crash recovery,
+# cancelled by an operator or a timeout (class 57); the connection itself (class 08); out of
+# connections, memory or disk (class 53).
+_SERVER_SIDE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+# What asyncpg says when a connection (or its pool) was closed under it; its other interface
+# errors ("another operation is in progress", ...) are the caller's bugs, not outages.
+_CLOSED_MARKERS = ("connection is closed", "connection was closed", "pool is closing")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < _CHAIN_LIMIT:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)  # SQLAlchemy's DBAPIError: the driver's error
+        if isinstance(orig, BaseException):
+            todo.append(orig)
+        if current.__cause__ is not None:
+            todo.append(current.__cause__)
+        elif current.__context__ is not None and not current.__suppress_context__:
+            todo.append(current.__context__)
+
+
+def _is_outage(error: BaseException) -> bool:
+    if isinstance(error, sa.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa.TimeoutError | sa.DisconnectionError):  # pool exhausted, or gone
+        return True
+    if isinstance(error, _SERVER_SIDE):
+        return True
+    if isinstance(error, asyncpg.InterfaceError):
+        message = str(error)
+        return any(marker in message for marker in _CLOSED_MARKERS)
+    # Connecting or talking to the server: refused, reset, a missing socket, a timeout
+    # (TimeoutError is an OSError). Requests do no other I/O that could raise one.
+    return isinstance(error, OSError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) means the database cannot be reached now."""
+    return any(_is_outage(error) for error in _chain(exc))
+
+
+def describe(exc: BaseException) -> str:
+    """What failed, for a log line: each error's type along the chain and the last one's
+    message (the driver's or the socket's, which carry no statement or parameters)."""
+    chain = list(_chain(exc))
+    return " <- ".join(type(e).__name__ for e in chain) + f": {chain[-1]}"
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 problem (with Retry-After) that answers `exc`, if it is a database outage."""
+    if isinstance(exc, ServiceUnavailable):
+        return exc
+    if not is_outage(exc):
+        return None
+    return ServiceUnavailable(
+        f"the database cannot be reached now ({type(exc).__name__}); retry later, with the same "
+        "Idempotency-Key"
+    )
+
+
+def log_failure(logger: Any, event: str, exc: BaseException, **fields: Any) -> None:
+    """Log a failure that is not answered to anyone (a background task, a batch): an outage as
+    a warning naming what failed (it may repeat every second until the database is back),
+    anything else as an error with its traceback."""
+    if is_outage(exc):
+        logger.warning(event, error=describe(exc), **fields)
+    else:
+        logger.error(event, exc_info=exc, **fields)
