@@ -29,7 +29,8 @@ from app.identity.credentials import create_credential
 from app.main import create_app
 from app.ops import migrations
 
-TEMPLATE_DB = "timebank_template"
+# One template per pytest-xdist worker (scripts/test runs two), should they share a server.
+TEMPLATE_DB = f"timebank_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 # The background hold sweeper is started by hand in the tests that need it.
 # Rate limits are off except in the tests of the rate limit.
 TEST_PERSONAL_DATA_SECRET = "test-only-personal-data-secret-0123456789"
