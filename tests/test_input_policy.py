@@ -343,6 +343,29 @@ async def test_personal_data_in_a_record_reason_is_refused(shop: Shop) -> None:
     assert (await shop.ok("GET", f"/v1/service-records/{record['id']}"))["status"] == "pending"
 
 
+async def test_personal_data_in_names_bound_for_notices_is_refused(shop: Shop) -> None:
+    before = await head(shop)
+    created = await shop.call(
+        "POST",
+        "/v1/organisations",
+        "admin",
+        body={"book": shop.book, "kind": "volunteer_team", "name": f"联系{PHONE}志愿队"},
+    )
+    assert fields(refused(created, 422, "personal-data-in-text")) == [("name", "personal_data")]
+    renamed = await shop.call(
+        "PATCH", f"/v1/organisations/{shop.team}", "admin", body={"name": f"队长{PHONE}"}
+    )
+    assert fields(refused(renamed, 422, "personal-data-in-text")) == [("name", "personal_data")]
+    asset = await shop.call(
+        "POST",
+        "/v1/assets",
+        "platform",
+        body={"code": "PHX", "name": f"积分{PHONE}", "unit": "分"},
+    )
+    assert fields(refused(asset, 422, "personal-data-in-text")) == [("name", "personal_data")]
+    assert await head(shop) == before  # no notice.* entry
+
+
 async def test_text_without_personal_data_is_posted(shop: Shop) -> None:
     src, dst = await accounts(shop)
     # Short numbers, amounts and dates are not phone or ID numbers.

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, StrictInt
 
-from app.kit.schemas import InputModel
+from app.kit.schemas import InputModel, NoPersonalData
 from app.ledger.schemas import AssetCode
 
 ValidityYears = Annotated[
@@ -24,8 +24,11 @@ ValidityYears = Annotated[
 
 class AssetCreate(InputModel):
     code: AssetCode
-    name: Annotated[str, Field(min_length=1, max_length=200, examples=["Foundation points"])]
-    unit: Annotated[str, Field(min_length=1, max_length=32, examples=["point"])]
+    # Both are written to the journal (`notice.asset_defined`): screened for personal data.
+    name: Annotated[
+        str, Field(min_length=1, max_length=200, examples=["Foundation points"]), NoPersonalData
+    ]
+    unit: Annotated[str, Field(min_length=1, max_length=32, examples=["point"]), NoPersonalData]
     issuer_organisation_id: UUID | None = Field(
         default=None, description="the issuing organisation; its book's journal records the asset"
     )

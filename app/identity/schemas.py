@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, StrictInt, field_validator, model_validator
 
-from app.kit.schemas import MAX_SAFE_INTEGER, Day, InputModel
+from app.kit.schemas import MAX_SAFE_INTEGER, Day, InputModel, NoPersonalData
 from app.ledger.schemas import AssetCode, BookCode
 
 OrganisationKind = Literal[
@@ -16,6 +16,9 @@ OrganisationKind = Literal[
 ]
 Role = Literal["admin", "org", "miniprogram", "kiosk", "auditor"]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+# An organisation's name is written to the journal (`notice.organisation_*`): screened for
+# personal data like any journal text.
+OrganisationName = Annotated[Name, NoPersonalData]
 PersonInCharge = Annotated[str, Field(min_length=1, max_length=100)]
 
 
@@ -28,7 +31,7 @@ class OrganisationAccountSpec(InputModel):
 class OrganisationCreate(InputModel):
     book: BookCode
     kind: OrganisationKind
-    name: Name
+    name: OrganisationName
     parent_id: UUID | None = None
     accounts: Annotated[list[OrganisationAccountSpec], Field(max_length=8)] = Field(
         default_factory=list
@@ -42,7 +45,7 @@ class OrganisationCreate(InputModel):
 
 
 class OrganisationUpdate(InputModel):
-    name: Name | None = None
+    name: OrganisationName | None = None
     parent_id: UUID | None = None
     person_in_charge: PersonInCharge | None = None
     maker_checker: bool | None = None
