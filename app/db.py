@@ -224,3 +224,15 @@ async def session_scope(
         except BaseException:
             await session.rollback()
             raise
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
+    """Close an asyncpg pool, waiting at most `timeout_s` for its connections to be given
+    back (one stuck on a database that stopped answering would make `close` wait for ever),
+    then terminate what is left."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await pool.close()
+    except TimeoutError:
+        log.warning("db.pool_close_timed_out", timeout_s=timeout_s)
+        pool.terminate()

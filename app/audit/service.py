@@ -19,7 +19,7 @@ from app.audit.note import Verifier
 from app.audit.passphrase import signing_key_passphrase
 from app.audit.receipting import Receipts
 from app.config import Settings
-from app.db import CONNECT_TIMEOUT_S
+from app.db import CONNECT_TIMEOUT_S, close_pool
 from app.errors import ValidationFailed
 from app.kit.clock import rfc3339_micro
 from app.ledger.errors import BookNotFound
@@ -93,9 +93,9 @@ class AuditLog:
         )
 
     async def close(self) -> None:
-        """Close the connections."""
-        await self.pool.close()
-        await self.ring_pool.close()
+        """Close the connections (within a bound: see `close_pool`)."""
+        await close_pool(self.pool)
+        await close_pool(self.ring_pool)
 
     def origin(self, book: str) -> str:
         """The checkpoint origin (and key name) of a book that has no checkpoint yet."""

@@ -19,7 +19,7 @@ import asyncpg
 import structlog
 
 from app import metrics
-from app.db import CONNECT_TIMEOUT_S
+from app.db import CONNECT_TIMEOUT_S, close_pool
 from app.errors import (
     PROBLEM_BASE,
     IdempotencyInFlight,
@@ -35,7 +35,7 @@ from app.ledger import errors, store
 from app.ledger.answers import balance_json, posting_payload
 from app.ledger.journal import entry_bytes, entry_object, hash_bytes
 from app.ledger.posting import AccountState, Applied, Draft, apply_draft
-from app.outages import is_outage, log_failure, unavailable
+from app.outages import describe, is_outage, log_failure, unavailable
 
 log = structlog.get_logger(__name__)
 _POSTED = metrics.POSTINGS.labels(result="ok")
@@ -325,16 +325,25 @@ class Sequencer:
             )
         return outcomes
 
-    async def close(self) -> None:
-        """Finish queued work, stop the workers and close the connections."""
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Finish queued work (for at most `timeout_s`: a database that stopped answering
+        must not hold a shutdown for ever), stop the workers and close the connections; what
+        is still queued then is answered 503, never written."""
         self._closed = True
-        for queue in self._queues.values():
-            await queue.join()
+        try:
+            async with asyncio.timeout(timeout_s):
+                for queue in self._queues.values():
+                    await queue.join()
+        except TimeoutError:
+            log.warning("ledger.close_timed_out", timeout_s=timeout_s)
         for task in self._workers.values():
             task.cancel()
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        for queue in self._queues.values():
+            left = [queue.get_nowait() for _ in range(queue.qsize())]
+            _fail_all(left, ServiceUnavailable("the ledger is shutting down"))
         if self._pool is not None:
-            await self._pool.close()
+            await close_pool(self._pool, timeout_s)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -358,8 +367,13 @@ class Sequencer:
                         await self._release(conn)
                         conn = None
                 except Exception as exc:  # the worker must survive anything one batch does
-                    log_failure(log, "ledger.batch_failed", exc, book=book, size=len(batch))
-                    outage = unavailable(exc)
+                    outage = unavailable(exc) or _unusable(exc)
+                    if outage is not None:  # a warning: it repeats while the database is down
+                        log.warning(
+                            "ledger.batch_failed", error=describe(exc), book=book, size=len(batch)
+                        )
+                    else:
+                        log.error("ledger.batch_failed", exc_info=exc, book=book, size=len(batch))
                     if outage is not None:
                         _fail_all(batch, outage)
                     else:
@@ -378,11 +392,11 @@ class Sequencer:
     async def _release(self, conn: asyncpg.Connection, broken: bool = False) -> None:
         """Give a connection back to the pool, which connects afresh for the next batch in its
         place if it is closed. One a database outage broke is terminated first: releasing
-        would reset it, waiting on a server that may not answer."""
-        if _closed(conn):  # asyncpg gave it back to the pool when the server closed it
-            return
+        would reset it, waiting on a server that may not answer. A connection the server
+        closed is released too: only that returns its slot to the pool (asyncpg's
+        `PoolConnectionHolder.release`), which would otherwise shrink by one each time."""
         try:
-            if broken:
+            if broken and not _closed(conn):
                 conn.terminate()
             await self.pool.release(conn)
         except Exception as exc:  # the worker goes on whatever happens here
@@ -675,6 +689,18 @@ def _remembered_state(memory: _Remembered, items: list[_Pending]) -> store.Batch
             return None
     # The accounts are replaced as postings apply, never changed in place (apply_draft).
     return store.BatchState(head, dict(accounts), {}, {}, set())
+
+
+def _unusable(exc: Exception) -> ServiceUnavailable | None:
+    """503 for a batch whose connection the driver refuses to use: this worker alone uses it,
+    so "another operation is in progress" means an earlier operation died with the server
+    (seen after `pg_ctl restart` under load) and nothing of this batch was sent. The
+    connection is dropped; a retry with the same key is written once."""
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return ServiceUnavailable(
+            "the ledger's database connection was lost; retry with the same Idempotency-Key"
+        )
+    return None
 
 
 def _reused(idem: IdempotencyRef) -> TimebankError:

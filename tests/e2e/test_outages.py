@@ -200,6 +200,7 @@ def stop_serve(served: Served) -> None:
             served.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             served.process.kill()
+            served.process.wait()
     # The last user of the embedded server stops it; make sure whatever happened.
     pid_file = served.pgdata / "postmaster.pid"
     if pid_file.exists():
