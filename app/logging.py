@@ -40,7 +40,9 @@ def configure_logging(level: str = "info", as_json: bool = True) -> None:
             _renderer(as_json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_level(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write of the whole line, newline included (print() writes the newline apart, and
+        # the log follower's process appends to the same stderr: lines ran together).
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     logging.config.dictConfig(logging_config(level, as_json))
