@@ -1,7 +1,8 @@
 """The problem statuses each route documents, derived from what the route depends on.
 
 A route's `responses` in OpenAPI are built here, not listed by hand, so that the document
-follows the code: a route that authenticates can answer 401, 429 and 503; one whose
+follows the code: every route can answer 422 (the input policy refuses NUL in any URL); a
+route that authenticates can answer 401, 429 and 503; one whose
 `allow(...)` leaves out a role, 403; one with path parameters, 404; one with parameters or a
 body, 422 (and a body 400, 413 and 415); one that needs an Idempotency-Key, 400, 409 and 422;
 one that writes, 404 and 409 (the objects its body names, and the domain's refusals). A route
@@ -73,7 +74,8 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
 
 def problem_statuses(route: APIRoute) -> set[int]:
     """The problem statuses a route can answer, from its dependencies, parameters and body."""
-    statuses: set[int] = set()
+    # The door refuses U+0000 in any URL's path or query, whatever the route (422).
+    statuses: set[int] = {422}
     if isinstance(route, RequestRoute):
         # Read by hand (posting_request.py): a caller with a role, a key, a path and a body.
         return {400, 401, 403, 404, 409, 413, 415, 422, 429, 503}

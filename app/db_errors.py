@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from app.errors import Conflict, TimebankError, ValidationFailed
+from app.errors import Conflict, TimebankError, ValidationFailed, causes
 
 # SQLSTATEs (PostgreSQL appendix A) answered as a conflict with another row.
 _CONFLICTS: Final = {"23505": "unique", "23P01": "exclusion"}
@@ -27,14 +27,10 @@ _INVALID: Final = {
 
 def _sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of the PostgreSQL error behind `exc` (SQLAlchemy wraps asyncpg's)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        state = getattr(current, "sqlstate", None)
+    for error in causes(exc):
+        state = getattr(error, "sqlstate", None)
         if isinstance(state, str) and len(state) == 5:
             return state
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return None
 
 
@@ -60,12 +56,8 @@ def database_refusal(exc: BaseException) -> TimebankError | None:
 
 
 def _constraint(exc: BaseException) -> str | None:
-    current: BaseException | None = exc
-    for _ in range(4):
-        if current is None:
-            return None
-        name = getattr(current, "constraint_name", None)
+    for error in causes(exc):
+        name = getattr(error, "constraint_name", None)
         if isinstance(name, str):
             return name
-        current = getattr(current, "orig", None) or current.__cause__
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 PROBLEM_BASE = "urn:timebank:problem:"
@@ -117,3 +118,23 @@ def all_problem_types() -> list[type[TimebankError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen
+
+
+def causes(exc: BaseException, limit: int = 8) -> Iterator[BaseException]:
+    """`exc` and what caused it, nearest first: SQLAlchemy's `.orig` (the driver's error),
+    `__cause__`, or an unsuppressed `__context__`; at most `limit` errors."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < limit:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            todo.append(orig)
+        if current.__cause__ is not None:
+            todo.append(current.__cause__)
+        elif current.__context__ is not None and not current.__suppress_context__:
+            todo.append(current.__context__)

@@ -183,17 +183,9 @@ class EdgeMiddleware:
         if not body:
             return None
         if csv:
-            if b"\x00" in body:
-                return ValidationFailed(
-                    "the file holds a NUL character",
-                    errors=_listed(
-                        [
-                            input_policy.Violation(
-                                "body", "U+0000 (NUL) in the file", "nul_character"
-                            )
-                        ]
-                    ),
-                )
+            found = input_policy.check_csv_body(body)
+            if found:
+                return ValidationFailed("the file holds a NUL character", errors=_listed(found))
             return None
         violations = input_policy.check_json_body(body)
         if not violations:

@@ -7,17 +7,13 @@ here, so that a restart is answered alike wherever it surfaces, and never as 500
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 from sqlalchemy import exc as sa
 
-from app.errors import ServiceUnavailable
+from app.errors import ServiceUnavailable, causes
 
-# How deep the causes of an error are followed (SQLAlchemy wraps the driver's error, which
-# may wrap the socket's).
-_CHAIN_LIMIT = 8
 # Failures of PostgreSQL's side that a retry can outlive: shutdown, restart, crash recovery,
 # cancelled by an operator or a timeout (class 57); the connection itself (class 08); out of
 # connections, memory or disk (class 53).
@@ -27,26 +23,9 @@ _SERVER_SIDE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
 )
 # What asyncpg says when a connection (or its pool) was closed under it; its other interface
-# errors ("another operation is in progress", ...) are the caller's bugs, not outages.
+# errors ("another operation is in progress", ...) are the caller's bugs, not outages (the
+# sequencer's private connections excepted: see `_unusable` there).
 _CLOSED_MARKERS = ("connection is closed", "connection was closed", "pool is closing")
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo and len(seen) < _CHAIN_LIMIT:
-        current = todo.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        orig = getattr(current, "orig", None)  # SQLAlchemy's DBAPIError: the driver's error
-        if isinstance(orig, BaseException):
-            todo.append(orig)
-        if current.__cause__ is not None:
-            todo.append(current.__cause__)
-        elif current.__context__ is not None and not current.__suppress_context__:
-            todo.append(current.__context__)
 
 
 def _is_outage(error: BaseException) -> bool:
@@ -66,13 +45,13 @@ def _is_outage(error: BaseException) -> bool:
 
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) means the database cannot be reached now."""
-    return any(_is_outage(error) for error in _chain(exc))
+    return any(_is_outage(error) for error in causes(exc))
 
 
 def describe(exc: BaseException) -> str:
     """What failed, for a log line: each error's type along the chain and the last one's
     message (the driver's or the socket's, which carry no statement or parameters)."""
-    chain = list(_chain(exc))
+    chain = list(causes(exc))
     return " <- ".join(type(e).__name__ for e in chain) + f": {chain[-1]}"
 
 

@@ -163,6 +163,13 @@ async def test_nul_in_a_query_string_is_refused(shop: Shop) -> None:
     assert fields(refused(r, 422, "validation")) == [("query/book", "nul_character")]
 
 
+async def test_nul_in_the_url_of_a_public_route_is_a_documented_422(shop: Shop) -> None:
+    r = await shop.api.client.get("/healthz?probe=%00")
+    assert fields(refused(r, 422, "validation")) == [("query/probe", "nul_character")]
+    document = (await shop.api.client.get("/openapi.json")).json()
+    assert "422" in document["paths"]["/healthz"]["get"]["responses"]
+
+
 async def test_nul_in_a_path_parameter_is_refused(shop: Shop) -> None:
     r = await shop.call("GET", f"/v1/books/{shop.book}%00x")
     assert fields(refused(r, 422, "validation")) == [("path", "nul_character")]

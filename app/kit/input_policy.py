@@ -166,6 +166,13 @@ def check_query_string(query_string: bytes) -> list[Violation]:
     return found[:MAX_REPORTED]
 
 
+def check_csv_body(raw: bytes) -> list[Violation]:
+    """NUL in an uploaded CSV file (its other rules are the importer's)."""
+    if b"\x00" not in raw:
+        return []
+    return [Violation("body", "U+0000 (NUL) in the file", NUL)]
+
+
 def check_path(path: str) -> list[Violation]:
     """NUL in the (already percent-decoded) path; routing has not named its parameters yet."""
     if "\x00" not in path:

@@ -254,8 +254,7 @@ class Sequencer:
         except asyncpg.TransactionRollbackError as exc:
             # A deadlock or serialization failure: nothing is wrong with the request.
             raise ServiceUnavailable(
-                "the book was busy; retry with the same Idempotency-Key",
-                headers={"Retry-After": "1"},
+                "the book was busy; retry with the same Idempotency-Key"
             ) from exc
         except asyncpg.PostgresError as exc:
             if is_outage(exc):  # answered 503 where the request is answered
@@ -372,11 +371,9 @@ class Sequencer:
                         log.warning(
                             "ledger.batch_failed", error=describe(exc), book=book, size=len(batch)
                         )
-                    else:
-                        log.error("ledger.batch_failed", exc_info=exc, book=book, size=len(batch))
-                    if outage is not None:
                         _fail_all(batch, outage)
                     else:
+                        log.error("ledger.batch_failed", exc_info=exc, book=book, size=len(batch))
                         failed = problem_outcome(InternalError("posting failed"))
                         _answer_all([(item, failed) for item in batch])
                     if conn is not None:
