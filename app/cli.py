@@ -27,12 +27,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app import migrate as migrations
 from app.audit.commands import audit_cli, keys_cli
 from app.config import Settings, get_settings
 from app.db import DatabaseUrls, resolve_database
 from app.kit.faults import arm_from_spec
 from app.logging import configure_logging, logging_config
-from app.ops import migrations
 
 cli = typer.Typer(help="Timebank Ledger: volunteer hours and charity points.", no_args_is_help=True)
 credentials_cli = typer.Typer(help="Bearer credentials.", no_args_is_help=True)
@@ -343,10 +343,10 @@ def credentials_create(
     """Create a bearer credential; its token is printed once, as the last line."""
     from pydantic import ValidationError
 
-    from app.errors import TimebankError
     from app.identity.credentials import ROLES
     from app.identity.grants import grant_credential
     from app.identity.schemas import CredentialCreate
+    from app.kit.problems import TimebankError
     from app.runtime import Runtime
 
     if role not in ROLES:

@@ -17,53 +17,16 @@ from typing import Any, Final
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
 
-from app.dependencies import get_session
+from app.http.caller import authenticated
+from app.http.context import get_session, posting_context
+from app.http.posting_request import RequestRoute
+from app.http.responses import Problem, problems
 from app.identity.authorization import ALL_ROLES
-from app.identity.dependencies import allowed_of, authenticated, posting_context
-from app.identity.posting_request import RequestRoute
+from app.identity.dependencies import allowed_of
 
-PROBLEM_REF: Final = "#/components/schemas/Problem"
-REASONS: Final = {
-    400: "malformed JSON, or the Idempotency-Key header is missing",
-    401: "no valid bearer token",
-    403: "the role may never do this, or not to this object (docs/authorization.md)",
-    404: "the object is missing or out of the caller's reach",
-    409: "refused by a rule of the domain, or the first request with this key is running",
-    413: "the body is too large",
-    415: "the body is not of the media type the route takes",
-    422: "a parameter, header or body field is not valid",
-    429: "the credential's rate limit is used up (Retry-After)",
-    500: "the stored transparency log disagrees with a signed checkpoint: an operator must "
-    "investigate",
-    503: "the database is unavailable (Retry-After)",
-}
 WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class Problem(BaseModel):
-    """A problem document (RFC 9457); each type may add members (docs/errors.md)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(description="urn:timebank:problem:<slug>, one per rule")
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses` entries of problem statuses, each an application/problem+json document."""
-    return {
-        status: {
-            "description": REASONS[status],
-            "content": {"application/problem+json": {"schema": {"$ref": PROBLEM_REF}}},
-        }
-        for status in statuses
-    }
 
 
 def _dependants(dependant: Dependant) -> Iterator[Dependant]:

@@ -25,11 +25,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.config import Settings
+from app.kit.pg_pool import CONNECT_TIMEOUT_S
 
 log = structlog.get_logger("timebank.db")
-# The longest a new connection may take: a server that does not answer (frozen, or its host
-# gone) is then an outage answered 503 (app/outages.py), not a request left hanging.
-CONNECT_TIMEOUT_S = 5.0
 # How long the embedded server may take to start after a crash: the killed server's processes
 # must be gone (and reaped) before a new one may use the data directory.
 EMBEDDED_START_S = 60.0
@@ -224,15 +222,3 @@ async def session_scope(
         except BaseException:
             await session.rollback()
             raise
-
-
-async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
-    """Close an asyncpg pool, waiting at most `timeout_s` for its connections to be given
-    back (one stuck on a database that stopped answering would make `close` wait for ever),
-    then terminate what is left."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            await pool.close()
-    except TimeoutError:
-        log.warning("db.pool_close_timed_out", timeout_s=timeout_s)
-        pool.terminate()

@@ -23,8 +23,34 @@ from app.audit.service import AuditLog
 from app.config import Settings, get_settings
 from app.contract import document_problems
 from app.db import resolve_database
-from app.db_errors import database_refusal
-from app.errors import (
+from app.exchange.assets_router import router as exchange_assets_router
+from app.exchange.balances_router import router as member_balances_router
+from app.exchange.exchanges_router import router as exchanges_router
+from app.exchange.gifts_router import router as gifts_router
+from app.exchange.pools_router import router as pools_router
+from app.exchange.recognition_router import router as recognition_router
+from app.exchange.rules_router import router as exchange_rules_router
+from app.http.actions import purge_action_outcomes
+from app.http.context import MISSING_KEY
+from app.http.middleware import EdgeMiddleware
+from app.http.posting_request import add_body_schemas
+from app.http.probes import router as ops_router
+from app.http.responses import json_response
+from app.identity.authentication import Authenticator
+from app.identity.credentials_router import router as credentials_router
+from app.identity.enrolment import purge_enrolment_codes
+from app.identity.members_router import router as members_router
+from app.identity.organisations_router import router as organisations_router
+from app.identity.personal_key import personal_data_cipher
+from app.kiosk import PAGE_DIRECTORY as KIOSK_PAGE
+from app.kiosk import redemptions as kiosk_redemptions
+from app.kiosk.router import router as kiosk_router
+from app.kit.clock import utc_now
+from app.kit.db_errors import database_refusal
+from app.kit.faults import arm_from_spec
+from app.kit.outages import log_failure, unavailable
+from app.kit.personal_text import PERSONAL_DATA_CODE, PersonalDataInText
+from app.kit.problems import (
     InternalError,
     MalformedJson,
     MethodNotAllowed,
@@ -33,34 +59,9 @@ from app.errors import (
     TimebankError,
     ValidationFailed,
 )
-from app.exchange.assets_router import router as exchange_assets_router
-from app.exchange.exchanges_router import router as exchanges_router
-from app.exchange.gifts_router import router as gifts_router
-from app.exchange.pools_router import router as pools_router
-from app.exchange.recognition_router import router as recognition_router
-from app.exchange.rules_router import router as exchange_rules_router
-from app.identity.actions import purge_action_outcomes
-from app.identity.authentication import Authenticator
-from app.identity.credentials_router import router as credentials_router
-from app.identity.dependencies import MISSING_KEY
-from app.identity.enrolment import purge_enrolment_codes
-from app.identity.members_router import router as members_router
-from app.identity.organisations_router import router as organisations_router
-from app.identity.personal_key import personal_data_cipher
-from app.identity.posting_request import add_body_schemas
-from app.kiosk import PAGE_DIRECTORY as KIOSK_PAGE
-from app.kiosk import redemptions as kiosk_redemptions
-from app.kiosk.router import router as kiosk_router
-from app.kit.clock import utc_now
-from app.kit.faults import arm_from_spec
-from app.kit.personal_text import PERSONAL_DATA_CODE, PersonalDataInText
-from app.kit.responses import json_response
 from app.ledger import service as ledger_service
-from app.ledger.router import router as ledger_router
+from app.ledger_api.router import router as ledger_router
 from app.logging import configure_logging
-from app.middleware import EdgeMiddleware
-from app.ops.router import router as ops_router
-from app.outages import log_failure, unavailable
 from app.runtime import Runtime, settle_heap
 from app.volunteering.needs_router import router as needs_router
 from app.volunteering.projects_router import router as projects_router
@@ -141,7 +142,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _database_error(request: Request, exc: Exception) -> Response:
     """A database error: 409/422 when the request's values caused it (one mapping,
-    app/db_errors.py); otherwise raised on, for EdgeMiddleware to answer (503 for an outage,
+    app/kit/db_errors.py); otherwise raised on, for EdgeMiddleware to answer (503 for an outage,
     500 for a bug)."""
     error = database_refusal(exc)
     if error is None:
@@ -273,6 +274,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(ops_router)
     app.include_router(members_router)
+    app.include_router(member_balances_router)
     app.include_router(organisations_router)
     app.include_router(credentials_router)
     app.include_router(audit_router)

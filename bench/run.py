@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         if "http" in parts:
             summary["http"] = measure_http(args, timebank, env, pgdata, servers, urls, settings)
         if parts & {"inprocess", "audit"}:  # (d, e) read the book that (b) writes
-            from app.ops import migrations
+            from app import migrate as migrations
 
             run_async(migrations.upgrade(urls.owner, settings.app_role))  # (a) left it to serve
             summary["postings"], summary["verify"] = measure_inprocess(args, urls, settings, pgdata)

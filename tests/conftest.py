@@ -23,11 +23,11 @@ import asyncpg
 import httpx
 import pytest
 
+from app import migrate as migrations
 from app.config import Settings
 from app.db import DatabaseUrls, EmbeddedPostgres, bootstrap_embedded, with_user
 from app.identity.credentials import create_credential
 from app.main import create_app
-from app.ops import migrations
 
 # One template per pytest-xdist worker (scripts/test runs two), should they share a server.
 TEMPLATE_DB = f"timebank_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"

@@ -10,7 +10,7 @@ import app.kiosk.errors
 import app.ledger.errors
 import app.volunteering.errors
 import app.volunteering.proof_errors  # noqa: F401 - registers the problem types
-from app.errors import all_problem_types
+from app.kit.problems import all_problem_types
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 

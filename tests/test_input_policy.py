@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from app.db_errors import database_refusal
+from app.kit.db_errors import database_refusal
 from app.kit.input_policy import MAX_JSON_DEPTH, check_json_body
 from tests.conftest import Api
 from tests.kiosk.shop import Shop, build_shop

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from app.ops import migrations
+from app import migrate as migrations
 from tests.conftest import SETTINGS, ScratchDatabase
 
 

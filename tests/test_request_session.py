@@ -1,4 +1,4 @@
-"""A request's session commits before its answer is sent (app/dependencies.py): a client never
+"""A request's session commits before its answer is sent (app/http/context.py): a client never
 sees a success for what is not committed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import app.dependencies
+import app.http.context
 from tests.conftest import Api
 
 
@@ -26,7 +26,7 @@ async def test_a_failed_commit_is_answered_as_a_failure(
             raise RuntimeError("the commit failed")
 
     code = f"c{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(app.dependencies, "session_scope", failing_scope)
+    monkeypatch.setattr(app.http.context, "session_scope", failing_scope)
     # As a real server answers: the error handler's 500, the exception not re-raised to us.
     transport = httpx.ASGITransport(app=api.app, raise_app_exceptions=False)
     async with httpx.AsyncClient(

@@ -33,11 +33,11 @@ READ_BLOCK = 64 * 1024
 @keys_cli.command("rotate")
 def rotate() -> None:
     """Make a new signing key (valid after the rotation lead) and record it in every book."""
+    from app import migrate as migrations
     from app.audit.passphrase import signing_key_passphrase
     from app.audit.rotation import rotate_and_announce
     from app.db import resolve_database
-    from app.errors import TimebankError
-    from app.ops import migrations
+    from app.kit.problems import TimebankError
     from app.runtime import Runtime
 
     settings = get_settings()

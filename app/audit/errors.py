@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import NotFound, TimebankError
+from app.kit.problems import NotFound, TimebankError
 
 
 class CheckpointNotFound(NotFound):

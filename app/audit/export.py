@@ -16,8 +16,7 @@ from app.audit.errors import BeyondLogSize
 from app.audit.receipting import receipt_claims, sign_claims
 from app.audit.service import AuditLog, checkpoint_json, invalid
 from app.kit import deep_json
-from app.kit.canonical_json import canonical_bytes
-from app.kit.responses import compact_json
+from app.kit.canonical_json import canonical_bytes, compact_json
 
 CHUNK = 2000
 BOM = "\ufeff"

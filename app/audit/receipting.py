@@ -23,7 +23,7 @@ from app.audit.keystore import KeyRing, StoredKey
 from app.audit.receipts import ALG, RECEIPT_TYP, claims_of
 from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes
-from app.outages import log_failure
+from app.kit.outages import log_failure
 
 log = structlog.get_logger("timebank.audit")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ import asyncpg
 
 from app.audit.keys import format_time
 from app.audit.keystore import Rotation, rotate_key
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.faults import fault_point
 from app.ledger.sequencer import IdempotencyRef, Sequencer
 from app.ledger.service import OnConnection, Poster, post_notice

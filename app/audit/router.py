@@ -24,18 +24,12 @@ from app.audit.note import Verifier
 from app.audit.receipts import ALG
 from app.audit.service import AuditLog, checkpoint_json
 from app.audit.tlog import SignedCheckpoint
-from app.contract import problems
-from app.dependencies import SessionDep
-from app.identity.authorization import (
-    ALL_ROLES,
-    Caller,
-    require_book,
-    require_role,
-    sees_any_account,
-)
-from app.identity.dependencies import CallerDep, allow
+from app.http.caller import Caller, CallerDep
+from app.http.context import SessionDep
+from app.http.responses import json_response, problems
+from app.identity.authorization import ALL_ROLES, require_book, require_role, sees_any_account
+from app.identity.dependencies import allow
 from app.kit import deep_json
-from app.kit.responses import json_response
 from app.ledger import service as ledger_service
 from app.ledger.errors import TransactionNotFound
 

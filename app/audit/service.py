@@ -19,11 +19,11 @@ from app.audit.note import Verifier
 from app.audit.passphrase import signing_key_passphrase
 from app.audit.receipting import Receipts
 from app.config import Settings
-from app.db import CONNECT_TIMEOUT_S, close_pool
-from app.errors import ValidationFailed
 from app.kit.clock import rfc3339_micro
+from app.kit.outages import log_failure
+from app.kit.pg_pool import CONNECT_TIMEOUT_S, close_pool
+from app.kit.problems import ValidationFailed
 from app.ledger.errors import BookNotFound
-from app.outages import log_failure
 
 log = structlog.get_logger("timebank.audit")
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange import assets_schemas as schemas
 from app.exchange.assets_errors import AssetExists, AssetNotFound
-from app.identity.actions import ActionResult, Notice
+from app.http.actions import ActionResult, Notice
 from app.identity.errors import OrganisationNotFound
 
 SELECT_ASSET = (

@@ -8,19 +8,19 @@ from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
-from app.errors import Forbidden
 from app.exchange import assets
 from app.exchange import assets_schemas as schemas
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult
+from app.http.actions import ActionResult, answer_action
+from app.http.caller import CallerDep
+from app.http.context import Posting, SessionDep
 from app.identity.authorization import (
     ALL_ROLES,
     reaches_book,
     require_platform,
 )
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.identity.dependencies import allow
 from app.identity.errors import OrganisationNotFound
+from app.kit.problems import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import TimebankError
+from app.kit.problems import TimebankError
 
 
 class AssetNotFound(TimebankError):

@@ -33,8 +33,7 @@ from app.exchange.accounts import (
 from app.exchange.pools import pool_account
 from app.exchange.rules import convert, rule_row, sees_rule
 from app.exchange.usage import Period, debited_since, period_start
-from app.identity.authorization import Caller
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point
 from app.ledger.posting import Draft

@@ -9,16 +9,16 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
 from app.exchange import errors, exchanges, schemas
+from app.http.actions import ActionResult, answer_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
+from app.http.responses import json_response
 from app.identity import members
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult
-from app.identity.authorization import Caller, sees_member
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.identity.access import acting_member
+from app.identity.authorization import sees_member
+from app.identity.dependencies import allow
 from app.identity.errors import MemberNotFound
-from app.kit.responses import json_response
-from app.volunteering.access import acting_member
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
 

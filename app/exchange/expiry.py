@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange.accounts import EXPIRED, book_account
 from app.exchange.assets import validity_years
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.faults import fault_point
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
 from app.ledger.posting import Draft

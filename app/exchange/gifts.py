@@ -40,7 +40,8 @@ from app.exchange.policies import (
     storage_limits,
 )
 from app.exchange.usage import debited_since, period_start
-from app.identity.authorization import Caller, reaches_book, sees_member
+from app.http.caller import Caller
+from app.identity.authorization import reaches_book, sees_member
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row, member_accounts_in
 from app.kit.faults import fault_point

@@ -7,7 +7,7 @@ Besides these, gifts and the pool answer with existing types: `member-not-found`
 
 from __future__ import annotations
 
-from app.errors import TimebankError
+from app.kit.problems import TimebankError
 
 
 class GiftToSelf(TimebankError):

@@ -10,17 +10,17 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
 from app.exchange import gifts, gifts_schemas, policies, public_pool
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult, Notice, action_id
+from app.http.actions import ActionResult, Notice, action_id, answer_action
+from app.http.caller import CallerDep
+from app.http.context import Posting, SessionDep
+from app.identity.access import acting_member
 from app.identity.authorization import ALL_ROLES, require_book, sees_member
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.identity.dependencies import allow
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row
 from app.ledger import service as ledger
 from app.ledger.schemas import AssetCode, BookCode
-from app.volunteering.access import acting_member
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
 

@@ -19,8 +19,8 @@ from app.exchange.accounts import (
     find_book_account,
 )
 from app.exchange.errors import AssetNotFound
+from app.http.caller import SYSTEM_CREDENTIAL
 from app.identity import errors as identity_errors
-from app.identity.credentials import SYSTEM_CREDENTIAL
 from app.ledger.sequencer import IdempotencyRef
 
 POLICY_COLUMNS = (

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.exchange import errors, schemas
 from app.exchange.accounts import DONATIONS, book_account
 from app.exchange.policies import require_asset
-from app.identity.actions import action_id
-from app.identity.authorization import Caller, org_owner
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.http.actions import action_id
+from app.http.caller import SYSTEM_CREDENTIAL, Caller
+from app.identity.authorization import org_owner
 from app.identity.organisations import get_organisation
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point

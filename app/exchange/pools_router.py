@@ -8,15 +8,14 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
 from app.exchange import errors, pools, schemas
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult
-from app.identity.authorization import Caller
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.http.actions import ActionResult, answer_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
+from app.identity.access import require_owner
+from app.identity.dependencies import allow
 from app.identity.errors import OrganisationNotFound
 from app.identity.organisations import get_organisation
-from app.volunteering.access import require_owner
 
 router = APIRouter(prefix="/v1", tags=["pools and donations"])
 

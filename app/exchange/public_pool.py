@@ -35,14 +35,14 @@ from app.exchange.policies import (
     require_not_erased,
     storage_limits,
 )
-from app.identity.authorization import Caller
+from app.http.caller import Caller
+from app.identity.access import reachable_member
 from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.ledger.service import InTransaction, posted_before, refusal
-from app.volunteering.access import reachable_member
 
 KIND_DONATION = "public_pool.donation"
 KIND_GRANT = "public_pool.grant"

@@ -33,14 +33,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import (
-    PROBLEM_BASE,
-    Forbidden,
-    IdempotencyInFlight,
-    IdempotencyKeyReused,
-    ServiceUnavailable,
-    TimebankError,
-)
 from app.exchange import recognition_errors as errors
 from app.exchange import recognition_schemas as schemas
 from app.exchange.accounts import (
@@ -52,17 +44,25 @@ from app.exchange.accounts import (
     member_account,
 )
 from app.exchange.errors import AssetNotFound, MemberNotEligible
+from app.http.actions import Notice
+from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity import members
-from app.identity.actions import Notice
-from app.identity.authorization import Caller, reaches_book, require_book, sees_member
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.identity.access import acting_member
+from app.identity.authorization import reaches_book, require_book, sees_member
 from app.identity.errors import MemberNotFound
 from app.kit.faults import fault_point
+from app.kit.problems import (
+    PROBLEM_BASE,
+    Forbidden,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    ServiceUnavailable,
+    TimebankError,
+)
 from app.ledger import errors as ledger_errors
 from app.ledger.posting import Draft
 from app.ledger.sequencer import IdempotencyRef, Sequencer
 from app.ledger.service import InTransaction
-from app.volunteering.access import acting_member
 
 KIND_OUT = "recognition.out"
 KIND_IN = "recognition.in"

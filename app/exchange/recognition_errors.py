@@ -6,7 +6,7 @@ ledger's own problem type (see `recognition.ledger_refusal`).
 
 from __future__ import annotations
 
-from app.errors import TimebankError
+from app.kit.problems import TimebankError
 
 
 class AgreementNotFound(TimebankError):

@@ -13,17 +13,17 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
 from app.exchange import recognition
 from app.exchange import recognition_schemas as schemas
+from app.http.actions import ActionResult, action_id, answer_action
+from app.http.caller import CallerDep
+from app.http.context import Posting, SessionDep
+from app.http.responses import json_response
 from app.identity import members
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult, action_id
 from app.identity.authorization import sees_member
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.identity.dependencies import allow
 from app.identity.errors import MemberNotFound
 from app.kit.pagination import keyset_page
-from app.kit.responses import json_response
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["exchange"])

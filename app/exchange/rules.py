@@ -17,13 +17,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Forbidden
 from app.exchange import errors, schemas
 from app.exchange.pools import find_pool
-from app.identity.actions import Notice
-from app.identity.authorization import Caller, reaches_book, require_book
+from app.http.actions import Notice
+from app.http.caller import Caller
+from app.identity.authorization import reaches_book, require_book
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
+from app.kit.problems import Forbidden
 
 RULE_COLUMNS = """
 SELECT r.*, t.reason AS retired_reason, t.retired_at,

@@ -8,11 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
 from app.exchange import rules, schemas
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.http.actions import ActionResult, answer_action
+from app.http.caller import CallerDep
+from app.http.context import Posting, SessionDep
+from app.identity.dependencies import allow
 
 router = APIRouter(prefix="/v1", tags=["exchange rules"])
 

@@ -12,10 +12,11 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import CONNECT_TIMEOUT_S
-from app.errors import RateLimited, Unauthorized
-from app.identity.credentials import CHANNEL, Credential, token_hash
+from app.http.caller import Credential
+from app.identity.credentials import CHANNEL, token_hash
 from app.identity.rate_limit import TokenBucketLimiter, retry_after_header
+from app.kit.pg_pool import CONNECT_TIMEOUT_S
+from app.kit.problems import RateLimited, Unauthorized
 
 log = structlog.get_logger("timebank.identity")
 LAST_USED_RESOLUTION_S = 60.0

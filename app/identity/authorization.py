@@ -10,45 +10,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Forbidden, NotFound
-from app.identity.credentials import Credential
+from app.http.caller import Caller
+from app.kit.problems import Forbidden, NotFound
 
 ALL_ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
 # Who sees members' personal data in full; the others see it masked (see members.py).
 SEES_PERSONAL_DATA = ("admin", "miniprogram")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """A credential and, for the mini-program, the member it acts for in this request."""
-
-    credential: Credential
-    member_id: str | None = None
-
-    @property
-    def role(self) -> str:
-        return self.credential.role
-
-    @property
-    def book(self) -> str | None:
-        return self.credential.book
-
-    @property
-    def organisation_id(self) -> str | None:
-        return self.credential.organisation_id
-
-    def actor(self) -> dict[str, str]:
-        """What a journal entry records of who did it (opaque ids only)."""
-        actor = {"credential": self.credential.id}
-        if self.member_id is not None:
-            actor["member"] = self.member_id
-        return actor
 
 
 def require_role(caller: Caller, roles: Iterable[str], action: str) -> None:

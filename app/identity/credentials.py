@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -17,7 +16,6 @@ ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
 # Roles whose reach is one organisation (a kiosk's organisation is its kiosk site).
 ORG_BOUND_ROLES = ("org", "kiosk")
 TOKEN_PREFIX = "tbk_"
-SYSTEM_CREDENTIAL = "00000000-0000-0000-0000-000000000000"
 # Revocations and rotations are announced here so every server process forgets the token.
 CHANNEL = "timebank_credentials"
 
@@ -26,17 +24,6 @@ COLUMNS = (
     "rate_limit_per_s, token_prefix, created_at, created_by::text AS created_by, revoked_at, "
     "rotated_at, last_used_at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """Who is calling: a credential's id, role and reach (book None: every book)."""
-
-    id: str
-    role: str
-    book: str | None
-    organisation_id: str | None = None
-    rate_limit_per_s: float | None = None
 
 
 class CredentialRefused(ValueError):

@@ -9,15 +9,16 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
-from app.errors import Forbidden
+from app.http.actions import ActionAnswer, ActionResult, run_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
+from app.http.responses import replayable_response
 from app.identity import credentials, errors, schemas
-from app.identity.actions import ActionAnswer, ActionResult, run_action
 from app.identity.authentication import Authenticator
-from app.identity.authorization import Caller, listed_book, require_book
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.identity.authorization import listed_book, require_book
+from app.identity.dependencies import allow
 from app.identity.grants import credential_json, credential_notice, issue_credential
-from app.kit.responses import replayable_response
+from app.kit.problems import Forbidden
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["credentials"])

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.http.actions import ActionAnswer, ActionResult, Notice, run_action
+from app.http.caller import SYSTEM_CREDENTIAL
 from app.identity import credentials, errors, schemas
-from app.identity.actions import ActionAnswer, ActionResult, Notice, run_action
 from app.ledger.sequencer import IdempotencyRef, Sequencer
 
 
@@ -61,7 +62,7 @@ async def grant_credential(
     spec: schemas.CredentialCreate,
 ) -> tuple[dict[str, Any], str]:
     """An operator's grant from the command line: returns the credential and its token."""
-    actor = {"credential": credentials.SYSTEM_CREDENTIAL}
-    idem = IdempotencyRef(credentials.SYSTEM_CREDENTIAL, f"cli:{uuid.uuid4()}", "")
+    actor = {"credential": SYSTEM_CREDENTIAL}
+    idem = IdempotencyRef(SYSTEM_CREDENTIAL, f"cli:{uuid.uuid4()}", "")
     answer = await issue_credential(sessions, sequencer, idem, spec, actor)
     return answer.body, str(answer.body["token"])

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.dependencies import SessionDep
-from app.errors import Forbidden
-from app.identity import enrolment, errors, members, schemas
-from app.identity.authorization import (
-    SEES_PERSONAL_DATA,
-    Caller,
-    reaches_book,
-    require_book,
-    sees_member,
-)
-from app.identity.dependencies import CallerDep, allow
+from app.http.caller import Caller, CallerDep
+from app.http.context import SessionDep
+from app.identity import access, enrolment, errors, members, schemas
+from app.identity.authorization import SEES_PERSONAL_DATA, require_book, sees_member
+from app.identity.dependencies import allow
 from app.identity.personal import PersonalDataCipher
 from app.kit.clock import utc_now
+from app.kit.problems import Forbidden
 from app.ledger.schemas import AccountEntriesPage, BookCode
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -37,13 +31,6 @@ def _cipher(request: Request) -> PersonalDataCipher:
 
 def _view(request: Request, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
     return members.member_view(row, _cipher(request), caller.role in SEES_PERSONAL_DATA)
-
-
-async def _visible_member(session: Any, caller: Caller, member_id: UUID) -> dict[str, Any]:
-    row = await members.get_member_row(session, member_id)
-    if not await sees_member(session, caller, row):
-        raise errors.MemberNotFound(f"member {member_id} does not exist")
-    return row
 
 
 @router.post(
@@ -91,7 +78,7 @@ async def get_member(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """A member; personal fields are masked unless the caller's role may see them."""
-    return _view(request, caller, await _visible_member(session, caller, member_id))
+    return _view(request, caller, await access.visible_member(session, caller, member_id))
 
 
 @router.patch(
@@ -107,7 +94,7 @@ async def update_member(
     request: Request,
 ) -> Any:
     """Correct a member's personal data."""
-    row = await _visible_member(session, caller, member_id)
+    row = await access.visible_member(session, caller, member_id)
     row = await members.update_member(session, _cipher(request), row, data, utc_now().date())
     return _view(request, caller, row)
 
@@ -121,7 +108,7 @@ async def erase_member(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """Erase a member's personal data on request; accounts and journal entries remain."""
-    await _visible_member(session, caller, member_id)
+    await access.visible_member(session, caller, member_id)
     return _view(request, caller, await members.erase_member(session, member_id))
 
 
@@ -139,7 +126,7 @@ async def create_enrolment_code(
     if caller.role == "miniprogram" and caller.member_id != str(member_id):
         # Only for the member it acts for in this request (X-Member-Id), never on its own.
         raise errors.MemberNotFound(f"member {member_id} does not exist")
-    row = await _visible_member(session, caller, member_id)
+    row = await access.visible_member(session, caller, member_id)
     if row["status"] != "active":
         raise errors.MemberErased("an erased member cannot be enrolled")
     state = request.app.state
@@ -150,24 +137,6 @@ async def create_enrolment_code(
         caller.credential.id,
         state.clock(),
         state.settings.enrolment_code_ttl_s,
-    )
-
-
-@router.get(
-    "/members/{member_id}/balances",
-    response_model=schemas.MemberBalances,
-    dependencies=[allow(READERS, "read members")],
-)
-async def member_balances(
-    member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
-    """The member's balance in each asset: their book's accounts, then those they hold in other
-    books within the caller's reach; for an asset with a validity period, what lapses when."""
-    row = await _visible_member(session, caller, member_id)
-    zone = ZoneInfo(request.app.state.settings.service_timezone)
-    today = request.app.state.clock().astimezone(zone).date()
-    return await members.member_balances(
-        session, row, zone, today, lambda book: reaches_book(caller, book)
     )
 
 
@@ -192,7 +161,7 @@ async def member_entries(
 ) -> Any:
     """The member's history across their accounts in one book, newest first, with running
     balances (seq is per book, so a page never mixes books)."""
-    row = await _visible_member(session, caller, member_id)
+    row = await access.visible_member(session, caller, member_id)
     if book is not None:
         require_book(caller, book, f"book {book!r}")
     return await members.member_entries(session, row, book or row["book"], before_seq, limit)

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.http.actions import ActionResult, Notice
 from app.identity import errors, schemas
-from app.identity.actions import ActionResult, Notice
 from app.identity.authorization import org_owner
 from app.kit.pagination import keyset_page
 from app.ledger import service as ledger

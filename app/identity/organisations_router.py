@@ -8,17 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
-from app.errors import Forbidden
+from app.http.actions import answer_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
 from app.identity import enrolment, errors, organisations, schemas
-from app.identity.action_answers import answer_action
-from app.identity.authorization import (
-    ALL_ROLES,
-    Caller,
-    listed_book,
-    require_book,
-)
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.identity.authorization import ALL_ROLES, listed_book, require_book
+from app.identity.dependencies import allow
+from app.kit.problems import Forbidden
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["organisations"])

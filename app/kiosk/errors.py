@@ -7,7 +7,7 @@ Besides these, the kiosk answers with existing types: `member-not-found`,
 
 from __future__ import annotations
 
-from app.errors import NotFound, TimebankError
+from app.kit.problems import NotFound, TimebankError
 
 
 class NotAKioskSite(TimebankError):

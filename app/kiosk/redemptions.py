@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange.accounts import find_member_account, purpose_account
 from app.exchange.policies import require_not_erased
-from app.identity.authorization import Caller, org_owner
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.http.caller import SYSTEM_CREDENTIAL, Caller
+from app.identity.authorization import org_owner
 from app.identity.errors import MemberNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kiosk import catalogue, codes, errors, schemas

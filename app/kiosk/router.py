@@ -17,24 +17,19 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
-from app.errors import Forbidden
 from app.exchange.policies import require_not_erased
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult, action_id, run_action
-from app.identity.authorization import (
-    ALL_ROLES,
-    Caller,
-    reaches_book,
-    sees_member,
-)
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.http.actions import ActionResult, action_id, answer_action, run_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
+from app.http.responses import json_response, replayable_response
+from app.identity.access import acting_member
+from app.identity.authorization import ALL_ROLES, reaches_book, sees_member
+from app.identity.dependencies import allow
 from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.identity.members import get_member_row
 from app.kiosk import catalogue, codes, errors, redemptions, report, schemas
-from app.kit.responses import json_response, replayable_response
+from app.kit.problems import Forbidden
 from app.kit.schemas import Day
-from app.volunteering.access import acting_member
 
 router = APIRouter(prefix="/v1", tags=["kiosk"])
 

@@ -1,4 +1,5 @@
-"""RFC 8785 (JCS) canonical JSON, the one serialisation that is hashed and signed."""
+"""JSON as bytes: RFC 8785 (JCS) canonical JSON, the one serialisation that is hashed and signed,
+and compact JSON, as sent over HTTP."""
 
 from __future__ import annotations
 
@@ -148,3 +149,8 @@ def canonical_bytes(value: Any) -> bytes:
         except orjson.JSONEncodeError:  # lone surrogates, or deeper than orjson writes
             pass
     return jcs_bytes(value)
+
+
+def compact_json(document: Any) -> bytes:
+    """Compact UTF-8 JSON, as sent over HTTP."""
+    return orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)

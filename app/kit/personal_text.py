@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from app.errors import TimebankError
+from app.kit.problems import TimebankError
 
 PERSONAL_DATA_CODE: Final = "personal_data"
 PERSONAL_DATA_MESSAGE: Final = (

@@ -8,8 +8,7 @@ from typing import Any
 import orjson
 
 from app.kit import deep_json
-from app.kit.canonical_json import canonical_bytes
-from app.kit.responses import compact_json
+from app.kit.canonical_json import canonical_bytes, compact_json
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, BalanceState
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import Conflict, NotFound, TimebankError, ValidationFailed
+from app.kit.problems import Conflict, NotFound, TimebankError, ValidationFailed
 
 __all__ = ["Conflict", "ValidationFailed"]
 

@@ -18,9 +18,11 @@ from typing import Any
 import asyncpg
 import structlog
 
-from app import metrics
-from app.db import CONNECT_TIMEOUT_S, close_pool
-from app.errors import (
+from app.kit.canonical_json import compact_json
+from app.kit.clock import rfc3339_micro, utc_now
+from app.kit.outages import describe, is_outage, log_failure, unavailable
+from app.kit.pg_pool import CONNECT_TIMEOUT_S, close_pool
+from app.kit.problems import (
     PROBLEM_BASE,
     IdempotencyInFlight,
     IdempotencyKeyReused,
@@ -29,13 +31,10 @@ from app.errors import (
     TimebankError,
     all_problem_types,
 )
-from app.kit.clock import rfc3339_micro, utc_now
-from app.kit.responses import compact_json
-from app.ledger import errors, store
+from app.ledger import errors, metrics, store
 from app.ledger.answers import balance_json, posting_payload
 from app.ledger.journal import entry_bytes, entry_object, hash_bytes
 from app.ledger.posting import AccountState, Applied, Draft, apply_draft
-from app.outages import describe, is_outage, log_failure, unavailable
 
 log = structlog.get_logger(__name__)
 _POSTED = metrics.POSTINGS.labels(result="ok")

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import TimebankError
 from app.exchange.policies import storage_limits
-from app.identity.authorization import Caller, member_owner, org_owner
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.http.caller import SYSTEM_CREDENTIAL, Caller
+from app.identity.authorization import member_owner, org_owner
 from app.kit.faults import fault_point
+from app.kit.problems import TimebankError
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_SERVICE_CREDIT
 from app.ledger.posting import Draft

@@ -6,7 +6,7 @@ person reading the answer) knows which rule refused it.
 
 from __future__ import annotations
 
-from app.errors import TimebankError
+from app.kit.problems import TimebankError
 
 
 class NeedNotFound(TimebankError):

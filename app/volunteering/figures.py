@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from app.errors import ValidationFailed
+from app.kit.problems import ValidationFailed
 
 _CENT = Decimal("0.01")
 

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import TimebankError, ValidationFailed
 from app.identity.errors import MemberNotFound
+from app.kit.problems import TimebankError, ValidationFailed
 from app.volunteering import records, schemas
 from app.volunteering.records import Rules
 

@@ -8,21 +8,16 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
-from app.errors import Forbidden
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult
-from app.identity.authorization import (
-    ALL_ROLES,
-    Caller,
-    listed_book,
-    reaches_book,
-    require_book,
-)
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.http.actions import ActionResult, answer_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
+from app.identity import access
+from app.identity.authorization import ALL_ROLES, listed_book, reaches_book, require_book
+from app.identity.dependencies import allow
 from app.kit.pagination import keyset_page
+from app.kit.problems import Forbidden
 from app.ledger.schemas import BookCode
-from app.volunteering import access, errors, needs, schemas
+from app.volunteering import errors, needs, schemas
 
 router = APIRouter(prefix="/v1", tags=["needs"])
 

@@ -9,21 +9,16 @@ from uuid import UUID
 import segno
 from fastapi import APIRouter, Query, Request, Response
 
-from app.dependencies import SessionDep
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult
-from app.identity.authorization import (
-    ALL_ROLES,
-    Caller,
-    listed_book,
-    reaches_book,
-    require_book,
-)
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.http.actions import ActionResult, answer_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
+from app.http.responses import json_response
+from app.identity import access
+from app.identity.authorization import ALL_ROLES, listed_book, reaches_book, require_book
+from app.identity.dependencies import allow
 from app.kit.pagination import keyset_page
-from app.kit.responses import json_response
 from app.ledger.schemas import BookCode
-from app.volunteering import access, checkin_codes, errors, needs, projects, records, schemas
+from app.volunteering import checkin_codes, errors, needs, projects, records, schemas
 from app.volunteering.rules import rules_of
 
 router = APIRouter(prefix="/v1", tags=["projects"])

@@ -43,12 +43,12 @@ from app.audit.receipts import (
     require_key_valid,
     verified_jws,
 )
-from app.errors import Forbidden
-from app.identity.authorization import Caller
+from app.http.caller import Caller
 from app.identity.errors import OrganisationNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
+from app.kit.problems import Forbidden
 from app.volunteering.figures import hours
 from app.volunteering.proof_errors import ServiceProofNotFound
 

@@ -15,13 +15,14 @@ from starlette.responses import HTMLResponse, Response
 
 from app.audit.service import AuditLog
 from app.config import Settings
-from app.dependencies import SessionDep
+from app.http.caller import CallerDep
+from app.http.context import SessionDep
+from app.http.responses import json_response
 from app.identity.authorization import SEES_PERSONAL_DATA, sees_member
-from app.identity.dependencies import CallerDep, allow
+from app.identity.dependencies import allow
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row, member_view
 from app.identity.personal import PersonalDataCipher
-from app.kit.responses import json_response
 from app.kit.schemas import Day
 from app.volunteering import proofs
 from app.volunteering.figures import check_period

@@ -9,20 +9,21 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
-from app.identity.action_answers import answer_action
-from app.identity.actions import ActionResult
-from app.identity.authorization import Caller, listed_book, reaches_book
-from app.identity.dependencies import CallerDep, Posting, allow
+from app.http.actions import ActionResult, answer_action
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, SessionDep
+from app.identity import access
+from app.identity.authorization import listed_book, reaches_book
+from app.identity.dependencies import allow
 from app.kit.pagination import keyset_page
 from app.ledger.schemas import BookCode
 from app.volunteering import (
-    access,
     approval,
     disputes,
     errors,
     importing,
     projects,
+    record_access,
     records,
     schemas,
 )
@@ -160,7 +161,7 @@ async def approve_records(data: schemas.BulkApproveIn, caller: CallerDep, reques
     what happened to each, with the status approving it alone would have answered."""
 
     async def visible(session: Any, record_id: UUID) -> None:
-        await access.visible_record(session, caller, record_id)
+        await record_access.visible_record(session, caller, record_id)
 
     results = await approval.approve_many(
         request.app.state.sessions, request.app.state.sequencer, data.record_ids, caller, visible
@@ -177,7 +178,7 @@ async def approve_records(data: schemas.BulkApproveIn, caller: CallerDep, reques
 async def get_record(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """A record with its whole history (who entered, checked out, approved, rejected,
     reversed, disputed) and its disputes."""
-    record = await access.visible_record(session, caller, record_id)
+    record = await record_access.visible_record(session, caller, record_id)
     return {
         **record,
         "events": await records.record_events(session, record_id),
@@ -195,7 +196,7 @@ async def check_out(
 ) -> Any:
     """Check out at the site with its current code: the record is credited the time inside
     the activity's window, by the rules, and waits for approval."""
-    record = await access.visible_record(session, caller, record_id)
+    record = await record_access.visible_record(session, caller, record_id)
     return await records.check_out(
         session,
         rules_of(request.app.state.settings),
@@ -213,7 +214,7 @@ async def check_out(
 )
 async def cancel_checkin(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
     """The member withdraws an open check-in (nothing is credited)."""
-    await access.visible_record(session, caller, record_id)
+    await record_access.visible_record(session, caller, record_id)
     # Checked under the record's lock: a check-out racing the withdrawal wins or loses whole.
     return await records.reject(
         session, record_id, "withdrawn by the member", caller.actor(), "withdrawn", ("open",)
@@ -229,7 +230,7 @@ async def approve_record(
     record_id: UUID, caller: CallerDep, session: SessionDep, request: Request
 ) -> Any:
     """Approve a pending record: post its `service_credit` (once, however often asked)."""
-    await access.visible_record(session, caller, record_id)
+    await record_access.visible_record(session, caller, record_id)
     state = request.app.state
     return await approval.approve(session, state.sequencer, record_id, caller, state.sessions)
 
@@ -243,7 +244,7 @@ async def reject_record(
     record_id: UUID, data: schemas.RejectIn, caller: CallerDep, session: SessionDep
 ) -> Any:
     """Reject an open or pending record, with the reason."""
-    await access.visible_record(session, caller, record_id)
+    await record_access.visible_record(session, caller, record_id)
     return await records.reject(session, record_id, data.reason, caller.actor(), "rejected")
 
 
@@ -261,7 +262,7 @@ async def reverse_record(
 ) -> Any:
     """Correct an approved record: its credit is reversed in the ledger and the record kept as
     `reversed`; enter the right record with `corrects_record_id`."""
-    await access.visible_record(session, caller, record_id)
+    await record_access.visible_record(session, caller, record_id)
     return await approval.reverse(
         session, request.app.state.sequencer, record_id, data.reason, caller
     )
@@ -277,7 +278,7 @@ async def open_dispute(
     record_id: UUID, data: schemas.DisputeCreate, caller: CallerDep, session: SessionDep
 ) -> Any:
     """The member reports an error in a record; the organisation must answer it."""
-    await access.visible_record(session, caller, record_id)
+    await record_access.visible_record(session, caller, record_id)
     return await disputes.open_dispute(session, record_id, data.reason, caller.actor())
 
 
@@ -323,6 +324,6 @@ async def answer_dispute(
     dismissed, with its reasons."""
     dispute = await disputes.get_dispute(session, dispute_id)
     record = await records.get_record(session, dispute["record_id"])
-    if not access.sees_record(caller, record):
+    if not record_access.sees_record(caller, record):
         raise errors.DisputeNotFound(f"dispute {dispute_id} does not exist")
     return await disputes.answer_dispute(session, dispute, data, caller.actor())

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import NotFound
 from app.exchange.accounts import PUBLIC_POOL, book_owner
 from app.identity.authorization import org_owner
+from app.kit.problems import NotFound
 from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CREDIT
 from app.volunteering.figures import hours
 

@@ -13,11 +13,12 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.config import Settings
-from app.dependencies import SessionDep
-from app.errors import Forbidden, ValidationFailed
+from app.http.caller import CallerDep
+from app.http.context import SessionDep
+from app.http.responses import json_response
 from app.identity.authorization import listed_book
-from app.identity.dependencies import CallerDep, allow
-from app.kit.responses import json_response
+from app.identity.dependencies import allow
+from app.kit.problems import Forbidden, ValidationFailed
 from app.kit.schemas import Day
 from app.ledger.schemas import BookCode
 from app.volunteering import stats

@@ -55,7 +55,7 @@ async def service_records(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
-# --- administrative actions and their notices (app/identity/actions.py) ---
+# --- administrative actions and their notices (app/http/actions.py) ---
 UNNOTED_ACTIONS = """
 SELECT o.credential_id::text AS credential_id, o.key FROM action_outcomes o
  WHERE o.status_code > 0 AND o.response -> 'notice' IS NOT NULL

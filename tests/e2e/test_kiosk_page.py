@@ -313,7 +313,7 @@ async def browser_verdicts(page: Any, cases: list[tuple[str, str, dict[str, Any]
 
 async def visible(client: httpx.AsyncClient, path: str) -> None:
     """GET `path` answers 200 right after the 201 that created it: a request's session commits
-    before its answer is sent (app/dependencies.py)."""
+    before its answer is sent (app/http/context.py)."""
     r = await client.get(path)
     assert r.status_code == 200, r.text
 

@@ -10,10 +10,11 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
 
-from app.identity.dependencies import Posting, allow
-from app.identity.posting_request import RequestRoute, read_posting
-from app.ledger.router import POSTERS, TRANSACTION_POSTERS
+from app.http.context import Posting
+from app.http.posting_request import RequestRoute, read_posting
+from app.identity.dependencies import allow
 from app.ledger.schemas import HoldCreate, TransactionCreate
+from app.ledger_api.router import POSTERS, TRANSACTION_POSTERS
 from tests.conftest import Api
 
 A = "0b6f1e1a-9a43-4a37-9f55-3a1d0a0b2c01"

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from sqlalchemy import exc as sa
 
-from app.errors import ServiceUnavailable
-from app.outages import describe, is_outage, unavailable
+from app.kit.outages import describe, is_outage, unavailable
+from app.kit.problems import ServiceUnavailable
 from tests.conftest import Api, ScratchDatabase
 
 

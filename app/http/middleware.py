@@ -10,7 +10,10 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import (
+from app.http.responses import json_response
+from app.kit import input_policy
+from app.kit.outages import describe
+from app.kit.problems import (
     BodyTooLarge,
     InternalError,
     MalformedJson,
@@ -18,9 +21,6 @@ from app.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from app.kit import input_policy
-from app.kit.responses import json_response
-from app.outages import describe
 
 log = structlog.get_logger("timebank.http")
 BODY_METHODS = {"POST", "PUT", "PATCH"}

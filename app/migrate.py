@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from app.db import make_engine
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MIGRATION_LOCK = 7_294_101  # pg_advisory_xact_lock key: one migrator at a time
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import exc as sa
 
-from app.errors import ServiceUnavailable, causes
+from app.kit.problems import ServiceUnavailable, causes
 
 # Failures of PostgreSQL's side that a retry can outlive: shutdown, restart, crash recovery,
 # cancelled by an operator or a timeout (class 57); the connection itself (class 08); out of

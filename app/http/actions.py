@@ -18,10 +18,13 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import Response
 
-from app.errors import IdempotencyKeyReused, ServiceUnavailable
-from app.identity.credentials import SYSTEM_CREDENTIAL
+from app.http.caller import SYSTEM_CREDENTIAL
+from app.http.context import PostingContext
+from app.http.responses import replayable_response
 from app.kit.faults import fault_point
+from app.kit.problems import IdempotencyKeyReused, ServiceUnavailable
 from app.ledger.sequencer import IdempotencyRef, Sequencer
 from app.ledger.service import InTransaction, post_notice, refusal
 
@@ -203,3 +206,9 @@ async def purge_action_outcomes(session: AsyncSession, retention_s: int) -> int:
         {"s": retention_s},
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def answer_action(ctx: PostingContext, action: Action) -> Response:
+    """Run `action` for the caller's key (or replay its answer) and shape the response."""
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, action)
+    return replayable_response(answer.status_code, answer.body, answer.replayed)

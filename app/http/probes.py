@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app import metrics
-from app.errors import ServiceUnavailable
-from app.ops.migrations import database_revision, head_revision
+from app.kit.problems import ServiceUnavailable
+from app.migrate import database_revision, head_revision
 
 router = APIRouter(tags=["operations"])
 # /readyz answers 503 when the database has not answered within this (a probe's own timeout

@@ -1,5 +1,5 @@
-"""Who reaches which need, project and service record (the rules of docs/authorization.md,
-composed from app.identity.authorization)."""
+"""Whom a caller acts for and which members it reaches: the organisation an org or admin acts
+for, the member a mini-program acts for, a member within reach (404 otherwise)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Forbidden, ValidationFailed
+from app.http.caller import Caller
 from app.identity import members
-from app.identity.authorization import Caller, reaches_book, sees_member
+from app.identity.authorization import sees_member
 from app.identity.errors import MemberNotFound
-from app.volunteering import errors
-from app.volunteering.records import get_record
+from app.kit.problems import Forbidden, ValidationFailed
 
 
 def acting_organisation(caller: Caller, requested: uuid.UUID | None, what: str) -> uuid.UUID:
@@ -67,25 +66,11 @@ def acting_member(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID:
     return requested
 
 
-def sees_record(caller: Caller, record: dict[str, Any]) -> bool:
-    """Book-wide roles see the book's records; an organisation those it certifies; a
-    mini-program its member's."""
-    if not reaches_book(caller, record["book"]):
-        return False
-    if caller.role in ("admin", "auditor"):
-        return True
-    if caller.role == "org":
-        return str(record["organisation_id"]) == caller.organisation_id
-    if caller.role == "miniprogram":
-        return caller.member_id is not None and str(record["member_id"]) == caller.member_id
-    return False
-
-
-async def visible_record(
-    session: AsyncSession, caller: Caller, record_id: uuid.UUID, lock: bool = False
+async def visible_member(
+    session: AsyncSession, caller: Caller, member_id: uuid.UUID
 ) -> dict[str, Any]:
-    """A record within the caller's reach; 404 (as if missing) otherwise."""
-    record = await get_record(session, record_id, lock=lock)
-    if not sees_record(caller, record):
-        raise errors.ServiceRecordNotFound(f"service record {record_id} does not exist")
-    return record
+    """A member (of any book) within the caller's reach; 404 otherwise."""
+    row = await members.get_member_row(session, member_id)
+    if not await sees_member(session, caller, row):
+        raise MemberNotFound(f"member {member_id} does not exist")
+    return row

@@ -27,11 +27,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from app.identity.dependencies import (
+from app.http.caller import MEMBER_HEADER_DESCRIPTION
+from app.http.context import (
     IDEMPOTENCY_KEY_DESCRIPTION,
-    MEMBER_HEADER_DESCRIPTION,
-    Allowed,
     PostingContext,
+    RoleGate,
     read_posting_context,
 )
 
@@ -132,7 +132,7 @@ def add_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
 
 
 async def read_posting(
-    request: Request, model: type[Body], allowed: Allowed
+    request: Request, model: type[Body], allowed: RoleGate
 ) -> tuple[PostingContext, Body]:
     """The posting context and the validated body, or the refusal FastAPI would have sent
     (with `allowed` as the route's `allow(...)` dependency)."""

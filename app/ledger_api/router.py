@@ -9,19 +9,19 @@ from fastapi import APIRouter, Body, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from app.dependencies import SessionDep
+from app.http.caller import Caller, CallerDep
+from app.http.context import Posting, PostingContext, SessionDep
+from app.http.posting_request import RequestRoute, documented, read_posting
+from app.http.responses import payload_response
 from app.identity.authorization import (
     ALL_ROLES,
-    Caller,
     require_account,
     require_book,
     require_org_debits,
     require_platform,
     sees_any_account,
 )
-from app.identity.dependencies import Allowed, CallerDep, Posting, PostingContext, allow
-from app.identity.posting_request import RequestRoute, documented, read_posting
-from app.kit.responses import payload_response
+from app.identity.dependencies import Allowed, allow
 from app.ledger import schemas, service
 from app.ledger.answers import posting_json
 from app.ledger.errors import HoldNotFound, TransactionNotFound
@@ -79,7 +79,7 @@ async def place_hold(request: Request) -> Response:
 
 
 # The hot path first: routes are matched in order, each match costing a few µs. These two are
-# read by hand (app/identity/posting_request.py) and called without FastAPI's request handler.
+# read by hand (app/http/posting_request.py) and called without FastAPI's request handler.
 for _path, _endpoint, _body in (
     ("/books/{code}/transactions", post_transaction, schemas.TransactionCreate),
     ("/books/{code}/holds", place_hold, schemas.HoldCreate),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from app.errors import Conflict, TimebankError, ValidationFailed, causes
+from app.kit.problems import Conflict, TimebankError, ValidationFailed, causes
 
 # SQLSTATEs (PostgreSQL appendix A) answered as a conflict with another row.
 _CONFLICTS: Final = {"23505": "unique", "23P01": "exclusion"}

@@ -1,0 +1,99 @@
+"""Who is calling: the credential authentication found and the member it acts for.
+
+The authenticator itself (tokens, cache, revocation, rate limits) is identity's; a serving
+app puts one on `app.state.authenticator`, and these dependencies ask it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+from uuid import UUID
+
+from fastapi import Depends, Header, Request
+
+from app.kit.problems import Unauthorized, ValidationFailed
+
+BEARER = "Bearer "
+# The credential id the service's own actions record (expiry, a kiosk's lapsed redemption,
+# an action's notices, keys rotated from the command line).
+SYSTEM_CREDENTIAL = "00000000-0000-0000-0000-000000000000"
+AuthorizationHeader = Annotated[str | None, Header(include_in_schema=False)]
+MEMBER_HEADER_DESCRIPTION = "mini-program credentials: the member this request acts for"
+MemberHeader = Annotated[
+    str | None, Header(alias="X-Member-Id", description=MEMBER_HEADER_DESCRIPTION)
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """Who is calling: a credential's id, role and reach (book None: every book)."""
+
+    id: str
+    role: str
+    book: str | None
+    organisation_id: str | None = None
+    rate_limit_per_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A credential and, for the mini-program, the member it acts for in this request."""
+
+    credential: Credential
+    member_id: str | None = None
+
+    @property
+    def role(self) -> str:
+        return self.credential.role
+
+    @property
+    def book(self) -> str | None:
+        return self.credential.book
+
+    @property
+    def organisation_id(self) -> str | None:
+        return self.credential.organisation_id
+
+    def actor(self) -> dict[str, str]:
+        """What a journal entry records of who did it (opaque ids only)."""
+        actor = {"credential": self.credential.id}
+        if self.member_id is not None:
+            actor["member"] = self.member_id
+        return actor
+
+
+class Authenticates(Protocol):
+    """What the app's authenticator offers a request: the credential of a bearer token (401 or
+    429 otherwise)."""
+
+    async def authenticate(self, token: str) -> Credential: ...
+
+
+async def authenticate_request(
+    request: Request, authorization: str | None, member: str | None
+) -> Caller:
+    """The caller of a request from its Authorization and X-Member-Id headers."""
+    if not authorization or not authorization.startswith(BEARER):
+        raise Unauthorized("send Authorization: Bearer <token>")
+    authenticator: Authenticates = request.app.state.authenticator
+    credential = await authenticator.authenticate(authorization[len(BEARER) :].strip())
+    if member is None or credential.role != "miniprogram":
+        return Caller(credential)
+    try:
+        return Caller(credential, str(UUID(member)))
+    except ValueError:
+        raise ValidationFailed(
+            "X-Member-Id must be a member id (UUID)",
+            errors=[{"field": "header/X-Member-Id", "message": "not a UUID", "code": "uuid"}],
+        ) from None
+
+
+async def authenticated(
+    request: Request, authorization: AuthorizationHeader = None, x_member_id: MemberHeader = None
+) -> Caller:
+    """Any valid credential; each route checks the role and reach it needs."""
+    return await authenticate_request(request, authorization, x_member_id)
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]

@@ -1,0 +1,1 @@
+"""The ledger's HTTP routes: books, accounts, transfers, holds and entries."""
