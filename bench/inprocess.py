@@ -23,7 +23,8 @@ from app.config import Settings
 from app.db import DatabaseUrls
 from app.kit.canonical_json import canonical_bytes
 from app.ledger import schemas, sequencer, service
-from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.outcomes import IdempotencyRef
+from app.ledger.sequencer import Sequencer
 from app.ledger.verify_runner import CHUNK as VERIFY_CHUNK
 from app.ledger.verify_runner import ENTRIES as VERIFY_ENTRIES
 from app.ledger.verify_runner import LEGS as VERIFY_LEGS

@@ -11,7 +11,8 @@ from app.audit.keys import format_time
 from app.audit.keystore import Rotation, rotate_key
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.faults import fault_point
-from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.outcomes import IdempotencyRef
+from app.ledger.sequencer import Sequencer
 from app.ledger.service import OnConnection, Poster, post_notice
 
 

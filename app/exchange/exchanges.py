@@ -36,8 +36,9 @@ from app.exchange.usage import Period, debited_since, period_start
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point
+from app.ledger.outcomes import IdempotencyRef, Outcome
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
+from app.ledger.sequencer import Sequencer
 from app.ledger.service import InTransaction, posted_before
 
 KIND_EXCHANGE = "exchange"

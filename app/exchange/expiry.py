@@ -45,8 +45,9 @@ from app.exchange.assets import validity_years
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.faults import fault_point
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.sequencer import Sequencer
 
 log = structlog.get_logger(__name__)
 

@@ -46,9 +46,10 @@ from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row, member_accounts_in
 from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
+from app.ledger.outcomes import refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
-from app.ledger.service import InTransaction, posted_before, refusal
+from app.ledger.service import InTransaction, posted_before
 
 KIND_GIFT = "gift"
 

@@ -21,7 +21,7 @@ from app.exchange.accounts import (
 from app.exchange.errors import AssetNotFound
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.identity import errors as identity_errors
-from app.ledger.sequencer import IdempotencyRef
+from app.ledger.outcomes import IdempotencyRef
 
 POLICY_COLUMNS = (
     "book_code AS book, asset, storage_cap, gift_yearly_cap, gift_relations, updated_at"

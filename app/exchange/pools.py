@@ -26,8 +26,9 @@ from app.identity.authorization import org_owner
 from app.identity.organisations import get_organisation
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.sequencer import Sequencer
 from app.ledger.service import InTransaction
 
 POOL = "pool"

@@ -40,9 +40,10 @@ from app.identity.access import reachable_member
 from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
+from app.ledger.outcomes import refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
-from app.ledger.service import InTransaction, posted_before, refusal
+from app.ledger.service import InTransaction, posted_before
 
 KIND_DONATION = "public_pool.donation"
 KIND_GRANT = "public_pool.grant"

@@ -60,8 +60,9 @@ from app.kit.problems import (
     TimebankError,
 )
 from app.ledger import errors as ledger_errors
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.sequencer import Sequencer
 from app.ledger.service import InTransaction
 
 KIND_OUT = "recognition.out"

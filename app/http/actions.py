@@ -25,8 +25,9 @@ from app.http.context import PostingContext
 from app.http.responses import replayable_response
 from app.kit.faults import fault_point
 from app.kit.problems import IdempotencyKeyReused, ServiceUnavailable
-from app.ledger.sequencer import IdempotencyRef, Sequencer
-from app.ledger.service import InTransaction, post_notice, refusal
+from app.ledger.outcomes import IdempotencyRef, refusal
+from app.ledger.sequencer import Sequencer
+from app.ledger.service import InTransaction, post_notice
 
 
 @dataclass(slots=True)

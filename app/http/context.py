@@ -16,7 +16,8 @@ from app.db import session_scope
 from app.http.caller import Caller, CallerDep, authenticate_request
 from app.kit.canonical_json import canonical_bytes
 from app.kit.problems import MissingIdempotencyKey, ValidationFailed
-from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.outcomes import IdempotencyRef
+from app.ledger.sequencer import Sequencer
 
 IDEMPOTENCY_KEY_DESCRIPTION = (
     "1-255 printable ASCII characters; a retry with the same key and body gets the first answer"

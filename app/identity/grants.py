@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.http.actions import ActionAnswer, ActionResult, Notice, run_action
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.identity import credentials, errors, schemas
-from app.ledger.sequencer import IdempotencyRef, Sequencer
+from app.ledger.outcomes import IdempotencyRef
+from app.ledger.sequencer import Sequencer
 
 
 def credential_json(credential: dict[str, Any]) -> dict[str, Any]:

@@ -33,12 +33,13 @@ from app.identity.errors import MemberNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kiosk import catalogue, codes, errors, schemas
 from app.kit.faults import fault_point
+from app.kit.problems import is_problem
 from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_HOLD
+from app.ledger.outcomes import IdempotencyRef, Outcome, refusal
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
-from app.ledger.service import refusal
+from app.ledger.sequencer import Sequencer
 
 log = structlog.get_logger(__name__)
 
@@ -274,7 +275,7 @@ async def confirm(
     outcome = await _resolve_hold(session, sequencer, row, ref, False, caller.actor())
     if outcome.status_code >= 400:
         problem = refusal(outcome)
-        if isinstance(problem, ledger_errors.HoldExpired | ledger_errors.HoldNotPending):
+        if is_problem(problem, ledger_errors.HoldExpired, ledger_errors.HoldNotPending):
             raise errors.RedemptionExpired("the redemption's hold is no longer pending")
         raise problem
     fault_point("kiosk.confirm.posted")

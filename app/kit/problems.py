@@ -108,16 +108,35 @@ class InternalError(TimebankError):
     status, slug, title = 500, "internal", "Internal error"
 
 
-# Problem types listed in docs/errors.md are collected from here and the domain modules.
-def all_problem_types() -> list[type[TimebankError]]:
-    """Every TimebankError subclass, for the docs and the drift test."""
-    seen: list[type[TimebankError]] = []
-    stack: list[type[TimebankError]] = [TimebankError]
-    while stack:
-        cls = stack.pop()
-        seen.append(cls)
-        stack.extend(cls.__subclasses__())
-    return seen
+class RecordedProblem(TimebankError):
+    """A refusal answered before and stored under its Idempotency-Key, answered again as stored
+    (its type is the stored one; this class adds none of its own)."""
+
+    def __init__(self, status: int, document: dict[str, Any]) -> None:
+        standard = ("type", "title", "status", "detail", "instance")
+        extra = {k: v for k, v in document.items() if k not in standard}
+        super().__init__(str(document.get("detail", "")), **extra)
+        self.document = document
+        # The stored status and type are this refusal's, whatever the class says.
+        self.status = status  # type: ignore[misc]
+
+    @property
+    def type_uri(self) -> str:
+        return str(self.document.get("type", PROBLEM_BASE + self.slug))
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The stored problem document (with this request's `instance`)."""
+        body = {k: v for k, v in self.document.items() if k != "instance"}
+        if instance:
+            body["instance"] = instance
+        return body
+
+
+def is_problem(error: TimebankError, *kinds: type[TimebankError]) -> bool:
+    """Whether `error` is of one of these problem types (a recorded one by its stored type)."""
+    return any(
+        isinstance(error, kind) or error.type_uri == PROBLEM_BASE + kind.slug for kind in kinds
+    )
 
 
 def causes(exc: BaseException, limit: int = 8) -> Iterator[BaseException]:

@@ -8,33 +8,32 @@ each batch still sees the true head. Each request in a batch succeeds or fails o
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import asyncpg
 import structlog
 
-from app.kit.canonical_json import compact_json
-from app.kit.clock import rfc3339_micro, utc_now
+from app.kit.clock import utc_now
 from app.kit.outages import describe, is_outage, log_failure, unavailable
 from app.kit.pg_pool import CONNECT_TIMEOUT_S, close_pool
 from app.kit.problems import (
-    PROBLEM_BASE,
     IdempotencyInFlight,
-    IdempotencyKeyReused,
     InternalError,
     ServiceUnavailable,
     TimebankError,
-    all_problem_types,
 )
 from app.ledger import errors, metrics, store
-from app.ledger.answers import balance_json, posting_payload
-from app.ledger.journal import entry_bytes, entry_object, hash_bytes
-from app.ledger.posting import AccountState, Applied, Draft, apply_draft
+from app.ledger.appender import Appender, Pending, Remembered, remembered_state
+from app.ledger.outcomes import (
+    IdempotencyRef,
+    Outcome,
+    join_inflight,
+    problem_outcome,
+    refusal,
+    replay,
+)
+from app.ledger.posting import Draft
 
 log = structlog.get_logger(__name__)
 _POSTED = metrics.POSTINGS.labels(result="ok")
@@ -54,44 +53,7 @@ REMEMBERED_ACCOUNTS = 100_000
 CONTENDED_BATCHES = 100
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyRef:
-    """Who asked, with which key, for which request (hash of method, path and body)."""
-
-    credential_id: str
-    key: str
-    request_hash: str
-
-
-@dataclass(slots=True)
-class Outcome:
-    """The answer to a posting: an HTTP status and its JSON document, serialised once."""
-
-    status_code: int
-    payload: bytes
-    replayed: bool = False
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The answer as a JSON object."""
-        document: dict[str, Any] = json.loads(self.payload)
-        return document
-
-
-@dataclass(slots=True)
-class _Pending:
-    draft: Draft
-    idem: IdempotencyRef | None
-    success_status: int
-    future: asyncio.Future[Outcome]
-    tx_id: str = ""
-
-
-# A book's head (seq, entry_hash, posted_at) and accounts, as a batch left them.
-_Remembered = tuple[tuple[int, str, datetime | None], dict[str, AccountState]]
-
-
-def _answer_all(results: list[tuple[_Pending, Outcome]]) -> None:
+def _answer_all(results: list[tuple[Pending, Outcome]]) -> None:
     for item, outcome in results:
         if not item.future.done():
             item.future.set_result(outcome)
@@ -104,7 +66,7 @@ def _closed(conn: asyncpg.Connection) -> bool:
         return True
 
 
-def _fail_all(items: list[_Pending], error: ServiceUnavailable) -> None:
+def _fail_all(items: list[Pending], error: ServiceUnavailable) -> None:
     # Raised to each waiter (a 503 wherever the posting came from: a route, an approval, a
     # sweep), never stored under its key: a retry with the same key is taken afresh, or gets
     # the answer stored if the write committed before the connection was lost.
@@ -112,10 +74,6 @@ def _fail_all(items: list[_Pending], error: ServiceUnavailable) -> None:
         if not item.future.done():
             item.future.set_exception(error)
             item.future.exception()  # retrieved: a waiter that was cancelled never will
-
-
-def problem_outcome(error: TimebankError) -> Outcome:
-    return Outcome(error.status, compact_json(error.problem()))
 
 
 class _Unremembered(Exception):
@@ -144,13 +102,13 @@ class Sequencer:
         self._connections = connections
         self._max_batch = max_batch
         self._wait_s = wait_s
-        self._queues: dict[str, asyncio.Queue[_Pending]] = {}
+        self._queues: dict[str, asyncio.Queue[Pending]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[Outcome]]] = {}
         self._closed = False
         self._pool: asyncpg.Pool | None = None
         # Per book, what this sequencer's last batch left: see _remembered_state.
-        self._remembered: dict[str, _Remembered] = {}
+        self._remembered: dict[str, Remembered] = {}
         self._contended: dict[str, int] = {}  # book -> batches left to read under locks
 
     async def start(self) -> None:
@@ -166,12 +124,12 @@ class Sequencer:
         """Append a draft to its book's chain; returns the result or the refusal."""
         if self._closed or self._pool is None:
             raise ServiceUnavailable("the ledger is not running")
-        pending = _Pending(draft, idem, success_status, asyncio.get_running_loop().create_future())
+        pending = Pending(draft, idem, success_status, asyncio.get_running_loop().create_future())
         if idem is not None:
             slot = (idem.credential_id, idem.key)
             running = self._inflight.get(slot)
             if running is not None:
-                return await _join_inflight(running, idem, self._wait_s)
+                return await join_inflight(running, idem, self._wait_s)
             self._inflight[slot] = (idem.request_hash, pending.future)
             pending.future.add_done_callback(lambda _f: self._inflight.pop(slot, None))
         queue = self._queues.get(draft.book)
@@ -193,7 +151,7 @@ class Sequencer:
         if len(drafts) != 2 or drafts[0].book == drafts[1].book:
             raise ValueError("a linked posting is one entry in each of two books")
         items = [
-            _Pending(
+            Pending(
                 draft,
                 IdempotencyRef(idem.credential_id, f"{idem.key}#{index}", idem.request_hash),
                 201,
@@ -219,7 +177,7 @@ class Sequencer:
         commits at once; it never locks ledger rows (heads, accounts, holds) itself. A refusal
         writes nothing (not even its answer under `idem`); a failure of the write raises.
         """
-        item = _Pending(
+        item = Pending(
             draft,
             idem,
             success_status,
@@ -229,7 +187,7 @@ class Sequencer:
         return (await self._append_locked(conn, [item], linked=False))[0]
 
     async def _append_locked(
-        self, conn: asyncpg.Connection, items: list[_Pending], linked: bool
+        self, conn: asyncpg.Connection, items: list[Pending], linked: bool
     ) -> list[Outcome]:
         if self._closed:
             raise ServiceUnavailable("the ledger is not running")
@@ -266,7 +224,7 @@ class Sequencer:
         return outcomes
 
     async def _apply_locked(
-        self, conn: asyncpg.Connection, items: list[_Pending], books: list[str], linked: bool
+        self, conn: asyncpg.Connection, items: list[Pending], books: list[str], linked: bool
     ) -> list[Outcome]:
         states: dict[str, store.BatchState] = {}
         for book in books:
@@ -286,14 +244,14 @@ class Sequencer:
                 raise _LinkedRefusal(
                     problem_outcome(errors.BookNotFound(f"book {book!r} does not exist"))
                 )
-            now = max(now, state.head[2] or now)
-        appenders: dict[str, _Appender] = {}
+            now = max(now, state.head.posted_at or now)
+        appenders: dict[str, Appender] = {}
         read_seqs: dict[str, int] = {}
         for book, state in states.items():
             assert state.head is not None
             seq, head_hash, _ = state.head
             read_seqs[book] = seq
-            appenders[book] = _Appender(book, seq, head_hash, store.BatchRows(book, now))
+            appenders[book] = Appender(book, seq, head_hash, store.BatchRows(book, now))
         if linked:
             for item, other in ((items[0], items[1]), (items[1], items[0])):
                 item.draft.meta["counterpart"] = {
@@ -349,7 +307,7 @@ class Sequencer:
             raise ServiceUnavailable("the ledger is not running")
         return self._pool
 
-    async def _run(self, book: str, queue: asyncio.Queue[_Pending]) -> None:
+    async def _run(self, book: str, queue: asyncio.Queue[Pending]) -> None:
         conn: asyncpg.Connection | None = None
         try:
             while True:
@@ -398,7 +356,7 @@ class Sequencer:
         except Exception as exc:  # the worker goes on whatever happens here
             log_failure(log, "ledger.release_failed", exc)
 
-    async def _append(self, conn: asyncpg.Connection, book: str, items: list[_Pending]) -> None:
+    async def _append(self, conn: asyncpg.Connection, book: str, items: list[Pending]) -> None:
         metrics.BATCH_SIZE.observe(len(items))
         try:
             results = await self._append_batch(conn, book, items)
@@ -421,9 +379,9 @@ class Sequencer:
         self,
         conn: asyncpg.Connection | None,
         book: str,
-        item: _Pending,
+        item: Pending,
         exc: asyncpg.PostgresError,
-    ) -> tuple[_Pending, Outcome]:
+    ) -> tuple[Pending, Outcome]:
         constraint = getattr(exc, "constraint_name", None) or ""
         if item.idem is not None and constraint.startswith("idempotency_keys"):
             if conn is None:  # in an aborted transaction: the caller's retry will replay it
@@ -434,7 +392,7 @@ class Sequencer:
             slot = (item.idem.credential_id, item.idem.key)
             found = (await store.load_state(conn, book, (), (), [slot], (), lock=False)).stored
             if slot in found:
-                return item, _replay(found[slot], item.idem)
+                return item, replay(found[slot], item.idem)
         known: dict[str, TimebankError] = {
             "accounts_within_limit": errors.InsufficientFunds("balance below its limit"),
             "journal_entries_reverses_key": errors.AlreadyReversed("already reversed"),
@@ -446,8 +404,8 @@ class Sequencer:
         return item, problem_outcome(InternalError("the posting could not be stored"))
 
     async def _append_batch(
-        self, conn: asyncpg.Connection, book: str, items: list[_Pending]
-    ) -> list[tuple[_Pending, Outcome]]:
+        self, conn: asyncpg.Connection, book: str, items: list[Pending]
+    ) -> list[tuple[Pending, Outcome]]:
         # Version 4 UUIDs from one read of the system's random source per batch.
         randomness = os.urandom(16 * len(items))
         for index, item in enumerate(items):
@@ -466,7 +424,7 @@ class Sequencer:
             metrics.BATCH_RELOCKS.labels(reason="contended").inc()
             async with conn.transaction():
                 return await self._attempt_batch(conn, book, items, lock=True)
-        remembered = _remembered_state(memory, items) if memory is not None else None
+        remembered = remembered_state(memory, items) if memory is not None else None
         if remembered is not None:
             try:
                 return await self._attempt_batch(conn, book, items, lock=False, state=remembered)
@@ -499,11 +457,11 @@ class Sequencer:
         self,
         conn: asyncpg.Connection,
         book: str,
-        items: list[_Pending],
+        items: list[Pending],
         lock: bool,
         state: store.BatchState | None = None,
-        memory: _Remembered | None = None,
-    ) -> list[tuple[_Pending, Outcome]]:
+        memory: Remembered | None = None,
+    ) -> list[tuple[Pending, Outcome]]:
         """Apply and write a batch on `state`, or on the state read now (with `memory` of the
         accounts of earlier batches, if the head has not moved since)."""
         drafts = [item.draft for item in items]
@@ -519,9 +477,9 @@ class Sequencer:
                 [d.reverses for d in drafts if d.reverses],
                 lock=lock,
             )
-            if memory is not None and state.head is not None and memory[0][:2] == state.head[:2]:
+            if memory is not None and state.head is not None and memory.head.same_entry(state.head):
                 # No entry since: what this sequencer last wrote of the others is current.
-                state.accounts = {**memory[1], **state.accounts}
+                state.accounts = {**memory.accounts, **state.accounts}
         if state.head is None:
             missing = errors.BookNotFound(f"book {book!r} does not exist")
             return [(item, problem_outcome(missing)) for item in items]
@@ -530,13 +488,17 @@ class Sequencer:
         now = utc_now()
         if last_posted_at is not None:
             now = max(now, last_posted_at)
-        appender = _Appender(book, seq, head_hash, store.BatchRows(book, now))
+        appender = Appender(book, seq, head_hash, store.BatchRows(book, now))
         results = [(item, appender.apply(item, state)) for item in items]
         if remembered and any(o.status_code >= 400 and not o.replayed for _, o in results):
             # Only what is written is guarded: a refusal may rest on a status changed since.
             raise _Unremembered
         await store.write_batch(
-            conn, appender.rows, appender.changed.values(), (appender.seq, appender.hash), seq
+            conn,
+            appender.rows,
+            appender.changed.values(),
+            (appender.seq, appender.hash),
+            seq,
         )
         contended = self._contended.get(book, 0)
         if contended:
@@ -544,147 +506,15 @@ class Sequencer:
         elif (
             not lock
             and len(state.accounts)
-            + sum(len(accounts) for _, accounts in self._remembered.values())
+            + sum(len(memory.accounts) for memory in self._remembered.values())
             <= REMEMBERED_ACCOUNTS
         ):
             # Committed (no transaction around it): the book as this batch left it.
             posted_at = now if appender.rows.entries else last_posted_at
-            self._remembered[book] = ((appender.seq, appender.hash, posted_at), state.accounts)
+            self._remembered[book] = Remembered(
+                store.ChainHead(appender.seq, appender.hash, posted_at), state.accounts
+            )
         return results
-
-
-class _Appender:
-    """Applies a batch's requests in order, chaining entries and gathering the rows to write."""
-
-    def __init__(self, book: str, seq: int, head_hash: str, rows: store.BatchRows) -> None:
-        self.book, self.seq, self.hash, self.rows = book, seq, head_hash, rows
-        self.posted_at = rfc3339_micro(rows.posted_at)
-        self.changed: dict[str, AccountState] = {}
-
-    def apply(self, item: _Pending, state: store.BatchState) -> Outcome:
-        if item.idem is not None:
-            found = state.stored.get((item.idem.credential_id, item.idem.key))
-            if found is not None:  # answered before, or earlier in this batch
-                return _replay(found, item.idem)
-        outcome = self._post(item, state)
-        if item.idem is not None and outcome.status_code < 500:
-            idem = item.idem
-            state.stored[(idem.credential_id, idem.key)] = (
-                idem.request_hash,
-                outcome.status_code,
-                outcome.payload,
-            )
-            success = outcome.status_code < 400
-            self.rows.answers.append(
-                (
-                    idem.credential_id,
-                    idem.key,
-                    idem.request_hash,
-                    outcome.status_code,
-                    None if success else outcome.payload.decode(),
-                    item.tx_id if success else None,
-                )
-            )
-        return outcome
-
-    def _post(self, item: _Pending, state: store.BatchState) -> Outcome:
-        draft = item.draft
-        try:
-            if draft.reverses is not None and draft.reverses in state.reversed_ids:
-                raise errors.AlreadyReversed(f"transaction {draft.reverses} is already reversed")
-            applied = apply_draft(draft, state.accounts, state.holds, self.rows.posted_at)
-        except TimebankError as refusal:
-            return problem_outcome(refusal)
-        if draft.reverses is not None:
-            state.reversed_ids.add(draft.reverses)
-        state.accounts.update(applied.touched)
-        self.changed.update(applied.touched)
-        if applied.new_hold is not None:
-            applied.new_hold.id = item.tx_id
-            state.holds[item.tx_id] = applied.new_hold
-        if applied.resolved_hold is not None:
-            state.holds[applied.resolved_hold[0]].status = applied.resolved_hold[1]
-        return Outcome(item.success_status, self._entry(item, applied))
-
-    def _entry(self, item: _Pending, applied: Applied) -> bytes:
-        seq = self.seq + 1
-        entry = entry_object(
-            book=self.book,
-            seq=seq,
-            tx_id=item.tx_id,
-            kind=applied.kind,
-            posted_at=self.posted_at,
-            legs=applied.legs,
-            memo=item.draft.memo,
-            meta=applied.meta,
-            prev_hash=self.hash,
-        )
-        body = entry_bytes(entry)
-        entry_hash = hash_bytes(body)
-        resolves = applied.resolved_hold[0] if applied.resolved_hold else None
-        reverses = item.draft.reverses
-        self.rows.entries.append(
-            (seq, item.tx_id, applied.kind, self.hash, entry_hash, body, reverses, resolves)
-        )
-        self.rows.legs.extend(
-            [
-                (seq, index, leg.account_id, leg.asset, leg.amount, *after.as_tuple())
-                for index, (leg, after) in enumerate(
-                    zip(applied.legs, applied.leg_balances, strict=True)
-                )
-            ]
-        )
-        balances = []
-        for account_id, account in applied.touched.items():
-            account.last_seq = seq
-            balances.append(balance_json(account_id, account.asset, account.balance))
-        if applied.new_hold is not None:
-            hold = applied.new_hold
-            self.rows.new_holds[item.tx_id] = [
-                item.tx_id,
-                seq,
-                hold.from_account_id,
-                hold.to_account_id,
-                hold.asset,
-                hold.amount,
-                hold.expires_at,
-                "pending",
-                None,
-                None,
-            ]
-        if applied.resolved_hold is not None:
-            hold_id, status, posted = applied.resolved_hold
-            self.rows.resolve_hold(hold_id, status, item.tx_id, posted)
-        self.seq, self.hash = seq, entry_hash
-        return posting_payload(entry, body, entry_hash, balances)
-
-
-def _remembered_state(memory: _Remembered, items: list[_Pending]) -> store.BatchState | None:
-    """The state a batch would read, from what the sequencer's last batch of the book wrote,
-    when it covers the batch.
-
-    Sound because the write is guarded: it commits only if the book's head is still the
-    remembered one (every change to a balance or a hold is an entry that moves it) and each
-    account it changes has the remembered status and limit (changed without an entry). What
-    memory cannot hold, it leaves to the database: a batch that resolves a hold or reverses an
-    entry is read; an Idempotency-Key used before fails the write on its unique index, and the
-    batch is then read, as after a moved head. Refusals are not written, so not guarded: a
-    batch that refuses a posting is read and applied again.
-    """
-    head, accounts = memory
-    for item in items:
-        d = item.draft
-        if d.hold_id is not None or d.reverses is not None:
-            return None
-        for account_id, _ in d.legs:
-            if account_id not in accounts:
-                return None
-        if (d.overflow_to is not None and d.overflow_to not in accounts) or any(
-            account_id not in accounts for account_id in d.unmoved_since
-        ):
-            return None
-    # The accounts are replaced as postings apply, never changed in place (apply_draft).
-    return store.BatchState(head, dict(accounts), {}, {}, set())
 
 
 def _unusable(exc: Exception) -> ServiceUnavailable | None:
@@ -697,45 +527,3 @@ def _unusable(exc: Exception) -> ServiceUnavailable | None:
             "the ledger's database connection was lost; retry with the same Idempotency-Key"
         )
     return None
-
-
-def _reused(idem: IdempotencyRef) -> TimebankError:
-    return IdempotencyKeyReused(f"Idempotency-Key {idem.key!r} was used for another request")
-
-
-def _replay(stored: tuple[str, int, bytes], idem: IdempotencyRef) -> Outcome:
-    request_hash, status_code, payload = stored
-    if request_hash != idem.request_hash:
-        return problem_outcome(_reused(idem))
-    return Outcome(status_code, payload, replayed=True)
-
-
-async def _join_inflight(
-    running: tuple[str, asyncio.Future[Outcome]], idem: IdempotencyRef, wait_s: float
-) -> Outcome:
-    request_hash, future = running
-    if request_hash != idem.request_hash:
-        return problem_outcome(_reused(idem))
-    try:
-        async with asyncio.timeout(wait_s):
-            first = await asyncio.shield(future)
-    except TimeoutError:
-        return problem_outcome(
-            IdempotencyInFlight(f"the first request with key {idem.key!r} is still running")
-        )
-    return Outcome(first.status_code, first.payload, replayed=True)
-
-
-def refusal(outcome: Outcome) -> TimebankError:
-    """The ledger's refusal, as the same problem type."""
-    problem = outcome.body
-    slug = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
-    cls: type[TimebankError] = next(
-        (c for c in all_problem_types() if c.slug == slug), InternalError
-    )
-    extra = {
-        k: v
-        for k, v in problem.items()
-        if k not in ("type", "title", "status", "detail", "instance", "headers")
-    }
-    return cls(str(problem.get("detail", "the ledger refused the posting")), **extra)

@@ -23,9 +23,9 @@ from app.ledger.journal import (
     NOTICE_PREFIX,
     BalanceState,
 )
+from app.ledger.outcomes import IdempotencyRef, Outcome
 from app.ledger.posting import Action, Draft
-from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
-from app.ledger.sequencer import refusal as refusal  # re-exported: the features' name
+from app.ledger.sequencer import Sequencer
 
 NOT_REVERSIBLE = (KIND_HOLD, KIND_HOLD_VOID, KIND_REVERSAL, *LINKED_KINDS)
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -117,11 +117,23 @@ SELECT ledger_expect((SELECT count(*) FROM head) = least(cardinality($3::bigint[
 """
 
 
+class ChainHead(NamedTuple):
+    """A book's head: its last entry's seq and hash, and when it was posted (None: no entry)."""
+
+    seq: int
+    entry_hash: str
+    posted_at: datetime | None
+
+    def same_entry(self, other: ChainHead) -> bool:
+        """Whether both name the same last entry."""
+        return self.seq == other.seq and self.entry_hash == other.entry_hash
+
+
 @dataclass
 class BatchState:
     """The rows a batch read and locked."""
 
-    head: tuple[int, str, datetime | None] | None
+    head: ChainHead | None
     accounts: dict[str, AccountState]
     holds: dict[str, HoldState]
     stored: dict[tuple[str, str], tuple[str, int, bytes]]
@@ -178,7 +190,7 @@ async def load_state(
     if row["head"] is not None:
         h = _decoded(row["head"])
         posted_at = datetime.fromisoformat(h["posted_at"]) if h["posted_at"] else None
-        head = (h["seq"], h["entry_hash"], posted_at)
+        head = ChainHead(h["seq"], h["entry_hash"], posted_at)
     accounts = {
         a["id"]: AccountState(
             a["id"],
@@ -234,14 +246,16 @@ async def write_batch(
     conn: asyncpg.Connection,
     rows: BatchRows,
     changed: Iterable[AccountState],
-    head: tuple[int, str],
+    new_head: tuple[int, str],
     read_seq: int,
 ) -> None:
     """Write a batch's entries, legs, balances, holds, head and answers in one statement.
 
     It fails with asyncpg.SerializationError, writing nothing, unless the head is still at
-    `read_seq` and each changed account has the status and limit the batch read.
+    `read_seq` and each changed account has the status and limit the batch read; `new_head` is
+    the (seq, entry_hash) of the batch's last entry.
     """
+    new_head_seq, new_head_hash = new_head
     # The head first (the guard reads `head` first), then accounts in id order: the order in
     # which a locked read takes them, so that two batches never wait on each other in a cycle.
     changed = sorted(changed, key=lambda account: account.id)
@@ -260,8 +274,8 @@ async def write_batch(
         [a.last_seq for a in changed],
         *(list(column) for column in new_holds or [()] * 10),
         *(list(column) for column in resolved or [()] * 4),
-        head[0],
-        head[1],
+        new_head_seq,
+        new_head_hash,
         *_columns(rows.answers, 6),
         read_seq,
         [a.status for a in changed],

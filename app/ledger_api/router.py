@@ -25,7 +25,7 @@ from app.identity.dependencies import Allowed, allow
 from app.ledger import schemas, service
 from app.ledger.answers import posting_json
 from app.ledger.errors import HoldNotFound, TransactionNotFound
-from app.ledger.sequencer import Outcome
+from app.ledger.outcomes import Outcome
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 

@@ -26,8 +26,9 @@ from app.kit.faults import fault_point
 from app.kit.problems import TimebankError
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_SERVICE_CREDIT
+from app.ledger.outcomes import IdempotencyRef, Outcome
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef, Outcome, Sequencer
+from app.ledger.sequencer import Sequencer
 from app.volunteering import errors
 from app.volunteering.records import add_event, get_record
 

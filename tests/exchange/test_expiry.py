@@ -30,8 +30,8 @@ from app.exchange.expiry import (
     upcoming,
 )
 from app.ledger import service as ledger_service
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef
 from app.ledger.verify_runner import verify_book
 from tests.conftest import Api
 

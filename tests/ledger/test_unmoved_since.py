@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef
 from tests.conftest import Api
 
 

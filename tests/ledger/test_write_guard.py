@@ -16,8 +16,9 @@ from prometheus_client import REGISTRY
 
 from app.ledger import sequencer as sequencer_module
 from app.ledger import store
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
-from app.ledger.sequencer import OPTIMISTIC_ATTEMPTS, IdempotencyRef, Sequencer
+from app.ledger.sequencer import OPTIMISTIC_ATTEMPTS, Sequencer
 from app.ledger.verify_runner import verify_book
 from tests.conftest import Api, ScratchDatabase
 

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import text
 
 from app.ledger import service as ledger
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
-from app.ledger.sequencer import IdempotencyRef
 from tests.conftest import Api
 
 CST = timezone(timedelta(hours=8))
