@@ -42,19 +42,19 @@ async def member_balances(
     balances = []
     for book, account_id in accounts:
         full = await ledger.get_account(session, uuid.UUID(account_id))
-        years = validity.get(full["asset"])
+        years = validity.get(full.asset)
         expiries = (
             []
             if years is None
-            else await upcoming_expiries(session, str(full["id"]), years, zone, today)
+            else await upcoming_expiries(session, str(full.id), years, zone, today)
         )
         balances.append(
             {
-                "asset": full["asset"],
-                "account_id": full["id"],
-                "posted": full["posted"],
-                "pending": full["pending"],
-                "available": full["available"],
+                "asset": full.asset,
+                "account_id": full.id,
+                "posted": full.posted,
+                "pending": full.pending,
+                "available": full.available,
                 "book": book,
                 "expiries": [{"lapses_on": day, "amount": amount} for day, amount in expiries],
             }

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,13 +92,35 @@ async def sees_member(session: AsyncSession, caller: Caller, member: dict[str, A
     return False
 
 
-async def sees_account(session: AsyncSession, caller: Caller, account: dict[str, Any]) -> bool:
+class OwnedAccount(Protocol):
+    """What reach is decided on: an account's id, book and owner."""
+
+    @property
+    def id(self) -> UUID | str: ...
+
+    @property
+    def book(self) -> str: ...
+
+    @property
+    def owner(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOwner:
+    """An account's book and owner, as reach needs them."""
+
+    id: str
+    book: str
+    owner: str
+
+
+async def sees_account(session: AsyncSession, caller: Caller, account: OwnedAccount) -> bool:
     """Whether an account (as the ledger reads it) is within the caller's reach."""
-    if not reaches_book(caller, account["book"]):
+    if not reaches_book(caller, account.book):
         return False
     if caller.role in ("admin", "auditor"):
         return True
-    owner: str = account["owner"]
+    owner = account.owner
     if caller.role in ("org", "kiosk") and owner == org_owner(caller.organisation_id):
         return True
     if caller.role == "miniprogram":
@@ -106,13 +130,13 @@ async def sees_account(session: AsyncSession, caller: Caller, account: dict[str,
     return False
 
 
-async def require_account(session: AsyncSession, caller: Caller, account: dict[str, Any]) -> None:
+async def require_account(session: AsyncSession, caller: Caller, account: OwnedAccount) -> None:
     """404 for an account the caller may not know of."""
     if not await sees_account(session, caller, account):
-        raise NotFound(f"account {account['id']} does not exist")
+        raise NotFound(f"account {account.id} does not exist")
 
 
-async def account_owners(session: AsyncSession, account_ids: list[str]) -> dict[str, Any]:
+async def account_owners(session: AsyncSession, account_ids: list[str]) -> dict[str, AccountOwner]:
     """book and owner of each account that exists."""
     rows = await session.execute(
         text(
@@ -121,7 +145,7 @@ async def account_owners(session: AsyncSession, account_ids: list[str]) -> dict[
         ),
         {"ids": account_ids},
     )
-    return {row.id: row._asdict() for row in rows}
+    return {row.id: AccountOwner(row.id, row.book, row.owner) for row in rows}
 
 
 async def require_org_debits(
@@ -133,10 +157,10 @@ async def require_org_debits(
     known = await account_owners(session, debited + credited)
     for account_id in debited + credited:
         account = known.get(account_id)
-        if account is None or account["book"] != book:
+        if account is None or account.book != book:
             raise NotFound(f"account {account_id} does not exist")
     for account_id in debited:
-        if known[account_id]["owner"] != org_owner(caller.organisation_id):
+        if known[account_id].owner != org_owner(caller.organisation_id):
             raise Forbidden(f"an organisation may only take from its own accounts ({account_id})")
 
 

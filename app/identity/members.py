@@ -27,7 +27,7 @@ from app.identity.personal import (
     validate_resident_id,
 )
 from app.ledger import service as ledger
-from app.ledger.schemas import AccountCreate
+from app.ledger.schemas import AccountCreate, AccountEntriesPage
 
 MEMBER_ASSETS = ("HOUR", "POINT")
 SELECT_MEMBER = (
@@ -370,7 +370,7 @@ async def member_accounts_in(session: AsyncSession, row: dict[str, Any], book: s
 
 async def member_entries(
     session: AsyncSession, row: dict[str, Any], book: str, before_seq: int | None, limit: int
-) -> dict[str, Any]:
+) -> AccountEntriesPage:
     """The legs of all of the member's accounts in `book`, newest first."""
     ids = [uuid.UUID(a) for a in await member_accounts_in(session, row, book)]
     return await ledger.list_entries_of_accounts(session, ids, before_seq, limit)

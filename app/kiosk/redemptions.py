@@ -331,7 +331,7 @@ async def _void(
     if outcome.status_code < 400:
         return str(outcome.body["id"])
     hold = await ledger.get_hold(session, row.hold_id)
-    if hold["status"] in ("voided", "expired"):
+    if hold.status in ("voided", "expired"):
         return None
     raise refusal(outcome)
 
@@ -371,13 +371,11 @@ async def expire_due(
                 continue
             await catalogue.lock_lines(session, view(row)["lines"])
             hold = await ledger.get_hold(session, row.hold_id)
-            if hold["status"] == "posted":
+            if hold.status == "posted":
                 # Posted without this redemption: by a confirmation of an earlier version that
                 # did not finish, or through the holds API. The points were taken: so are the
                 # goods, and the report reconciles.
-                await _settle(
-                    session, row, "confirmed", str(hold["resolved_by"]), SYSTEM_CREDENTIAL
-                )
+                await _settle(session, row, "confirmed", str(hold.resolved_by), SYSTEM_CREDENTIAL)
                 continue
             tx_id = await _void(session, sequencer, row, _ref("expiry", row.id), None)
             fault_point("kiosk.expire.posted")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -72,3 +73,34 @@ def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> dict
         key=lambda b: order.get(b["account_id"], 0),
     )
     return posting_body(entry, entry_hash, documents)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPosting:
+    """A posted entry as its posting answered (`posting_body`'s shape, the entry as stored and
+    of any depth, so kept as a JSON document), with what callers read of it."""
+
+    document: dict[str, Any]
+
+    @property
+    def tx_id(self) -> str:
+        return str(self.document["id"])
+
+    @property
+    def book(self) -> str:
+        return str(self.document["book"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.document["kind"])
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        """The journal entry (docs/ledger-format.md)."""
+        entry: dict[str, Any] = self.document["entry"]
+        return entry
+
+    @property
+    def legs(self) -> list[tuple[str, int]]:
+        """(account_id, amount) of each leg, in order."""
+        return [(str(leg["account_id"]), int(leg["amount"])) for leg in self.entry["legs"]]

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import errors, schemas, store
-from app.ledger.answers import balance_json, posting_from_row
+from app.ledger.answers import StoredPosting, balance_json, posting_from_row
 from app.ledger.journal import (
     KIND_HOLD,
     KIND_HOLD_VOID,
@@ -86,7 +86,7 @@ class InTransaction:
         return await self.sequencer.append_linked_within(conn, drafts, idem)
 
 
-async def create_book(session: AsyncSession, data: schemas.BookCreate) -> dict[str, Any]:
+async def create_book(session: AsyncSession, data: schemas.BookCreate) -> schemas.BookRead:
     """Open a new book with an empty chain."""
     try:
         async with session.begin_nested():
@@ -102,7 +102,7 @@ async def create_book(session: AsyncSession, data: schemas.BookCreate) -> dict[s
     return await get_book(session, data.code)
 
 
-async def get_book(session: AsyncSession, code: str) -> dict[str, Any]:
+async def get_book(session: AsyncSession, code: str) -> schemas.BookRead:
     """A book and its chain head."""
     row = (
         await session.execute(
@@ -115,17 +115,17 @@ async def get_book(session: AsyncSession, code: str) -> dict[str, Any]:
     ).one_or_none()
     if row is None:
         raise errors.BookNotFound(f"book {code!r} does not exist")
-    return {
-        "code": row.code,
-        "name": row.name,
-        "created_at": row.created_at,
-        "head": {"seq": row.seq, "entry_hash": row.entry_hash},
-    }
+    return schemas.BookRead(
+        code=row.code,
+        name=row.name,
+        created_at=row.created_at,
+        head=schemas.BookHead(seq=row.seq, entry_hash=row.entry_hash),
+    )
 
 
 async def open_account(
     session: AsyncSession, book: str, data: schemas.AccountCreate
-) -> dict[str, Any]:
+) -> schemas.AccountRead:
     """Open an account for one asset in a book."""
     await get_book(session, book)
     asset = (
@@ -154,30 +154,32 @@ async def open_account(
     return await get_account(session, account_id)
 
 
-def _account_json(row: Any, balance: BalanceState, as_of: int | None) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "book": row.book_code,
-        "asset": row.asset,
-        "owner": row.owner,
-        "status": row.status,
-        "policy": "overdraft_limit" if row.overdraft_limit else "no_overdraft",
-        "overdraft_limit": row.overdraft_limit,
-        **{
-            k: v
-            for k, v in balance_json("", row.asset, balance).items()
-            if k not in ("account_id", "asset")
-        },
-        "last_seq": row.last_seq,
-        "as_of_seq": as_of,
-        "meta": row.meta,
-        "created_at": row.created_at,
-    }
+def _account_read(row: Any, balance: BalanceState, as_of: int | None) -> schemas.AccountRead:
+    return schemas.AccountRead.model_validate(
+        {
+            "id": row.id,
+            "book": row.book_code,
+            "asset": row.asset,
+            "owner": row.owner,
+            "status": row.status,
+            "policy": "overdraft_limit" if row.overdraft_limit else "no_overdraft",
+            "overdraft_limit": row.overdraft_limit,
+            **{
+                k: v
+                for k, v in balance_json("", row.asset, balance).items()
+                if k not in ("account_id", "asset")
+            },
+            "last_seq": row.last_seq,
+            "as_of_seq": as_of,
+            "meta": row.meta,
+            "created_at": row.created_at,
+        }
+    )
 
 
 async def get_account(
     session: AsyncSession, account_id: uuid.UUID, as_of_seq: int | None = None
-) -> dict[str, Any]:
+) -> schemas.AccountRead:
     """An account with its balances now, or as of a past entry of its book."""
     row = (
         await session.execute(text("SELECT * FROM accounts WHERE id = :id"), {"id": account_id})
@@ -197,19 +199,17 @@ async def get_account(
             )
         ).one_or_none()
         balance = BalanceState() if leg is None else BalanceState(*leg)
-    return _account_json(row, balance, as_of_seq)
+    return _account_read(row, balance, as_of_seq)
 
 
 async def set_account_status(
     session: AsyncSession, account_id: uuid.UUID, status: str
-) -> dict[str, Any]:
+) -> schemas.AccountRead:
     """Freeze, unfreeze or close an account (closing needs zero balances)."""
     account = await get_account(session, account_id)
-    if status == "closed" and (
-        account["posted"] or account["pending_debits"] or account["pending_credits"]
-    ):
+    if status == "closed" and (account.posted or account.pending_debits or account.pending_credits):
         raise errors.Conflict("only an account with zero balances can be closed")
-    if account["status"] == "closed" and status != "closed":
+    if account.status == "closed" and status != "closed":
         raise errors.Conflict("a closed account stays closed")
     await session.execute(
         text("UPDATE accounts SET status = :s WHERE id = :id"), {"s": status, "id": account_id}
@@ -219,7 +219,7 @@ async def set_account_status(
 
 async def list_account_entries(
     session: AsyncSession, account_id: uuid.UUID, before_seq: int | None, limit: int
-) -> dict[str, Any]:
+) -> schemas.AccountEntriesPage:
     """The account's legs, newest first, with running balances (keyset pagination on seq)."""
     await get_account(session, account_id)
     return await list_entries_of_accounts(session, [account_id], before_seq, limit)
@@ -227,7 +227,7 @@ async def list_account_entries(
 
 async def list_entries_of_accounts(
     session: AsyncSession, account_ids: list[uuid.UUID], before_seq: int | None, limit: int
-) -> dict[str, Any]:
+) -> schemas.AccountEntriesPage:
     """Legs of accounts of one book, newest first, with running balances (keyset on seq)."""
     rows = (
         await session.execute(
@@ -249,12 +249,17 @@ async def list_entries_of_accounts(
     if more and page and rows[limit].seq == page[-1].seq:
         page = [r for r in page if r.seq != page[-1].seq] or rows[: limit + 1]
     items = [
-        {**r._asdict(), "available_after": r.posted_after - r.pending_debits_after} for r in page
+        schemas.AccountEntryRead(
+            **r._asdict(), available_after=r.posted_after - r.pending_debits_after
+        )
+        for r in page
     ]
-    return {"items": items, "next_before_seq": page[-1].seq if more and page else None}
+    return schemas.AccountEntriesPage(
+        items=items, next_before_seq=page[-1].seq if more and page else None
+    )
 
 
-async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> dict[str, Any]:
+async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> StoredPosting:
     """A posted entry as the posting answered it, balances as they were right after it."""
     row = (
         await session.execute(
@@ -263,7 +268,7 @@ async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> dict[str, 
     ).one_or_none()
     if row is None:
         raise errors.TransactionNotFound(f"transaction {tx_id} does not exist")
-    return posting_from_row(row.body, row.entry_hash, row.balances)
+    return StoredPosting(posting_from_row(row.body, row.entry_hash, row.balances))
 
 
 async def post_transaction(
@@ -294,18 +299,18 @@ async def post_notice(
 
 async def reverse_transaction(
     sequencer: Poster,
-    original: dict[str, Any],
+    original: StoredPosting,
     idem: IdempotencyRef,
     actor: dict[str, str] | None = None,
 ) -> Outcome:
     """Append the negation of a posted transaction, as `get_transaction` read it (at most
     once per transaction)."""
-    entry = original["entry"]
-    if entry["kind"] in NOT_REVERSIBLE or entry["kind"].startswith(NOTICE_PREFIX):
-        raise errors.NotReversible(f"a {entry['kind']!r} entry cannot be reversed")
-    legs = [(leg["account_id"], -leg["amount"]) for leg in entry["legs"]]
+    kind = original.kind
+    if kind in NOT_REVERSIBLE or kind.startswith(NOTICE_PREFIX):
+        raise errors.NotReversible(f"a {kind!r} entry cannot be reversed")
+    legs = [(account_id, -amount) for account_id, amount in original.legs]
     draft = Draft(
-        entry["book"], "reversal", KIND_REVERSAL, legs, reverses=entry["tx_id"], actor=actor
+        original.book, "reversal", KIND_REVERSAL, legs, reverses=original.tx_id, actor=actor
     )
     return await sequencer.submit(draft, idem)
 
@@ -332,19 +337,19 @@ async def place_hold(
     return await sequencer.submit(draft, idem)
 
 
-async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> dict[str, Any]:
+async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> schemas.HoldRead:
     """A hold and how it was resolved."""
     row = (
         await session.execute(text("SELECT * FROM holds WHERE id = :id"), {"id": hold_id})
     ).one_or_none()
     if row is None:
         raise errors.HoldNotFound(f"hold {hold_id} does not exist")
-    return {**row._asdict(), "book": row.book_code}
+    return schemas.HoldRead.model_validate({**row._asdict(), "book": row.book_code})
 
 
 async def resolve_hold(
     sequencer: Poster,
-    hold: dict[str, Any],
+    hold: schemas.HoldRead,
     idem: IdempotencyRef | None,
     post_amount: int | None = None,
     void: bool = False,
@@ -353,10 +358,10 @@ async def resolve_hold(
     """Post (all or part of) a pending hold, as `get_hold` read it, or void it."""
     action: Action = "hold_void" if void else "hold_post"
     draft = Draft(
-        hold["book"],
+        hold.book,
         action,
         action,
-        hold_id=str(hold["id"]),
+        hold_id=str(hold.id),
         post_amount=post_amount,
         actor=actor,
     )

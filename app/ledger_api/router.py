@@ -118,7 +118,7 @@ async def get_book(code: str, caller: CallerDep, session: SessionDep) -> Any:
 async def get_head(code: str, caller: CallerDep, session: SessionDep) -> Any:
     """The last entry's `seq` and `entry_hash` (seq 0 and 64 zeros for an empty book)."""
     require_book(caller, code, f"book {code!r}")
-    return (await service.get_book(session, code))["head"]
+    return (await service.get_book(session, code)).head
 
 
 @router.post(
@@ -201,10 +201,11 @@ async def get_transaction(
 ) -> Response:
     """A journal entry as posted, with its accounts' balances right after it."""
     posting = await service.get_transaction(session, tx_id)
-    legs = [leg["account_id"] for leg in posting["entry"]["legs"]]
-    if not await sees_any_account(session, caller, posting["book"], legs):
+    legs = [account_id for account_id, _ in posting.legs]
+    if not await sees_any_account(session, caller, posting.book, legs):
         raise TransactionNotFound(f"transaction {tx_id} does not exist")
-    return payload_response(200, await _with_receipt(request, 200, posting_json(posting)))
+    payload = posting_json(posting.document)
+    return payload_response(200, await _with_receipt(request, 200, payload))
 
 
 @router.post(
@@ -218,17 +219,17 @@ async def reverse_transaction(
 ) -> Response:
     """Post the negation of a transaction; at most one per transaction (admins)."""
     posting = await service.get_transaction(session, tx_id)
-    require_book(ctx.caller, posting["book"], f"transaction {tx_id}")
+    require_book(ctx.caller, posting.book, f"transaction {tx_id}")
     outcome = await service.reverse_transaction(
         ctx.sequencer, posting, ctx.idem, ctx.caller.actor()
     )
     return await _answer(request, outcome)
 
 
-async def _visible_hold(session: AsyncSession, caller: Caller, hold_id: UUID) -> dict[str, Any]:
+async def _visible_hold(session: AsyncSession, caller: Caller, hold_id: UUID) -> schemas.HoldRead:
     hold = await service.get_hold(session, hold_id)
-    accounts = [str(hold["from_account_id"]), str(hold["to_account_id"])]
-    if not await sees_any_account(session, caller, hold["book"], accounts):
+    accounts = [str(hold.from_account_id), str(hold.to_account_id)]
+    if not await sees_any_account(session, caller, hold.book, accounts):
         raise HoldNotFound(f"hold {hold_id} does not exist")
     return hold
 
@@ -250,8 +251,8 @@ async def _resolve(
     caller = ctx.caller
     hold = await _visible_hold(session, caller, hold_id)
     if caller.role != "admin":
-        debited, credited = [str(hold["from_account_id"])], [str(hold["to_account_id"])]
-        await require_org_debits(session, caller, hold["book"], debited, credited)
+        debited, credited = [str(hold.from_account_id)], [str(hold.to_account_id)]
+        await require_org_debits(session, caller, hold.book, debited, credited)
     outcome = await service.resolve_hold(
         ctx.sequencer, hold, ctx.idem, amount, void=void, actor=caller.actor()
     )
