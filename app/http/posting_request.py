@@ -1,16 +1,15 @@
 """A posting route's request read by hand: the caller, its Idempotency-Key and the JSON body.
 
 The routes that post transfers and holds are the hot path. There FastAPI's resolution of a
-dependency and of the route's parameters, and matching the route among all the others, cost
-about 30 % of a posting's CPU in process (interleaved medians: 926 against 784 µs a posting
-with the dependency read by hand, then 811 against 663 with the path parameter too and these
-routes matched first). These routes take the request and call `read_posting`, which runs the
-checks in the order FastAPI runs them on every other route, with the same problem documents
-(the edge middleware has already applied the input policy, app/kit/input_policy.py): a body
-that is not JSON (400), then the caller, its role and its key (`read_posting_context`), then
-the body's fields (422); tests/identity/test_posting_request.py holds the answers equal to a
-FastAPI-parsed twin's. `documented` describes the parameters and the body in OpenAPI exactly
-as FastAPI would, and `RequestRoute` calls the endpoint without FastAPI's per-request machinery.
+dependency and of the route's parameters, and matching the route among all the others, cost a
+large share of a posting's CPU (docs/performance.md). These routes take the request and call
+`read_posting`, which runs the checks in the order FastAPI runs them on every other route,
+with the same problem documents (the edge middleware has already applied the input policy,
+app/kit/input_policy.py): a body that is not JSON (400), then the caller, its role and its
+key (`read_posting_context`), then the body's fields (422); tests/identity/
+test_posting_request.py holds the answers equal to a FastAPI-parsed twin's. `documented`
+describes the parameters and the body in OpenAPI exactly as FastAPI would, and `RequestRoute`
+calls the endpoint without FastAPI's per-request machinery.
 """
 
 from __future__ import annotations
@@ -51,8 +50,8 @@ class RequestRoute(APIRoute):
 
     FastAPI matches and documents it as any other route, but calls the endpoint directly: its
     per-request handler, which would resolve no parameters here, still builds the query
-    parameters, cookies and a response template and runs its telemetry hooks. This route and
-    FastAPI's telemetry off took a posting from 721 to 621 µs of CPU in process.
+    parameters, cookies and a response template and runs its telemetry hooks
+    (docs/performance.md).
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
@@ -138,8 +137,8 @@ async def read_posting(
     (with `allowed` as the route's `allow(...)` dependency)."""
     raw = await request.body()
     if raw:
-        # Most bodies are valid: pydantic parses and validates them in one pass (about 10 µs
-        # less than json.loads and model_validate). Any other goes the way FastAPI goes, which
+        # Most bodies are valid: pydantic parses and validates them in one pass, cheaper than
+        # json.loads and model_validate. Any other goes the way FastAPI goes, which
         # decides the problem (tests/identity/test_posting_request.py holds the two alike).
         try:
             body = model.model_validate_json(raw)

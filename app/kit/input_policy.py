@@ -53,7 +53,7 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-# One decoder for every body: `json.loads` with a hook builds a new one each call (~3 µs).
+# One decoder for every body: `json.loads` with a hook builds a new one on each call.
 _STRICT = json.JSONDecoder(object_pairs_hook=_strict_object)
 _KEEPING_PAIRS = json.JSONDecoder(object_pairs_hook=_Object)
 

@@ -1,6 +1,6 @@
 """The ledger's rules applied to in-memory account state (pure: no I/O).
 
-The sequencer loads and locks the state a batch needs, applies each request here in order,
+The sequencer reads the state a batch needs, applies each request here in order,
 and writes what comes out. A request that breaks a rule raises and leaves the state untouched.
 """
 

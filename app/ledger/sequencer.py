@@ -1,8 +1,26 @@
 """Group commit: the only writer of a book's chain.
 
 Concurrent posts to a book are queued and appended in batches, one database transaction per
-batch; the chain head is locked once per batch, so several processes can post to one book and
-each batch still sees the true head. Each request in a batch succeeds or fails on its own.
+batch; each request in a batch succeeds or fails on its own.
+
+A batch reads its state without locks and writes everything in one guarded statement
+(`store.write_batch`) that commits only if the book's head and each account it changes are as
+read; the head row is locked only inside that statement. If anything moved (another process's
+batch, a frozen account), nothing is written and the batch is read and applied again; after
+`OPTIMISTIC_ATTEMPTS` refusals it is redone under locks, head first, and the book's next
+`CONTENDED_BATCHES` batches go that way from the start. Several server processes thus
+serialise on the head row, each holding it only inside its writes.
+
+A batch whose accounts this sequencer's last batches of the book wrote skips the read: it is
+applied on the state they left (`appender.remembered_state`) and written with the same guard.
+What that memory cannot know goes to the database: a batch that resolves a hold or reverses an
+entry is read; one that refuses a posting is read and applied again (a refusal writes nothing,
+so nothing guards it); a key answered before fails the write on its unique index and the batch
+is then read.
+
+An action that must commit with its own rows appends inside the caller's transaction instead
+(`append_within`, docs/consistency.md): it locks the head (heads in book order), reads under
+locks and writes with the same statement.
 """
 
 from __future__ import annotations
@@ -41,15 +59,15 @@ _REFUSED = metrics.POSTINGS.labels(result="refused")
 # Optimistic tries of a batch before it takes locks: each costs a read and a guarded write,
 # and holds the book's head only inside that write.
 OPTIMISTIC_ATTEMPTS = 3
-# The most accounts a sequencer remembers between batches, all books together (about 27 MB;
-# see _remembered_state): a batch that would exceed it leaves its book to be read.
+# The most accounts a sequencer remembers between batches, all books together (see
+# remembered_state; its memory: docs/performance.md): a batch that would exceed it leaves its
+# book to be read.
 REMEMBERED_ACCOUNTS = 100_000
 # After the guard refuses one of a book's writes, its next batches are read under locks, not
 # tried on memory or read without them: another process is likely writing the book (or an
 # account's status or limit changed). While two processes take turns on a book most guarded
 # writes are refused, and each refusal costs a read, an apply and a write again; under locks
-# the other process waits instead. (`--workers 2`, four runs each: batches read again
-# 1,161-1,630 -> 22-43 a run, p99 72-88 -> 57-76 ms, throughput unchanged.)
+# the other process waits instead (docs/performance.md).
 CONTENDED_BATCHES = 100
 
 
@@ -91,8 +109,8 @@ class _LinkedRefusal(Exception):
 class Sequencer:
     """Per book, one queue and one worker that appends batches of postings.
 
-    The workers share the server's event loop: a thread of their own measured slower, since
-    the interpreter lock then changes hands on every round trip.
+    The workers share the server's event loop: with a thread of their own, the interpreter lock
+    would change hands on every round trip (docs/performance.md).
     """
 
     def __init__(

@@ -1,14 +1,10 @@
 """The SQL of one group-commit batch: read the state, write everything with a guard.
 
-A batch costs two round trips whatever its size: one read of every row the batch needs, and one
-statement that writes every row (data-modifying CTEs); one, the write, when the sequencer still
-holds the state its last batch of the book left. The write is guarded: it commits only if the
-book's head and each account it changes are as the read (or that state) saw them, and otherwise
-fails with serialization_failure (nothing written). The sequencer then reads and applies the
-batch again; after a few such refusals (a book other processes keep moving) it redoes the batch
-the pessimistic way, in four round trips: BEGIN, the same read locking the head first and then
-every row, the same write, COMMIT. The book's next batches after any refusal go that way from
-the start.
+One read of every row a batch needs (`load_state`, with `lock` taking the head first and then
+every row), and one statement that writes every row with data-modifying CTEs
+(`write_batch`); the write fails with serialization_failure, writing nothing, unless the head
+and each changed account are as read. When the sequencer takes which path:
+app/ledger/sequencer.py.
 """
 
 from __future__ import annotations

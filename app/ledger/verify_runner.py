@@ -14,7 +14,7 @@ import asyncpg
 from app.ledger.verify import BookVerifier, VerificationError, summary
 
 # Entries per chunk: PostgreSQL reads the next chunk while this process checks the one before
-# (chunks of 150 to 1,000 entries measured alike).
+# (the size matters little: docs/performance.md).
 CHUNK = 500
 SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 ENTRIES = (
@@ -126,9 +126,9 @@ async def _verify(
         async with legs_conn.transaction(isolation="repeatable_read", readonly=True):
             await legs_conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             # A chunk is a range of the primary key: read it in index order. The planner picks
-            # a bitmap scan for a few hundred rows, which must then be sorted: for both queries
-            # 67 ms of server time per 21,000 entries against 52 in index order (EXPLAIN
-            # ANALYZE), time PostgreSQL then lacks for reading ahead of the checks.
+            # a bitmap scan for a few hundred rows, which must then be sorted, and costs more
+            # server time than reading in index order (docs/performance.md): time PostgreSQL
+            # then lacks for reading ahead of the checks.
             for conn in (entries_conn, legs_conn):
                 await conn.execute("SET LOCAL enable_bitmapscan = off")
             head = await entries_conn.fetchrow(
