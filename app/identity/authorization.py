@@ -153,3 +153,31 @@ async def sees_any_account(
         if await sees_account(session, caller, account):
             return True
     return False
+
+
+def require_organisation_kind(kind: str, kinds: Iterable[str], refusal: str) -> None:
+    """Refuse (403, saying `refusal`) an organisation whose kind may not take the action."""
+    if kind not in kinds:
+        raise Forbidden(refusal)
+
+
+def own_organisation_scope(caller: Caller) -> str | None:
+    """The organisation an `org` caller's reads are limited to (None for other roles); 403
+    for an organisation credential that names none."""
+    if caller.role != "org":
+        return None
+    if caller.organisation_id is None:
+        raise Forbidden("this organisation credential names no organisation")
+    return caller.organisation_id
+
+
+def certifying_organisation(caller: Caller, requested: str | None) -> str | None:
+    """The organisation whose certification the caller asks for: an `org` caller's own (403
+    for another's: an organisation certifies only what it recorded), else the one named."""
+    if caller.role != "org":
+        return requested
+    own = caller.organisation_id
+    if own is None or requested not in (None, own):
+        raise Forbidden("an organisation issues proofs of the records it certified only")
+    return own
+
