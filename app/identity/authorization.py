@@ -181,3 +181,28 @@ def certifying_organisation(caller: Caller, requested: str | None) -> str | None
         raise Forbidden("an organisation issues proofs of the records it certified only")
     return own
 
+
+def require_site_staff(caller: Caller, site_id: str, action: str) -> None:
+    """An admin of a kiosk site's book, or the site's own org or kiosk credential (403
+    otherwise)."""
+    if caller.role != "admin" and caller.organisation_id != site_id:
+        raise Forbidden(f"only the site's own credentials may {action}")
+
+
+def require_site_reader(caller: Caller, site_id: str, action: str) -> None:
+    """Admins and auditors of a kiosk site's book read what it did; an org or kiosk credential
+    only if it is the site's own (403 otherwise)."""
+    if caller.role in ("org", "kiosk"):
+        require_site_staff(caller, site_id, action)
+
+
+def sees_redemption(caller: Caller, book: str, site_id: str, member_id: str) -> bool:
+    """Whether a kiosk redemption is within the caller's reach: book-wide roles see the book's,
+    a site's own credentials the site's, a mini-program its member's."""
+    if not reaches_book(caller, book):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    if caller.role in ("org", "kiosk"):
+        return caller.organisation_id == site_id
+    return caller.role == "miniprogram" and caller.member_id == member_id
