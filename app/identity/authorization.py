@@ -182,6 +182,20 @@ def certifying_organisation(caller: Caller, requested: str | None) -> str | None
     return own
 
 
+def sees_service_record(caller: Caller, book: str, organisation_id: str, member_id: str) -> bool:
+    """Whether a service record is within the caller's reach: book-wide roles see the book's,
+    an organisation those it certifies, a mini-program its member's."""
+    if not reaches_book(caller, book):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    if caller.role == "org":
+        return organisation_id == caller.organisation_id
+    if caller.role == "miniprogram":
+        return caller.member_id is not None and member_id == caller.member_id
+    return False
+
+
 def require_site_staff(caller: Caller, site_id: str, action: str) -> None:
     """An admin of a kiosk site's book, or the site's own org or kiosk credential (403
     otherwise)."""

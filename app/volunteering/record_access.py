@@ -1,6 +1,6 @@
-"""What of volunteering a caller sees: needs and projects of the books it reaches; service
-records and disputes of the book for book-wide roles, those it certifies for an organisation,
-its member's for a mini-program. Anything else is answered as missing (404)."""
+"""What of volunteering a caller sees, anything else answered as missing (404): needs and
+projects of the books it reaches; the service records (and their disputes) identity's
+`sees_service_record` lets it see."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import Caller
 from app.identity import access
-from app.identity.authorization import reaches_book
+from app.identity.authorization import reaches_book, sees_service_record
 from app.volunteering import disputes, errors, needs, projects
 from app.volunteering.records import get_record
 from app.volunteering.schemas import DisputeRead, NeedRead, ProjectRead, ServiceRecordRead
@@ -44,18 +44,10 @@ async def require_recording_reach(
     await access.reachable_member(session, caller, member_id, project.book)
 
 
-def sees_record(caller: Caller, record: ServiceRecordRead) -> bool:
-    """Book-wide roles see the book's records; an organisation those it certifies; a
-    mini-program its member's."""
-    if not reaches_book(caller, record.book):
-        return False
-    if caller.role in ("admin", "auditor"):
-        return True
-    if caller.role == "org":
-        return str(record.organisation_id) == caller.organisation_id
-    if caller.role == "miniprogram":
-        return caller.member_id is not None and str(record.member_id) == caller.member_id
-    return False
+def _sees(caller: Caller, record: ServiceRecordRead) -> bool:
+    return sees_service_record(
+        caller, record.book, str(record.organisation_id), str(record.member_id)
+    )
 
 
 async def visible_record(
@@ -63,7 +55,7 @@ async def visible_record(
 ) -> ServiceRecordRead:
     """A record within the caller's reach; 404 (as if missing) otherwise."""
     record = await get_record(session, record_id, lock=lock)
-    if not sees_record(caller, record):
+    if not _sees(caller, record):
         raise errors.ServiceRecordNotFound(f"service record {record_id} does not exist")
     return record
 
@@ -74,7 +66,7 @@ async def visible_dispute(
     """A dispute of a record within the caller's reach; 404 (as if missing) otherwise."""
     dispute = await disputes.get_dispute(session, dispute_id)
     record = await get_record(session, dispute.record_id)
-    if not sees_record(caller, record):
+    if not _sees(caller, record):
         raise errors.DisputeNotFound(f"dispute {dispute_id} does not exist")
     return dispute
 
