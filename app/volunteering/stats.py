@@ -209,10 +209,9 @@ async def service_stats(
     await _snapshot(session)
     # These are whole-book aggregates: hash joins are linear whatever the planner believes.
     # With statistics not yet analysed after a burst of postings, the planner otherwise picks
-    # nested loops over sequential scans, quadratic in the size of the journal (minutes, not
-    # a second, at 100,000 credits); and it misjudges the join of entries to records on the
-    # text of an id, sorting both sides for a merge join at twice a hash join's cost. For the
-    # rest of this read-only transaction only.
+    # nested loops over sequential scans, quadratic in the size of the journal; and it
+    # misjudges the join of entries to records on the text of an id, sorting both sides for a
+    # merge join (README, Where the time goes). For the rest of this read-only transaction.
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(text("SET LOCAL enable_mergejoin = off"))
     book = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": scope.book})
