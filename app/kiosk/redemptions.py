@@ -123,7 +123,7 @@ def _redemption(row: Row[Any]) -> RedemptionRead:
 async def get(
     session: AsyncSession, redemption_id: uuid.UUID, lock: bool = False
 ) -> RedemptionRead:
-    """A redemption; 404 if unknown."""
+    """A redemption (locked for this transaction if `lock`); 404 if unknown."""
     row = (
         await session.execute(
             text(
