@@ -177,3 +177,70 @@ async def sees_any_account(
         if await sees_account(session, caller, account):
             return True
     return False
+
+
+def require_organisation_kind(kind: str, kinds: Iterable[str], refusal: str) -> None:
+    """Refuse (403, saying `refusal`) an organisation whose kind may not take the action."""
+    if kind not in kinds:
+        raise Forbidden(refusal)
+
+
+def own_organisation_scope(caller: Caller) -> str | None:
+    """The organisation an `org` caller's reads are limited to (None for other roles); 403
+    for an organisation credential that names none."""
+    if caller.role != "org":
+        return None
+    if caller.organisation_id is None:
+        raise Forbidden("this organisation credential names no organisation")
+    return caller.organisation_id
+
+
+def certifying_organisation(caller: Caller, requested: str | None) -> str | None:
+    """The organisation whose certification the caller asks for: an `org` caller's own (403
+    for another's: an organisation certifies only what it recorded), else the one named."""
+    if caller.role != "org":
+        return requested
+    own = caller.organisation_id
+    if own is None or requested not in (None, own):
+        raise Forbidden("an organisation issues proofs of the records it certified only")
+    return own
+
+
+def sees_service_record(caller: Caller, book: str, organisation_id: str, member_id: str) -> bool:
+    """Whether a service record is within the caller's reach: book-wide roles see the book's,
+    an organisation those it certifies, a mini-program its member's."""
+    if not reaches_book(caller, book):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    if caller.role == "org":
+        return organisation_id == caller.organisation_id
+    if caller.role == "miniprogram":
+        return caller.member_id is not None and member_id == caller.member_id
+    return False
+
+
+def require_site_staff(caller: Caller, site_id: str, action: str) -> None:
+    """An admin of a kiosk site's book, or the site's own org or kiosk credential (403
+    otherwise)."""
+    if caller.role != "admin" and caller.organisation_id != site_id:
+        raise Forbidden(f"only the site's own credentials may {action}")
+
+
+def require_site_reader(caller: Caller, site_id: str, action: str) -> None:
+    """Admins and auditors of a kiosk site's book read what it did; an org or kiosk credential
+    only if it is the site's own (403 otherwise)."""
+    if caller.role in ("org", "kiosk"):
+        require_site_staff(caller, site_id, action)
+
+
+def sees_redemption(caller: Caller, book: str, site_id: str, member_id: str) -> bool:
+    """Whether a kiosk redemption is within the caller's reach: book-wide roles see the book's,
+    a site's own credentials the site's, a mini-program its member's."""
+    if not reaches_book(caller, book):
+        return False
+    if caller.role in ("admin", "auditor"):
+        return True
+    if caller.role in ("org", "kiosk"):
+        return caller.organisation_id == site_id
+    return caller.role == "miniprogram" and caller.member_id == member_id

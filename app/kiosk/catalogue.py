@@ -9,7 +9,8 @@ and the moves always add up to it.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.exchange.policies import require_asset
 from app.identity.organisations import get_organisation
 from app.kiosk import errors, schemas
+from app.kiosk.schemas import ItemRead, RedemptionLine, StockMoveRead
 
 KIOSK_SITE = "kiosk_site"
 
@@ -30,24 +32,33 @@ MOVE_COLUMNS = (
 )
 
 
-async def site(session: AsyncSession, site_id: uuid.UUID) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A kiosk site: the organisation whose items a kiosk offers, in its book."""
+
+    id: uuid.UUID
+    book: str
+    name: str
+
+
+async def site(session: AsyncSession, site_id: uuid.UUID) -> Site:
     """A kiosk site (an organisation of kind `kiosk_site`)."""
     organisation = await get_organisation(session, site_id)
     if organisation["kind"] != KIOSK_SITE:
         raise errors.NotAKioskSite(f"organisation {site_id} is a {organisation['kind']}")
-    return organisation
+    return Site(organisation["id"], organisation["book"], organisation["name"])
 
 
-async def list_items(session: AsyncSession, site_id: uuid.UUID) -> list[dict[str, Any]]:
+async def list_items(session: AsyncSession, site_id: uuid.UUID) -> list[ItemRead]:
     """The site's items, by name."""
     rows = await session.execute(
         text(f"SELECT {ITEM_COLUMNS} FROM kiosk_items WHERE site_id = :s ORDER BY name, id"),
         {"s": site_id},
     )
-    return [dict(row._mapping) for row in rows]
+    return [ItemRead.model_validate(row._asdict()) for row in rows]
 
 
-async def get_item(session: AsyncSession, item_id: uuid.UUID, lock: bool = False) -> dict[str, Any]:
+async def get_item(session: AsyncSession, item_id: uuid.UUID, lock: bool = False) -> ItemRead:
     """An item; 404 if unknown."""
     row = (
         await session.execute(
@@ -60,7 +71,7 @@ async def get_item(session: AsyncSession, item_id: uuid.UUID, lock: bool = False
     ).one_or_none()
     if row is None:
         raise errors.ItemNotFound(f"item {item_id} does not exist")
-    return dict(row._mapping)
+    return ItemRead.model_validate(row._asdict())
 
 
 async def _record_move(
@@ -72,7 +83,7 @@ async def _record_move(
     reason: str,
     created_by: str,
     redemption_id: uuid.UUID | None = None,
-) -> dict[str, Any]:
+) -> StockMoveRead:
     row = (
         await session.execute(
             text(
@@ -92,12 +103,12 @@ async def _record_move(
             },
         )
     ).one()
-    return dict(row._mapping)
+    return StockMoveRead.model_validate(row._asdict())
 
 
 async def create_item(
-    session: AsyncSession, site_row: dict[str, Any], data: schemas.ItemCreate, created_by: str
-) -> dict[str, Any]:
+    session: AsyncSession, site_row: Site, data: schemas.ItemCreate, created_by: str
+) -> ItemRead:
     """A new item at the site, its initial stock recorded as the first move."""
     await require_asset(session, data.asset)
     item_id = uuid.uuid4()
@@ -108,8 +119,8 @@ async def create_item(
         ),
         {
             "id": item_id,
-            "site": site_row["id"],
-            "book": site_row["book"],
+            "site": site_row.id,
+            "book": site_row.book,
             "name": data.name,
             "asset": data.asset,
             "price": data.price,
@@ -125,7 +136,7 @@ async def create_item(
 
 async def update_item(
     session: AsyncSession, item_id: uuid.UUID, data: schemas.ItemUpdate
-) -> dict[str, Any]:
+) -> ItemRead:
     """Change an item's name, price or status (not its stock: see `change_stock`)."""
     await get_item(session, item_id, lock=True)
     fields = data.model_dump(exclude_unset=True, exclude_none=True)
@@ -140,21 +151,21 @@ async def update_item(
 
 async def change_stock(
     session: AsyncSession, item_id: uuid.UUID, data: schemas.StockChange, created_by: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[ItemRead, StockMoveRead]:
     """A restock or correction of an item's stock on hand, recorded; the item and the move.
     What pending redemptions hold back cannot be corrected away."""
     item = await get_item(session, item_id, lock=True)
     if data.kind == "restock" and data.delta <= 0:
         raise errors.StockBelowZero("a restock adds pieces: delta must be positive")
-    if item["stock"] is None:
+    if item.stock is None:
         raise errors.StockBelowZero("the item has unlimited stock; set a count by listing anew")
-    after = item["stock"] + data.delta
-    if after < item["reserved"]:
+    after = item.stock + data.delta
+    if after < item.reserved:
         raise errors.StockBelowZero(
-            f"{item['stock']} on hand, {item['reserved']} held by pending redemptions: "
+            f"{item.stock} on hand, {item.reserved} held by pending redemptions: "
             f"{data.delta} would leave less than none",
-            stock=item["stock"],
-            reserved=item["reserved"],
+            stock=item.stock,
+            reserved=item.reserved,
         )
     await session.execute(
         text("UPDATE kiosk_items SET stock = :after, updated_at = now() WHERE id = :id"),
@@ -168,7 +179,7 @@ async def change_stock(
 
 async def lock_basket(
     session: AsyncSession, site_id: uuid.UUID, lines: list[schemas.BasketLine]
-) -> list[tuple[dict[str, Any], int]]:
+) -> list[tuple[ItemRead, int]]:
     """The basket's items, in the order asked, each with its quantity, locked in id order (so
     concurrent baskets cannot deadlock); refused if one is not at the site, not active, or
     short of stock."""
@@ -181,34 +192,34 @@ async def lock_basket(
             item = await get_item(session, item_id, lock=True)
         except errors.ItemNotFound:
             item = None
-        if item is None or item["site_id"] != site_id:
+        if item is None or item.site_id != site_id:
             raise errors.ItemNotFound(f"item {item_id} does not exist at this site")
-        if item["status"] != "active":
-            raise errors.ItemInactive(f"{item['name']} is not offered now", item_id=str(item_id))
+        if item.status != "active":
+            raise errors.ItemInactive(f"{item.name} is not offered now", item_id=str(item_id))
         wanted = quantities[item_id]
-        if item["available"] is not None and item["available"] < wanted:
+        if item.available is not None and item.available < wanted:
             raise errors.OutOfStock(
-                f"{item['name']}: {item['available']} available, {wanted} asked",
+                f"{item.name}: {item.available} available, {wanted} asked",
                 item_id=str(item_id),
-                available=item["available"],
+                available=item.available,
             )
         basket.append((item, wanted))
     order = list(quantities)  # dicts keep the order of first appearance
-    basket.sort(key=lambda entry: order.index(entry[0]["id"]))
-    assets = {item["asset"] for item, _ in basket}
+    basket.sort(key=lambda entry: order.index(entry[0].id))
+    assets = {item.asset for item, _ in basket}
     if len(assets) > 1:
         raise errors.MixedAssets(f"the basket is priced in {', '.join(sorted(assets))}")
     return basket
 
 
-async def lock_lines(session: AsyncSession, lines: list[dict[str, Any]]) -> None:
+async def lock_lines(session: AsyncSession, lines: Sequence[RedemptionLine]) -> None:
     """Lock a redemption's items in id order, as `lock_basket` does, before its posting: what
     settles it then only updates rows it holds (the book's head is locked after them)."""
     await session.execute(
         text(
             "SELECT 1 FROM kiosk_items WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
         ),
-        {"ids": sorted({str(line["item_id"]) for line in lines})},
+        {"ids": sorted({str(line.item_id) for line in lines})},
     )
 
 
@@ -223,36 +234,39 @@ async def reserve(session: AsyncSession, item_id: uuid.UUID, quantity: int) -> N
     )
 
 
-async def release(session: AsyncSession, lines: list[dict[str, Any]]) -> None:
+async def release(session: AsyncSession, lines: Sequence[RedemptionLine]) -> None:
     """Give back what a cancelled or expired redemption held."""
-    for line in sorted(lines, key=lambda line: str(line["item_id"])):
+    for line in sorted(lines, key=lambda line: str(line.item_id)):
         await session.execute(
             text(
                 "UPDATE kiosk_items SET reserved = reserved - :q, updated_at = now() "
                 "WHERE id = :id AND stock IS NOT NULL"
             ),
-            {"q": line["quantity"], "id": line["item_id"]},
+            {"q": line.quantity, "id": line.item_id},
         )
 
 
 async def take(
-    session: AsyncSession, lines: list[dict[str, Any]], redemption_id: uuid.UUID, created_by: str
+    session: AsyncSession,
+    lines: Sequence[RedemptionLine],
+    redemption_id: uuid.UUID,
+    created_by: str,
 ) -> None:
     """Take a confirmed redemption's pieces out of stock (they were reserved), recorded."""
-    for line in sorted(lines, key=lambda line: str(line["item_id"])):
-        item_id = uuid.UUID(str(line["item_id"]))
+    for line in sorted(lines, key=lambda line: str(line.item_id)):
+        item_id = line.item_id
         after = await session.scalar(
             text(
                 "UPDATE kiosk_items SET stock = stock - :q, reserved = reserved - :q, "
                 "updated_at = now() WHERE id = :id AND stock IS NOT NULL RETURNING stock"
             ),
-            {"q": line["quantity"], "id": item_id},
+            {"q": line.quantity, "id": item_id},
         )
         await _record_move(
             session,
             item_id,
             "redemption",
-            -int(line["quantity"]),
+            -line.quantity,
             after,
             "redeemed",
             created_by,

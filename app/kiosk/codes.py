@@ -12,13 +12,13 @@ import base64
 import hmac
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.personal import PersonalDataCipher
 from app.kiosk import errors
+from app.kiosk.schemas import RedeemCodeRead
 
 PREFIX = "R1"
 _MAC_BYTES = 10
@@ -62,7 +62,7 @@ async def issue(
     created_by: str,
     now: datetime,
     ttl_s: int,
-) -> dict[str, Any]:
+) -> RedeemCodeRead:
     """A new code for the member, valid for `ttl_s` seconds from `now`."""
     code_id = uuid.uuid4()
     expires_at = now + timedelta(seconds=ttl_s)
@@ -73,7 +73,7 @@ async def issue(
         ),
         {"id": code_id, "member": member_id, "expires": expires_at, "by": created_by},
     )
-    return {"code": encode(cipher, code_id), "member_id": member_id, "expires_at": expires_at}
+    return RedeemCodeRead(code=encode(cipher, code_id), member_id=member_id, expires_at=expires_at)
 
 
 async def claim(

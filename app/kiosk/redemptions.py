@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange.accounts import find_member_account, purpose_account
@@ -32,6 +32,8 @@ from app.identity.authorization import org_owner
 from app.identity.errors import MemberNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kiosk import catalogue, codes, errors, schemas
+from app.kiosk.catalogue import Site
+from app.kiosk.schemas import RedemptionLine, RedemptionRead, RedemptionSettled
 from app.kit.faults import fault_point
 from app.kit.problems import is_problem
 from app.ledger import errors as ledger_errors
@@ -65,13 +67,11 @@ def _ref(step: str, redemption_id: uuid.UUID) -> IdempotencyRef:
     return IdempotencyRef(SYSTEM_CREDENTIAL, key, key)
 
 
-async def site_account(
-    sessions: async_sessionmaker[AsyncSession], site: dict[str, Any], asset: str
-) -> str:
+async def site_account(sessions: async_sessionmaker[AsyncSession], site: Site, asset: str) -> str:
     """The site's redemption account for an asset, opened (in a committed transaction of its
     own, before the posting that needs it) if missing."""
-    owner = org_owner(str(site["id"]))
-    return await purpose_account(sessions, site["book"], owner, REDEMPTION_ACCOUNT, asset)
+    owner = org_owner(str(site.id))
+    return await purpose_account(sessions, site.book, owner, REDEMPTION_ACCOUNT, asset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class Prepared:
     """What a redemption needs opened or read before its transaction."""
 
     code_id: uuid.UUID
-    site: dict[str, Any]
+    site: Site
     asset: str
     site_account: str
 
@@ -87,7 +87,7 @@ class Prepared:
 async def prepare(
     sessions: async_sessionmaker[AsyncSession],
     cipher: PersonalDataCipher,
-    site: dict[str, Any],
+    site: Site,
     data: schemas.RedemptionCreate,
 ) -> Prepared:
     """Check the code's signature and open the site's account for the basket's asset."""
@@ -95,23 +95,36 @@ async def prepare(
     async with sessions() as session:
         asset = await session.scalar(
             text("SELECT asset FROM kiosk_items WHERE id = :id AND site_id = :site"),
-            {"id": data.items[0].item_id, "site": site["id"]},
+            {"id": data.items[0].item_id, "site": site.id},
         )
     if asset is None:
         raise errors.ItemNotFound(f"item {data.items[0].item_id} does not exist at this site")
     return Prepared(code_id, site, str(asset), await site_account(sessions, site, str(asset)))
 
 
-def view(row: Any) -> dict[str, Any]:
-    """A redemption as the API shows it."""
-    found = dict(row._mapping)
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A confirmed redemption and the hold.post entry that took its points."""
+
+    redemption: RedemptionRead
+    book: str
+    seq: int
+    tx_id: str
+    entry_hash: str
+
+
+def _redemption(row: Row[Any]) -> RedemptionRead:
+    """A redemption's row as the API shows it."""
+    found = row._asdict()
     if isinstance(found["lines"], str):
         found["lines"] = json.loads(found["lines"])
-    return found
+    return RedemptionRead.model_validate(found)
 
 
-async def get(session: AsyncSession, redemption_id: uuid.UUID, lock: bool = False) -> Any:
-    """A redemption's row; 404 if unknown."""
+async def get(
+    session: AsyncSession, redemption_id: uuid.UUID, lock: bool = False
+) -> RedemptionRead:
+    """A redemption (locked for this transaction if `lock`); 404 if unknown."""
     row = (
         await session.execute(
             text(
@@ -123,12 +136,12 @@ async def get(session: AsyncSession, redemption_id: uuid.UUID, lock: bool = Fals
     ).one_or_none()
     if row is None:
         raise errors.RedemptionNotFound(f"redemption {redemption_id} does not exist")
-    return row
+    return _redemption(row)
 
 
 async def list_for_site(
     session: AsyncSession, site_id: uuid.UUID, status: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[RedemptionRead]:
     """The site's redemptions, newest first (only those of `status`, if given)."""
     rows = await session.execute(
         text(
@@ -138,7 +151,7 @@ async def list_for_site(
         ),
         {"site": site_id, "status": status, "limit": limit},
     )
-    return [view(row) for row in rows]
+    return [_redemption(row) for row in rows]
 
 
 async def redeem(
@@ -150,7 +163,7 @@ async def redeem(
     data: schemas.RedemptionCreate,
     now: datetime,
     ttl_s: int,
-) -> dict[str, Any]:
+) -> RedemptionRead:
     """Claim the code, lock the basket, hold the member's points and reserve the stock."""
     site = prepared.site
     member_id = await codes.claim(session, prepared.code_id, data.member_id, now)
@@ -161,28 +174,28 @@ async def redeem(
         raise MemberNotFound(f"member {member_id} does not exist")
     require_not_erased(member_id, str(status))
     # One asset, that of the first item (`prepare` opened the site's account for it).
-    basket = await catalogue.lock_basket(session, site["id"], data.items)
+    basket = await catalogue.lock_basket(session, site.id, data.items)
     lines = [
-        {
-            "item_id": str(item["id"]),
-            "name": item["name"],
-            "quantity": quantity,
-            "price": item["price"],
-            "amount": item["price"] * quantity,
-        }
+        RedemptionLine(
+            item_id=item.id,
+            name=item.name,
+            quantity=quantity,
+            price=item.price,
+            amount=item.price * quantity,
+        )
         for item, quantity in basket
     ]
-    total = sum(line["amount"] for line in lines)
+    total = sum(line.amount for line in lines)
     # The member spends in the site's book: their own, or one they moved units to.
-    account = await find_member_account(session, site["book"], member_id, prepared.asset)
+    account = await find_member_account(session, site.book, member_id, prepared.asset)
     if account is None:
         raise ledger_errors.InsufficientFunds(
-            f"the member holds no {prepared.asset} in book {site['book']!r}",
+            f"the member holds no {prepared.asset} in book {site.book!r}",
             account_id=None,
             available=0,
         )
     draft = Draft(
-        site["book"],
+        site.book,
         "hold",
         KIND_HOLD,
         [(account, -total), (prepared.site_account, total)],
@@ -199,7 +212,7 @@ async def redeem(
         raise refusal(outcome)
     fault_point("kiosk.redeem.posted")
     for item, quantity in basket:
-        await catalogue.reserve(session, item["id"], quantity)
+        await catalogue.reserve(session, item.id, quantity)
     await codes.use(session, prepared.code_id, redemption_id)
     await session.execute(
         text(
@@ -210,29 +223,32 @@ async def redeem(
         ),
         {
             "id": redemption_id,
-            "site": site["id"],
-            "book": site["book"],
+            "site": site.id,
+            "book": site.book,
             "member": member_id,
             "code": prepared.code_id,
             "asset": prepared.asset,
             "total": total,
-            "lines": json.dumps(lines),
+            "lines": json.dumps([line.model_dump(mode="json") for line in lines]),
             "hold": outcome.body["id"],
             "expires": now + timedelta(seconds=ttl_s),
             "by": caller.credential.id,
         },
     )
-    return view(await get(session, redemption_id))
+    return await get(session, redemption_id)
 
 
 async def _settle(
-    session: AsyncSession, row: Any, status: str, tx_id: str | None, created_by: str
+    session: AsyncSession,
+    row: RedemptionRead,
+    status: str,
+    tx_id: str | None,
+    created_by: str,
 ) -> None:
-    lines = view(row)["lines"]
     if status == "confirmed":
-        await catalogue.take(session, lines, row.id, created_by)
+        await catalogue.take(session, row.lines, row.id, created_by)
     else:
-        await catalogue.release(session, lines)
+        await catalogue.release(session, row.lines)
     await session.execute(
         text(
             "UPDATE kiosk_redemptions SET status = :status, tx_id = CAST(:tx AS uuid), "
@@ -245,7 +261,7 @@ async def _settle(
 async def _resolve_hold(
     session: AsyncSession,
     sequencer: Sequencer,
-    row: Any,
+    row: RedemptionRead,
     ref: IdempotencyRef,
     void: bool,
     actor: dict[str, str] | None,
@@ -259,9 +275,9 @@ async def confirm(
     session: AsyncSession,
     sequencer: Sequencer,
     caller: Caller,
-    row: Any,
+    row: RedemptionRead,
     now: datetime,
-) -> dict[str, Any]:
+) -> Confirmation:
     """Post the hold and take the stock (the redemption locked by the caller); the answer
     without its receipt, which `receipt` signs once this transaction has committed."""
     if row.status == "expired" or (row.status == "pending" and now >= row.expires_at):
@@ -270,7 +286,7 @@ async def confirm(
         raise errors.RedemptionNotPending(
             f"the redemption is {row.status}", redemption_status=row.status
         )
-    await catalogue.lock_lines(session, view(row)["lines"])
+    await catalogue.lock_lines(session, row.lines)
     ref = _ref("confirm", row.id)
     outcome = await _resolve_hold(session, sequencer, row, ref, False, caller.actor())
     if outcome.status_code >= 400:
@@ -281,13 +297,13 @@ async def confirm(
     fault_point("kiosk.confirm.posted")
     posting = outcome.body
     await _settle(session, row, "confirmed", posting["id"], caller.credential.id)
-    return {
-        "redemption": view(await get(session, row.id)),
-        "book": posting["book"],
-        "seq": posting["seq"],
-        "tx_id": posting["id"],
-        "entry_hash": posting["entry_hash"],
-    }
+    return Confirmation(
+        await get(session, row.id),
+        posting["book"],
+        posting["seq"],
+        posting["id"],
+        posting["entry_hash"],
+    )
 
 
 async def receipt(session: AsyncSession, sign: ReceiptSigner, tx_id: str) -> str:
@@ -304,24 +320,24 @@ async def receipt(session: AsyncSession, sign: ReceiptSigner, tx_id: str) -> str
 
 
 async def cancel(
-    session: AsyncSession, sequencer: Sequencer, caller: Caller, row: Any
-) -> dict[str, Any]:
+    session: AsyncSession, sequencer: Sequencer, caller: Caller, row: RedemptionRead
+) -> RedemptionSettled:
     """Void the hold and give the stock back (the redemption locked by the caller)."""
     if row.status != "pending":
         raise errors.RedemptionNotPending(
             f"the redemption is {row.status}", redemption_status=row.status
         )
-    await catalogue.lock_lines(session, view(row)["lines"])
+    await catalogue.lock_lines(session, row.lines)
     tx_id = await _void(session, sequencer, row, _ref("cancel", row.id), caller.actor())
     fault_point("kiosk.cancel.posted")
     await _settle(session, row, "cancelled", tx_id, caller.credential.id)
-    return {"redemption": view(await get(session, row.id))}
+    return RedemptionSettled(redemption=await get(session, row.id))
 
 
 async def _void(
     session: AsyncSession,
     sequencer: Sequencer,
-    row: Any,
+    row: RedemptionRead,
     ref: IdempotencyRef,
     actor: dict[str, str] | None,
 ) -> str | None:
@@ -358,7 +374,7 @@ async def expire_due(
     settled = 0
     for redemption_id in due:
         async with sessions() as session, session.begin():
-            row = (
+            found = (
                 await session.execute(
                     text(
                         f"SELECT {COLUMNS} FROM kiosk_redemptions WHERE id = :id "
@@ -367,9 +383,10 @@ async def expire_due(
                     {"id": redemption_id},
                 )
             ).one_or_none()
-            if row is None:
+            if found is None:
                 continue
-            await catalogue.lock_lines(session, view(row)["lines"])
+            row = _redemption(found)
+            await catalogue.lock_lines(session, row.lines)
             hold = await ledger.get_hold(session, row.hold_id)
             if hold.status == "posted":
                 # Posted without this redemption: by a confirmation of an earlier version that

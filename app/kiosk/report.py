@@ -17,15 +17,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.authorization import org_owner
+from app.kiosk.catalogue import Site
 from app.kiosk.redemptions import REDEMPTION_ACCOUNT
+from app.kiosk.schemas import RedemptionLine
 from app.ledger.journal import KIND_HOLD_POST
 
 LEDGER_SQL = """
@@ -62,15 +64,54 @@ SELECT i.id::text AS id, i.name, i.asset, i.price, i.stock, i.reserved, i.status
 """
 
 
+@dataclass(frozen=True, slots=True)
+class ReportItem:
+    """An item of the site: what went out that day, and its stock now."""
+
+    item_id: str
+    name: str
+    asset: str
+    price: int
+    out: int
+    stock_left: int | None
+    reserved: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReport:
+    """A site's day, and each difference between the journal, the redemptions and the stock
+    moves (`reconciled`: none)."""
+
+    site_id: str
+    book: str
+    date: str
+    time_zone: str
+    redemptions: int
+    taken: dict[str, int]
+    items: list[ReportItem]
+    reconciled: bool
+    differences: list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Confirmed:
+    """A confirmed redemption of the day, as the report compares it."""
+
+    id: str
+    tx_id: str
+    asset: str
+    total: int
+    lines: list[RedemptionLine]
+
+
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The instants a service day starts and ends."""
     start = datetime.combine(day, time(0), tzinfo=zone)
     return start, datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
 
 
-async def daily_report(
-    session: AsyncSession, site: dict[str, Any], day: date, zone: ZoneInfo
-) -> dict[str, Any]:
+async def daily_report(session: AsyncSession, site: Site, day: date, zone: ZoneInfo) -> DailyReport:
     """The site's report for one service day."""
     start, end = day_bounds(day, zone)
     span = {"start": start, "end": end}
@@ -78,7 +119,7 @@ async def daily_report(
         await session.execute(
             text(LEDGER_SQL),
             {
-                "owner": org_owner(str(site["id"])),
+                "owner": org_owner(str(site.id)),
                 "purpose": REDEMPTION_ACCOUNT,
                 "kind": KIND_HOLD_POST,
                 **span,
@@ -86,26 +127,29 @@ async def daily_report(
         )
     ).all()
     redemption_rows = (
-        await session.execute(text(REDEMPTIONS_SQL), {"site": site["id"], **span})
+        await session.execute(text(REDEMPTIONS_SQL), {"site": site.id, **span})
     ).all()
-    redemptions = [{**row._asdict(), "lines": _lines(row.lines)} for row in redemption_rows]
-    moves = (await session.execute(text(MOVES_SQL), {"ids": [r["id"] for r in redemptions]})).all()
-    stock_rows = (await session.execute(text(STOCK_SQL), {"site": site["id"]})).all()
+    redemptions = [
+        _Confirmed(row.id, row.tx_id, row.asset, row.total, _lines(row.lines))
+        for row in redemption_rows
+    ]
+    moves = (await session.execute(text(MOVES_SQL), {"ids": [r.id for r in redemptions]})).all()
+    stock_rows = (await session.execute(text(STOCK_SQL), {"site": site.id})).all()
 
-    differences: list[dict[str, Any]] = []
+    differences: list[dict[str, str]] = []
     posted = {row.tx_id: (row.asset, int(row.amount)) for row in ledger_rows}
     for r in redemptions:
-        entry = posted.pop(r["tx_id"], None)
+        entry = posted.pop(r.tx_id, None)
         if entry is None:
             differences.append(
-                {"redemption_id": r["id"], "issue": "confirmed, but no hold.post to the site"}
+                {"redemption_id": r.id, "issue": "confirmed, but no hold.post to the site"}
             )
-        elif entry != (r["asset"], r["total"]):
+        elif entry != (r.asset, r.total):
             differences.append(
                 {
-                    "redemption_id": r["id"],
+                    "redemption_id": r.id,
                     "issue": f"the journal posted {entry[1]} {entry[0]}, "
-                    f"the redemption totals {r['total']} {r['asset']}",
+                    f"the redemption totals {r.total} {r.asset}",
                 }
             )
     for tx_id, (asset, amount) in sorted(posted.items()):
@@ -118,15 +162,16 @@ async def daily_report(
         taken[key] = taken.get(key, 0) - int(move.delta)
     items_out: dict[str, int] = {}
     for r in redemptions:
-        for line in r["lines"]:
-            items_out[line["item_id"]] = items_out.get(line["item_id"], 0) + line["quantity"]
-            moved = taken.pop((r["id"], line["item_id"]), 0)
-            if moved != line["quantity"]:
+        for line in r.lines:
+            item_id = str(line.item_id)
+            items_out[item_id] = items_out.get(item_id, 0) + line.quantity
+            moved = taken.pop((r.id, item_id), 0)
+            if moved != line.quantity:
                 differences.append(
                     {
-                        "redemption_id": r["id"],
-                        "item_id": line["item_id"],
-                        "issue": f"{line['quantity']} redeemed, {moved} taken from stock",
+                        "redemption_id": r.id,
+                        "item_id": item_id,
+                        "issue": f"{line.quantity} redeemed, {moved} taken from stock",
                     }
                 )
     for (redemption_id, item_id), moved in sorted(taken.items()):
@@ -147,62 +192,62 @@ async def daily_report(
                 }
             )
         items.append(
-            {
-                "item_id": row.id,
-                "name": row.name,
-                "asset": row.asset,
-                "price": row.price,
-                "out": items_out.get(row.id, 0),
-                "stock_left": row.stock,
-                "reserved": row.reserved,
-                "status": row.status,
-            }
+            ReportItem(
+                row.id,
+                row.name,
+                row.asset,
+                row.price,
+                items_out.get(row.id, 0),
+                row.stock,
+                row.reserved,
+                row.status,
+            )
         )
     points: dict[str, int] = {}
     for r in redemptions:
-        points[r["asset"]] = points.get(r["asset"], 0) + r["total"]
-    return {
-        "site_id": str(site["id"]),
-        "book": site["book"],
-        "date": day.isoformat(),
-        "time_zone": zone.key,
-        "redemptions": len(redemptions),
-        "taken": dict(sorted(points.items())),
-        "items": items,
-        "reconciled": not differences,
-        "differences": differences,
-    }
+        points[r.asset] = points.get(r.asset, 0) + r.total
+    return DailyReport(
+        str(site.id),
+        site.book,
+        day.isoformat(),
+        zone.key,
+        len(redemptions),
+        dict(sorted(points.items())),
+        items,
+        not differences,
+        differences,
+    )
 
 
-def _lines(value: Any) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = json.loads(value) if isinstance(value, str) else value
-    return lines
+def _lines(value: str | list[dict[str, object]]) -> list[RedemptionLine]:
+    """A redemption's lines as stored (jsonb: decoded by the driver, or its text)."""
+    lines = json.loads(value) if isinstance(value, str) else value
+    return [RedemptionLine.model_validate(line) for line in lines]
 
 
 CSV_COLUMNS = ("date", "item_id", "name", "asset", "price", "out", "stock_left", "reserved")
 
 
-def report_csv(report: dict[str, Any]) -> str:
+def report_csv(report: DailyReport) -> str:
     """The report's items as CSV, then a summary row per asset and the reconciliation."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for item in report["items"]:
-        writer.writerow(
-            [report["date"], *(item[c] if item[c] is not None else "" for c in CSV_COLUMNS[1:])]
-        )
+    for item in report.items:
+        cells = (getattr(item, column) for column in CSV_COLUMNS[1:])
+        writer.writerow([report.date, *("" if cell is None else cell for cell in cells)])
     writer.writerow([])
     writer.writerow(["date", "redemptions", "asset", "taken", "reconciled", "differences"])
-    taken: list[tuple[str, int]] = list(report["taken"].items()) or [("", 0)]
+    taken: list[tuple[str, int]] = list(report.taken.items()) or [("", 0)]
     for asset, amount in taken:
         writer.writerow(
             [
-                report["date"],
-                report["redemptions"],
+                report.date,
+                report.redemptions,
                 asset,
                 amount,
-                str(report["reconciled"]).lower(),
-                "; ".join(d["issue"] for d in report["differences"]),
+                str(report.reconciled).lower(),
+                "; ".join(d["issue"] for d in report.differences),
             ]
         )
     return out.getvalue()

@@ -9,26 +9,26 @@ come from their mini-program.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.exchange.policies import require_not_erased
 from app.http.actions import ActionResult, action_id, answer_action, run_action
-from app.http.caller import Caller, CallerDep
+from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.http.responses import json_response, replayable_response
-from app.identity.access import acting_member
-from app.identity.authorization import ALL_ROLES, reaches_book, sees_member
+from app.identity.access import acting_member, visible_member
+from app.identity.authorization import ALL_ROLES, require_site_reader, require_site_staff
 from app.identity.dependencies import allow
-from app.identity.errors import MemberNotFound, OrganisationNotFound
-from app.identity.members import get_member_row
-from app.kiosk import catalogue, codes, errors, redemptions, report, schemas
-from app.kit.problems import Forbidden
+from app.kiosk import catalogue, codes, redemptions, report, schemas
+from app.kiosk.access import require_item_staff, visible_redemption, visible_site
 from app.kit.schemas import Day
 
 router = APIRouter(prefix="/v1", tags=["kiosk"])
@@ -38,40 +38,15 @@ REPORT_READERS = ("admin", "auditor", "org", "kiosk")
 REDEMPTION_READERS = ("admin", "auditor", "org", "kiosk", "miniprogram")
 
 
-async def _site(session: Any, caller: Caller, site_id: UUID) -> dict[str, Any]:
-    """A kiosk site in the caller's book; 404 otherwise."""
-    try:
-        site = await catalogue.site(session, site_id)
-    except OrganisationNotFound:
-        site = None
-    if site is None or not reaches_book(caller, site["book"]):
-        raise OrganisationNotFound(f"organisation {site_id} does not exist")
-    return site
-
-
-def _require_staff(caller: Caller, site: dict[str, Any], action: str) -> None:
-    """An admin of the site's book, or the site's own org or kiosk credential."""
-    if caller.role != "admin" and caller.organisation_id != str(site["id"]):
-        raise Forbidden(f"only the site's own credentials may {action}")
-
-
-def _item_json(item: dict[str, Any]) -> dict[str, Any]:
-    return schemas.ItemRead.model_validate(item).model_dump(mode="json")
-
-
-def _redemption_json(row: dict[str, Any]) -> dict[str, Any]:
-    return schemas.RedemptionRead.model_validate(row).model_dump(mode="json")
-
-
 @router.get(
     "/kiosk/site",
     response_model=schemas.SiteRead,
     dependencies=[allow(("kiosk",), "ask for its kiosk site")],
 )
-async def own_site(caller: CallerDep, session: SessionDep) -> Any:
+async def own_site(caller: CallerDep, session: SessionDep) -> schemas.SiteRead:
     """The site of the calling kiosk credential (what the kiosk page signs in to)."""
-    site = await _site(session, caller, uuid.UUID(str(caller.organisation_id)))
-    return {"site_id": site["id"], "book": site["book"], "name": site["name"]}
+    site = await visible_site(session, caller, uuid.UUID(str(caller.organisation_id)))
+    return schemas.SiteRead(site_id=site.id, book=site.book, name=site.name)
 
 
 @router.get(
@@ -79,10 +54,10 @@ async def own_site(caller: CallerDep, session: SessionDep) -> Any:
     response_model=schemas.ItemList,
     dependencies=[allow(ALL_ROLES, "read kiosk items")],
 )
-async def list_items(site_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def list_items(site_id: UUID, caller: CallerDep, session: SessionDep) -> schemas.ItemList:
     """The site's items with their stock and what is available (any role of the book)."""
-    await _site(session, caller, site_id)
-    return {"items": await catalogue.list_items(session, site_id)}
+    await visible_site(session, caller, site_id)
+    return schemas.ItemList(items=await catalogue.list_items(session, site_id))
 
 
 @router.post(
@@ -95,22 +70,13 @@ async def create_item(site_id: UUID, data: schemas.ItemCreate, ctx: Posting) -> 
     """List an item at the site with its price and stock (its initial stock is recorded)."""
     caller = ctx.caller
 
-    async def action(session: Any) -> ActionResult:
-        site = await _site(session, caller, site_id)
-        _require_staff(caller, site, "list its items")
+    async def action(session: AsyncSession) -> ActionResult:
+        site = await visible_site(session, caller, site_id)
+        require_site_staff(caller, str(site.id), "list its items")
         item = await catalogue.create_item(session, site, data, caller.credential.id)
-        return ActionResult(201, _item_json(item))
+        return ActionResult(201, item.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
-
-
-async def _item_of_staff(session: Any, caller: Caller, item_id: UUID, action: str) -> None:
-    try:
-        item = await catalogue.get_item(session, item_id)
-        site = await _site(session, caller, item["site_id"])
-    except OrganisationNotFound:
-        raise errors.ItemNotFound(f"item {item_id} does not exist") from None
-    _require_staff(caller, site, action)
 
 
 @router.patch(
@@ -122,9 +88,10 @@ async def update_item(item_id: UUID, data: schemas.ItemUpdate, ctx: Posting) -> 
     """Rename, reprice, withdraw or offer again an item (stock changes are recorded moves)."""
     caller = ctx.caller
 
-    async def action(session: Any) -> ActionResult:
-        await _item_of_staff(session, caller, item_id, "change its items")
-        return ActionResult(200, _item_json(await catalogue.update_item(session, item_id, data)))
+    async def action(session: AsyncSession) -> ActionResult:
+        await require_item_staff(session, caller, item_id, "change its items")
+        item = await catalogue.update_item(session, item_id, data)
+        return ActionResult(200, item.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -139,13 +106,10 @@ async def change_stock(item_id: UUID, data: schemas.StockChange, ctx: Posting) -
     """Restock or correct an item's stock on hand, with why; never below what is held."""
     caller = ctx.caller
 
-    async def action(session: Any) -> ActionResult:
-        await _item_of_staff(session, caller, item_id, "change its stock")
+    async def action(session: AsyncSession) -> ActionResult:
+        await require_item_staff(session, caller, item_id, "change its stock")
         item, move = await catalogue.change_stock(session, item_id, data, caller.credential.id)
-        body = {
-            "item": _item_json(item),
-            "move": schemas.StockMoveRead(**move).model_dump(mode="json"),
-        }
+        body = {"item": item.model_dump(mode="json"), "move": move.model_dump(mode="json")}
         return ActionResult(201, body)
 
     return await answer_action(ctx, action)
@@ -164,10 +128,8 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
     member = acting_member(caller, member_id) if caller.role == "miniprogram" else member_id
     state = request.app.state
 
-    async def action(session: Any) -> ActionResult:
-        row = await get_member_row(session, member)
-        if not await sees_member(session, caller, row):
-            raise MemberNotFound(f"member {member_id} does not exist")
+    async def action(session: AsyncSession) -> ActionResult:
+        row = await visible_member(session, caller, member)
         require_not_erased(member, str(row["status"]))
         issued = await codes.issue(
             session,
@@ -177,7 +139,7 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
             state.clock(),
             state.settings.redeem_code_ttl_s,
         )
-        return ActionResult(201, schemas.RedeemCodeRead(**issued).model_dump(mode="json"))
+        return ActionResult(201, issued.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -194,12 +156,12 @@ async def redeem(data: schemas.RedemptionCreate, ctx: Posting, request: Request)
     caller = ctx.caller
     state = request.app.state
     async with ctx.sessions() as session:
-        site = await _site(session, caller, uuid.UUID(str(caller.organisation_id)))
+        site = await visible_site(session, caller, uuid.UUID(str(caller.organisation_id)))
     prepared = await redemptions.prepare(ctx.sessions, state.personal_data, site, data)
     redemption_id = action_id(ctx.idem, "kiosk_redemption")
 
-    async def action(session: Any) -> ActionResult:
-        row = await redemptions.redeem(
+    async def action(session: AsyncSession) -> ActionResult:
+        redemption = await redemptions.redeem(
             session,
             ctx.sequencer,
             caller,
@@ -209,26 +171,9 @@ async def redeem(data: schemas.RedemptionCreate, ctx: Posting, request: Request)
             state.clock(),
             state.settings.kiosk_redemption_ttl_s,
         )
-        return ActionResult(201, _redemption_json(row))
+        return ActionResult(201, redemption.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
-
-
-def _sees_redemption(caller: Caller, row: Any) -> bool:
-    if not reaches_book(caller, row.book):
-        return False
-    if caller.role in ("admin", "auditor"):
-        return True
-    if caller.role in ("org", "kiosk"):
-        return caller.organisation_id == str(row.site_id)
-    return caller.role == "miniprogram" and caller.member_id == str(row.member_id)
-
-
-async def _redemption(session: Any, caller: Caller, redemption_id: UUID, lock: bool) -> Any:
-    row = await redemptions.get(session, redemption_id, lock=lock)
-    if not _sees_redemption(caller, row):
-        raise errors.RedemptionNotFound(f"redemption {redemption_id} does not exist")
-    return row
 
 
 @router.get(
@@ -242,13 +187,13 @@ async def list_redemptions(
     session: SessionDep,
     status: Annotated[schemas.RedemptionStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Any:
+) -> schemas.RedemptionList:
     """The site's redemptions, newest first: a kiosk picks up a pending one after a reload
     (the book's admins and auditors, and the site's own credentials)."""
-    site = await _site(session, caller, site_id)
-    if caller.role in ("org", "kiosk"):
-        _require_staff(caller, site, "read its redemptions")
-    return {"items": await redemptions.list_for_site(session, site_id, status, limit)}
+    site = await visible_site(session, caller, site_id)
+    require_site_reader(caller, str(site.id), "read its redemptions")
+    items = await redemptions.list_for_site(session, site_id, status, limit)
+    return schemas.RedemptionList(items=items)
 
 
 @router.get(
@@ -256,9 +201,11 @@ async def list_redemptions(
     response_model=schemas.RedemptionRead,
     dependencies=[allow(REDEMPTION_READERS, "read redemptions")],
 )
-async def get_redemption(redemption_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_redemption(
+    redemption_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.RedemptionRead:
     """A redemption (the site's credentials, the member's mini-program, admins, auditors)."""
-    return redemptions.view(await _redemption(session, caller, redemption_id, lock=False))
+    return await visible_redemption(session, caller, redemption_id, lock=False)
 
 
 @router.post(
@@ -275,10 +222,17 @@ async def confirm(redemption_id: UUID, ctx: Posting, request: Request) -> Respon
         token, _, _ = await state.audit.receipts.sign(entry, body, entry_hash)
         return str(token)
 
-    async def action(session: Any) -> ActionResult:
-        row = await _redemption(session, caller, redemption_id, lock=True)
-        body = await redemptions.confirm(session, ctx.sequencer, caller, row, state.clock())
-        return ActionResult(200, {**body, "redemption": _redemption_json(body["redemption"])})
+    async def action(session: AsyncSession) -> ActionResult:
+        row = await visible_redemption(session, caller, redemption_id, lock=True)
+        done = await redemptions.confirm(session, ctx.sequencer, caller, row, state.clock())
+        body = {
+            "redemption": done.redemption.model_dump(mode="json"),
+            "book": done.book,
+            "seq": done.seq,
+            "tx_id": done.tx_id,
+            "entry_hash": done.entry_hash,
+        }
+        return ActionResult(200, body)
 
     # The receipt is signed once the confirmation has committed (nothing slow while the book's
     # head is locked), on the first answer and on replays alike: it is the same every time.
@@ -298,10 +252,10 @@ async def cancel(redemption_id: UUID, ctx: Posting) -> Response:
     """Void the hold and give the stock back (the site's kiosk, or an admin)."""
     caller = ctx.caller
 
-    async def action(session: Any) -> ActionResult:
-        row = await _redemption(session, caller, redemption_id, lock=True)
-        body = await redemptions.cancel(session, ctx.sequencer, caller, row)
-        return ActionResult(200, schemas.RedemptionSettled(**body).model_dump(mode="json"))
+    async def action(session: AsyncSession) -> ActionResult:
+        row = await visible_redemption(session, caller, redemption_id, lock=True)
+        settled = await redemptions.cancel(session, ctx.sequencer, caller, row)
+        return ActionResult(200, settled.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -321,11 +275,10 @@ async def daily_report(
 ) -> Response:
     """The site's day: redemptions, points taken, items out and stock left, reconciled with
     the journal and the stock moves (账物相符)."""
-    site = await _site(session, caller, site_id)
-    if caller.role in ("org", "kiosk"):
-        _require_staff(caller, site, "read its reports")
+    site = await visible_site(session, caller, site_id)
+    require_site_reader(caller, str(site.id), "read its reports")
     zone = ZoneInfo(request.app.state.settings.service_timezone)
     found = await report.daily_report(session, site, day, zone)
     if fmt == "csv":
         return Response(report.report_csv(found), media_type="text/csv; charset=utf-8")
-    return json_response(200, found)
+    return json_response(200, dataclasses.asdict(found))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
 
 def keyset_page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> dict[str, Any]:
@@ -10,3 +12,20 @@ def keyset_page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> dict
     items = rows[:limit]
     more = len(rows) > limit
     return {"items": items, "next_after": items[-1][key] if more and items else None}
+
+
+class Keyed(Protocol):
+    """A row of a keyset page, ordered by its id."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+K = TypeVar("K", bound=Keyed)
+
+
+def keyset_split(rows: Sequence[K], limit: int) -> tuple[list[K], uuid.UUID | None]:
+    """The page's items and the cursor to go on (None: the last page), from up to
+    `limit + 1` rows ordered by id."""
+    items = list(rows[:limit])
+    return items, items[-1].id if len(rows) > limit and items else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +30,7 @@ from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.volunteering import errors
 from app.volunteering.records import add_event, get_record
+from app.volunteering.schemas import BulkApproveItem, ServiceRecordRead
 
 # At most this many approvals of one bulk request wait on the ledger at once.
 BULK_CONCURRENCY = 8
@@ -82,19 +82,19 @@ async def approve(
     record_id: uuid.UUID,
     caller: Caller,
     sessions: async_sessionmaker[AsyncSession],
-) -> dict[str, Any]:
+) -> ServiceRecordRead:
     """Approve a pending record and post its credit; approving an approved record answers it
     unchanged. `sessions` opens the book's public time pool the first time a storage cap
     needs it."""
     record = await get_record(session, record_id, lock=True)
-    if record["status"] == "approved":
+    if record.status == "approved":
         return record
-    if record["status"] != "pending":
-        raise errors.RecordNotPending(f"record {record_id} is {record['status']}, not pending")
-    if record["evidence"] == "manual" and str(record["entered_by"]) == caller.credential.id:
+    if record.status != "pending":
+        raise errors.RecordNotPending(f"record {record_id} is {record.status}, not pending")
+    if record.evidence == "manual" and str(record.entered_by) == caller.credential.id:
         checked = await session.execute(
             text("SELECT maker_checker FROM organisations WHERE id = :o"),
-            {"o": record["organisation_id"]},
+            {"o": record.organisation_id},
         )
         if checked.scalar_one():
             raise errors.MakerChecker(
@@ -102,20 +102,21 @@ async def approve(
                 "than the one that entered it"
             )
     issuance, member = await _hour_accounts(
-        session, record["book"], record["organisation_id"], record["member_id"]
+        session, record.book, record.organisation_id, record.member_id
     )
-    minutes = record["credited_minutes"]
-    limits = await storage_limits(session, sessions, record["book"], "HOUR", [member])
+    minutes = record.credited_minutes
+    assert minutes is not None  # a pending record has its minutes (a CHECK of the table)
+    limits = await storage_limits(session, sessions, record.book, "HOUR", [member])
     draft = Draft(
-        record["book"],
+        record.book,
         "post",
         KIND_SERVICE_CREDIT,
         [(issuance, -minutes), (member, minutes)],
         "",
         {
             "record": str(record_id),
-            "project": str(record["project_id"]),
-            "evidence": record["evidence"],
+            "project": str(record.project_id),
+            "evidence": record.evidence,
         },
         actor=caller.actor(),
         storage_caps=limits.storage_caps,
@@ -144,20 +145,22 @@ async def approve_many(
     record_ids: list[uuid.UUID],
     caller: Caller,
     visible: Callable[[AsyncSession, uuid.UUID], Awaitable[None]],
-) -> list[dict[str, Any]]:
+) -> list[BulkApproveItem]:
     """Approve each record on its own (one refusal does not stop the others); `visible` is the
     caller's reach check for a record. One result per distinct id, in the order asked."""
     gate = asyncio.Semaphore(BULK_CONCURRENCY)
 
-    async def one(record_id: uuid.UUID) -> dict[str, Any]:
+    async def one(record_id: uuid.UUID) -> BulkApproveItem:
         async with gate, sessions() as session:
             try:
                 async with session.begin():
                     await visible(session, record_id)
                     record = await approve(session, sequencer, record_id, caller, sessions)
-                return {"record_id": record_id, "status": 200, "record": record}
+                return BulkApproveItem(record_id=record_id, status=200, record=record)
             except TimebankError as error:
-                return {"record_id": record_id, "status": error.status, "problem": error.problem()}
+                return BulkApproveItem(
+                    record_id=record_id, status=error.status, problem=error.problem()
+                )
 
     return list(await asyncio.gather(*(one(r) for r in dict.fromkeys(record_ids))))
 
@@ -168,15 +171,16 @@ async def reverse(
     record_id: uuid.UUID,
     reason: str,
     caller: Caller,
-) -> dict[str, Any]:
+) -> ServiceRecordRead:
     """Correct an approved record: reverse its credit in the ledger and mark it reversed (it
     stays, with its history; a new record may replace it)."""
     record = await get_record(session, record_id, lock=True)
-    if record["status"] == "reversed":
+    if record.status == "reversed":
         return record
-    if record["status"] != "approved":
-        raise errors.RecordNotPending(f"record {record_id} is {record['status']}, not approved")
-    original = await ledger.get_transaction(session, record["tx_id"])
+    if record.status != "approved":
+        raise errors.RecordNotPending(f"record {record_id} is {record.status}, not approved")
+    assert record.tx_id is not None  # an approved record has its credit (a CHECK of the table)
+    original = await ledger.get_transaction(session, record.tx_id)
     ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"service_reversal:{record_id}", str(record_id))
     in_transaction = ledger.InTransaction(session, sequencer)
     outcome = await ledger.reverse_transaction(in_transaction, original, ref, caller.actor())

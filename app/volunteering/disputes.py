@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.volunteering import errors, schemas
 from app.volunteering.records import add_event, get_record
+from app.volunteering.schemas import DisputeRead
 
 _COLUMNS = (
     "id, record_id, member_id, organisation_id, reason, status, answer, answered_by, "
@@ -21,7 +22,7 @@ _COLUMNS = (
 )
 
 
-async def get_dispute(session: AsyncSession, dispute_id: uuid.UUID) -> dict[str, Any]:
+async def get_dispute(session: AsyncSession, dispute_id: uuid.UUID) -> DisputeRead:
     """A dispute and its answer."""
     row = (
         await session.execute(
@@ -31,10 +32,10 @@ async def get_dispute(session: AsyncSession, dispute_id: uuid.UUID) -> dict[str,
     ).one_or_none()
     if row is None:
         raise errors.DisputeNotFound(f"dispute {dispute_id} does not exist")
-    return row._asdict()
+    return DisputeRead.model_validate(row._asdict())
 
 
-async def disputes_of(session: AsyncSession, record_id: uuid.UUID) -> list[dict[str, Any]]:
+async def disputes_of(session: AsyncSession, record_id: uuid.UUID) -> list[DisputeRead]:
     """Every dispute of a record, oldest first."""
     rows = await session.execute(
         text(
@@ -42,12 +43,12 @@ async def disputes_of(session: AsyncSession, record_id: uuid.UUID) -> list[dict[
         ),
         {"r": record_id},
     )
-    return [row._asdict() for row in rows]
+    return [DisputeRead.model_validate(row._asdict()) for row in rows]
 
 
 async def open_dispute(
     session: AsyncSession, record_id: uuid.UUID, reason: str, actor: dict[str, str]
-) -> dict[str, Any]:
+) -> DisputeRead:
     """The member disputes a record (one open dispute per record at a time)."""
     record = await get_record(session, record_id, lock=True)
     if await session.scalar(
@@ -64,8 +65,8 @@ async def open_dispute(
         {
             "id": dispute_id,
             "r": record_id,
-            "m": record["member_id"],
-            "o": record["organisation_id"],
+            "m": record.member_id,
+            "o": record.organisation_id,
             "reason": reason,
             "by": actor["credential"],
         },
@@ -76,24 +77,24 @@ async def open_dispute(
 
 async def answer_dispute(
     session: AsyncSession,
-    dispute: dict[str, Any],
+    dispute: DisputeRead,
     data: schemas.DisputeAnswer,
     actor: dict[str, str],
-) -> dict[str, Any]:
+) -> DisputeRead:
     """The organisation's answer; an upheld dispute may name the record that corrects it."""
     locked = (
         await session.execute(
             text("SELECT status FROM service_disputes WHERE id = :id FOR UPDATE"),
-            {"id": dispute["id"]},
+            {"id": dispute.id},
         )
     ).scalar_one()
     if locked != "open":
-        raise errors.RecordNotPending(f"dispute {dispute['id']} was already answered")
+        raise errors.RecordNotPending(f"dispute {dispute.id} was already answered")
     if data.corrected_record_id is not None:
         correction = await get_record(session, data.corrected_record_id)
         if (
-            correction["member_id"] != dispute["member_id"]
-            or correction["organisation_id"] != dispute["organisation_id"]
+            correction.member_id != dispute.member_id
+            or correction.organisation_id != dispute.organisation_id
         ):
             raise errors.ServiceRecordNotFound(
                 f"service record {data.corrected_record_id} does not exist",
@@ -116,14 +117,14 @@ async def answer_dispute(
             "a": data.answer,
             "by": actor["credential"],
             "c": data.corrected_record_id,
-            "id": dispute["id"],
+            "id": dispute.id,
         },
     )
-    detail = {"dispute_id": str(dispute["id"]), "outcome": data.outcome}
+    detail = {"dispute_id": str(dispute.id), "outcome": data.outcome}
     if data.corrected_record_id is not None:
         detail["corrected_record_id"] = str(data.corrected_record_id)
-    await add_event(session, dispute["record_id"], "dispute_answered", actor, detail)
-    return await get_dispute(session, dispute["id"])
+    await add_event(session, dispute.record_id, "dispute_answered", actor, detail)
+    return await get_dispute(session, dispute.id)
 
 
 async def list_disputes(
@@ -134,7 +135,7 @@ async def list_disputes(
     status: str | None,
     after: uuid.UUID | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[DisputeRead]:
     """Disputes in id order (keyset pages), filtered."""
     where: list[str] = ["true"]
     params: dict[str, Any] = {"limit": limit + 1}
@@ -163,4 +164,4 @@ async def list_disputes(
         ),
         params,
     )
-    return [row._asdict() for row in rows]
+    return [DisputeRead.model_validate(row._asdict()) for row in rows]

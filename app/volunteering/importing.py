@@ -14,7 +14,6 @@ import io
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -129,17 +128,17 @@ async def import_records(
     actor: dict[str, str],
     reach: ReachCheck,
     dry_run: bool,
-) -> dict[str, Any]:
+) -> schemas.ImportReport:
     """Check (and unless `dry_run`, record) each row; the report of every row's problems."""
-    report: dict[str, Any] = {
-        "dry_run": dry_run,
-        "rows": len(rows),
-        "accepted": 0,
-        "already_imported": 0,
-        "refused": 0,
-        "problems": [],
-        "record_ids": [],
-    }
+    report = schemas.ImportReport(
+        dry_run=dry_run,
+        rows=len(rows),
+        accepted=0,
+        already_imported=0,
+        refused=0,
+        problems=[],
+        record_ids=[],
+    )
     seen: set[str] = set()
     for number, row in enumerate(rows, start=1):
         external_id = row.get("external_id") or None
@@ -154,8 +153,11 @@ async def import_records(
                     record, created = await records.enter_manual(
                         session, rules, data, actor, source="import"
                     )
-                report["accepted" if created else "already_imported"] += 1
-                report["record_ids"].append(record["id"])
+                if created:
+                    report.accepted += 1
+                else:
+                    report.already_imported += 1
+                report.record_ids.append(record.id)
             except MemberNotFound:
                 # A member out of the caller's reach is answered as a number that does not
                 # exist: a volunteer number never reveals who holds it (docs/authorization.md).
@@ -166,8 +168,8 @@ async def import_records(
         if external_id is not None:
             seen.add(external_id)
         if problems:
-            report["refused"] += 1
-            report["problems"].append(
-                {"row": number, "external_id": external_id, "problems": problems}
+            report.refused += 1
+            report.problems.append(
+                schemas.ImportRowProblem(row=number, external_id=external_id, problems=problems)
             )
     return report

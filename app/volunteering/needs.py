@@ -9,11 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.errors import OrganisationNotFound
 from app.volunteering import errors, schemas
+from app.volunteering.schemas import Catalog, CatalogEntry, NeedRead
 
 URGENCY_RANK = {"low": 1, "normal": 2, "high": 3, "urgent": 4}
 URGENCY_OF = {rank: name for name, rank in URGENCY_RANK.items()}
@@ -21,18 +22,19 @@ URGENCY_OF = {rank: name for name, rank in URGENCY_RANK.items()}
 NEED_REGISTRARS = ("community", "social_work_station")
 
 
-async def catalog(session: AsyncSession) -> dict[str, Any]:
+async def catalog(session: AsyncSession) -> Catalog:
     """The service categories and the target groups of needs, in their listed order."""
-    result: dict[str, Any] = {}
-    for key, table in (
-        ("categories", "service_categories"),
-        ("target_groups", "need_target_groups"),
-    ):
+
+    async def listed(table: str) -> list[CatalogEntry]:
         rows = await session.execute(
             text(f"SELECT code, name_zh, name_en FROM {table} ORDER BY position, code")
         )
-        result[key] = [row._asdict() for row in rows]
-    return result
+        return [CatalogEntry.model_validate(row._asdict()) for row in rows]
+
+    return Catalog(
+        categories=await listed("service_categories"),
+        target_groups=await listed("need_target_groups"),
+    )
 
 
 async def require_listed(session: AsyncSession, table: str, field: str, code: str) -> None:
@@ -89,13 +91,13 @@ FROM needs n LEFT JOIN project_needs pn ON pn.need_id = n.id
 """
 
 
-def _need(row: Any) -> dict[str, Any]:
+def _need(row: Row[Any]) -> NeedRead:
     need: dict[str, Any] = row._asdict()
     need["urgency"] = URGENCY_OF[need["urgency"]]
-    return need
+    return NeedRead.model_validate(need)
 
 
-async def get_need(session: AsyncSession, need_id: uuid.UUID) -> dict[str, Any]:
+async def get_need(session: AsyncSession, need_id: uuid.UUID) -> NeedRead:
     """A need and the projects that address it."""
     row = (
         await session.execute(text(_SELECT + " WHERE n.id = :id GROUP BY n.id"), {"id": need_id})
@@ -107,7 +109,7 @@ async def get_need(session: AsyncSession, need_id: uuid.UUID) -> dict[str, Any]:
 
 async def create_need(
     session: AsyncSession, data: schemas.NeedCreate, organisation_id: uuid.UUID, created_by: str
-) -> dict[str, Any]:
+) -> NeedRead:
     """Register a need for `organisation_id` (a community or social-work station)."""
     await require_listed(session, "service_categories", "category", data.category)
     await require_listed(session, "need_target_groups", "target_group", data.target_group)
@@ -134,7 +136,7 @@ async def create_need(
     return await get_need(session, need_id)
 
 
-async def set_need_status(session: AsyncSession, need_id: uuid.UUID, status: str) -> dict[str, Any]:
+async def set_need_status(session: AsyncSession, need_id: uuid.UUID, status: str) -> NeedRead:
     """Move a need to `status` (open, matched, met, closed)."""
     await session.execute(
         text("UPDATE needs SET status = :s, updated_at = now() WHERE id = :id"),
@@ -150,7 +152,7 @@ async def list_needs(
     unmet: bool,
     after: uuid.UUID | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[NeedRead]:
     """Needs of a book; `unmet`: open needs no project addresses, most urgent and oldest first
     (the matching view), else by id for keyset pages."""
     where: list[str] = ["true"]

@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.http.actions import ActionResult, answer_action
-from app.http.caller import Caller, CallerDep
+from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.identity import access
-from app.identity.authorization import ALL_ROLES, listed_book, reaches_book, require_book
+from app.identity.authorization import (
+    ALL_ROLES,
+    listed_book,
+    require_book,
+    require_organisation_kind,
+)
 from app.identity.dependencies import allow
-from app.kit.pagination import keyset_page
-from app.kit.problems import Forbidden
+from app.kit.pagination import keyset_split
 from app.ledger.schemas import BookCode
-from app.volunteering import errors, needs, schemas
+from app.volunteering import needs, record_access, schemas
 
 router = APIRouter(prefix="/v1", tags=["needs"])
 
 REGISTRARS = ("admin", "org")
-
-
-async def _visible(session: Any, caller: Caller, need_id: UUID) -> dict[str, Any]:
-    need = await needs.get_need(session, need_id)
-    if not reaches_book(caller, need["book"]):
-        raise errors.NeedNotFound(f"need {need_id} does not exist")
-    return need
 
 
 @router.get(
@@ -36,7 +34,7 @@ async def _visible(session: Any, caller: Caller, need_id: UUID) -> dict[str, Any
     response_model=schemas.Catalog,
     dependencies=[allow(ALL_ROLES, "read the catalogue")],
 )
-async def service_catalog(caller: CallerDep, session: SessionDep) -> Any:
+async def service_catalog(caller: CallerDep, session: SessionDep) -> schemas.Catalog:
     """The service categories (扶老, 助困, …) and target groups of needs: data, not code."""
     return await needs.catalog(session)
 
@@ -53,12 +51,13 @@ async def create_need(data: schemas.NeedCreate, ctx: Posting) -> Response:
     require_book(caller, data.book, f"book {data.book!r}")
     organisation_id = access.acting_organisation(caller, data.organisation_id, "registers needs")
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         kind = await needs.organisation_in_book(session, organisation_id, data.book)
-        if kind not in needs.NEED_REGISTRARS:
-            raise Forbidden("only a community or a social-work station registers needs")
+        require_organisation_kind(
+            kind, needs.NEED_REGISTRARS, "only a community or a social-work station registers needs"
+        )
         need = await needs.create_need(session, data, organisation_id, caller.credential.id)
-        return ActionResult(201, schemas.NeedRead.model_validate(need).model_dump(mode="json"))
+        return ActionResult(201, need.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -79,12 +78,13 @@ async def list_needs(
     ] = False,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.NeedPage:
     """Needs of the caller's book (they hold no personal data: every role may read them)."""
     rows = await needs.list_needs(session, listed_book(caller, book), status, unmet, after, limit)
     if unmet:
-        return {"items": rows[:limit], "next_after": None}
-    return keyset_page(rows, limit)
+        return schemas.NeedPage(items=rows[:limit], next_after=None)
+    items, next_after = keyset_split(rows, limit)
+    return schemas.NeedPage(items=items, next_after=next_after)
 
 
 @router.get(
@@ -92,9 +92,9 @@ async def list_needs(
     response_model=schemas.NeedRead,
     dependencies=[allow(ALL_ROLES, "read needs")],
 )
-async def get_need(need_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_need(need_id: UUID, caller: CallerDep, session: SessionDep) -> schemas.NeedRead:
     """A need and the projects that address it."""
-    return await _visible(session, caller, need_id)
+    return await record_access.visible_need(session, caller, need_id)
 
 
 @router.patch(
@@ -104,8 +104,8 @@ async def get_need(need_id: UUID, caller: CallerDep, session: SessionDep) -> Any
 )
 async def update_need(
     need_id: UUID, data: schemas.NeedUpdate, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.NeedRead:
     """Mark a need matched, met or closed (or open again): its registrar or an admin."""
-    need = await _visible(session, caller, need_id)
-    access.require_owner(caller, need["organisation_id"], "update this need")
+    need = await record_access.visible_need(session, caller, need_id)
+    access.require_owner(caller, need.organisation_id, "update this need")
     return await needs.set_need_status(session, need_id, data.status)

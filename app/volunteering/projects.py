@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.volunteering import errors, needs, schemas
+from app.volunteering.schemas import ProjectRead, SignupRead, VolunteerCandidate
 
 _SELECT = """
 SELECT p.id, p.book_code AS book, p.organisation_id, p.community_id, p.title, p.category,
@@ -26,19 +28,37 @@ FROM projects p LEFT JOIN project_needs pn ON pn.project_id = p.id
 """
 
 
-async def get_project(session: AsyncSession, project_id: uuid.UUID) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ProjectRow:
+    """A project as the rules read it: its window, credit policy, caps and check-in key (which
+    no answer shows)."""
+
+    id: uuid.UUID
+    book: str
+    organisation_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: str
+    credit_policy: str
+    fixed_minutes: int | None
+    cap_minutes_per_day: int | None
+    checkin_key: bytes
+    category: str
+
+
+async def get_project(session: AsyncSession, project_id: uuid.UUID) -> ProjectRead:
     """A project and the needs it addresses."""
     row = (
         await session.execute(text(_SELECT + " WHERE p.id = :id GROUP BY p.id"), {"id": project_id})
     ).one_or_none()
     if row is None:
         raise errors.ProjectNotFound(f"project {project_id} does not exist")
-    return row._asdict()
+    return ProjectRead.model_validate(row._asdict())
 
 
 async def project_row(
     session: AsyncSession, project_id: uuid.UUID, lock: bool = True
-) -> dict[str, Any]:
+) -> ProjectRow:
     """The project row as the rules read it (its check-in key included), locked for this
     transaction unless `lock` is false."""
     row = (
@@ -53,12 +73,13 @@ async def project_row(
     ).one_or_none()
     if row is None:
         raise errors.ProjectNotFound(f"project {project_id} does not exist")
-    return row._asdict()
+    checkin_key = bytes(row.checkin_key)
+    return ProjectRow(**{**row._asdict(), "checkin_key": checkin_key})
 
 
 async def create_project(
     session: AsyncSession, data: schemas.ProjectCreate, organisation_id: uuid.UUID, created_by: str
-) -> dict[str, Any]:
+) -> ProjectRead:
     """Publish a project of `organisation_id`, linked to the needs it addresses."""
     await needs.require_listed(session, "service_categories", "category", data.category)
     await needs.require_community(session, data.book, data.community_id)
@@ -90,20 +111,20 @@ async def create_project(
     )
     for need_id in dict.fromkeys(data.need_ids):
         need = await needs.get_need(session, need_id)
-        if need["book"] != data.book:
+        if need.book != data.book:
             raise errors.NeedNotFound(f"need {need_id} does not exist")
         await session.execute(
             text("INSERT INTO project_needs (project_id, need_id) VALUES (:p, :n)"),
             {"p": project_id, "n": need_id},
         )
-        if need["status"] == "open":
+        if need.status == "open":
             await needs.set_need_status(session, need_id, "matched")
     return await get_project(session, project_id)
 
 
 async def set_project_status(
     session: AsyncSession, project_id: uuid.UUID, status: str
-) -> dict[str, Any]:
+) -> ProjectRead:
     """Close a project to new sign-ups and check-ins (or publish it again)."""
     await session.execute(
         text("UPDATE projects SET status = :s, updated_at = now() WHERE id = :id"),
@@ -119,7 +140,7 @@ async def list_projects(
     status: str | None,
     after: uuid.UUID | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[ProjectRead]:
     """Projects in id order (keyset pages)."""
     where: list[str] = ["true"]
     params: dict[str, Any] = {"limit": limit + 1}
@@ -135,15 +156,16 @@ async def list_projects(
         where.append("p.id > :after")
         params["after"] = after
     query = f"{_SELECT} WHERE {' AND '.join(where)} GROUP BY p.id ORDER BY p.id LIMIT :limit"
-    return [row._asdict() for row in await session.execute(text(query), params)]
+    rows = await session.execute(text(query), params)
+    return [ProjectRead.model_validate(row._asdict()) for row in rows]
 
 
 async def candidates(
-    session: AsyncSession, project: dict[str, Any], limit: int
-) -> list[dict[str, Any]]:
+    session: AsyncSession, project: ProjectRead, limit: int
+) -> list[VolunteerCandidate]:
     """Members of the project's community (or, without one, of its organisation) who served in
     its category before and have not signed up: most experienced, most recent first."""
-    pool = project["community_id"] or project["organisation_id"]
+    pool = project.community_id or project.organisation_id
     rows = await session.execute(
         text(
             "SELECT m.id AS member_id, m.volunteer_number, count(*) AS records, "
@@ -156,22 +178,22 @@ async def candidates(
             "                AND s.member_id = m.id AND s.status = 'active') "
             "GROUP BY m.id ORDER BY count(*) DESC, max(r.service_day) DESC, m.id LIMIT :limit"
         ),
-        {"cat": project["category"], "pool": pool, "project": project["id"], "limit": limit},
+        {"cat": project.category, "pool": pool, "project": project.id, "limit": limit},
     )
-    return [row._asdict() for row in rows]
+    return [VolunteerCandidate.model_validate(row._asdict()) for row in rows]
 
 
 async def sign_up(
     session: AsyncSession, project_id: uuid.UUID, member_id: uuid.UUID, now: datetime
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[SignupRead, bool]:
     """Sign a member up (idempotent); the bool says whether a place was taken just now."""
     # Sign-ups of a project queue on its row: each sees the count and the sign-ups the
     # previous one left (the same member twice at once takes one place).
     project = await project_row(session, project_id)
-    if project["status"] != "published" or now >= project["ends_at"]:
+    if project.status != "published" or now >= project.ends_at:
         raise errors.ProjectNotOpen(f"project {project_id} takes no sign-ups now")
     existing = await _signup(session, project_id, member_id)
-    if existing is not None and existing["status"] == "active":
+    if existing is not None and existing.status == "active":
         return existing, False
     taken = await session.execute(
         text(
@@ -197,13 +219,13 @@ async def sign_up(
 
 async def cancel_signup(
     session: AsyncSession, project_id: uuid.UUID, member_id: uuid.UUID
-) -> dict[str, Any]:
+) -> SignupRead:
     """Give a place back (idempotent)."""
     await project_row(session, project_id)
     existing = await _signup(session, project_id, member_id)
     if existing is None:
         raise errors.NotSignedUp(f"member {member_id} has not signed up for {project_id}")
-    if existing["status"] == "active":
+    if existing.status == "active":
         await session.execute(
             text(
                 "UPDATE signups SET status = 'cancelled', updated_at = now() "
@@ -219,7 +241,7 @@ async def cancel_signup(
     return signup
 
 
-async def list_signups(session: AsyncSession, project_id: uuid.UUID) -> list[dict[str, Any]]:
+async def list_signups(session: AsyncSession, project_id: uuid.UUID) -> list[SignupRead]:
     """The project's sign-ups, oldest first."""
     rows = await session.execute(
         text(
@@ -228,18 +250,18 @@ async def list_signups(session: AsyncSession, project_id: uuid.UUID) -> list[dic
         ),
         {"p": project_id},
     )
-    return [row._asdict() for row in rows]
+    return [SignupRead.model_validate(row._asdict()) for row in rows]
 
 
 async def is_signed_up(session: AsyncSession, project_id: uuid.UUID, member_id: uuid.UUID) -> bool:
     """Whether the member holds an active place in the project."""
     signup = await _signup(session, project_id, member_id)
-    return signup is not None and signup["status"] == "active"
+    return signup is not None and signup.status == "active"
 
 
 async def _signup(
     session: AsyncSession, project_id: uuid.UUID, member_id: uuid.UUID
-) -> dict[str, Any] | None:
+) -> SignupRead | None:
     row = (
         await session.execute(
             text(
@@ -249,4 +271,4 @@ async def _signup(
             {"p": project_id, "m": member_id},
         )
     ).one_or_none()
-    return None if row is None else row._asdict()
+    return None if row is None else SignupRead.model_validate(row._asdict())

@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import segno
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.actions import ActionResult, answer_action
-from app.http.caller import Caller, CallerDep
+from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.http.responses import json_response
 from app.identity import access
-from app.identity.authorization import ALL_ROLES, listed_book, reaches_book, require_book
+from app.identity.authorization import ALL_ROLES, listed_book, require_book
 from app.identity.dependencies import allow
-from app.kit.pagination import keyset_page
+from app.kit.pagination import keyset_split
 from app.ledger.schemas import BookCode
-from app.volunteering import checkin_codes, errors, needs, projects, records, schemas
+from app.volunteering import checkin_codes, needs, projects, records, schemas
+from app.volunteering.record_access import visible_project
 from app.volunteering.rules import rules_of
 
 router = APIRouter(prefix="/v1", tags=["projects"])
 
 PUBLISHERS = ("admin", "org")
 SIGNERS = ("admin", "org", "miniprogram")
-
-
-async def _visible(session: Any, caller: Caller, project_id: UUID) -> dict[str, Any]:
-    project = await projects.get_project(session, project_id)
-    if not reaches_book(caller, project["book"]):
-        raise errors.ProjectNotFound(f"project {project_id} does not exist")
-    return project
 
 
 @router.post(
@@ -46,13 +41,12 @@ async def create_project(data: schemas.ProjectCreate, ctx: Posting) -> Response:
     require_book(caller, data.book, f"book {data.book!r}")
     organisation_id = access.acting_organisation(caller, data.organisation_id, "publishes")
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         await needs.organisation_in_book(session, organisation_id, data.book)
         project = await projects.create_project(
             session, data, organisation_id, caller.credential.id
         )
-        body = schemas.ProjectRead.model_validate(project).model_dump(mode="json")
-        return ActionResult(201, body)
+        return ActionResult(201, project.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -70,12 +64,13 @@ async def list_projects(
     status: Literal["published", "closed"] | None = None,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.ProjectPage:
     """Projects of the caller's book (a public directory: every role may list them)."""
     rows = await projects.list_projects(
         session, listed_book(caller, book), organisation_id, status, after, limit
     )
-    return keyset_page(rows, limit)
+    items, next_after = keyset_split(rows, limit)
+    return schemas.ProjectPage(items=items, next_after=next_after)
 
 
 @router.get(
@@ -83,9 +78,11 @@ async def list_projects(
     response_model=schemas.ProjectRead,
     dependencies=[allow(ALL_ROLES, "read projects")],
 )
-async def get_project(project_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_project(
+    project_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.ProjectRead:
     """A project and the needs it addresses."""
-    return await _visible(session, caller, project_id)
+    return await visible_project(session, caller, project_id)
 
 
 @router.patch(
@@ -95,10 +92,10 @@ async def get_project(project_id: UUID, caller: CallerDep, session: SessionDep) 
 )
 async def update_project(
     project_id: UUID, data: schemas.ProjectUpdate, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.ProjectRead:
     """Close a project to sign-ups and check-ins (or publish it again)."""
-    project = await _visible(session, caller, project_id)
-    access.require_owner(caller, project["organisation_id"], "change this project")
+    project = await visible_project(session, caller, project_id)
+    access.require_owner(caller, project.organisation_id, "change this project")
     return await projects.set_project_status(session, project_id, data.status)
 
 
@@ -112,10 +109,10 @@ async def project_candidates(
     caller: CallerDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Any:
+) -> list[schemas.VolunteerCandidate]:
     """Members of the project's community who served in its category before (matching)."""
-    project = await _visible(session, caller, project_id)
-    access.require_owner(caller, project["organisation_id"], "match volunteers for it")
+    project = await visible_project(session, caller, project_id)
+    access.require_owner(caller, project.organisation_id, "match volunteers for it")
     return await projects.candidates(session, project, limit)
 
 
@@ -133,14 +130,14 @@ async def checkin_code(
     session: SessionDep,
     request: Request,
     format: Annotated[str, Query(pattern="^(json|svg)$")] = "json",
-) -> Any:
+) -> Response:
     """A fresh check-in code for the organisation's screen at the site; ask again before it
     expires (it rotates). `format=svg`: the code as a QR code."""
-    project = await _visible(session, caller, project_id)
-    access.require_owner(caller, project["organisation_id"], "show its check-in code")
+    project = await visible_project(session, caller, project_id)
+    access.require_owner(caller, project.organisation_id, "show its check-in code")
     # The key never changes: read without locking (a lock would queue the screen behind
     # sign-ups).
-    key = bytes((await projects.project_row(session, project_id, lock=False))["checkin_key"])
+    key = (await projects.project_row(session, project_id, lock=False)).checkin_key
     rules = rules_of(request.app.state.settings)
     code, expires = checkin_codes.make_code(
         project_id, key, request.app.state.clock(), rules.code_ttl_s
@@ -169,12 +166,12 @@ async def sign_up(
     request: Request,
     response: Response,
     data: schemas.SignupCreate | None = None,
-) -> Any:
+) -> schemas.SignupRead:
     """Take a place (the mini-program for its member; an organisation or admin for a member
     in its reach); signing up again answers 200 with the same place."""
-    project = await _visible(session, caller, project_id)
+    project = await visible_project(session, caller, project_id)
     member_id = access.acting_member(caller, data.member_id if data else None)
-    await access.reachable_member(session, caller, member_id, project["book"])
+    await access.reachable_member(session, caller, member_id, project.book)
     signup, taken = await projects.sign_up(
         session, project_id, member_id, request.app.state.clock()
     )
@@ -188,11 +185,13 @@ async def sign_up(
     response_model=schemas.SignupPage,
     dependencies=[allow(("admin", "auditor", "org"), "read sign-ups")],
 )
-async def list_signups(project_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def list_signups(
+    project_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.SignupPage:
     """Who signed up (the organisation, admins and auditors)."""
-    project = await _visible(session, caller, project_id)
-    access.require_owner(caller, project["organisation_id"], "read its sign-ups")
-    return {"items": await projects.list_signups(session, project_id)}
+    project = await visible_project(session, caller, project_id)
+    access.require_owner(caller, project.organisation_id, "read its sign-ups")
+    return schemas.SignupPage(items=await projects.list_signups(session, project_id))
 
 
 @router.delete(
@@ -202,11 +201,11 @@ async def list_signups(project_id: UUID, caller: CallerDep, session: SessionDep)
 )
 async def cancel_signup(
     project_id: UUID, member_id: UUID, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.SignupRead:
     """Give a place back."""
-    project = await _visible(session, caller, project_id)
+    project = await visible_project(session, caller, project_id)
     member_id = access.acting_member(caller, member_id)
-    await access.reachable_member(session, caller, member_id, project["book"])
+    await access.reachable_member(session, caller, member_id, project.book)
     return await projects.cancel_signup(session, project_id, member_id)
 
 
@@ -224,11 +223,11 @@ async def check_in(
     session: SessionDep,
     request: Request,
     response: Response,
-) -> Any:
+) -> schemas.ServiceRecordRead:
     """Check in at the site with the code it displays (the mini-program, for its member)."""
-    project = await _visible(session, caller, project_id)
+    project = await visible_project(session, caller, project_id)
     member_id = access.acting_member(caller, None)
-    await access.reachable_member(session, caller, member_id, project["book"])
+    await access.reachable_member(session, caller, member_id, project.book)
     record, created = await records.check_in(
         session,
         rules_of(request.app.state.settings),

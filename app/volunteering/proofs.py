@@ -13,27 +13,20 @@ stored encrypted like the rest of the personal data; logs name proofs and member
 from __future__ import annotations
 
 import base64
-import html
-import io
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import segno
 import structlog
 from joserfc import jws
 from joserfc.jwk import OKPKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.keys import (
-    SigningKey,
-    format_time,
-)
+from app.audit.keys import SigningKey, format_time
 from app.audit.keystore import KeyRing
 from app.audit.receipts import (
     ReceiptError,
@@ -44,13 +37,14 @@ from app.audit.receipts import (
     verified_jws,
 )
 from app.http.caller import Caller
+from app.identity.authorization import certifying_organisation
 from app.identity.errors import OrganisationNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
-from app.kit.problems import Forbidden
 from app.volunteering.figures import hours
 from app.volunteering.proof_errors import ServiceProofNotFound
+from app.volunteering.proof_schemas import ProofRecord, ProofTotals
 
 log = structlog.get_logger("timebank.volunteering")
 
@@ -62,9 +56,7 @@ JWKS_URI = "/.well-known/jwks.json"
 VERIFY_PATH = "/v1/service-proofs/"
 # Who may issue a proof (kiosks may not: they never read members).
 ISSUING_ROLES = ("admin", "auditor", "org", "miniprogram")
-EVIDENCE_ZH = {"checkin": "信用时", "manual": "荣誉时"}
 _MAX_SAFE = 2**53 - 1
-_CENT = Decimal("0.01")
 
 RECORDS = """
 SELECT r.id::text AS record_id, r.project_id::text AS project_id, p.title AS project_title,
@@ -103,12 +95,15 @@ class Issuer:
     person_in_charge: str | None
     organisation_id: str | None
 
-    def json(self) -> dict[str, Any]:
+    def json(self) -> dict[str, str]:
+        """The issuer as the document names it."""
         return {"kind": self.kind, "id": self.id, "name": self.name}
 
 
 @dataclass(frozen=True)
 class IssuedProof:
+    """A proof just issued: its token and the signed document (JSON, as signed)."""
+
     proof_id: str
     number: str
     token: str
@@ -116,8 +111,25 @@ class IssuedProof:
     verify_url: str
 
 
-async def _organisation(session: AsyncSession, organisation_id: str) -> Any:
-    return (
+@dataclass(frozen=True)
+class StoredProof:
+    """A stored proof as checking it answers: the document decoded from its token (JSON, as
+    signed) and whether the token verifies now and names this very proof."""
+
+    proof_id: str
+    number: str
+    issued_at: str
+    token: str
+    document: dict[str, Any]
+    signature_valid: bool
+    jwks_uri: str
+
+
+async def _organisation_issuer(
+    session: AsyncSession, organisation_id: str, book: str
+) -> Issuer | None:
+    """The organisation as a proof's issuer, if it is one of `book`."""
+    org = (
         await session.execute(
             text(
                 "SELECT id::text AS id, book_code, name, person_in_charge FROM organisations "
@@ -126,6 +138,9 @@ async def _organisation(session: AsyncSession, organisation_id: str) -> Any:
             {"id": organisation_id},
         )
     ).one_or_none()
+    if org is None or org.book_code != book:
+        return None
+    return Issuer("organisation", org.id, org.name, org.person_in_charge, org.id)
 
 
 async def resolve_issuer(
@@ -140,17 +155,13 @@ async def resolve_issuer(
     are its own (403 for another organisation). Other callers may name an organisation of
     the member's book (404 otherwise), or none: the book's time bank issues, over all records.
     """
-    wanted = None if organisation_id is None else str(organisation_id)
-    if caller.role == "org":
-        own = caller.organisation_id
-        if own is None or wanted not in (None, own):
-            raise Forbidden("an organisation issues proofs of the records it certified only")
-        wanted = own
+    requested = None if organisation_id is None else str(organisation_id)
+    wanted = certifying_organisation(caller, requested)
     if wanted is not None:
-        org = await _organisation(session, wanted)
-        if org is None or org.book_code != member["book"]:
+        issuer = await _organisation_issuer(session, wanted, member["book"])
+        if issuer is None:
             raise OrganisationNotFound(f"organisation {wanted} does not exist")
-        return Issuer("organisation", org.id, org.name, org.person_in_charge, org.id)
+        return issuer
     book_name = await session.scalar(
         text("SELECT name FROM books WHERE code = :code"), {"code": member["book"]}
     )
@@ -164,7 +175,7 @@ async def certified_records(
     organisation_id: str | None,
     period_from: date | None,
     period_to: date | None,
-) -> list[dict[str, Any]]:
+) -> list[ProofRecord]:
     """The member's approved records (of one organisation, within the period), in the
     document's form, ordered by started_at then record id."""
     rows = await session.execute(
@@ -178,37 +189,37 @@ async def certified_records(
         },
     )
     return [
-        {
-            "record_id": row.record_id,
-            "project_id": row.project_id,
-            "project_title": row.project_title,
-            "category": row.category,
-            "category_name": row.category_name,
-            "organisation_id": row.organisation_id,
-            "organisation_name": row.organisation_name,
-            "service_day": row.service_day.isoformat(),
-            "started_at": rfc3339_micro(row.started_at),
-            "ended_at": rfc3339_micro(row.ended_at),
-            "minutes": row.minutes,
-            "evidence": row.evidence,
-            "attested_by": row.attested_by,
-            "tx_id": row.tx_id,
-        }
+        ProofRecord(
+            record_id=row.record_id,
+            project_id=row.project_id,
+            project_title=row.project_title,
+            category=row.category,
+            category_name=row.category_name,
+            organisation_id=row.organisation_id,
+            organisation_name=row.organisation_name,
+            service_day=row.service_day.isoformat(),
+            started_at=rfc3339_micro(row.started_at),
+            ended_at=rfc3339_micro(row.ended_at),
+            minutes=row.minutes,
+            evidence=row.evidence,
+            attested_by=row.attested_by,
+            tx_id=row.tx_id,
+        )
         for row in rows
     ]
 
 
-def totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+def totals(records: Sequence[ProofRecord]) -> ProofTotals:
     """Counts and minutes of the records, 信用时 and 荣誉时 apart."""
-    minutes = sum(r["minutes"] for r in records)
-    checkin = sum(r["minutes"] for r in records if r["evidence"] == "checkin")
-    return {
-        "records": len(records),
-        "minutes": minutes,
-        "hours": hours(minutes),
-        "checkin_minutes": checkin,
-        "manual_minutes": minutes - checkin,
-    }
+    minutes = sum(r.minutes for r in records)
+    checkin = sum(r.minutes for r in records if r.evidence == "checkin")
+    return ProofTotals(
+        records=len(records),
+        minutes=minutes,
+        hours=hours(minutes),
+        checkin_minutes=checkin,
+        manual_minutes=minutes - checkin,
+    )
 
 
 def sign_document(document: Mapping[str, Any], key: SigningKey) -> str:
@@ -272,6 +283,7 @@ async def issue_proof(
     records = await certified_records(
         session, str(member["id"]), member["book"], issuer.organisation_id, period_from, period_to
     )
+    summed = totals(records)
     document = {
         "typ": DOCUMENT_TYP,
         "version": VERSION,
@@ -293,8 +305,8 @@ async def issue_proof(
             "from": None if period_from is None else period_from.isoformat(),
             "to": None if period_to is None else period_to.isoformat(),
         },
-        "records": records,
-        "totals": totals(records),
+        "records": [record.model_dump() for record in records],
+        "totals": summed.model_dump(),
         "verify_url": verify_url,
     }
     _, signer = await ring.key_at(iat)
@@ -309,7 +321,7 @@ async def issue_proof(
             "organisation": issuer.organisation_id,
             "period_from": period_from,
             "period_to": period_to,
-            "total": document["totals"]["minutes"],
+            "total": summed.minutes,
             "token": seal_token(cipher, proof_id, token),
             "issued_by": caller.credential.id,
             "issued_at": issued_at,
@@ -324,7 +336,7 @@ async def issue_proof(
         member_id=str(member["id"]),
         issuer=issuer.kind,
         records=len(records),
-        minutes=document["totals"]["minutes"],
+        minutes=summed.minutes,
     )
     return IssuedProof(proof_id, number, token, document, verify_url)
 
@@ -334,7 +346,7 @@ async def read_proof(
     cipher: PersonalDataCipher,
     proof_id: uuid.UUID,
     jwks: Mapping[str, Any],
-) -> dict[str, Any]:
+) -> StoredProof:
     """A stored proof, its decoded document and whether its token verifies now with `jwks`
     and names this very proof (404 service-proof-not-found if none has this id)."""
     row = (
@@ -353,15 +365,7 @@ async def read_proof(
     except ProofTokenError:
         log.warning("volunteering.proof_signature_invalid", proof_id=row.id)
         valid = False
-    return {
-        "proof_id": row.id,
-        "number": row.number,
-        "issued_at": document["issued_at"],
-        "token": token,
-        "document": document,
-        "signature_valid": valid,
-        "jwks_uri": JWKS_URI,
-    }
+    return StoredProof(row.id, row.number, document["issued_at"], token, document, valid, JWKS_URI)
 
 
 # --- Verification (docs/service-proof.md §5) --------------------------------------------------
@@ -386,130 +390,3 @@ def verify_proof_token(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     except ReceiptError as exc:
         raise ProofTokenError(str(exc)) from exc
     return document
-
-
-# --- The printable page ------------------------------------------------------------------------
-
-
-def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _zh_date(day: date) -> str:
-    return f"{day.year}年{day.month}月{day.day}日"
-
-
-def _period_zh(period: Mapping[str, Any]) -> str:
-    start, end = period.get("from"), period.get("to")
-    if start and end:
-        return f"{start} 至 {end}"
-    if start:
-        return f"{start} 起"
-    if end:
-        return f"截至 {end}"
-    return "全部记录"
-
-
-def qr_svg(data: str) -> str:
-    """An inline SVG QR code (error correction level M) of `data`."""
-    out = io.BytesIO()
-    segno.make(data, error="m", micro=False).save(
-        out, kind="svg", scale=3, border=4, xmldecl=False, svgclass="qr", title="核验二维码"
-    )
-    return out.getvalue().decode()
-
-
-STYLE = """
-@page { size: A4; margin: 18mm 16mm; }
-body { font-family: "SimSun", "Songti SC", "Noto Serif CJK SC", serif; color: #000;
-       max-width: 180mm; margin: 0 auto; font-size: 11pt; line-height: 1.6; }
-h1 { text-align: center; font-size: 20pt; letter-spacing: 0.3em; margin: 0.5em 0; }
-.number { text-align: right; }
-table { border-collapse: collapse; width: 100%; margin: 0.8em 0; }
-th, td { border: 1px solid #000; padding: 2px 4px; text-align: center; font-size: 10pt; }
-td.text { text-align: left; }
-.totals td { font-weight: bold; }
-.footer { display: flex; justify-content: space-between; align-items: flex-end; margin-top: 1.5em; }
-.verify { text-align: center; font-size: 8pt; word-break: break-all; max-width: 60mm; }
-dl { display: grid; grid-template-columns: auto 1fr; gap: 0 0.5em; margin: 0; }
-dt { font-weight: bold; } dd { margin: 0; }
-"""
-
-
-def render_html(document: Mapping[str, Any], timezone: str) -> str:
-    """The printable proof (Chinese, A4): every value escaped, no external asset, and a QR
-    code of the verify URL with the URL printed under it."""
-    volunteer, issuer, total = document["volunteer"], document["issuer"], document["totals"]
-    name = volunteer["name"] if volunteer["name"] is not None else "（个人信息已删除）"
-    several = issuer["kind"] == "book"
-    issued = datetime.fromtimestamp(document["iat"], UTC).astimezone(ZoneInfo(timezone)).date()
-    rows = []
-    for i, record in enumerate(document["records"], 1):
-        org_cell = f'<td class="text">{_e(record["organisation_name"])}</td>' if several else ""
-        rows.append(
-            "<tr>"
-            f"<td>{i}</td><td>{_e(record['service_day'])}</td>"
-            f'<td class="text">{_e(record["project_title"])}</td>'
-            f"<td>{_e(record['category_name'])}</td>{org_cell}"
-            f"<td>{_e(hours(record['minutes']))}</td>"
-            f"<td>{_e(EVIDENCE_ZH.get(record['evidence'], record['evidence']))}</td>"
-            f"<td>{_e(record['attested_by'] or '—')}</td>"
-            "</tr>"
-        )
-    if not rows:
-        rows.append(f'<tr><td colspan="{8 if several else 7}">该期间无已认证的服务记录</td></tr>')
-    org_head = "<th>服务单位</th>" if several else ""
-    span = 5 if several else 4
-    split = (
-        f"信用时 {_e(hours(total['checkin_minutes']))} 小时；"
-        f"荣誉时 {_e(hours(total['manual_minutes']))} 小时"
-    )
-    summary = (
-        f"兹证明上述志愿者参加志愿服务，经{_e(issuer['name'])}核实，已认证服务记录 "
-        f"{_e(total['records'])} 条，累计服务时长 {_e(total['hours'])} 小时，其中{split}。"
-        "明细如下："
-    )
-    return f"""<!DOCTYPE html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<title>志愿服务记录证明 {_e(document["number"])}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>志愿服务记录证明</h1>
-<p class="number">证明编号：{_e(document["number"])}</p>
-<dl>
-<dt>志愿者姓名</dt><dd>{_e(name)}</dd>
-<dt>志愿者编号</dt><dd>{_e(volunteer["volunteer_number"])}</dd>
-<dt>证明期间</dt><dd>{_e(_period_zh(document["period"]))}</dd>
-</dl>
-<p>{summary}</p>
-<table>
-<thead><tr><th>序号</th><th>日期</th><th>项目</th><th>类别</th>{org_head}<th>时长(小时)</th>
-<th>证据（信用时/荣誉时）</th><th>证明人</th></tr></thead>
-<tbody>
-{"".join(rows)}
-</tbody>
-<tfoot class="totals">
-<tr><td colspan="{span}">合计</td><td>{_e(total["hours"])}</td>
-<td colspan="2" class="text">{split}</td></tr>
-</tfoot>
-</table>
-<p>信用时：志愿者在服务现场签到、签退记录的时长；荣誉时：由服务单位录入、经证明人证明的时长。</p>
-<div class="footer">
-<dl>
-<dt>出具单位</dt><dd>{_e(issuer["name"])}（盖章）</dd>
-<dt>负责人</dt><dd>{_e(document["person_in_charge"] or "—")}</dd>
-<dt>经办人</dt><dd>{_e(document["handler"])}</dd>
-<dt>出具日期</dt><dd>{_e(_zh_date(issued))}</dd>
-</dl>
-<div class="verify">
-{qr_svg(document["verify_url"])}
-<div>扫码或访问以下地址核验本证明：</div>
-<div>{_e(document["verify_url"])}</div>
-</div>
-</div>
-</body>
-</html>
-"""

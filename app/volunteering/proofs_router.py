@@ -7,6 +7,7 @@ random id, which is printed on the paper with its QR code.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -18,13 +19,13 @@ from app.config import Settings
 from app.http.caller import CallerDep
 from app.http.context import SessionDep
 from app.http.responses import json_response
-from app.identity.authorization import SEES_PERSONAL_DATA, sees_member
+from app.identity.access import visible_member
+from app.identity.authorization import SEES_PERSONAL_DATA
 from app.identity.dependencies import allow
-from app.identity.errors import MemberNotFound
-from app.identity.members import get_member_row, member_view
+from app.identity.members import member_view
 from app.identity.personal import PersonalDataCipher
 from app.kit.schemas import Day
-from app.volunteering import proofs
+from app.volunteering import proof_page, proofs
 from app.volunteering.figures import check_period
 from app.volunteering.proof_schemas import ServiceProofIssued, ServiceProofRead
 
@@ -78,9 +79,7 @@ async def issue_service_proof(
 ) -> Response:
     """Issue a new signed proof of the member's certified service hours (every call issues
     and stores a new proof with its own number)."""
-    member = await get_member_row(session, member_id)
-    if not await sees_member(session, caller, member):
-        raise MemberNotFound(f"member {member_id} does not exist")
+    member = await visible_member(session, caller, member_id)
     issuer = await proofs.resolve_issuer(session, caller, member, organisation_id)
     check_period(period_from, period_to)
     view = member_view(member, _cipher(request), caller.role in SEES_PERSONAL_DATA)
@@ -100,7 +99,7 @@ async def issue_service_proof(
         public_url=settings.public_url,
     )
     if fmt == "html" or (fmt is None and "text/html" in request.headers.get("accept", "")):
-        page = proofs.render_html(issued.document, settings.service_timezone)
+        page = proof_page.render_html(issued.document, settings.service_timezone)
         return HTMLResponse(page, headers=PAGE_HEADERS)
     body = {
         "proof_id": issued.proof_id,
@@ -121,5 +120,5 @@ async def check_service_proof(proof_id: UUID, session: SessionDep, request: Requ
     """A stored proof and whether its signature verifies now with the JWKS (no
     authentication: the proof's random id, printed on it, is what lets one ask)."""
     jwks = await _audit(request).jwks()
-    body = await proofs.read_proof(session, _cipher(request), proof_id, jwks)
-    return json_response(200, body, NO_STORE)
+    stored = await proofs.read_proof(session, _cipher(request), proof_id, jwks)
+    return json_response(200, dataclasses.asdict(stored), NO_STORE)

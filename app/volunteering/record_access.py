@@ -1,38 +1,83 @@
-"""Which service records a caller sees: book-wide roles the book's, an organisation those it
-certifies, a mini-program its member's; any other is answered as missing (404)."""
+"""What of volunteering a caller sees, anything else answered as missing (404): needs and
+projects of the books it reaches; the service records (and their disputes) identity's
+`sees_service_record` lets it see."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import Caller
-from app.identity.authorization import reaches_book
-from app.volunteering import errors
+from app.identity import access
+from app.identity.authorization import reaches_book, sees_service_record
+from app.volunteering import disputes, errors, needs, projects
 from app.volunteering.records import get_record
+from app.volunteering.schemas import DisputeRead, NeedRead, ProjectRead, ServiceRecordRead
 
 
-def sees_record(caller: Caller, record: dict[str, Any]) -> bool:
-    """Book-wide roles see the book's records; an organisation those it certifies; a
-    mini-program its member's."""
-    if not reaches_book(caller, record["book"]):
-        return False
-    if caller.role in ("admin", "auditor"):
-        return True
-    if caller.role == "org":
-        return str(record["organisation_id"]) == caller.organisation_id
-    if caller.role == "miniprogram":
-        return caller.member_id is not None and str(record["member_id"]) == caller.member_id
-    return False
+async def visible_need(session: AsyncSession, caller: Caller, need_id: uuid.UUID) -> NeedRead:
+    """A need of a book within the caller's reach; 404 (as if missing) otherwise."""
+    need = await needs.get_need(session, need_id)
+    if not reaches_book(caller, need.book):
+        raise errors.NeedNotFound(f"need {need_id} does not exist")
+    return need
+
+
+async def visible_project(
+    session: AsyncSession, caller: Caller, project_id: uuid.UUID
+) -> ProjectRead:
+    """A project of a book within the caller's reach; 404 (as if missing) otherwise."""
+    project = await projects.get_project(session, project_id)
+    if not reaches_book(caller, project.book):
+        raise errors.ProjectNotFound(f"project {project_id} does not exist")
+    return project
+
+
+async def require_recording_reach(
+    session: AsyncSession, caller: Caller, project_id: uuid.UUID, member_id: uuid.UUID
+) -> None:
+    """The caller may record service of this member in this project: the project within
+    reach (404), its own organisation's (403), the member within reach (404)."""
+    project = await visible_project(session, caller, project_id)
+    access.require_owner(caller, project.organisation_id, "record service in it")
+    await access.reachable_member(session, caller, member_id, project.book)
+
+
+def _sees(caller: Caller, record: ServiceRecordRead) -> bool:
+    return sees_service_record(
+        caller, record.book, str(record.organisation_id), str(record.member_id)
+    )
 
 
 async def visible_record(
     session: AsyncSession, caller: Caller, record_id: uuid.UUID, lock: bool = False
-) -> dict[str, Any]:
+) -> ServiceRecordRead:
     """A record within the caller's reach; 404 (as if missing) otherwise."""
     record = await get_record(session, record_id, lock=lock)
-    if not sees_record(caller, record):
+    if not _sees(caller, record):
         raise errors.ServiceRecordNotFound(f"service record {record_id} does not exist")
     return record
+
+
+async def visible_dispute(
+    session: AsyncSession, caller: Caller, dispute_id: uuid.UUID
+) -> DisputeRead:
+    """A dispute of a record within the caller's reach; 404 (as if missing) otherwise."""
+    dispute = await disputes.get_dispute(session, dispute_id)
+    record = await get_record(session, dispute.record_id)
+    if not _sees(caller, record):
+        raise errors.DisputeNotFound(f"dispute {dispute_id} does not exist")
+    return dispute
+
+
+def listed_scope(
+    caller: Caller, organisation_id: uuid.UUID | None, member_id: uuid.UUID | None
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """The organisation and member a list of records or disputes covers: an organisation's
+    own, a mini-program's member's, or those asked for (book-wide roles)."""
+    if caller.role == "org":
+        return uuid.UUID(str(caller.organisation_id)), member_id
+    if caller.role == "miniprogram":
+        return organisation_id, access.acting_member(caller, member_id)
+    return organisation_id, member_id

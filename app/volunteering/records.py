@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.errors import MemberNotFound
 from app.volunteering import checkin_codes, errors, projects, schemas
+from app.volunteering.projects import ProjectRow
+from app.volunteering.schemas import RecordEvent, ServiceRecordRead
 
 # A member may check in this long before the activity starts (time before it is not credited).
 EARLY_CHECKIN = timedelta(hours=1)
@@ -38,7 +40,7 @@ class Rules:
 
 async def get_record(
     session: AsyncSession, record_id: uuid.UUID, lock: bool = False
-) -> dict[str, Any]:
+) -> ServiceRecordRead:
     """A service record (locked for this transaction if `lock`)."""
     row = (
         await session.execute(
@@ -51,10 +53,10 @@ async def get_record(
     ).one_or_none()
     if row is None:
         raise errors.ServiceRecordNotFound(f"service record {record_id} does not exist")
-    return row._asdict()
+    return ServiceRecordRead.model_validate(row._asdict())
 
 
-async def record_events(session: AsyncSession, record_id: uuid.UUID) -> list[dict[str, Any]]:
+async def record_events(session: AsyncSession, record_id: uuid.UUID) -> list[RecordEvent]:
     """What happened to a record, in order."""
     rows = await session.execute(
         text(
@@ -64,7 +66,7 @@ async def record_events(session: AsyncSession, record_id: uuid.UUID) -> list[dic
         {"id": record_id},
     )
     return [
-        {"event": r.event, "actor": json.loads(r.actor), "detail": json.loads(r.detail), "at": r.at}
+        RecordEvent(event=r.event, actor=json.loads(r.actor), detail=json.loads(r.detail), at=r.at)
         for r in rows
     ]
 
@@ -96,7 +98,7 @@ async def list_records(
     status: str | None = None,
     after: uuid.UUID | None = None,
     limit: int = 100,
-) -> list[dict[str, Any]]:
+) -> list[ServiceRecordRead]:
     """Records in id order (keyset pages), filtered."""
     where: list[str] = ["true"]
     params: dict[str, Any] = {"limit": limit + 1}
@@ -120,7 +122,7 @@ async def list_records(
         ),
         params,
     )
-    return [row._asdict() for row in rows]
+    return [ServiceRecordRead.model_validate(row._asdict()) for row in rows]
 
 
 async def _lock_member(session: AsyncSession, member_id: uuid.UUID, book: str) -> None:
@@ -142,31 +144,31 @@ class Credit:
     started_at: datetime
     ended_at: datetime
     minutes: int
-    service_day: Any
+    service_day: date
 
 
 async def settle(
     session: AsyncSession,
     rules: Rules,
-    project: dict[str, Any],
+    project: ProjectRow,
     member_id: uuid.UUID,
     started_at: datetime,
     ended_at: datetime,
     record_id: uuid.UUID | None,
 ) -> Credit:
     """Apply every rule to a period of service; the member's row stays locked until commit."""
-    await _lock_member(session, member_id, project["book"])
-    start = max(started_at, project["starts_at"])
-    end = min(ended_at, project["ends_at"])
+    await _lock_member(session, member_id, project.book)
+    start = max(started_at, project.starts_at)
+    end = min(ended_at, project.ends_at)
     minutes = int((end - start).total_seconds() // 60) if end > start else 0
     if minutes < 1:
         raise errors.OutsideWindow(
             "the service has no whole minute inside the activity's window "
-            f"({project['starts_at'].isoformat()} to {project['ends_at'].isoformat()})",
+            f"({project.starts_at.isoformat()} to {project.ends_at.isoformat()})",
             rule="activity_window",
         )
-    if project["credit_policy"] == "fixed":
-        minutes = project["fixed_minutes"]
+    if project.credit_policy == "fixed" and project.fixed_minutes is not None:
+        minutes = project.fixed_minutes
     other = (
         await session.execute(
             text(
@@ -193,7 +195,7 @@ async def settle(
                 "FROM service_records WHERE member_id = :m AND service_day = :d "
                 "AND status IN ('pending', 'approved') AND id IS DISTINCT FROM :self"
             ),
-            {"m": member_id, "p": project["id"], "d": day, "self": record_id},
+            {"m": member_id, "p": project.id, "d": day, "self": record_id},
         )
     ).one()
     if totals.day_total + minutes > rules.daily_cap_minutes:
@@ -205,7 +207,7 @@ async def settle(
             cap_minutes=rules.daily_cap_minutes,
             credited_minutes=totals.day_total,
         )
-    cap = project["cap_minutes_per_day"]
+    cap = project.cap_minutes_per_day
     if cap is not None and totals.in_project + minutes > cap:
         raise errors.ProjectDailyCapExceeded(
             f"{minutes} more minutes on {day} would credit the member "
@@ -225,19 +227,19 @@ async def check_in(
     code: str,
     now: datetime,
     actor: dict[str, str],
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[ServiceRecordRead, bool]:
     """Open a record for a member at the site (idempotent while it is open)."""
     project = await projects.project_row(session, project_id)
-    checkin_codes.check_code(code, project_id, bytes(project["checkin_key"]), now, rules.code_ttl_s)
-    if project["status"] != "published":
+    checkin_codes.check_code(code, project_id, project.checkin_key, now, rules.code_ttl_s)
+    if project.status != "published":
         raise errors.ProjectNotOpen("the project is closed")
-    if now < project["starts_at"] - EARLY_CHECKIN or now >= project["ends_at"]:
+    if now < project.starts_at - EARLY_CHECKIN or now >= project.ends_at:
         raise errors.ProjectNotOpen(
             "check-in opens an hour before the activity starts and closes when it ends"
         )
     if not await projects.is_signed_up(session, project_id, member_id):
         raise errors.NotSignedUp("sign up for the project before checking in")
-    await _lock_member(session, member_id, project["book"])
+    await _lock_member(session, member_id, project.book)
     open_row = (
         await session.execute(
             text(
@@ -263,9 +265,9 @@ async def check_in(
         ),
         {
             "id": record_id,
-            "b": project["book"],
+            "b": project.book,
             "p": project_id,
-            "o": project["organisation_id"],
+            "o": project.organisation_id,
             "m": member_id,
             "s": now,
             "by": actor["credential"],
@@ -278,23 +280,21 @@ async def check_in(
 async def check_out(
     session: AsyncSession,
     rules: Rules,
-    record: dict[str, Any],
+    record: ServiceRecordRead,
     code: str,
     now: datetime,
     actor: dict[str, str],
-) -> dict[str, Any]:
+) -> ServiceRecordRead:
     """Close an open record at the site: credit the time inside the window, by the rules."""
-    project = await projects.project_row(session, record["project_id"])
-    record = await get_record(session, record["id"], lock=True)
-    if record["status"] != "open":
-        if record["evidence"] == "checkin" and record["ended_at"] is not None:
+    project = await projects.project_row(session, record.project_id)
+    record = await get_record(session, record.id, lock=True)
+    if record.status != "open":
+        if record.evidence == "checkin" and record.ended_at is not None:
             return record  # a retry of a check-out that succeeded
-        raise errors.RecordNotPending(f"record {record['id']} is {record['status']}")
-    checkin_codes.check_code(
-        code, record["project_id"], bytes(project["checkin_key"]), now, rules.code_ttl_s
-    )
+        raise errors.RecordNotPending(f"record {record.id} is {record.status}")
+    checkin_codes.check_code(code, record.project_id, project.checkin_key, now, rules.code_ttl_s)
     credit = await settle(
-        session, rules, project, record["member_id"], record["started_at"], now, record["id"]
+        session, rules, project, record.member_id, record.started_at, now, record.id
     )
     await session.execute(
         text(
@@ -306,17 +306,17 @@ async def check_out(
             "e": credit.ended_at,
             "min": credit.minutes,
             "d": credit.service_day,
-            "id": record["id"],
+            "id": record.id,
         },
     )
     await add_event(
         session,
-        record["id"],
+        record.id,
         "checked_out",
         actor,
-        {"at": now.isoformat(), "checked_in_at": record["started_at"].isoformat()},
+        {"at": now.isoformat(), "checked_in_at": record.started_at.isoformat()},
     )
-    return await get_record(session, record["id"])
+    return await get_record(session, record.id)
 
 
 async def enter_manual(
@@ -325,7 +325,7 @@ async def enter_manual(
     data: schemas.ServiceRecordCreate,
     actor: dict[str, str],
     source: str = "api",
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[ServiceRecordRead, bool]:
     """Record service the organisation attests by hand (荣誉时); idempotent on `external_id`."""
     project = await projects.project_row(session, data.project_id)
     if data.external_id is not None:
@@ -334,7 +334,7 @@ async def enter_manual(
                 text(
                     "SELECT id FROM service_records WHERE organisation_id = :o AND external_id = :x"
                 ),
-                {"o": project["organisation_id"], "x": data.external_id},
+                {"o": project.organisation_id, "x": data.external_id},
             )
         ).scalar_one_or_none()
         if existing is not None:
@@ -342,9 +342,9 @@ async def enter_manual(
     if data.corrects_record_id is not None:
         corrected = await get_record(session, data.corrects_record_id)
         if (
-            corrected["organisation_id"] != project["organisation_id"]
-            or corrected["member_id"] != data.member_id
-            or corrected["status"] != "reversed"
+            corrected.organisation_id != project.organisation_id
+            or corrected.member_id != data.member_id
+            or corrected.status != "reversed"
         ):
             raise errors.RecordNotPending(
                 "a correction replaces a reversed record of the same member and organisation",
@@ -369,9 +369,9 @@ async def enter_manual(
         ),
         {
             "id": record_id,
-            "b": project["book"],
-            "p": project["id"],
-            "o": project["organisation_id"],
+            "b": project.book,
+            "p": project.id,
+            "o": project.organisation_id,
             "m": data.member_id,
             "att": data.attested_by,
             "src": source,
@@ -401,13 +401,13 @@ async def reject(
     actor: dict[str, str],
     event: str,
     statuses: tuple[str, ...] = ("open", "pending"),
-) -> dict[str, Any]:
+) -> ServiceRecordRead:
     """Refuse a record in one of `statuses` (open or pending), with the reason (kept in its
     history)."""
     record = await get_record(session, record_id, lock=True)
-    if record["status"] not in statuses:
+    if record.status not in statuses:
         raise errors.RecordNotPending(
-            f"record {record_id} is {record['status']}, not {' or '.join(statuses)}; an "
+            f"record {record_id} is {record.status}, not {' or '.join(statuses)}; an "
             "approved record is corrected by reversal and a new record"
         )
     await session.execute(

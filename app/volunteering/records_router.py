@@ -3,40 +3,27 @@ and disputes."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.http.actions import ActionResult, answer_action
-from app.http.caller import Caller, CallerDep
+from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
-from app.identity import access
-from app.identity.authorization import listed_book, reaches_book
+from app.identity.authorization import listed_book
 from app.identity.dependencies import allow
-from app.kit.pagination import keyset_page
+from app.kit.pagination import keyset_split
 from app.ledger.schemas import BookCode
-from app.volunteering import (
-    approval,
-    disputes,
-    errors,
-    importing,
-    projects,
-    record_access,
-    records,
-    schemas,
-)
+from app.volunteering import approval, disputes, importing, record_access, records, schemas
 from app.volunteering.rules import rules_of
 
 router = APIRouter(prefix="/v1", tags=["service records"])
 
 CERTIFIERS = ("admin", "org")
 READERS = ("admin", "auditor", "org", "miniprogram")
-
-
-def _record_json(record: dict[str, Any]) -> dict[str, Any]:
-    return schemas.ServiceRecordRead.model_validate(record).model_dump(mode="json")
 
 
 @router.post(
@@ -54,14 +41,12 @@ async def enter_record(
     caller = ctx.caller
     rules = rules_of(request.app.state.settings)
 
-    async def action(session: Any) -> ActionResult:
-        project = await projects.get_project(session, data.project_id)
-        if not reaches_book(caller, project["book"]):
-            raise errors.ProjectNotFound(f"project {data.project_id} does not exist")
-        access.require_owner(caller, project["organisation_id"], "record service in it")
-        await access.reachable_member(session, caller, data.member_id, project["book"])
+    async def action(session: AsyncSession) -> ActionResult:
+        await record_access.require_recording_reach(
+            session, caller, data.project_id, data.member_id
+        )
         record, created = await records.enter_manual(session, rules, data, caller.actor())
-        return ActionResult(201 if created else 200, _record_json(record))
+        return ActionResult(201 if created else 200, record.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -88,18 +73,14 @@ async def import_records(
     caller: CallerDep,
     request: Request,
     dry_run: Annotated[bool, Query(description="check every row, record nothing")] = True,
-) -> Any:
+) -> schemas.ImportReport:
     """Import historical records (CSV, UTF-8, one header row: external_id, volunteer_number,
     project_id, started_at, ended_at, attested_by) as manual records waiting for approval.
     Idempotent on external_id; a dry run (the default) reports every row's problems."""
     rows = importing.read_rows(await request.body())
 
-    async def reach(session: Any, project_id: UUID, member_id: UUID) -> None:
-        project = await projects.get_project(session, project_id)
-        if not reaches_book(caller, project["book"]):
-            raise errors.ProjectNotFound(f"project {project_id} does not exist")
-        access.require_owner(caller, project["organisation_id"], "record service in it")
-        await access.reachable_member(session, caller, member_id, project["book"])
+    async def reach(session: AsyncSession, project_id: UUID, member_id: UUID) -> None:
+        await record_access.require_recording_reach(session, caller, project_id, member_id)
 
     rules = rules_of(request.app.state.settings)
     async with request.app.state.sessions() as session:
@@ -131,13 +112,10 @@ async def list_records(
     status: schemas.RecordStatus | None = None,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.ServiceRecordPage:
     """Records in the caller's reach: an organisation's own, a mini-program's member's, or a
     book's (admins and auditors), in id order."""
-    if caller.role == "org":
-        organisation_id = UUID(str(caller.organisation_id))
-    elif caller.role == "miniprogram":
-        member_id = access.acting_member(caller, member_id)
+    organisation_id, member_id = record_access.listed_scope(caller, organisation_id, member_id)
     rows = await records.list_records(
         session,
         book=listed_book(caller, book),
@@ -148,7 +126,8 @@ async def list_records(
         after=after,
         limit=limit,
     )
-    return keyset_page(rows, limit)
+    items, next_after = keyset_split(rows, limit)
+    return schemas.ServiceRecordPage(items=items, next_after=next_after)
 
 
 @router.post(
@@ -156,18 +135,22 @@ async def list_records(
     response_model=schemas.BulkApproveOut,
     dependencies=[allow(CERTIFIERS, "approve service records")],
 )
-async def approve_records(data: schemas.BulkApproveIn, caller: CallerDep, request: Request) -> Any:
+async def approve_records(
+    data: schemas.BulkApproveIn, caller: CallerDep, request: Request
+) -> schemas.BulkApproveOut:
     """Approve many records; each is approved (or refused) on its own, and the answer says
     what happened to each, with the status approving it alone would have answered."""
 
-    async def visible(session: Any, record_id: UUID) -> None:
+    async def visible(session: AsyncSession, record_id: UUID) -> None:
         await record_access.visible_record(session, caller, record_id)
 
     results = await approval.approve_many(
         request.app.state.sessions, request.app.state.sequencer, data.record_ids, caller, visible
     )
-    approved = sum(1 for r in results if r["status"] == 200)
-    return {"approved": approved, "refused": len(results) - approved, "results": results}
+    approved = sum(1 for r in results if r.status == 200)
+    return schemas.BulkApproveOut(
+        approved=approved, refused=len(results) - approved, results=results
+    )
 
 
 @router.get(
@@ -175,15 +158,17 @@ async def approve_records(data: schemas.BulkApproveIn, caller: CallerDep, reques
     response_model=schemas.ServiceRecordDetail,
     dependencies=[allow(READERS, "read service records")],
 )
-async def get_record(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_record(
+    record_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.ServiceRecordDetail:
     """A record with its whole history (who entered, checked out, approved, rejected,
     reversed, disputed) and its disputes."""
     record = await record_access.visible_record(session, caller, record_id)
-    return {
-        **record,
-        "events": await records.record_events(session, record_id),
-        "disputes": await disputes.disputes_of(session, record_id),
-    }
+    return schemas.ServiceRecordDetail(
+        **record.model_dump(),
+        events=await records.record_events(session, record_id),
+        disputes=await disputes.disputes_of(session, record_id),
+    )
 
 
 @router.post(
@@ -193,7 +178,7 @@ async def get_record(record_id: UUID, caller: CallerDep, session: SessionDep) ->
 )
 async def check_out(
     record_id: UUID, data: schemas.CodeIn, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.ServiceRecordRead:
     """Check out at the site with its current code: the record is credited the time inside
     the activity's window, by the rules, and waits for approval."""
     record = await record_access.visible_record(session, caller, record_id)
@@ -212,7 +197,9 @@ async def check_out(
     response_model=schemas.ServiceRecordRead,
     dependencies=[allow(("miniprogram",), "withdraw check-ins")],
 )
-async def cancel_checkin(record_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def cancel_checkin(
+    record_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.ServiceRecordRead:
     """The member withdraws an open check-in (nothing is credited)."""
     await record_access.visible_record(session, caller, record_id)
     # Checked under the record's lock: a check-out racing the withdrawal wins or loses whole.
@@ -228,7 +215,7 @@ async def cancel_checkin(record_id: UUID, caller: CallerDep, session: SessionDep
 )
 async def approve_record(
     record_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.ServiceRecordRead:
     """Approve a pending record: post its `service_credit` (once, however often asked)."""
     await record_access.visible_record(session, caller, record_id)
     state = request.app.state
@@ -242,7 +229,7 @@ async def approve_record(
 )
 async def reject_record(
     record_id: UUID, data: schemas.RejectIn, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.ServiceRecordRead:
     """Reject an open or pending record, with the reason."""
     await record_access.visible_record(session, caller, record_id)
     return await records.reject(session, record_id, data.reason, caller.actor(), "rejected")
@@ -259,7 +246,7 @@ async def reverse_record(
     caller: CallerDep,
     session: SessionDep,
     request: Request,
-) -> Any:
+) -> schemas.ServiceRecordRead:
     """Correct an approved record: its credit is reversed in the ledger and the record kept as
     `reversed`; enter the right record with `corrects_record_id`."""
     await record_access.visible_record(session, caller, record_id)
@@ -276,18 +263,10 @@ async def reverse_record(
 )
 async def open_dispute(
     record_id: UUID, data: schemas.DisputeCreate, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.DisputeRead:
     """The member reports an error in a record; the organisation must answer it."""
     await record_access.visible_record(session, caller, record_id)
     return await disputes.open_dispute(session, record_id, data.reason, caller.actor())
-
-
-def _dispute_scope(caller: Caller) -> tuple[UUID | None, UUID | None]:
-    if caller.role == "org":
-        return UUID(str(caller.organisation_id)), None
-    if caller.role == "miniprogram":
-        return None, access.acting_member(caller, None)
-    return None, None
 
 
 @router.get(
@@ -302,14 +281,15 @@ async def list_disputes(
     status: Annotated[str | None, Query(pattern="^(open|upheld|dismissed)$")] = None,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.DisputePage:
     """Disputes in the caller's reach: an organisation's to answer, a member's own, or a book's
     (admins and auditors)."""
-    organisation_id, member_id = _dispute_scope(caller)
+    organisation_id, member_id = record_access.listed_scope(caller, None, None)
     rows = await disputes.list_disputes(
         session, listed_book(caller, book), organisation_id, member_id, status, after, limit
     )
-    return keyset_page(rows, limit)
+    items, next_after = keyset_split(rows, limit)
+    return schemas.DisputePage(items=items, next_after=next_after)
 
 
 @router.post(
@@ -319,11 +299,8 @@ async def list_disputes(
 )
 async def answer_dispute(
     dispute_id: UUID, data: schemas.DisputeAnswer, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.DisputeRead:
     """The organisation answers a dispute: upheld (naming the correcting record, if any) or
     dismissed, with its reasons."""
-    dispute = await disputes.get_dispute(session, dispute_id)
-    record = await records.get_record(session, dispute["record_id"])
-    if not record_access.sees_record(caller, record):
-        raise errors.DisputeNotFound(f"dispute {dispute_id} does not exist")
+    dispute = await record_access.visible_dispute(session, caller, dispute_id)
     return await disputes.answer_dispute(session, dispute, data, caller.actor())

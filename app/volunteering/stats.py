@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.accounts import PUBLIC_POOL, book_owner
@@ -26,8 +26,14 @@ from app.identity.authorization import org_owner
 from app.kit.problems import NotFound
 from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CREDIT
 from app.volunteering.figures import hours
+from app.volunteering.stats_schemas import (
+    GroupBy,
+    LedgerFigures,
+    ServiceStats,
+    StatsGroup,
+    StatsTotals,
+)
 
-GroupBy = Literal["category", "organisation", "community", "month"]
 NO_COMMUNITY = "未指定"
 
 
@@ -156,23 +162,38 @@ LEDGER_IN_ORGANISATION = """
                   SELECT id FROM accounts WHERE book_code = :book AND owner = :org_owner))"""
 
 
-def _figures(row: Any) -> dict[str, Any]:
+def _group(row: Row[Any]) -> StatsGroup:
     minutes = int(row.minutes)
-    return {
-        "records": int(row.records),
-        "minutes": minutes,
-        "hours": hours(minutes),
-        "volunteers": int(row.volunteers),
-        "checkin_minutes": int(row.checkin_minutes),
-        "manual_minutes": int(row.manual_minutes),
-    }
+    return StatsGroup(
+        key=row.key,
+        label=row.label,
+        records=int(row.records),
+        minutes=minutes,
+        hours=hours(minutes),
+        volunteers=int(row.volunteers),
+        checkin_minutes=int(row.checkin_minutes),
+        manual_minutes=int(row.manual_minutes),
+    )
 
 
-def _sorted(groups: list[dict[str, Any]], group_by: str) -> list[dict[str, Any]]:
+def _totals(row: Row[Any]) -> StatsTotals:
+    minutes = int(row.minutes)
+    return StatsTotals(
+        records=int(row.records),
+        minutes=minutes,
+        hours=hours(minutes),
+        volunteers=int(row.volunteers),
+        checkin_minutes=int(row.checkin_minutes),
+        manual_minutes=int(row.manual_minutes),
+        projects=int(row.projects),
+    )
+
+
+def _sorted(groups: list[StatsGroup], group_by: str) -> list[StatsGroup]:
     if group_by == "month":
-        return sorted(groups, key=lambda g: g["key"])
+        return sorted(groups, key=lambda g: g.key or "")
     # Most minutes first; ties by key, the group without a key last.
-    return sorted(groups, key=lambda g: (-g["minutes"], g["key"] is None, g["key"] or ""))
+    return sorted(groups, key=lambda g: (-g.minutes, g.key is None, g.key or ""))
 
 
 async def _snapshot(session: AsyncSession) -> None:
@@ -183,15 +204,14 @@ async def _snapshot(session: AsyncSession) -> None:
 
 async def service_stats(
     session: AsyncSession, scope: Scope, group_by: GroupBy, timezone: str
-) -> dict[str, Any]:
+) -> ServiceStats:
     """The statistics of certified service in `scope`, and the journal's figure for it."""
     await _snapshot(session)
     # These are whole-book aggregates: hash joins are linear whatever the planner believes.
     # With statistics not yet analysed after a burst of postings, the planner otherwise picks
-    # nested loops over sequential scans, quadratic in the size of the journal (minutes, not
-    # a second, at 100,000 credits); and it misjudges the join of entries to records on the
-    # text of an id, sorting both sides for a merge join at twice a hash join's cost. For the
-    # rest of this read-only transaction only.
+    # nested loops over sequential scans, quadratic in the size of the journal; and it
+    # misjudges the join of entries to records on the text of an id, sorting both sides for a
+    # merge join (README, Where the time goes). For the rest of this read-only transaction.
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(text("SET LOCAL enable_mergejoin = off"))
     book = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": scope.book})
@@ -212,30 +232,37 @@ async def service_stats(
     sql = RECORDS_SQL.format(
         key=grouping.key, label=grouping.label, joins=grouping.joins, where=where
     )
-    groups: list[dict[str, Any]] = []
-    totals: dict[str, Any] = {}
+    groups: list[StatsGroup] = []
+    totals: StatsTotals | None = None
     for row in await session.execute(text(sql), params):
         if row.is_total:
-            totals = _figures(row) | {"projects": int(row.projects)}
+            totals = _totals(row)
         else:
-            groups.append({"key": row.key, "label": row.label, **_figures(row)})
-    ledger = await _ledger_minutes(session, scope, timezone)
-    return {
-        "book": scope.book,
-        "group_by": group_by,
-        "from": scope.day_from,
-        "to": scope.day_to,
-        "timezone": timezone,
-        "groups": _sorted(groups, group_by),
-        "totals": totals,
-        "ledger": ledger | {"reconciled": ledger["net_minutes"] == totals["minutes"]},
-    }
+            groups.append(_group(row))
+    # The empty grouping set yields its row of totals even when no record is in scope.
+    assert totals is not None
+    credited, reversed_ = await _ledger_minutes(session, scope, timezone)
+    return ServiceStats(
+        book=scope.book,
+        group_by=group_by,
+        period_from=scope.day_from,
+        period_to=scope.day_to,
+        timezone=timezone,
+        groups=_sorted(groups, group_by),
+        totals=totals,
+        ledger=LedgerFigures(
+            service_credit_minutes=credited,
+            reversed_minutes=reversed_,
+            net_minutes=credited - reversed_,
+            reconciled=credited - reversed_ == totals.minutes,
+        ),
+    )
 
 
-async def _ledger_minutes(session: AsyncSession, scope: Scope, timezone: str) -> dict[str, int]:
+async def _ledger_minutes(session: AsyncSession, scope: Scope, timezone: str) -> tuple[int, int]:
     """What the journal says was credited as service in `scope`: service_credit minutes to
-    members (and, beyond their storage caps, to the public time pool), what reversals of them
-    took back, and the difference."""
+    members (and, beyond their storage caps, to the public time pool), and what reversals of
+    them took back."""
     params: dict[str, Any] = {
         "book": scope.book,
         "credit_kind": KIND_SERVICE_CREDIT,
@@ -260,9 +287,4 @@ async def _ledger_minutes(session: AsyncSession, scope: Scope, timezone: str) ->
         credits = LEDGER_CREDITS.format(organisation=organisation)
     sql = LEDGER_SQL.format(credits=credits, credited_account=CREDITED_ACCOUNT)
     row = (await session.execute(text(sql), params)).one()
-    credited, reversed_ = int(row.credited), int(row.reversed)
-    return {
-        "service_credit_minutes": credited,
-        "reversed_minutes": reversed_,
-        "net_minutes": credited - reversed_,
-    }
+    return int(row.credited), int(row.reversed)

@@ -16,14 +16,14 @@ from app.config import Settings
 from app.http.caller import CallerDep
 from app.http.context import SessionDep
 from app.http.responses import json_response
-from app.identity.authorization import listed_book
+from app.identity.authorization import listed_book, own_organisation_scope
 from app.identity.dependencies import allow
-from app.kit.problems import Forbidden, ValidationFailed
+from app.kit.problems import ValidationFailed
 from app.kit.schemas import Day
 from app.ledger.schemas import BookCode
 from app.volunteering import stats
 from app.volunteering.figures import check_period
-from app.volunteering.stats_schemas import ServiceStats
+from app.volunteering.stats_schemas import GroupBy, ServiceStats
 
 router = APIRouter(prefix="/v1", tags=["service statistics"])
 
@@ -42,7 +42,7 @@ async def service_stats(
     book: Annotated[
         BookCode | None, Query(description="the book (required of platform credentials)")
     ] = None,
-    group_by: stats.GroupBy = "category",
+    group_by: GroupBy = "category",
     period_from: Annotated[
         Day | None, Query(alias="from", description="first service day (inclusive)")
     ] = None,
@@ -66,18 +66,13 @@ async def service_stats(
                 }
             ],
         )
-    organisation_id: str | None = None
-    if caller.role == "org":
-        if caller.organisation_id is None:
-            raise Forbidden("this organisation credential names no organisation")
-        organisation_id = caller.organisation_id
+    organisation_id = own_organisation_scope(caller)
     check_period(period_from, period_to)
     settings: Settings = request.app.state.settings
-    body = await stats.service_stats(
+    figures = await stats.service_stats(
         session,
         stats.Scope(scope_book, organisation_id, period_from, period_to),
         group_by,
         settings.service_timezone,
     )
-    document = ServiceStats.model_validate(body).model_dump(mode="json", by_alias=True)
-    return json_response(200, document)
+    return json_response(200, figures.model_dump(mode="json", by_alias=True))

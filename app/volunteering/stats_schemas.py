@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.volunteering.stats import GroupBy
+GroupBy = Literal["category", "organisation", "community", "month"]
 
 
-def _hours() -> Any:
-    return Field(
+Hours = Annotated[
+    str,
+    Field(
         pattern=r"^\d+\.\d{2}$", examples=["12.50"], description="minutes / 60, 2 places (half up)"
-    )
+    ),
+]
 
 
 class StatsGroup(BaseModel):
@@ -23,7 +25,7 @@ class StatsGroup(BaseModel):
     label: str = Field(description="category name (zh), organisation or community name, or YYYY-MM")
     records: int = Field(description="approved service records")
     minutes: int = Field(description="credited minutes")
-    hours: str = _hours()
+    hours: Hours
     volunteers: int = Field(description="distinct members")
     checkin_minutes: int = Field(description="minutes with check-in evidence (信用时)")
     manual_minutes: int = Field(description="minutes entered by hand (荣誉时)")
@@ -32,7 +34,7 @@ class StatsGroup(BaseModel):
 class StatsTotals(BaseModel):
     records: int = Field(description="approved service records")
     minutes: int = Field(description="credited minutes")
-    hours: str = _hours()
+    hours: Hours
     volunteers: int = Field(description="distinct members over all groups (not a sum)")
     checkin_minutes: int = Field(description="minutes with check-in evidence (信用时)")
     manual_minutes: int = Field(description="minutes entered by hand (荣誉时)")

@@ -24,6 +24,7 @@ from app.audit.keys import PublishedKey, SigningKey
 from app.audit.keys import jwks as make_jwks
 from app.kit.canonical_json import canonical_bytes
 from app.volunteering import figures, proofs
+from app.volunteering.proof_schemas import ProofRecord
 from tests.conftest import Api
 from tests.identity.world import World
 
@@ -471,7 +472,8 @@ def test_the_worked_example_of_the_spec_verifies() -> None:
     payload_line, token = _blocks(example, "text")
     document = proofs.verify_proof_token(token, jwks)
     assert canonical_bytes(document).decode() == payload_line
-    assert document["totals"] == proofs.totals(document["records"])
+    records = [ProofRecord.model_validate(record) for record in document["records"]]
+    assert document["totals"] == proofs.totals(records).model_dump()
     # Signed with RFC 8032's published test key: Ed25519 is deterministic.
     secret = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
     key = SigningKey(Ed25519PrivateKey.from_private_bytes(secret))
