@@ -206,8 +206,8 @@ async def _open_book(runtime: Runtime, book: str, members: int) -> tuple[str, li
             account = await service.open_account(
                 session, book, schemas.AccountCreate(asset="HOUR", owner=f"person:{n}")
             )
-            ids.append(str(account["id"]))
-    return str(issuance["id"]), ids
+            ids.append(str(account.id))
+    return str(issuance.id), ids
 
 
 def _requests(
