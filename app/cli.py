@@ -153,13 +153,13 @@ def verify(
     book: Annotated[str | None, typer.Option(help="only this book")] = None,
 ) -> None:
     """Recompute every book's chain and balances from the journal; non-zero on any difference."""
-    from app.ledger.verify import VerificationError
+    from app.ledger.verify import BookSummary, VerificationError
     from app.ledger.verify_runner import book_codes, open_reader, verify_book_with
 
     settings = get_settings()
     urls = _database(settings, migrate=False)
 
-    async def run() -> list[dict[str, Any]]:
+    async def run() -> list[BookSummary]:
         async with open_reader(urls.app) as reader:
             books = [(c, n) for c, n in await book_codes(reader.entries) if book in (None, c)]
             results = []
@@ -186,15 +186,9 @@ def verify(
         raise typer.Exit(1) from None
     table = Table("book", "entries", "accounts", "open holds", "head")
     for r in results:
-        table.add_row(
-            r["book"],
-            str(r["entries"]),
-            str(r["accounts"]),
-            str(r["open_holds"]),
-            r["head"][:16] + "…",
-        )
+        table.add_row(r.book, str(r.entries), str(r.accounts), str(r.open_holds), r.head[:16] + "…")
     Console().print(table)
-    total = sum(r["entries"] for r in results)
+    total = sum(r.entries for r in results)
     Console().print(f"OK: {len(results)} book(s), {total} entries verified")
 
 

@@ -243,12 +243,23 @@ def _posts_within(held: Sequence[LegRow], legs: Sequence[LegRow]) -> bool:
     )
 
 
-def summary(verifier: BookVerifier) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class BookSummary:
+    """What a verified book holds: its entries, head hash, accounts and open holds."""
+
+    book: str
+    entries: int
+    head: str
+    accounts: int
+    open_holds: int
+
+
+def summary(verifier: BookVerifier) -> BookSummary:
     """What a verified book holds."""
-    return {
-        "book": verifier.book,
-        "entries": verifier.seq,
-        "head": verifier.head_hash,
-        "accounts": len(verifier.balances),
-        "open_holds": len(verifier.open_holds),
-    }
+    return BookSummary(
+        book=verifier.book,
+        entries=verifier.seq,
+        head=verifier.head_hash,
+        accounts=len(verifier.balances),
+        open_holds=len(verifier.open_holds),
+    )

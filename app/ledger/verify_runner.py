@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.verify import BookVerifier, VerificationError, summary
+from app.ledger.verify import BookSummary, BookVerifier, VerificationError, summary
 
 # Entries per chunk: PostgreSQL reads the next chunk while this process checks the one before
 # (the size matters little: docs/performance.md).
@@ -94,7 +94,7 @@ async def open_reader(url: str) -> AsyncIterator[JournalReader]:
 
 async def verify_book(
     url: str, book: str, progress: Callable[[int], None] | None = None
-) -> dict[str, Any]:
+) -> BookSummary:
     """Verify one book on connections of its own; raises VerificationError at the first bad seq."""
     async with open_reader(url) as reader:
         return await verify_book_with(reader, book, progress)
@@ -102,7 +102,7 @@ async def verify_book(
 
 async def verify_book_with(
     reader: JournalReader, book: str, progress: Callable[[int], None] | None = None
-) -> dict[str, Any]:
+) -> BookSummary:
     """Verify one book; raises VerificationError naming the first bad seq.
 
     It reads on two connections that share one snapshot, the entries on one and their legs on
@@ -117,7 +117,7 @@ async def _verify(
     legs_conn: asyncpg.Connection,
     book: str,
     progress: Callable[[int], None] | None,
-) -> dict[str, Any]:
+) -> BookSummary:
     verifier = BookVerifier(book)
     async with entries_conn.transaction(isolation="repeatable_read", readonly=True):
         snapshot = await entries_conn.fetchval("SELECT pg_export_snapshot()")

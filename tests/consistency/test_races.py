@@ -82,4 +82,4 @@ async def test_approvals_and_transfers_race_across_two_processes(
         head = await conn.fetchval("SELECT seq FROM book_heads WHERE book_code = $1", d.book)
     finally:
         await conn.close()
-    assert credits == RECORDS and verified["entries"] == head
+    assert credits == RECORDS and verified.entries == head

@@ -181,7 +181,7 @@ async def test_erasure_scrubs_the_person_and_keeps_accounts_entries_and_chain(
             "SELECT count(*) FROM member_identities WHERE member_id = $1", row["id"]
         )
         assert identities == 0
-        assert (await verify_book(database.app_url, world.home))["entries"] >= 1
+        assert (await verify_book(database.app_url, world.home)).entries >= 1
     finally:
         await conn.close()
     assert (await api.balance(hours))["posted"] == 90

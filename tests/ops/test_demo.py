@@ -146,7 +146,7 @@ async def test_demo_seeds_a_district_that_balances_and_verifies(
         assert checked_out == evidence["checkin"]
         # The chain and every balance verify from the journal.
         verified = await verify_book(database.app_url, DEMO_BOOK)
-        assert verified["entries"] == summary["head_seq"]
+        assert verified.entries == summary["head_seq"]
 
         before = await conn.fetchval("SELECT count(*) FROM credentials")
         again = await seed_demo(test_settings, members=30, days=5)
