@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -54,6 +57,25 @@ def test_the_plan_is_reproducible_and_keeps_the_rules() -> None:
     assert max(per_day.values()) <= 720
     assert sum(1 for s in plan.steps if s.reject) >= 1
     assert plan.corrected is not None and plan.dismissed is not None
+
+
+# The plan's digest for fixed arguments: the planner may be reorganised, never its output (a
+# change here changes every demo district; pin the new digests only on purpose).
+PLAN_DIGESTS = {
+    (300, 30): "efe705046cb20e512db24d44482708301a08ac8f265d3d7ca491c85a83fc9de6",
+    (30, 5): "fa5059ef331b7116d2c73ca4d17debaf82c2321bd542c4727dee91086b07201c",
+    (1000, 60): "f1cbffc4097496f2dc28a796e72a7f255a14ccd57acf1ffaf1abea0cb09724a1",
+}
+
+
+def test_the_plan_for_fixed_arguments_is_pinned() -> None:
+    now = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+    for (members, days), digest in PLAN_DIGESTS.items():
+        plan = build_plan(members, days, now, SHANGHAI, 720, sorted(CATEGORIES), sorted(GROUPS))
+        document = json.dumps(
+            dataclasses.asdict(plan), default=str, ensure_ascii=False, sort_keys=True
+        )
+        assert hashlib.sha256(document.encode()).hexdigest() == digest, (members, days)
 
 
 async def test_demo_seeds_a_district_that_balances_and_verifies(
