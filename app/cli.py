@@ -244,7 +244,8 @@ def demo(
     summary."""
     from rich.progress import TimeElapsedColumn
 
-    from app.ops.demo import Advance, DemoError, seed_demo
+    from app.ops.demo.plan import DemoError
+    from app.ops.demo.seeder import Advance, seed_demo
 
     settings = get_settings()
     urls = _database(settings)

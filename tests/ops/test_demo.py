@@ -14,7 +14,9 @@ import asyncpg
 
 from app.config import Settings
 from app.ledger.verify_runner import verify_book
-from app.ops.demo import DEMO_BOOK, NEED_TEMPLATES, PROJECT_TEMPLATES, build_plan, seed_demo
+from app.ops.demo.district import DEMO_BOOK, NEED_TEMPLATES, PROJECT_TEMPLATES
+from app.ops.demo.plan import build_plan
+from app.ops.demo.seeder import seed_demo
 from tests.conftest import ScratchDatabase
 
 # The catalogue as the migration lists it (what GET /v1/service-catalog answers).
