@@ -268,7 +268,7 @@ def demo(
         except DemoError as exc:
             console.print(f"demo refused: {exc}")
             raise typer.Exit(1) from None
-    print(json.dumps(summary, default=str, ensure_ascii=False, indent=2))
+    print(json.dumps(summary.document(), default=str, ensure_ascii=False, indent=2))
 
 
 @cli.command()

@@ -83,7 +83,7 @@ def test_the_plan_for_fixed_arguments_is_pinned() -> None:
 async def test_demo_seeds_a_district_that_balances_and_verifies(
     test_settings: Settings, database: ScratchDatabase
 ) -> None:
-    summary = await seed_demo(test_settings, members=30, days=5)
+    summary = (await seed_demo(test_settings, members=30, days=5)).document()
     assert summary["created"] is True
     assert summary["book"]["code"] == DEMO_BOOK
     assert summary["organisations"] == {
@@ -173,7 +173,7 @@ async def test_demo_seeds_a_district_that_balances_and_verifies(
         assert verified["entries"] == summary["head_seq"]
 
         before = await conn.fetchval("SELECT count(*) FROM credentials")
-        again = await seed_demo(test_settings, members=30, days=5)
+        again = (await seed_demo(test_settings, members=30, days=5)).document()
         assert again["created"] is False
         unchanged = {k: v for k, v in summary.items() if k not in ("created", "seconds")}
         assert {k: v for k, v in again.items() if k != "created"} == unchanged

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import time
 import uuid
 from collections import defaultdict
@@ -48,7 +49,7 @@ from app.ops.demo.plan import (
     Step,
     build_plan,
 )
-from app.ops.demo.summary import district_summary
+from app.ops.demo.summary import DistrictSummary, district_summary
 
 # Requests in flight at once where their order does not matter.
 CONCURRENCY = 8
@@ -423,7 +424,7 @@ async def seed_demo(
     members: int = 300,
     days: int = 30,
     progress: PhaseStart | None = None,
-) -> dict[str, Any]:
+) -> DistrictSummary:
     """Seed the demo district once (through the API, in-process); later runs report it.
 
     `settings.database_url` names the (migrated) database. Rate limits are off for the
@@ -441,7 +442,7 @@ async def seed_demo(
                 text("SELECT 1 FROM books WHERE code = :b"), {"b": DEMO_BOOK}
             )
         if exists:
-            return {**await district_summary(sessions), "created": False}
+            return await district_summary(sessions)
         async with sessions() as session, session.begin():
             admin, token = await create_credential(session, "admin", name="timebank demo")
         transport = httpx.ASGITransport(app=app)
@@ -471,4 +472,4 @@ async def seed_demo(
                 with contextlib.suppress(Exception):
                     await seeder.call("POST", f"/v1/credentials/{admin['id']}/revoke", "admin")
         summary = await district_summary(sessions)
-    return {**summary, "created": True, "seconds": round(time.monotonic() - started, 1)}
+    return dataclasses.replace(summary, created=True, seconds=round(time.monotonic() - started, 1))
