@@ -1,5 +1,5 @@
-"""The `timebank` command: serve, follow-log, migrate, verify, demo, export, credentials, keys,
-audit, openapi."""
+"""The `timebank` command: serve, follow-log, migrate, verify, export, demo, expire, openapi,
+credentials, keys and audit."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -44,10 +46,24 @@ log = structlog.get_logger("timebank.cli")
 
 
 def _database(settings: Settings, migrate: bool = True) -> DatabaseUrls:
+    """The database the settings name (the embedded one started if need be), migrated first
+    unless `migrate` is false."""
     urls = resolve_database(settings)
     if migrate:
         asyncio.run(migrations.upgrade(urls.owner, settings.app_role))
     return urls
+
+
+def _progress(clock: ProgressColumn, transient: bool = False) -> Progress:
+    """A progress display on stderr: each task's name, its bar, done of total, and `clock`."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        clock,
+        console=console,
+        transient=transient,
+    )
 
 
 @cli.command()
@@ -73,8 +89,7 @@ def serve(
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # One process follows the journals into the transparency log for all the workers, so that
-    # their event loops only serve (hashing new entries there cost about 4.5 % of a posting
-    # server's throughput and 7 ms of its p99).
+    # their event loops only serve (docs/performance.md).
     os.environ["TIMEBANK_FOLLOW_LOG_IN_SERVER"] = "false"
     follower = subprocess.Popen([sys.executable, "-m", "app.cli", "follow-log", "--with-parent"])
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting normally instead lets the
@@ -163,13 +178,7 @@ def verify(
         async with open_reader(urls.app) as reader:
             books = [(c, n) for c, n in await book_codes(reader.entries) if book in (None, c)]
             results = []
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-            ) as progress:
+            with _progress(TimeRemainingColumn()) as progress:
                 for code, size in books:
                     task = progress.add_task(f"book {code}", total=size)
 
@@ -236,21 +245,13 @@ def demo(
     organisations, needs, projects, members and a month of approved service, all through the
     HTTP API in-process. A book already there is reported, not seeded again. Prints a JSON
     summary."""
-    from rich.progress import TimeElapsedColumn
-
-    from app.ops.demo import Advance, DemoError, seed_demo
+    from app.ops.demo.plan import DemoError
+    from app.ops.demo.seeder import Advance, seed_demo
 
     settings = get_settings()
     urls = _database(settings)
     settings = settings.model_copy(update={"database_url": urls.app})
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with _progress(TimeElapsedColumn(), transient=True) as progress:
 
         def phase(name: str, total: int) -> Advance:
             task = progress.add_task(name, total=total)
@@ -261,7 +262,7 @@ def demo(
         except DemoError as exc:
             console.print(f"demo refused: {exc}")
             raise typer.Exit(1) from None
-    print(json.dumps(summary, default=str, ensure_ascii=False, indent=2))
+    print(json.dumps(summary.document(), default=str, ensure_ascii=False, indent=2))
 
 
 @cli.command()
@@ -294,14 +295,7 @@ def expire(
     async def run() -> dict[str, Any]:
         runtime = await Runtime.open(urls.app, settings)
         try:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            ) as progress:
+            with _progress(TimeRemainingColumn(), transient=True) as progress:
                 task = progress.add_task(f"expiry as of {day.isoformat()}", total=None)
 
                 def advance(done: int, total: int) -> None:

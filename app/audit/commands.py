@@ -35,7 +35,7 @@ def rotate() -> None:
     """Make a new signing key (valid after the rotation lead) and record it in every book."""
     from app import migrate as migrations
     from app.audit.passphrase import signing_key_passphrase
-    from app.audit.rotation import rotate_and_announce
+    from app.audit.rotation import Announced, rotate_and_announce
     from app.db import resolve_database
     from app.kit.problems import TimebankError
     from app.runtime import Runtime
@@ -45,7 +45,7 @@ def rotate() -> None:
     asyncio.run(migrations.upgrade(urls.owner, settings.app_role))
     passphrase = signing_key_passphrase(settings)
 
-    async def run() -> Any:
+    async def run() -> Announced:
         import asyncpg
 
         runtime = await Runtime.open(urls.app, settings)
@@ -79,12 +79,12 @@ def list_keys() -> None:
     """Every signing key with its validity period, one per line."""
     import asyncpg
 
-    from app.audit.keystore import load_keys
+    from app.audit.keystore import StoredKey, load_keys
     from app.db import resolve_database
 
     urls = resolve_database(get_settings())
 
-    async def run() -> Any:
+    async def run() -> list[StoredKey]:
         conn = await asyncpg.connect(urls.app)
         try:
             return (await load_keys(conn))[0]

@@ -11,10 +11,10 @@ from typing import Any
 
 import asyncpg
 
-from app.audit import merkle, tlog
+from app.audit import merkle, schemas, tlog
 from app.audit.errors import BeyondLogSize
 from app.audit.receipting import receipt_claims, sign_claims
-from app.audit.service import AuditLog, checkpoint_json, invalid
+from app.audit.service import AuditLog, checkpoint_read, invalid
 from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes, compact_json
 
@@ -53,10 +53,10 @@ async def plan_export(
 ) -> ExportPlan:
     """Check the range against the book's journal; for JSON Lines, find (or sign) the
     checkpoint that covers it."""
-    head, tree_size = await audit.heads(book)
-    last = head if to_seq is None else to_seq
-    if last > head:
-        raise BeyondLogSize(book, "to_seq", last, head, tree_size)
+    heads = await audit.heads(book)
+    last = heads.journal_seq if to_seq is None else to_seq
+    if last > heads.journal_seq:
+        raise BeyondLogSize(book, "to_seq", last, heads.journal_seq, heads.tree_size)
     if from_seq > last + 1 or (from_seq > last and last > 0):
         raise invalid("from_seq", f"from_seq must be between 1 and to_seq ({last})")
     checkpoint = await audit.covering(book, last, "to_seq") if with_checkpoint else None
@@ -97,10 +97,13 @@ async def jsonl(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
                 out += b'{"entry":' + body + b',"entry_hash":"' + row["entry_hash"].encode()
                 out += b'","receipt":"' + receipt.encode() + b'"}\n'
             yield bytes(out)
-        yield compact_json(await _trailer(audit, conn, plan)) + b"\n"
+        trailer = await _trailer(audit, conn, plan)
+        yield compact_json(trailer.model_dump(exclude_none=True)) + b"\n"
 
 
-async def _trailer(audit: AuditLog, conn: asyncpg.Connection, plan: ExportPlan) -> dict[str, Any]:
+async def _trailer(
+    audit: AuditLog, conn: asyncpg.Connection, plan: ExportPlan
+) -> schemas.ExportTrailer:
     checkpoint = plan.checkpoint
     if checkpoint is None:
         raise ValueError("a JSON Lines export needs its checkpoint")
@@ -112,14 +115,14 @@ async def _trailer(audit: AuditLog, conn: asyncpg.Connection, plan: ExportPlan) 
         return prefix, merkle.consistency_proof(plan.to_seq, size, sh)
 
     prefix, consistency = await tlog.from_stored(conn, plan.book, prove)
-    return {
-        "checkpoint": checkpoint_json(checkpoint),
-        "from_seq": plan.from_seq,
-        "to_seq": plan.to_seq,
-        "prefix": [h.hex() for h in prefix],
-        "consistency": [h.hex() for h in consistency],
-        "jwks": await audit.jwks(),
-    }
+    return schemas.ExportTrailer(
+        checkpoint=checkpoint_read(checkpoint),
+        from_seq=plan.from_seq,
+        to_seq=plan.to_seq,
+        prefix=[h.hex() for h in prefix],
+        consistency=[h.hex() for h in consistency],
+        jwks=await audit.jwks(),
+    )
 
 
 def _cell(text: str) -> str:

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from joserfc import jwk as jose_jwk
 
+# A JWK Set as published: {"keys": [JWK, ...]}, every member of a JWK a string.
+JwkSet = dict[str, list[dict[str, str]]]
 VALID_FROM = "valid_from"
 VALID_UNTIL = "valid_until"
 _RFC3339_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -160,7 +162,7 @@ class PublishedKey:
         return out
 
 
-def jwks(keys: Iterable[PublishedKey]) -> dict[str, list[dict[str, str]]]:
+def jwks(keys: Iterable[PublishedKey]) -> JwkSet:
     """The JWK Set {"keys": [...]} (RFC 7517 §5) of the published keys, in the given order."""
     out = [key.jwk() for key in keys]
     kids = [k["kid"] for k in out]

@@ -438,7 +438,7 @@ def verify_export(
 class ReceiptReport:
     """A verified receipt, and the checkpoint that includes it (if a proof was given)."""
 
-    claims: dict[str, Any]
+    claims: receipts.ReceiptClaims
     checkpoint: Checkpoint | None = None
 
 

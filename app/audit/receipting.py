@@ -13,14 +13,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
 
 from app.audit.keys import SigningKey
 from app.audit.keystore import KeyRing, StoredKey
-from app.audit.receipts import ALG, RECEIPT_TYP, claims_of
+from app.audit.receipts import ALG, RECEIPT_TYP, ReceiptClaims, claims_of
 from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes
 from app.kit.outages import log_failure
@@ -32,6 +32,22 @@ _ENTRY_AT = b',"entry":'
 _HASH_AT = b',"entry_hash":"'
 
 
+class StoredEntry(NamedTuple):
+    """A journal entry as stored: the object, its JCS bytes and their SHA-256 (hex)."""
+
+    entry: dict[str, Any]
+    body: bytes
+    entry_hash: str
+
+
+class SignedReceipt(NamedTuple):
+    """A receipt (JWS compact), what it states, and the key that signed it."""
+
+    token: str
+    claims: ReceiptClaims
+    key: StoredKey
+
+
 def iat_of(posted_at: str) -> int:
     """A journal timestamp in whole Unix seconds, rounded down (exact: no float)."""
     return (datetime.fromisoformat(posted_at) - EPOCH) // ONE_SECOND
@@ -41,7 +57,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def receipt_claims(entry: Mapping[str, Any], body: bytes, entry_hash: str) -> dict[str, Any]:
+def receipt_claims(entry: Mapping[str, Any], body: bytes, entry_hash: str) -> ReceiptClaims:
     """The claims of an entry's receipt from its stored JCS bytes (trusted: from the journal)."""
     leaf_hash = hashlib.sha256(b"\x00" + body).hexdigest()
     return claims_of(entry, entry_hash, leaf_hash, iat_of(entry["posted_at"]))
@@ -72,7 +88,7 @@ def sign_claims(claims: Mapping[str, Any], key: SigningKey) -> str:
     return f"{data}.{_b64url(key.private_key.sign(data.encode()))}"
 
 
-def entry_in_answer(payload: bytes) -> tuple[dict[str, Any], bytes, str]:
+def entry_in_answer(payload: bytes) -> StoredEntry:
     """The entry of a posting answer, its JCS bytes and its hash.
 
     The sequencer splices the stored bytes into its answers; otherwise (an answer rebuilt from
@@ -84,13 +100,13 @@ def entry_in_answer(payload: bytes) -> tuple[dict[str, Any], bytes, str]:
         body = payload[start + len(_ENTRY_AT) : end]
         entry_hash = payload[end + len(_HASH_AT) : end + len(_HASH_AT) + 64].decode()
         if hashlib.sha256(body).hexdigest() == entry_hash:
-            return _loads(body), body, entry_hash
+            return StoredEntry(_loads(body), body, entry_hash)
     document = _loads(payload)
     entry, entry_hash = document["entry"], document["entry_hash"]
     body = canonical_bytes(entry)
     if hashlib.sha256(body).hexdigest() != entry_hash:
         raise ValueError("the answer's entry does not hash to its entry_hash")
-    return entry, body, entry_hash
+    return StoredEntry(entry, body, entry_hash)
 
 
 def _loads(data: bytes) -> Any:
@@ -108,20 +124,18 @@ class Receipts:
     def __init__(self, ring: KeyRing) -> None:
         self.ring = ring
 
-    async def sign(
-        self, entry: Mapping[str, Any], body: bytes, entry_hash: str
-    ) -> tuple[str, dict[str, Any], StoredKey]:
+    async def sign(self, entry: Mapping[str, Any], body: bytes, entry_hash: str) -> SignedReceipt:
         """The receipt of an entry, its claims and the key that signed it."""
         claims = receipt_claims(entry, body, entry_hash)
         stored, signer = await self.ring.key_at(claims["iat"])
-        return sign_claims(claims, signer), claims, stored
+        return SignedReceipt(sign_claims(claims, signer), claims, stored)
 
     async def attach(self, payload: bytes) -> bytes:
         """A posting answer with its `receipt` member added; unchanged (and logged) when no
         receipt can be made: the entry is written whatever happens here."""
         try:
-            receipt, _, _ = await self.sign(*entry_in_answer(payload))
+            receipt = await self.sign(*entry_in_answer(payload))
         except Exception as exc:
             log_failure(log, "audit.receipt_failed", exc)
             return payload
-        return payload[:-1] + b',"receipt":"' + receipt.encode() + b'"}'
+        return payload[:-1] + b',"receipt":"' + receipt.token.encode() + b'"}'

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import rfc8785
 from joserfc import jws
@@ -49,6 +49,29 @@ ENTRY_MEMBERS = frozenset(
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_SAFE = 2**53 - 1
+
+
+class ReceiptLeg(TypedDict):
+    """A leg as a receipt states it."""
+
+    account_id: str
+    asset: str
+    amount: int
+
+
+class ReceiptClaims(TypedDict):
+    """A receipt's payload (docs/audit-format.md §6): a JSON object, signed as its JCS bytes."""
+
+    book: str
+    seq: int
+    tx_id: str
+    kind: str
+    posted_at: str
+    legs: list[ReceiptLeg]
+    entry_hash: str
+    leaf_hash: str
+    prev_hash: str
+    iat: int
 
 
 class ReceiptError(ValueError):
@@ -108,7 +131,7 @@ def _check_claims(claims: Mapping[str, Any]) -> None:
             raise MalformedReceiptError("each leg is {account_id, asset, amount}")
 
 
-def receipt_claims(entry: Mapping[str, Any], entry_hash: str, iat: int) -> dict[str, Any]:
+def receipt_claims(entry: Mapping[str, Any], entry_hash: str, iat: int) -> ReceiptClaims:
     """The claims of a receipt for a journal entry object (docs/ledger-format.md §2).
 
     Checks that `entry_hash` is the entry's hash; `iat` is the signing time in Unix seconds.
@@ -123,9 +146,7 @@ def receipt_claims(entry: Mapping[str, Any], entry_hash: str, iat: int) -> dict[
     return claims
 
 
-def claims_of(
-    entry: Mapping[str, Any], entry_hash: str, leaf_hash: str, iat: int
-) -> dict[str, Any]:
+def claims_of(entry: Mapping[str, Any], entry_hash: str, leaf_hash: str, iat: int) -> ReceiptClaims:
     """The receipt claims of an entry whose hashes are already known (no checks)."""
     return {
         "book": entry["book"],
@@ -249,12 +270,13 @@ def require_key_valid(iat: int, start: datetime | None, end: datetime | None) ->
         raise KeyNotValidError("iat is outside the signing key's validity period")
 
 
-def verify_receipt(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
+def verify_receipt(token: str, jwks: Mapping[str, Any]) -> ReceiptClaims:
     """The claims of a receipt verified with the JWKS key named by its kid; raises a
     ReceiptError subclass (malformed, wrong alg, unknown key, bad signature, key not valid)."""
     payload, start, end = verified_jws(token, jwks, RECEIPT_TYP)
-    claims = json_object(payload)
-    _check_claims(claims)
+    document = json_object(payload)
+    _check_claims(document)
+    claims = cast(ReceiptClaims, document)  # exactly the claims, each of its type (checked)
     require_canonical(claims, payload)
     require_key_valid(claims["iat"], start, end)
     return claims
@@ -265,7 +287,7 @@ def check_receipt_entry(
 ) -> None:
     """Raise ReceiptMismatchError unless the (verified) claims describe this entry and hash."""
     try:
-        expected = receipt_claims(entry, entry_hash, claims["iat"])
+        expected: Mapping[str, object] = receipt_claims(entry, entry_hash, claims["iat"])
     except (KeyError, ValueError) as exc:
         raise ReceiptMismatchError(f"cannot compare: {exc}") from exc
     differing = sorted(name for name in CLAIM_NAMES if claims.get(name) != expected[name])

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import segno
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,8 +22,9 @@ from app.audit import export as audit_export
 from app.audit import schemas
 from app.audit.errors import BeyondLogSize, CheckpointNotFound, ReceiptTooLarge
 from app.audit.note import Verifier
+from app.audit.receipting import StoredEntry
 from app.audit.receipts import ALG
-from app.audit.service import AuditLog, checkpoint_json
+from app.audit.service import AuditLog, checkpoint_read
 from app.audit.tlog import SignedCheckpoint
 from app.http.caller import Caller, CallerDep
 from app.http.context import SessionDep
@@ -60,9 +62,7 @@ async def _book(
     await ledger_service.get_book(session, code)
 
 
-async def _entry(
-    session: AsyncSession, caller: Caller, tx_id: UUID
-) -> tuple[dict[str, Any], bytes, str]:
+async def _entry(session: AsyncSession, caller: Caller, tx_id: UUID) -> StoredEntry:
     """A transaction the caller may read: its entry, JCS bytes and hash (404 otherwise)."""
     row = (
         await session.execute(
@@ -77,17 +77,22 @@ async def _entry(
     accounts = [leg["account_id"] for leg in entry["legs"]]
     if not await sees_any_account(session, caller, entry["book"], accounts):
         raise missing
-    return entry, body, row.entry_hash
+    return StoredEntry(entry, body, row.entry_hash)
 
 
-def _checkpoint(checkpoint: SignedCheckpoint, audit_keys: dict[str, Any]) -> dict[str, Any]:
+def _checkpoint(
+    checkpoint: SignedCheckpoint, audit_keys: dict[str, Ed25519PublicKey]
+) -> schemas.CheckpointRead:
+    """The checkpoint with the vkey of the key that signed it (none if that key is unknown)."""
     key = audit_keys.get(checkpoint.kid)
     vkey = None if key is None else Verifier.from_public_key(checkpoint.origin, key).vkey()
-    return checkpoint_json(checkpoint, vkey)
+    return checkpoint_read(checkpoint, vkey)
 
 
 async def _with_vkey(audit: AuditLog, checkpoint: SignedCheckpoint) -> dict[str, Any]:
-    return _checkpoint(checkpoint, {k.kid: k.public_key for k in await audit.keys()})
+    """The checkpoint's JSON document, with its vkey."""
+    read = _checkpoint(checkpoint, {k.kid: k.public_key for k in await audit.keys()})
+    return read.model_dump(exclude_none=True)
 
 
 @router.get("/.well-known/jwks.json", response_model=schemas.JwkSet)
@@ -171,14 +176,17 @@ async def list_checkpoints(
             limit + 1,
         )
     if tree_size is not None and not rows:
-        head_seq, integrated = await audit.heads(code)
-        if tree_size > head_seq:
-            raise BeyondLogSize(code, "tree_size", tree_size, head_seq, integrated)
+        heads = await audit.heads(code)
+        if tree_size > heads.journal_seq:
+            raise BeyondLogSize(code, "tree_size", tree_size, heads.journal_seq, heads.tree_size)
         raise CheckpointNotFound(f"book {code!r} has no checkpoint of size {tree_size}")
     public = {k.kid: k.public_key for k in await audit.keys()}
     items = [_checkpoint(SignedCheckpoint.from_row(code, row), public) for row in rows[:limit]]
     more = len(rows) > limit
-    page = {"items": items, "next_after_tree_size": items[-1]["tree_size"] if more else None}
+    page = {
+        "items": [item.model_dump(exclude_none=True) for item in items],
+        "next_after_tree_size": items[-1].tree_size if more else None,
+    }
     return json_response(200, page)
 
 
@@ -198,7 +206,7 @@ async def inclusion_proof(
     """RFC 9162 inclusion proof of entry `seq` (leaf seq - 1) in the tree of `tree_size`
     entries (default: the latest checkpoint, signed now if it does not cover `seq`)."""
     await _book(caller, session, code, ALL_ROLES, "read the log")
-    return json_response(200, await audit.inclusion(code, seq, tree_size))
+    return json_response(200, (await audit.inclusion(code, seq, tree_size)).model_dump())
 
 
 @router.get(
@@ -217,25 +225,28 @@ async def consistency_proof(
     """RFC 9162 consistency proof from the tree of `first` entries to that of `second`
     (default: the latest checkpoint's size)."""
     await _book(caller, session, code, ALL_ROLES, "read the log")
-    return json_response(200, await audit.consistency(code, first, second))
+    return json_response(200, (await audit.consistency(code, first, second)).model_dump())
 
 
 @router.get("/v1/transactions/{tx_id}/receipt", response_model=schemas.ReceiptRead)
 async def receipt(tx_id: UUID, caller: CallerDep, session: SessionDep, audit: AuditDep) -> Response:
     """The transaction's signed receipt (JWS), with what it states."""
-    entry, body, entry_hash = await _entry(session, caller, tx_id)
-    token, claims, key = await audit.receipts.sign(entry, body, entry_hash)
-    return json_response(
-        200,
-        {
-            "receipt": token,
-            "kid": key.kid,
-            "alg": ALG,
-            **{k: claims[k] for k in ("book", "seq", "tx_id", "entry_hash", "leaf_hash", "iat")},
-            "size_bytes": len(token),
-            "jwks_uri": JWKS_URI,
-        },
+    signed = await audit.receipts.sign(*await _entry(session, caller, tx_id))
+    claims = signed.claims
+    answer = schemas.ReceiptRead(
+        receipt=signed.token,
+        kid=signed.key.kid,
+        alg=ALG,
+        book=claims["book"],
+        seq=claims["seq"],
+        tx_id=claims["tx_id"],
+        entry_hash=claims["entry_hash"],
+        leaf_hash=claims["leaf_hash"],
+        iat=claims["iat"],
+        size_bytes=len(signed.token),
+        jwks_uri=JWKS_URI,
     )
+    return json_response(200, answer.model_dump())
 
 
 @router.get(
@@ -247,8 +258,7 @@ async def receipt_qr(
     tx_id: UUID, caller: CallerDep, session: SessionDep, audit: AuditDep
 ) -> Response:
     """The receipt as a QR code (SVG, error correction level M) for a kiosk to print."""
-    entry, body, entry_hash = await _entry(session, caller, tx_id)
-    token, _, _ = await audit.receipts.sign(entry, body, entry_hash)
+    token = (await audit.receipts.sign(*await _entry(session, caller, tx_id))).token
     if len(token) > QR_MAX_BYTES:
         raise ReceiptTooLarge(
             f"the receipt is {len(token)} bytes; one QR code holds {QR_MAX_BYTES}; "
@@ -271,7 +281,7 @@ async def transaction_proof(
 ) -> Response:
     """An offline proof bundle (C2SP tlog-proof) of the transaction in the book's latest
     checkpoint, which is signed now if it does not cover the transaction yet."""
-    entry, _, _ = await _entry(session, caller, tx_id)
+    entry = (await _entry(session, caller, tx_id)).entry
     bundle = await audit.bundle(entry["book"], entry["seq"])
     return Response(bundle, media_type="text/plain; charset=utf-8")
 

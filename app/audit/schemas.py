@@ -71,3 +71,14 @@ class Jwk(BaseModel):
 
 class JwkSet(BaseModel):
     keys: list[Jwk]
+
+
+class ExportTrailer(BaseModel):
+    """The last line of a JSON Lines export (docs/audit-format.md §8.5)."""
+
+    checkpoint: CheckpointRead
+    from_seq: int
+    to_seq: int
+    prefix: list[Hex] = Field(description="the peaks of the leaves before from_seq")
+    consistency: list[Hex] = Field(description="RFC 9162 PROOF from to_seq to the checkpoint")
+    jwks: dict[str, list[dict[str, str]]]

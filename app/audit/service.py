@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import structlog
 
-from app.audit import merkle, tlog
+from app.audit import merkle, schemas, tlog
 from app.audit.checkpoint import TlogProof
 from app.audit.errors import BeyondLogSize, LogInconsistent
-from app.audit.keys import jwks
+from app.audit.keys import JwkSet, jwks
 from app.audit.keystore import KeyRing, StoredKey, ensure_key
 from app.audit.note import Verifier
 from app.audit.passphrase import signing_key_passphrase
@@ -41,6 +40,14 @@ SELECT l.book_code FROM log_heads l
    AND (c.signed_at IS NULL OR c.signed_at <= now() - make_interval(secs => $1))
  ORDER BY l.book_code
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Heads:
+    """Where a book's journal ends (its head's seq) and how much of it its tree holds."""
+
+    journal_seq: int
+    tree_size: int
 
 
 def invalid(field: str, message: str) -> ValidationFailed:
@@ -139,7 +146,7 @@ class AuditLog:
         """Every signing key ever made, oldest first (read now)."""
         return await self.ring.refresh()
 
-    async def jwks(self) -> dict[str, Any]:
+    async def jwks(self) -> JwkSet:
         """The JWK Set of every key ever used, with validity periods."""
         return jwks(key.published() for key in await self.keys())
 
@@ -171,7 +178,7 @@ class AuditLog:
         async with self.pool.acquire() as conn:
             return await tlog.last_checkpoint(conn, book)
 
-    async def heads(self, book: str) -> tuple[int, int]:
+    async def heads(self, book: str) -> Heads:
         """The book's journal head seq and the size of its integrated tree."""
         async with self.pool.acquire() as conn:
             return await _heads(conn, book)
@@ -180,7 +187,8 @@ class AuditLog:
         """Refuse (`beyond-log-size`) any of these seqs or sizes past the journal's head, then
         bring the tree up to the largest: every entry the journal holds is provable at once.
         Returns the integrated tree's size."""
-        head_seq, tree_size = await _heads(conn, book)
+        heads = await _heads(conn, book)
+        head_seq, tree_size = heads.journal_seq, heads.tree_size
         for field, size in sizes.items():
             if size > head_seq:
                 raise BeyondLogSize(book, field, size, head_seq, tree_size)
@@ -196,7 +204,9 @@ class AuditLog:
                 )
         return tree_size
 
-    async def inclusion(self, book: str, seq: int, tree_size: int | None) -> dict[str, Any]:
+    async def inclusion(
+        self, book: str, seq: int, tree_size: int | None
+    ) -> schemas.InclusionProofRead:
         """The RFC 9162 inclusion proof of entry `seq` in the tree of `tree_size` entries
         (default: the latest checkpoint's, signed now if it does not cover `seq`)."""
         if tree_size is None:
@@ -214,17 +224,19 @@ class AuditLog:
                     merkle.inclusion_proof(seq - 1, tree_size, sh),
                 ),
             )
-        return {
-            "book": book,
-            "seq": seq,
-            "leaf_index": seq - 1,
-            "tree_size": tree_size,
-            "leaf_hash": leaf.hex(),
-            "root": root.hex(),
-            "proof": [h.hex() for h in proof],
-        }
+        return schemas.InclusionProofRead(
+            book=book,
+            seq=seq,
+            leaf_index=seq - 1,
+            tree_size=tree_size,
+            leaf_hash=leaf.hex(),
+            root=root.hex(),
+            proof=[h.hex() for h in proof],
+        )
 
-    async def consistency(self, book: str, first: int, second: int | None) -> dict[str, Any]:
+    async def consistency(
+        self, book: str, first: int, second: int | None
+    ) -> schemas.ConsistencyProofRead:
         """The RFC 9162 consistency proof from the tree of `first` to that of `second`
         (default: the latest checkpoint's size, signed now if it does not cover `first`)."""
         if second is None:
@@ -242,14 +254,14 @@ class AuditLog:
                     merkle.consistency_proof(first, second, sh),
                 ),
             )
-        return {
-            "book": book,
-            "first": first,
-            "second": second,
-            "first_root": first_root.hex(),
-            "second_root": second_root.hex(),
-            "proof": [h.hex() for h in proof],
-        }
+        return schemas.ConsistencyProofRead(
+            book=book,
+            first=first,
+            second=second,
+            first_root=first_root.hex(),
+            second_root=second_root.hex(),
+            proof=[h.hex() for h in proof],
+        )
 
     async def bundle(self, book: str, seq: int) -> str:
         """The c2sp.org/tlog-proof@v1 bundle of entry `seq` against the latest checkpoint."""
@@ -261,7 +273,7 @@ class AuditLog:
         return TlogProof(seq - 1, tuple(proof), checkpoint.note).text()
 
 
-async def _heads(conn: asyncpg.Connection, book: str) -> tuple[int, int]:
+async def _heads(conn: asyncpg.Connection, book: str) -> Heads:
     row = await conn.fetchrow(
         "SELECT h.seq, coalesce(l.tree_size, 0) AS tree_size FROM book_heads h "
         "LEFT JOIN log_heads l USING (book_code) WHERE h.book_code = $1",
@@ -269,20 +281,21 @@ async def _heads(conn: asyncpg.Connection, book: str) -> tuple[int, int]:
     )
     if row is None:
         raise BookNotFound(f"book {book!r} does not exist")
-    return int(row["seq"]), int(row["tree_size"])
+    return Heads(int(row["seq"]), int(row["tree_size"]))
 
 
-def checkpoint_json(checkpoint: tlog.SignedCheckpoint, vkey: str | None = None) -> dict[str, Any]:
-    """A stored checkpoint as the API shows it."""
-    out: dict[str, Any] = {
-        "book": checkpoint.book,
-        "origin": checkpoint.origin,
-        "tree_size": checkpoint.tree_size,
-        "root": checkpoint.root.hex(),
-        "note": checkpoint.note,
-        "kid": checkpoint.kid,
-        "signed_at": rfc3339_micro(checkpoint.signed_at),
-    }
-    if vkey is not None:
-        out["vkey"] = vkey
-    return out
+def checkpoint_read(
+    checkpoint: tlog.SignedCheckpoint, vkey: str | None = None
+) -> schemas.CheckpointRead:
+    """A stored checkpoint as the API shows it (without `vkey` when None: dump it with
+    `exclude_none`)."""
+    return schemas.CheckpointRead(
+        book=checkpoint.book,
+        origin=checkpoint.origin,
+        tree_size=checkpoint.tree_size,
+        root=checkpoint.root.hex(),
+        note=checkpoint.note,
+        kid=checkpoint.kid,
+        signed_at=rfc3339_micro(checkpoint.signed_at),
+        vkey=vkey,
+    )

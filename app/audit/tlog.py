@@ -28,8 +28,8 @@ log = structlog.get_logger("timebank.audit")
 T = TypeVar("T")
 CHUNK = 5000
 # What a follower integrates per transaction. Small, because a server process that follows the
-# log itself (TIMEBANK_FOLLOW_LOG_IN_SERVER) hashes on the loop that serves its requests:
-# appending about 1,100 leaves in one go held it about 7 ms.
+# log itself (TIMEBANK_FOLLOW_LOG_IN_SERVER) hashes on the loop that serves its requests, and a
+# large chunk holds that loop for milliseconds (docs/performance.md).
 FOLLOW_CHUNK = 256
 _PLACEHOLDER = bytes(merkle.HASH_SIZE)
 

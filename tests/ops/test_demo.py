@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -11,7 +14,9 @@ import asyncpg
 
 from app.config import Settings
 from app.ledger.verify_runner import verify_book
-from app.ops.demo import DEMO_BOOK, NEED_TEMPLATES, PROJECT_TEMPLATES, build_plan, seed_demo
+from app.ops.demo.district import DEMO_BOOK, NEED_TEMPLATES, PROJECT_TEMPLATES
+from app.ops.demo.plan import build_plan
+from app.ops.demo.seeder import seed_demo
 from tests.conftest import ScratchDatabase
 
 # The catalogue as the migration lists it (what GET /v1/service-catalog answers).
@@ -56,10 +61,29 @@ def test_the_plan_is_reproducible_and_keeps_the_rules() -> None:
     assert plan.corrected is not None and plan.dismissed is not None
 
 
+# The plan's digest for fixed arguments: the planner may be reorganised, never its output (a
+# change here changes every demo district; pin the new digests only on purpose).
+PLAN_DIGESTS = {
+    (300, 30): "efe705046cb20e512db24d44482708301a08ac8f265d3d7ca491c85a83fc9de6",
+    (30, 5): "fa5059ef331b7116d2c73ca4d17debaf82c2321bd542c4727dee91086b07201c",
+    (1000, 60): "f1cbffc4097496f2dc28a796e72a7f255a14ccd57acf1ffaf1abea0cb09724a1",
+}
+
+
+def test_the_plan_for_fixed_arguments_is_pinned() -> None:
+    now = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+    for (members, days), digest in PLAN_DIGESTS.items():
+        plan = build_plan(members, days, now, SHANGHAI, 720, sorted(CATEGORIES), sorted(GROUPS))
+        document = json.dumps(
+            dataclasses.asdict(plan), default=str, ensure_ascii=False, sort_keys=True
+        )
+        assert hashlib.sha256(document.encode()).hexdigest() == digest, (members, days)
+
+
 async def test_demo_seeds_a_district_that_balances_and_verifies(
     test_settings: Settings, database: ScratchDatabase
 ) -> None:
-    summary = await seed_demo(test_settings, members=30, days=5)
+    summary = (await seed_demo(test_settings, members=30, days=5)).document()
     assert summary["created"] is True
     assert summary["book"]["code"] == DEMO_BOOK
     assert summary["organisations"] == {
@@ -149,7 +173,7 @@ async def test_demo_seeds_a_district_that_balances_and_verifies(
         assert verified.entries == summary["head_seq"]
 
         before = await conn.fetchval("SELECT count(*) FROM credentials")
-        again = await seed_demo(test_settings, members=30, days=5)
+        again = (await seed_demo(test_settings, members=30, days=5)).document()
         assert again["created"] is False
         unchanged = {k: v for k, v in summary.items() if k not in ("created", "seconds")}
         assert {k: v for k, v in again.items() if k != "created"} == unchanged
