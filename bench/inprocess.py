@@ -493,7 +493,7 @@ async def bench_verify(urls: DatabaseUrls, *, book: str, reps: int) -> dict[str,
                 started = time.perf_counter()
                 result = await verify_book_with(reader, book)
                 verify_times.append(time.perf_counter() - started)
-                entries = result["entries"]
+                entries = result.entries
                 gc.collect()
                 started = time.perf_counter()
                 await verify_book(urls.app, book)
