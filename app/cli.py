@@ -333,7 +333,7 @@ def credentials_create(
 
     from app.identity.credentials import ROLES
     from app.identity.grants import grant_credential
-    from app.identity.schemas import CredentialCreate
+    from app.identity.schemas import CredentialCreate, CredentialRead
     from app.kit.problems import TimebankError
     from app.runtime import Runtime
 
@@ -350,7 +350,7 @@ def credentials_create(
     settings = get_settings()
     urls = _database(settings)
 
-    async def run() -> tuple[dict[str, Any], str]:
+    async def run() -> tuple[CredentialRead, str]:
         runtime = await Runtime.open(urls.app, settings)
         try:
             return await grant_credential(runtime.sessions, runtime.sequencer, spec)
@@ -362,10 +362,10 @@ def credentials_create(
     except TimebankError as exc:
         console.print(f"refused: {exc.detail}")
         raise typer.Exit(1) from None
-    where = f"book={credential['book'] or '*'}"
-    if credential["organisation_id"]:
-        where += f" organisation={credential['organisation_id']}"
-    console.print(f"credential {credential['id']} role={role} {where}")
+    where = f"book={credential.book or '*'}"
+    if credential.organisation_id:
+        where += f" organisation={credential.organisation_id}"
+    console.print(f"credential {credential.id} role={role} {where}")
     console.print("the token is shown once; store it now:")
     print(token)
 

@@ -208,7 +208,7 @@ async def api(test_settings: Settings) -> AsyncIterator[Api]:
             base_url="http://testserver",
             headers={"Authorization": f"Bearer {token}"},
         ) as client:
-            yield Api(client, token, app, credential["id"])
+            yield Api(client, token, app, str(credential.id))
 
 
 @pytest.fixture

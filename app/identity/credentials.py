@@ -7,10 +7,11 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kit.pagination import keyset_page
+from app.identity import schemas
+from app.kit.pagination import keyset_split
 
 ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
 # Roles whose reach is one organisation (a kiosk's organisation is its kiosk site).
@@ -75,7 +76,7 @@ async def create_credential(
     *,
     created_by: str | None = None,
     rate_limit_per_s: float | None = None,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[schemas.CredentialRead, str]:
     """Store a new credential and return it with its token (shown once, never stored)."""
     if role in ORG_BOUND_ROLES and book is None and organisation_id is not None:
         book = await session.scalar(
@@ -105,30 +106,32 @@ async def create_credential(
             },
         )
     ).one()
-    return credential_json(row), token
+    return credential_read(row), token
 
 
-def credential_json(row: Any) -> dict[str, Any]:
+def credential_read(row: Row[Any]) -> schemas.CredentialRead:
     """A credential as the API shows it: never its token or hash."""
     data = dict(row._mapping)
     data["book"] = data.pop("book_code")
     data["status"] = "revoked" if data["revoked_at"] is not None else "active"
-    return data
+    return schemas.CredentialRead.model_validate(data)
 
 
-async def get_credential(session: AsyncSession, credential_id: uuid.UUID) -> dict[str, Any] | None:
+async def get_credential(
+    session: AsyncSession, credential_id: uuid.UUID
+) -> schemas.CredentialRead | None:
     """A credential by id, or None."""
     row = (
         await session.execute(
             text(f"SELECT {COLUMNS} FROM credentials WHERE id = :id"), {"id": credential_id}
         )
     ).one_or_none()
-    return None if row is None else credential_json(row)
+    return None if row is None else credential_read(row)
 
 
 async def list_credentials(
     session: AsyncSession, book: str | None, after: uuid.UUID | None, limit: int
-) -> dict[str, Any]:
+) -> schemas.CredentialPage:
     """A page of the credentials of one book (None: all), keyset-paged by id."""
     rows = await session.execute(
         text(
@@ -139,10 +142,13 @@ async def list_credentials(
         ),
         {"book": book, "after": after, "limit": limit + 1},
     )
-    return keyset_page([credential_json(row) for row in rows], limit)
+    items, next_after = keyset_split([credential_read(row) for row in rows], limit)
+    return schemas.CredentialPage(items=items, next_after=next_after)
 
 
-async def revoke_credential(session: AsyncSession, credential_id: uuid.UUID) -> dict[str, Any]:
+async def revoke_credential(
+    session: AsyncSession, credential_id: uuid.UUID
+) -> schemas.CredentialRead:
     """Revoke a credential now (idempotent); every process forgets its token."""
     row = (
         await session.execute(
@@ -154,12 +160,12 @@ async def revoke_credential(session: AsyncSession, credential_id: uuid.UUID) -> 
         )
     ).one()
     await session.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": row.id})
-    return credential_json(row)
+    return credential_read(row)
 
 
 async def rotate_credential(
     session: AsyncSession, credential_id: uuid.UUID
-) -> tuple[dict[str, Any], str]:
+) -> tuple[schemas.CredentialRead, str]:
     """Give a credential a new token; the old one stops working at once."""
     token = new_token()
     row = (
@@ -175,14 +181,15 @@ async def rotate_credential(
     if row is None:
         raise CredentialRefused("a revoked credential cannot be rotated")
     await session.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": row.id})
-    return credential_json(row), token
+    return credential_read(row), token
 
 
-def notice_facts(credential: dict[str, Any]) -> dict[str, Any]:
+def notice_facts(credential: schemas.CredentialRead) -> dict[str, Any]:
     """What a credential notice records in the journal: its reach, never a secret."""
+    organisation = credential.organisation_id
     return {
-        "credential_id": credential["id"],
-        "role": credential["role"],
-        "book": credential["book"],
-        "organisation_id": credential["organisation_id"],
+        "credential_id": str(credential.id),
+        "role": credential.role,
+        "book": credential.book,
+        "organisation_id": None if organisation is None else str(organisation),
     }

@@ -46,11 +46,13 @@ def _require_reach(caller: Caller, book: str | None, what: str) -> None:
         require_book(caller, book, what)
 
 
-async def _visible(session: AsyncSession, caller: Caller, credential_id: UUID) -> dict[str, Any]:
+async def _visible(
+    session: AsyncSession, caller: Caller, credential_id: UUID
+) -> schemas.CredentialRead:
     credential = await credentials.get_credential(session, credential_id)
     if credential is None:
         raise errors.CredentialNotFound(f"credential {credential_id} does not exist")
-    _require_reach(caller, credential["book"], f"credential {credential_id}")
+    _require_reach(caller, credential.book, f"credential {credential_id}")
     return credential
 
 

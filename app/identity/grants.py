@@ -14,18 +14,18 @@ from app.ledger.outcomes import IdempotencyRef
 from app.ledger.sequencer import Sequencer
 
 
-def credential_json(credential: dict[str, Any]) -> dict[str, Any]:
+def credential_json(credential: schemas.CredentialRead) -> dict[str, Any]:
     """A credential as plain JSON (what an action's answer stores)."""
-    return schemas.CredentialRead.model_validate(credential).model_dump(mode="json")
+    return credential.model_dump(mode="json")
 
 
 def credential_notice(
-    credential: dict[str, Any], what: str, actor: dict[str, str]
+    credential: schemas.CredentialRead, what: str, actor: dict[str, str]
 ) -> Notice | None:
     """The journal notice of a credential change; a platform credential has no book."""
-    if credential["book"] is None:
+    if credential.book is None:
         return None
-    return Notice(credential["book"], what, credentials.notice_facts(credential), actor)
+    return Notice(credential.book, what, credentials.notice_facts(credential), actor)
 
 
 async def issue_credential(
@@ -61,9 +61,9 @@ async def grant_credential(
     sessions: async_sessionmaker[AsyncSession],
     sequencer: Sequencer,
     spec: schemas.CredentialCreate,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[schemas.CredentialRead, str]:
     """An operator's grant from the command line: returns the credential and its token."""
     actor = {"credential": SYSTEM_CREDENTIAL}
     idem = IdempotencyRef(SYSTEM_CREDENTIAL, f"cli:{uuid.uuid4()}", "")
     answer = await issue_credential(sessions, sequencer, idem, spec, actor)
-    return answer.body, str(answer.body["token"])
+    return schemas.CredentialRead.model_validate(answer.body), str(answer.body["token"])

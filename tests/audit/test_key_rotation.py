@@ -36,7 +36,7 @@ async def api_no_lead(test_settings: Settings) -> AsyncIterator[Api]:
             base_url="http://testserver",
             headers={"Authorization": f"Bearer {token}"},
         ) as client:
-            yield Api(client, token, app, credential["id"])
+            yield Api(client, token, app, str(credential.id))
 
 
 def kid_of(token: str) -> str:

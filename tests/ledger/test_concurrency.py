@@ -145,7 +145,7 @@ async def test_a_repeat_waits_for_the_first_then_gives_up_with_409(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {token}"}
         ) as client:
-            api = Api(client, token, app, credential["id"])
+            api = Api(client, token, app, str(credential.id))
             book = await api.book()
             issuance, member = await api.funded(book, 0)
             blocker = await asyncpg.connect(database.app_url)

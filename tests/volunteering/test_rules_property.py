@@ -100,7 +100,7 @@ def test_the_rules_accept_exactly_what_the_model_accepts(database: ScratchDataba
                 base_url="http://testserver",
                 headers={"Authorization": f"Bearer {token}"},
             )
-            district = await build_district(Api(client, token, app, credential["id"]))
+            district = await build_district(Api(client, token, app, str(credential.id)))
             ids = []
             for starts, ends, fixed, cap in PROJECTS:
                 fields: dict[str, Any] = {

@@ -470,6 +470,6 @@ async def seed_demo(
                 # The seeding's platform credential ends with it (its token was never shown);
                 # best effort: a failure of its own must not hide the seeding's.
                 with contextlib.suppress(Exception):
-                    await seeder.call("POST", f"/v1/credentials/{admin['id']}/revoke", "admin")
+                    await seeder.call("POST", f"/v1/credentials/{admin.id}/revoke", "admin")
         summary = await district_summary(sessions)
     return dataclasses.replace(summary, created=True, seconds=round(time.monotonic() - started, 1))
