@@ -17,7 +17,6 @@ from app.kit import personal_text, problems
 from app.kit.problems import RecordedProblem, TimebankError
 from app.ledger import errors as ledger_errors
 from app.volunteering import errors as volunteering_errors
-from app.volunteering import proof_errors
 
 PROBLEM_MODULES: tuple[ModuleType, ...] = (
     problems,
@@ -29,7 +28,6 @@ PROBLEM_MODULES: tuple[ModuleType, ...] = (
     gifts_errors,
     recognition_errors,
     volunteering_errors,
-    proof_errors,
     kiosk_errors,
 )
 

@@ -107,3 +107,7 @@ class ServiceCreditRefused(TimebankError):
 
 class DisputeOpen(TimebankError):
     status, slug, title = 409, "dispute-open", "The record already has an open dispute"
+
+
+class ServiceProofNotFound(TimebankError):
+    status, slug, title = 404, "service-proof-not-found", "Service proof not found"

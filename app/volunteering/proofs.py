@@ -42,8 +42,8 @@ from app.identity.errors import OrganisationNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
+from app.volunteering.errors import ServiceProofNotFound
 from app.volunteering.figures import hours
-from app.volunteering.proof_errors import ServiceProofNotFound
 from app.volunteering.proof_schemas import ProofRecord, ProofTotals
 
 log = structlog.get_logger("timebank.volunteering")
