@@ -16,7 +16,7 @@ from typing import Any, Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.identity import errors
+from app.identity import errors, schemas
 from app.identity.personal import PersonalDataCipher
 
 # No 0/O, 1/I/L: read aloud or typed from a phone screen without doubt.
@@ -41,7 +41,7 @@ async def issue(
     created_by: str,
     now: datetime,
     ttl_s: int,
-) -> dict[str, Any]:
+) -> schemas.EnrolmentCodeRead:
     """A new code for the member, valid for `ttl_s` seconds from `now`."""
     code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
     expires_at = now + timedelta(seconds=ttl_s)
@@ -52,7 +52,7 @@ async def issue(
         ),
         {"h": _hash(cipher, code), "m": member_id, "e": expires_at, "by": created_by},
     )
-    return {"code": code, "member_id": member_id, "expires_at": expires_at}
+    return schemas.EnrolmentCodeRead(code=code, member_id=member_id, expires_at=expires_at)
 
 
 async def enrol(
@@ -62,7 +62,7 @@ async def enrol(
     code: str,
     volunteer_number: str | None,
     now: datetime,
-) -> dict[str, Any]:
+) -> schemas.MembershipRead:
     """Use a code to make its member a member of the organisation (same book only).
 
     A code the same organisation used before answers the same membership (a retry); any other
@@ -95,7 +95,7 @@ async def enrol(
             {"o": organisation["id"], "m": found.member_id},
         )
     ).one()
-    return {**row._asdict(), "volunteer_number": found.volunteer_number}
+    return schemas.MembershipRead(**row._asdict(), volunteer_number=found.volunteer_number)
 
 
 async def purge_enrolment_codes(session: AsyncSession, retention_s: int) -> int:
