@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -83,7 +83,7 @@ async def list_credentials(
     book: BookCode | None = None,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.CredentialPage:
     """Credentials in the caller's reach, without secrets, with when each was last used."""
     return await credentials.list_credentials(session, listed_book(caller, book), after, limit)
 
@@ -93,7 +93,9 @@ async def list_credentials(
     response_model=schemas.CredentialRead,
     dependencies=[allow(ADMINS, "read credentials")],
 )
-async def get_credential(credential_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_credential(
+    credential_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.CredentialRead:
     """One credential, without its secret."""
     return await _visible(session, caller, credential_id)
 

@@ -108,14 +108,14 @@ async def create_book(data: schemas.BookCreate, caller: CallerDep, session: Sess
 
 
 @router.get("/books/{code}", response_model=schemas.BookRead)
-async def get_book(code: str, caller: CallerDep, session: SessionDep) -> Any:
+async def get_book(code: str, caller: CallerDep, session: SessionDep) -> schemas.BookRead:
     """A book and its chain head."""
     require_book(caller, code, f"book {code!r}")
     return await service.get_book(session, code)
 
 
 @router.get("/books/{code}/head", response_model=schemas.BookHead)
-async def get_head(code: str, caller: CallerDep, session: SessionDep) -> Any:
+async def get_head(code: str, caller: CallerDep, session: SessionDep) -> schemas.BookHead:
     """The last entry's `seq` and `entry_hash` (seq 0 and 64 zeros for an empty book)."""
     require_book(caller, code, f"book {code!r}")
     return (await service.get_book(session, code)).head
@@ -145,7 +145,7 @@ async def get_account(
     caller: CallerDep,
     session: SessionDep,
     as_of_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-) -> Any:
+) -> schemas.AccountRead:
     """Balances now, or as of entry `as_of_seq` of the account's book."""
     account = await service.get_account(session, account_id, as_of_seq)
     await require_account(session, caller, account)
@@ -176,7 +176,7 @@ async def account_entries(
     session: SessionDep,
     before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> Any:
+) -> schemas.AccountEntriesPage:
     """The account's legs, newest first, each with the running balance after it."""
     account = await service.get_account(session, account_id)
     await require_account(session, caller, account)
@@ -235,7 +235,7 @@ async def _visible_hold(session: AsyncSession, caller: Caller, hold_id: UUID) ->
 
 
 @router.get("/holds/{hold_id}", response_model=schemas.HoldRead)
-async def get_hold(hold_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_hold(hold_id: UUID, caller: CallerDep, session: SessionDep) -> schemas.HoldRead:
     """A hold and how it was resolved."""
     return await _visible_hold(session, caller, hold_id)
 
