@@ -284,7 +284,7 @@ def expire(
     from datetime import date
     from zoneinfo import ZoneInfo
 
-    from app.exchange.expiry import expire_lapsed
+    from app.exchange.expiry.service import expire_lapsed
     from app.kit.clock import utc_now
     from app.runtime import Runtime
 

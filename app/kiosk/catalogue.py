@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.exchange.policies import require_asset
+from app.exchange.assets.service import require_asset
 from app.identity.organisations import get_organisation
 from app.kiosk import errors, schemas
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.exchange.policies import require_not_erased
+from app.exchange.postings import require_not_erased
 from app.http.actions import ActionResult, action_id, answer_action, run_action
 from app.http.caller import Caller, CallerDep
 from app.http.context import Posting, SessionDep
