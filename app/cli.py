@@ -313,7 +313,10 @@ def expire(
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
 
-                return await expire_lapsed(runtime.sessions, runtime.sequencer, day, zone, advance)
+                summary = await expire_lapsed(
+                    runtime.sessions, runtime.sequencer, day, zone, advance
+                )
+                return summary.as_json()
         finally:
             await runtime.close()
 

@@ -1,8 +1,9 @@
 """The accounts exchange needs besides the ones organisations and members open: a book's own
-accounts and a member's account in another book or asset, opened on first use.
+accounts and a member's account in another book or asset, opened on first use; and the
+storage cap of a book's asset policy, as the limits a credit's Draft carries.
 
-Each is opened in a transaction of its own that commits at once: the sequencer posts on its
-own connections and must see the account before the posting that uses it.
+Each account is opened in a transaction of its own that commits at once: the sequencer posts
+on its own connections and must see the account before the posting that uses it.
 """
 
 from __future__ import annotations

@@ -5,11 +5,13 @@ and how an answer shows the entry appended (no HTTP)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.exchange.schemas import EntryRef
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.identity import errors as identity_errors
 from app.ledger.sequencer import IdempotencyRef
@@ -20,7 +22,15 @@ def posting_ref(what: str, posting: uuid.UUID, request_hash: str) -> Idempotency
     return IdempotencyRef(SYSTEM_CREDENTIAL, f"{what}:{posting}", request_hash)
 
 
-async def lock_member(session: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class LockedMember:
+    """A member's book and status, read with the member's row locked."""
+
+    book: str
+    status: str
+
+
+async def lock_member(session: AsyncSession, member_id: uuid.UUID) -> LockedMember:
     """Lock a member's row until the transaction ends; its book and status.
 
     FOR NO KEY UPDATE: it serialises whoever locks the row this way (and an erasure, which
@@ -34,7 +44,7 @@ async def lock_member(session: AsyncSession, member_id: uuid.UUID) -> dict[str, 
     ).one_or_none()
     if row is None:
         raise identity_errors.MemberNotFound(f"member {member_id} does not exist")
-    return dict(row._mapping)
+    return LockedMember(row.book, row.status)
 
 
 def require_not_erased(member_id: uuid.UUID, status: str) -> None:
@@ -46,18 +56,18 @@ def require_not_erased(member_id: uuid.UUID, status: str) -> None:
         )
 
 
-def entry_json(posting: dict[str, Any]) -> dict[str, Any]:
-    """What an answer shows of the entry a posting appended."""
+def entry_ref(posting: dict[str, Any]) -> EntryRef:
+    """What an answer shows of the entry a posting appended (`posting`: the ledger's answer)."""
     entry = posting["entry"]
-    return {
-        "tx_id": entry["tx_id"],
-        "seq": entry["seq"],
-        "kind": entry["kind"],
-        "posted_at": entry["posted_at"],
-        "entry_hash": posting["entry_hash"],
-        "legs": entry["legs"],
-        "overflow": entry["meta"].get("overflow"),
-    }
+    return EntryRef(
+        tx_id=entry["tx_id"],
+        seq=entry["seq"],
+        kind=entry["kind"],
+        posted_at=entry["posted_at"],
+        entry_hash=posting["entry_hash"],
+        legs=entry["legs"],
+        overflow=entry["meta"].get("overflow"),
+    )
 
 
 def overflow_of(meta: dict[str, Any], account_id: str) -> int:

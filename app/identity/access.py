@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import Caller
-from app.identity import members
-from app.identity.authorization import sees_member
-from app.identity.errors import MemberNotFound
+from app.identity import members, organisations
+from app.identity.authorization import reaches_book, sees_member
+from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.kit.problems import Forbidden, ValidationFailed
 
 
@@ -64,6 +64,24 @@ def acting_member(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID:
             errors=[{"field": "body/member_id", "message": "required", "code": "missing"}],
         )
     return requested
+
+
+async def visible_organisation(
+    session: AsyncSession, caller: Caller, organisation_id: uuid.UUID
+) -> dict[str, Any]:
+    """An organisation within the caller's reach (its book); 404 otherwise."""
+    org = await organisations.get_organisation(session, organisation_id)
+    if not reaches_book(caller, org["book"]):
+        raise OrganisationNotFound(f"organisation {organisation_id} does not exist")
+    return org
+
+
+def sees_organisation_data(caller: Caller, organisation_id: uuid.UUID) -> bool:
+    """Whether the caller sees what an organisation keeps private (a donor's details): admins
+    and the organisation itself."""
+    return caller.role == "admin" or (
+        caller.role == "org" and str(organisation_id) == caller.organisation_id
+    )
 
 
 async def visible_member(

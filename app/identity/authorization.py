@@ -55,6 +55,20 @@ def require_platform(caller: Caller, action: str) -> None:
         raise Forbidden(f"only a platform credential may {action}")
 
 
+def require_books(caller: Caller, books: Iterable[str], refusal: str) -> None:
+    """403 (`refusal`) unless the caller reaches every one of `books`: what a caller sees
+    through one of its books, it changes only if it reaches all of them."""
+    if not all(reaches_book(caller, book) for book in books):
+        raise Forbidden(refusal)
+
+
+def require_admin_reach(caller: Caller, book: str, refusal: str) -> None:
+    """403 (`refusal`) for an admin that does not reach `book` (a mini-program is bound to its
+    member instead)."""
+    if caller.role == "admin":
+        require_books(caller, (book,), refusal)
+
+
 def org_owner(organisation_id: str | None) -> str:
     """The `owner` of an organisation's accounts."""
     return f"org:{organisation_id}"

@@ -247,7 +247,8 @@ class Scene:
 
     async def expire(self, as_of: date) -> dict[str, Any]:
         state = self.api.app.state
-        return await expire_lapsed(state.sessions, state.sequencer, as_of, ZONE)
+        summary = await expire_lapsed(state.sessions, state.sequencer, as_of, ZONE)
+        return summary.as_json()
 
     async def entries(self, kind: str) -> list[dict[str, Any]]:
         async with self.api.app.state.sessions() as session:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -16,11 +14,11 @@ from app.http.context import Posting, SessionDep
 from app.identity.authorization import (
     ALL_ROLES,
     reaches_book,
+    require_books,
     require_platform,
 )
 from app.identity.dependencies import allow
 from app.identity.errors import OrganisationNotFound
-from app.kit.problems import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
 
@@ -57,9 +55,9 @@ async def define_asset(data: schemas.AssetCreate, ctx: Posting) -> Response:
     response_model=schemas.AssetList,
     dependencies=[allow(ALL_ROLES, "read assets")],
 )
-async def list_assets(caller: CallerDep, session: SessionDep) -> Any:
+async def list_assets(caller: CallerDep, session: SessionDep) -> schemas.AssetList:
     """Every asset, by code (any role)."""
-    return {"items": await assets.list_assets(session)}
+    return schemas.AssetList(items=await assets.list_assets(session))
 
 
 @router.get(
@@ -67,7 +65,7 @@ async def list_assets(caller: CallerDep, session: SessionDep) -> Any:
     response_model=schemas.AssetRead,
     dependencies=[allow(ALL_ROLES, "read assets")],
 )
-async def get_asset(code: str, caller: CallerDep, session: SessionDep) -> Any:
+async def get_asset(code: str, caller: CallerDep, session: SessionDep) -> schemas.AssetRead:
     """One asset (any role)."""
     return await assets.get_asset(session, code)
 
@@ -85,11 +83,13 @@ async def change_asset(code: str, data: schemas.AssetUpdate, ctx: Posting) -> Re
 
     async def action(session: AsyncSession) -> ActionResult:
         asset = await assets.get_asset(session, code, lock=True)
-        book = asset["issuer_book"]
+        book = asset.issuer_book
         if book is None:
             require_platform(caller, "change an asset without an issuing organisation")
-        elif not reaches_book(caller, book):
-            raise Forbidden("only an admin reaching the issuer's book may change this asset")
+        else:
+            require_books(
+                caller, (book,), "only an admin reaching the issuer's book may change this asset"
+            )
         return await assets.change_validity(
             session, asset, data.expires_after_years, caller.actor()
         )

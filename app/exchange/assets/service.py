@@ -8,7 +8,6 @@ issuer's book as `notice.asset_defined` / `notice.asset_changed`.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,18 +24,13 @@ SELECT_ASSET = (
 )
 
 
-def _json(asset: dict[str, Any]) -> dict[str, Any]:
-    """An asset as stored in an action's answer (plain JSON types)."""
-    return schemas.AssetRead.model_validate(asset).model_dump(mode="json")
-
-
-async def list_assets(session: AsyncSession) -> list[dict[str, Any]]:
+async def list_assets(session: AsyncSession) -> list[schemas.AssetRead]:
     """Every asset, by code."""
     rows = await session.execute(text(f"{SELECT_ASSET} ORDER BY a.code"))
-    return [dict(row._mapping) for row in rows]
+    return [schemas.AssetRead.model_validate(row._asdict()) for row in rows]
 
 
-async def get_asset(session: AsyncSession, code: str, lock: bool = False) -> dict[str, Any]:
+async def get_asset(session: AsyncSession, code: str, lock: bool = False) -> schemas.AssetRead:
     """One asset (locked for the transaction when `lock`)."""
     suffix = " FOR UPDATE OF a" if lock else ""
     row = (
@@ -44,7 +38,7 @@ async def get_asset(session: AsyncSession, code: str, lock: bool = False) -> dic
     ).one_or_none()
     if row is None:
         raise AssetNotFound(f"asset {code!r} does not exist")
-    return dict(row._mapping)
+    return schemas.AssetRead.model_validate(row._asdict())
 
 
 async def validity_years(session: AsyncSession) -> dict[str, int]:
@@ -98,32 +92,32 @@ async def define_asset(
             "expires_after_years": data.expires_after_years,
         }
         notice = Notice(book, "asset_defined", facts, actor)
-    return ActionResult(201, _json(asset), notice)
+    return ActionResult(201, asset.model_dump(mode="json"), notice)
 
 
 async def change_validity(
-    session: AsyncSession, asset: dict[str, Any], years: int | None, actor: dict[str, str]
+    session: AsyncSession, asset: schemas.AssetRead, years: int | None, actor: dict[str, str]
 ) -> ActionResult:
     """Set an asset's validity period (as `get_asset(lock=True)` read it); with an issuer, its
     book records `notice.asset_changed`. Setting the current value changes nothing."""
-    previous = asset["expires_after_years"]
+    previous = asset.expires_after_years
     if previous == years:
-        return ActionResult(200, _json(asset))
+        return ActionResult(200, asset.model_dump(mode="json"))
     await session.execute(
         text("UPDATE assets SET expires_after_years = :years WHERE code = :code"),
-        {"years": years, "code": asset["code"]},
+        {"years": years, "code": asset.code},
     )
-    changed = await get_asset(session, asset["code"])
+    changed = await get_asset(session, asset.code)
     notice = None
-    if asset["issuer_book"] is not None:
+    if asset.issuer_book is not None:
         facts = {
-            "asset": asset["code"],
-            "issuer_organisation_id": str(asset["issuer_organisation_id"]),
+            "asset": asset.code,
+            "issuer_organisation_id": str(asset.issuer_organisation_id),
             "expires_after_years": years,
             "previous_expires_after_years": previous,
         }
-        notice = Notice(asset["issuer_book"], "asset_changed", facts, actor)
-    return ActionResult(200, _json(changed), notice)
+        notice = Notice(asset.issuer_book, "asset_changed", facts, actor)
+    return ActionResult(200, changed.model_dump(mode="json"), notice)
 
 
 async def require_asset(session: AsyncSession, asset: str) -> None:

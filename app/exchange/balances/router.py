@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -28,7 +27,7 @@ READERS = ("admin", "auditor", "miniprogram", "org")
 )
 async def member_balances(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.MemberBalances:
     """The member's balance in each asset: their book's accounts, then those they hold in other
     books within the caller's reach; for an asset with a validity period, what lapses when."""
     row = await access.visible_member(session, caller, member_id)

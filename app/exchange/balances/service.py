@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.assets.service import validity_years
+from app.exchange.balances import schemas
 from app.exchange.expiry.service import upcoming_expiries
 from app.identity.authorization import member_owner
 from app.ledger import service as ledger
@@ -23,7 +24,7 @@ async def member_balances(
     zone: ZoneInfo,
     today: date,
     reaches: Callable[[str], bool] = lambda book: True,
-) -> dict[str, Any]:
+) -> schemas.MemberBalances:
     """Balances of each of the member's accounts: those of their book, then those they hold in
     other books `reaches` admits (after a transfer between books). Each shows `expiries`: what
     lapses when after `today` (service time zone `zone`), for an asset with a validity
@@ -49,14 +50,14 @@ async def member_balances(
             else await upcoming_expiries(session, str(full["id"]), years, zone, today)
         )
         balances.append(
-            {
-                "asset": full["asset"],
-                "account_id": full["id"],
-                "posted": full["posted"],
-                "pending": full["pending"],
-                "available": full["available"],
-                "book": book,
-                "expiries": [{"lapses_on": day, "amount": amount} for day, amount in expiries],
-            }
+            schemas.MemberBalance(
+                asset=full["asset"],
+                account_id=full["id"],
+                posted=full["posted"],
+                pending=full["pending"],
+                available=full["available"],
+                book=book,
+                expiries=[schemas.Expiry(lapses_on=day, amount=n) for day, n in expiries],
+            )
         )
-    return {"member_id": row["id"], "balances": balances}
+    return schemas.MemberBalances(member_id=row["id"], balances=balances)

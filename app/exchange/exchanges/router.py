@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.exchange import errors
 from app.exchange.exchanges import schemas
 from app.exchange.exchanges import service as exchanges
 from app.http.actions import ActionResult, answer_action
-from app.http.caller import Caller, CallerDep
+from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.http.responses import json_response
-from app.identity import members
-from app.identity.access import acting_member
-from app.identity.authorization import sees_member
+from app.identity.access import acting_member, visible_member
 from app.identity.dependencies import allow
 from app.identity.errors import MemberNotFound
 
@@ -36,17 +34,6 @@ def _terms(request: Request) -> exchanges.Terms:
     )
 
 
-async def _member(session: Any, caller: Caller, member_id: UUID) -> dict[str, Any]:
-    row = await members.get_member_row(session, member_id)
-    if not await sees_member(session, caller, row):
-        raise MemberNotFound(f"member {member_id} does not exist")
-    return row
-
-
-def _quote_json(quote: dict[str, Any]) -> dict[str, Any]:
-    return schemas.QuoteRead.model_validate(quote).model_dump(mode="json")
-
-
 @router.post(
     "/exchange/quotes",
     status_code=201,
@@ -58,7 +45,7 @@ async def create_quote(
 ) -> Response:
     """Price an exchange for a member: what they would give and receive under the rule in
     force (named, or found by the asset pair in the member's book), valid for 60 s."""
-    member = await _member(session, caller, acting_member(caller, data.member_id))
+    member = await visible_member(session, caller, acting_member(caller, data.member_id))
     quote = await exchanges.create_quote(
         session,
         request.app.state.personal_data,
@@ -70,7 +57,7 @@ async def create_quote(
         data.hardship,
         _terms(request),
     )
-    return json_response(201, _quote_json(quote))
+    return json_response(201, quote.model_dump(mode="json"))
 
 
 @router.get(
@@ -80,14 +67,14 @@ async def create_quote(
 )
 async def get_quote(
     quote_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.QuoteRead:
     """A quote and whether it is open, expired or executed."""
     quote = await exchanges.get_quote(session, quote_id, request.app.state.clock())
     try:
-        await _member(session, caller, quote["member_id"])
+        await visible_member(session, caller, quote.member_id)
     except MemberNotFound:
         raise errors.QuoteNotFound(f"quote {quote_id} does not exist") from None
-    return _quote_json(quote)
+    return quote
 
 
 @router.post(
@@ -107,15 +94,15 @@ async def execute_exchange(
     async with ctx.sessions() as session:
         quote = await exchanges.quote_row(session, data.quote_id)
         try:
-            await _member(session, caller, quote.member_id)
+            await visible_member(session, caller, quote.member_id)
         except MemberNotFound:
             raise errors.QuoteNotFound(f"quote {data.quote_id} does not exist") from None
     prepared = await exchanges.prepare_execution(ctx.sessions, data.quote_id)
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         done, entry = await exchanges.execute_quote(
             session, ctx.sequencer, caller, data.quote_id, terms, prepared
         )
-        return ActionResult(201, {"quote": _quote_json(done), "entry": entry})
+        return ActionResult(201, {"quote": done.model_dump(mode="json"), "entry": entry})
 
     return await answer_action(ctx, action)

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange import errors
@@ -30,6 +30,7 @@ from app.exchange.accounts import (
     find_member_account,
     member_account,
 )
+from app.exchange.exchanges import schemas
 from app.exchange.pools.service import pool_account
 from app.exchange.rules.service import convert, rule_row, sees_rule
 from app.exchange.usage import Period, debited_since, period_start
@@ -69,12 +70,12 @@ def caps_refusal(
     return None
 
 
-def _caps(rule: Any) -> dict[Period, int | None]:
+def _caps(rule: Row[Any]) -> dict[Period, int | None]:
     return {"day": rule.cap_day, "month": rule.cap_month, "year": rule.cap_year}
 
 
 async def _used(
-    session: AsyncSession, account: str | None, rule: Any, terms: Terms
+    session: AsyncSession, account: str | None, rule: Row[Any], terms: Terms
 ) -> dict[Period, int]:
     if account is None:
         return dict.fromkeys(PERIODS, 0)
@@ -93,7 +94,7 @@ async def _used(
     }
 
 
-def _check_in_force(rule: Any, now: datetime) -> None:
+def _check_in_force(rule: Row[Any], now: datetime) -> None:
     if rule.retired_at is not None:
         raise errors.RuleRetired(
             f"exchange rule {rule.code} v{rule.version} was retired: {rule.retired_reason}",
@@ -113,7 +114,7 @@ async def _find_rule(
     pair: tuple[str | None, str | None],
     book: str,
     now: datetime,
-) -> Any:
+) -> Row[Any]:
     if rule_id is not None:
         return await rule_row(session, rule_id)
     found = await session.scalar(
@@ -136,7 +137,7 @@ async def _find_rule(
 async def _conditions(
     session: AsyncSession,
     cipher: PersonalDataCipher,
-    rule: Any,
+    rule: Row[Any],
     member: dict[str, Any],
     amount: int,
     hardship: bool,
@@ -216,7 +217,7 @@ async def _conditions(
     return passed
 
 
-def quote_view(quote: Any, rule: Any, now: datetime) -> dict[str, Any]:
+def quote_view(quote: Row[Any], rule: Row[Any], now: datetime) -> schemas.QuoteRead:
     """A quote as the API shows it."""
     if quote.tx_id:
         status = "executed"
@@ -224,22 +225,29 @@ def quote_view(quote: Any, rule: Any, now: datetime) -> dict[str, Any]:
         status = "void"  # its rule was retired: it will never execute
     else:
         status = "expired" if now >= quote.expires_at else "open"
-    return {
-        "id": quote.id,
-        "member_id": quote.member_id,
-        "book": quote.book_code,
-        "rule": {"id": rule.id, "code": rule.code, "version": rule.version, "hash": rule.rule_hash},
-        "give": {"asset": rule.from_asset, "amount": quote.from_amount},
-        "receive": {"asset": rule.to_asset, "amount": quote.to_amount},
-        "conditions": quote.conditions,
-        "expires_at": quote.expires_at,
-        "status": status,
-        "tx_id": quote.tx_id,
-        "executed_at": quote.executed_at,
-    }
+    return schemas.QuoteRead.model_validate(
+        {
+            "id": quote.id,
+            "member_id": quote.member_id,
+            "book": quote.book_code,
+            "rule": {
+                "id": rule.id,
+                "code": rule.code,
+                "version": rule.version,
+                "hash": rule.rule_hash,
+            },
+            "give": {"asset": rule.from_asset, "amount": quote.from_amount},
+            "receive": {"asset": rule.to_asset, "amount": quote.to_amount},
+            "conditions": quote.conditions,
+            "expires_at": quote.expires_at,
+            "status": status,
+            "tx_id": quote.tx_id,
+            "executed_at": quote.executed_at,
+        }
+    )
 
 
-async def quote_row(session: AsyncSession, quote_id: uuid.UUID, lock: bool = False) -> Any:
+async def quote_row(session: AsyncSession, quote_id: uuid.UUID, lock: bool = False) -> Row[Any]:
     """A quote's row; 404 if unknown."""
     row = (
         await session.execute(
@@ -262,7 +270,7 @@ async def create_quote(
     pair: tuple[str | None, str | None],
     hardship: bool,
     terms: Terms,
-) -> dict[str, Any]:
+) -> schemas.QuoteRead:
     """Price an exchange for a member at the rule in force, for `quote_ttl_s` seconds."""
     book = member["book"]
     rule = await _find_rule(session, rule_id, pair, book, terms.now)
@@ -377,8 +385,9 @@ async def execute_quote(
     quote_id: uuid.UUID,
     terms: Terms,
     prepared: Prepared,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Execute a quote at its terms (once); returns the quote and the journal entry."""
+) -> tuple[schemas.QuoteRead, dict[str, Any]]:
+    """Execute a quote at its terms (once); returns the quote and the journal entry (as the
+    posting answered it)."""
     quote = await quote_row(session, quote_id, lock=True)
     rule = await rule_row(session, quote.rule_id)
     if quote.tx_id is not None:
@@ -449,7 +458,7 @@ async def execute_quote(
     return quote_view(await quote_row(session, quote_id), rule, terms.now), entry
 
 
-async def get_quote(session: AsyncSession, quote_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+async def get_quote(session: AsyncSession, quote_id: uuid.UUID, now: datetime) -> schemas.QuoteRead:
     """A quote with its rule."""
     quote = await quote_row(session, quote_id)
     return quote_view(quote, await rule_row(session, quote.rule_id), now)

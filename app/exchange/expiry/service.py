@@ -96,6 +96,27 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
+class ExpirySummary:
+    """What an expiry run did."""
+
+    as_of: date
+    accounts_examined: int
+    entries_posted: int
+    units_expired_by_asset: dict[str, int]
+    accounts_unsettled: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary as `timebank expire` prints it."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "accounts_examined": self.accounts_examined,
+            "entries_posted": self.entries_posted,
+            "units_expired_by_asset": self.units_expired_by_asset,
+            "accounts_unsettled": self.accounts_unsettled,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class _Target:
     account_id: str
     book: str
@@ -115,14 +136,10 @@ class _Run:
     unsettled: int = 0
     units: dict[str, int] = field(default_factory=dict)
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "as_of": self.as_of.isoformat(),
-            "accounts_examined": self.examined,
-            "entries_posted": self.posted,
-            "units_expired_by_asset": dict(sorted(self.units.items())),
-            "accounts_unsettled": self.unsettled,
-        }
+    def summary(self) -> ExpirySummary:
+        return ExpirySummary(
+            self.as_of, self.examined, self.posted, dict(sorted(self.units.items())), self.unsettled
+        )
 
 
 def expiry_ref(account_id: str, as_of: date, read_seq: int, amount: int) -> IdempotencyRef:
@@ -257,7 +274,7 @@ async def expire_lapsed(
     as_of: date,
     zone: ZoneInfo,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> ExpirySummary:
     """Post `expiry` entries for what lapsed on or before `as_of` in every member account of
     every asset with a validity period; returns a summary. `progress(done, total)` is called
     as accounts are settled."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -15,11 +15,9 @@ from app.exchange.gifts import service as gifts
 from app.http.actions import ActionResult, action_id, answer_action
 from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
-from app.identity.access import acting_member
-from app.identity.authorization import require_book, sees_member
+from app.identity.access import acting_member, visible_member
+from app.identity.authorization import require_book
 from app.identity.dependencies import allow
-from app.identity.errors import MemberNotFound
-from app.identity.members import get_member_row
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -59,7 +57,7 @@ async def give(data: schemas.GiftCreate, ctx: Posting, request: Request) -> Resp
         body = await gifts.give(
             session, ctx.sessions, ctx.sequencer, plan, caller, ctx.idem.request_hash, now, zone
         )
-        return ActionResult(201, body)
+        return ActionResult(201, body.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -78,12 +76,10 @@ async def member_gifts(
     book: Annotated[
         BookCode | None, Query(description="the book of the gifts (default: the member's own)")
     ] = None,
-) -> Any:
+) -> schemas.GiftPage:
     """The gifts the member gave and received in one book, newest first, read from the
     journal."""
-    row = await get_member_row(session, member_id)
-    if not await sees_member(session, caller, row):
-        raise MemberNotFound(f"member {member_id} does not exist")
+    row = await visible_member(session, caller, member_id)
     if book is not None:
         require_book(caller, book, f"book {book!r}")
     return await gifts.list_gifts(session, row, book or str(row["book"]), before_seq, limit)

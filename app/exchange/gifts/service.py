@@ -31,9 +31,9 @@ from app.exchange.accounts import (
     storage_limits,
 )
 from app.exchange.assets.service import require_asset
-from app.exchange.gifts import errors
+from app.exchange.gifts import errors, schemas
 from app.exchange.postings import (
-    entry_json,
+    entry_ref,
     lock_member,
     overflow_of,
     posting_ref,
@@ -189,7 +189,7 @@ async def give(
     request_hash: str,
     now: datetime,
     zone: ZoneInfo,
-) -> dict[str, Any]:
+) -> schemas.GiftPosted:
     """Check and post a gift in `session`'s transaction (which must commit promptly after
     it): the answer, with the gift and its entry."""
     giver = await lock_member(session, plan.giver)
@@ -200,7 +200,7 @@ async def give(
         # transaction, left that; its checks passed then, and the ledger replays it.
         giver_account = found
     else:
-        giver_account = await _check(session, plan, giver["status"], found, now, zone)
+        giver_account = await _check(session, plan, giver.status, found, now, zone)
     limits = await storage_limits(session, sessions, plan.book, plan.asset, [plan.receiver_account])
     draft = Draft(
         plan.book,
@@ -220,20 +220,18 @@ async def give(
     fault_point("gift.give.posted")
     posting = outcome.body
     overflow = overflow_of(posting["entry"]["meta"], plan.receiver_account)
-    return {
-        "gift": {
-            "id": str(plan.id),
-            "book": plan.book,
-            "from_member_id": str(plan.giver),
-            "to_member_id": str(plan.receiver),
-            "asset": plan.asset,
-            "amount": plan.amount,
-            "received": plan.amount - overflow,
-            "overflow": overflow,
-            "relationship": plan.relationship,
-        },
-        "entry": entry_json(posting),
-    }
+    gift = schemas.GiftRead(
+        id=plan.id,
+        book=plan.book,
+        from_member_id=plan.giver,
+        to_member_id=plan.receiver,
+        asset=plan.asset,
+        amount=plan.amount,
+        received=plan.amount - overflow,
+        overflow=overflow,
+        relationship=plan.relationship,
+    )
+    return schemas.GiftPosted(gift=gift, entry=entry_ref(posting))
 
 
 # A member's gifts: the entries that move one of its accounts, and those whose whole amount a
@@ -258,7 +256,7 @@ SELECT e.seq, e.tx_id::text AS tx_id, convert_from(e.body, 'UTF8') AS body
 
 async def list_gifts(
     session: AsyncSession, member: dict[str, Any], book: str, before_seq: int | None, limit: int
-) -> dict[str, Any]:
+) -> schemas.GiftPage:
     """The gifts a member gave and received in `book`, newest first, read from the journal
     (keyset pagination on seq)."""
     ids = await member_accounts_in(session, member, book)
@@ -306,21 +304,23 @@ async def list_gifts(
         receiver = owners[receiver_account].removeprefix("member:")
         overflow = overflow_of(meta, receiver_account)
         items.append(
-            {
-                "id": meta.get("gift"),
-                "book": book,
-                "direction": "given" if giver == mine else "received",
-                "from_member_id": giver,
-                "to_member_id": receiver,
-                "asset": given["asset"],
-                "amount": -given["amount"],
-                "received": -given["amount"] - overflow,
-                "overflow": overflow,
-                "relationship": meta.get("relationship"),
-                "tx_id": row.tx_id,
-                "seq": row.seq,
-                "posted_at": entry["posted_at"],
-            }
+            schemas.GiftListItem.model_validate(
+                {
+                    "id": meta.get("gift"),
+                    "book": book,
+                    "direction": "given" if giver == mine else "received",
+                    "from_member_id": giver,
+                    "to_member_id": receiver,
+                    "asset": given["asset"],
+                    "amount": -given["amount"],
+                    "received": -given["amount"] - overflow,
+                    "overflow": overflow,
+                    "relationship": meta.get("relationship"),
+                    "tx_id": row.tx_id,
+                    "seq": row.seq,
+                    "posted_at": entry["posted_at"],
+                }
+            )
         )
     more = len(rows) > limit
-    return {"items": items, "next_before_seq": page[-1].seq if more and page else None}
+    return schemas.GiftPage(items=items, next_before_seq=page[-1].seq if more and page else None)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -42,7 +40,7 @@ async def put_asset_policy(
         policy = await policies.put_policy(
             session, code, asset, data.storage_cap, data.gift_yearly_cap, data.gift_relations
         )
-        body = schemas.PolicyRead.model_validate(policy).model_dump(mode="json")
+        body = policy.model_dump(mode="json")
         notice = Notice(code, "asset_policy_changed", policies.policy_facts(policy), caller.actor())
         return ActionResult(200, body, notice)
 
@@ -54,8 +52,10 @@ async def put_asset_policy(
     response_model=schemas.PolicyList,
     dependencies=[allow(ALL_ROLES, "read asset policies")],
 )
-async def list_asset_policies(code: BookPath, caller: CallerDep, session: SessionDep) -> Any:
+async def list_asset_policies(
+    code: BookPath, caller: CallerDep, session: SessionDep
+) -> schemas.PolicyList:
     """The book's asset policies (an asset without one has no limits)."""
     require_book(caller, code, f"book {code!r}")
     await ledger.get_book(session, code)
-    return {"book": code, "items": await policies.list_policies(session, code)}
+    return schemas.PolicyList(book=code, items=await policies.list_policies(session, code))

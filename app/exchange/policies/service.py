@@ -9,18 +9,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.exchange.policies.schemas import PolicyRead
+
 POLICY_COLUMNS = (
     "book_code AS book, asset, storage_cap, gift_yearly_cap, gift_relations, updated_at"
 )
 
 
-async def list_policies(session: AsyncSession, book: str) -> list[dict[str, Any]]:
+async def list_policies(session: AsyncSession, book: str) -> list[PolicyRead]:
     """The book's policies, by asset."""
     rows = await session.execute(
         text(f"SELECT {POLICY_COLUMNS} FROM book_asset_policies WHERE book_code = :b ORDER BY 2"),
         {"b": book},
     )
-    return [dict(row._mapping) for row in rows]
+    return [PolicyRead.model_validate(row._asdict()) for row in rows]
 
 
 async def put_policy(
@@ -30,7 +32,7 @@ async def put_policy(
     storage_cap: int | None,
     gift_yearly_cap: int | None,
     gift_relations: list[str] | None,
-) -> dict[str, Any]:
+) -> PolicyRead:
     """Set (replace) the book's policy for an asset."""
     row = (
         await session.execute(
@@ -51,14 +53,14 @@ async def put_policy(
             },
         )
     ).one()
-    return dict(row._mapping)
+    return PolicyRead.model_validate(row._asdict())
 
 
-def policy_facts(policy: dict[str, Any]) -> dict[str, Any]:
+def policy_facts(policy: PolicyRead) -> dict[str, Any]:
     """What `notice.asset_policy_changed` records."""
     return {
-        "asset": policy["asset"],
-        "storage_cap": policy["storage_cap"],
-        "gift_yearly_cap": policy["gift_yearly_cap"],
-        "gift_relations": policy["gift_relations"],
+        "asset": policy.asset,
+        "storage_cap": policy.storage_cap,
+        "gift_yearly_cap": policy.gift_yearly_cap,
+        "gift_relations": policy.gift_relations,
     }

@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.exchange import errors
 from app.exchange.pools import schemas
 from app.exchange.pools import service as pools
 from app.http.actions import ActionResult, answer_action
-from app.http.caller import Caller, CallerDep
+from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
-from app.identity.access import require_owner
+from app.identity.access import require_owner, sees_organisation_data, visible_organisation
+from app.identity.authorization import reaches_book
 from app.identity.dependencies import allow
-from app.identity.errors import OrganisationNotFound
-from app.identity.organisations import get_organisation
 
 router = APIRouter(prefix="/v1", tags=["pools and donations"])
 
 MANAGERS = ("admin", "org")
 READERS = ("admin", "auditor", "org")
-
-
-async def _reachable_organisation(session: Any, caller: Caller, organisation_id: UUID) -> None:
-    org = await get_organisation(session, organisation_id)
-    if caller.book is not None and org["book"] != caller.book:
-        raise OrganisationNotFound(f"organisation {organisation_id} does not exist")
-
-
-def _pool_json(pool: dict[str, Any]) -> dict[str, Any]:
-    return schemas.PoolRead.model_validate(pool).model_dump(mode="json")
-
-
-def _donation_json(donation: dict[str, Any]) -> dict[str, Any]:
-    return schemas.DonationRead.model_validate(donation).model_dump(mode="json")
 
 
 @router.post(
@@ -51,11 +36,11 @@ async def open_pool(organisation_id: UUID, data: schemas.PoolOpen, ctx: Posting)
     fund and exchanges pay from (the organisation itself, or an admin)."""
     caller = ctx.caller
 
-    async def action(session: Any) -> ActionResult:
-        await _reachable_organisation(session, caller, organisation_id)
+    async def action(session: AsyncSession) -> ActionResult:
+        await visible_organisation(session, caller, organisation_id)
         require_owner(caller, organisation_id, "open its pools")
         pool, created = await pools.open_pool(session, organisation_id, data.asset)
-        return ActionResult(201 if created else 200, _pool_json(pool))
+        return ActionResult(201 if created else 200, pool.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -65,10 +50,12 @@ async def open_pool(organisation_id: UUID, data: schemas.PoolOpen, ctx: Posting)
     response_model=list[schemas.PoolRead],
     dependencies=[allow(READERS, "read pools")],
 )
-async def list_pools(organisation_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def list_pools(
+    organisation_id: UUID, caller: CallerDep, session: SessionDep
+) -> list[schemas.PoolRead]:
     """The organisation's pools and their balances."""
-    await _reachable_organisation(session, caller, organisation_id)
-    return [_pool_json(p) for p in await pools.list_pools(session, organisation_id)]
+    await visible_organisation(session, caller, organisation_id)
+    return await pools.list_pools(session, organisation_id)
 
 
 @router.post(
@@ -85,15 +72,15 @@ async def record_donation(
     caller = ctx.caller
     cipher = request.app.state.personal_data
     async with ctx.sessions() as session:
-        await _reachable_organisation(session, caller, organisation_id)
+        await visible_organisation(session, caller, organisation_id)
     require_owner(caller, organisation_id, "record donations to its pools")
     source = await pools.donations_source(ctx.sessions, organisation_id, data.asset)
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         donation = await pools.record_donation(
             session, ctx.sequencer, cipher, organisation_id, data, caller, ctx.idem, source
         )
-        return ActionResult(201, _donation_json(donation))
+        return ActionResult(201, donation.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -105,14 +92,11 @@ async def record_donation(
 )
 async def get_donation(
     donation_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.DonationRead:
     """A donation; the donor is shown to admins and the receiving organisation only."""
     donation = await pools.get_donation(session, donation_id, None)
-    if caller.book is not None and donation["book"] != caller.book:
+    if not reaches_book(caller, donation.book):
         raise errors.DonationNotFound(f"donation {donation_id} does not exist")
-    sees_donor = caller.role == "admin" or (
-        caller.role == "org" and str(donation["organisation_id"]) == caller.organisation_id
-    )
-    if sees_donor:
+    if sees_organisation_data(caller, donation.organisation_id):
         donation = await pools.get_donation(session, donation_id, request.app.state.personal_data)
-    return _donation_json(donation)
+    return donation

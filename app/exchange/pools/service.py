@@ -14,7 +14,7 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange import errors
@@ -59,7 +59,7 @@ async def pool_account(session: AsyncSession, organisation_id: uuid.UUID, asset:
     return account_id
 
 
-async def list_pools(session: AsyncSession, organisation_id: uuid.UUID) -> list[dict[str, Any]]:
+async def list_pools(session: AsyncSession, organisation_id: uuid.UUID) -> list[schemas.PoolRead]:
     """The organisation's pools with their balances."""
     org = await get_organisation(session, organisation_id)
     rows = await session.execute(
@@ -71,13 +71,14 @@ async def list_pools(session: AsyncSession, organisation_id: uuid.UUID) -> list[
         {"owner": org_owner(str(organisation_id))},
     )
     return [
-        {"organisation_id": organisation_id, "book": org["book"], **row._asdict()} for row in rows
+        schemas.PoolRead(organisation_id=organisation_id, book=org["book"], **row._asdict())
+        for row in rows
     ]
 
 
 async def open_pool(
     session: AsyncSession, organisation_id: uuid.UUID, asset: str
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[schemas.PoolRead, bool]:
     """Open the organisation's pool for an asset (once); returns it and whether it is new."""
     # The organisation's row serialises concurrent openings of its pools.
     book = await session.scalar(
@@ -105,24 +106,24 @@ async def open_pool(
             },
         )
     pools = await list_pools(session, organisation_id)
-    return next(p for p in pools if p["asset"] == asset), created
+    return next(p for p in pools if p.asset == asset), created
 
 
-def _donation(row: Any, cipher: PersonalDataCipher | None) -> dict[str, Any]:
+def _donation(row: Row[Any], cipher: PersonalDataCipher | None) -> schemas.DonationRead:
     donor = None
     if cipher is not None:
         donor = json.loads(cipher.decrypt(row.donor_enc, f"donation:{row.id}:donor"))
-    return {
-        "id": row.id,
-        "book": row.book_code,
-        "organisation_id": row.organisation_id,
-        "pool_account_id": row.pool_account_id,
-        "asset": row.asset,
-        "amount": row.amount,
-        "donor": donor,
-        "tx_id": row.tx_id,
-        "created_at": row.created_at,
-    }
+    return schemas.DonationRead(
+        id=row.id,
+        book=row.book_code,
+        organisation_id=row.organisation_id,
+        pool_account_id=row.pool_account_id,
+        asset=row.asset,
+        amount=row.amount,
+        donor=donor,
+        tx_id=row.tx_id,
+        created_at=row.created_at,
+    )
 
 
 async def donations_source(
@@ -138,7 +139,7 @@ async def donations_source(
 
 async def get_donation(
     session: AsyncSession, donation_id: uuid.UUID, cipher: PersonalDataCipher | None
-) -> dict[str, Any]:
+) -> schemas.DonationRead:
     """A donation; the donor's details only when `cipher` is given."""
     row = (
         await session.execute(text("SELECT * FROM donations WHERE id = :id"), {"id": donation_id})
@@ -157,7 +158,7 @@ async def record_donation(
     caller: Caller,
     idem: IdempotencyRef,
     source: str,
-) -> dict[str, Any]:
+) -> schemas.DonationRead:
     """Record a donation and post it from the book's `donations` account `source` into the
     organisation's pool, in `session`'s transaction: one posting per request (`idem` is the
     request's own key)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,7 +48,7 @@ async def donate(code: BookPath, data: schemas.PublicPoolDonationCreate, ctx: Po
 
     async def action(session: AsyncSession) -> ActionResult:
         body = await public_pool.donate(session, ctx.sequencer, plan, caller, ctx.idem.request_hash)
-        return ActionResult(201, body)
+        return ActionResult(201, body.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -80,7 +80,7 @@ async def grant(code: BookPath, data: schemas.GrantCreate, ctx: Posting) -> Resp
         body = await public_pool.grant(
             session, ctx.sessions, ctx.sequencer, plan, caller, ctx.idem.request_hash
         )
-        return ActionResult(201, body)
+        return ActionResult(201, body.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -95,7 +95,7 @@ async def get_public_pool(
     caller: CallerDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100, description="latest entries per pool")] = 20,
-) -> Any:
+) -> schemas.PublicPools:
     """The book's public time pool: per asset its balance and latest entries (kind, amount,
     balance after; who gave or received is not shown)."""
     require_book(caller, code, f"book {code!r}")

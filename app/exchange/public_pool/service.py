@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,13 +27,13 @@ from app.exchange.accounts import (
 )
 from app.exchange.assets.service import require_asset
 from app.exchange.postings import (
-    entry_json,
+    entry_ref,
     lock_member,
     overflow_of,
     posting_ref,
     require_not_erased,
 )
-from app.exchange.public_pool import errors
+from app.exchange.public_pool import errors, schemas
 from app.http.caller import Caller
 from app.identity.access import reachable_member
 from app.kit.faults import fault_point
@@ -102,7 +101,7 @@ async def donate(
     plan: PoolPlan,
     caller: Caller,
     request_hash: str,
-) -> dict[str, Any]:
+) -> schemas.DonationPosted:
     """A member's donation to the pool: the answer, with the donation and its entry."""
     member = await lock_member(session, plan.member)
     ref = posting_ref(KIND_DONATION, plan.id, request_hash)
@@ -110,7 +109,7 @@ async def donate(
     pool = await find_book_account(session, plan.book, PUBLIC_POOL, plan.asset)
     assert pool is not None  # opened by plan()
     if account is None or not await posted_before(session, ref):
-        require_not_erased(plan.member, member["status"])
+        require_not_erased(plan.member, member.status)
         if account is None:
             raise ledger_errors.InsufficientFunds(
                 f"member {plan.member} holds no {plan.asset}", account_id=None, available=0
@@ -130,16 +129,10 @@ async def donate(
     if outcome.status_code >= 400:
         raise refusal(outcome)
     fault_point("public_pool.donate.posted")
-    return {
-        "donation": {
-            "id": str(plan.id),
-            "book": plan.book,
-            "member_id": str(plan.member),
-            "asset": plan.asset,
-            "amount": plan.amount,
-        },
-        "entry": entry_json(outcome.body),
-    }
+    donation = schemas.PublicPoolDonationRead(
+        id=plan.id, book=plan.book, member_id=plan.member, asset=plan.asset, amount=plan.amount
+    )
+    return schemas.DonationPosted(donation=donation, entry=entry_ref(outcome.body))
 
 
 async def _pool_available(session: AsyncSession, pool: str) -> int:
@@ -165,7 +158,7 @@ async def grant(
     plan: PoolPlan,
     caller: Caller,
     request_hash: str,
-) -> dict[str, Any]:
+) -> schemas.GrantPosted:
     """A grant from the pool to a member (within the member's storage cap): the answer, with
     the grant and its entry."""
     member = await lock_member(session, plan.member)
@@ -174,7 +167,7 @@ async def grant(
     assert account is not None  # opened by plan()
     pool = await find_book_account(session, plan.book, PUBLIC_POOL, plan.asset)
     if pool is None or not await posted_before(session, ref):
-        require_not_erased(plan.member, member["status"])
+        require_not_erased(plan.member, member.status)
         await _require_open(session, plan, account)
         available = 0 if pool is None else await _pool_available(session, pool)
         if pool is None or available < plan.amount:
@@ -203,19 +196,18 @@ async def grant(
     fault_point("public_pool.grant.posted")
     posting = outcome.body
     overflow = overflow_of(posting["entry"]["meta"], account)
-    return {
-        "grant": {
-            "id": str(plan.id),
-            "book": plan.book,
-            "member_id": str(plan.member),
-            "asset": plan.asset,
-            "amount": plan.amount,
-            "received": plan.amount - overflow,
-            "overflow": overflow,
-            "reason": plan.reason,
-        },
-        "entry": entry_json(posting),
-    }
+    assert plan.reason is not None  # a grant's plan carries its reason
+    grant = schemas.GrantRead(
+        id=plan.id,
+        book=plan.book,
+        member_id=plan.member,
+        asset=plan.asset,
+        amount=plan.amount,
+        received=plan.amount - overflow,
+        overflow=overflow,
+        reason=plan.reason,
+    )
+    return schemas.GrantPosted(grant=grant, entry=entry_ref(posting))
 
 
 POOL_ENTRIES_SQL = """
@@ -230,7 +222,7 @@ SELECT l.seq, e.tx_id, e.kind, e.posted_at, sum(l.amount) AS amount,
 """
 
 
-async def pools(session: AsyncSession, book: str, limit: int) -> dict[str, Any]:
+async def pools(session: AsyncSession, book: str, limit: int) -> schemas.PublicPools:
     """Each public pool of the book (by asset): its balance and its latest entries."""
     await ledger.get_book(session, book)
     rows = await session.execute(
@@ -245,14 +237,15 @@ async def pools(session: AsyncSession, book: str, limit: int) -> dict[str, Any]:
     for row in rows.all():
         recent = await session.execute(text(POOL_ENTRIES_SQL), {"pool": row.id, "limit": limit})
         result.append(
-            {
-                "asset": row.asset,
-                "account_id": row.id,
-                "posted": row.posted,
-                "available": row.available,
-                "recent": [
-                    {**entry._asdict(), "amount": int(entry.amount)} for entry in recent.all()
+            schemas.PublicPool(
+                asset=row.asset,
+                account_id=row.id,
+                posted=row.posted,
+                available=row.available,
+                recent=[
+                    schemas.PoolEntry(**{**entry._asdict(), "amount": int(entry.amount)})
+                    for entry in recent.all()
                 ],
-            }
+            )
         )
-    return {"book": book, "pools": result}
+    return schemas.PublicPools(book=book, pools=result)

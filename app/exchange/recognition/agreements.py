@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,30 +30,32 @@ def convert(amount: int, num: int, den: int) -> int:
     return amount * num // den
 
 
-def agreement_view(row: Any) -> dict[str, Any]:
+def agreement_view(row: Row[Any]) -> schemas.AgreementRead:
     """An agreement as the API shows it."""
-    return {
-        "id": row.id,
-        "from_book": row.from_book,
-        "from_asset": row.from_asset,
-        "to_book": row.to_book,
-        "to_asset": row.to_asset,
-        "ratio": {"num": row.ratio_num, "den": row.ratio_den},
-        "status": row.status,
-        "created_by": row.created_by,
-        "created_at": row.created_at,
-        "ended_at": row.ended_at,
-    }
+    return schemas.AgreementRead.model_validate(
+        {
+            "id": row.id,
+            "from_book": row.from_book,
+            "from_asset": row.from_asset,
+            "to_book": row.to_book,
+            "to_asset": row.to_asset,
+            "ratio": {"num": row.ratio_num, "den": row.ratio_den},
+            "status": row.status,
+            "created_by": row.created_by,
+            "created_at": row.created_at,
+            "ended_at": row.ended_at,
+        }
+    )
 
 
-def sees_agreement(caller: Caller, row: Any) -> bool:
+def sees_agreement(caller: Caller, row: Row[Any]) -> bool:
     """An agreement is visible to whoever reaches either of its books."""
     return reaches_book(caller, row.from_book) or reaches_book(caller, row.to_book)
 
 
 async def agreement_row(
     session: AsyncSession, agreement_id: uuid.UUID, lock: str = ""
-) -> Any | None:
+) -> Row[Any] | None:
     """An agreement's row (optionally locked `FOR SHARE` / `FOR UPDATE`), None if unknown."""
     return (
         await session.execute(
@@ -65,7 +67,7 @@ async def agreement_row(
 
 async def visible_agreement(
     session: AsyncSession, caller: Caller, agreement_id: uuid.UUID, lock: str = ""
-) -> Any:
+) -> Row[Any]:
     """An agreement within the caller's reach; 404 (as if unknown) otherwise."""
     row = await agreement_row(session, agreement_id, lock)
     if row is None or not sees_agreement(caller, row):
@@ -73,13 +75,13 @@ async def visible_agreement(
     return row
 
 
-def _notices(row: Any, what: str, facts: dict[str, Any], caller: Caller) -> list[Notice]:
+def _notices(row: Row[Any], what: str, facts: dict[str, Any], caller: Caller) -> list[Notice]:
     return [Notice(book, what, facts, caller.actor()) for book in (row.from_book, row.to_book)]
 
 
 async def create_agreement(
     session: AsyncSession, caller: Caller, data: schemas.AgreementCreate
-) -> tuple[dict[str, Any], list[Notice]]:
+) -> tuple[schemas.AgreementRead, list[Notice]]:
     """Record an agreement (an admin reaching both books); returns it and its two notices."""
     for book in (data.from_book, data.to_book):
         require_book(caller, book, f"book {book!r}")
@@ -132,6 +134,7 @@ async def create_agreement(
             f"{data.from_book!r} as {data.to_asset} under an active agreement"
         ) from None
     row = await agreement_row(session, agreement_id)
+    assert row is not None  # inserted above, in this transaction
     facts = {
         "agreement_id": str(agreement_id),
         "from_book": data.from_book,
@@ -145,7 +148,7 @@ async def create_agreement(
 
 async def end_agreement(
     session: AsyncSession, caller: Caller, agreement_id: uuid.UUID
-) -> tuple[dict[str, Any], list[Notice]]:
+) -> tuple[schemas.AgreementRead, list[Notice]]:
     """End an active agreement (an admin reaching either book). The row lock waits for the
     transfers under way, so no transfer is recorded under an agreement after it ended."""
     row = await visible_agreement(session, caller, agreement_id, "FOR UPDATE")
@@ -155,9 +158,10 @@ async def end_agreement(
         text("UPDATE recognition_agreements SET status = 'ended', ended_at = now() WHERE id = :id"),
         {"id": agreement_id},
     )
-    row = await agreement_row(session, agreement_id)
+    ended = await agreement_row(session, agreement_id)
+    assert ended is not None  # locked above, in this transaction
     facts = {"agreement_id": str(agreement_id)}
-    return agreement_view(row), _notices(row, NOTICE_ENDED, facts, caller)
+    return agreement_view(ended), _notices(ended, NOTICE_ENDED, facts, caller)
 
 
 async def list_agreements(
@@ -167,8 +171,9 @@ async def list_agreements(
     status: str | None,
     after: uuid.UUID | None,
     limit: int,
-) -> list[dict[str, Any]]:
-    """Agreements touching a book the caller reaches (or `book`), oldest first."""
+) -> schemas.AgreementPage:
+    """Agreements touching a book the caller reaches (or `book`), oldest first, a page of up
+    to `limit` after `after`."""
     if book is not None:
         require_book(caller, book, f"book {book!r}")
     scope = book or caller.book
@@ -183,4 +188,8 @@ async def list_agreements(
         ),
         {"book": scope, "status": status, "after": after, "limit": limit + 1},
     )
-    return [agreement_view(row) for row in rows]
+    items = [agreement_view(row) for row in rows]
+    more = len(items) > limit
+    return schemas.AgreementPage(
+        items=items[:limit], next_after=items[limit - 1].id if more else None
+    )

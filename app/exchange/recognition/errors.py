@@ -1,7 +1,7 @@
 """Refusals of mutual recognition between books (通存通兑); each rule has its own problem type.
 
 A refusal of the ledger itself (insufficient funds, a frozen account) is answered with the
-ledger's own problem type (see `recognition.ledger_refusal`).
+ledger's own problem type (see `transfers.ledger_refusal`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.accounts import CLEARING_PREFIX
+from app.exchange.recognition import schemas
 from app.exchange.recognition.agreements import convert
 from app.exchange.recognition.transfers import KIND_IN, KIND_OUT
 from app.http.caller import Caller
@@ -166,7 +167,7 @@ async def _snapshot(session: AsyncSession) -> None:
 
 async def reconcile(
     session: AsyncSession, caller: Caller, book: str | None = None
-) -> dict[str, Any]:
+) -> schemas.Reconciliation:
     """Per pair of books (one of which the caller reaches, or `book`) and asset pair: both
     clearing balances, the transfers each way (journal and table), and whether they mirror."""
     if book is not None:
@@ -247,13 +248,15 @@ async def reconcile(
         _pair_report(a, b, agreements, accounts, journal, recorded, unmatched[(a, b)])
         for a, b in sorted(pairs)
     ]
-    return {
-        "heads": heads,
-        "pairs": report_pairs,
-        "unplaced": unplaced,
-        "mirrored": not unplaced and all(p["mirrored"] for p in report_pairs),
-        "recorded_matches": all(p["recorded_matches"] for p in report_pairs),
-    }
+    return schemas.Reconciliation.model_validate(
+        {
+            "heads": heads,
+            "pairs": report_pairs,
+            "unplaced": unplaced,
+            "mirrored": not unplaced and all(p["mirrored"] for p in report_pairs),
+            "recorded_matches": all(p["recorded_matches"] for p in report_pairs),
+        }
+    )
 
 
 def _pair_report(

@@ -7,10 +7,11 @@ admin of the sending book), and the reconciliation of the books' clearing accoun
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.exchange.recognition import agreements, schemas, transfers
@@ -19,11 +20,8 @@ from app.http.actions import ActionResult, action_id, answer_action
 from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.http.responses import json_response
-from app.identity import members
-from app.identity.authorization import sees_member
+from app.identity.access import visible_member
 from app.identity.dependencies import allow
-from app.identity.errors import MemberNotFound
-from app.kit.pagination import keyset_page
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -32,10 +30,6 @@ AGREEMENT_READERS = ("admin", "auditor", "miniprogram")
 TRANSFER_MAKERS = ("admin", "miniprogram")
 TRANSFER_READERS = ("admin", "auditor", "org", "miniprogram")
 RECONCILERS = ("admin", "auditor")
-
-
-def _agreement_json(view: dict[str, Any]) -> dict[str, Any]:
-    return schemas.AgreementRead.model_validate(view).model_dump(mode="json")
 
 
 @router.post(
@@ -50,9 +44,9 @@ async def create_agreement(data: schemas.AgreementCreate, ctx: Posting) -> Respo
     reaches both books. Published as `notice.recognition_agreed` in both books."""
     caller = ctx.caller
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         view, notices = await agreements.create_agreement(session, caller, data)
-        return ActionResult(201, _agreement_json(view), notices[0], more_notices=notices[1:])
+        return ActionResult(201, view.model_dump(mode="json"), notices[0], more_notices=notices[1:])
 
     return await answer_action(ctx, action)
 
@@ -69,10 +63,9 @@ async def list_agreements(
     status: Literal["active", "ended"] | None = None,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.AgreementPage:
     """Agreements that touch a book the caller reaches (or `book`), oldest first."""
-    rows = await agreements.list_agreements(session, caller, book, status, after, limit)
-    return keyset_page(rows, limit)
+    return await agreements.list_agreements(session, caller, book, status, after, limit)
 
 
 @router.get(
@@ -80,7 +73,9 @@ async def list_agreements(
     response_model=schemas.AgreementRead,
     dependencies=[allow(AGREEMENT_READERS, "read recognition agreements")],
 )
-async def get_agreement(agreement_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_agreement(
+    agreement_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.AgreementRead:
     """An agreement that touches a book the caller reaches."""
     return agreements.agreement_view(
         await agreements.visible_agreement(session, caller, agreement_id)
@@ -97,9 +92,9 @@ async def end_agreement(agreement_id: UUID, ctx: Posting) -> Response:
     this. Published as `notice.recognition_ended` in both books."""
     caller = ctx.caller
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         view, notices = await agreements.end_agreement(session, caller, agreement_id)
-        return ActionResult(200, _agreement_json(view), notices[0], more_notices=notices[1:])
+        return ActionResult(200, view.model_dump(mode="json"), notices[0], more_notices=notices[1:])
 
     return await answer_action(ctx, action)
 
@@ -119,11 +114,11 @@ async def create_transfer(data: schemas.TransferCreate, ctx: Posting) -> Respons
     prepared = await transfers.prepare_transfer(ctx.sessions, caller, data)
     transfer_id = action_id(ctx.idem, "recognition_transfer")
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         view = await transfers.execute_transfer(
             session, ctx.sequencer, caller, prepared, transfer_id, ctx.idem.request_hash
         )
-        return ActionResult(201, schemas.TransferRead.model_validate(view).model_dump(mode="json"))
+        return ActionResult(201, view.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
 
@@ -133,7 +128,9 @@ async def create_transfer(data: schemas.TransferCreate, ctx: Posting) -> Respons
     response_model=schemas.TransferRead,
     dependencies=[allow(TRANSFER_READERS, "read recognition transfers")],
 )
-async def get_transfer(transfer_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_transfer(
+    transfer_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.TransferRead:
     """A transfer, with where its two entries sit in their books' chains."""
     return await transfers.get_transfer(session, caller, transfer_id)
 
@@ -149,13 +146,10 @@ async def member_transfers(
     session: SessionDep,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.TransferPage:
     """The member's transfers between books, oldest first (reach as for the member)."""
-    row = await members.get_member_row(session, member_id)
-    if not await sees_member(session, caller, row):
-        raise MemberNotFound(f"member {member_id} does not exist")
-    rows = await transfers.member_transfers(session, member_id, after, limit)
-    return keyset_page(rows, limit)
+    await visible_member(session, caller, member_id)
+    return await transfers.member_transfers(session, member_id, after, limit)
 
 
 @router.get(
@@ -171,4 +165,4 @@ async def reconciliation(
     table), and `mirrored`: the clearing balances are exactly what the linked entries imply
     and every entry's counterpart names it back. Read in one snapshot."""
     report = await reconcile(session, caller, book)
-    return json_response(200, schemas.Reconciliation.model_validate(report).model_dump(mode="json"))
+    return json_response(200, report.model_dump(mode="json"))

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange.accounts import (
@@ -39,12 +39,11 @@ from app.exchange.recognition.agreements import agreement_row, convert, visible_
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity import members
 from app.identity.access import acting_member
-from app.identity.authorization import reaches_book, sees_member
+from app.identity.authorization import reaches_book, require_admin_reach, sees_member
 from app.identity.errors import MemberNotFound
 from app.kit.faults import fault_point
 from app.kit.problems import (
     PROBLEM_BASE,
-    Forbidden,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     ServiceUnavailable,
@@ -69,49 +68,52 @@ SELECT t.*, a.from_book, a.from_asset, a.to_book, a.to_asset, a.ratio_num, a.rat
 """
 
 
-def transfer_view(row: Any) -> dict[str, Any]:
+def transfer_view(row: Row[Any]) -> schemas.TransferRead:
     """A transfer as the API shows it, with where its two entries sit in their chains."""
     overflow = row.overflow
     if isinstance(overflow, str):
         overflow = json.loads(overflow)
     diverted = sum(int(item["amount"]) for item in overflow or [])
-    return {
-        "id": row.id,
-        "agreement_id": row.agreement_id,
-        "member_id": row.member_id,
-        "from_book": row.from_book,
-        "from_asset": row.from_asset,
-        "from_amount": row.from_amount,
-        "to_book": row.to_book,
-        "to_asset": row.to_asset,
-        "to_amount": row.to_amount,
-        "ratio": {"num": row.ratio_num, "den": row.ratio_den},
-        "credited": row.to_amount - diverted,
-        "overflow": diverted,
-        "from_entry": {
-            "book": row.from_book,
-            "seq": row.from_seq,
-            "tx_id": row.from_tx,
-            "entry_hash": row.from_hash,
-        },
-        "to_entry": {
-            "book": row.to_book,
-            "seq": row.to_seq,
-            "tx_id": row.to_tx,
-            "entry_hash": row.to_hash,
-        },
-        "created_by": row.created_by,
-        "created_at": row.created_at,
-    }
+    return schemas.TransferRead.model_validate(
+        {
+            "id": row.id,
+            "agreement_id": row.agreement_id,
+            "member_id": row.member_id,
+            "from_book": row.from_book,
+            "from_asset": row.from_asset,
+            "from_amount": row.from_amount,
+            "to_book": row.to_book,
+            "to_asset": row.to_asset,
+            "to_amount": row.to_amount,
+            "ratio": {"num": row.ratio_num, "den": row.ratio_den},
+            "credited": row.to_amount - diverted,
+            "overflow": diverted,
+            "from_entry": {
+                "book": row.from_book,
+                "seq": row.from_seq,
+                "tx_id": row.from_tx,
+                "entry_hash": row.from_hash,
+            },
+            "to_entry": {
+                "book": row.to_book,
+                "seq": row.to_seq,
+                "tx_id": row.to_tx,
+                "entry_hash": row.to_hash,
+            },
+            "created_by": row.created_by,
+            "created_at": row.created_at,
+        }
+    )
 
 
-async def transfer_row(session: AsyncSession, transfer_id: uuid.UUID) -> Any | None:
+async def transfer_row(session: AsyncSession, transfer_id: uuid.UUID) -> Row[Any] | None:
+    """A transfer's row, with its agreement's terms and its entries' places; None if unknown."""
     return (
         await session.execute(text(f"{TRANSFER_SQL} WHERE t.id = :id"), {"id": transfer_id})
     ).one_or_none()
 
 
-async def sees_transfer(session: AsyncSession, caller: Caller, row: Any) -> bool:
+async def sees_transfer(session: AsyncSession, caller: Caller, row: Row[Any]) -> bool:
     """Admins and auditors reaching either book; a mini-program acting for the member (and
     reaching either book); an organisation that has the member, in the member's book."""
     if caller.role in ("admin", "auditor"):
@@ -129,7 +131,7 @@ async def sees_transfer(session: AsyncSession, caller: Caller, row: Any) -> bool
 
 async def get_transfer(
     session: AsyncSession, caller: Caller, transfer_id: uuid.UUID
-) -> dict[str, Any]:
+) -> schemas.TransferRead:
     """A transfer within the caller's reach; 404 otherwise."""
     row = await transfer_row(session, transfer_id)
     if row is None or not await sees_transfer(session, caller, row):
@@ -139,8 +141,9 @@ async def get_transfer(
 
 async def member_transfers(
     session: AsyncSession, member_id: uuid.UUID, after: uuid.UUID | None, limit: int
-) -> list[dict[str, Any]]:
-    """A member's transfers, oldest first (keyset on created_at, id)."""
+) -> schemas.TransferPage:
+    """A member's transfers, oldest first (keyset on created_at, id): a page of up to `limit`
+    after `after`."""
     rows = await session.execute(
         text(
             f"{TRANSFER_SQL} WHERE t.member_id = :member "
@@ -150,7 +153,11 @@ async def member_transfers(
         ),
         {"member": member_id, "after": after, "limit": limit + 1},
     )
-    return [transfer_view(row) for row in rows]
+    items = [transfer_view(row) for row in rows]
+    more = len(items) > limit
+    return schemas.TransferPage(
+        items=items[:limit], next_after=items[limit - 1].id if more else None
+    )
 
 
 @dataclass(slots=True)
@@ -180,10 +187,11 @@ async def prepare_transfer(
     """Check reach and the request, and open the accounts the transfer will use."""
     async with sessions() as session:
         row = await visible_agreement(session, caller, data.agreement_id)
-        if caller.role == "admin" and not reaches_book(caller, row.from_book):
-            raise Forbidden(
-                f"only an admin reaching book {row.from_book!r} may move hours out of it"
-            )
+        require_admin_reach(
+            caller,
+            row.from_book,
+            f"only an admin reaching book {row.from_book!r} may move hours out of it",
+        )
         member_id = acting_member(caller, data.member_id)
         member = await members.get_member_row(session, member_id)
         from_account = await find_member_account(session, row.from_book, member_id, row.from_asset)
@@ -267,7 +275,7 @@ async def execute_transfer(
     prepared: PreparedTransfer,
     transfer_id: uuid.UUID,
     request_hash: str,
-) -> dict[str, Any]:
+) -> schemas.TransferRead:
     """Post the transfer's two linked entries once (idempotent on `transfer_id`) and record it,
     all in `session`'s transaction.
 
@@ -335,4 +343,5 @@ async def execute_transfer(
         },
     )
     recorded = await transfer_row(session, transfer_id)
+    assert recorded is not None  # inserted above, in this transaction
     return transfer_view(recorded)

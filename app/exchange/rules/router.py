@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.exchange.rules import schemas
 from app.exchange.rules import service as rules
-from app.http.actions import ActionResult, answer_action
+from app.http.actions import ActionResult, Notice, answer_action
 from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.identity.dependencies import allow
@@ -20,12 +21,8 @@ router = APIRouter(prefix="/v1", tags=["exchange rules"])
 READERS = ("admin", "auditor", "org", "miniprogram", "kiosk")
 
 
-def _rule_json(rule: dict[str, Any]) -> dict[str, Any]:
-    return schemas.RuleRead.model_validate(rule).model_dump(mode="json")
-
-
-def _result(status: int, rule: dict[str, Any], notices: list[Any]) -> ActionResult:
-    return ActionResult(status, _rule_json(rule), notices[0], more_notices=notices[1:])
+def _result(status: int, rule: schemas.RuleRead, notices: list[Notice]) -> ActionResult:
+    return ActionResult(status, rule.model_dump(mode="json"), notices[0], more_notices=notices[1:])
 
 
 @router.post(
@@ -42,7 +39,7 @@ async def publish_rule(data: schemas.RuleCreate, ctx: Posting, request: Request)
     now = request.app.state.clock()
     zone = request.app.state.settings.service_timezone
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         rule, notices = await rules.publish_rule(session, caller, data, now, zone)
         return _result(201, rule, notices)
 
@@ -62,7 +59,7 @@ async def retire_rule(
     caller = ctx.caller
     now = request.app.state.clock()
 
-    async def action(session: Any) -> ActionResult:
+    async def action(session: AsyncSession) -> ActionResult:
         rule, notices = await rules.retire_rule(session, caller, rule_id, data.reason, now)
         return _result(200, rule, notices)
 
@@ -80,10 +77,9 @@ async def list_rules(
     request: Request,
     code: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = None,
     in_force: bool | None = None,
-) -> Any:
+) -> list[schemas.RuleRead]:
     """Rules of the books the caller reaches, every version, newest first per code."""
-    found = await rules.list_rules(session, caller, request.app.state.clock(), code, in_force)
-    return [_rule_json(rule) for rule in found]
+    return await rules.list_rules(session, caller, request.app.state.clock(), code, in_force)
 
 
 @router.get(
@@ -91,6 +87,8 @@ async def list_rules(
     response_model=schemas.RuleRead,
     dependencies=[allow(READERS, "read exchange rules")],
 )
-async def get_rule(rule_id: UUID, caller: CallerDep, session: SessionDep, request: Request) -> Any:
+async def get_rule(
+    rule_id: UUID, caller: CallerDep, session: SessionDep, request: Request
+) -> schemas.RuleRead:
     """One rule version, with the document its hash covers."""
-    return _rule_json(await rules.get_rule(session, caller, rule_id, request.app.state.clock()))
+    return await rules.get_rule(session, caller, rule_id, request.app.state.clock())

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange import errors
@@ -22,10 +22,9 @@ from app.exchange.pools.service import find_pool
 from app.exchange.rules import schemas
 from app.http.actions import Notice
 from app.http.caller import Caller
-from app.identity.authorization import reaches_book, require_book
+from app.identity.authorization import reaches_book, require_book, require_books
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
-from app.kit.problems import Forbidden
 
 RULE_COLUMNS = """
 SELECT r.*, t.reason AS retired_reason, t.retired_at,
@@ -42,27 +41,27 @@ def convert(amount: int, num: int, den: int) -> int:
     return amount * num // den
 
 
-def rule_view(row: Any, now: datetime) -> dict[str, Any]:
+def rule_view(row: Row[Any], now: datetime) -> schemas.RuleRead:
     """A rule as the API shows it."""
     retired = row.retired_at is not None
     in_force = (
         not retired and row.valid_from <= now and (row.valid_until is None or now < row.valid_until)
     )
-    return {
-        "id": row.id,
-        "code": row.code,
-        "version": row.version,
-        "status": "retired" if retired else "published",
-        "in_force": in_force,
-        "rule": json.loads(row.document),
-        "rule_hash": row.rule_hash,
-        "published_at": row.published_at,
-        "retired_at": row.retired_at,
-        "retired_reason": row.retired_reason,
-    }
+    return schemas.RuleRead(
+        id=row.id,
+        code=row.code,
+        version=row.version,
+        status="retired" if retired else "published",
+        in_force=in_force,
+        rule=json.loads(row.document),
+        rule_hash=row.rule_hash,
+        published_at=row.published_at,
+        retired_at=row.retired_at,
+        retired_reason=row.retired_reason,
+    )
 
 
-async def rule_row(session: AsyncSession, rule_id: uuid.UUID) -> Any:
+async def rule_row(session: AsyncSession, rule_id: uuid.UUID) -> Row[Any]:
     """A rule's stored row, with its pools and retirement; 404 if unknown."""
     row = (
         await session.execute(text(f"{RULE_COLUMNS} WHERE r.id = :id"), {"id": rule_id})
@@ -72,19 +71,19 @@ async def rule_row(session: AsyncSession, rule_id: uuid.UUID) -> Any:
     return row
 
 
-def rule_books(row: Any) -> list[str]:
+def rule_books(row: Row[Any]) -> list[str]:
     """The books a rule applies in."""
     return [pool["book"] for pool in row.pools]
 
 
-def sees_rule(caller: Caller, row: Any) -> bool:
+def sees_rule(caller: Caller, row: Row[Any]) -> bool:
     """A rule is visible to anyone who reaches one of its books."""
     return any(reaches_book(caller, book) for book in rule_books(row))
 
 
 async def get_rule(
     session: AsyncSession, caller: Caller, rule_id: uuid.UUID, now: datetime
-) -> dict[str, Any]:
+) -> schemas.RuleRead:
     """A rule within the caller's reach."""
     row = await rule_row(session, rule_id)
     if not sees_rule(caller, row):
@@ -94,7 +93,7 @@ async def get_rule(
 
 async def list_rules(
     session: AsyncSession, caller: Caller, now: datetime, code: str | None, in_force: bool | None
-) -> list[dict[str, Any]]:
+) -> list[schemas.RuleRead]:
     """Rules within the caller's reach, by code then version (newest first)."""
     # Reach is filtered before the limit, so a book's own rules are never crowded out.
     rows = await session.execute(
@@ -108,7 +107,7 @@ async def list_rules(
     )
     views = [rule_view(row, now) for row in rows if sees_rule(caller, row)]
     if in_force is not None:
-        views = [v for v in views if v["in_force"] == in_force]
+        views = [v for v in views if v.in_force == in_force]
     return views
 
 
@@ -214,7 +213,7 @@ async def publish_rule(
     data: schemas.RuleCreate,
     now: datetime,
     zone: str,
-) -> tuple[dict[str, Any], list[Notice]]:
+) -> tuple[schemas.RuleRead, list[Notice]]:
     """Publish a rule (a new version when the code exists, retiring the one in force); returns
     it and the notices to append."""
     for pool in data.pools:
@@ -231,8 +230,12 @@ async def publish_rule(
             {"code": data.code},
         )
     ).one_or_none()
-    if previous is not None and not all(reaches_book(caller, b) for b in rule_books(previous)):
-        raise Forbidden("the rule's previous version applies in books beyond the caller's reach")
+    if previous is not None:
+        require_books(
+            caller,
+            rule_books(previous),
+            "the rule's previous version applies in books beyond the caller's reach",
+        )
     version = 1 if previous is None else previous.version + 1
     rule_id = uuid.uuid4()
     replaces = None if previous is None else str(previous.id)
@@ -294,7 +297,9 @@ async def publish_rule(
     return rule_view(await rule_row(session, rule_id), now), notices
 
 
-async def _retire(session: AsyncSession, caller: Caller, row: Any, reason: str) -> list[Notice]:
+async def _retire(
+    session: AsyncSession, caller: Caller, row: Row[Any], reason: str
+) -> list[Notice]:
     await session.execute(
         text(
             "INSERT INTO exchange_rule_retirements (rule_id, reason, retired_by) "
@@ -314,13 +319,12 @@ async def _retire(session: AsyncSession, caller: Caller, row: Any, reason: str) 
 
 async def retire_rule(
     session: AsyncSession, caller: Caller, rule_id: uuid.UUID, reason: str, now: datetime
-) -> tuple[dict[str, Any], list[Notice]]:
+) -> tuple[schemas.RuleRead, list[Notice]]:
     """Retire a rule: no quote or exchange uses it afterwards; retiring twice is refused."""
     row = await rule_row(session, rule_id)
     if not sees_rule(caller, row):
         raise errors.RuleNotFound(f"exchange rule {rule_id} does not exist")
-    if not all(reaches_book(caller, book) for book in rule_books(row)):
-        raise Forbidden("the rule applies in books beyond the caller's reach")
+    require_books(caller, rule_books(row), "the rule applies in books beyond the caller's reach")
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext('exchange_rule:' || :code))"),
         {"code": row.code},
