@@ -87,9 +87,7 @@ async def open_pool(
     )
     if book is None:
         await get_organisation(session, organisation_id)  # raises the 404
-    known = await session.scalar(text("SELECT 1 FROM assets WHERE code = :c"), {"c": asset})
-    if known is None:
-        raise errors.AssetNotFound(f"asset {asset!r} does not exist", asset=asset)
+    await require_asset(session, asset)
     created = await find_pool(session, organisation_id, asset) is None
     if created:
         await session.execute(
