@@ -78,12 +78,10 @@ class _Totals:
         self.from_amount += other.from_amount
         self.to_amount += other.to_amount
 
-    def json(self) -> dict[str, int]:
-        return {
-            "transfers": self.transfers,
-            "from_amount": self.from_amount,
-            "to_amount": self.to_amount,
-        }
+    def model(self) -> schemas.Totals:
+        return schemas.Totals(
+            transfers=self.transfers, from_amount=self.from_amount, to_amount=self.to_amount
+        )
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
@@ -147,16 +145,18 @@ def _check_entry(
             entry.problems.append("its counterpart's amount is not the agreement's ratio of it")
 
 
-def _clearing_json(account: dict[str, Any] | None, book: str, asset: str | None) -> dict[str, Any]:
+def _clearing(account: dict[str, Any] | None, book: str, asset: str | None) -> schemas.Clearing:
     if account is None:
-        return {"book": book, "asset": asset, "account_id": None, "posted": 0, "implied": 0}
-    return {
-        "book": book,
-        "asset": asset,
-        "account_id": account["id"],
-        "posted": account["posted"],
-        "implied": account["implied"],
-    }
+        return schemas.Clearing(book=book, asset=asset, account_id=None, posted=0, implied=0)
+    return schemas.Clearing.model_validate(
+        {
+            "book": book,
+            "asset": asset,
+            "account_id": account["id"],
+            "posted": account["posted"],
+            "implied": account["implied"],
+        }
+    )
 
 
 async def _snapshot(session: AsyncSession) -> None:
@@ -198,8 +198,8 @@ async def reconcile(
         for r in rows
     }
     journal: dict[str, dict[str, _Totals]] = defaultdict(lambda: defaultdict(_Totals))
-    unplaced: list[dict[str, Any]] = []
-    unmatched: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    unplaced: list[schemas.Unmatched] = []
+    unmatched: dict[tuple[str, str], list[schemas.Unmatched]] = defaultdict(list)
     for entry in entries.values():
         _check_entry(entry, entries, agreements)
         for leg in entry.clearing:
@@ -216,13 +216,15 @@ async def reconcile(
             else:
                 totals.to_amount -= amount
         for problem in entry.problems:
-            item = {
-                "book": entry.book,
-                "seq": entry.seq,
-                "tx_id": entry.tx_id,
-                "kind": entry.kind,
-                "reason": problem,
-            }
+            item = schemas.Unmatched.model_validate(
+                {
+                    "book": entry.book,
+                    "seq": entry.seq,
+                    "tx_id": entry.tx_id,
+                    "kind": entry.kind,
+                    "reason": problem,
+                }
+            )
             if entry.other is None or entry.other == entry.book:
                 unplaced.append(item)
             else:
@@ -235,7 +237,7 @@ async def reconcile(
         for row in await session.execute(text(RECORDED_SQL))
     }
     heads = {
-        row.book_code: {"seq": row.seq, "entry_hash": row.entry_hash}
+        row.book_code: schemas.Head(seq=row.seq, entry_hash=row.entry_hash)
         for row in await session.execute(
             text(
                 "SELECT book_code, seq, entry_hash FROM book_heads "
@@ -248,14 +250,12 @@ async def reconcile(
         _pair_report(a, b, agreements, accounts, journal, recorded, unmatched[(a, b)])
         for a, b in sorted(pairs)
     ]
-    return schemas.Reconciliation.model_validate(
-        {
-            "heads": heads,
-            "pairs": report_pairs,
-            "unplaced": unplaced,
-            "mirrored": not unplaced and all(p["mirrored"] for p in report_pairs),
-            "recorded_matches": all(p["recorded_matches"] for p in report_pairs),
-        }
+    return schemas.Reconciliation(
+        heads=heads,
+        pairs=report_pairs,
+        unplaced=unplaced,
+        mirrored=not unplaced and all(p.mirrored for p in report_pairs),
+        recorded_matches=all(p.recorded_matches for p in report_pairs),
     )
 
 
@@ -266,8 +266,8 @@ def _pair_report(
     accounts: dict[tuple[str, str, str], dict[str, Any]],
     journal: dict[str, dict[str, _Totals]],
     recorded: dict[str, _Totals],
-    unmatched: list[dict[str, Any]],
-) -> dict[str, Any]:
+    unmatched: list[schemas.Unmatched],
+) -> schemas.PairReconciliation:
     """One pair of books, A < B: a row per asset pair (A's asset, B's asset)."""
     # Which asset pairs: every agreement between A and B, and every clearing account of one
     # for the other that no agreement explains.
@@ -295,42 +295,38 @@ def _pair_report(
     for x, y in sorted(asset_pairs, key=lambda p: (p[0] or "", p[1] or "")):
         ab = _flow(a, x, b, y, agreements, journal, recorded)
         ba = _flow(b, y, a, x, agreements, journal, recorded)
-        a_clearing = _clearing_json(accounts.get((a, b, x)) if x else None, a, x)
-        b_clearing = _clearing_json(accounts.get((b, a, y)) if y else None, b, y)
+        a_clearing = _clearing(accounts.get((a, b, x)) if x else None, a, x)
+        b_clearing = _clearing(accounts.get((b, a, y)) if y else None, b, y)
         # Each clearing balance is what the recognition entries put in it (nothing else
         # touched it), every out entry has its in entry, and, for an account that serves this
         # asset pair alone: A's clearing for B = sent A→B − received B→A (in A's units), B's
         # clearing for A = −received A→B + sent B→A (in B's units).
         mirrored = (
-            all(c["posted"] == c["implied"] for c in (a_clearing, b_clearing))
+            all(c.posted == c.implied for c in (a_clearing, b_clearing))
             and ab.sent.transfers == ab.received_entries
             and ba.sent.transfers == ba.received_entries
-            and (
-                uses[(a, x)] > 1 or a_clearing["posted"] == ab.sent.from_amount - ba.sent.to_amount
-            )
-            and (
-                uses[(b, y)] > 1 or b_clearing["posted"] == ba.sent.from_amount - ab.sent.to_amount
-            )
+            and (uses[(a, x)] > 1 or a_clearing.posted == ab.sent.from_amount - ba.sent.to_amount)
+            and (uses[(b, y)] > 1 or b_clearing.posted == ba.sent.from_amount - ab.sent.to_amount)
         )
         rows.append(
-            {
-                "a_asset": x,
-                "b_asset": y,
-                "a_clearing": a_clearing,
-                "b_clearing": b_clearing,
-                "a_to_b": ab.json(),
-                "b_to_a": ba.json(),
-                "mirrored": mirrored,
-                "recorded_matches": ab.sent == ab.recorded and ba.sent == ba.recorded,
-            }
+            schemas.AssetPairReconciliation(
+                a_asset=x,
+                b_asset=y,
+                a_clearing=a_clearing,
+                b_clearing=b_clearing,
+                a_to_b=ab.model(),
+                b_to_a=ba.model(),
+                mirrored=mirrored,
+                recorded_matches=ab.sent == ab.recorded and ba.sent == ba.recorded,
+            )
         )
-    return {
-        "books": [a, b],
-        "assets": rows,
-        "unmatched": unmatched,
-        "mirrored": not unmatched and all(r["mirrored"] for r in rows),
-        "recorded_matches": all(r["recorded_matches"] for r in rows),
-    }
+    return schemas.PairReconciliation(
+        books=[a, b],
+        assets=rows,
+        unmatched=unmatched,
+        mirrored=not unmatched and all(r.mirrored for r in rows),
+        recorded_matches=all(r.recorded_matches for r in rows),
+    )
 
 
 @dataclass(slots=True)
@@ -345,15 +341,15 @@ class _Flow:
     received_entries: int  # how many in entries
     recorded: _Totals
 
-    def json(self) -> dict[str, Any]:
-        return {
-            "from_book": self.from_book,
-            "from_asset": self.from_asset,
-            "to_book": self.to_book,
-            "to_asset": self.to_asset,
-            "journal": self.sent.json(),
-            "recorded": self.recorded.json(),
-        }
+    def model(self) -> schemas.Flow:
+        return schemas.Flow(
+            from_book=self.from_book,
+            from_asset=self.from_asset,
+            to_book=self.to_book,
+            to_asset=self.to_asset,
+            journal=self.sent.model(),
+            recorded=self.recorded.model(),
+        )
 
 
 def _flow(
