@@ -4,6 +4,7 @@ for, the member a mini-program acts for, a member within reach (404 otherwise)."
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,6 +83,22 @@ def sees_organisation_data(caller: Caller, organisation_id: uuid.UUID) -> bool:
     return caller.role == "admin" or (
         caller.role == "org" and str(organisation_id) == caller.organisation_id
     )
+
+
+async def sees_member_between_books(
+    session: AsyncSession, caller: Caller, member_id: uuid.UUID, books: Iterable[str]
+) -> bool:
+    """Whether the caller sees what a member moved between `books`: admins and auditors
+    reaching one of them; the member's own mini-program reaching one of them; an organisation
+    that has the member."""
+    reaches_one = any(reaches_book(caller, book) for book in books)
+    if caller.role in ("admin", "auditor"):
+        return reaches_one
+    if caller.role == "miniprogram":
+        return str(member_id) == caller.member_id and reaches_one
+    if caller.role == "org":
+        return await sees_member(session, caller, await members.get_member_row(session, member_id))
+    return False
 
 
 async def visible_member(

@@ -69,6 +69,12 @@ def require_admin_reach(caller: Caller, book: str, refusal: str) -> None:
         require_books(caller, (book,), refusal)
 
 
+def acts_in_book_for(caller: Caller, book: str, member_id: str) -> bool:
+    """Whether the caller acts in `book` for a member registered in another book (who holds
+    an account there): an admin reaching it, or the member's own mini-program reaching it."""
+    return reaches_book(caller, book) and (caller.role == "admin" or caller.member_id == member_id)
+
+
 def org_owner(organisation_id: str | None) -> str:
     """The `owner` of an organisation's accounts."""
     return f"org:{organisation_id}"

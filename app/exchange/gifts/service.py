@@ -41,7 +41,7 @@ from app.exchange.postings import (
 )
 from app.exchange.usage import debited_since, period_start
 from app.http.caller import Caller
-from app.identity.authorization import reaches_book, sees_member
+from app.identity.authorization import acts_in_book_for, sees_member
 from app.identity.errors import MemberNotFound
 from app.identity.members import get_member_row, member_accounts_in
 from app.kit.faults import fault_point
@@ -76,10 +76,7 @@ async def _present(
     admins or the member's own mini-program of that book."""
     if member["book"] == book:
         return caller is None or await sees_member(session, caller, member)
-    if caller is not None and not (
-        reaches_book(caller, book)
-        and (caller.role == "admin" or caller.member_id == str(member["id"]))
-    ):
+    if caller is not None and not acts_in_book_for(caller, book, str(member["id"])):
         return False
     return await find_member_account(session, book, member["id"], asset) is not None
 

@@ -38,8 +38,8 @@ from app.exchange.recognition import errors, schemas
 from app.exchange.recognition.agreements import agreement_row, convert, visible_agreement
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity import members
-from app.identity.access import acting_member
-from app.identity.authorization import reaches_book, require_admin_reach, sees_member
+from app.identity.access import acting_member, sees_member_between_books
+from app.identity.authorization import require_admin_reach
 from app.identity.errors import MemberNotFound
 from app.kit.faults import fault_point
 from app.kit.problems import (
@@ -113,28 +113,14 @@ async def transfer_row(session: AsyncSession, transfer_id: uuid.UUID) -> Row[Any
     ).one_or_none()
 
 
-async def sees_transfer(session: AsyncSession, caller: Caller, row: Row[Any]) -> bool:
-    """Admins and auditors reaching either book; a mini-program acting for the member (and
-    reaching either book); an organisation that has the member, in the member's book."""
-    if caller.role in ("admin", "auditor"):
-        return reaches_book(caller, row.from_book) or reaches_book(caller, row.to_book)
-    if caller.role == "miniprogram":
-        return str(row.member_id) == caller.member_id and (
-            reaches_book(caller, row.from_book) or reaches_book(caller, row.to_book)
-        )
-    if caller.role == "org":
-        return await sees_member(
-            session, caller, await members.get_member_row(session, row.member_id)
-        )
-    return False
-
-
 async def get_transfer(
     session: AsyncSession, caller: Caller, transfer_id: uuid.UUID
 ) -> schemas.TransferRead:
     """A transfer within the caller's reach; 404 otherwise."""
     row = await transfer_row(session, transfer_id)
-    if row is None or not await sees_transfer(session, caller, row):
+    if row is None or not await sees_member_between_books(
+        session, caller, row.member_id, (row.from_book, row.to_book)
+    ):
         raise errors.TransferNotFound(f"recognition transfer {transfer_id} does not exist")
     return transfer_view(row)
 
