@@ -32,7 +32,8 @@ from app.exchange.accounts import (
 )
 from app.exchange.exchanges import schemas
 from app.exchange.pools.service import pool_account
-from app.exchange.rules.service import convert, rule_row, sees_rule
+from app.exchange.ratios import convert
+from app.exchange.rules.service import rule_row, sees_rule
 from app.exchange.usage import Period, debited_since, period_start
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.personal import PersonalDataCipher

@@ -25,11 +25,6 @@ NOTICE_AGREED = "recognition_agreed"
 NOTICE_ENDED = "recognition_ended"
 
 
-def convert(amount: int, num: int, den: int) -> int:
-    """What `amount` is worth at num/den, rounded down: rounding never creates value."""
-    return amount * num // den
-
-
 def agreement_view(row: Row[Any]) -> schemas.AgreementRead:
     """An agreement as the API shows it."""
     return schemas.AgreementRead.model_validate(

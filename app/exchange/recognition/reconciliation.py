@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.accounts import CLEARING_PREFIX
+from app.exchange.ratios import convert
 from app.exchange.recognition import schemas
-from app.exchange.recognition.agreements import convert
 from app.exchange.recognition.transfers import KIND_IN, KIND_OUT
 from app.http.caller import Caller
 from app.identity.authorization import require_book

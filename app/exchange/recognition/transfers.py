@@ -34,8 +34,9 @@ from app.exchange.accounts import (
     member_account,
 )
 from app.exchange.errors import MemberNotEligible
+from app.exchange.ratios import convert
 from app.exchange.recognition import errors, schemas
-from app.exchange.recognition.agreements import agreement_row, convert, visible_agreement
+from app.exchange.recognition.agreements import agreement_row, visible_agreement
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity import members
 from app.identity.access import acting_member, sees_member_between_books

@@ -36,11 +36,6 @@ SELECT r.*, t.reason AS retired_reason, t.retired_at,
 """
 
 
-def convert(amount: int, num: int, den: int) -> int:
-    """What `amount` converts to at num/den, rounded down: rounding never creates value."""
-    return amount * num // den
-
-
 def rule_view(row: Row[Any], now: datetime) -> schemas.RuleRead:
     """A rule as the API shows it."""
     retired = row.retired_at is not None
