@@ -279,7 +279,7 @@ def expire(
     from datetime import date
     from zoneinfo import ZoneInfo
 
-    from app.exchange.expiry import expire_lapsed
+    from app.exchange.expiry.service import expire_lapsed
     from app.kit.clock import utc_now
     from app.runtime import Runtime
 
@@ -301,7 +301,10 @@ def expire(
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
 
-                return await expire_lapsed(runtime.sessions, runtime.sequencer, day, zone, advance)
+                summary = await expire_lapsed(
+                    runtime.sessions, runtime.sequencer, day, zone, advance
+                )
+                return summary.as_json()
         finally:
             await runtime.close()
 

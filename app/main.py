@@ -23,13 +23,16 @@ from app.audit.service import AuditLog
 from app.config import Settings, get_settings
 from app.contract import document_problems
 from app.db import resolve_database
-from app.exchange.assets_router import router as exchange_assets_router
-from app.exchange.balances_router import router as member_balances_router
-from app.exchange.exchanges_router import router as exchanges_router
-from app.exchange.gifts_router import router as gifts_router
-from app.exchange.pools_router import router as pools_router
-from app.exchange.recognition_router import router as recognition_router
-from app.exchange.rules_router import router as exchange_rules_router
+from app.exchange.assets.router import router as exchange_assets_router
+from app.exchange.balances.router import router as member_balances_router
+from app.exchange.component_names import keep_published_names
+from app.exchange.exchanges.router import router as exchanges_router
+from app.exchange.gifts.router import router as gifts_router
+from app.exchange.policies.router import router as asset_policies_router
+from app.exchange.pools.router import router as pools_router
+from app.exchange.public_pool.router import router as public_pool_router
+from app.exchange.recognition.router import router as recognition_router
+from app.exchange.rules.router import router as exchange_rules_router
 from app.http.actions import purge_action_outcomes
 from app.http.context import MISSING_KEY
 from app.http.middleware import EdgeMiddleware
@@ -287,7 +290,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exchange_rules_router)
     app.include_router(exchanges_router)
     app.include_router(recognition_router)
+    app.include_router(asset_policies_router)
     app.include_router(gifts_router)
+    app.include_router(public_pool_router)
     app.include_router(pools_router)
     app.include_router(kiosk_router)
     # The kiosk's web page: static files, no build step (docs/kiosk.md).
@@ -298,7 +303,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI does not see the bodies of the routes that read their request by hand.
         if app.openapi_schema is None:
             document = document_problems(generate_openapi(), app.routes)
-            app.openapi_schema = add_body_schemas(document)
+            app.openapi_schema = keep_published_names(add_body_schemas(document))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

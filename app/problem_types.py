@@ -10,7 +10,9 @@ from types import ModuleType
 
 from app.audit import errors as audit_errors
 from app.exchange import errors as exchange_errors
-from app.exchange import gifts_errors, recognition_errors
+from app.exchange.gifts import errors as gift_errors
+from app.exchange.public_pool import errors as public_pool_errors
+from app.exchange.recognition import errors as recognition_errors
 from app.identity import errors as identity_errors
 from app.kiosk import errors as kiosk_errors
 from app.kit import personal_text, problems
@@ -25,7 +27,8 @@ PROBLEM_MODULES: tuple[ModuleType, ...] = (
     identity_errors,
     audit_errors,
     exchange_errors,
-    gifts_errors,
+    gift_errors,
+    public_pool_errors,
     recognition_errors,
     volunteering_errors,
     kiosk_errors,

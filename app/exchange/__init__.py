@@ -1,2 +1,3 @@
 """Exchange: assets and their policies, pools and donations, exchange rules, mutual recognition
-between books, gifts, the public time pool and expiry (docs/exchange.md)."""
+between books, gifts, the public time pool, expiry, and a member's balances across books
+(docs/exchange.md)."""

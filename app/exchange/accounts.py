@@ -1,8 +1,9 @@
 """The accounts exchange needs besides the ones organisations and members open: a book's own
-accounts and a member's account in another book or asset, opened on first use.
+accounts and a member's account in another book or asset, opened on first use; and the
+storage cap of a book's asset policy, as the limits a credit's Draft carries.
 
-Each is opened in a transaction of its own that commits at once: the sequencer posts on its
-own connections and must see the account before the posting that uses it.
+Each account is opened in a transaction of its own that commits at once: the sequencer posts
+on its own connections and must see the account before the posting that uses it.
 """
 
 from __future__ import annotations
@@ -176,4 +177,23 @@ async def credit_limits(
     if policy.storage_cap is None:
         return CreditLimits()
     pool = await book_account(sessions, book, PUBLIC_POOL, asset)
+    return CreditLimits(dict.fromkeys(account_ids, policy.storage_cap), pool)
+
+
+async def storage_limits(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    book: str,
+    asset: str,
+    account_ids: list[str],
+) -> CreditLimits:
+    """As `credit_limits`, but read with the caller's session (inside its
+    locks): a second connection is taken only to open the book's public time pool the first
+    time a cap needs it, so a request that holds a connection does not wait for another."""
+    policy = await asset_policy(session, book, asset)
+    if policy.storage_cap is None:
+        return CreditLimits()
+    pool = await find_book_account(session, book, PUBLIC_POOL, asset)
+    if pool is None:
+        pool = await book_account(sessions, book, PUBLIC_POOL, asset)
     return CreditLimits(dict.fromkeys(account_ids, policy.storage_cap), pool)

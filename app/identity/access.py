@@ -4,14 +4,15 @@ for, the member a mini-program acts for, a member within reach (404 otherwise)."
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import Caller
-from app.identity import members
-from app.identity.authorization import sees_member
-from app.identity.errors import MemberNotFound
+from app.identity import members, organisations
+from app.identity.authorization import reaches_book, sees_member
+from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.kit.problems import Forbidden, ValidationFailed
 
 
@@ -64,6 +65,40 @@ def acting_member(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID:
             errors=[{"field": "body/member_id", "message": "required", "code": "missing"}],
         )
     return requested
+
+
+async def visible_organisation(
+    session: AsyncSession, caller: Caller, organisation_id: uuid.UUID
+) -> dict[str, Any]:
+    """An organisation within the caller's reach (its book); 404 otherwise."""
+    org = await organisations.get_organisation(session, organisation_id)
+    if not reaches_book(caller, org["book"]):
+        raise OrganisationNotFound(f"organisation {organisation_id} does not exist")
+    return org
+
+
+def sees_organisation_data(caller: Caller, organisation_id: uuid.UUID) -> bool:
+    """Whether the caller sees what an organisation keeps private (a donor's details): admins
+    and the organisation itself."""
+    return caller.role == "admin" or (
+        caller.role == "org" and str(organisation_id) == caller.organisation_id
+    )
+
+
+async def sees_member_between_books(
+    session: AsyncSession, caller: Caller, member_id: uuid.UUID, books: Iterable[str]
+) -> bool:
+    """Whether the caller sees what a member moved between `books`: admins and auditors
+    reaching one of them; the member's own mini-program reaching one of them; an organisation
+    that has the member."""
+    reaches_one = any(reaches_book(caller, book) for book in books)
+    if caller.role in ("admin", "auditor"):
+        return reaches_one
+    if caller.role == "miniprogram":
+        return str(member_id) == caller.member_id and reaches_one
+    if caller.role == "org":
+        return await sees_member(session, caller, await members.get_member_row(session, member_id))
+    return False
 
 
 async def visible_member(

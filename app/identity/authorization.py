@@ -57,6 +57,26 @@ def require_platform(caller: Caller, action: str) -> None:
         raise Forbidden(f"only a platform credential may {action}")
 
 
+def require_books(caller: Caller, books: Iterable[str], refusal: str) -> None:
+    """403 (`refusal`) unless the caller reaches every one of `books`: what a caller sees
+    through one of its books, it changes only if it reaches all of them."""
+    if not all(reaches_book(caller, book) for book in books):
+        raise Forbidden(refusal)
+
+
+def require_admin_reach(caller: Caller, book: str, refusal: str) -> None:
+    """403 (`refusal`) for an admin that does not reach `book` (a mini-program is bound to its
+    member instead)."""
+    if caller.role == "admin":
+        require_books(caller, (book,), refusal)
+
+
+def acts_in_book_for(caller: Caller, book: str, member_id: str) -> bool:
+    """Whether the caller acts in `book` for a member registered in another book (who holds
+    an account there): an admin reaching it, or the member's own mini-program reaching it."""
+    return reaches_book(caller, book) and (caller.role == "admin" or caller.member_id == member_id)
+
+
 def org_owner(organisation_id: str | None) -> str:
     """The `owner` of an organisation's accounts."""
     return f"org:{organisation_id}"

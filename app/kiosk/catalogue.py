@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.exchange.policies import require_asset
+from app.exchange.assets.service import require_asset
 from app.identity.organisations import get_organisation
 from app.kiosk import errors, schemas
 from app.kiosk.schemas import ItemRead, RedemptionLine, StockMoveRead

@@ -26,7 +26,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.exchange.accounts import find_member_account, purpose_account
-from app.exchange.policies import require_not_erased
+from app.exchange.postings import require_not_erased
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.authorization import org_owner
 from app.identity.errors import MemberNotFound

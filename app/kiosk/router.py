@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from app.exchange.policies import require_not_erased
+from app.exchange.postings import require_not_erased
 from app.http.actions import ActionResult, action_id, answer_action, run_action
 from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep

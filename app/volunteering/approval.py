@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.exchange.policies import storage_limits
+from app.exchange.accounts import storage_limits
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.authorization import member_owner, org_owner
 from app.kit.faults import fault_point

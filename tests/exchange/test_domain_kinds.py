@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from app.exchange import exchanges, expiry, gifts, pools, public_pool, recognition
+from app.exchange.exchanges import service as exchanges
+from app.exchange.expiry import service as expiry
+from app.exchange.gifts import service as gifts
+from app.exchange.pools import service as pools
+from app.exchange.public_pool import service as public_pool
+from app.exchange.recognition import transfers as recognition
 from tests.conftest import Api
 from tests.volunteering.district import District, build_district
 

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.exchange.exchanges import caps_refusal
-from app.exchange.rules import convert
+from app.exchange.exchanges.service import caps_refusal
+from app.exchange.ratios import convert
 from app.kit.canonical_json import canonical_bytes
 from tests.conftest import Api
 from tests.exchange.market import build_market

@@ -16,19 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from app.exchange import expiry
 from app.exchange.accounts import EXPIRED, book_account, find_book_account, member_account
-from app.exchange.expiry import (
+from app.exchange.expiry import service as expiry
+from app.exchange.expiry.lots import (
     Lots,
     Movement,
-    account_lots,
-    expire_lapsed,
     expiry_plan,
     lapsed,
     lapses_on,
     replay,
     upcoming,
 )
+from app.exchange.expiry.service import account_lots, expire_lapsed
 from app.ledger import service as ledger_service
 from app.ledger.outcomes import IdempotencyRef
 from app.ledger.posting import Draft
@@ -248,7 +247,8 @@ class Scene:
 
     async def expire(self, as_of: date) -> dict[str, Any]:
         state = self.api.app.state
-        return await expire_lapsed(state.sessions, state.sequencer, as_of, ZONE)
+        summary = await expire_lapsed(state.sessions, state.sequencer, as_of, ZONE)
+        return summary.as_json()
 
     async def entries(self, kind: str) -> list[dict[str, Any]]:
         async with self.api.app.state.sessions() as session:

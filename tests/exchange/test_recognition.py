@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.exchange.recognition import convert
+from app.exchange.ratios import convert
 from app.ledger.posting import Draft
 from app.ledger.verify_runner import verify_book
 from tests.conftest import Api, ScratchDatabase

@@ -1,0 +1,1 @@
+"""Assets: the units books count, their issuer and validity period."""

@@ -1,0 +1,1 @@
+"""A member's balances across assets and books, with what lapses when."""

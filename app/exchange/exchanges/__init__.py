@@ -1,0 +1,1 @@
+"""Quotes and exchanges of one asset for another at a published rule's terms."""

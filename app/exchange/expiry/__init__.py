@@ -1,0 +1,1 @@
+"""Expiry of units with a validity period: lots derived from the journal, and expiry runs."""

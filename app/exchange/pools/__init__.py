@@ -1,0 +1,1 @@
+"""Organisations' pools and the donations that fund them."""

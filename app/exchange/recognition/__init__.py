@@ -1,0 +1,1 @@
+"""Mutual recognition between books (通存通兑): agreements, transfers, reconciliation."""

@@ -1,0 +1,1 @@
+"""Exchange rules: versioned, immutable once published, proved by the journal."""
