@@ -1,8 +1,10 @@
-"""The import contracts (pyproject.toml, [tool.importlinter]) hold, and they bite: an upward
-import planted in a copy of the package breaks them."""
+"""The package's shape: the import contracts (pyproject.toml, [tool.importlinter]) hold and
+bite (an upward import planted in a copy of the package breaks them), and no module or
+function under app/ outgrows its limit."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -74,3 +76,17 @@ def test_a_planted_import_breaks_them(
     result = _lint(project)
     assert result.returncode != 0
     assert f"{broken} BROKEN" in result.stdout
+
+
+def test_no_module_over_600_lines_and_no_function_over_120() -> None:
+    too_long: list[str] = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > 600:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 120:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.name}: {length} lines")
+    assert too_long == []
