@@ -40,10 +40,10 @@ def require_owner(caller: Caller, organisation_id: uuid.UUID, what: str) -> None
 
 async def reachable_member(
     session: AsyncSession, caller: Caller, member_id: uuid.UUID, book: str
-) -> dict[str, Any]:
+) -> members.MemberRow:
     """A member of `book` within the caller's reach; 404 otherwise."""
     row = await members.get_member_row(session, member_id)
-    if row["book"] != book or not await sees_member(session, caller, row):
+    if row.book != book or not await sees_member(session, caller, row):
         raise MemberNotFound(f"member {member_id} does not exist")
     return row
 
@@ -103,7 +103,7 @@ async def sees_member_between_books(
 
 async def visible_member(
     session: AsyncSession, caller: Caller, member_id: uuid.UUID
-) -> dict[str, Any]:
+) -> members.MemberRow:
     """A member (of any book) within the caller's reach; 404 otherwise."""
     row = await members.get_member_row(session, member_id)
     if not await sees_member(session, caller, row):

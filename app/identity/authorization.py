@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from sqlalchemy import text
@@ -99,16 +99,26 @@ async def is_org_member(session: AsyncSession, organisation_id: str, member_id: 
     return found.first() is not None
 
 
-async def sees_member(session: AsyncSession, caller: Caller, member: dict[str, Any]) -> bool:
+class ReachableMember(Protocol):
+    """What reach is decided on for a member: their id and book."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def book(self) -> str: ...
+
+
+async def sees_member(session: AsyncSession, caller: Caller, member: ReachableMember) -> bool:
     """Whether the member is within the caller's reach."""
-    if not reaches_book(caller, member["book"]):
+    if not reaches_book(caller, member.book):
         return False
     if caller.role in ("admin", "auditor"):
         return True
     if caller.role == "miniprogram":
-        return caller.member_id in (None, str(member["id"]))
+        return caller.member_id in (None, str(member.id))
     if caller.role == "org" and caller.organisation_id is not None:
-        return await is_org_member(session, caller.organisation_id, str(member["id"]))
+        return await is_org_member(session, caller.organisation_id, str(member.id))
     return False
 
 

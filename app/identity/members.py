@@ -7,7 +7,8 @@ it; the journal and the logs name members by opaque ids only.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -78,22 +79,59 @@ class _Fields:
             self.birth_date = parsed.birth_date
 
 
-async def get_member_row(session: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """A member's stored row (personal data still encrypted, `*_enc`), with their accounts in
+    their own book and the organisations they belong to."""
+
+    id: uuid.UUID
+    book: str
+    volunteer_number: str
+    status: str
+    display_name_enc: bytes | None
+    phone_enc: bytes | None
+    phone_hash: str | None
+    resident_id_enc: bytes | None
+    resident_id_hash: str | None
+    birth_date_enc: bytes | None
+    created_at: datetime
+    updated_at: datetime
+    erased_at: datetime | None
+    accounts: list[schemas.MemberAccount]
+    organisations: list[uuid.UUID]
+
+    def encrypted(self, field: str) -> bytes | None:
+        """The stored ciphertext of a personal field (`display_name`, `phone`, ...)."""
+        value: bytes | None = getattr(self, f"{field}_enc")
+        return value
+
+    def account_ids(self) -> list[str]:
+        """The ids of the member's accounts in their own book."""
+        return [str(account.account_id) for account in self.accounts]
+
+
+_MEMBER_COLUMNS = tuple(field.name for field in fields(MemberRow))
+
+
+async def get_member_row(session: AsyncSession, member_id: uuid.UUID) -> MemberRow:
     """A member's stored row (personal data still encrypted), with accounts and memberships."""
     row = (
         await session.execute(text(f"{SELECT_MEMBER} WHERE m.id = :id"), {"id": member_id})
     ).one_or_none()
     if row is None:
         raise errors.MemberNotFound(f"member {member_id} does not exist")
-    return dict(row._mapping)
+    values = {name: row._mapping[name] for name in _MEMBER_COLUMNS}
+    values["accounts"] = [schemas.MemberAccount.model_validate(a) for a in values["accounts"]]
+    values["organisations"] = [uuid.UUID(str(o)) for o in values["organisations"]]
+    return MemberRow(**values)
 
 
-def member_view(row: dict[str, Any], cipher: PersonalDataCipher, full: bool) -> dict[str, Any]:
+def member_view(row: MemberRow, cipher: PersonalDataCipher, full: bool) -> schemas.MemberRead:
     """A member as the API shows it: personal fields in full or masked."""
-    member_id = row["id"]
+    member_id = row.id
 
     def clear(field: str) -> str | None:
-        blob = row[f"{field}_enc"]
+        blob = row.encrypted(field)
         return None if blob is None else cipher.decrypt(blob, f"member:{member_id}:{field}")
 
     name, phone, resident_id = clear("display_name"), clear("phone"), clear("resident_id")
@@ -104,22 +142,22 @@ def member_view(row: dict[str, Any], cipher: PersonalDataCipher, full: bool) -> 
         phone = None if phone is None else mask_phone(phone)
         resident_id = None if resident_id is None else mask_resident_id(resident_id)
         birth_date = None
-    return {
-        "id": member_id,
-        "book": row["book"],
-        "volunteer_number": row["volunteer_number"],
-        "status": row["status"],
-        "display_name": name,
-        "phone": phone,
-        "resident_id": resident_id,
-        "birth_date": birth_date,
-        "masked": not full,
-        "accounts": row["accounts"],
-        "organisations": row["organisations"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "erased_at": row["erased_at"],
-    }
+    return schemas.MemberRead(
+        id=member_id,
+        book=row.book,
+        volunteer_number=row.volunteer_number,
+        status="erased" if row.status == "erased" else "active",
+        display_name=name,
+        phone=phone,
+        resident_id=resident_id,
+        birth_date=birth_date,
+        masked=not full,
+        accounts=row.accounts,
+        organisations=row.organisations,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        erased_at=row.erased_at,
+    )
 
 
 def _encrypted(
@@ -167,7 +205,7 @@ async def register_member(
     cipher: PersonalDataCipher,
     data: schemas.MemberCreate,
     today: date,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[MemberRow, bool]:
     """Register a member with one account per asset; idempotent on the external identity.
 
     Returns the stored row and whether it was created now.
@@ -236,24 +274,24 @@ class _RegisteredConcurrently(Exception):
 
 
 def conflicting_fields(
-    cipher: PersonalDataCipher, row: dict[str, Any], data: schemas.MemberCreate, today: date
+    cipher: PersonalDataCipher, row: MemberRow, data: schemas.MemberCreate, today: date
 ) -> list[str]:
     """The fields of a registration that differ from the member its identity belongs to."""
     fields = _Fields(today, data.phone, data.resident_id, data.birth_date)
 
     def stored(field: str) -> str | None:
-        blob = row[f"{field}_enc"]
-        return None if blob is None else cipher.decrypt(blob, f"member:{row['id']}:{field}")
+        blob = row.encrypted(field)
+        return None if blob is None else cipher.decrypt(blob, f"member:{row.id}:{field}")
 
     differ = []
-    if data.book != row["book"]:
+    if data.book != row.book:
         differ.append("book")
     if data.display_name != stored("display_name"):
         differ.append("display_name")
-    if fields.phone is not None and cipher.lookup_hash("phone", fields.phone) != row["phone_hash"]:
+    if fields.phone is not None and cipher.lookup_hash("phone", fields.phone) != row.phone_hash:
         differ.append("phone")
     if fields.resident_id is not None and (
-        cipher.lookup_hash("resident_id", fields.resident_id) != row["resident_id_hash"]
+        cipher.lookup_hash("resident_id", fields.resident_id) != row.resident_id_hash
     ):
         differ.append("resident_id")
     if fields.birth_date is not None and fields.birth_date.isoformat() != stored("birth_date"):
@@ -266,7 +304,7 @@ async def register_member_once(
     cipher: PersonalDataCipher,
     data: schemas.MemberCreate,
     today: date,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[MemberRow, bool]:
     """`register_member`, answering the winner when the same identity registers twice at once.
 
     A repeat is answered only if it names the same person: an identity registered with other
@@ -313,19 +351,19 @@ async def join_organisation(
 async def update_member(
     session: AsyncSession,
     cipher: PersonalDataCipher,
-    row: dict[str, Any],
+    row: MemberRow,
     data: schemas.MemberUpdate,
     today: date,
-) -> dict[str, Any]:
+) -> MemberRow:
     """Correct a member's personal data."""
-    if row["status"] == "erased":
+    if row.status == "erased":
         raise errors.MemberErased("an erased member's data cannot be corrected")
     fields = _Fields(today, data.phone, data.resident_id, data.birth_date)
-    if data.resident_id is None and data.birth_date is not None and row["resident_id_enc"]:
-        current = cipher.decrypt(row["resident_id_enc"], f"member:{row['id']}:resident_id")
+    if data.resident_id is None and data.birth_date is not None and row.resident_id_enc:
+        current = cipher.decrypt(row.resident_id_enc, f"member:{row.id}:resident_id")
         if validate_resident_id(current, today).birth_date != data.birth_date:
             raise _invalid("birth_date", "differs from the birth date in resident_id")
-    values = _encrypted(cipher, row["id"], data.display_name, fields)
+    values = _encrypted(cipher, row.id, data.display_name, fields)
     if not values:
         return row
     assignments = ", ".join(f"{column} = :{column}" for column in values)
@@ -333,14 +371,14 @@ async def update_member(
         async with session.begin_nested():
             await session.execute(
                 text(f"UPDATE members SET {assignments}, updated_at = now() WHERE id = :id"),
-                {"id": row["id"], **values},
+                {"id": row.id, **values},
             )
     except IntegrityError:
         raise errors.DuplicateResident("a member with this resident ID is registered") from None
-    return await get_member_row(session, row["id"])
+    return await get_member_row(session, row.id)
 
 
-async def erase_member(session: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:
+async def erase_member(session: AsyncSession, member_id: uuid.UUID) -> MemberRow:
     """Scrub a member's personal data; accounts and journal entries stay (opaque ids only)."""
     await session.execute(
         text(
@@ -357,19 +395,19 @@ async def erase_member(session: AsyncSession, member_id: uuid.UUID) -> dict[str,
     return await get_member_row(session, member_id)
 
 
-async def member_accounts_in(session: AsyncSession, row: dict[str, Any], book: str) -> list[str]:
+async def member_accounts_in(session: AsyncSession, row: MemberRow, book: str) -> list[str]:
     """The ids of the member's accounts in a book (their own, or one they moved hours to)."""
-    if book == row["book"]:
-        return [str(a["account_id"]) for a in row["accounts"]]
+    if book == row.book:
+        return row.account_ids()
     found = await session.scalars(
         text("SELECT id::text FROM accounts WHERE owner = :owner AND book_code = :book"),
-        {"owner": member_owner(str(row["id"])), "book": book},
+        {"owner": member_owner(str(row.id)), "book": book},
     )
     return list(found)
 
 
 async def member_entries(
-    session: AsyncSession, row: dict[str, Any], book: str, before_seq: int | None, limit: int
+    session: AsyncSession, row: MemberRow, book: str, before_seq: int | None, limit: int
 ) -> AccountEntriesPage:
     """The legs of all of the member's accounts in `book`, newest first."""
     ids = [uuid.UUID(a) for a in await member_accounts_in(session, row, book)]

@@ -29,7 +29,7 @@ def _cipher(request: Request) -> PersonalDataCipher:
     return cipher
 
 
-def _view(request: Request, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
+def _view(request: Request, caller: Caller, row: members.MemberRow) -> schemas.MemberRead:
     return members.member_view(row, _cipher(request), caller.role in SEES_PERSONAL_DATA)
 
 
@@ -62,8 +62,8 @@ async def register_member(
         response.status_code = 200
         if caller.role == "org" and data.organisation_id is not None:
             # The organisation knows the member's identity: it may enrol them.
-            await members.join_organisation(session, data.organisation_id, row["id"], row["book"])
-            row = await members.get_member_row(session, row["id"])
+            await members.join_organisation(session, data.organisation_id, row.id, row.book)
+            row = await members.get_member_row(session, row.id)
         elif not await sees_member(session, caller, row):
             raise errors.MemberNotFound("the identity belongs to a member out of reach")
     return _view(request, caller, row)
@@ -127,7 +127,7 @@ async def create_enrolment_code(
         # Only for the member it acts for in this request (X-Member-Id), never on its own.
         raise errors.MemberNotFound(f"member {member_id} does not exist")
     row = await access.visible_member(session, caller, member_id)
-    if row["status"] != "active":
+    if row.status != "active":
         raise errors.MemberErased("an erased member cannot be enrolled")
     state = request.app.state
     return await enrolment.issue(
@@ -164,4 +164,4 @@ async def member_entries(
     row = await access.visible_member(session, caller, member_id)
     if book is not None:
         require_book(caller, book, f"book {book!r}")
-    return await members.member_entries(session, row, book or row["book"], before_seq, limit)
+    return await members.member_entries(session, row, book or row.book, before_seq, limit)

@@ -130,7 +130,7 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
 
     async def action(session: AsyncSession) -> ActionResult:
         row = await visible_member(session, caller, member)
-        require_not_erased(member, str(row["status"]))
+        require_not_erased(member, row.status)
         issued = await codes.issue(
             session,
             state.personal_data,

@@ -39,6 +39,7 @@ from app.audit.receipts import (
 from app.http.caller import Caller
 from app.identity.authorization import certifying_organisation
 from app.identity.errors import OrganisationNotFound
+from app.identity.members import MemberRow
 from app.identity.personal import PersonalDataCipher
 from app.kit.canonical_json import canonical_bytes
 from app.kit.clock import rfc3339_micro
@@ -146,7 +147,7 @@ async def _organisation_issuer(
 async def resolve_issuer(
     session: AsyncSession,
     caller: Caller,
-    member: Mapping[str, Any],
+    member: MemberRow,
     organisation_id: uuid.UUID | None,
 ) -> Issuer:
     """The issuer of a proof for a member within the caller's reach.
@@ -158,14 +159,14 @@ async def resolve_issuer(
     requested = None if organisation_id is None else str(organisation_id)
     wanted = certifying_organisation(caller, requested)
     if wanted is not None:
-        issuer = await _organisation_issuer(session, wanted, member["book"])
+        issuer = await _organisation_issuer(session, wanted, member.book)
         if issuer is None:
             raise OrganisationNotFound(f"organisation {wanted} does not exist")
         return issuer
     book_name = await session.scalar(
-        text("SELECT name FROM books WHERE code = :code"), {"code": member["book"]}
+        text("SELECT name FROM books WHERE code = :code"), {"code": member.book}
     )
-    return Issuer("book", member["book"], str(book_name), None, None)
+    return Issuer("book", member.book, str(book_name), None, None)
 
 
 async def certified_records(
@@ -254,7 +255,7 @@ async def issue_proof(
     ring: KeyRing,
     cipher: PersonalDataCipher,
     caller: Caller,
-    member: Mapping[str, Any],
+    member: MemberRow,
     volunteer_name: str | None,
     name_masked: bool,
     issuer: Issuer,
@@ -278,10 +279,10 @@ async def issue_proof(
     iat = int(issued_at.timestamp())
     proof_id = str(uuid.uuid4())
     local_day = issued_at.astimezone(ZoneInfo(timezone)).date()
-    number = f"{member['book'].upper()}-{local_day:%Y%m%d}-{row.n:08d}"
+    number = f"{member.book.upper()}-{local_day:%Y%m%d}-{row.n:08d}"
     verify_url = public_url.rstrip("/") + VERIFY_PATH + proof_id
     records = await certified_records(
-        session, str(member["id"]), member["book"], issuer.organisation_id, period_from, period_to
+        session, str(member.id), member.book, issuer.organisation_id, period_from, period_to
     )
     summed = totals(records)
     document = {
@@ -291,10 +292,10 @@ async def issue_proof(
         "number": number,
         "issued_at": format_time(issued_at),
         "iat": iat,
-        "book": member["book"],
+        "book": member.book,
         "volunteer": {
-            "member_id": str(member["id"]),
-            "volunteer_number": member["volunteer_number"],
+            "member_id": str(member.id),
+            "volunteer_number": member.volunteer_number,
             "name": volunteer_name,
             "name_masked": name_masked,
         },
@@ -316,8 +317,8 @@ async def issue_proof(
         {
             "id": uuid.UUID(proof_id),
             "number": number,
-            "book": member["book"],
-            "member": member["id"],
+            "book": member.book,
+            "member": member.id,
             "organisation": issuer.organisation_id,
             "period_from": period_from,
             "period_to": period_to,
@@ -332,8 +333,8 @@ async def issue_proof(
         "volunteering.proof_issued",
         proof_id=proof_id,
         number=number,
-        book=member["book"],
-        member_id=str(member["id"]),
+        book=member.book,
+        member_id=str(member.id),
         issuer=issuer.kind,
         records=len(records),
         minutes=summed.minutes,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import date
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -15,12 +14,13 @@ from app.exchange.assets.service import validity_years
 from app.exchange.balances import schemas
 from app.exchange.expiry.service import upcoming_expiries
 from app.identity.authorization import member_owner
+from app.identity.members import MemberRow
 from app.ledger import service as ledger
 
 
 async def member_balances(
     session: AsyncSession,
-    row: dict[str, Any],
+    row: MemberRow,
     zone: ZoneInfo,
     today: date,
     reaches: Callable[[str], bool] = lambda book: True,
@@ -35,9 +35,9 @@ async def member_balances(
             "SELECT id::text AS account_id, book_code FROM accounts WHERE owner = :owner "
             "AND book_code <> :book ORDER BY book_code, asset, id"
         ),
-        {"owner": member_owner(str(row["id"])), "book": row["book"]},
+        {"owner": member_owner(str(row.id)), "book": row.book},
     )
-    accounts = [(row["book"], a["account_id"]) for a in row["accounts"]] + [
+    accounts = [(row.book, account_id) for account_id in row.account_ids()] + [
         (other.book_code, other.account_id) for other in others if reaches(other.book_code)
     ]
     balances = []
@@ -60,4 +60,4 @@ async def member_balances(
                 expiries=[schemas.Expiry(lapses_on=day, amount=n) for day, n in expiries],
             )
         )
-    return schemas.MemberBalances(member_id=row["id"], balances=balances)
+    return schemas.MemberBalances(member_id=row.id, balances=balances)

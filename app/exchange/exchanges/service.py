@@ -36,6 +36,7 @@ from app.exchange.ratios import convert
 from app.exchange.rules.service import rule_row, sees_rule
 from app.exchange.usage import Period, debited_since, period_start
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
+from app.identity.members import MemberRow
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point
 from app.ledger.outcomes import IdempotencyRef, Outcome
@@ -140,7 +141,7 @@ async def _conditions(
     session: AsyncSession,
     cipher: PersonalDataCipher,
     rule: Row[Any],
-    member: dict[str, Any],
+    member: MemberRow,
     amount: int,
     hardship: bool,
     caller: Caller,
@@ -155,8 +156,8 @@ async def _conditions(
             )
         passed.append({"condition": "step", "step": rule.step})
     if rule.min_age is not None:
-        blob = member["birth_date_enc"]
-        born = None if blob is None else cipher.decrypt(blob, f"member:{member['id']}:birth_date")
+        blob = member.birth_date_enc
+        born = None if blob is None else cipher.decrypt(blob, f"member:{member.id}:birth_date")
         age = None if born is None else age_on(date.fromisoformat(born), today)
         attested = hardship and caller.role in ("org", "admin")
         if age is not None and age >= rule.min_age:
@@ -190,7 +191,7 @@ async def _conditions(
                 "SELECT 1 FROM exchange_quotes WHERE member_id = :m AND executed_at IS NOT NULL "
                 "LIMIT 1"
             ),
-            {"m": member["id"]},
+            {"m": member.id},
         )
         if exchanged_before:
             passed.append({"condition": "min_certified_minutes", "first_exchange": False})
@@ -200,7 +201,7 @@ async def _conditions(
                     "SELECT coalesce(sum(credited_minutes), 0) FROM service_records "
                     "WHERE member_id = :m AND status = 'approved'"
                 ),
-                {"m": member["id"]},
+                {"m": member.id},
             )
             if int(certified or 0) < rule.min_certified_minutes:
                 raise errors.ConditionNotMet(
@@ -266,7 +267,7 @@ async def create_quote(
     session: AsyncSession,
     cipher: PersonalDataCipher,
     caller: Caller,
-    member: dict[str, Any],
+    member: MemberRow,
     amount: int,
     rule_id: uuid.UUID | None,
     pair: tuple[str | None, str | None],
@@ -274,7 +275,7 @@ async def create_quote(
     terms: Terms,
 ) -> schemas.QuoteRead:
     """Price an exchange for a member at the rule in force, for `quote_ttl_s` seconds."""
-    book = member["book"]
+    book = member.book
     rule = await _find_rule(session, rule_id, pair, book, terms.now)
     if not sees_rule(caller, rule):
         raise errors.RuleNotFound(f"exchange rule {rule_id} does not exist")
@@ -283,10 +284,10 @@ async def create_quote(
         raise errors.RuleNotApplicable(
             f"exchange rule {rule.code} v{rule.version} does not apply in book {book!r}"
         )
-    if member["status"] != "active":
-        raise errors.MemberNotEligible(f"member {member['id']} is {member['status']}")
+    if member.status != "active":
+        raise errors.MemberNotEligible(f"member {member.id} is {member.status}")
     if rule.organisations is not None and not set(map(str, rule.organisations)) & set(
-        map(str, member["organisations"])
+        map(str, member.organisations)
     ):
         raise errors.RuleNotApplicable(
             f"exchange rule {rule.code} v{rule.version} applies to members of named "
@@ -305,7 +306,7 @@ async def create_quote(
         )
     today = terms.now.astimezone(terms.zone).date()
     conditions = await _conditions(session, cipher, rule, member, amount, hardship, caller, today)
-    account = await find_member_account(session, book, member["id"], rule.from_asset)
+    account = await find_member_account(session, book, member.id, rule.from_asset)
     refusal = caps_refusal(_caps(rule), await _used(session, account, rule, terms), amount)
     if refusal is not None:
         raise _cap_problem(refusal)
@@ -320,7 +321,7 @@ async def create_quote(
             "id": quote_id,
             "rule": rule.id,
             "book": book,
-            "member": member["id"],
+            "member": member.id,
             "give": amount,
             "receive": receive,
             "conditions": json.dumps(conditions),

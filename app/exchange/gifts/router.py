@@ -82,4 +82,4 @@ async def member_gifts(
     row = await visible_member(session, caller, member_id)
     if book is not None:
         require_book(caller, book, f"book {book!r}")
-    return await gifts.list_gifts(session, row, book or str(row["book"]), before_seq, limit)
+    return await gifts.list_gifts(session, row, book or row.book, before_seq, limit)

@@ -15,7 +15,6 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -43,7 +42,7 @@ from app.exchange.usage import debited_since, period_start
 from app.http.caller import Caller
 from app.identity.authorization import acts_in_book_for, sees_member
 from app.identity.errors import MemberNotFound
-from app.identity.members import get_member_row, member_accounts_in
+from app.identity.members import MemberRow, get_member_row, member_accounts_in
 from app.kit.faults import fault_point
 from app.ledger import errors as ledger_errors
 from app.ledger.outcomes import refusal
@@ -69,17 +68,17 @@ class GiftPlan:
 
 
 async def _present(
-    session: AsyncSession, caller: Caller | None, member: dict[str, Any], book: str, asset: str
+    session: AsyncSession, caller: Caller | None, member: MemberRow, book: str, asset: str
 ) -> bool:
     """Whether a member takes part in gifts of `asset` in `book`: registered there, or holding
     an account of it there (hours moved in from another book); and, for the giver (`caller`
     given), within the caller's reach: as for the member in their own book, else the book's
     admins or the member's own mini-program of that book."""
-    if member["book"] == book:
+    if member.book == book:
         return caller is None or await sees_member(session, caller, member)
-    if caller is not None and not acts_in_book_for(caller, book, str(member["id"])):
+    if caller is not None and not acts_in_book_for(caller, book, str(member.id)):
         return False
-    return await find_member_account(session, book, member["id"], asset) is not None
+    return await find_member_account(session, book, member.id, asset) is not None
 
 
 async def plan_gift(
@@ -100,7 +99,7 @@ async def plan_gift(
         raise errors.GiftToSelf("a member cannot give to themselves", member_id=str(giver))
     async with sessions() as session:
         giver_row = await get_member_row(session, giver)
-        book = book or str(giver_row["book"])
+        book = book or giver_row.book
         if not await _present(session, caller, giver_row, book, asset):
             raise MemberNotFound(f"member {giver} does not exist in book {book!r}")
         try:
@@ -253,7 +252,7 @@ SELECT e.seq, e.tx_id::text AS tx_id, convert_from(e.body, 'UTF8') AS body
 
 
 async def list_gifts(
-    session: AsyncSession, member: dict[str, Any], book: str, before_seq: int | None, limit: int
+    session: AsyncSession, member: MemberRow, book: str, before_seq: int | None, limit: int
 ) -> schemas.GiftPage:
     """The gifts a member gave and received in `book`, newest first, read from the journal
     (keyset pagination on seq)."""
@@ -284,7 +283,7 @@ async def list_gifts(
             )
         ).all()
     )
-    mine = str(member["id"])
+    mine = str(member.id)
     items = []
     for row, entry in zip(page, entries, strict=True):
         meta = entry["meta"]

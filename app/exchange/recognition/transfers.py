@@ -184,7 +184,7 @@ async def prepare_transfer(
         member = await members.get_member_row(session, member_id)
         from_account = await find_member_account(session, row.from_book, member_id, row.from_asset)
         # An admin reaches the members whose hours are in its book (or who registered there).
-        if caller.role == "admin" and from_account is None and member["book"] != row.from_book:
+        if caller.role == "admin" and from_account is None and member.book != row.from_book:
             raise MemberNotFound(f"member {member_id} does not exist")
     if from_account is None:
         raise errors.NoAccountInBook(
@@ -205,7 +205,7 @@ async def prepare_transfer(
         row.from_book,
         row.to_book,
         # Nothing to open for a transfer that will be refused (or answered from a replay).
-        row.status == "active" and member["status"] == "active",
+        row.status == "active" and member.status == "active",
         from_account,
     )
     if prepared.active:
