@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import Caller
-from app.identity import members, organisations
+from app.identity import members, organisations, schemas
 from app.identity.authorization import reaches_book, sees_member
 from app.identity.errors import MemberNotFound, OrganisationNotFound
 from app.kit.problems import Forbidden, ValidationFailed
@@ -69,10 +68,10 @@ def acting_member(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID:
 
 async def visible_organisation(
     session: AsyncSession, caller: Caller, organisation_id: uuid.UUID
-) -> dict[str, Any]:
+) -> schemas.OrganisationRead:
     """An organisation within the caller's reach (its book); 404 otherwise."""
     org = await organisations.get_organisation(session, organisation_id)
-    if not reaches_book(caller, org["book"]):
+    if not reaches_book(caller, org.book):
         raise OrganisationNotFound(f"organisation {organisation_id} does not exist")
     return org
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,7 +58,7 @@ async def issue(
 async def enrol(
     session: AsyncSession,
     cipher: PersonalDataCipher,
-    organisation: dict[str, Any],
+    organisation: schemas.OrganisationRead,
     code: str,
     volunteer_number: str | None,
     now: datetime,
@@ -68,7 +68,7 @@ async def enrol(
     A code the same organisation used before answers the same membership (a retry); any other
     unknown, expired, used or mismatched code is one refusal that tells nothing more.
     """
-    params = {"h": _hash(cipher, code), "o": organisation["id"], "now": now}
+    params = {"h": _hash(cipher, code), "o": organisation.id, "now": now}
     match = "m.book_code = :b AND m.status = 'active'" + (
         "" if volunteer_number is None else " AND m.volunteer_number = :n"
     )
@@ -80,7 +80,7 @@ async def enrol(
             "AND ((c.used_at IS NULL AND c.expires_at > :now) OR c.organisation_id = :o) "
             "RETURNING c.member_id, m.volunteer_number"
         ),
-        {**params, "b": organisation["book"], "n": volunteer_number},
+        {**params, "b": organisation.book, "n": volunteer_number},
     )
     found = claimed.one_or_none()
     if found is None:
@@ -92,7 +92,7 @@ async def enrol(
                 "ON CONFLICT (organisation_id, member_id) DO UPDATE SET joined_at = "
                 "organisation_members.joined_at RETURNING organisation_id, member_id, joined_at"
             ),
-            {"o": organisation["id"], "m": found.member_id},
+            {"o": organisation.id, "m": found.member_id},
         )
     ).one()
     return schemas.MembershipRead(**row._asdict(), volunteer_number=found.volunteer_number)

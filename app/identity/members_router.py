@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
@@ -46,7 +46,7 @@ async def register_member(
     session: SessionDep,
     request: Request,
     response: Response,
-) -> Any:
+) -> schemas.MemberRead:
     """Register a member and open their accounts; a repeat with the same identity answers
     200 with the same member."""
     require_book(caller, data.book, f"book {data.book!r}")
@@ -76,7 +76,7 @@ async def register_member(
 )
 async def get_member(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.MemberRead:
     """A member; personal fields are masked unless the caller's role may see them."""
     return _view(request, caller, await access.visible_member(session, caller, member_id))
 
@@ -92,7 +92,7 @@ async def update_member(
     caller: CallerDep,
     session: SessionDep,
     request: Request,
-) -> Any:
+) -> schemas.MemberRead:
     """Correct a member's personal data."""
     row = await access.visible_member(session, caller, member_id)
     row = await members.update_member(session, _cipher(request), row, data, utc_now().date())
@@ -106,7 +106,7 @@ async def update_member(
 )
 async def erase_member(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.MemberRead:
     """Erase a member's personal data on request; accounts and journal entries remain."""
     await access.visible_member(session, caller, member_id)
     return _view(request, caller, await members.erase_member(session, member_id))
@@ -120,7 +120,7 @@ async def erase_member(
 )
 async def create_enrolment_code(
     member_id: UUID, caller: CallerDep, session: SessionDep, request: Request
-) -> Any:
+) -> schemas.EnrolmentCodeRead:
     """A single-use code the member gives an organisation to be enrolled in it (their
     mini-program, or an admin), valid for `TIMEBANK_ENROLMENT_CODE_TTL_S` (600 s)."""
     if caller.role == "miniprogram" and caller.member_id != str(member_id):
@@ -158,7 +158,7 @@ async def member_entries(
             "who moved hours to another book holds accounts there (see /balances)",
         ),
     ] = None,
-) -> Any:
+) -> AccountEntriesPage:
     """The member's history across their accounts in one book, newest first, with running
     balances (seq is per book, so a page never mixes books)."""
     row = await access.visible_member(session, caller, member_id)

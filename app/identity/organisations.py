@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.http.actions import ActionResult, Notice
 from app.identity import errors, schemas
 from app.identity.authorization import org_owner
-from app.kit.pagination import keyset_page
+from app.kit.pagination import keyset_split
 from app.ledger import service as ledger
 from app.ledger.schemas import AccountCreate
 
@@ -25,20 +25,22 @@ COLUMNS = (
 )
 
 
-def _facts(org: dict[str, Any]) -> dict[str, Any]:
+def _facts(org: schemas.OrganisationRead) -> dict[str, Any]:
     """What the journal records of an organisation: no personal data, no secrets."""
     return {
-        "organisation_id": str(org["id"]),
-        "kind": org["kind"],
-        "name": org["name"],
-        "parent_id": None if org["parent_id"] is None else str(org["parent_id"]),
+        "organisation_id": str(org.id),
+        "kind": org.kind,
+        "name": org.name,
+        "parent_id": None if org.parent_id is None else str(org.parent_id),
         # A policy, not a person: the person in charge's name stays out of the journal.
-        "maker_checker": org["maker_checker"],
-        "accounts": [str(a["id"]) for a in org["accounts"]],
+        "maker_checker": org.maker_checker,
+        "accounts": [str(a.id) for a in org.accounts],
     }
 
 
-async def get_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> dict[str, Any]:
+async def get_organisation(
+    session: AsyncSession, organisation_id: uuid.UUID
+) -> schemas.OrganisationRead:
     """An organisation with its accounts."""
     row = (
         await session.execute(
@@ -48,7 +50,7 @@ async def get_organisation(session: AsyncSession, organisation_id: uuid.UUID) ->
     ).one_or_none()
     if row is None:
         raise errors.OrganisationNotFound(f"organisation {organisation_id} does not exist")
-    return dict(row._mapping)
+    return schemas.OrganisationRead.model_validate(dict(row._mapping))
 
 
 async def list_organisations(
@@ -56,7 +58,7 @@ async def list_organisations(
     book: str | None,
     after: uuid.UUID | None,
     limit: int,
-) -> dict[str, Any]:
+) -> schemas.OrganisationPage:
     """A page of the organisations of a book (None: all), keyset-paged by id."""
     rows = await session.execute(
         text(
@@ -67,7 +69,9 @@ async def list_organisations(
         ),
         {"book": book, "after": after, "limit": limit + 1},
     )
-    return keyset_page([dict(row._mapping) for row in rows], limit)
+    organisations = [schemas.OrganisationRead.model_validate(dict(r._mapping)) for r in rows]
+    items, next_after = keyset_split(organisations, limit)
+    return schemas.OrganisationPage(items=items, next_after=next_after)
 
 
 async def _check_parent(
@@ -145,7 +149,7 @@ async def update_organisation(
     org = await get_organisation(session, organisation_id)
     changes = data.model_dump(exclude_unset=True)
     if "parent_id" in changes:
-        await _check_parent(session, org["book"], data.parent_id, organisation_id)
+        await _check_parent(session, org.book, data.parent_id, organisation_id)
     await session.execute(
         text(
             "UPDATE organisations SET name = :name, parent_id = :parent, "
@@ -153,17 +157,17 @@ async def update_organisation(
         ),
         {
             "id": organisation_id,
-            "name": changes.get("name", org["name"]),
-            "parent": changes.get("parent_id", org["parent_id"]),
-            "pic": changes.get("person_in_charge", org["person_in_charge"]),
-            "mc": changes.get("maker_checker", org["maker_checker"]),
+            "name": changes.get("name", org.name),
+            "parent": changes.get("parent_id", org.parent_id),
+            "pic": changes.get("person_in_charge", org.person_in_charge),
+            "mc": changes.get("maker_checker", org.maker_checker),
         },
     )
     org = await get_organisation(session, organisation_id)
-    notice = Notice(org["book"], "organisation_changed", _facts(org), actor)
+    notice = Notice(org.book, "organisation_changed", _facts(org), actor)
     return ActionResult(200, _json(org), notice)
 
 
-def _json(org: dict[str, Any]) -> dict[str, Any]:
+def _json(org: schemas.OrganisationRead) -> dict[str, Any]:
     """An organisation as stored in an action's answer (plain JSON types)."""
-    return schemas.OrganisationRead.model_validate(org).model_dump(mode="json")
+    return org.model_dump(mode="json")

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.http.actions import answer_action
-from app.http.caller import Caller, CallerDep
+from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
-from app.identity import enrolment, errors, organisations, schemas
+from app.identity import access, enrolment, organisations, schemas
 from app.identity.authorization import ALL_ROLES, listed_book, require_book
 from app.identity.dependencies import allow
 from app.kit.problems import Forbidden
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["organisations"])
-
-
-async def _visible(session: Any, caller: Caller, organisation_id: UUID) -> dict[str, Any]:
-    org = await organisations.get_organisation(session, organisation_id)
-    if caller.book is not None and caller.book != org["book"]:
-        raise errors.OrganisationNotFound(f"organisation {organisation_id} does not exist")
-    return org
 
 
 @router.post(
@@ -53,7 +46,7 @@ async def list_organisations(
     book: BookCode | None = None,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+) -> schemas.OrganisationPage:
     """Organisations in the caller's reach (a directory: every role may list its book's)."""
     return await organisations.list_organisations(session, listed_book(caller, book), after, limit)
 
@@ -63,9 +56,11 @@ async def list_organisations(
     response_model=schemas.OrganisationRead,
     dependencies=[allow(ALL_ROLES, "read organisations")],
 )
-async def get_organisation(organisation_id: UUID, caller: CallerDep, session: SessionDep) -> Any:
+async def get_organisation(
+    organisation_id: UUID, caller: CallerDep, session: SessionDep
+) -> schemas.OrganisationRead:
     """An organisation of the caller's book, with its accounts."""
-    return await _visible(session, caller, organisation_id)
+    return await access.visible_organisation(session, caller, organisation_id)
 
 
 @router.patch(
@@ -78,7 +73,7 @@ async def update_organisation(
 ) -> Response:
     """Rename an organisation or move it in the tree; the journal records it (admins)."""
     async with ctx.sessions() as session:
-        await _visible(session, ctx.caller, organisation_id)
+        await access.visible_organisation(session, ctx.caller, organisation_id)
     actor = ctx.caller.actor()
     return await answer_action(
         ctx,
@@ -97,10 +92,10 @@ async def add_member(
     caller: CallerDep,
     session: SessionDep,
     request: Request,
-) -> Any:
+) -> schemas.MembershipRead:
     """Enrol a member of the book with the enrolment code they gave (their consent); a retry
     with the same code answers the same membership."""
-    org = await _visible(session, caller, organisation_id)
+    org = await access.visible_organisation(session, caller, organisation_id)
     if caller.role == "org" and caller.organisation_id != str(organisation_id):
         raise Forbidden("an organisation enrols members into itself only")
     state = request.app.state

@@ -44,9 +44,9 @@ class Site:
 async def site(session: AsyncSession, site_id: uuid.UUID) -> Site:
     """A kiosk site (an organisation of kind `kiosk_site`)."""
     organisation = await get_organisation(session, site_id)
-    if organisation["kind"] != KIOSK_SITE:
-        raise errors.NotAKioskSite(f"organisation {site_id} is a {organisation['kind']}")
-    return Site(organisation["id"], organisation["book"], organisation["name"])
+    if organisation.kind != KIOSK_SITE:
+        raise errors.NotAKioskSite(f"organisation {site_id} is a {organisation.kind}")
+    return Site(organisation.id, organisation.book, organisation.name)
 
 
 async def list_items(session: AsyncSession, site_id: uuid.UUID) -> list[ItemRead]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Query, Request
@@ -101,7 +101,9 @@ for _path, _endpoint, _body in (
     response_model=schemas.BookRead,
     dependencies=[allow(("admin",), "open books")],
 )
-async def create_book(data: schemas.BookCreate, caller: CallerDep, session: SessionDep) -> Any:
+async def create_book(
+    data: schemas.BookCreate, caller: CallerDep, session: SessionDep
+) -> schemas.BookRead:
     """Open a book: one region's ledger with its own sequence and chain (platform admins)."""
     require_platform(caller, "open books")
     return await service.create_book(session, data)
@@ -129,7 +131,7 @@ async def get_head(code: str, caller: CallerDep, session: SessionDep) -> schemas
 )
 async def open_account(
     code: str, data: schemas.AccountCreate, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.AccountRead:
     """Open an account holding one asset; `overdraft_limit` 0 means no overdraft (admins)."""
     require_book(caller, code, f"book {code!r}")
     return await service.open_account(session, code, data)
@@ -159,7 +161,7 @@ async def get_account(
 )
 async def update_account(
     account_id: UUID, data: schemas.AccountStatusUpdate, caller: CallerDep, session: SessionDep
-) -> Any:
+) -> schemas.AccountRead:
     """Freeze, unfreeze or close an account (admins)."""
     account = await service.get_account(session, account_id)
     await require_account(session, caller, account)

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from app.identity.credentials import create_credential
+from app.ledger.verify import BookSummary
 from app.ledger.verify_runner import verify_book
 from app.main import create_app
 from tests.conftest import SETTINGS, ScratchDatabase
@@ -249,10 +250,10 @@ def make_machine(world: World) -> type[RuleBasedStateMachine]:
             if not hasattr(self, "book"):
                 return
 
-            async def check() -> dict[str, Any]:
+            async def check() -> BookSummary:
                 return await verify_book(world.app_url, self.book.code)
 
-            assert world.run(check())["open_holds"] == len(self.book.holds)
+            assert world.run(check()).open_holds == len(self.book.holds)
 
     return LedgerMachine
 

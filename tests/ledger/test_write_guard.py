@@ -113,7 +113,7 @@ async def test_a_head_moved_by_another_process_makes_the_batch_read_again(
     assert outcome.body["type"].endswith(":insufficient-funds")
     assert (await api.balance(member))["posted"] == 30
     result = await verify_book(database.app_url, book)
-    assert result["entries"] == 2
+    assert result.entries == 2
 
 
 async def test_a_book_that_keeps_moving_is_written_under_locks(
@@ -144,7 +144,7 @@ async def test_a_book_that_keeps_moving_is_written_under_locks(
     assert outcome.status_code == 201, outcome.body
     assert (await api.balance(member))["posted"] == 100 - 10 * tries - 50
     result = await verify_book(database.app_url, book)
-    assert result["entries"] == 2 + tries
+    assert result.entries == 2 + tries
 
 
 async def test_two_sequencers_racing_on_one_book_keep_every_invariant(
@@ -185,7 +185,7 @@ async def test_two_sequencers_racing_on_one_book_keep_every_invariant(
     assert (await api.balance(sink))["posted"] == 50
     assert [(await api.balance(m))["posted"] for m in members] == [100] * 4
     result = await verify_book(database.app_url, book)
-    assert result["entries"] == 251
+    assert result.entries == 251
 
 
 async def _post_from_another_process(

@@ -72,7 +72,7 @@ async def list_pools(session: AsyncSession, organisation_id: uuid.UUID) -> list[
         {"owner": org_owner(str(organisation_id))},
     )
     return [
-        schemas.PoolRead(organisation_id=organisation_id, book=org["book"], **row._asdict())
+        schemas.PoolRead(organisation_id=organisation_id, book=org.book, **row._asdict())
         for row in rows
     ]
 
@@ -133,7 +133,7 @@ async def donations_source(
     async with sessions() as session:
         org = await get_organisation(session, organisation_id)
         await require_asset(session, asset)
-    return await book_account(sessions, org["book"], DONATIONS, asset)
+    return await book_account(sessions, org.book, DONATIONS, asset)
 
 
 async def get_donation(
@@ -174,7 +174,7 @@ async def record_donation(
     # The row is inserted after the posting: its foreign key to the pool takes a lock on the
     # pool's account row, which only the append may lock first (it locks the head, then it).
     draft = Draft(
-        org["book"],
+        org.book,
         "post",
         KIND_DONATION,
         [(source, -data.amount), (pool, data.amount)],
@@ -199,7 +199,7 @@ async def record_donation(
         ),
         {
             "id": donation_id,
-            "book": org["book"],
+            "book": org.book,
             "org": organisation_id,
             "pool": pool,
             "asset": data.asset,
