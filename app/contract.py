@@ -25,6 +25,7 @@ from app.http.posting_request import RequestRoute
 from app.http.responses import Problem, problems
 from app.identity.authorization import ALL_ROLES
 from app.identity.dependencies import allowed_of
+from app.kit.canonical_json import JsonObject
 
 WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -75,7 +76,7 @@ def _is_problem(entry: dict[str, Any]) -> bool:
     return set(content) == {"application/problem+json"}
 
 
-def document_problems(document: dict[str, Any], routes: Sequence[BaseRoute]) -> dict[str, Any]:
+def document_problems(document: dict[str, Any], routes: Sequence[BaseRoute]) -> JsonObject:
     """The OpenAPI document with each operation's problem responses derived as above, in place
     of FastAPI's own 422 (the service answers problem documents, not FastAPI's), and the
     `Problem` schema in its components."""

@@ -27,7 +27,7 @@ from app.audit.keys import (
     signing_window,
 )
 from app.kit import deep_json
-from app.kit.canonical_json import canonical_bytes, jcs_bytes
+from app.kit.canonical_json import JsonObject, canonical_bytes, jcs_bytes
 
 ALG = "Ed25519"  # RFC 9864's fully specified name (joserfc registers it; not "EdDSA")
 RECEIPT_TYP = "timebank-receipt+jwt"
@@ -244,7 +244,7 @@ def verified_jws(
     return b64url_decode(payload_b64), start, end
 
 
-def json_object(payload: bytes) -> dict[str, Any]:
+def json_object(payload: bytes) -> JsonObject:
     """A payload that is a strict JSON object; raises MalformedReceiptError."""
     document = strict_json(payload)
     if not isinstance(document, dict):

@@ -16,6 +16,7 @@ from app.exchange.pools.schemas import DonationCreate, DonationRead
 from app.exchange.public_pool.schemas import PublicPoolDonationCreate, PublicPoolDonationRead
 from app.exchange.recognition.schemas import LinkedEntry
 from app.exchange.schemas import EntryRef
+from app.kit.canonical_json import JsonObject
 
 PUBLISHED: Final[dict[type[BaseModel], str]] = {
     DonationCreate: "app__exchange__schemas__DonationCreate",
@@ -40,7 +41,7 @@ def _rewrite_refs(node: Any, renamed: dict[str, str]) -> None:
             _rewrite_refs(item, renamed)
 
 
-def keep_published_names(document: dict[str, Any]) -> dict[str, Any]:
+def keep_published_names(document: dict[str, Any]) -> JsonObject:
     """The OpenAPI document with each schema of `PUBLISHED` under its published name (a
     KeyError if pydantic no longer names one after its class: a new clash of names)."""
     components = document["components"]["schemas"]

@@ -33,6 +33,7 @@ from app.http.context import (
     RoleGate,
     read_posting_context,
 )
+from app.kit.canonical_json import JsonObject
 
 Body = TypeVar("Body", bound=BaseModel)
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
@@ -66,7 +67,7 @@ class RequestRoute(APIRoute):
         return endpoint
 
 
-def documented(model: type[BaseModel], path: tuple[str, ...] = ()) -> dict[str, Any]:
+def documented(model: type[BaseModel], path: tuple[str, ...] = ()) -> JsonObject:
     """The `openapi_extra` of a hand-read posting route: its `path` parameters (strings, read
     from `request.path_params`), its Idempotency-Key and its JSON body."""
     _BODIES[model.__name__] = model
@@ -115,7 +116,7 @@ def documented(model: type[BaseModel], path: tuple[str, ...] = ()) -> dict[str, 
     }
 
 
-def add_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
+def add_body_schemas(document: dict[str, Any]) -> JsonObject:
     """An OpenAPI document with the hand-read bodies' schemas (and theirs) in its components."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name, model in sorted(_BODIES.items()):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app import metrics
+from app.kit.canonical_json import JsonObject
 from app.kit.problems import ServiceUnavailable
 from app.migrate import database_revision, head_revision
 
@@ -26,7 +26,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
-async def readyz(request: Request) -> dict[str, Any]:
+async def readyz(request: Request) -> JsonObject:
     """The database takes a new connection within 1.5 s and is at the newest migration."""
     try:
         revision = await _database_revision(request.app.state.database_url)

@@ -11,6 +11,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity import schemas
+from app.kit.canonical_json import JsonObject
 from app.kit.pagination import keyset_split
 
 ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
@@ -184,7 +185,7 @@ async def rotate_credential(
     return credential_read(row), token
 
 
-def notice_facts(credential: schemas.CredentialRead) -> dict[str, Any]:
+def notice_facts(credential: schemas.CredentialRead) -> JsonObject:
     """What a credential notice records in the journal: its reach, never a secret."""
     organisation = credential.organisation_id
     return {

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.http.actions import ActionAnswer, ActionResult, Notice, run_action
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.identity import credentials, errors, schemas
+from app.kit.canonical_json import JsonObject
 from app.ledger.outcomes import IdempotencyRef
 from app.ledger.sequencer import Sequencer
 
 
-def credential_json(credential: schemas.CredentialRead) -> dict[str, Any]:
+def credential_json(credential: schemas.CredentialRead) -> JsonObject:
     """A credential as plain JSON (what an action's answer stores)."""
     return credential.model_dump(mode="json")
 

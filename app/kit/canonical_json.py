@@ -4,13 +4,17 @@ and compact JSON, as sent over HTTP."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 import rfc8785
 
 # orjson writes compact UTF-8 with JCS's string escapes; with sorted keys its bytes are the JCS
 # bytes for every plain value (tests/kit/test_canonical_json.py compares it with rfc8785).
+# A JSON object as parsed or about to be serialised: a journal entry, a problem document,
+# the facts a notice records, an OpenAPI document. Domain results are typed models instead.
+JsonObject: TypeAlias = dict[str, Any]
+
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _LOW, _HIGH = -(2**53), 2**53
 

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
-
-
-def keyset_page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> dict[str, Any]:
-    """`{"items", "next_after"}` from up to `limit + 1` rows ordered by `key`."""
-    items = rows[:limit]
-    more = len(rows) > limit
-    return {"items": items, "next_after": items[-1][key] if more and items else None}
+from typing import Protocol, TypeVar
 
 
 class Keyed(Protocol):

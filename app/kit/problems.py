@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from app.kit.canonical_json import JsonObject
+
 PROBLEM_BASE = "urn:timebank:problem:"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -26,7 +28,7 @@ class TimebankError(Exception):
     def type_uri(self) -> str:
         return PROBLEM_BASE + self.slug
 
-    def problem(self, instance: str | None = None) -> dict[str, Any]:
+    def problem(self, instance: str | None = None) -> JsonObject:
         """The problem document for this error."""
         # Extension members never replace the standard ones.
         body: dict[str, Any] = {
@@ -124,7 +126,7 @@ class RecordedProblem(TimebankError):
     def type_uri(self) -> str:
         return str(self.document.get("type", PROBLEM_BASE + self.slug))
 
-    def problem(self, instance: str | None = None) -> dict[str, Any]:
+    def problem(self, instance: str | None = None) -> JsonObject:
         """The stored problem document (with this request's `instance`)."""
         body = {k: v for k, v in self.document.items() if k != "instance"}
         if instance:

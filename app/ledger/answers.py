@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 
 from app.kit import deep_json
-from app.kit.canonical_json import canonical_bytes, compact_json
+from app.kit.canonical_json import JsonObject, canonical_bytes, compact_json
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, BalanceState
 
 
-def balance_json(account_id: str, asset: str, balance: BalanceState) -> dict[str, Any]:
+def balance_json(account_id: str, asset: str, balance: BalanceState) -> JsonObject:
     """An account's balances as the API shows them."""
     return {
         "account_id": account_id,
@@ -28,7 +28,7 @@ def balance_json(account_id: str, asset: str, balance: BalanceState) -> dict[str
 
 def posting_body(
     entry: dict[str, Any], entry_hash: str, balances: list[dict[str, Any]]
-) -> dict[str, Any]:
+) -> JsonObject:
     """The shape of every posting answer: the entry, its hash, the balances right after it."""
     status = {KIND_HOLD: "pending", KIND_HOLD_VOID: "voided"}.get(entry["kind"], "posted")
     return {
@@ -59,7 +59,7 @@ def posting_json(posting: dict[str, Any]) -> bytes:
     return compact_json({**posting, "entry": orjson.Fragment(canonical_bytes(posting["entry"]))})
 
 
-def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> dict[str, Any]:
+def posting_from_row(body: bytes, entry_hash: str, balances: str | None) -> JsonObject:
     """A posting answer rebuilt from a stored entry and its accounts' last legs (JSON rows of
     account_id, asset, posted, pending debits, pending credits)."""
     entry = deep_json.loads(bytes(body))
@@ -95,7 +95,7 @@ class StoredPosting:
         return str(self.document["kind"])
 
     @property
-    def entry(self) -> dict[str, Any]:
+    def entry(self) -> JsonObject:
         """The journal entry (docs/ledger-format.md)."""
         entry: dict[str, Any] = self.document["entry"]
         return entry

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.kit.canonical_json import canonical_object_bytes
+from app.kit.canonical_json import JsonObject, canonical_object_bytes
 
 GENESIS_HASH = "0" * 64
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -49,7 +49,7 @@ class Leg:
     asset: str
     amount: int
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         return {"account_id": self.account_id, "asset": self.asset, "amount": self.amount}
 
 
@@ -64,7 +64,7 @@ def entry_object(
     memo: str,
     meta: Mapping[str, Any],
     prev_hash: str,
-) -> dict[str, Any]:
+) -> JsonObject:
     """The journal object exactly as it is serialised and hashed."""
     return {
         "book": book,

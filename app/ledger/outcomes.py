@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.kit.canonical_json import compact_json
+from app.kit.canonical_json import JsonObject, compact_json
 from app.kit.problems import (
     IdempotencyInFlight,
     IdempotencyKeyReused,
@@ -40,7 +40,7 @@ class Outcome:
     error: TimebankError | None = field(default=None, compare=False)
 
     @property
-    def body(self) -> dict[str, Any]:
+    def body(self) -> JsonObject:
         """The answer as a JSON object."""
         document: dict[str, Any] = json.loads(self.payload)
         return document

@@ -41,7 +41,7 @@ from app.identity.authorization import certifying_organisation
 from app.identity.errors import OrganisationNotFound
 from app.identity.members import MemberRow
 from app.identity.personal import PersonalDataCipher
-from app.kit.canonical_json import canonical_bytes
+from app.kit.canonical_json import JsonObject, canonical_bytes
 from app.kit.clock import rfc3339_micro
 from app.volunteering.errors import ServiceProofNotFound
 from app.volunteering.figures import hours
@@ -372,7 +372,7 @@ async def read_proof(
 # --- Verification (docs/service-proof.md §5) --------------------------------------------------
 
 
-def verify_proof_token(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
+def verify_proof_token(token: str, jwks: Mapping[str, Any]) -> JsonObject:
     """The document of a proof verified with the JWKS key named by its kid; raises
     ProofTokenError (malformed, wrong alg or typ, unknown key, bad signature, key not valid
     at iat, payload not canonical). The JWS checks are the receipts' (same keys, own typ)."""

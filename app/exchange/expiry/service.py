@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -36,6 +35,7 @@ from app.exchange.accounts import EXPIRED, book_account
 from app.exchange.assets.service import validity_years
 from app.exchange.expiry.lots import Lots, Movement, expiry_plan, replay, upcoming
 from app.http.caller import SYSTEM_CREDENTIAL
+from app.kit.canonical_json import JsonObject
 from app.kit.faults import fault_point
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
 from app.ledger.outcomes import IdempotencyRef
@@ -106,7 +106,7 @@ class ExpirySummary:
     units_expired_by_asset: dict[str, int]
     accounts_unsettled: int
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         """The summary as `timebank expire` prints it."""
         return {
             "as_of": self.as_of.isoformat(),

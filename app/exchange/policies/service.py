@@ -4,12 +4,11 @@ and gifts are posted (`accounts.storage_limits`, gifts)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.policies.schemas import PolicyRead
+from app.kit.canonical_json import JsonObject
 
 POLICY_COLUMNS = (
     "book_code AS book, asset, storage_cap, gift_yearly_cap, gift_relations, updated_at"
@@ -56,7 +55,7 @@ async def put_policy(
     return PolicyRead.model_validate(row._asdict())
 
 
-def policy_facts(policy: PolicyRead) -> dict[str, Any]:
+def policy_facts(policy: PolicyRead) -> JsonObject:
     """What `notice.asset_policy_changed` records."""
     return {
         "asset": policy.asset,

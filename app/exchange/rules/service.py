@@ -23,7 +23,7 @@ from app.exchange.rules import schemas
 from app.http.actions import Notice
 from app.http.caller import Caller
 from app.identity.authorization import reaches_book, require_book, require_books
-from app.kit.canonical_json import canonical_bytes
+from app.kit.canonical_json import JsonObject, canonical_bytes
 from app.kit.clock import rfc3339_micro
 
 RULE_COLUMNS = """
@@ -176,7 +176,7 @@ def _document(
     valid_from: datetime,
     zone: str,
     replaces: str | None,
-) -> dict[str, Any]:
+) -> JsonObject:
     return {
         "id": str(rule_id),
         "code": data.code,

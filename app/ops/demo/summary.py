@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.kit.canonical_json import JsonObject
 from app.ops.demo.district import DEMO_BOOK
 
 # Counts of one table's rows in the book (keyed '' so that `_counts` reads them like the rest).
@@ -65,7 +66,7 @@ class DistrictSummary:
     created: bool = False
     seconds: float | None = None
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> JsonObject:
         """The summary as `timebank demo` prints it (JSON; `seconds` only when created)."""
         book = self.book
         out: dict[str, Any] = {
