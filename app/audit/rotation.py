@@ -11,7 +11,7 @@ from app.audit.keys import format_time
 from app.audit.keystore import Rotation, rotate_key
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.faults import fault_point
-from app.ledger.outcomes import IdempotencyRef
+from app.ledger.outcomes import IdempotencyRef, refusal
 from app.ledger.sequencer import Sequencer
 from app.ledger.service import OnConnection, Poster, post_notice
 
@@ -48,7 +48,7 @@ async def announce(conn: asyncpg.Connection, sequencer: Poster, rotation: Rotati
         if outcome.status_code < 400:
             result.books.append(book)
         else:
-            result.failed[book] = str(outcome.body.get("detail"))
+            result.failed[book] = refusal(outcome).detail
     return result
 
 

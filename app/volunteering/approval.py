@@ -25,7 +25,7 @@ from app.kit.faults import fault_point
 from app.kit.problems import TimebankError
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_SERVICE_CREDIT
-from app.ledger.outcomes import IdempotencyRef, Outcome
+from app.ledger.outcomes import IdempotencyRef, Outcome, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.volunteering import errors
@@ -64,10 +64,9 @@ async def _hour_accounts(
 
 
 def _refused(outcome: Outcome) -> TimebankError:
-    problem = outcome.body
+    refused = refusal(outcome)
     return errors.ServiceCreditRefused(
-        f"the ledger refused the credit: {problem.get('detail', problem.get('title'))}",
-        ledger_problem=problem,
+        f"the ledger refused the credit: {refused.detail}", ledger_problem=refused.problem()
     )
 
 

@@ -39,7 +39,7 @@ from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.members import MemberRow
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point
-from app.ledger.outcomes import IdempotencyRef, Outcome
+from app.ledger.outcomes import IdempotencyRef, Outcome, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.ledger.service import InTransaction, posted_before
@@ -348,14 +348,14 @@ def exchange_ref(quote_id: uuid.UUID) -> IdempotencyRef:
 
 
 def _refused(outcome: Outcome, pool: str) -> Exception:
-    problem = outcome.body
-    if problem.get("account_id") == pool:
+    refused = refusal(outcome)
+    if refused.extra.get("account_id") == pool:
         return errors.PoolEmpty(
-            "the paying pool does not hold enough to pay this exchange", ledger_problem=problem
+            "the paying pool does not hold enough to pay this exchange",
+            ledger_problem=refused.problem(),
         )
     return errors.ExchangeRefused(
-        f"the ledger refused the exchange: {problem.get('detail', problem.get('title'))}",
-        ledger_problem=problem,
+        f"the ledger refused the exchange: {refused.detail}", ledger_problem=refused.problem()
     )
 
 

@@ -38,7 +38,7 @@ from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.canonical_json import JsonObject
 from app.kit.faults import fault_point
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
-from app.ledger.outcomes import IdempotencyRef
+from app.ledger.outcomes import IdempotencyRef, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 
@@ -244,7 +244,7 @@ async def _post(run: _Run, target: _Target, read_seq: int, plan: list[tuple[int,
             "expiry.refused",
             account=target.account_id,
             status=outcome.status_code,
-            problem=outcome.body.get("type"),
+            problem=refusal(outcome).type_uri,
         )
         return False
     fault_point("expiry.run.posted")

@@ -27,7 +27,7 @@ from app.identity.authorization import org_owner
 from app.identity.organisations import get_organisation
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point
-from app.ledger.outcomes import IdempotencyRef
+from app.ledger.outcomes import IdempotencyRef, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.ledger.service import InTransaction
@@ -186,9 +186,9 @@ async def record_donation(
     # In this transaction: the entry and the donation's row commit together or not at all.
     outcome = await InTransaction(session, sequencer).submit(draft, ref)
     if outcome.status_code >= 400:
-        problem = outcome.body
+        refused = refusal(outcome)
         raise errors.DonationRefused(
-            f"the ledger refused the donation: {problem.get('detail')}", ledger_problem=problem
+            f"the ledger refused the donation: {refused.detail}", ledger_problem=refused.problem()
         )
     fault_point("pool.donate.posted")
     await session.execute(

@@ -44,14 +44,14 @@ from app.identity.authorization import require_admin_reach
 from app.identity.errors import MemberNotFound
 from app.kit.faults import fault_point
 from app.kit.problems import (
-    PROBLEM_BASE,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     ServiceUnavailable,
     TimebankError,
+    is_problem,
 )
 from app.ledger import errors as ledger_errors
-from app.ledger.outcomes import IdempotencyRef
+from app.ledger.outcomes import IdempotencyRef, Outcome, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.ledger.service import InTransaction
@@ -222,32 +222,26 @@ async def prepare_transfer(
 
 
 # Refusals of the ledger answered with the ledger's own problem type.
-_LEDGER_PROBLEMS: dict[str, type[TimebankError]] = {
-    cls.slug: cls
-    for cls in (
-        ledger_errors.InsufficientFunds,
-        ledger_errors.AccountNotOpen,
-        IdempotencyKeyReused,
-        IdempotencyInFlight,
-    )
-}
-_STANDARD = ("type", "title", "status", "detail", "instance")
+_LEDGER_PROBLEMS: tuple[type[TimebankError], ...] = (
+    ledger_errors.InsufficientFunds,
+    ledger_errors.AccountNotOpen,
+    IdempotencyKeyReused,
+    IdempotencyInFlight,
+)
 
 
-def ledger_refusal(status_code: int, problem: dict[str, Any]) -> TimebankError:
+def ledger_refusal(outcome: Outcome) -> TimebankError:
     """The error that answers a refused linked posting (nothing was written in either book)."""
-    slug = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
-    detail = str(problem.get("detail") or problem.get("title") or "refused")
-    extra = {k: v for k, v in problem.items() if k not in _STANDARD}
-    known = _LEDGER_PROBLEMS.get(slug)
-    if known is not None:
-        return known(detail, **extra)
-    if status_code >= 500:
+    refused = refusal(outcome)
+    if is_problem(refused, *_LEDGER_PROBLEMS):
+        return refused
+    detail = refused.detail or refused.title
+    if outcome.status_code >= 500:
         return ServiceUnavailable(
             f"the transfer could not be stored ({detail}); retry with the same Idempotency-Key"
         )
     return errors.TransferRefused(
-        f"the ledger refused the transfer: {detail}", ledger_problem=problem
+        f"the ledger refused the transfer: {detail}", ledger_problem=refused.problem()
     )
 
 
@@ -311,7 +305,7 @@ async def execute_transfer(
     )
     for outcome in outcomes:
         if outcome.status_code >= 400:
-            raise ledger_refusal(outcome.status_code, outcome.body)
+            raise ledger_refusal(outcome)
     fault_point("recognition.transfer.posted")
     await session.execute(
         text(
