@@ -50,6 +50,7 @@ SETTINGS = Settings(
 @dataclass(frozen=True)
 class PgServer:
     superuser_url: str  # a URL of the server's `postgres` database as a superuser
+    embedded: bool = False  # ours to configure (and thrown away after the session)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +65,7 @@ def pg_server() -> Iterator[PgServer]:
     # handlers and leave the server running: make it an interrupt, which pytest unwinds.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        yield PgServer(server.superuser_url)
+        yield PgServer(server.superuser_url, embedded=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
@@ -82,11 +83,22 @@ async def template(pg_server: PgServer) -> str:
     conn = await asyncpg.connect(pg_server.superuser_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        if pg_server.embedded:
+            await _without_flushes(conn)
     finally:
         await conn.close()
     urls = await bootstrap_embedded(pg_server.superuser_url, settings)
     await migrations.upgrade(urls.owner, settings.app_role)
     return TEMPLATE_DB
+
+
+async def _without_flushes(conn: asyncpg.Connection) -> None:
+    """Stop the session's own server from flushing to disk: copying the template for each test
+    and each commit waited on fsync. Only a crash of the machine would lose data, and the
+    server is thrown away after the session anyway."""
+    for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+        await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+    await conn.execute("SELECT pg_reload_conf()")
 
 
 @dataclass(frozen=True)
