@@ -55,6 +55,7 @@ async def book(api: Api) -> Book:
     return await build_book(api)
 
 
+@pytest.mark.slow
 async def test_an_export_round_trips_through_audit_verify(
     api: Api, book: Book, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -92,6 +93,7 @@ async def build_more(api: Api, book: Book) -> None:
         assert r.status_code == 201, r.text
 
 
+@pytest.mark.slow
 async def test_a_range_export_verifies_against_the_whole_books_checkpoint(
     api: Api, book: Book, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -105,6 +107,7 @@ async def test_a_range_export_verifies_against_the_whole_books_checkpoint(
     assert "balances: not checked" in result.stdout
 
 
+@pytest.mark.slow
 async def test_an_empty_book_exports_a_checkpoint_of_size_zero(
     api: Api, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -223,6 +226,7 @@ async def test_a_tampered_export_is_refused_naming_the_seq(
     assert expected in failure, result.stderr
 
 
+@pytest.mark.slow
 async def test_verify_receipt_with_and_without_its_proof(
     api: Api, book: Book, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

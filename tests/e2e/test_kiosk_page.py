@@ -34,6 +34,7 @@ from tests.audit.test_receipts import (
 from tests.conftest import Api
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
 
+pytestmark = pytest.mark.slow  # a server process and Chromium
 CHROMIUM = Path("/usr/bin/chromium")
 # Run as root in a container, and no background traffic to Google's services (a closed
 # network refuses it, many connections at a time).
@@ -431,7 +432,6 @@ async def test_a_receipt_scanned_with_the_camera_is_verified(browser: Any, serve
         await context.close()
 
 
-@pytest.mark.slow
 async def test_receipts_of_entries_with_deep_metas_verify_in_the_browser(
     browser: Any, server: Server, api: Api
 ) -> None:
