@@ -84,7 +84,7 @@ async def server(cli_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Serve
             process.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Path:
     """Debian's Chromium; the test is skipped only where it is missing and
     TIMEBANK_REQUIRE_BROWSER is unset (CI sets it, so CI never skips silently)."""
@@ -99,9 +99,10 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser(chromium: Path) -> AsyncIterator[Any]:
-    """Headless Chromium driven by Playwright (never a browser of Playwright's own)."""
+    """Headless Chromium driven by Playwright (never a browser of Playwright's own), started
+    once for the module: each test opens a context of its own (cookies, storage, offline)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
