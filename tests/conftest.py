@@ -15,6 +15,7 @@ import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from app.config import Settings
 from app.db import DatabaseUrls, EmbeddedPostgres, bootstrap_embedded, with_user
 from app.identity.credentials import create_credential
 from app.main import create_app
+
+# Longest modules first (tests/schedule.py).
+pytest_plugins = ["tests.schedule"]
 
 # One template per pytest-xdist worker (scripts/test runs two), should they share a server.
 TEMPLATE_DB = f"timebank_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
@@ -50,6 +54,7 @@ SETTINGS = Settings(
 @dataclass(frozen=True)
 class PgServer:
     superuser_url: str  # a URL of the server's `postgres` database as a superuser
+    embedded: bool = False  # ours to configure (and thrown away after the session)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +69,7 @@ def pg_server() -> Iterator[PgServer]:
     # handlers and leave the server running: make it an interrupt, which pytest unwinds.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        yield PgServer(server.superuser_url)
+        yield PgServer(server.superuser_url, embedded=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
@@ -82,11 +87,22 @@ async def template(pg_server: PgServer) -> str:
     conn = await asyncpg.connect(pg_server.superuser_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        if pg_server.embedded:
+            await _without_flushes(conn)
     finally:
         await conn.close()
     urls = await bootstrap_embedded(pg_server.superuser_url, settings)
     await migrations.upgrade(urls.owner, settings.app_role)
     return TEMPLATE_DB
+
+
+async def _without_flushes(conn: asyncpg.Connection) -> None:
+    """Stop the session's own server from flushing to disk: copying the template for each test
+    and each commit waited on fsync. Only a crash of the machine would lose data, and the
+    server is thrown away after the session anyway."""
+    for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+        await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+    await conn.execute("SELECT pg_reload_conf()")
 
 
 @dataclass(frozen=True)
@@ -101,9 +117,9 @@ class ScratchDatabase:
         return DatabaseUrls(app=self.app_url, owner=self.owner_url)
 
 
-@pytest.fixture
-async def database(pg_server: PgServer, template: str) -> AsyncIterator[ScratchDatabase]:
-    """A fresh, migrated database for one test."""
+@asynccontextmanager
+async def scratch_database(pg_server: PgServer, template: str) -> AsyncIterator[ScratchDatabase]:
+    """A fresh, migrated database, dropped on leaving."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(pg_server.superuser_url)
     try:
@@ -125,6 +141,13 @@ async def database(pg_server: PgServer, template: str) -> AsyncIterator[ScratchD
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def database(pg_server: PgServer, template: str) -> AsyncIterator[ScratchDatabase]:
+    """A fresh, migrated database for one test."""
+    async with scratch_database(pg_server, template) as scratch:
+        yield scratch
 
 
 def superuser_of(pg_server: PgServer, database: ScratchDatabase) -> str:
@@ -195,10 +218,10 @@ class Api:
         return data
 
 
-@pytest.fixture
-async def api(test_settings: Settings) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[Api]:
     """The app with its lifespan running, and an admin-authenticated client."""
-    app = create_app(test_settings)
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with app.state.sessions() as session, session.begin():
             credential, token = await create_credential(session, "admin", name="tests")
@@ -209,6 +232,23 @@ async def api(test_settings: Settings) -> AsyncIterator[Api]:
             headers={"Authorization": f"Bearer {token}"},
         ) as client:
             yield Api(client, token, app, str(credential.id))
+
+
+@pytest.fixture
+async def api(test_settings: Settings) -> AsyncIterator[Api]:
+    """The app on the test's own database."""
+    async with running_api(test_settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def module_api(pg_server: PgServer, template: str) -> AsyncIterator[Api]:
+    """The app on a database of the module's own: for a world its tests only read, built once
+    (a test that writes takes `api`, a database of its own)."""
+    async with scratch_database(pg_server, template) as scratch:
+        settings = SETTINGS.model_copy(update={"database_url": scratch.app_url})
+        async with running_api(settings) as running:
+            yield running
 
 
 @pytest.fixture

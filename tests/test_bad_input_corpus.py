@@ -249,9 +249,12 @@ CORPUS: list[Any] = [
 ]
 
 
-@pytest.fixture
-async def place(api: Api) -> tuple[Any, dict[str, str]]:
-    """A district with a kiosk, a charity with pools, an approved record and a known member."""
+@pytest.fixture(scope="module")
+async def place(module_api: Api) -> tuple[Any, dict[str, str]]:
+    """A district with a kiosk, a charity with pools, an approved record and a known member.
+
+    Built once for the module: every request of the corpus is refused, so none writes."""
+    api = module_api
     shop = await build_shop(api)
     shop.at(MORNING + timedelta(hours=4))
     member = await shop.member()

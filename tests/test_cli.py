@@ -14,11 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
 from app.identity.credentials import create_credential
 from app.main import create_app
 from tests.conftest import SETTINGS, ScratchDatabase
 
+pytestmark = pytest.mark.slow  # each test runs `timebank` as a process
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
 # A small district: the default (300 members, 30 days) takes tens of seconds.
 SMALL_DEMO = ("--members", "30", "--days", "5")

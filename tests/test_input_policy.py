@@ -26,7 +26,14 @@ RESIDENT_ID = "身份证 11010519491231002X 低保户"
 
 @pytest.fixture
 async def shop(api: Api) -> Shop:
+    """A shop of the test's own, for a test that writes."""
     return await build_shop(api)
+
+
+@pytest.fixture(scope="module")
+async def shared(module_api: Api) -> Shop:
+    """One shop for the module's tests that only read it and send what it refuses."""
+    return await build_shop(module_api)
 
 
 def refused(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
@@ -83,24 +90,24 @@ def transfer(src: str, dst: str, **extra: Any) -> dict[str, Any]:
 # --- NUL (U+0000) in text bound for a table -----------------------------------------------
 
 
-async def test_nul_in_an_organisation_name_is_refused(shop: Shop) -> None:
-    before = await head(shop)
-    listed = await shop.ok("GET", f"/v1/organisations?book={shop.book}")
-    body = {"book": shop.book, "kind": "community", "name": "幸福\u0000社区"}
+async def test_nul_in_an_organisation_name_is_refused(shared: Shop) -> None:
+    before = await head(shared)
+    listed = await shared.ok("GET", f"/v1/organisations?book={shared.book}")
+    body = {"book": shared.book, "kind": "community", "name": "幸福\u0000社区"}
     problem = refused(
-        await shop.call("POST", "/v1/organisations", body=body), 400, "malformed-json"
+        await shared.call("POST", "/v1/organisations", body=body), 400, "malformed-json"
     )
     assert fields(problem) == [("name", "nul_character")]
-    assert await head(shop) == before
-    assert await shop.ok("GET", f"/v1/organisations?book={shop.book}") == listed
+    assert await head(shared) == before
+    assert await shared.ok("GET", f"/v1/organisations?book={shared.book}") == listed
 
 
-async def test_nul_in_a_kiosk_item_name_is_refused(shop: Shop) -> None:
+async def test_nul_in_a_kiosk_item_name_is_refused(shared: Shop) -> None:
     body = {"name": "大米\u00005kg", "asset": "POINT", "price": 10, "stock": 3}
-    path = f"/v1/kiosk/sites/{shop.site}/items"
-    problem = refused(await shop.call("POST", path, body=body), 400, "malformed-json")
+    path = f"/v1/kiosk/sites/{shared.site}/items"
+    problem = refused(await shared.call("POST", path, body=body), 400, "malformed-json")
     assert fields(problem) == [("name", "nul_character")]
-    assert (await shop.ok("GET", path))["items"] == []
+    assert (await shared.ok("GET", path))["items"] == []
 
 
 async def test_nul_in_a_stock_reason_is_refused(shop: Shop) -> None:
@@ -126,15 +133,15 @@ async def test_nul_in_a_record_reversal_reason_is_refused(shop: Shop) -> None:
     assert (await shop.ok("GET", f"/v1/service-records/{record['id']}"))["status"] == "approved"
 
 
-async def test_nul_in_account_meta_is_refused(shop: Shop) -> None:
+async def test_nul_in_account_meta_is_refused(shared: Shop) -> None:
     body = {"asset": "HOUR", "owner": "test:owner", "meta": {"note": ["ok", "x\u0000"]}}
-    r = await shop.call("POST", f"/v1/books/{shop.book}/accounts", body=body)
+    r = await shared.call("POST", f"/v1/books/{shared.book}/accounts", body=body)
     assert fields(refused(r, 400, "malformed-json")) == [("meta/note/1", "nul_character")]
 
 
-async def test_nul_in_a_meta_key_is_refused_and_named_printably(shop: Shop) -> None:
+async def test_nul_in_a_meta_key_is_refused_and_named_printably(shared: Shop) -> None:
     body = {"asset": "HOUR", "owner": "test:owner", "meta": {"a\u0000": 1}}
-    r = await shop.call("POST", f"/v1/books/{shop.book}/accounts", body=body)
+    r = await shared.call("POST", f"/v1/books/{shared.book}/accounts", body=body)
     assert fields(refused(r, 400, "malformed-json")) == [("meta/a\\u0000", "nul_character")]
 
 
@@ -156,74 +163,76 @@ async def test_an_unpaired_surrogate_is_refused(shop: Shop) -> None:
     assert await head(shop) == before
 
 
-async def test_nul_in_a_query_string_is_refused(shop: Shop) -> None:
-    r = await shop.call("GET", f"/v1/kiosk/sites/{shop.site}/report?date=2026-11-20%00")
+async def test_nul_in_a_query_string_is_refused(shared: Shop) -> None:
+    r = await shared.call("GET", f"/v1/kiosk/sites/{shared.site}/report?date=2026-11-20%00")
     assert fields(refused(r, 422, "validation")) == [("query/date", "nul_character")]
-    r = await shop.call("GET", f"/v1/organisations?book={shop.book}%00")
+    r = await shared.call("GET", f"/v1/organisations?book={shared.book}%00")
     assert fields(refused(r, 422, "validation")) == [("query/book", "nul_character")]
 
 
-async def test_nul_in_the_url_of_a_public_route_is_a_documented_422(shop: Shop) -> None:
-    r = await shop.api.client.get("/healthz?probe=%00")
+async def test_nul_in_the_url_of_a_public_route_is_a_documented_422(shared: Shop) -> None:
+    r = await shared.api.client.get("/healthz?probe=%00")
     assert fields(refused(r, 422, "validation")) == [("query/probe", "nul_character")]
-    document = (await shop.api.client.get("/openapi.json")).json()
+    document = (await shared.api.client.get("/openapi.json")).json()
     assert "422" in document["paths"]["/healthz"]["get"]["responses"]
 
 
-async def test_nul_in_a_path_parameter_is_refused(shop: Shop) -> None:
-    r = await shop.call("GET", f"/v1/books/{shop.book}%00x")
+async def test_nul_in_a_path_parameter_is_refused(shared: Shop) -> None:
+    r = await shared.call("GET", f"/v1/books/{shared.book}%00x")
     assert fields(refused(r, 422, "validation")) == [("path", "nul_character")]
 
 
-async def test_nul_in_a_csv_import_is_refused(shop: Shop) -> None:
+async def test_nul_in_a_csv_import_is_refused(shared: Shop) -> None:
     headers = {
-        "Authorization": f"Bearer {shop.tokens['team']}",
+        "Authorization": f"Bearer {shared.tokens['team']}",
         "Idempotency-Key": uuid.uuid4().hex,
         "Content-Type": "text/csv",
     }
     content = b"external_id,member\nx\x00,1\n"
-    r = await shop.api.client.post("/v1/service-records/import", content=content, headers=headers)
+    r = await shared.api.client.post("/v1/service-records/import", content=content, headers=headers)
     assert fields(refused(r, 422, "validation")) == [("body", "nul_character")]
 
 
 # --- NOT NULL and foreign keys --------------------------------------------------------------
 
 
-async def test_a_null_organisation_name_is_a_validation_problem(shop: Shop) -> None:
-    before = await head(shop)
-    r = await shop.call("PATCH", f"/v1/organisations/{shop.team}", body={"name": None})
+async def test_a_null_organisation_name_is_a_validation_problem(shared: Shop) -> None:
+    before = await head(shared)
+    r = await shared.call("PATCH", f"/v1/organisations/{shared.team}", body={"name": None})
     assert [f for f, _ in fields(refused(r, 422, "validation"))] == ["name"]
-    assert await head(shop) == before
-    assert (await shop.ok("GET", f"/v1/organisations/{shop.team}"))["name"].startswith("volunteer")
+    assert await head(shared) == before
+    assert (await shared.ok("GET", f"/v1/organisations/{shared.team}"))["name"].startswith(
+        "volunteer"
+    )
 
 
-async def test_a_donation_of_an_unknown_asset_is_refused(shop: Shop) -> None:
-    before = await head(shop)
+async def test_a_donation_of_an_unknown_asset_is_refused(shared: Shop) -> None:
+    before = await head(shared)
     body = {"asset": "NOPE", "amount": 10, "donor": {"name": "爱心企业"}}
-    r = await shop.call("POST", f"/v1/organisations/{shop.team}/donations", body=body)
+    r = await shared.call("POST", f"/v1/organisations/{shared.team}/donations", body=body)
     assert refused(r, 404, "asset-not-found")["asset"] == "NOPE"
-    assert await head(shop) == before
+    assert await head(shared) == before
 
 
 # --- Dates and times within 1900..2999 ------------------------------------------------------
 
 
 @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1899-12-31", "3000-01-01"])
-async def test_a_report_date_out_of_range_is_refused(shop: Shop, day: str) -> None:
-    r = await shop.call("GET", f"/v1/kiosk/sites/{shop.site}/report?date={day}")
+async def test_a_report_date_out_of_range_is_refused(shared: Shop, day: str) -> None:
+    r = await shared.call("GET", f"/v1/kiosk/sites/{shared.site}/report?date={day}")
     assert fields(refused(r, 422, "validation")) == [("query/date", "date_out_of_range")]
 
 
-async def test_report_dates_at_the_edges_of_the_range_are_answered(shop: Shop) -> None:
+async def test_report_dates_at_the_edges_of_the_range_are_answered(shared: Shop) -> None:
     for day in ("1900-01-01", "2999-12-31"):
-        await shop.ok("GET", f"/v1/kiosk/sites/{shop.site}/report?date={day}")
+        await shared.ok("GET", f"/v1/kiosk/sites/{shared.site}/report?date={day}")
 
 
-async def test_a_project_ending_in_the_year_10000_utc_is_refused(shop: Shop) -> None:
-    before = await head(shop)
+async def test_a_project_ending_in_the_year_10000_utc_is_refused(shared: Shop) -> None:
+    before = await head(shared)
     body = {
-        "book": shop.book,
-        "community_id": shop.community,
+        "book": shared.book,
+        "community_id": shared.community,
         "title": "陪伴空巢老人",
         "category": "elder_care",
         "place": "幸福里社区活动中心",
@@ -231,18 +240,18 @@ async def test_a_project_ending_in_the_year_10000_utc_is_refused(shop: Shop) -> 
         "ends_at": "9999-12-31T23:59:00-08:00",
         "capacity": 10,
     }
-    r = await shop.call("POST", "/v1/projects", "team", body=body)
+    r = await shared.call("POST", "/v1/projects", "team", body=body)
     assert fields(refused(r, 422, "validation")) == [("ends_at", "datetime_out_of_range")]
     # 2999-12-31T23:00-08:00 is already in the year 3000 UTC.
     body["ends_at"] = "2999-12-31T23:00:00-08:00"
-    r = await shop.call("POST", "/v1/projects", "team", body=body)
+    r = await shared.call("POST", "/v1/projects", "team", body=body)
     assert fields(refused(r, 422, "validation")) == [("ends_at", "datetime_out_of_range")]
-    assert await head(shop) == before
-    assert (await shop.ok("GET", f"/v1/projects?book={shop.book}"))["items"] == []
+    assert await head(shared) == before
+    assert (await shared.ok("GET", f"/v1/projects?book={shared.book}"))["items"] == []
 
 
-async def test_a_stats_period_out_of_range_is_refused(shop: Shop) -> None:
-    r = await shop.call("GET", "/v1/stats/service?group_by=month&from=0001-01-01")
+async def test_a_stats_period_out_of_range_is_refused(shared: Shop) -> None:
+    r = await shared.call("GET", "/v1/stats/service?group_by=month&from=0001-01-01")
     assert fields(refused(r, 422, "validation")) == [("query/from", "date_out_of_range")]
 
 
@@ -269,12 +278,12 @@ async def test_a_body_nested_33_deep_is_refused(shop: Shop) -> None:
     assert await head(shop) == before
 
 
-async def test_account_meta_nested_hundreds_deep_is_refused(shop: Shop) -> None:
+async def test_account_meta_nested_hundreds_deep_is_refused(shared: Shop) -> None:
     body = {"asset": "HOUR", "owner": "test:owner", "meta": nested(400)}
-    r = await shop.call("POST", f"/v1/books/{shop.book}/accounts", body=body)
+    r = await shared.call("POST", f"/v1/books/{shared.book}/accounts", body=body)
     assert [c for _, c in fields(refused(r, 400, "malformed-json"))] == ["json_too_deep"]
     deeper = "[" * 20_000 + "]" * 20_000  # past the parser's own recursion limit
-    r = await raw(shop, "POST", f"/v1/books/{shop.book}/accounts", deeper)
+    r = await raw(shared, "POST", f"/v1/books/{shared.book}/accounts", deeper)
     assert fields(refused(r, 400, "malformed-json")) == [("", "json_too_deep")]
 
 
@@ -350,27 +359,27 @@ async def test_personal_data_in_a_record_reason_is_refused(shop: Shop) -> None:
     assert (await shop.ok("GET", f"/v1/service-records/{record['id']}"))["status"] == "pending"
 
 
-async def test_personal_data_in_names_bound_for_notices_is_refused(shop: Shop) -> None:
-    before = await head(shop)
-    created = await shop.call(
+async def test_personal_data_in_names_bound_for_notices_is_refused(shared: Shop) -> None:
+    before = await head(shared)
+    created = await shared.call(
         "POST",
         "/v1/organisations",
         "admin",
-        body={"book": shop.book, "kind": "volunteer_team", "name": f"联系{PHONE}志愿队"},
+        body={"book": shared.book, "kind": "volunteer_team", "name": f"联系{PHONE}志愿队"},
     )
     assert fields(refused(created, 422, "personal-data-in-text")) == [("name", "personal_data")]
-    renamed = await shop.call(
-        "PATCH", f"/v1/organisations/{shop.team}", "admin", body={"name": f"队长{PHONE}"}
+    renamed = await shared.call(
+        "PATCH", f"/v1/organisations/{shared.team}", "admin", body={"name": f"队长{PHONE}"}
     )
     assert fields(refused(renamed, 422, "personal-data-in-text")) == [("name", "personal_data")]
-    asset = await shop.call(
+    asset = await shared.call(
         "POST",
         "/v1/assets",
         "platform",
         body={"code": "PHX", "name": f"积分{PHONE}", "unit": "分"},
     )
     assert fields(refused(asset, 422, "personal-data-in-text")) == [("name", "personal_data")]
-    assert await head(shop) == before  # no notice.* entry
+    assert await head(shared) == before  # no notice.* entry
 
 
 async def test_text_without_personal_data_is_posted(shop: Shop) -> None:

@@ -52,9 +52,17 @@ async def saved_jwks(api: Api, tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def book(api: Api) -> Book:
+    """The book on the test's own database, for a test that writes or runs the CLI on it."""
     return await build_book(api)
 
 
+@pytest.fixture(scope="module")
+async def module_book(module_api: Api) -> Book:
+    """The book built once for the module's tests that only read it."""
+    return await build_book(module_api)
+
+
+@pytest.mark.slow
 async def test_an_export_round_trips_through_audit_verify(
     api: Api, book: Book, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -92,6 +100,7 @@ async def build_more(api: Api, book: Book) -> None:
         assert r.status_code == 201, r.text
 
 
+@pytest.mark.slow
 async def test_a_range_export_verifies_against_the_whole_books_checkpoint(
     api: Api, book: Book, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -105,6 +114,7 @@ async def test_a_range_export_verifies_against_the_whole_books_checkpoint(
     assert "balances: not checked" in result.stdout
 
 
+@pytest.mark.slow
 async def test_an_empty_book_exports_a_checkpoint_of_size_zero(
     api: Api, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -116,14 +126,18 @@ async def test_an_empty_book_exports_a_checkpoint_of_size_zero(
     assert result.returncode == 0, result.stderr
 
 
-async def test_the_csv_export_has_a_row_per_leg_for_spreadsheets(api: Api, book: Book) -> None:
-    r = await api.client.get(f"/v1/books/{book.code}/export", params={"format": "csv"})
+async def test_the_csv_export_has_a_row_per_leg_for_spreadsheets(
+    module_api: Api, module_book: Book
+) -> None:
+    r = await module_api.client.get(
+        f"/v1/books/{module_book.code}/export", params={"format": "csv"}
+    )
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
     assert r.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
-    assert len(rows) == 2 * book.entries  # every entry of build_book has two legs
-    assert {row["seq"] for row in rows} == {str(n) for n in range(1, book.entries + 1)}
+    assert len(rows) == 2 * module_book.entries  # every entry of build_book has two legs
+    assert {row["seq"] for row in rows} == {str(n) for n in range(1, module_book.entries + 1)}
     assert "陪伴老人" in {row["memo"] for row in rows}
     assert sum(int(row["amount"]) for row in rows if row["kind"] != "hold") == 0
 
@@ -139,12 +153,12 @@ async def test_a_formula_in_a_memo_stays_text_in_the_csv(api: Api) -> None:
     assert "'=HYPERLINK(1)" in csv_text
 
 
-async def test_the_range_of_an_export_is_checked(api: Api, book: Book) -> None:
+async def test_the_range_of_an_export_is_checked(module_api: Api, module_book: Book) -> None:
     for params, slug in (
-        ({"to_seq": book.entries + 1}, "beyond-log-size"),
+        ({"to_seq": module_book.entries + 1}, "beyond-log-size"),
         ({"from_seq": 8, "to_seq": 7}, "validation"),
     ):
-        r = await api.client.get(f"/v1/books/{book.code}/export", params=params)
+        r = await module_api.client.get(f"/v1/books/{module_book.code}/export", params=params)
         assert r.status_code == 422, r.text
         assert r.json()["type"] == f"urn:timebank:problem:{slug}"
 
@@ -207,13 +221,13 @@ def edit_checkpoint(lines: Lines) -> tuple[Lines, str]:
     ],
 )
 async def test_a_tampered_export_is_refused_naming_the_seq(
-    api: Api,
-    book: Book,
+    module_api: Api,
+    module_book: Book,
     tmp_path: Path,
     tamper: Callable[[Lines], tuple[Lines, str]],
 ) -> None:
-    lines = await export(api, book.code)
-    jwks = await saved_jwks(api, tmp_path)
+    lines = await export(module_api, module_book.code)
+    jwks = await saved_jwks(module_api, tmp_path)
     changed, expected = tamper(lines)
     tampered = await write(tmp_path / "tampered.jsonl", changed)
     result = audit_verify_here(tampered, "--jwks", str(jwks))
@@ -223,6 +237,7 @@ async def test_a_tampered_export_is_refused_naming_the_seq(
     assert expected in failure, result.stderr
 
 
+@pytest.mark.slow
 async def test_verify_receipt_with_and_without_its_proof(
     api: Api, book: Book, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

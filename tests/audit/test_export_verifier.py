@@ -24,6 +24,7 @@ from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[2]
 VERIFIER = ROOT / "scripts" / "verify-export"
+pytestmark = pytest.mark.slow  # each test runs the CLI or the verifier as a process
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
 
 
@@ -266,7 +267,6 @@ async def test_a_consistently_rechained_export_still_breaks_the_ledger_rules(
         assert reason in result.stderr, (name, result.stderr)
 
 
-@pytest.mark.slow
 async def test_the_apis_export_is_verified_too(api: Api, tmp_path: Path) -> None:
     # The file an auditor downloads: entry lines with receipts, then the checkpoint line.
     book = await build_book(api)

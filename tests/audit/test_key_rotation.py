@@ -22,6 +22,8 @@ from app.main import create_app
 from tests.audit.test_export_verifier import TIMEBANK, run
 from tests.conftest import Api, ScratchDatabase
 
+pytestmark = pytest.mark.slow  # each test runs `timebank keys` as a process
+
 
 @pytest.fixture
 async def api_no_lead(test_settings: Settings) -> AsyncIterator[Api]:

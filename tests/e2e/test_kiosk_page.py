@@ -34,6 +34,7 @@ from tests.audit.test_receipts import (
 from tests.conftest import Api
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
 
+pytestmark = pytest.mark.slow  # a server process and Chromium
 CHROMIUM = Path("/usr/bin/chromium")
 # Run as root in a container, and no background traffic to Google's services (a closed
 # network refuses it, many connections at a time).
@@ -83,7 +84,7 @@ async def server(cli_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Serve
             process.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Path:
     """Debian's Chromium; the test is skipped only where it is missing and
     TIMEBANK_REQUIRE_BROWSER is unset (CI sets it, so CI never skips silently)."""
@@ -98,9 +99,10 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser(chromium: Path) -> AsyncIterator[Any]:
-    """Headless Chromium driven by Playwright (never a browser of Playwright's own)."""
+    """Headless Chromium driven by Playwright (never a browser of Playwright's own), started
+    once for the module: each test opens a context of its own (cookies, storage, offline)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -431,7 +433,6 @@ async def test_a_receipt_scanned_with_the_camera_is_verified(browser: Any, serve
         await context.close()
 
 
-@pytest.mark.slow
 async def test_receipts_of_entries_with_deep_metas_verify_in_the_browser(
     browser: Any, server: Server, api: Api
 ) -> None:

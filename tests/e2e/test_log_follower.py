@@ -11,9 +11,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import psutil
+import pytest
 
 from tests.conftest import ScratchDatabase
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
+
+pytestmark = pytest.mark.slow  # server processes
 
 
 def followers_of(server: subprocess.Popen[bytes]) -> list[psutil.Process]:

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.conftest import ScratchDatabase
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
 from tests.identity.world import resident_id
+
+pytestmark = pytest.mark.slow  # server processes
 
 NAME = "欧阳娜娜"
 PHONE = "13698765432"

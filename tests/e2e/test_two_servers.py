@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import ScratchDatabase
 
+pytestmark = pytest.mark.slow  # server processes
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
 
 

@@ -923,6 +923,7 @@ async def world(api: Api) -> World:
     return await build_world(api)
 
 
+@pytest.mark.slow  # every route for every caller: no process, but long
 async def test_each_caller_gets_the_documented_status(api: Api, world: World) -> None:
     paths = api.app.openapi()["paths"]
     mismatches, undocumented = [], []

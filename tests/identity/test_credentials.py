@@ -9,6 +9,7 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 
 from app.config import Settings
 from app.identity.credentials import create_credential
@@ -156,6 +157,7 @@ async def test_the_rate_limit_answers_429_with_retry_after(test_settings: Settin
                 assert r.status_code == 200
 
 
+@pytest.mark.slow
 async def test_the_cli_binds_an_org_credential_to_its_organisation(
     api: Api, cli_env: dict[str, str]
 ) -> None:

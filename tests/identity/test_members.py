@@ -21,7 +21,14 @@ VALID_ID = resident_id("11010519491231002")  # the standard's own sample body: .
 
 @pytest.fixture
 async def world(api: Api) -> World:
+    """The world on the test's own database, for a test that writes."""
     return await build_world(api)
+
+
+@pytest.fixture(scope="module")
+async def shared(module_api: Api) -> World:
+    """The world built once for the module's tests that only read it and are refused."""
+    return await build_world(module_api)
 
 
 def member_body(book: str, subject: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -106,10 +113,10 @@ async def test_personal_fields_are_masked_except_for_admins_and_the_member(
     ],
 )
 async def test_invalid_personal_data_is_refused_without_echoing_it(
-    api: Api, world: World, fields: dict[str, Any], field: str
+    shared: World, fields: dict[str, Any], field: str
 ) -> None:
-    body = member_body(world.home, **fields)
-    r = await api.client.post("/v1/members", json=body)
+    body = member_body(shared.home, **fields)
+    r = await shared.api.client.post("/v1/members", json=body)
     assert r.status_code == 422, r.text
     problem = r.json()
     assert problem["type"] == "urn:timebank:problem:invalid-personal-data"
@@ -211,11 +218,13 @@ async def _enrol(api: Api, w: World, body: dict[str, Any], org: str = "org") -> 
     )
 
 
-async def test_a_volunteer_number_alone_enrols_no_one(api: Api, world: World) -> None:
-    r = await _enrol(api, world, {"volunteer_number": world.member_other_number})
+async def test_a_volunteer_number_alone_enrols_no_one(shared: World) -> None:
+    r = await _enrol(shared.api, shared, {"volunteer_number": shared.member_other_number})
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["field"] == "enrolment_code"
-    read = await api.client.get(f"/v1/members/{world.member_other}", headers=auth(world, "org"))
+    read = await shared.api.client.get(
+        f"/v1/members/{shared.member_other}", headers=auth(shared, "org")
+    )
     assert read.status_code == 404
 
 

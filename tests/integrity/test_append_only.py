@@ -232,6 +232,7 @@ async def tamper(database: ScratchDatabase, sql: str, *args: object) -> None:
         await conn.close()
 
 
+@pytest.mark.slow
 async def test_verify_passes_on_an_honest_journal(api: Api, cli_env: dict[str, str]) -> None:
     book, _, _ = await seed(api, 3)
     result = await run_cli(cli_env, "verify")
@@ -239,6 +240,7 @@ async def test_verify_passes_on_an_honest_journal(api: Api, cli_env: dict[str, s
     assert "OK: 1 book(s), 3 entries verified" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sql", "reason"),
     [
@@ -281,6 +283,7 @@ async def test_verify_names_the_first_tampered_seq(
     assert reason in result.stderr
 
 
+@pytest.mark.slow
 async def test_verify_catches_a_balance_changed_behind_its_back(
     api: Api, database: ScratchDatabase, cli_env: dict[str, str]
 ) -> None:
@@ -291,6 +294,7 @@ async def test_verify_catches_a_balance_changed_behind_its_back(
     assert f"book {book} at seq 5" in result.stderr and member in result.stderr
 
 
+@pytest.mark.slow
 async def test_verify_catches_a_forged_reversal_that_does_not_negate(
     api: Api, database: ScratchDatabase, cli_env: dict[str, str]
 ) -> None:

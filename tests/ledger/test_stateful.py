@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -258,6 +259,7 @@ def make_machine(world: World) -> type[RuleBasedStateMachine]:
     return LedgerMachine
 
 
+@pytest.mark.slow  # many long random runs: no process, but long
 def test_ledger_state_machine(database: ScratchDatabase) -> None:
     loop = asyncio.new_event_loop()
     app = create_app(SETTINGS.model_copy(update={"database_url": database.app_url}))

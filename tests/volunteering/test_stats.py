@@ -212,6 +212,17 @@ DEC_1, DEC_2, DEC_31 = date(2026, 12, 1), date(2026, 12, 2), date(2026, 12, 31)
 
 @pytest.fixture
 async def region(api: Api) -> Region:
+    """The region on the test's own database, for a test that writes."""
+    return await build_region(api)
+
+
+@pytest.fixture(scope="module")
+async def shared(module_api: Api) -> Region:
+    """The region built once for the module's tests that only read it."""
+    return await build_region(module_api)
+
+
+async def build_region(api: Api) -> Region:
     """Team A certifies P1 (扶老, community 1) and P2 (环保, community 2); team B certifies P3
     (扶老, no community) and P4 (文化, community 1). Six approved records of members m1-m3,
     and one each pending, rejected, reversed and open."""
@@ -268,9 +279,9 @@ def figures(group: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-async def test_by_category_with_totals_and_reconciled_ledger(region: Region) -> None:
-    data = await region.ok()
-    assert data["book"] == region.book and data["group_by"] == "category"
+async def test_by_category_with_totals_and_reconciled_ledger(shared: Region) -> None:
+    data = await shared.ok()
+    assert data["book"] == shared.book and data["group_by"] == "category"
     assert data["from"] is None and data["to"] is None
     assert data["timezone"] == "Asia/Shanghai"
     assert [figures(g) for g in data["groups"]] == [
@@ -296,9 +307,9 @@ async def test_by_category_with_totals_and_reconciled_ledger(region: Region) -> 
     }
 
 
-async def test_by_organisation_ties_are_ordered_by_key(region: Region) -> None:
-    data = await region.ok(group_by="organisation")
-    a, b = region.team_a, region.team_b
+async def test_by_organisation_ties_are_ordered_by_key(shared: Region) -> None:
+    data = await shared.ok(group_by="organisation")
+    a, b = shared.team_a, shared.team_b
     expected = {
         a: (a, "阳光志愿队", 3, 180, "3.00", 2, 90, 90),
         b: (b, "绿叶社工", 3, 180, "3.00", 3, 135, 45),
@@ -307,17 +318,17 @@ async def test_by_organisation_ties_are_ordered_by_key(region: Region) -> None:
     assert data["totals"]["volunteers"] == 3 and data["ledger"]["reconciled"] is True
 
 
-async def test_by_community_without_one_is_unspecified(region: Region) -> None:
-    data = await region.ok(group_by="community")
+async def test_by_community_without_one_is_unspecified(shared: Region) -> None:
+    data = await shared.ok(group_by="community")
     assert [figures(g) for g in data["groups"]] == [
-        (region.community_1, "幸福里社区", 3, 195, "3.25", 2, 60, 135),
+        (shared.community_1, "幸福里社区", 3, 195, "3.25", 2, 60, 135),
         (None, "未指定", 2, 135, "2.25", 2, 135, 0),
-        (region.community_2, "和平社区", 1, 30, "0.50", 1, 30, 0),
+        (shared.community_2, "和平社区", 1, 30, "0.50", 1, 30, 0),
     ]
 
 
-async def test_by_month_in_month_order(region: Region) -> None:
-    data = await region.ok(group_by="month")
+async def test_by_month_in_month_order(shared: Region) -> None:
+    data = await shared.ok(group_by="month")
     assert [figures(g) for g in data["groups"]] == [
         ("2026-11", "2026-11", 3, 180, "3.00", 2, 90, 90),
         ("2026-12", "2026-12", 3, 180, "3.00", 3, 135, 45),
@@ -325,8 +336,8 @@ async def test_by_month_in_month_order(region: Region) -> None:
     assert data["totals"]["minutes"] == data["ledger"]["net_minutes"] == 360
 
 
-async def test_period_is_inclusive_and_ledger_follows_it(region: Region) -> None:
-    data = await region.ok(group_by="month", from_="2026-11-05", to="2026-12-01")
+async def test_period_is_inclusive_and_ledger_follows_it(shared: Region) -> None:
+    data = await shared.ok(group_by="month", from_="2026-11-05", to="2026-12-01")
     assert data["from"] == "2026-11-05" and data["to"] == "2026-12-01"
     assert [(g["key"], g["minutes"], g["records"]) for g in data["groups"]] == [
         ("2026-11", 120, 2),
@@ -346,11 +357,11 @@ async def test_period_is_inclusive_and_ledger_follows_it(region: Region) -> None
         "net_minutes": 240,
         "reconciled": True,
     }
-    only_from = await region.ok(from_="2026-12-02")
+    only_from = await shared.ok(from_="2026-12-02")
     assert only_from["totals"]["minutes"] == 60 and only_from["ledger"]["net_minutes"] == 60
-    only_to = await region.ok(to="2026-11-03")
+    only_to = await shared.ok(to="2026-11-03")
     assert only_to["totals"]["minutes"] == 60 and only_to["ledger"]["reconciled"] is True
-    empty = await region.ok(from_="2025-01-01", to="2025-12-31")
+    empty = await shared.ok(from_="2025-01-01", to="2025-12-31")
     assert empty["groups"] == []
     assert empty["totals"] == {
         "records": 0,
@@ -436,8 +447,8 @@ async def test_a_service_credit_without_a_record_does_not_reconcile(region: Regi
     assert team_b["ledger"]["net_minutes"] - team_b["totals"]["minutes"] == 7
 
 
-async def test_an_organisation_sees_only_what_it_certified(region: Region) -> None:
-    team_a = await region.ok("team_a")
+async def test_an_organisation_sees_only_what_it_certified(shared: Region) -> None:
+    team_a = await shared.ok("team_a")
     assert [figures(g) for g in team_a["groups"]] == [
         ("elder_care", "扶老", 2, 150, "2.50", 2, 60, 90),
         ("environment", "环保", 1, 30, "0.50", 1, 30, 0),
@@ -449,8 +460,8 @@ async def test_an_organisation_sees_only_what_it_certified(region: Region) -> No
         "net_minutes": 180,
         "reconciled": True,
     }
-    team_b = await region.ok("team_b", group_by="organisation")
-    assert [g["key"] for g in team_b["groups"]] == [region.team_b]
+    team_b = await shared.ok("team_b", group_by="organisation")
+    assert [g["key"] for g in team_b["groups"]] == [shared.team_b]
     assert team_b["ledger"] == {
         "service_credit_minutes": 380,
         "reversed_minutes": 200,
@@ -459,44 +470,44 @@ async def test_an_organisation_sees_only_what_it_certified(region: Region) -> No
     }
     # Its own book is the default; another book is out of reach.
     params = {"group_by": "month"}
-    headers = {"Authorization": f"Bearer {region.tokens['team_a']}"}
-    own = await region.api.client.get(STATS, params=params, headers=headers)
+    headers = {"Authorization": f"Bearer {shared.tokens['team_a']}"}
+    own = await shared.api.client.get(STATS, params=params, headers=headers)
     assert own.status_code == 200 and own.json()["totals"]["minutes"] == 180
-    other = await region.api.client.get(STATS, params={"book": "zz-none"}, headers=headers)
+    other = await shared.api.client.get(STATS, params={"book": "zz-none"}, headers=headers)
     assert other.status_code == 404
 
 
-async def test_who_may_read(region: Region) -> None:
-    assert (await region.ok("auditor"))["totals"]["minutes"] == 360
-    assert (await region.ok("platform"))["totals"]["minutes"] == 360
-    assert (await region.ok("auditor_platform"))["ledger"]["reconciled"] is True
+async def test_who_may_read(shared: Region) -> None:
+    assert (await shared.ok("auditor"))["totals"]["minutes"] == 360
+    assert (await shared.ok("platform"))["totals"]["minutes"] == 360
+    assert (await shared.ok("auditor_platform"))["ledger"]["reconciled"] is True
     for who in ("mini", "kiosk"):
-        r = await region.stats(who)
+        r = await shared.stats(who)
         assert r.status_code == 403, r.text
         assert r.headers["content-type"] == "application/problem+json"
-    away = await region.stats("admin_away")
+    away = await shared.stats("admin_away")
     assert away.status_code == 404
     assert away.headers["content-type"] == "application/problem+json"
-    unknown = await region.stats("platform", book="nosuchbook")
+    unknown = await shared.stats("platform", book="nosuchbook")
     assert unknown.status_code == 404
-    anonymous = await region.api.client.get(
-        STATS, params={"book": region.book}, headers={"Authorization": ""}
+    anonymous = await shared.api.client.get(
+        STATS, params={"book": shared.book}, headers={"Authorization": ""}
     )
     assert anonymous.status_code == 401
 
 
-async def test_invalid_queries_are_problems(region: Region) -> None:
-    reversed_period = await region.stats(from_="2026-12-01", to="2026-11-01")
+async def test_invalid_queries_are_problems(shared: Region) -> None:
+    reversed_period = await shared.stats(from_="2026-12-01", to="2026-11-01")
     assert reversed_period.status_code == 422
     assert reversed_period.headers["content-type"] == "application/problem+json"
     problem = reversed_period.json()
     assert problem["type"] == "urn:timebank:problem:validation"
     assert [e["field"] for e in problem["errors"]] == ["query/from", "query/to"]
-    no_book = await region.api.client.get(STATS)  # the platform admin names no book
+    no_book = await shared.api.client.get(STATS)  # the platform admin names no book
     assert no_book.status_code == 422
     assert no_book.json()["detail"] == "book is required"
     assert no_book.json()["errors"][0]["field"] == "query/book"
     for query in ({"group_by": "member"}, {"from": "2026-13-01"}, {"book": "Not A Book"}):
-        r = await region.stats(**query)
+        r = await shared.stats(**query)
         assert r.status_code == 422, (query, r.text)
         assert r.headers["content-type"] == "application/problem+json"

@@ -1,0 +1,51 @@
+"""Longest test modules first, so that two pytest-xdist workers finish together.
+
+With `--dist loadfile` a module runs whole in one worker, handed out in collection order
+(`scripts/test` passes `--no-loadscope-reorder`, or xdist would put the modules of most tests
+first, and the long modules of one or two tests would run last, each alone at the tail).
+Each run records every test's duration in pytest's cache; the next run orders modules by
+the sum of their tests' recorded durations. A test not yet recorded counts as `UNKNOWN_S`,
+or `UNKNOWN_SLOW_S` when marked slow (it starts a process).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+CACHE_KEY = "timebank/test-seconds"
+UNKNOWN_S = 0.5
+UNKNOWN_SLOW_S = 10.0
+
+_seconds: dict[str, float] = defaultdict(float)
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order modules by their expected duration, longest first; tests keep their order."""
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    known: dict[str, float] = cache.get(CACHE_KEY, {}) if cache else {}
+    expected: dict[str, float] = defaultdict(float)
+    for item in items:
+        unknown = UNKNOWN_SLOW_S if item.get_closest_marker("slow") else UNKNOWN_S
+        expected[_module(item)] += known.get(item.nodeid, unknown)
+    items.sort(key=lambda item: -expected[_module(item)])  # stable: a module's order is kept
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up setup, call and teardown (in the controller, as workers report them)."""
+    _seconds[report.nodeid] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Record the durations of this run (once, by the controller, not by each worker)."""
+    cache = getattr(session.config, "cache", None)
+    if hasattr(session.config, "workerinput") or cache is None or not _seconds:
+        return
+    known: dict[str, float] = cache.get(CACHE_KEY, {})
+    known.update({nodeid: round(seconds, 2) for nodeid, seconds in _seconds.items()})
+    cache.set(CACHE_KEY, known)
