@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import structlog
@@ -21,6 +21,13 @@ from app.kit.problems import RateLimited, Unauthorized
 log = structlog.get_logger("timebank.identity")
 LAST_USED_RESOLUTION_S = 60.0
 MAX_CACHED = 10_000
+
+
+class _Check(NamedTuple):
+    """A token's check: when it was read, and its credential (None: no such token)."""
+
+    checked_at: float
+    credential: Credential | None
 
 
 class Authenticator:
@@ -40,7 +47,7 @@ class Authenticator:
     ) -> None:
         self._sessions = sessions
         self._ttl = ttl_s
-        self._entries: dict[str, tuple[float, Credential | None]] = {}
+        self._entries: dict[str, _Check] = {}
         self._digests: dict[str, str] = {}
         self._touched: dict[str, float] = {}
         self._rate_per_s = rate_per_s
@@ -99,15 +106,15 @@ class Authenticator:
         digest = token_hash(token)
         now = time.monotonic()
         cached = self._entries.get(digest)
-        if cached is None or now - cached[0] > self._ttl or self._listener_lost():
-            cached = (now, await self._load(digest))
+        if cached is None or now - cached.checked_at > self._ttl or self._listener_lost():
+            cached = _Check(now, await self._load(digest))
             if len(self._entries) > MAX_CACHED:
                 self._entries.clear()
                 self._digests.clear()
             self._entries[digest] = cached
-            if cached[1] is not None:
-                self._digests[cached[1].id] = digest
-        credential = cached[1]
+            if cached.credential is not None:
+                self._digests[cached.credential.id] = digest
+        credential = cached.credential
         if credential is None:
             raise Unauthorized("the bearer token is not valid")
         self._limit(credential)
