@@ -37,6 +37,7 @@ from app.exchange.public_pool import errors, schemas
 from app.http.caller import Caller
 from app.identity.access import reachable_member
 from app.kit.faults import fault_point
+from app.kit.problems import is_problem
 from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
 from app.ledger.outcomes import refusal
@@ -189,7 +190,7 @@ async def grant(
     outcome = await InTransaction(session, sequencer).submit(draft, ref)
     if outcome.status_code >= 400:
         refused = refusal(outcome)
-        if isinstance(refused, ledger_errors.InsufficientFunds) and (
+        if is_problem(refused, ledger_errors.InsufficientFunds) and (
             refused.extra.get("account_id") == pool
         ):
             raise _empty(plan, int(refused.extra.get("available", 0)))
