@@ -24,7 +24,7 @@ from app.http.actions import ActionResult, action_id, answer_action, run_action
 from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.http.responses import json_response, replayable_response
-from app.identity.access import acting_member, visible_member
+from app.identity.access import visible_member
 from app.identity.authorization import ALL_ROLES, require_site_reader, require_site_staff
 from app.identity.dependencies import allow
 from app.kiosk import catalogue, codes, redemptions, report, schemas
@@ -123,9 +123,10 @@ async def change_stock(item_id: UUID, data: schemas.StockChange, ctx: Posting) -
 )
 async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) -> Response:
     """A single-use code for the member to show at a kiosk (their mini-program, or an admin),
-    valid for `TIMEBANK_REDEEM_CODE_TTL_S` (60 s)."""
+    valid for `TIMEBANK_REDEEM_CODE_TTL_S` (60 s). The path names the member, as on every
+    member route; a mini-program's `X-Member-Id`, if sent, must name the same one."""
     caller = ctx.caller
-    member = acting_member(caller, member_id) if caller.role == "miniprogram" else member_id
+    member = member_id
     state = request.app.state
 
     async def action(session: AsyncSession) -> ActionResult:

@@ -154,6 +154,10 @@ async def test_codes_that_are_forged_expired_used_or_for_another_member_are_refu
     # A mini-program asks codes only for the member it acts for.
     r = await s.call("POST", f"/v1/members/{other['id']}/redeem-codes", "mini", member=member["id"])
     problem(r, 404, "member-not-found")
+    # The path names the member, as on every member route: no X-Member-Id needed.
+    r = await s.call("POST", f"/v1/members/{member['id']}/redeem-codes", "mini")
+    assert r.status_code == 201, r.text
+    assert r.json()["member_id"] == member["id"]
 
 
 async def test_stock_balance_site_and_time_refusals(shop: Shop) -> None:
