@@ -228,9 +228,16 @@ def _lines(value: str | list[dict[str, object]]) -> list[RedemptionLine]:
 CSV_COLUMNS = ("date", "item_id", "name", "asset", "price", "out", "stock_left", "reserved")
 
 
+# Spreadsheets (Excel first) read a CSV as UTF-8 only when it starts with a BOM; without one,
+# Chinese item names show as garbage. The export's CSV starts with one too.
+BOM = "\ufeff"
+
+
 def report_csv(report: DailyReport) -> str:
-    """The report's items as CSV, then a summary row per asset and the reconciliation."""
+    """The report's items as CSV (after a UTF-8 BOM), then a summary row per asset and the
+    reconciliation."""
     out = io.StringIO()
+    out.write(BOM)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for item in report.items:
