@@ -83,6 +83,9 @@ def serve(
         raise typer.Exit(1) from None
     # Workers are separate processes: hand them the database the parent resolved.
     os.environ["TIMEBANK_DATABASE_URL"] = urls.app
+    if "TIMEBANK_PUBLIC_URL" not in os.environ:
+        # Unless set, a proof's QR link names the address and port this server listens on.
+        os.environ["TIMEBANK_PUBLIC_URL"] = served_url(host, port)
     if workers > 1:
         metrics_dir = settings.data_dir.resolve() / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -104,6 +107,16 @@ def serve(
             follower.wait(timeout=10)
         except subprocess.TimeoutExpired:
             follower.kill()
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL a server bound to `host`:`port` answers on; for a wildcard address, this
+    machine's loopback (set TIMEBANK_PUBLIC_URL for the address others use)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def run_uvicorn(factory: str, host: str, port: int, workers: int, settings: Settings) -> None:
