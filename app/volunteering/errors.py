@@ -65,6 +65,10 @@ class OutsideWindow(TimebankError):
     status, slug, title = 422, "outside-window", "No time inside the activity's window"
 
 
+class ServiceTooShort(TimebankError):
+    status, slug, title = 422, "service-too-short", "The service lasted less than a minute"
+
+
 class OverlappingService(TimebankError):
     status, slug, title = 422, "overlapping-service", "The member is already credited for this time"
 

@@ -160,12 +160,20 @@ async def settle(
     await _lock_member(session, member_id, project.book)
     start = max(started_at, project.starts_at)
     end = min(ended_at, project.ends_at)
-    minutes = int((end - start).total_seconds() // 60) if end > start else 0
-    if minutes < 1:
+    if end <= start:
         raise errors.OutsideWindow(
-            "the service has no whole minute inside the activity's window "
+            "the service lies outside the activity's window "
             f"({project.starts_at.isoformat()} to {project.ends_at.isoformat()})",
             rule="activity_window",
+        )
+    seconds = int((end - start).total_seconds())
+    minutes = seconds // 60
+    if minutes < 1:
+        raise errors.ServiceTooShort(
+            f"the service lasted {seconds} s inside the activity's window; a record needs at "
+            "least one whole minute",
+            rule="activity_window",
+            seconds=seconds,
         )
     if project.credit_policy == "fixed" and project.fixed_minutes is not None:
         minutes = project.fixed_minutes

@@ -45,9 +45,11 @@ class Model:
         """The problem slug the rules give (or "" and the credited minutes)."""
         starts, ends, fixed, cap = PROJECTS[project]
         s, e = max(start, DAY0 + starts), min(end, DAY0 + ends)
-        minutes = int((e - s).total_seconds() // 60) if e > s else 0
-        if minutes < 1:
+        if e <= s:
             return "outside-window", 0
+        minutes = int((e - s).total_seconds() // 60)
+        if minutes < 1:
+            return "service-too-short", 0
         minutes = fixed or minutes
         if any(s < b and a < e for a, b, _, _, _ in self.accepted):
             return "overlapping-service", 0

@@ -138,6 +138,21 @@ async def test_only_time_inside_the_window_is_credited(district: District) -> No
     assert early.json()["started_at"].startswith("2026-11-20T01:00:00")  # 09:00 in UTC+8
     outside = await d.manual(project["id"], member["id"], MORNING + timedelta(hours=4), 60)
     assert outside.status_code == 422 and problem_type(outside) == "outside-window"
+    # Inside the window but shorter than a minute: said so, not "outside the window".
+    brief = await d.call(
+        "POST",
+        "/v1/service-records",
+        "team",
+        body={
+            "project_id": project["id"],
+            "member_id": member["id"],
+            "started_at": (MORNING + timedelta(hours=2)).isoformat(),
+            "ended_at": (MORNING + timedelta(hours=2, seconds=40)).isoformat(),
+            "attested_by": "陈站长",
+        },
+    )
+    assert brief.status_code == 422 and problem_type(brief) == "service-too-short"
+    assert brief.json()["seconds"] == 40 and "lasted 40 s" in brief.json()["detail"]
     other = await d.member()
     flat = await d.manual(fixed["id"], other["id"], MORNING, 30)
     assert flat.status_code == 201 and flat.json()["credited_minutes"] == 240
