@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.http.caller import Caller
 from app.identity import access
 from app.identity.authorization import reaches_book, sees_service_record
+from app.identity.errors import MemberNotFound
 from app.volunteering import disputes, errors, needs, projects
 from app.volunteering.records import get_record
 from app.volunteering.schemas import DisputeRead, NeedRead, ProjectRead, ServiceRecordRead
@@ -38,10 +39,21 @@ async def require_recording_reach(
     session: AsyncSession, caller: Caller, project_id: uuid.UUID, member_id: uuid.UUID
 ) -> None:
     """The caller may record service of this member in this project: the project within
-    reach (404), its own organisation's (403), the member within reach (404)."""
+    reach (404), its own organisation's (403), the member within reach or signed up for the
+    project (404 otherwise)."""
     project = await visible_project(session, caller, project_id)
     access.require_owner(caller, project.organisation_id, "record service in it")
-    await access.reachable_member(session, caller, member_id, project.book)
+    try:
+        await access.reachable_member(session, caller, member_id, project.book)
+    except MemberNotFound:
+        # Signing up for a project is the member's consent to be recorded in it, enrolled in
+        # the organisation or not. The answer for any other member is the same whether or not
+        # the member exists (docs/authorization.md), and says what is likely wrong.
+        if not await projects.is_signed_up(session, project_id, member_id):
+            raise MemberNotFound(
+                f"member {member_id} is not enrolled in this organisation and has not signed "
+                "up for this project (or does not exist)"
+            ) from None
 
 
 def _sees(caller: Caller, record: ServiceRecordRead) -> bool:

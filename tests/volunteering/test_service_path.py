@@ -175,3 +175,38 @@ async def test_a_disputed_record_is_answered_reversed_and_replaced(district: Dis
         body={"outcome": "dismissed", "answer": "改主意"},
     )
     assert again.status_code == 409
+
+
+async def test_the_organisation_records_service_of_whoever_signed_up_for_its_project(
+    district: District,
+) -> None:
+    d = district
+    project = await d.project()
+    # Registered by the platform, enrolled in no organisation: the team cannot see them.
+    body = {
+        "book": d.book,
+        "display_name": "王新人",
+        "phone": "13912340001",
+        "birth_date": "1990-01-01",
+        "identity": {"provider": "wechat", "subject": "o_newcomer"},
+    }
+    newcomer = await d.ok("POST", "/v1/members", "admin", body=body)
+    stranger = await d.ok(
+        "POST",
+        "/v1/members",
+        "admin",
+        body=body
+        | {"phone": "13912340002", "identity": {"provider": "wechat", "subject": "o_stranger"}},
+    )
+    assert (await d.call("GET", f"/v1/members/{newcomer['id']}", "team")).status_code == 404
+    signup = await d.call(
+        "POST", f"/v1/projects/{project['id']}/signups", "mini", member=newcomer["id"]
+    )
+    assert signup.status_code == 201, signup.text
+    # Signing up is their consent to be recorded in this project.
+    recorded = await d.manual(project["id"], newcomer["id"], MORNING, 60)
+    assert recorded.status_code == 201, recorded.text
+    # Anyone else is refused with what is likely wrong, whether or not they exist.
+    refused = await d.manual(project["id"], stranger["id"], MORNING, 60)
+    assert refused.status_code == 404 and "not enrolled" in refused.json()["detail"]
+    assert refused.json()["type"] == "urn:timebank:problem:member-not-found"
