@@ -264,7 +264,8 @@ async def seed(api: Api) -> Seeded:
         },
     )
     points = next(a["account_id"] for a in giver["accounts"] if a["asset"] == "POINT")
-    r = await api.transfer(m.book, charity["accounts"][0]["id"], points, 1000)
+    issuance = next(a["id"] for a in charity["accounts"] if a["asset"] == "POINT")
+    r = await api.transfer(m.book, issuance, points, 1000)
     assert r.status_code == 201, r.text
     item = await _ok(
         m,

@@ -38,6 +38,29 @@ def _facts(org: schemas.OrganisationRead) -> dict[str, Any]:
     }
 
 
+# Every kind but a kiosk site certifies service (publishes projects, approves records): it gets
+# an HOUR account to credit members from when created, unless the request names one.
+CERTIFYING_KINDS = ("community", "social_org", "social_work_station", "volunteer_team", "charity")
+# How far that account may go below zero: the most minutes the organisation may ever certify
+# (about 1,900 years of hours; a request that names its own account chooses another limit).
+DEFAULT_ISSUANCE_LIMIT = 10**9
+
+
+def with_issuance(
+    kind: str, accounts: list[schemas.OrganisationAccountSpec]
+) -> list[schemas.OrganisationAccountSpec]:
+    """The accounts to open for a new organisation: those asked for, and for a certifying kind
+    an HOUR issuance account if none was asked for."""
+    if kind not in CERTIFYING_KINDS or any(
+        a.asset == "HOUR" and a.purpose == "issuance" for a in accounts
+    ):
+        return accounts
+    issuance = schemas.OrganisationAccountSpec(
+        asset="HOUR", purpose="issuance", overdraft_limit=DEFAULT_ISSUANCE_LIMIT
+    )
+    return [*accounts, issuance]
+
+
 async def get_organisation(
     session: AsyncSession, organisation_id: uuid.UUID
 ) -> schemas.OrganisationRead:
@@ -123,7 +146,7 @@ async def create_organisation(
             "mc": data.maker_checker,
         },
     )
-    for spec in data.accounts:
+    for spec in with_issuance(data.kind, data.accounts):
         await ledger.open_account(
             session,
             data.book,

@@ -527,7 +527,7 @@ async def seed_shop(client: httpx.AsyncClient) -> Shop:
     )
     await visible(client, f"/v1/members/{member['id']}")
     points = next(a["account_id"] for a in member["accounts"] if a["asset"] == "POINT")
-    issuance = charity["accounts"][0]["id"]
+    issuance = next(a["id"] for a in charity["accounts"] if a["asset"] == "POINT")
     legs = [{"account_id": issuance, "amount": -100}, {"account_id": points, "amount": 100}]
     await post(f"/v1/books/{book}/transactions", {"legs": legs})
     items = {}

@@ -314,7 +314,8 @@ async def make_scene(api: Api, years: int | None = 2) -> Scene:
     member = await register(api, book)
     points = next(a["account_id"] for a in member["accounts"] if a["asset"] == "POINT")
     await validity(api, "POINT", years)
-    return Scene(api, book, r.json()["accounts"][0]["id"], member["id"], points)
+    issuance = next(a["id"] for a in r.json()["accounts"] if a["asset"] == "POINT")
+    return Scene(api, book, issuance, member["id"], points)
 
 
 def year_of(posting: dict[str, Any]) -> int:

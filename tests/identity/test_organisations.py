@@ -65,6 +65,20 @@ async def test_the_region_tree_with_accounts_is_recorded_in_the_journal(
     assert recorded[2]["meta"]["parent_id"] == street.json()["id"]
 
 
+async def test_a_certifying_organisation_gets_its_hour_issuance_account(api: Api) -> None:
+    book = await api.book()
+    station = (await create(api, "s", book=book, kind="social_work_station", name="社工站")).json()
+    assert [(a["asset"], a["purpose"]) for a in station["accounts"]] == [("HOUR", "issuance")]
+    hours = await api.balance(station["accounts"][0]["id"])
+    assert hours["owner"] == f"org:{station['id']}" and hours["overdraft_limit"] == 10**9
+    # One it names is the one it gets; a kiosk site certifies nothing and gets none.
+    named = [{"asset": "HOUR", "purpose": "issuance", "overdraft_limit": 6000}]
+    team = await create(api, "t", book=book, kind="volunteer_team", name="队", accounts=named)
+    assert [a["overdraft_limit"] for a in team.json()["accounts"]] == [6000]
+    site = (await create(api, "k", book=book, kind="kiosk_site", name="爱心超市")).json()
+    assert site["accounts"] == []
+
+
 async def test_a_parent_must_be_in_the_same_book(api: Api) -> None:
     home, away = await api.book(), await api.book()
     parent = await create(api, "a", book=away, kind="community", name="外区")

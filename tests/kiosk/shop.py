@@ -102,7 +102,7 @@ async def build_shop(api: Api) -> Shop:
         "accounts": [{"asset": "POINT", "purpose": "issuance", "overdraft_limit": 10**9}],
     }
     charity = await shop.ok("POST", "/v1/organisations", "admin", body=body)
-    shop.charity_points = charity["accounts"][0]["id"]
+    shop.charity_points = next(a["id"] for a in charity["accounts"] if a["asset"] == "POINT")
     for name, site in (
         ("kiosk", shop.site),
         ("kiosk_2", shop.site),
