@@ -34,7 +34,9 @@ class OrganisationCreate(InputModel):
     name: OrganisationName
     parent_id: UUID | None = None
     accounts: Annotated[list[OrganisationAccountSpec], Field(max_length=8)] = Field(
-        default_factory=list
+        default_factory=list,
+        description="accounts to open; every kind but kiosk_site also gets an HOUR account of "
+        "purpose issuance (overdraft limit 1,000,000,000 minutes) unless one is named here",
     )
     person_in_charge: PersonInCharge | None = None
     maker_checker: bool = Field(
