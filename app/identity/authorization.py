@@ -73,8 +73,23 @@ def require_admin_reach(caller: Caller, book: str, refusal: str) -> None:
 
 def acts_in_book_for(caller: Caller, book: str, member_id: str) -> bool:
     """Whether the caller acts in `book` for a member registered in another book (who holds
-    an account there): an admin reaching it, or the member's own mini-program reaching it."""
-    return reaches_book(caller, book) and (caller.role == "admin" or caller.member_id == member_id)
+    an account there): an admin reaching it, or the member's own mini-program, whichever book
+    it is bound to (a member's units are theirs wherever they were moved)."""
+    if caller.role == "miniprogram":
+        return caller.member_id == member_id
+    return caller.role == "admin" and reaches_book(caller, book)
+
+
+def sees_members_book(caller: Caller, book: str) -> bool:
+    """Whether a caller that sees a member sees that member's accounts in `book` (balances,
+    history, gifts): a book it reaches, or any book for the mini-program acting for them."""
+    return caller.role == "miniprogram" or reaches_book(caller, book)
+
+
+def require_members_book(caller: Caller, book: str) -> None:
+    """404, as if the book did not exist, for a member's book the caller does not see."""
+    if not sees_members_book(caller, book):
+        raise NotFound(f"book {book!r} does not exist")
 
 
 def org_owner(organisation_id: str | None) -> str:

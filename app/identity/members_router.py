@@ -10,7 +10,12 @@ from fastapi import APIRouter, Query, Request, Response
 from app.http.caller import Caller, CallerDep
 from app.http.context import SessionDep
 from app.identity import access, enrolment, errors, members, schemas
-from app.identity.authorization import SEES_PERSONAL_DATA, require_book, sees_member
+from app.identity.authorization import (
+    SEES_PERSONAL_DATA,
+    require_book,
+    require_members_book,
+    sees_member,
+)
 from app.identity.dependencies import allow
 from app.identity.personal import PersonalDataCipher
 from app.kit.clock import utc_now
@@ -163,5 +168,5 @@ async def member_entries(
     balances (seq is per book, so a page never mixes books)."""
     row = await access.visible_member(session, caller, member_id)
     if book is not None:
-        require_book(caller, book, f"book {book!r}")
+        require_members_book(caller, book)
     return await members.member_entries(session, row, book or row.book, before_seq, limit)

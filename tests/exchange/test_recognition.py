@@ -648,3 +648,48 @@ def test_conversion_never_creates_value(amounts: list[int], num: int, den: int) 
         assert convert(got, den, num) <= amount
     # Many small transfers never yield more than one transfer of their sum.
     assert sum(convert(a, num, den) for a in amounts) <= convert(sum(amounts), num, den)
+
+
+async def test_a_mini_program_of_the_home_book_sees_the_members_units_in_every_book(
+    region: Region,
+) -> None:
+    g = region
+    g.tokens["mini_a"] = await _credential(g.api, "miniprogram", g.a)
+    there = await g.agree(g.a, g.b, to_asset="POINT", ratio_num=1, ratio_den=60)
+    member = await g.member(g.a)
+    other = await g.member(g.a)
+    await g.earn(g.a, member["hours"], 180)
+    moved = await g.transfer(there["id"], member["id"], 120)
+    assert moved.status_code == 201, moved.text
+    points = await g.member_account(g.b, member["id"], "POINT")
+    # The path names the member; no X-Member-Id needed to read their balances.
+    balances = await g.ok("GET", f"/v1/members/{member['id']}/balances", "mini_a")
+    held = {(b["book"], b["asset"]): b["posted"] for b in balances["balances"]}
+    assert held[(g.b, "POINT")] == 2 and held[(g.a, "HOUR")] == 60
+    history = await g.ok("GET", f"/v1/members/{member['id']}/entries?book={g.b}", "mini_a")
+    assert [(i["account_id"], i["amount"]) for i in history["items"]] == [(points, 2)]
+    gifts = await g.ok("GET", f"/v1/members/{member['id']}/gifts?book={g.b}", "mini_a")
+    assert gifts["items"] == []
+    # Acting for the member, it gives there too (the receiver holds an account of POINT there).
+    await g.earn(g.a, other["hours"], 60)
+    assert (await g.transfer(there["id"], other["id"], 60)).status_code == 201
+    gift = await g.call(
+        "POST",
+        "/v1/gifts",
+        "mini_a",
+        body={
+            "from_member_id": member["id"],
+            "to_member_id": other["id"],
+            "book": g.b,
+            "asset": "POINT",
+            "amount": 1,
+            "relationship": "friend",
+        },
+        member=member["id"],
+    )
+    assert gift.status_code == 201, gift.text
+    # An admin of the home book still sees only the books it reaches.
+    mine = await g.ok("GET", f"/v1/members/{member['id']}/balances", "admin_a")
+    assert {b["book"] for b in mine["balances"]} == {g.a}
+    refused = await g.call("GET", f"/v1/members/{member['id']}/entries?book={g.b}", "admin_a")
+    assert refused.status_code == 404

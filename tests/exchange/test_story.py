@@ -304,9 +304,10 @@ async def test_hours_served_exchanged_given_and_moved_all_verify_and_reconcile(a
     )
     m.tokens["mini_b"] = app_b["token"]
     gift_body = {"to_member_id": parent["id"], "book": b, "amount": GIFTED}
-    # Book A's mini-program does not reach book B.
+    # Book A's mini-program, acting for the member, gives in book B too (issue 21): the
+    # member's units are theirs wherever they were moved; book B's policy applies.
     r = await m.call("POST", "/v1/gifts", "mini", body=gift_body, member=member["id"])
-    problem(r, 404, "member-not-found")
+    problem(r, 422, "gift-relationship-required")
     r = await m.call(
         "POST",
         "/v1/gifts",

@@ -12,7 +12,7 @@ from app.exchange.balances import service as balances
 from app.http.caller import CallerDep
 from app.http.context import SessionDep
 from app.identity import access
-from app.identity.authorization import reaches_book
+from app.identity.authorization import sees_members_book
 from app.identity.dependencies import allow
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -34,5 +34,5 @@ async def member_balances(
     zone = ZoneInfo(request.app.state.settings.service_timezone)
     today = request.app.state.clock().astimezone(zone).date()
     return await balances.member_balances(
-        session, row, zone, today, lambda book: reaches_book(caller, book)
+        session, row, zone, today, lambda book: sees_members_book(caller, book)
     )

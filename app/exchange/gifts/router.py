@@ -16,7 +16,7 @@ from app.http.actions import ActionResult, action_id, answer_action
 from app.http.caller import CallerDep
 from app.http.context import Posting, SessionDep
 from app.identity.access import acting_member, visible_member
-from app.identity.authorization import require_book
+from app.identity.authorization import require_members_book
 from app.identity.dependencies import allow
 from app.ledger.schemas import BookCode
 
@@ -81,5 +81,5 @@ async def member_gifts(
     journal."""
     row = await visible_member(session, caller, member_id)
     if book is not None:
-        require_book(caller, book, f"book {book!r}")
+        require_members_book(caller, book)
     return await gifts.list_gifts(session, row, book or row.book, before_seq, limit)
