@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import segno
 
 from app.volunteering.figures import hours
+from app.volunteering.proofs import StoredProof
 
 EVIDENCE_ZH = {"checkin": "信用时", "manual": "荣誉时"}
 
@@ -138,4 +139,52 @@ def render_html(document: Mapping[str, Any], timezone: str) -> str:
 </div>
 </body>
 </html>
+"""
+
+
+def render_check_html(stored: StoredProof, timezone: str) -> str:
+    """The page a browser gets at a proof's check link (Chinese): whether its signature
+    verifies now, and whose certified hours over which period it states."""
+    document = stored.document
+    volunteer, issuer, total = document["volunteer"], document["issuer"], document["totals"]
+    name = volunteer["name"] if volunteer["name"] is not None else "（个人信息已删除）"
+    issued = datetime.fromtimestamp(document["iat"], UTC).astimezone(ZoneInfo(timezone)).date()
+    if stored.signature_valid:
+        verdict = '<p class="valid">✓ 核验通过：本证明由服务出具，签名有效，内容未被改动。</p>'
+    else:
+        verdict = (
+            '<p class="invalid">✗ 核验未通过：本证明的签名无法验证，内容不可采信。'
+            "请向出具单位核实。</p>"
+        )
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>志愿服务记录证明核验 {_e(document["number"])}</title>
+<style>{STYLE}{CHECK_STYLE}</style>
+</head>
+<body>
+<h1>志愿服务记录证明核验</h1>
+{verdict}
+<dl>
+<dt>证明编号</dt><dd>{_e(document["number"])}</dd>
+<dt>志愿者姓名</dt><dd>{_e(name)}</dd>
+<dt>志愿者编号</dt><dd>{_e(volunteer["volunteer_number"])}</dd>
+<dt>证明期间</dt><dd>{_e(_period_zh(document["period"]))}</dd>
+<dt>已认证记录</dt><dd>{_e(total["records"])} 条</dd>
+<dt>累计服务时长</dt><dd>{_e(total["hours"])} 小时</dd>
+<dt>出具单位</dt><dd>{_e(issuer["name"])}</dd>
+<dt>出具日期</dt><dd>{_e(_zh_date(issued))}</dd>
+</dl>
+<p>本页所示为证明出具时的内容。机器核验请以 JSON 读取本地址（<code>?format=json</code>），
+签名公钥见 {_e(stored.jwks_uri)}。</p>
+</body>
+</html>
+"""
+
+
+CHECK_STYLE = """
+.valid { color: #1a7f37; font-weight: bold; }
+.invalid { color: #cf222e; font-weight: bold; }
 """

@@ -115,10 +115,26 @@ async def issue_service_proof(
 @router.get(
     "/v1/service-proofs/{proof_id}",
     response_model=ServiceProofRead,
+    responses={
+        200: {
+            "content": {"text/html": {}},
+            "description": "the proof and whether it verifies (JSON), or with format=html (or "
+            "Accept: text/html, as a browser following the printed link sends) a page in "
+            "Chinese that says so",
+        },
+    },
 )
-async def check_service_proof(proof_id: UUID, session: SessionDep, request: Request) -> Response:
+async def check_service_proof(
+    proof_id: UUID,
+    session: SessionDep,
+    request: Request,
+    fmt: Annotated[Literal["json", "html"] | None, Query(alias="format")] = None,
+) -> Response:
     """A stored proof and whether its signature verifies now with the JWKS (no
     authentication: the proof's random id, printed on it, is what lets one ask)."""
     jwks = await _audit(request).jwks()
     stored = await proofs.read_proof(session, _cipher(request), proof_id, jwks)
+    if fmt == "html" or (fmt is None and "text/html" in request.headers.get("accept", "")):
+        zone = request.app.state.settings.service_timezone
+        return HTMLResponse(proof_page.render_check_html(stored, zone), headers=PAGE_HEADERS)
     return json_response(200, dataclasses.asdict(stored), NO_STORE)

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from app.audit.keys import PublishedKey, SigningKey
 from app.audit.keys import jwks as make_jwks
 from app.kit.canonical_json import canonical_bytes
-from app.volunteering import figures, proofs
+from app.volunteering import figures, proof_page, proofs
 from app.volunteering.proof_schemas import ProofRecord
 from tests.conftest import Api
 from tests.identity.world import World
@@ -380,6 +380,24 @@ async def test_anyone_checks_a_proof_by_its_id(region: Region) -> None:
         assert unknown.json()["type"] == "urn:timebank:problem:service-proof-not-found"
         malformed = await client.get("/v1/service-proofs/not-a-uuid")
         assert malformed.status_code == 422
+        # A browser following the printed link gets a page in Chinese, not JSON.
+        page = await client.get(
+            f"/v1/service-proofs/{issued['proof_id']}", headers={"Accept": "text/html"}
+        )
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        text = page.text
+        assert "核验通过" in text and issued["number"] in text
+        volunteer = issued["document"]["volunteer"]["volunteer_number"]
+        assert volunteer in text and f"{issued['document']['totals']['hours']} 小时" in text
+        program = await client.get(
+            f"/v1/service-proofs/{issued['proof_id']}?format=json",
+            headers={"Accept": "text/html"},
+        )
+        assert program.json()["signature_valid"] is True
+        # A proof whose signature does not verify says so, plainly.
+        forged = proofs.StoredProof(**{**program.json(), "signature_valid": False})
+        refused = proof_page.render_check_html(forged, "Asia/Shanghai")
+        assert "核验未通过" in refused and "核验通过" not in refused.replace("核验未通过", "")
 
 
 async def test_the_printable_page(region: Region) -> None:
