@@ -242,12 +242,21 @@ def unseal_token(cipher: PersonalDataCipher, proof_id: str, stored: str) -> str:
     return cipher.decrypt(blob, f"service_proof:{proof_id}:token")
 
 
-async def _handler(session: AsyncSession, caller: Caller) -> str:
+# 经办人 of a proof the member asked for themselves (through the mini-program).
+SELF_SERVICE_HANDLER = "本人自助申请"
+
+
+async def _handler(session: AsyncSession, caller: Caller, issuer: Issuer) -> str:
+    """经办人: a person, never a credential's id or a system's name: the member themselves for
+    the mini-program; else the name the credential was given (its holder), or failing that the
+    issuer's person in charge, or the issuer."""
+    if caller.role == "miniprogram":
+        return SELF_SERVICE_HANDLER
     name = await session.scalar(
         text("SELECT name FROM credentials WHERE id = CAST(:id AS uuid)"),
         {"id": caller.credential.id},
     )
-    return str(name) if name else caller.credential.id
+    return str(name) if name else issuer.person_in_charge or issuer.name
 
 
 async def issue_proof(
@@ -301,7 +310,7 @@ async def issue_proof(
         },
         "issuer": issuer.json(),
         "person_in_charge": issuer.person_in_charge,
-        "handler": await _handler(session, caller),
+        "handler": await _handler(session, caller, issuer),
         "period": {
             "from": None if period_from is None else period_from.isoformat(),
             "to": None if period_to is None else period_to.isoformat(),

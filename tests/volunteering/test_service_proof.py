@@ -322,7 +322,8 @@ async def test_an_organisation_proves_its_own_records_with_a_masked_name(
     assert doc["issuer"]["kind"] == "organisation" and doc["issuer"]["id"] == region.org_a
     assert {x["organisation_id"] for x in doc["records"]} == {region.org_a}
     assert doc["totals"]["minutes"] == 210
-    assert doc["handler"] == region.credentials["org"]  # the credential has no name
+    # The credential has no name: the organisation's person in charge handled it, never an id.
+    assert doc["handler"] == "张主任"
     same = await region.proof("org", organisation_id=region.org_a)
     assert same.status_code == 200
     other = await region.proof("org", organisation_id=region.org_b)
@@ -347,6 +348,8 @@ async def test_who_may_not_issue(region: Region) -> None:
     assert other.json()["type"] == "urn:timebank:problem:member-not-found"
     mine = await region.proof("mini", acting=region.member)
     assert mine.status_code == 200 and mine.json()["document"]["volunteer"]["name"] == NAME
+    # The member asked for it themselves: the 经办人 says so, not the app's credential name.
+    assert mine.json()["document"]["handler"] == "本人自助申请"
     unknown_org = await region.proof("admin", organisation_id=str(uuid.uuid4()))
     assert unknown_org.status_code == 404
     assert unknown_org.json()["type"] == "urn:timebank:problem:organisation-not-found"
