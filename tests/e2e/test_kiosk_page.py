@@ -671,7 +671,18 @@ async def test_a_member_redeems_at_the_kiosk_and_gets_a_verified_receipt(
             await page.click("#pick-submit")
             error = page.locator("#pick-error")
             await error.get_by_text("兑换失败：").wait_for()
-            assert len(await error.inner_text()) > len("兑换失败：")
+            said = await error.inner_text()
+            # Plain Chinese: no id, no English detail from the service.
+            assert said == "兑换失败：兑换码已使用过，请会员刷新后重新出示", said
+            # Too few points: what the member has beside what the basket needs (20 left).
+            await page.click("#pick-back")
+            await scan_and_pick(page, await redeem_code(client, shop), {"大米 5kg": 1})
+            await page.click("#pick-submit")
+            await error.get_by_text("会员积分不足").wait_for()
+            said = await error.inner_text()
+            assert said == "兑换失败：会员积分不足：可用积分 20，本次需要 30 积分", said
+            assert not re.search(r"[A-Za-z]", said)
+            await page.screenshot(path=str(tmp_path / "kiosk-refusal.png"), full_page=True)
 
             # A retry after a lost answer reuses the Idempotency-Key: one redemption, not two.
             keys: list[str] = []

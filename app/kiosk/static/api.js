@@ -4,8 +4,8 @@
 const TOKEN_KEY = "timebank.kiosk.token";
 const TIMEOUT_MS = 15000;
 
-// What the operator reads for the problem types a kiosk meets (docs/errors.md); the service's
-// own detail follows in brackets.
+// What the operator reads for the problem types a kiosk meets (docs/errors.md): plain Chinese,
+// with the figures the problem document carries; never an id or the service's English detail.
 const PROBLEMS = {
   unauthorized: "令牌无效或已吊销",
   forbidden: "本终端无权进行此操作",
@@ -13,7 +13,8 @@ const PROBLEMS = {
   "rate-limited": "操作过于频繁，请稍后再试",
   unavailable: "服务暂不可用，请稍后再试",
   "idempotency-in-flight": "上一次请求仍在处理，请稍后重试",
-  "insufficient-funds": "会员积分不足",
+  "insufficient-funds": (p) => Number.isInteger(p.available)
+    ? `会员积分不足：可用积分 ${p.available}` : "会员积分不足",
   "member-not-found": "找不到该会员",
   "redeem-code-invalid": "不是有效的兑换码",
   "redeem-code-expired": "兑换码已过期，请会员刷新后重新出示",
@@ -21,7 +22,8 @@ const PROBLEMS = {
   "redeem-code-other-member": "兑换码不属于该会员",
   "kiosk-item-not-found": "商品不存在",
   "kiosk-item-inactive": "商品已下架",
-  "out-of-stock": "库存不足",
+  "out-of-stock": (p) => Number.isInteger(p.available)
+    ? `库存不足：该商品仅剩 ${p.available} 件` : "库存不足",
   "basket-mixed-assets": "一次兑换只能使用同一种积分",
   "redemption-not-found": "找不到这笔兑换",
   "redemption-expired": "兑换已超时，预留已释放",
@@ -37,9 +39,12 @@ export class ApiError extends Error {
     const type = typeof problem?.type === "string" ? problem.type : "";
     const slug = type.startsWith(PROBLEM_PREFIX) ? type.slice(PROBLEM_PREFIX.length) : "";
     const known = Object.hasOwn(PROBLEMS, slug) ? PROBLEMS[slug] : null;
-    super(known ? `${known}（${detail}）` : detail);
+    const said = typeof known === "function" ? known(problem ?? {}) : known;
+    super(said ?? `操作未成功（错误 ${status}），请联系管理员`);
     this.status = status;
     this.type = type || null;
+    this.slug = slug;
+    this.problem = problem ?? {};
     this.detail = detail;
   }
 

@@ -213,7 +213,14 @@ async function submitCart() {
     confirmScreen(redemption);
   } catch (error) {
     attempt.settle(error);
-    if (!signedOut(error)) setError("pick-error", "兑换失败：", error);
+    if (signedOut(error)) return;
+    setError("pick-error", "兑换失败：", error);
+    if (error instanceof ApiError && error.slug === "insufficient-funds") {
+      // The basket's total beside what the member has: "可用积分 12，本次需要 30".
+      const needed = totals(
+        state.items.map((i) => [i.asset, i.price * (state.cart.get(i.id) ?? 0)]));
+      $("pick-error").textContent += `，本次需要 ${needed}`;
+    }
   } finally {
     button.disabled = false;
   }
