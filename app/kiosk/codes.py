@@ -103,6 +103,26 @@ async def claim(
     return uuid.UUID(str(row.member_id))
 
 
+async def peek(
+    session: AsyncSession, code_id: uuid.UUID, now: datetime
+) -> tuple[uuid.UUID, datetime]:
+    """The member a code can be used for now, and when it expires; the code stays unused
+    (the same refusals as `claim`)."""
+    row = (
+        await session.execute(
+            text("SELECT member_id, expires_at, used_at FROM redeem_codes WHERE id = :id"),
+            {"id": code_id},
+        )
+    ).one_or_none()
+    if row is None:
+        raise errors.RedeemCodeInvalid("the code is not a redeem code of this service")
+    if row.used_at is not None:
+        raise errors.RedeemCodeUsed(f"the code was used at {row.used_at.isoformat()}")
+    if now >= row.expires_at:
+        raise errors.RedeemCodeExpired(f"the code expired at {row.expires_at.isoformat()}")
+    return uuid.UUID(str(row.member_id)), row.expires_at
+
+
 async def use(session: AsyncSession, code_id: uuid.UUID, redemption_id: uuid.UUID) -> None:
     """Mark a claimed code used by a redemption."""
     await session.execute(

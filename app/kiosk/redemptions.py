@@ -28,12 +28,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.exchange.accounts import find_member_account, purpose_account
 from app.exchange.postings import require_not_erased
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
-from app.identity.authorization import org_owner
+from app.identity.authorization import member_owner, org_owner
 from app.identity.errors import MemberNotFound
 from app.identity.personal import PersonalDataCipher
 from app.kiosk import catalogue, codes, errors, schemas
 from app.kiosk.catalogue import Site
-from app.kiosk.schemas import RedemptionLine, RedemptionRead, RedemptionSettled
+from app.kiosk.schemas import (
+    CodeCheckRead,
+    PointsAvailable,
+    RedemptionLine,
+    RedemptionRead,
+    RedemptionSettled,
+)
 from app.kit.faults import fault_point
 from app.kit.problems import is_problem
 from app.ledger import errors as ledger_errors
@@ -100,6 +106,36 @@ async def prepare(
     if asset is None:
         raise errors.ItemNotFound(f"item {data.items[0].item_id} does not exist at this site")
     return Prepared(code_id, site, str(asset), await site_account(sessions, site, str(asset)))
+
+
+async def points_of(
+    session: AsyncSession, site: Site, member_id: uuid.UUID, expires_at: datetime
+) -> CodeCheckRead:
+    """The member's spendable balance in each asset the site sells, in the site's book (a
+    member of another book holds none there: 404, as for any member out of reach)."""
+    member = (
+        await session.execute(
+            text("SELECT volunteer_number, book_code FROM members WHERE id = :id"),
+            {"id": member_id},
+        )
+    ).one_or_none()
+    rows = await session.execute(
+        text(
+            "SELECT a.asset, a.posted - a.pending_debits AS available FROM accounts a "
+            "WHERE a.book_code = :book AND a.owner = :owner AND a.asset IN "
+            "(SELECT DISTINCT asset FROM kiosk_items WHERE site_id = :site) ORDER BY a.asset"
+        ),
+        {"book": site.book, "owner": member_owner(str(member_id)), "site": site.id},
+    )
+    points = [PointsAvailable(asset=row.asset, available=row.available) for row in rows]
+    if member is None or (member.book_code != site.book and not points):
+        raise MemberNotFound(f"member {member_id} does not exist")
+    return CodeCheckRead(
+        member_id=member_id,
+        volunteer_number=member.volunteer_number,
+        expires_at=expires_at,
+        points=points,
+    )
 
 
 @dataclass(frozen=True, slots=True)

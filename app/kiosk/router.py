@@ -146,6 +146,23 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
 
 
 @router.post(
+    "/kiosk/code-checks",
+    response_model=schemas.CodeCheckRead,
+    dependencies=[allow(("kiosk",), "check redeem codes")],
+)
+async def check_code(
+    data: schemas.CodeCheck, caller: CallerDep, session: SessionDep, request: Request
+) -> schemas.CodeCheckRead:
+    """What the member whose code was scanned can spend at this kiosk, before the basket is
+    chosen (showing the code is their consent; the code stays unused)."""
+    state = request.app.state
+    site = await visible_site(session, caller, uuid.UUID(str(caller.organisation_id)))
+    code_id = codes.decode(state.personal_data, data.code)
+    member_id, expires_at = await codes.peek(session, code_id, state.clock())
+    return await redemptions.points_of(session, site, member_id, expires_at)
+
+
+@router.post(
     "/kiosk/redemptions",
     status_code=201,
     response_model=schemas.RedemptionRead,

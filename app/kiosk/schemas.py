@@ -96,6 +96,26 @@ class BasketLine(InputModel):
     quantity: Annotated[StrictInt, Field(ge=1, le=1000)]
 
 
+class CodeCheck(InputModel):
+    code: Annotated[str, Field(min_length=1, max_length=100)] = Field(
+        description="the member's redeem code, as scanned (not used by the check)"
+    )
+
+
+class PointsAvailable(BaseModel):
+    asset: str
+    available: int = Field(description="what the member can spend now: posted less held")
+
+
+class CodeCheckRead(BaseModel):
+    member_id: UUID
+    volunteer_number: str
+    expires_at: datetime = Field(description="when the code stops working")
+    points: list[PointsAvailable] = Field(
+        description="the member's balances in the kiosk's book, in the assets it sells"
+    )
+
+
 class RedemptionCreate(InputModel):
     code: Annotated[str, Field(min_length=1, max_length=100)] = Field(
         description="the member's redeem code, as scanned"

@@ -519,6 +519,10 @@ async def redeem(w: World) -> Call:
     return Call("POST", "/v1/kiosk/redemptions", body)
 
 
+async def code_check(w: World) -> Call:
+    return Call("POST", "/v1/kiosk/code-checks", {"code": await _redeem_code(w)})
+
+
 async def redemption_read(w: World) -> Call:
     if "redemption" not in w.market:
         w.market["redemption"] = await _redemption(w)
@@ -861,6 +865,8 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ),
     # Another site's kiosk does not see this site's items.
     ("POST", "/v1/kiosk/redemptions"): (redeem, (_, _, _, _, _, _, _, OK, H, _, _, A)),
+    # What a scanned code can spend: any kiosk of the member's book (the code is the consent).
+    ("POST", "/v1/kiosk/code-checks"): (code_check, (_, _, _, _, _, _, _, OK, OK, _, _, A)),
     ("GET", "/v1/kiosk/redemptions/{redemption_id}"): (
         redemption_read,
         (OK, OK, OK, H, H, OK, H, OK, H, H, H, A),

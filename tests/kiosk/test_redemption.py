@@ -348,3 +348,29 @@ async def test_a_confirmation_whose_receipt_cannot_be_signed_stands_and_a_retry_
     jwks = (await s.api.client.get("/.well-known/jwks.json")).json()
     verified = offline.verify_receipt(again.json()["receipt"], jwks)
     assert verified.claims["tx_id"] == found["tx_id"] == again.json()["tx_id"]
+
+
+async def test_the_kiosk_sees_what_a_scanned_code_can_spend_before_the_basket(
+    shop: Shop,
+) -> None:
+    s = shop
+    member = await s.member()
+    await s.points_to(member, 50)
+    await s.item("挂面", 12, stock=None)
+    code = await s.code(member)
+    checked = await s.call("POST", "/v1/kiosk/code-checks", "kiosk", body={"code": code})
+    assert checked.status_code == 200, checked.text
+    seen = checked.json()
+    assert seen["member_id"] == member["id"]
+    assert seen["volunteer_number"] == member["volunteer_number"]
+    assert seen["points"] == [{"asset": "POINT", "available": 50}]
+    # Checking leaves the code unused; a used or forged one is refused as at redemption.
+    noodles = await s.item("挂面二", 12, stock=None)
+    assert (await s.redeem(code, [(noodles, 1)])).status_code == 201
+    again = await s.call("POST", "/v1/kiosk/code-checks", "kiosk", body={"code": code})
+    problem(again, 409, "redeem-code-used")
+    forged = await s.call("POST", "/v1/kiosk/code-checks", "kiosk", body={"code": "HELLO"})
+    problem(forged, 422, "redeem-code-invalid")
+    # Only a kiosk asks.
+    mini = await s.call("POST", "/v1/kiosk/code-checks", "mini", body={"code": code})
+    problem(mini, 403, "forbidden")
