@@ -558,6 +558,24 @@ async def redeem_code(client: httpx.AsyncClient, shop: Shop) -> str:
     return str(r.json()["code"])
 
 
+def _as_kiosk(shop: Shop) -> dict[str, str]:
+    return {"Authorization": f"Bearer {shop.kiosk_token}", "Idempotency-Key": uuid.uuid4().hex}
+
+
+async def hold_points(client: httpx.AsyncClient, shop: Shop, item: str) -> str:
+    """Reserve one of `item` for the member through the API: its points are held."""
+    line = {"item_id": shop.items[item], "quantity": 1}
+    body = {"code": await redeem_code(client, shop), "items": [line]}
+    r = await client.post("/v1/kiosk/redemptions", json=body, headers=_as_kiosk(shop))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def cancel_redemption(client: httpx.AsyncClient, shop: Shop, redemption: str) -> None:
+    r = await client.post(f"/v1/kiosk/redemptions/{redemption}/cancel", headers=_as_kiosk(shop))
+    assert r.status_code == 200, r.text
+
+
 async def scan_and_pick(page: Any, code: str, quantities: dict[str, int]) -> None:
     """Type the code, then tap + on each item as often as asked."""
     await page.locator("#screen-scan").wait_for()
@@ -667,22 +685,36 @@ async def test_a_member_redeems_at_the_kiosk_and_gets_a_verified_receipt(
             await page.locator("#screen-confirm").wait_for()
             await page.click("#confirm-cancel")
             await page.get_by_text("已取消本次兑换").wait_for()
-            await scan_and_pick(page, used, {"食用油 1.8L": 1})
-            await page.click("#pick-submit")
+            # Scanned again, the used code is refused at once, before any goods are chosen.
+            await page.fill("#scan-code", used)
+            await page.click("#scan-form button[type=submit]")
             error = page.locator("#pick-error")
-            await error.get_by_text("兑换失败：").wait_for()
+            await error.get_by_text("无法兑换：").wait_for()
             said = await error.inner_text()
             # Plain Chinese: no id, no English detail from the service.
-            assert said == "兑换失败：兑换码已使用过，请会员刷新后重新出示", said
-            # Too few points: what the member has beside what the basket needs (20 left).
+            assert said == "无法兑换：兑换码已使用过，请会员刷新后重新出示", said
+            assert await page.locator("#pick-items li").count() == 0
+            # The member's points show as soon as the code is scanned (20 left), and a basket
+            # beyond them cannot be submitted.
             await page.click("#pick-back")
             await scan_and_pick(page, await redeem_code(client, shop), {"大米 5kg": 1})
+            member_line = await page.inner_text("#pick-member")
+            assert "可用 20 积分" in member_line, member_line
+            assert await page.inner_text("#pick-over") == "积分不足：可用 20 积分"
+            assert await page.is_disabled("#pick-submit")
+            await page.screenshot(path=str(tmp_path / "kiosk-points.png"), full_page=True)
+            # Points held elsewhere meanwhile: the service's refusal, in plain Chinese.
+            await page.get_by_role("button", name="减少 大米 5kg").click()
+            await page.get_by_role("button", name="增加 食用油 1.8L").click()
+            assert await page.is_enabled("#pick-submit")
+            held = await hold_points(client, shop, "食用油 1.8L")
             await page.click("#pick-submit")
             await error.get_by_text("会员积分不足").wait_for()
             said = await error.inner_text()
-            assert said == "兑换失败：会员积分不足：可用积分 20，本次需要 30 积分", said
+            assert said == "兑换失败：会员积分不足：可用积分 0，本次需要 20 积分", said
             assert not re.search(r"[A-Za-z]", said)
             await page.screenshot(path=str(tmp_path / "kiosk-refusal.png"), full_page=True)
+            await cancel_redemption(client, shop, held)
 
             # A retry after a lost answer reuses the Idempotency-Key: one redemption, not two.
             keys: list[str] = []

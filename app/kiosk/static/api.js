@@ -114,6 +114,7 @@ const seg = encodeURIComponent;
 export const api = {
   site: () => json(call("GET", "/v1/kiosk/site")),
   items: (siteId) => json(call("GET", `/v1/kiosk/sites/${seg(siteId)}/items`)),
+  checkCode: (code) => json(call("POST", "/v1/kiosk/code-checks", { body: { code } })),
   reserve: (code, items, idempotencyKey) =>
     json(call("POST", "/v1/kiosk/redemptions", { body: { code, items }, idempotencyKey })),
   redemption: (id) => json(call("GET", `/v1/kiosk/redemptions/${seg(id)}`)),

@@ -146,18 +146,41 @@ async function pick() {
   show("pick");
   $("pick-items").replaceChildren();
   $("pick-total").textContent = "0";
+  $("pick-member").textContent = "正在读取会员积分……";
   $("pick-loading").textContent = "正在读取商品……";
   $("pick-loading").hidden = false;
+  state.points = null;
   try {
-    const { items } = await api.items(state.site.site_id);
+    // The member's points first: a used or expired code is said before goods are chosen.
+    const [checked, { items }] = await Promise.all([
+      api.checkCode(state.code), api.items(state.site.site_id)]);
+    state.points = new Map(checked.points.map((p) => [p.asset, p.available]));
+    $("pick-member").textContent = `会员 ${checked.volunteer_number}　可用 `
+      + (checked.points.map((p) => amount(p.available, p.asset)).join("，") || "0 积分");
     state.items = items.filter((item) => item.status === "active");
   } catch (error) {
-    if (!signedOut(error)) setError("pick-error", "读取商品失败：", error);
+    $("pick-member").textContent = "";
+    if (!signedOut(error)) setError("pick-error", "无法兑换：", error);
     return;
   } finally {
     $("pick-loading").hidden = true;
   }
   renderItems();
+}
+
+/** Whether the basket costs more than the member has; shown beside the total. */
+function overBudget() {
+  const needed = new Map();
+  for (const item of state.items) {
+    const n = item.price * (state.cart.get(item.id) ?? 0);
+    if (n > 0) needed.set(item.asset, (needed.get(item.asset) ?? 0) + n);
+  }
+  const short = [...needed].filter(([asset, n]) => n > (state.points?.get(asset) ?? 0));
+  $("pick-over").hidden = !state.points || short.length === 0;
+  $("pick-over").textContent = short.length
+    ? `积分不足：可用 ${short.map(([a]) => amount(state.points?.get(a) ?? 0, a)).join("，")}`
+    : "";
+  return Boolean(state.points) && short.length > 0;
 }
 
 const limit = (item) => Math.min(MAX_QUANTITY, item.available ?? MAX_QUANTITY);
@@ -177,6 +200,7 @@ function renderItems() {
       plus.disabled = n >= limit(item);
       $("pick-total").textContent = totals(
         state.items.map((i) => [i.asset, i.price * (state.cart.get(i.id) ?? 0)]));
+      $("pick-submit").disabled = overBudget();
     };
     const minus = el("button", { type: "button", className: "step", textContent: "−",
       ariaLabel: `减少 ${item.name}`, onclick: () => step(-1) });
