@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     enrolment_code_ttl_s: int = Field(default=600, ge=60, le=86400)
     # A kiosk redemption holds the points and the stock this long, then voids itself.
     kiosk_redemption_ttl_s: int = Field(default=120, ge=10, le=3600)
+    # A kiosk pairing code works this many seconds, once.
+    kiosk_pairing_ttl_s: int = Field(default=600, ge=60, le=86400)
     # The address printed under a service proof's QR code (where anyone checks a proof);
     # `timebank serve` sets it from --host and --port unless it is set.
     public_url: str = "http://127.0.0.1:8000"

@@ -34,6 +34,10 @@ class MixedAssets(TimebankError):
     status, slug, title = 422, "basket-mixed-assets", "A basket must be priced in one asset"
 
 
+class PairingCodeInvalid(TimebankError):
+    status, slug, title = 422, "pairing-code-invalid", "Not a usable pairing code"
+
+
 class RedeemCodeInvalid(TimebankError):
     status, slug, title = 422, "redeem-code-invalid", "This is not a redeem code of this service"
 

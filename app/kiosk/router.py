@@ -27,7 +27,8 @@ from app.http.responses import json_response, replayable_response
 from app.identity.access import visible_member
 from app.identity.authorization import ALL_ROLES, require_site_reader, require_site_staff
 from app.identity.dependencies import allow
-from app.kiosk import catalogue, codes, redemptions, report, schemas
+from app.identity.schemas import CredentialRead
+from app.kiosk import catalogue, codes, pairing, redemptions, report, schemas
 from app.kiosk.access import require_item_staff, visible_redemption, visible_site
 from app.kit.schemas import Day
 
@@ -143,6 +144,45 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
         return ActionResult(201, issued.model_dump(mode="json"))
 
     return await answer_action(ctx, action)
+
+
+@router.post(
+    "/kiosk/sites/{site_id}/pairing-codes",
+    status_code=201,
+    response_model=schemas.PairingCodeRead,
+    dependencies=[allow(("admin", "org"), "pair kiosks")],
+)
+async def create_pairing_code(site_id: UUID, ctx: Posting, request: Request) -> Response:
+    """A code that pairs one kiosk with this site: typed at the kiosk, it gets the kiosk a
+    credential of its own (the code works once, for `TIMEBANK_KIOSK_PAIRING_TTL_S`)."""
+    caller = ctx.caller
+    state = request.app.state
+
+    async def action(session: AsyncSession) -> ActionResult:
+        site = await visible_site(session, caller, site_id)
+        require_site_staff(caller, str(site.id), "pair its kiosks")
+        issued = await pairing.issue(
+            session,
+            state.personal_data,
+            site,
+            caller.credential.id,
+            state.clock(),
+            state.settings.kiosk_pairing_ttl_s,
+        )
+        return ActionResult(201, issued.model_dump(mode="json"))
+
+    return await answer_action(ctx, action)
+
+
+@router.post("/kiosk/pairings", status_code=201, response_model=CredentialRead)
+async def pair_kiosk(data: schemas.Pairing, request: Request) -> Response:
+    """Trade a pairing code for a kiosk credential of its site (no token needed: the code is
+    the authority; its token is in this answer only)."""
+    state = request.app.state
+    answer = await pairing.pair(
+        state.sessions, state.sequencer, state.personal_data, data, state.clock()
+    )
+    return replayable_response(answer.status_code, answer.body, answer.replayed)
 
 
 @router.post(

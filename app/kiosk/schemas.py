@@ -96,6 +96,21 @@ class BasketLine(InputModel):
     quantity: Annotated[StrictInt, Field(ge=1, le=1000)]
 
 
+class PairingCodeRead(BaseModel):
+    code: str = Field(description="8 characters; typed (or scanned) once at the kiosk")
+    site_id: UUID
+    expires_at: datetime
+
+
+class Pairing(InputModel):
+    code: Annotated[str, Field(min_length=1, max_length=40)] = Field(
+        description="the pairing code an admin or the site's organisation was given"
+    )
+    name: Annotated[str, Field(max_length=200)] = Field(
+        default="", description="what to call the kiosk's credential (e.g. 收银台 1)"
+    )
+
+
 class CodeCheck(InputModel):
     code: Annotated[str, Field(min_length=1, max_length=100)] = Field(
         description="the member's redeem code, as scanned (not used by the check)"

@@ -519,6 +519,15 @@ async def redeem(w: World) -> Call:
     return Call("POST", "/v1/kiosk/redemptions", body)
 
 
+async def new_pairing_code(w: World) -> Call:
+    return Call("POST", f"/v1/kiosk/sites/{w.kiosk}/pairing-codes")
+
+
+async def pairing(w: World) -> Call:
+    issued = await w.post(f"/v1/kiosk/sites/{w.kiosk}/pairing-codes", {}, w.tokens["admin"])
+    return Call("POST", "/v1/kiosk/pairings", {"code": issued["code"]})
+
+
 async def code_check(w: World) -> Call:
     return Call("POST", "/v1/kiosk/code-checks", {"code": await _redeem_code(w)})
 
@@ -865,6 +874,13 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ),
     # Another site's kiosk does not see this site's items.
     ("POST", "/v1/kiosk/redemptions"): (redeem, (_, _, _, _, _, _, _, OK, H, _, _, A)),
+    # Pairing a kiosk: its site's admins (the kiosk itself never asks for a code); the code
+    # alone pairs, whoever sends it.
+    ("POST", "/v1/kiosk/sites/{site_id}/pairing-codes"): (
+        new_pairing_code,
+        (OK, OK, _, _, _, _, _, _, _, H, _, A),
+    ),
+    ("POST", "/v1/kiosk/pairings"): (pairing, PUBLIC),
     # What a scanned code can spend: any kiosk of the member's book (the code is the consent).
     ("POST", "/v1/kiosk/code-checks"): (code_check, (_, _, _, _, _, _, _, OK, OK, _, _, A)),
     ("GET", "/v1/kiosk/redemptions/{redemption_id}"): (

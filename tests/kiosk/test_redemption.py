@@ -12,8 +12,10 @@ import pytest
 from app.audit import offline
 from app.audit.errors import SigningKeyUnavailable
 from app.kiosk import redemptions
-from tests.conftest import Api
+from tests.conftest import Api, ScratchDatabase
+from tests.identity.test_credentials import notices
 from tests.kiosk.shop import Shop, build_shop
+from tests.volunteering.test_service_proof import anonymous
 
 PROBLEM = "urn:timebank:problem:"
 
@@ -374,3 +376,45 @@ async def test_the_kiosk_sees_what_a_scanned_code_can_spend_before_the_basket(
     # Only a kiosk asks.
     mini = await s.call("POST", "/v1/kiosk/code-checks", "mini", body={"code": code})
     problem(mini, 403, "forbidden")
+
+
+async def test_a_kiosk_pairs_with_a_short_code_instead_of_a_token(
+    shop: Shop, database: ScratchDatabase
+) -> None:
+    s = shop
+    issued = await s.call("POST", f"/v1/kiosk/sites/{s.site}/pairing-codes", "platform")
+    assert issued.status_code == 201, issued.text
+    code = issued.json()["code"]
+    assert len(code) == 8 and issued.json()["site_id"] == s.site
+    # No token: the code is the authority; typed in lower case with a space, it still works.
+    async with anonymous(s.api) as client:
+        typed = f"{code[:4].lower()} {code[4:]}"
+        r = await client.post("/v1/kiosk/pairings", json={"code": typed, "name": "收银台 2"})
+        assert r.status_code == 201, r.text
+        paired = r.json()
+        assert paired["role"] == "kiosk" and paired["organisation_id"] == s.site
+        assert paired["name"] == "收银台 2" and paired["token"].startswith("tbk_")
+        site = await client.get(
+            "/v1/kiosk/site", headers={"Authorization": f"Bearer {paired['token']}"}
+        )
+        assert site.status_code == 200 and site.json()["site_id"] == s.site
+        # Once only, and never a guessed one.
+        again = await client.post("/v1/kiosk/pairings", json={"code": code})
+        problem(again, 422, "pairing-code-invalid")
+        guessed = await client.post("/v1/kiosk/pairings", json={"code": "ABCDEFGH"})
+        problem(guessed, 422, "pairing-code-invalid")
+    # The grant is in the journal, its actor the credential that asked for the code.
+    granted = [
+        n for n in await notices(database, s.book) if n["kind"] == "notice.credential_granted"
+    ]
+    assert granted[-1]["meta"]["credential_id"] == paired["id"]
+    assert granted[-1]["meta"]["actor"]["credential"] == s.api.credential
+    # The kiosk itself never asks for a code; a late code is refused.
+    problem(
+        await s.call("POST", f"/v1/kiosk/sites/{s.site}/pairing-codes", "kiosk"), 403, "forbidden"
+    )
+    late = (await s.call("POST", f"/v1/kiosk/sites/{s.site}/pairing-codes", "admin")).json()
+    s.later(601)
+    async with anonymous(s.api) as client:
+        expired = await client.post("/v1/kiosk/pairings", json={"code": late["code"]})
+        problem(expired, 422, "pairing-code-invalid")
