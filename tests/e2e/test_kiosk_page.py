@@ -596,17 +596,28 @@ async def test_a_member_redeems_at_the_kiosk_and_gets_a_verified_receipt(
         shop = await seed_shop(client)
         context, page = await new_page(browser, server)
         try:
-            # 登录: a wrong token is refused with the service's reason, the right one signs in.
+            # 登录: a wrong pairing code or token is refused in plain Chinese; a code an admin
+            # asked for pairs the kiosk and signs it in, no token typed.
+            await page.fill("#pair-code", "ABCD2345")
+            await page.click("#pair-form button[type=submit]")
+            await page.get_by_text("配对失败：配对码无效、已过期或已使用，请重新获取").wait_for()
             await page.fill("#signin-token", "tbk_not-a-real-token")
             await page.click("#signin-form button[type=submit]")
             await page.get_by_text("登录失败：").wait_for()
             assert await page.locator("#screen-signin").is_visible()
-            await page.fill("#signin-token", shop.kiosk_token)
-            await page.click("#signin-form button[type=submit]")
+            issued = await client.post(
+                f"/v1/kiosk/sites/{shop.site_id}/pairing-codes",
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+            assert issued.status_code == 201, issued.text
+            await page.fill("#pair-code", issued.json()["code"].lower())
+            await page.fill("#pair-name", "收银台 1")
+            await page.screenshot(path=str(tmp_path / "kiosk-pairing.png"), full_page=True)
+            await page.click("#pair-form button[type=submit]")
             await page.locator("#screen-scan").wait_for()
             assert shop.site_name in await page.inner_text("#site-label")
             stored = await page.evaluate("sessionStorage.getItem('timebank.kiosk.token')")
-            assert stored == shop.kiosk_token
+            assert stored.startswith("tbk_") and stored != shop.kiosk_token
 
             # 扫码 and 选购: only active items are offered; the total follows the taps.
             await scan_and_pick(

@@ -17,6 +17,7 @@ const PROBLEMS = {
     ? `会员积分不足：可用积分 ${p.available}` : "会员积分不足",
   "member-not-found": "找不到该会员",
   "redeem-code-invalid": "不是有效的兑换码",
+  "pairing-code-invalid": "配对码无效、已过期或已使用，请重新获取",
   "redeem-code-expired": "兑换码已过期，请会员刷新后重新出示",
   "redeem-code-used": "兑换码已使用过，请会员刷新后重新出示",
   "redeem-code-other-member": "兑换码不属于该会员",
@@ -115,6 +116,7 @@ export const api = {
   site: () => json(call("GET", "/v1/kiosk/site")),
   items: (siteId) => json(call("GET", `/v1/kiosk/sites/${seg(siteId)}/items`)),
   checkCode: (code) => json(call("POST", "/v1/kiosk/code-checks", { body: { code } })),
+  pair: (code, name) => json(call("POST", "/v1/kiosk/pairings", { body: { code, name } })),
   reserve: (code, items, idempotencyKey) =>
     json(call("POST", "/v1/kiosk/redemptions", { body: { code, items }, idempotencyKey })),
   redemption: (id) => json(call("GET", `/v1/kiosk/redemptions/${seg(id)}`)),

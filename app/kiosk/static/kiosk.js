@@ -84,6 +84,17 @@ async function signIn(token) {
   await offerPending();
 }
 
+/** Trade a pairing code for this kiosk's own credential, then sign in with its token. */
+async function pairWith(code, name) {
+  try {
+    const paired = await api.pair(code, name);
+    $("pair-code").value = "";
+    await signIn(paired.token);
+  } catch (error) {
+    setError("pair-error", "配对失败：", error);
+  }
+}
+
 /** After a reload, the site's redemption still waiting for the member can be taken up again. */
 async function offerPending() {
   let pending;
@@ -440,6 +451,10 @@ function wire() {
   $("signin-form").onsubmit = (e) => {
     e.preventDefault();
     signIn($("signin-token").value.trim());
+  };
+  $("pair-form").onsubmit = (e) => {
+    e.preventDefault();
+    pairWith($("pair-code").value.trim(), $("pair-name").value.trim());
   };
   $("nav-signout").onclick = signOut;
   $("nav-verify").onclick = verifyScreen;
