@@ -76,18 +76,15 @@ async def issue(
     return RedeemCodeRead(code=encode(cipher, code_id), member_id=member_id, expires_at=expires_at)
 
 
-async def claim(
-    session: AsyncSession,
-    code_id: uuid.UUID,
-    member_id: uuid.UUID | None,
-    now: datetime,
-) -> uuid.UUID:
-    """Lock the code until the transaction ends and check it can be used now (by the member,
-    if named); its member. `use` marks it used in the same transaction."""
+async def _usable(
+    session: AsyncSession, code_id: uuid.UUID, now: datetime, lock: bool
+) -> tuple[uuid.UUID, datetime]:
+    """The member and expiry of a code usable now (locked for the transaction if `lock`)."""
     row = (
         await session.execute(
             text(
-                "SELECT member_id, expires_at, used_at FROM redeem_codes WHERE id = :id FOR UPDATE"
+                "SELECT member_id, expires_at, used_at FROM redeem_codes WHERE id = :id"
+                + (" FOR UPDATE" if lock else "")
             ),
             {"id": code_id},
         )
@@ -98,9 +95,21 @@ async def claim(
         raise errors.RedeemCodeUsed(f"the code was used at {row.used_at.isoformat()}")
     if now >= row.expires_at:
         raise errors.RedeemCodeExpired(f"the code expired at {row.expires_at.isoformat()}")
-    if member_id is not None and member_id != row.member_id:
+    return uuid.UUID(str(row.member_id)), row.expires_at
+
+
+async def claim(
+    session: AsyncSession,
+    code_id: uuid.UUID,
+    member_id: uuid.UUID | None,
+    now: datetime,
+) -> uuid.UUID:
+    """Lock the code until the transaction ends and check it can be used now (by the member,
+    if named); its member. `use` marks it used in the same transaction."""
+    owner, _ = await _usable(session, code_id, now, lock=True)
+    if member_id is not None and member_id != owner:
         raise errors.RedeemCodeOtherMember("the code was issued for another member")
-    return uuid.UUID(str(row.member_id))
+    return owner
 
 
 async def peek(
@@ -108,19 +117,7 @@ async def peek(
 ) -> tuple[uuid.UUID, datetime]:
     """The member a code can be used for now, and when it expires; the code stays unused
     (the same refusals as `claim`)."""
-    row = (
-        await session.execute(
-            text("SELECT member_id, expires_at, used_at FROM redeem_codes WHERE id = :id"),
-            {"id": code_id},
-        )
-    ).one_or_none()
-    if row is None:
-        raise errors.RedeemCodeInvalid("the code is not a redeem code of this service")
-    if row.used_at is not None:
-        raise errors.RedeemCodeUsed(f"the code was used at {row.used_at.isoformat()}")
-    if now >= row.expires_at:
-        raise errors.RedeemCodeExpired(f"the code expired at {row.expires_at.isoformat()}")
-    return uuid.UUID(str(row.member_id)), row.expires_at
+    return await _usable(session, code_id, now, lock=False)
 
 
 async def use(session: AsyncSession, code_id: uuid.UUID, redemption_id: uuid.UUID) -> None:
