@@ -47,8 +47,14 @@ async def test_the_guide_runs_as_written(tmp_path: Path) -> None:
         stop_serve(served)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    # Step 6 approves the record; step 10 confirms the redemption.
+    # Step 6 approves the record; step 11 confirms the redemption.
     assert "approved" in lines and "confirmed" in lines, done.stdout
-    # Steps 7 and 10: one credited hour, then 100 points less the 30 the rice cost.
-    assert lines.count('{"asset":"HOUR","posted":60}') == 2, done.stdout
-    assert lines[-2:] == ['{"asset":"HOUR","posted":60}', '{"asset":"POINT","posted":70}']
+    # Step 7: one credited hour; step 8: 30 minutes for 5 points; step 11: the points spent.
+    hour, exchanged, spent = (
+        lines.index('{"asset":"HOUR","posted":60}'),
+        lines.index('{"asset":"POINT","posted":5}'),
+        len(lines) - 2,
+    )
+    assert hour < exchanged < spent, done.stdout
+    assert lines[exchanged - 1] == '{"asset":"HOUR","posted":30}'
+    assert lines[-2:] == ['{"asset":"HOUR","posted":30}', '{"asset":"POINT","posted":0}']
