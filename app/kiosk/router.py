@@ -127,16 +127,15 @@ async def create_redeem_code(member_id: UUID, ctx: Posting, request: Request) ->
     valid for `TIMEBANK_REDEEM_CODE_TTL_S` (60 s). The path names the member, as on every
     member route; a mini-program's `X-Member-Id`, if sent, must name the same one."""
     caller = ctx.caller
-    member = member_id
     state = request.app.state
 
     async def action(session: AsyncSession) -> ActionResult:
-        row = await visible_member(session, caller, member)
-        require_not_erased(member, row.status)
+        row = await visible_member(session, caller, member_id)
+        require_not_erased(member_id, row.status)
         issued = await codes.issue(
             session,
             state.personal_data,
-            member,
+            member_id,
             caller.credential.id,
             state.clock(),
             state.settings.redeem_code_ttl_s,
