@@ -47,6 +47,7 @@ from app.identity.organisations_router import router as organisations_router
 from app.identity.personal_key import personal_data_cipher
 from app.kiosk import PAGE_DIRECTORY as KIOSK_PAGE
 from app.kiosk import redemptions as kiosk_redemptions
+from app.kiosk.pairing import purge_pairing_codes
 from app.kiosk.router import router as kiosk_router
 from app.kit.clock import utc_now
 from app.kit.db_errors import database_refusal
@@ -185,6 +186,7 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
             await ledger_service.purge_idempotency_keys(session, settings.idempotency_retention_s)
             await purge_action_outcomes(session, settings.idempotency_retention_s)
             await purge_enrolment_codes(session, settings.idempotency_retention_s)
+            await purge_pairing_codes(session, settings.idempotency_retention_s)
 
     while True:
         await asyncio.sleep(interval_s)

@@ -30,6 +30,11 @@ def normalise(code: str) -> str:
     return code.strip().upper().replace(" ", "").replace("-", "")
 
 
+def new_code(length: int = LENGTH) -> str:
+    """A random code of `length` characters of `ALPHABET`."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
 def _hash(cipher: PersonalDataCipher, code: str) -> str:
     return cipher.lookup_hash("enrolment-code", normalise(code))
 
@@ -43,7 +48,7 @@ async def issue(
     ttl_s: int,
 ) -> schemas.EnrolmentCodeRead:
     """A new code for the member, valid for `ttl_s` seconds from `now`."""
-    code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    code = new_code()
     expires_at = now + timedelta(seconds=ttl_s)
     await session.execute(
         text(

@@ -36,25 +36,33 @@ async def issue_credential(
     actor: dict[str, str],
 ) -> ActionAnswer:
     """Create a credential once per key; its token is in the first answer only."""
-    org = None if spec.organisation_id is None else str(spec.organisation_id)
 
     async def issue(session: AsyncSession) -> ActionResult:
-        try:
-            credential, token = await credentials.create_credential(
-                session,
-                spec.role,
-                spec.book,
-                spec.name,
-                org,
-                created_by=actor["credential"],
-                rate_limit_per_s=spec.rate_limit_per_s,
-            )
-        except credentials.CredentialRefused as exc:
-            raise errors.CredentialNotAllowed(str(exc)) from None
-        notice = credential_notice(credential, "credential_granted", actor)
-        return ActionResult(201, credential_json(credential), notice, {"token": token})
+        return await grant(session, spec, actor)
 
     return await run_action(sessions, sequencer, idem, issue)
+
+
+async def grant(
+    session: AsyncSession, spec: schemas.CredentialCreate, actor: dict[str, str]
+) -> ActionResult:
+    """Inside an action's transaction: create the credential `actor` grants, with its
+    `notice.credential_granted`; the token is in the first answer only."""
+    org = None if spec.organisation_id is None else str(spec.organisation_id)
+    try:
+        credential, token = await credentials.create_credential(
+            session,
+            spec.role,
+            spec.book,
+            spec.name,
+            org,
+            created_by=actor["credential"],
+            rate_limit_per_s=spec.rate_limit_per_s,
+        )
+    except credentials.CredentialRefused as exc:
+        raise errors.CredentialNotAllowed(str(exc)) from None
+    notice = credential_notice(credential, "credential_granted", actor)
+    return ActionResult(201, credential_json(credential), notice, {"token": token})
 
 
 async def grant_credential(

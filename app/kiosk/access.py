@@ -9,7 +9,8 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import Caller
-from app.identity.authorization import reaches_book, require_site_staff, sees_redemption
+from app.identity.access import visible_organisation
+from app.identity.authorization import require_site_staff, sees_redemption
 from app.identity.errors import OrganisationNotFound
 from app.kiosk import catalogue, errors, redemptions
 from app.kiosk.catalogue import Site
@@ -17,14 +18,10 @@ from app.kiosk.schemas import RedemptionRead
 
 
 async def visible_site(session: AsyncSession, caller: Caller, site_id: uuid.UUID) -> Site:
-    """A kiosk site in the caller's book; 404 otherwise."""
-    try:
-        site = await catalogue.site(session, site_id)
-    except OrganisationNotFound:
-        site = None
-    if site is None or not reaches_book(caller, site.book):
-        raise OrganisationNotFound(f"organisation {site_id} does not exist")
-    return site
+    """A kiosk site in the caller's book; 404 otherwise (reach first: what another book holds
+    is not told, not even its kind)."""
+    organisation = await visible_organisation(session, caller, site_id)
+    return catalogue.site_of(organisation)
 
 
 async def require_item_staff(

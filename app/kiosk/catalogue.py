@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.assets.service import require_asset
 from app.identity.organisations import get_organisation
+from app.identity.schemas import OrganisationRead
 from app.kiosk import errors, schemas
 from app.kiosk.schemas import ItemRead, RedemptionLine, StockMoveRead
 
@@ -41,12 +42,16 @@ class Site:
     name: str
 
 
+def site_of(organisation: OrganisationRead) -> Site:
+    """The kiosk site an organisation is (422 unless of kind `kiosk_site`)."""
+    if organisation.kind != KIOSK_SITE:
+        raise errors.NotAKioskSite(f"organisation {organisation.id} is a {organisation.kind}")
+    return Site(organisation.id, organisation.book, organisation.name)
+
+
 async def site(session: AsyncSession, site_id: uuid.UUID) -> Site:
     """A kiosk site (an organisation of kind `kiosk_site`)."""
-    organisation = await get_organisation(session, site_id)
-    if organisation.kind != KIOSK_SITE:
-        raise errors.NotAKioskSite(f"organisation {site_id} is a {organisation.kind}")
-    return Site(organisation.id, organisation.book, organisation.name)
+    return site_of(await get_organisation(session, site_id))
 
 
 async def list_items(session: AsyncSession, site_id: uuid.UUID) -> list[ItemRead]:

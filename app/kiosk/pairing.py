@@ -9,7 +9,6 @@ the code's keyed hash is stored. The credential is granted like any other (a
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Final
@@ -19,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.http.actions import ActionAnswer, ActionResult, run_action
 from app.http.caller import SYSTEM_CREDENTIAL
-from app.identity import credentials
-from app.identity.enrolment import ALPHABET, normalise
-from app.identity.grants import credential_json, credential_notice
+from app.identity.enrolment import new_code, normalise
+from app.identity.grants import grant
 from app.identity.personal import PersonalDataCipher
+from app.identity.schemas import CredentialCreate
 from app.kiosk import catalogue, errors, schemas
 from app.kiosk.catalogue import Site
 from app.ledger.outcomes import IdempotencyRef
@@ -45,7 +44,7 @@ async def issue(
     ttl_s: int,
 ) -> schemas.PairingCodeRead:
     """A new code that pairs one kiosk with `site`, valid for `ttl_s` seconds from `now`."""
-    code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    code = new_code(LENGTH)
     expires_at = now + timedelta(seconds=ttl_s)
     await session.execute(
         text(
@@ -77,16 +76,31 @@ async def claim(
 
 
 async def use(
-    session: AsyncSession, cipher: PersonalDataCipher, code: str, credential_id: uuid.UUID
+    session: AsyncSession,
+    cipher: PersonalDataCipher,
+    code: str,
+    credential_id: uuid.UUID,
+    now: datetime,
 ) -> None:
-    """Mark a claimed code used by the credential it paired."""
+    """Mark a claimed code used (at `now`, the clock `claim` judged it by) by the credential
+    it paired."""
     await session.execute(
         text(
-            "UPDATE kiosk_pairing_codes SET used_at = now(), credential_id = :c "
-            "WHERE code_hash = :h"
+            "UPDATE kiosk_pairing_codes SET used_at = :now, credential_id = :c WHERE code_hash = :h"
         ),
-        {"h": _hash(cipher, code), "c": credential_id},
+        {"h": _hash(cipher, code), "c": credential_id, "now": now},
     )
+
+
+async def purge_pairing_codes(session: AsyncSession, retention_s: int) -> int:
+    """Forget codes expired longer ago than the idempotency retention; returns how many."""
+    result = await session.execute(
+        text(
+            "DELETE FROM kiosk_pairing_codes WHERE expires_at < now() - make_interval(secs => :s)"
+        ),
+        {"s": retention_s},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def pair(
@@ -105,20 +119,11 @@ async def pair(
     async def action(session: AsyncSession) -> ActionResult:
         site_id, created_by = await claim(session, cipher, data.code, now)
         site = await catalogue.site(session, site_id)
-        try:
-            credential, token = await credentials.create_credential(
-                session,
-                "kiosk",
-                site.book,
-                data.name or "kiosk",
-                str(site.id),
-                created_by=created_by,
-            )
-        except credentials.CredentialRefused as exc:
-            raise errors.PairingCodeInvalid(str(exc)) from None
-        await use(session, cipher, data.code, credential.id)
-        actor = {"credential": created_by}
-        notice = credential_notice(credential, "credential_granted", actor)
-        return ActionResult(201, credential_json(credential), notice, {"token": token})
+        spec = CredentialCreate(
+            role="kiosk", book=site.book, organisation_id=site.id, name=data.name or "kiosk"
+        )
+        granted = await grant(session, spec, {"credential": created_by})
+        await use(session, cipher, data.code, uuid.UUID(str(granted.body["id"])), now)
+        return granted
 
     return await run_action(sessions, sequencer, idem, action)

@@ -30,6 +30,7 @@ from app.exchange.postings import require_not_erased
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.authorization import member_owner, org_owner
 from app.identity.errors import MemberNotFound
+from app.identity.members import get_member_row
 from app.identity.personal import PersonalDataCipher
 from app.kiosk import catalogue, codes, errors, schemas
 from app.kiosk.catalogue import Site
@@ -113,12 +114,8 @@ async def points_of(
 ) -> CodeCheckRead:
     """The member's spendable balance in each asset the site sells, in the site's book (a
     member of another book holds none there: 404, as for any member out of reach)."""
-    member = (
-        await session.execute(
-            text("SELECT volunteer_number, book_code FROM members WHERE id = :id"),
-            {"id": member_id},
-        )
-    ).one_or_none()
+    member = await get_member_row(session, member_id)
+    require_not_erased(member_id, member.status)
     rows = await session.execute(
         text(
             "SELECT a.asset, a.posted - a.pending_debits AS available FROM accounts a "
@@ -128,7 +125,7 @@ async def points_of(
         {"book": site.book, "owner": member_owner(str(member_id)), "site": site.id},
     )
     points = [PointsAvailable(asset=row.asset, available=row.available) for row in rows]
-    if member is None or (member.book_code != site.book and not points):
+    if member.book != site.book and not points:
         raise MemberNotFound(f"member {member_id} does not exist")
     return CodeCheckRead(
         member_id=member_id,

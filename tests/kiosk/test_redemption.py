@@ -376,6 +376,12 @@ async def test_the_kiosk_sees_what_a_scanned_code_can_spend_before_the_basket(
     # Only a kiosk asks.
     mini = await s.call("POST", "/v1/kiosk/code-checks", "mini", body={"code": code})
     problem(mini, 403, "forbidden")
+    # A member erased after the code was issued is told at the check, as at redemption.
+    gone = await s.member()
+    gone_code = await s.code(gone)
+    assert (await s.call("POST", f"/v1/members/{gone['id']}/erase")).status_code == 200
+    erased = await s.call("POST", "/v1/kiosk/code-checks", "kiosk", body={"code": gone_code})
+    problem(erased, 409, "member-erased")
 
 
 async def test_a_kiosk_pairs_with_a_short_code_instead_of_a_token(
