@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import asyncpg
@@ -26,8 +27,10 @@ def alembic_config(owner_url: str, app_role: str) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
-    """The newest migration in the code."""
+    """The newest migration in the code (read once: the files do not change under a running
+    process, and /readyz asks on every probe)."""
     script = ScriptDirectory(str(ROOT / "migrations"))
     return script.get_current_head()
 

@@ -18,11 +18,10 @@ from app.ledger.service import OnConnection, Poster, post_notice
 
 @dataclass
 class Announced:
-    """A rotation and, per book, whether its notice is in the journal."""
+    """A rotation and the books whose journal records it."""
 
     rotation: Rotation
     books: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
 
 
 def notice_facts(rotation: Rotation) -> dict[str, str | None]:
@@ -37,7 +36,8 @@ def notice_facts(rotation: Rotation) -> dict[str, str | None]:
 
 async def announce(conn: asyncpg.Connection, sequencer: Poster, rotation: Rotation) -> Announced:
     """Append the rotation's notice to every book, once per book (a repeat within the
-    idempotency retention replays instead of appending again)."""
+    idempotency retention replays instead of appending again). A refused notice is raised:
+    the rotation's transaction then rolls back, key and notices alike."""
     result = Announced(rotation)
     facts = notice_facts(rotation)
     for row in await conn.fetch("SELECT code FROM books ORDER BY code"):
@@ -45,10 +45,9 @@ async def announce(conn: asyncpg.Connection, sequencer: Poster, rotation: Rotati
         key = f"notice:key_rotated:{rotation.key.kid}:{book}"
         ref = IdempotencyRef(SYSTEM_CREDENTIAL, key, f"key_rotated:{rotation.key.kid}")
         outcome = await post_notice(sequencer, book, "key_rotated", dict(facts), ref)
-        if outcome.status_code < 400:
-            result.books.append(book)
-        else:
-            result.failed[book] = refusal(outcome).detail
+        if outcome.status_code >= 400:
+            raise refusal(outcome)
+        result.books.append(book)
     return result
 
 

@@ -32,7 +32,7 @@ from app.ledger.service import InTransaction, post_notice
 
 @dataclass(slots=True)
 class Notice:
-    """A `notice.<what>` entry to append to a book once the action has committed."""
+    """A `notice.<what>` entry the action appends to a book inside its own transaction."""
 
     book: str
     what: str

@@ -48,7 +48,8 @@ class PostingContext:
     caller: Caller
     idem: IdempotencyRef
     sequencer: Sequencer
-    # For the few checks a posting needs beyond the sequencer's (not every request opens one).
+    # What an action runs its transaction on, and a posting its own checks (not every request
+    # opens a session).
     sessions: async_sessionmaker[AsyncSession]
 
 

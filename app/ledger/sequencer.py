@@ -125,7 +125,7 @@ class Sequencer:
         self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[Outcome]]] = {}
         self._closed = False
         self._pool: asyncpg.Pool | None = None
-        # Per book, what this sequencer's last batch left: see _remembered_state.
+        # Per book, what this sequencer's last batch left: see appender.remembered_state.
         self._remembered: dict[str, Remembered] = {}
         self._contended: dict[str, int] = {}  # book -> batches left to read under locks
 
@@ -431,7 +431,7 @@ class Sequencer:
                 raw = randomness[16 * index : 16 * index + 16]
                 item.tx_id = str(uuid.UUID(bytes=raw, version=4))
         # From memory first: the state this sequencer's last batch left, written with the
-        # guard below, one round trip (see _remembered_state). Then optimistic: read without
+        # guard below, one round trip (see appender.remembered_state). Then optimistic: read without
         # locks and write with a guard, two round trips. If anything it read moved meanwhile
         # (another process's batch, an account frozen), the batch is read and applied again;
         # after OPTIMISTIC_ATTEMPTS such refusals, or on any other error, it is redone from

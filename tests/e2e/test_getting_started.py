@@ -50,11 +50,9 @@ async def test_the_guide_runs_as_written(tmp_path: Path) -> None:
     # Step 6 approves the record; step 11 confirms the redemption.
     assert "approved" in lines and "confirmed" in lines, done.stdout
     # Step 7: one credited hour; step 8: 30 minutes for 5 points; step 11: the points spent.
-    hour, exchanged, spent = (
-        lines.index('{"asset":"HOUR","posted":60}'),
-        lines.index('{"asset":"POINT","posted":5}'),
-        len(lines) - 2,
-    )
+    hour = lines.index('{"asset":"HOUR","posted":60}')
+    exchanged = lines.index('{"asset":"POINT","posted":5}')
+    spent = len(lines) - 1 - lines[::-1].index('{"asset":"POINT","posted":0}')
     assert hour < exchanged < spent, done.stdout
     assert lines[exchanged - 1] == '{"asset":"HOUR","posted":30}'
     assert lines[-2:] == ['{"asset":"HOUR","posted":30}', '{"asset":"POINT","posted":0}']
