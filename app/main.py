@@ -67,6 +67,7 @@ from app.ledger import service as ledger_service
 from app.ledger_api.router import router as ledger_router
 from app.logging import configure_logging
 from app.runtime import Runtime, settle_heap
+from app.statements.router import router as member_history_router
 from app.volunteering.needs_router import router as needs_router
 from app.volunteering.projects_router import router as projects_router
 from app.volunteering.proofs_router import router as proofs_router
@@ -279,6 +280,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(ops_router)
     app.include_router(members_router)
+    app.include_router(member_history_router)
     app.include_router(member_balances_router)
     app.include_router(organisations_router)
     app.include_router(credentials_router)

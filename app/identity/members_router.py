@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from app.http.caller import Caller, CallerDep
 from app.http.context import SessionDep
@@ -13,14 +12,12 @@ from app.identity import access, enrolment, errors, members, schemas
 from app.identity.authorization import (
     SEES_PERSONAL_DATA,
     require_book,
-    require_members_book,
     sees_member,
 )
 from app.identity.dependencies import allow
 from app.identity.personal import PersonalDataCipher
 from app.kit.clock import utc_now
 from app.kit.problems import Forbidden
-from app.ledger.schemas import AccountEntriesPage, BookCode
 
 router = APIRouter(prefix="/v1", tags=["members"])
 
@@ -143,30 +140,3 @@ async def create_enrolment_code(
         state.clock(),
         state.settings.enrolment_code_ttl_s,
     )
-
-
-@router.get(
-    "/members/{member_id}/entries",
-    response_model=AccountEntriesPage,
-    dependencies=[allow(READERS, "read members")],
-)
-async def member_entries(
-    member_id: UUID,
-    caller: CallerDep,
-    session: SessionDep,
-    before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    book: Annotated[
-        BookCode | None,
-        Query(
-            description="the book whose accounts to list (default: the member's own); a member "
-            "who moved hours to another book holds accounts there (see /balances)",
-        ),
-    ] = None,
-) -> AccountEntriesPage:
-    """The member's history across their accounts in one book, newest first, with running
-    balances (seq is per book, so a page never mixes books)."""
-    row = await access.visible_member(session, caller, member_id)
-    if book is not None:
-        require_members_book(caller, book)
-    return await members.member_entries(session, row, book or row.book, before_seq, limit)

@@ -76,6 +76,17 @@ async def get_organisation(
     return schemas.OrganisationRead.model_validate(dict(row._mapping))
 
 
+async def names_of(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The names of these organisations (those that exist)."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        text("SELECT id, name FROM organisations WHERE id = ANY(CAST(:ids AS uuid[]))"),
+        {"ids": list(ids)},
+    )
+    return {row.id: row.name for row in rows}
+
+
 async def list_organisations(
     session: AsyncSession,
     book: str | None,

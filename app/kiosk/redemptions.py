@@ -172,6 +172,21 @@ async def get(
     return _redemption(row)
 
 
+async def of_holds(
+    session: AsyncSession, hold_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, RedemptionRead]:
+    """The redemptions whose ledger holds these are, by hold id (a hold of no redemption is
+    absent)."""
+    if not hold_ids:
+        return {}
+    rows = await session.execute(
+        text(f"SELECT {COLUMNS} FROM kiosk_redemptions WHERE hold_id = ANY(CAST(:ids AS uuid[]))"),
+        {"ids": list(hold_ids)},
+    )
+    found = [_redemption(row) for row in rows]
+    return {r.hold_id: r for r in found}
+
+
 async def list_for_site(
     session: AsyncSession, site_id: uuid.UUID, status: str | None, limit: int
 ) -> list[RedemptionRead]:

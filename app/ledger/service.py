@@ -259,6 +259,35 @@ async def list_entries_of_accounts(
     )
 
 
+@dataclass(frozen=True)
+class EntryFacts:
+    """What an entry says beyond its legs: its kind, memo and `meta` (docs/ledger-format.md §6)."""
+
+    kind: str
+    memo: str
+    meta: dict[str, Any]
+
+
+async def entry_facts(
+    session: AsyncSession, tx_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, EntryFacts]:
+    """The kind, memo and meta of each of these entries, read from their hashed bytes."""
+    if not tx_ids:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT tx_id, convert_from(body, 'UTF8') AS body FROM journal_entries "
+            "WHERE tx_id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": tx_ids},
+    )
+    facts: dict[uuid.UUID, EntryFacts] = {}
+    for row in rows:
+        body = json.loads(row.body)
+        facts[row.tx_id] = EntryFacts(body["kind"], body.get("memo", ""), body.get("meta", {}))
+    return facts
+
+
 async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> StoredPosting:
     """A posted entry as the posting answered it, balances as they were right after it."""
     row = (

@@ -56,6 +56,28 @@ async def get_project(session: AsyncSession, project_id: uuid.UUID) -> ProjectRe
     return ProjectRead.model_validate(row._asdict())
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectTitle:
+    """What a history line names of a project."""
+
+    id: uuid.UUID
+    title: str
+    organisation_id: uuid.UUID
+
+
+async def titles_of(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, ProjectTitle]:
+    """The titles and organisations of these projects (those that exist)."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT id, title, organisation_id FROM projects WHERE id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": list(ids)},
+    )
+    return {row.id: ProjectTitle(row.id, row.title, row.organisation_id) for row in rows}
+
+
 async def project_row(
     session: AsyncSession, project_id: uuid.UUID, lock: bool = True
 ) -> ProjectRow:
