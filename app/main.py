@@ -21,6 +21,7 @@ import app.identity.errors  # noqa: F401 - registers the identity problem types
 from app.audit.router import router as audit_router
 from app.audit.service import AuditLog
 from app.config import Settings, get_settings
+from app.console import PAGE_DIRECTORY as CONSOLE_PAGE
 from app.contract import document_problems
 from app.db import resolve_database
 from app.exchange.assets.router import router as exchange_assets_router
@@ -301,6 +302,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(kiosk_router)
     # The kiosk's web page: static files, no build step (docs/kiosk.md).
     app.mount("/kiosk", StaticFiles(directory=KIOSK_PAGE, html=True), name="kiosk")
+    app.mount("/console", StaticFiles(directory=CONSOLE_PAGE, html=True), name="console")
     generate_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
