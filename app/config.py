@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     kiosk_redemption_ttl_s: int = Field(default=120, ge=10, le=3600)
     # A kiosk pairing code works this many seconds, once.
     kiosk_pairing_ttl_s: int = Field(default=600, ge=60, le=86400)
+    # A console session (a person signed in at /console/) lasts this many seconds from sign-in.
+    console_session_ttl_s: int = Field(default=8 * 3600, ge=300, le=7 * 86400)
     # The address printed under a service proof's QR code (where anyone checks a proof);
     # `timebank serve` sets it from --host and --port unless it is set.
     public_url: str = "http://127.0.0.1:8000"

@@ -22,6 +22,7 @@ from app.audit.router import router as audit_router
 from app.audit.service import AuditLog
 from app.config import Settings, get_settings
 from app.console import PAGE_DIRECTORY as CONSOLE_PAGE
+from app.console.router import router as console_router
 from app.contract import document_problems
 from app.db import resolve_database
 from app.exchange.assets.router import router as exchange_assets_router
@@ -41,6 +42,7 @@ from app.http.posting_request import add_body_schemas
 from app.http.probes import router as ops_router
 from app.http.responses import json_response
 from app.identity.authentication import Authenticator
+from app.identity.console_sessions import purge_sessions as purge_console_sessions
 from app.identity.credentials_router import router as credentials_router
 from app.identity.enrolment import purge_enrolment_codes
 from app.identity.members_router import router as members_router
@@ -189,6 +191,7 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
             await purge_action_outcomes(session, settings.idempotency_retention_s)
             await purge_enrolment_codes(session, settings.idempotency_retention_s)
             await purge_pairing_codes(session, settings.idempotency_retention_s)
+            await purge_console_sessions(session, settings.idempotency_retention_s)
 
     while True:
         await asyncio.sleep(interval_s)
@@ -300,6 +303,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(public_pool_router)
     app.include_router(pools_router)
     app.include_router(kiosk_router)
+    app.include_router(console_router)
     # The kiosk's web page: static files, no build step (docs/kiosk.md).
     app.mount("/kiosk", StaticFiles(directory=KIOSK_PAGE, html=True), name="kiosk")
     app.mount("/console", StaticFiles(directory=CONSOLE_PAGE, html=True), name="console")

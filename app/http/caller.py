@@ -6,15 +6,22 @@ app puts one on `app.state.authenticator`, and these dependencies ask it.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Protocol
 from uuid import UUID
 
 from fastapi import Depends, Header, Request
 
-from app.kit.problems import Unauthorized, ValidationFailed
+from app.kit.problems import CsrfRefused, Unauthorized, ValidationFailed
 
 BEARER = "Bearer "
+# The console's session cookie (HttpOnly), and the header that must repeat the session's CSRF
+# token on every request that is not a read (app/identity/console_sessions.py).
+SESSION_COOKIE = "tb_console"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The credential id the service's own actions record (expiry, a kiosk's lapsed redemption,
 # an action's notices, keys rotated from the command line).
 SYSTEM_CREDENTIAL = "00000000-0000-0000-0000-000000000000"
@@ -37,11 +44,22 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A live console session: whose, its CSRF token and when it ends."""
+
+    credential: Credential
+    csrf_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
-    """A credential and, for the mini-program, the member it acts for in this request."""
+    """A credential and, for the mini-program, the member it acts for in this request; the
+    console session the request came through, if it did not send a bearer token."""
 
     credential: Credential
     member_id: str | None = None
+    console_session: ConsoleSession | None = None
 
     @property
     def role(self) -> str:
@@ -64,19 +82,37 @@ class Caller:
 
 
 class Authenticates(Protocol):
-    """What the app's authenticator offers a request: the credential of a bearer token (401 or
-    429 otherwise)."""
+    """What the app's authenticator offers a request: the credential of a bearer token, or the
+    live console session of a cookie (401 or 429 otherwise)."""
 
     async def authenticate(self, token: str) -> Credential: ...
+
+    async def authenticate_session(self, secret: str) -> ConsoleSession: ...
+
+
+async def _console_caller(request: Request, authenticator: Authenticates, secret: str) -> Caller:
+    """The caller of a console request: its session, and for a write the session's CSRF token
+    repeated in a header (a cookie alone is sent by any page that makes the browser ask)."""
+    console = await authenticator.authenticate_session(secret)
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), console.csrf_token.encode()):
+            raise CsrfRefused(f"a console request that changes something must send {CSRF_HEADER}")
+    return Caller(console.credential, console_session=console)
 
 
 async def authenticate_request(
     request: Request, authorization: str | None, member: str | None
 ) -> Caller:
-    """The caller of a request from its Authorization and X-Member-Id headers."""
+    """The caller of a request from its Authorization and X-Member-Id headers, or from its
+    console session cookie when it sends no Authorization."""
+    authenticator: Authenticates = request.app.state.authenticator
+    if not authorization:
+        secret = request.cookies.get(SESSION_COOKIE)
+        if secret:
+            return await _console_caller(request, authenticator, secret)
     if not authorization or not authorization.startswith(BEARER):
         raise Unauthorized("send Authorization: Bearer <token>")
-    authenticator: Authenticates = request.app.state.authenticator
     credential = await authenticator.authenticate(authorization[len(BEARER) :].strip())
     if member is None or credential.role != "miniprogram":
         return Caller(credential)

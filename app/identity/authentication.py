@@ -12,7 +12,8 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.http.caller import Credential
+from app.http.caller import ConsoleSession, Credential
+from app.identity.console_sessions import live_session
 from app.identity.credentials import CHANNEL, token_hash
 from app.identity.rate_limit import TokenBucketLimiter, retry_after_header
 from app.kit.pg_pool import CONNECT_TIMEOUT_S
@@ -122,6 +123,23 @@ class Authenticator:
             self._touched[credential.id] = now
             await self._touch(credential.id)
         return credential
+
+    async def authenticate_session(self, secret: str) -> ConsoleSession:
+        """The live console session of a cookie's secret, or Unauthorized / RateLimited.
+
+        Read on every request, never cached: a person's sign-out, the session's expiry and the
+        credential's revocation or rotation end it at once, in every process.
+        """
+        async with self._sessions() as session:
+            live = await live_session(session, secret)
+        if live is None:
+            raise Unauthorized(
+                "the console session has ended (signed out, expired, or its "
+                "credential revoked or rotated): sign in again"
+            )
+        credential = live.as_credential()
+        self._limit(credential)
+        return ConsoleSession(credential, live.csrf_token, live.expires_at)
 
     @property
     def listening(self) -> bool:

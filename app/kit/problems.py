@@ -63,6 +63,10 @@ class Forbidden(TimebankError):
     status, slug, title = 403, "forbidden", "Not allowed"
 
 
+class CsrfRefused(Forbidden):
+    slug, title = "csrf-token-invalid", "The console session's CSRF token is missing or wrong"
+
+
 class Conflict(TimebankError):
     status, slug, title = 409, "conflict", "Conflict"
 

@@ -528,6 +528,10 @@ async def pairing(w: World) -> Call:
     return Call("POST", "/v1/kiosk/pairings", {"code": issued["code"]})
 
 
+async def console_sign_in(w: World) -> Call:
+    return Call("POST", "/v1/console/sessions", {"token": w.tokens["admin"]})
+
+
 async def code_check(w: World) -> Call:
     return Call("POST", "/v1/kiosk/code-checks", {"code": await _redeem_code(w)})
 
@@ -881,6 +885,14 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
         (OK, OK, _, _, _, _, _, _, _, H, _, A),
     ),
     ("POST", "/v1/kiosk/pairings"): (pairing, PUBLIC),
+    # The console: a token in the body signs in (whoever calls); with a bearer token the
+    # session routes answer the credential itself and have no session to end.
+    ("POST", "/v1/console/sessions"): (console_sign_in, PUBLIC),
+    ("GET", "/v1/console/session"): (fixed("GET", "/v1/console/session"), (OK,) * 11 + (A,)),
+    ("DELETE", "/v1/console/session"): (
+        fixed("DELETE", "/v1/console/session"),
+        (OK,) * 11 + (A,),
+    ),
     # What a scanned code can spend: any kiosk of the member's book (the code is the consent).
     ("POST", "/v1/kiosk/code-checks"): (code_check, (_, _, _, _, _, _, _, OK, OK, _, _, A)),
     ("GET", "/v1/kiosk/redemptions/{redemption_id}"): (
@@ -967,6 +979,8 @@ async def test_each_caller_gets_the_documented_status(api: Api, world: World) ->
                     json=_fill(call.body, world) if call.body is not None else None,
                     headers=headers,
                 )
+            # Each caller is its token alone: no console cookie carries over (a sign-in sets one).
+            api.client.cookies.clear()
             if str(r.status_code) not in paths[template][method.lower()]["responses"]:
                 undocumented.append(f"{method} {template} as {caller}: {r.status_code}")
             got = OK if 200 <= r.status_code < 300 else r.status_code

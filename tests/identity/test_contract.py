@@ -123,7 +123,7 @@ async def test_the_idempotency_key_is_demanded_exactly_where_documented(
 
 # Routes that take no credential: what they are given (a proof's id, a pairing code) is the
 # authority.
-PUBLIC_PATHS = ("/v1/service-proofs/{proof_id}", "/v1/kiosk/pairings")
+PUBLIC_PATHS = ("/v1/service-proofs/{proof_id}", "/v1/kiosk/pairings", "/v1/console/sessions")
 
 
 async def test_a_role_that_may_never_write_is_refused_before_its_body_is_read(

@@ -535,6 +535,55 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/console/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Current Session
+         * @description Who is signed in, the session's CSRF token and when it ends (with a bearer token: the
+         *     credential, and no session).
+         */
+        get: operations["current_session_v1_console_session_get"];
+        put?: never;
+        post?: never;
+        /**
+         * Sign Out
+         * @description End the console session at once and clear its cookie (with a bearer token: nothing to
+         *     end).
+         */
+        delete: operations["sign_out_v1_console_session_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/console/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign In
+         * @description Trade a credential's token for a console session (no bearer token: the token in the
+         *     body is the authority). The session is an HttpOnly cookie; the answer gives the CSRF token
+         *     the page sends as X-CSRF-Token on every write. 401 for an unknown, revoked or rotated
+         *     token; 403 for a kiosk or mini-program credential.
+         */
+        post: operations["sign_in_v1_console_sessions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/credentials": {
         parameters: {
             query?: never;
@@ -2782,6 +2831,28 @@ export interface components {
             second: number;
             /** Second Root */
             second_root: string;
+        };
+        /**
+         * ConsoleSessionRead
+         * @description A console session as the page sees it (never the session secret, which is the cookie).
+         */
+        ConsoleSessionRead: {
+            credential: components["schemas"]["SessionCredential"];
+            /**
+             * Csrf Token
+             * @description send as X-CSRF-Token on every request that is not a GET; null when the request was authenticated by a bearer token, not a console session
+             */
+            csrf_token: string | null;
+            /** Expires At */
+            expires_at: string | null;
+        };
+        /** ConsoleSignIn */
+        ConsoleSignIn: {
+            /**
+             * Token
+             * @description an admin, org or auditor credential's bearer token, typed once
+             */
+            token: string;
         };
         /** CredentialCreate */
         CredentialCreate: {
@@ -5329,6 +5400,27 @@ export interface components {
              */
             to: string | null;
             totals: components["schemas"]["StatsTotals"];
+        };
+        /** SessionCredential */
+        SessionCredential: {
+            /**
+             * Book
+             * @description null: a platform credential (every book)
+             */
+            book: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string | null;
+            /** Organisation Id */
+            organisation_id: string | null;
+            /** Organisation Name */
+            organisation_name: string | null;
+            /** Role */
+            role: string;
         };
         /** SignupCreate */
         SignupCreate: {
@@ -8300,6 +8392,245 @@ export interface operations {
             };
             /** @description the credential's rate limit is used up (Retry-After) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    current_session_v1_console_session_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description mini-program credentials: the member this request acts for */
+                "X-Member-Id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleSessionRead"];
+                };
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the credential's rate limit is used up (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sign_out_v1_console_session_delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description mini-program credentials: the member this request acts for */
+                "X-Member-Id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the object is missing or out of the caller's reach */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused by a rule of the domain, or the first request with this key is running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the credential's rate limit is used up (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sign_in_v1_console_sessions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsoleSignIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleSessionRead"];
+                };
+            };
+            /** @description malformed JSON, or the Idempotency-Key header is missing */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the role may never do this, or not to this object (docs/authorization.md) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the object is missing or out of the caller's reach */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused by a rule of the domain, or the first request with this key is running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is not of the media type the route takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
