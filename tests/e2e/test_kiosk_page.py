@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -32,22 +31,10 @@ from tests.audit.test_receipts import (
     token_1,
 )
 from tests.conftest import Api
+from tests.e2e.browser import CHROMIUM_ARGS, TIMEOUT_MS, require_chromium
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
 
 pytestmark = pytest.mark.slow  # a server process and Chromium
-CHROMIUM = Path("/usr/bin/chromium")
-# Run as root in a container, and no background traffic to Google's services (a closed
-# network refuses it, many connections at a time).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 15_000
 
 
 @dataclass
@@ -86,17 +73,7 @@ async def server(cli_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Serve
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    """Debian's Chromium; the test is skipped only where it is missing and
-    TIMEBANK_REQUIRE_BROWSER is unset (CI sets it, so CI never skips silently)."""
-    required = bool(os.environ.get("TIMEBANK_REQUIRE_BROWSER"))
-    if not CHROMIUM.exists():
-        if required:
-            pytest.fail(f"TIMEBANK_REQUIRE_BROWSER is set but {CHROMIUM} is missing")
-        pytest.skip(
-            f"{CHROMIUM} is missing (apt-get install chromium); "
-            "set TIMEBANK_REQUIRE_BROWSER=1 to fail instead"
-        )
-    return CHROMIUM
+    return require_chromium()
 
 
 @pytest.fixture(scope="module")
