@@ -1,4 +1,235 @@
-// Placeholder: this screen is being built (issue 22).
-export async function render(el) {
-  el.append(Object.assign(document.createElement("h2"), { textContent: "integrity" }));
+// Integrity (everyone, the auditor first): each book's head, its latest signed checkpoint and
+// that checkpoint's age, the signing keys and their periods; the export to download; and
+// verification IN THE PAGE of an export (chain, Merkle root, receipts, checkpoint signature),
+// a receipt or a service proof, with the browser's own WebCrypto (verify.js), so that what is
+// checked does not depend on the service that produced it.
+
+import { api } from "../api.js";
+import { dateTime, lang, number, t } from "../i18n.js";
+
+const WORDS = {
+  zh: {
+    title: "完整性", head: "账本链头", seq: "最新序号", hash: "最新哈希", checkpoint: "最新签名检查点",
+    size: "树大小", root: "默克尔根", signedAt: "签名时间", age: "距今", kid: "签名密钥",
+    noCheckpoint: "尚无检查点", keys: "签名密钥（JWKS）", validFrom: "生效", validUntil: "失效",
+    current: "当前", export: "导出账本", download: "下载导出文件（JSON Lines）",
+    exportHelp: "导出文件含每条分录、其签名凭条与最新检查点，可离线核验。",
+    verifyExport: "核验导出文件", file: "选择导出文件", verifyNow: "核验本账本的当前导出",
+    trusted: "用本服务当前公布的密钥（JWKS）核验，而不是文件自带的密钥",
+    verifying: "正在核验… {done}/{total}", passed: "核验通过", failed: "核验未通过",
+    entries: "分录 {n} 条（序号 {from}–{to}），树大小 {size}", firstBad: "首个问题出在序号 {seq}",
+    noSeq: "问题不在某一条分录上", ownKeys: "注意：使用的是文件自带的密钥，只能证明文件自洽",
+    receipt: "核验凭条或服务证明", paste: "粘贴凭条（JWS）或服务证明（JSON）",
+    check: "核验", receiptOk: "凭条有效：账本 {book}，序号 {seq}，{kind}",
+    proofOk: "服务证明有效", invalid: "无效：{reason}", seconds: "{n} 秒", minutes: "{n} 分钟",
+    hours: "{n} 小时", days: "{n} 天", noExport: "本角色不能下载导出文件（由管理员或审计员下载）",
+  },
+  en: {
+    title: "Integrity", head: "Chain head", seq: "Latest seq", hash: "Latest hash",
+    checkpoint: "Latest signed checkpoint", size: "Tree size", root: "Merkle root",
+    signedAt: "Signed at", age: "Age", kid: "Signing key", noCheckpoint: "No checkpoint yet",
+    keys: "Signing keys (JWKS)", validFrom: "Valid from", validUntil: "Valid until",
+    current: "current", export: "Export", download: "Download the export (JSON Lines)",
+    exportHelp: "The export holds every entry, its signed receipt and the latest checkpoint, to verify offline.",
+    verifyExport: "Verify an export", file: "Choose an export file",
+    verifyNow: "Verify this book's export now",
+    trusted: "Verify with the keys this service publishes now (JWKS), not the file's own",
+    verifying: "Verifying… {done}/{total}", passed: "Verified", failed: "Verification failed",
+    entries: "{n} entries (seq {from}–{to}), tree size {size}", firstBad: "First problem at seq {seq}",
+    noSeq: "The problem is not in one entry", ownKeys: "Note: the file's own keys were used; this only shows the file is self-consistent",
+    receipt: "Verify a receipt or a service proof", paste: "Paste a receipt (JWS) or a service proof (JSON)",
+    check: "Verify", receiptOk: "Valid receipt: book {book}, seq {seq}, {kind}",
+    proofOk: "Valid service proof", invalid: "Invalid: {reason}", seconds: "{n} s",
+    minutes: "{n} min", hours: "{n} h", days: "{n} days",
+    noExport: "This role cannot download the export (admins and auditors do)",
+  },
+};
+const EXPORTERS = ["admin", "auditor"];
+
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function age(signedAt) {
+  const s = Math.max(0, Math.round((Date.now() - new Date(signedAt).getTime()) / 1000));
+  if (s < 120) return t(WORDS, "seconds", { n: s });
+  if (s < 7200) return t(WORDS, "minutes", { n: Math.round(s / 60) });
+  if (s < 172800) return t(WORDS, "hours", { n: Math.round(s / 3600) });
+  return t(WORDS, "days", { n: Math.round(s / 86400) });
+}
+
+function facts(rows) {
+  const dl = el("dl", { className: "facts" });
+  for (const [label, value, testId] of rows) {
+    dl.append(el("dt", { textContent: label }), el("dd", { className: "mono", textContent: value }));
+    if (testId) dl.lastChild.dataset.fact = testId;
+  }
+  return dl;
+}
+
+async function headCard(book) {
+  const [head, checkpoint] = await Promise.all([
+    api("GET", `/v1/books/${encodeURIComponent(book)}/head`),
+    api("GET", `/v1/books/${encodeURIComponent(book)}/checkpoint`).catch((e) => {
+      if (e.status === 404) return null;
+      throw e;
+    }),
+  ]);
+  const card = el("section", { className: "card", id: "book-head" },
+    el("h3", { textContent: `${t(WORDS, "head")} · ${book}` }),
+    facts([[t(WORDS, "seq"), number(head.seq), "seq"], [t(WORDS, "hash"), head.entry_hash, "hash"]]));
+  card.append(el("h3", { textContent: t(WORDS, "checkpoint") }));
+  if (checkpoint === null) {
+    card.append(el("p", { className: "muted", textContent: t(WORDS, "noCheckpoint") }));
+  } else {
+    card.append(facts([
+      [t(WORDS, "size"), number(checkpoint.tree_size), "tree-size"],
+      [t(WORDS, "root"), checkpoint.root, "root"],
+      [t(WORDS, "signedAt"), dateTime(checkpoint.signed_at), "signed-at"],
+      [t(WORDS, "age"), age(checkpoint.signed_at), "age"],
+      [t(WORDS, "kid"), checkpoint.kid, "kid"],
+    ]));
+  }
+  return card;
+}
+
+async function keysCard() {
+  const jwks = await api("GET", "/.well-known/jwks.json");
+  const rows = jwks.keys.map((key) => el("tr", {},
+    el("td", { className: "mono", textContent: key.kid }),
+    el("td", { textContent: dateTime(key.valid_from) }),
+    el("td", { textContent: key.valid_until ? dateTime(key.valid_until) : t(WORDS, "current") })));
+  const table = el("table", {},
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col", textContent: "kid" }),
+      el("th", { scope: "col", textContent: t(WORDS, "validFrom") }),
+      el("th", { scope: "col", textContent: t(WORDS, "validUntil") }))),
+    el("tbody", {}, ...rows));
+  return { jwks, card: el("section", { className: "card", id: "keys" },
+    el("h3", { textContent: t(WORDS, "keys") }), el("div", { className: "table-wrap" }, table)) };
+}
+
+function verdictLine(result) {
+  const box = el("div", { id: "export-verdict", role: "status" });
+  box.dataset.ok = String(result.ok);
+  box.append(el("p", { className: result.ok ? "ok" : "bad",
+    textContent: result.ok ? t(WORDS, "passed") : t(WORDS, "failed") }));
+  if (result.entries !== undefined) {
+    box.append(el("p", { textContent: t(WORDS, "entries", {
+      n: number(result.entries), from: result.fromSeq, to: result.toSeq,
+      size: number(result.treeSize ?? 0) }) }));
+  }
+  if (!result.ok && result.failure) {
+    const { seq, check } = result.failure;
+    const message = lang() === "en" ? result.failure.message_en : result.failure.message_zh;
+    const where = seq === null || seq === undefined ? t(WORDS, "noSeq") : t(WORDS, "firstBad", { seq });
+    box.append(el("p", { className: "bad", textContent: `${where}: ${message} (${check})` }));
+    if (seq !== null && seq !== undefined) box.dataset.seq = String(seq);
+  }
+  if (result.trusted_keys === false) {
+    box.append(el("p", { className: "muted", textContent: t(WORDS, "ownKeys") }));
+  }
+  return box;
+}
+
+function verifyCard(ctx, jwks) {
+  const progress = el("p", { className: "muted", id: "export-progress", role: "status" });
+  const out = el("div", { id: "export-result" });
+  const trusted = el("input", { type: "checkbox", id: "trusted-keys", checked: true });
+  const file = el("input", { type: "file", id: "export-file", accept: ".jsonl,.json,.txt" });
+
+  async function run(text) {
+    const { verifyExport } = await import("../../verify.js");
+    out.replaceChildren();
+    const result = await verifyExport(text, {
+      jwks: trusted.checked ? jwks : undefined,
+      onProgress: (done, total) => {
+        progress.textContent = t(WORDS, "verifying", { done, total });
+      },
+    });
+    progress.textContent = "";
+    out.replaceChildren(verdictLine(result));
+  }
+
+  file.addEventListener("change", async () => {
+    if (file.files.length) await run(await file.files[0].text());
+  });
+  const card = el("section", { className: "card", id: "verify-export" },
+    el("h3", { textContent: t(WORDS, "verifyExport") }),
+    el("label", { htmlFor: "export-file", textContent: t(WORDS, "file") }), file,
+    el("label", { className: "check" }, trusted, document.createTextNode(` ${t(WORDS, "trusted")}`)));
+  if (EXPORTERS.includes(ctx.role)) {
+    const now = el("button", { type: "button", id: "verify-now", className: "secondary",
+      textContent: t(WORDS, "verifyNow") });
+    now.addEventListener("click", async () => {
+      now.disabled = true;
+      try {
+        const response = await api("GET", `/v1/books/${encodeURIComponent(ctx.book)}/export`, { raw: true });
+        await run(await response.text());
+      } finally {
+        now.disabled = false;
+      }
+    });
+    card.append(el("p", {}, now));
+  }
+  card.append(progress, out);
+  return card;
+}
+
+function exportCard(ctx) {
+  const card = el("section", { className: "card", id: "export" }, el("h3", { textContent: t(WORDS, "export") }));
+  if (!EXPORTERS.includes(ctx.role)) {
+    card.append(el("p", { className: "muted", textContent: t(WORDS, "noExport") }));
+    return card;
+  }
+  card.append(
+    el("p", { className: "muted", textContent: t(WORDS, "exportHelp") }),
+    el("a", { id: "export-link", href: `/v1/books/${encodeURIComponent(ctx.book)}/export`,
+      download: `${ctx.book}-export.jsonl`, textContent: t(WORDS, "download") }));
+  return card;
+}
+
+function receiptCard(jwks) {
+  const input = el("textarea", { id: "receipt-input", rows: 4, spellcheck: false });
+  const out = el("p", { id: "receipt-verdict", role: "status" });
+  const button = el("button", { type: "submit", textContent: t(WORDS, "check") });
+  const form = el("form", { id: "receipt-form" },
+    el("label", { htmlFor: "receipt-input", textContent: t(WORDS, "paste") }), input, el("p", {}, button), out);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    const verify = await import("../../verify.js");
+    out.className = "";
+    delete out.dataset.valid;
+    try {
+      if (text.startsWith("{")) {
+        const result = await verify.verifyServiceProof(text, jwks);
+        if (!result.ok) throw new Error(result.reason ?? result.message ?? "invalid");
+        out.textContent = t(WORDS, "proofOk");
+      } else {
+        const claims = await verify.verifyReceiptToken(text, jwks);
+        out.textContent = t(WORDS, "receiptOk", { book: claims.book, seq: claims.seq, kind: claims.kind });
+      }
+      out.className = "ok";
+      out.dataset.valid = "true";
+    } catch (error) {
+      out.textContent = t(WORDS, "invalid", { reason: error?.message ?? String(error) });
+      out.className = "bad";
+      out.dataset.valid = "false";
+    }
+  });
+  return el("section", { className: "card", id: "verify-receipt" }, el("h3", { textContent: t(WORDS, "receipt") }), form);
+}
+
+export async function render(root, ctx) {
+  const [head, keys] = await Promise.all([headCard(ctx.book), keysCard()]);
+  root.append(
+    el("h2", { textContent: t(WORDS, "title") }),
+    el("div", { className: "grid" }, head, keys.card),
+    exportCard(ctx),
+    verifyCard(ctx, keys.jwks),
+    receiptCard(keys.jwks),
+  );
 }
