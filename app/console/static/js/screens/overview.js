@@ -27,7 +27,7 @@ const WORDS = {
     reconciled: "✓ 已与账本核对一致：服务记录合计 {records} 分钟，账本 {ledger} 分钟。",
     notReconciled: "⚠ 与账本不一致：服务记录合计 {records} 分钟，账本 {ledger} 分钟（入账 {credited} 分钟，冲正 {reversed} 分钟）。",
     byMonth: "按月认证时数", byCategory: "按服务类别认证时数",
-    monthCaption: "按月认证时数（数字）", categoryCaption: "按服务类别认证时数（数字）",
+    monthCaption: "按月认证时数（数字）", monthsCut: "（最近 {n} 个月；合计为全部时间）", categoryCaption: "按服务类别认证时数（数字）",
     colMonth: "月份", colCategory: "类别", colHours: "时数", colMinutes: "分钟",
     colCheckin: "信用时", colManual: "荣誉时", colVolunteers: "志愿者", colRecords: "记录",
     total: "合计", seriesCheckin: "信用时", seriesManual: "荣誉时", seriesVolunteers: "志愿者",
@@ -52,6 +52,7 @@ const WORDS = {
     notReconciled: "⚠ Does not match the ledger: service records {records} min, ledger {ledger} min (credited {credited} min, reversed {reversed} min).",
     byMonth: "Certified hours by month", byCategory: "Certified hours by service category",
     monthCaption: "Certified hours by month (figures)",
+    monthsCut: " (the last {n} months; the total is all time)",
     categoryCaption: "Certified hours by service category (figures)",
     colMonth: "Month", colCategory: "Category", colHours: "Hours", colMinutes: "Minutes",
     colCheckin: "Check-in h", colManual: "Manual h", colVolunteers: "Volunteers",
@@ -250,6 +251,7 @@ function reconciliation(...answers) {
 
 function monthCard(echarts, stats) {
   const groups = [...stats.groups].sort((a, b) => a.key.localeCompare(b.key)).slice(-MONTHS_SHOWN);
+  const cut = stats.groups.length > groups.length;
   const option = {
     ...baseOption(w("byMonth")),
     legend: { top: 0 },
@@ -275,7 +277,7 @@ function monthCard(echarts, stats) {
     { class: "card", "aria-labelledby": "overview-by-month" },
     h("h3", { id: "overview-by-month", text: w("byMonth") }),
     groups.length ? chartBox(echarts, "month", option) : h("p", { class: "muted", text: w("noData") }),
-    figuresTable("month", w("monthCaption"), columns, rows,
+    figuresTable("month", w("monthCaption") + (cut ? w("monthsCut", { n: MONTHS_SHOWN }) : ""), columns, rows,
       { key: "total", cells: { month: w("total"), ...cellsOf(stats.totals) } }),
   );
 }
