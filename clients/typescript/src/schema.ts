@@ -1129,7 +1129,18 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Find Members
+         * @description The members in the caller's reach, newest first, in keyset pages: an admin's or
+         *     auditor's book, an organisation's own members (those it registered or enrolled). With
+         *     `q`, those it names: a volunteer number, a phone number (found by its keyed hash, never
+         *     decrypted) or part of a display name. Names are encrypted at rest, so a name search
+         *     decrypts the candidates newest first, at most 5,000 a page: `scan_truncated` says the page
+         *     stopped there, and `next_after` goes on from the last member scanned. Each item is the
+         *     member as `GET /v1/members/{id}` shows it to the caller (masked for organisations and
+         *     auditors, who may search by volunteer number only: `member-search-not-allowed`).
+         */
+        get: operations["find_members_v1_members_get"];
         put?: never;
         /**
          * Register Member
@@ -3734,6 +3745,34 @@ export interface components {
              * Format: uuid
              */
             tx_id: string;
+        };
+        /** MemberPage */
+        MemberPage: {
+            /**
+             * Items
+             * @description the members found, newest first, each as GET /v1/members/{id} shows it to this caller (masked unless its role sees personal data)
+             */
+            items: components["schemas"]["MemberRead"][];
+            /**
+             * Matched By
+             * @description how `q` was read: a volunteer number (exact, any case), an 11-digit phone number (exact) or part of a display name; null without `q`
+             */
+            matched_by: ("volunteer_number" | "phone" | "display_name") | null;
+            /**
+             * Next After
+             * @description pass as `after` for the next page (null: nothing further); after a truncated scan it names the last member scanned, so the next page scans on from there
+             */
+            next_after: string | null;
+            /**
+             * Scan Truncated
+             * @description the name search reached its bound (5,000 members a page, newest first) with older members not looked at: `next_after` names the last member scanned, and the next page scans on from there
+             */
+            scan_truncated: boolean;
+            /**
+             * Scanned
+             * @description members whose names this page decrypted and compared (a name search only; 0 otherwise)
+             */
+            scanned: number;
         };
         /** MemberRead */
         MemberRead: {
@@ -11260,6 +11299,93 @@ export interface operations {
                 content: {
                     "application/json": unknown;
                     "text/csv": unknown;
+                };
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the role may never do this, or not to this object (docs/authorization.md) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the object is missing or out of the caller's reach */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the credential's rate limit is used up (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    find_members_v1_members_get: {
+        parameters: {
+            query?: {
+                /** @description the book (required of platform credentials) */
+                book?: string | null;
+                /** @description a volunteer number (exact, any case), an 11-digit phone number (exact; spaces, hyphens and +86 allowed) or part of a display name (any case); phone numbers and names only for callers that see personal data (admins) */
+                q?: string | null;
+                /** @description only the members enrolled in this organisation (an org: its own) */
+                organisation_id?: string | null;
+                /** @description the cursor: the previous page's next_after */
+                after?: string | null;
+                limit?: number;
+            };
+            header?: {
+                /** @description mini-program credentials: the member this request acts for */
+                "X-Member-Id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberPage"];
                 };
             };
             /** @description no valid bearer token */
