@@ -787,6 +787,11 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
         fixed("GET", "/v1/stats/service?book={w.home}"),
         (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
     ),
+    # Organisations see the flows through their own accounts (B: its own, here none).
+    ("GET", "/v1/stats/exchange"): (
+        fixed("GET", "/v1/stats/exchange?book={w.home}"),
+        (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
+    ),
     # Exchange (docs/exchange.md). Assets are one list for the whole platform.
     ("POST", "/v1/assets"): (new_asset, ADMIN_ONLY),
     ("GET", "/v1/assets"): (fixed("GET", "/v1/assets"), (OK,) * 11 + (A,)),
