@@ -138,7 +138,7 @@ async def find_members(
 
 async def _require_reach(session: AsyncSession, reach: Reach, after: uuid.UUID | None) -> None:
     """404 for a book or organisation that does not exist; 422 for a cursor that names no
-    member of the book."""
+    member within the reach."""
     book = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": reach.book})
     if book.first() is None:
         # As for a book out of reach (authorization.require_book): the two are not told apart.
@@ -153,13 +153,16 @@ async def _require_reach(session: AsyncSession, reach: Reach, after: uuid.UUID |
                 f"organisation {reach.organisation_id} does not exist"
             )
     if after is not None:
-        found = await session.execute(
-            text("SELECT 1 FROM members WHERE id = :id AND book_code = :b"),
-            {"id": after, "b": reach.book},
-        )
-        if found.first() is None:
+        # A cursor is a member of the list's own reach: any other, even of the book, is refused
+        # as one that does not exist, so the answer tells nothing about members out of reach.
+        sql = "SELECT 1 FROM members m WHERE m.id = :id AND m.book_code = :book"
+        params: dict[str, Any] = {"id": after, "book": reach.book}
+        if reach.organisation_id is not None:
+            sql += _IN_ORGANISATION
+            params["organisation"] = reach.organisation_id
+        if (await session.execute(text(sql), params)).first() is None:
             raise ValidationFailed(
-                "after names no member of this book",
+                "after names no member of this list",
                 errors=[
                     {
                         "field": "query/after",

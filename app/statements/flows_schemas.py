@@ -54,7 +54,7 @@ class FlowPeriod(BaseModel):
     period: str = Field(
         description="YYYY-MM (group_by=month) or YYYY-MM-DD (day) in the service time zone"
     )
-    flows: Flows
+    flows: Flows = Field(description="each flow's entries in the period")
 
 
 class RecordedExchanges(BaseModel):
@@ -97,20 +97,24 @@ class RedemptionReconciliation(BaseModel):
 
 
 class FlowReconciliation(BaseModel):
-    exchanges: ExchangeReconciliation
-    kiosk_redemptions: RedemptionReconciliation
+    exchanges: ExchangeReconciliation = Field(
+        description="the journal's `exchange` entries beside the executed quotes"
+    )
+    kiosk_redemptions: RedemptionReconciliation = Field(
+        description="the journal's redemption `hold.post` entries beside the confirmed redemptions"
+    )
     reconciled: bool = Field(description="whether both are reconciled")
 
 
 class ExchangeStats(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    book: str
+    book: str = Field(description="the book counted")
     organisation_id: UUID | None = Field(
         description="an organisation's view: only entries that move one of its accounts "
         "(null: the whole book)"
     )
-    group_by: FlowGroupBy
+    group_by: FlowGroupBy = Field(description="the length of a period")
     period_from: date | None = Field(alias="from", description="first service day, inclusive")
     period_to: date | None = Field(alias="to", description="last service day, inclusive")
     timezone: str = Field(description="the time zone service days and months are counted in")

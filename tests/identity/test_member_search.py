@@ -219,10 +219,15 @@ async def test_hostile_queries_are_problems(shared: World) -> None:
             f"urn:timebank:problem:{kind}",
         ), (who, params, r.text[:200])
         assert r.headers["content-type"] == "application/problem+json"
-    # A cursor of another book's member is no cursor of this list.
+    # A cursor of another book's member is no cursor of this list; nor, for organisation A,
+    # one of B's members (it would tell A that such a member exists).
     away = (await found(shared, "platform", book=shared.away))["items"][0]["id"]
-    r = await find(shared, after=away)
-    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "unknown_cursor"
+    for who, after in (("admin", away), ("org", shared.member_other)):
+        r = await find(shared, who, after=after)
+        assert r.status_code == 422 and r.json()["errors"][0]["code"] == "unknown_cursor"
+    r = await find(shared, after=shared.member_other, organisation_id=shared.org_a)
+    assert r.status_code == 422
+    assert (await found(shared, "org", after=shared.member))["items"] == []
     # A platform credential must name the book.
     r = await shared.api.client.get(FIND)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query/book"

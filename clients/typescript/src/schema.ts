@@ -3126,7 +3126,10 @@ export interface components {
         };
         /** ExchangeStats */
         ExchangeStats: {
-            /** Book */
+            /**
+             * Book
+             * @description the book counted
+             */
             book: string;
             /**
              * From
@@ -3135,6 +3138,7 @@ export interface components {
             from: string | null;
             /**
              * Group By
+             * @description the length of a period
              * @enum {string}
              */
             group_by: "month" | "day";
@@ -3231,6 +3235,7 @@ export interface components {
         };
         /** FlowPeriod */
         FlowPeriod: {
+            /** @description each flow's entries in the period */
             flows: components["schemas"]["Flows"];
             /**
              * Period
@@ -3240,7 +3245,9 @@ export interface components {
         };
         /** FlowReconciliation */
         FlowReconciliation: {
+            /** @description the journal's `exchange` entries beside the executed quotes */
             exchanges: components["schemas"]["ExchangeReconciliation"];
+            /** @description the journal's redemption `hold.post` entries beside the confirmed redemptions */
             kiosk_redemptions: components["schemas"]["RedemptionReconciliation"];
             /**
              * Reconciled
