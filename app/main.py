@@ -70,6 +70,7 @@ from app.ledger import service as ledger_service
 from app.ledger_api.router import router as ledger_router
 from app.logging import configure_logging
 from app.runtime import Runtime, settle_heap
+from app.statements.flows_router import router as exchange_stats_router
 from app.statements.router import router as member_history_router
 from app.volunteering.needs_router import router as needs_router
 from app.volunteering.projects_router import router as projects_router
@@ -294,6 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(records_router)
     app.include_router(proofs_router)
     app.include_router(stats_router)
+    app.include_router(exchange_stats_router)
     app.include_router(exchange_assets_router)
     app.include_router(exchange_rules_router)
     app.include_router(exchanges_router)

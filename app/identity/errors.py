@@ -47,3 +47,13 @@ class MemberErased(TimebankError):
 
 class CredentialNotAllowed(TimebankError):
     status, slug, title = 422, "credential-not-allowed", "This credential cannot be issued"
+
+
+class MemberSearchNotAllowed(TimebankError):
+    # 403, not 422: the query is valid (an admin's same `q` is answered); what is refused is
+    # this role's right to look members up by personal data it may not see.
+    status, slug, title = (
+        403,
+        "member-search-not-allowed",
+        "This caller may find members by volunteer number only",
+    )

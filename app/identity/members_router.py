@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app.http.caller import Caller, CallerDep
 from app.http.context import SessionDep
-from app.identity import access, enrolment, errors, members, schemas
+from app.identity import access, enrolment, errors, member_search, members, schemas
 from app.identity.authorization import (
     SEES_PERSONAL_DATA,
+    listed_book,
+    own_organisation_scope,
     require_book,
     sees_member,
 )
 from app.identity.dependencies import allow
 from app.identity.personal import PersonalDataCipher
 from app.kit.clock import utc_now
-from app.kit.problems import Forbidden
+from app.kit.problems import Forbidden, ValidationFailed
+from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["members"])
 
 READERS = ("admin", "auditor", "miniprogram", "org")
 EDITORS = ("admin", "miniprogram")
 REGISTRARS = ("admin", "miniprogram", "org")
+# Who looks members up: a book's admins and auditors, an organisation its own members.
+FINDERS = ("admin", "auditor", "org")
 
 
 def _cipher(request: Request) -> PersonalDataCipher:
@@ -69,6 +75,77 @@ async def register_member(
         elif not await sees_member(session, caller, row):
             raise errors.MemberNotFound("the identity belongs to a member out of reach")
     return _view(request, caller, row)
+
+
+@router.get(
+    "/members",
+    response_model=schemas.MemberPage,
+    dependencies=[allow(FINDERS, "find members")],
+)
+async def find_members(
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    book: Annotated[
+        BookCode | None, Query(description="the book (required of platform credentials)")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="a volunteer number (exact, any case), an 11-digit phone number "
+            "(exact; spaces, hyphens and +86 allowed) or part of a display name (any case); "
+            "phone numbers and names only for callers that see personal data (admins)",
+        ),
+    ] = None,
+    organisation_id: Annotated[
+        UUID | None,
+        Query(description="only the members enrolled in this organisation (an org: its own)"),
+    ] = None,
+    after: Annotated[
+        UUID | None, Query(description="the cursor: the previous page's next_after")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> schemas.MemberPage:
+    """The members in the caller's reach, newest first, in keyset pages: an admin's or
+    auditor's book, an organisation's own members (those it registered or enrolled). With
+    `q`, those it names: a volunteer number, a phone number (found by its keyed hash, never
+    decrypted) or part of a display name. Names are encrypted at rest, so a name search
+    decrypts the candidates newest first, at most 5,000 a page: `scan_truncated` says the page
+    stopped there, and `next_after` goes on from the last member scanned. Each item is the
+    member as `GET /v1/members/{id}` shows it to the caller (masked for organisations and
+    auditors, who may search by volunteer number only: `member-search-not-allowed`)."""
+    scope_book = listed_book(caller, book)
+    if scope_book is None:
+        raise ValidationFailed(
+            "book is required",
+            errors=[
+                {
+                    "field": "query/book",
+                    "message": "a credential bound to no book must name the book",
+                    "code": "missing",
+                }
+            ],
+        )
+    own = own_organisation_scope(caller)
+    if own is not None and organisation_id not in (None, UUID(own)):
+        raise Forbidden("an organisation lists its own members only")
+    search = member_search.read_query(q)
+    full = caller.role in SEES_PERSONAL_DATA
+    if search is not None and search.matched_by != "volunteer_number" and not full:
+        raise errors.MemberSearchNotAllowed(
+            f"role {caller.role!r} sees members' personal data masked, so it may not look "
+            "them up by phone number or name: search by volunteer number"
+        )
+    reach = member_search.Reach(scope_book, UUID(own) if own else organisation_id)
+    found = await member_search.find_members(session, _cipher(request), reach, search, after, limit)
+    return schemas.MemberPage(
+        items=[members.member_view(row, _cipher(request), full) for row in found.rows],
+        next_after=found.next_after,
+        matched_by=None if search is None else search.matched_by,
+        scanned=found.scanned,
+        scan_truncated=found.scan_truncated,
+    )
 
 
 @router.get(

@@ -179,6 +179,33 @@ class MemberRead(BaseModel):
     erased_at: datetime | None
 
 
+MatchedBy = Literal["volunteer_number", "phone", "display_name"]
+
+
+class MemberPage(BaseModel):
+    items: list[MemberRead] = Field(
+        description="the members found, newest first, each as GET /v1/members/{id} shows it to "
+        "this caller (masked unless its role sees personal data)"
+    )
+    next_after: UUID | None = Field(
+        description="pass as `after` for the next page (null: nothing further); after a "
+        "truncated scan it names the last member scanned, so the next page scans on from there"
+    )
+    matched_by: MatchedBy | None = Field(
+        description="how `q` was read: a volunteer number (exact, any case), an 11-digit phone "
+        "number (exact) or part of a display name; null without `q`"
+    )
+    scanned: int = Field(
+        description="members whose names this page decrypted and compared (a name search "
+        "only; 0 otherwise)"
+    )
+    scan_truncated: bool = Field(
+        description="the name search reached its bound (5,000 members a page, newest first) "
+        "with older members not looked at: `next_after` names the last member scanned, and "
+        "the next page scans on from there"
+    )
+
+
 class CredentialCreate(InputModel):
     role: Role
     book: BookCode | None = Field(default=None, description="absent: every book (platform)")

@@ -612,6 +612,11 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ("POST", "/v1/holds/{hold_id}/post"): (hold_post, (OK, OK, _, OK, H, _, _, _, _, H, _, A)),
     ("POST", "/v1/holds/{hold_id}/void"): (hold_void, (OK, OK, _, OK, H, _, _, _, _, H, _, A)),
     ("POST", "/v1/members"): (register, (OK, OK, _, OK, OK, OK, OK, _, _, H, _, A)),
+    # Admins and auditors find the book's members, an organisation its own (B: its own too).
+    ("GET", "/v1/members"): (
+        fixed("GET", "/v1/members?book={w.home}"),
+        (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
+    ),
     ("GET", "/v1/members/{member_id}"): (fixed("GET", "/v1/members/{w.member}"), MEMBER_READ),
     ("PATCH", "/v1/members/{member_id}"): (
         fixed("PATCH", "/v1/members/{w.member}", {"display_name": "王小明"}),
@@ -784,6 +789,11 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ("GET", "/v1/service-proofs/{proof_id}"): (issued_proof, PUBLIC),
     ("GET", "/v1/stats/service"): (
         fixed("GET", "/v1/stats/service?book={w.home}"),
+        (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
+    ),
+    # Organisations see the flows through their own accounts (B: its own, here none).
+    ("GET", "/v1/stats/exchange"): (
+        fixed("GET", "/v1/stats/exchange?book={w.home}"),
         (OK, OK, OK, OK, OK, _, _, _, _, H, H, A),
     ),
     # Exchange (docs/exchange.md). Assets are one list for the whole platform.

@@ -1178,7 +1178,18 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Find Members
+         * @description The members in the caller's reach, newest first, in keyset pages: an admin's or
+         *     auditor's book, an organisation's own members (those it registered or enrolled). With
+         *     `q`, those it names: a volunteer number, a phone number (found by its keyed hash, never
+         *     decrypted) or part of a display name. Names are encrypted at rest, so a name search
+         *     decrypts the candidates newest first, at most 5,000 a page: `scan_truncated` says the page
+         *     stopped there, and `next_after` goes on from the last member scanned. Each item is the
+         *     member as `GET /v1/members/{id}` shows it to the caller (masked for organisations and
+         *     auditors, who may search by volunteer number only: `member-search-not-allowed`).
+         */
+        get: operations["find_members_v1_members_get"];
         put?: never;
         /**
          * Register Member
@@ -2123,6 +2134,33 @@ export interface paths {
          *     `reversed`; enter the right record with `corrects_record_id`.
          */
         post: operations["reverse_record_v1_service_records__record_id__reverse_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stats/exchange": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Exchange Stats
+         * @description Exchanges (HOUR given, POINT received), kiosk redemptions confirmed (points spent),
+         *     gifts, transfers between books (out and in), public-pool grants, expiries, and reversals of
+         *     any of them, per month or day of `TIMEBANK_SERVICE_TIMEZONE`: each flow's entries and
+         *     the units that left and reached members' accounts per asset, read from the journal.
+         *     `reconciliation` sets the journal's exchanges beside `exchange_quotes` executed and its
+         *     redemptions beside `kiosk_redemptions` confirmed, over the whole scope. An organisation
+         *     sees only the entries that move one of its own accounts (a charity's pools, a kiosk site's
+         *     redemption account): gifts, transfers, grants and expiries move none, so they are 0.
+         */
+        get: operations["exchange_stats_v1_stats_exchange_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -3140,6 +3178,66 @@ export interface components {
             };
             quote: components["schemas"]["QuoteRead"];
         };
+        /** ExchangeReconciliation */
+        ExchangeReconciliation: {
+            /** @description from the `exchange` entries: given = members' debits, paid = the debits of other accounts (the paying pools) */
+            journal: components["schemas"]["RecordedExchanges"];
+            /**
+             * Reconciled
+             * @description whether journal equals recorded and none is unmatched
+             */
+            reconciled: boolean;
+            /** @description from `exchange_quotes` executed in scope: from_amount by the rule's from_asset, to_amount by its to_asset */
+            recorded: components["schemas"]["RecordedExchanges"];
+            /**
+             * Unmatched
+             * @description executed quotes whose tx_id names no `exchange` entry of the book
+             */
+            unmatched: number;
+        };
+        /** ExchangeStats */
+        ExchangeStats: {
+            /**
+             * Book
+             * @description the book counted
+             */
+            book: string;
+            /**
+             * From
+             * @description first service day, inclusive
+             */
+            from: string | null;
+            /**
+             * Group By
+             * @description the length of a period
+             * @enum {string}
+             */
+            group_by: "month" | "day";
+            /**
+             * Organisation Id
+             * @description an organisation's view: only entries that move one of its accounts (null: the whole book)
+             */
+            organisation_id: string | null;
+            /**
+             * Periods
+             * @description each period with at least one entry of a flow, in order; entries are placed by their posted_at
+             */
+            periods: components["schemas"]["FlowPeriod"][];
+            /** @description the journal's figures beside the features' own tables, over the scope */
+            reconciliation: components["schemas"]["FlowReconciliation"];
+            /**
+             * Timezone
+             * @description the time zone service days and months are counted in
+             */
+            timezone: string;
+            /**
+             * To
+             * @description last service day, inclusive
+             */
+            to: string | null;
+            /** @description the flows over the whole scope */
+            totals: components["schemas"]["Flows"];
+        };
         /** Expiry */
         Expiry: {
             /** Amount */
@@ -3183,6 +3281,69 @@ export interface components {
             to_asset: string | null;
             /** To Book */
             to_book: string;
+        };
+        /** FlowFigures */
+        FlowFigures: {
+            /**
+             * Count
+             * @description journal entries of this flow
+             */
+            count: number;
+            /**
+             * Members Gave
+             * @description units that left members' accounts in these entries, per asset code, in the asset's unit (HOUR: minutes)
+             */
+            members_gave: {
+                [key: string]: number;
+            };
+            /**
+             * Members Received
+             * @description units that reached members' accounts in these entries, per asset code, in the asset's unit (HOUR: minutes) (a storage cap's overflow to the public time pool is not counted)
+             */
+            members_received: {
+                [key: string]: number;
+            };
+        };
+        /** FlowPeriod */
+        FlowPeriod: {
+            /** @description each flow's entries in the period */
+            flows: components["schemas"]["Flows"];
+            /**
+             * Period
+             * @description YYYY-MM (group_by=month) or YYYY-MM-DD (day) in the service time zone
+             */
+            period: string;
+        };
+        /** FlowReconciliation */
+        FlowReconciliation: {
+            /** @description the journal's `exchange` entries beside the executed quotes */
+            exchanges: components["schemas"]["ExchangeReconciliation"];
+            /** @description the journal's redemption `hold.post` entries beside the confirmed redemptions */
+            kiosk_redemptions: components["schemas"]["RedemptionReconciliation"];
+            /**
+             * Reconciled
+             * @description whether both are reconciled
+             */
+            reconciled: boolean;
+        };
+        /** Flows */
+        Flows: {
+            /** @description entries of kind `exchange`: members give `from_asset` (e.g. HOUR) and receive `to_asset` (e.g. POINT) from an organisation's pool */
+            exchange: components["schemas"]["FlowFigures"];
+            /** @description entries of kind `expiry`: units that lapsed */
+            expiry: components["schemas"]["FlowFigures"];
+            /** @description entries of kind `gift`: 转赠 between members */
+            gift: components["schemas"]["FlowFigures"];
+            /** @description `hold.post` entries whose hold belongs to a kiosk redemption (the hold's meta names it): points members spent at charity supermarkets */
+            kiosk_redemption: components["schemas"]["FlowFigures"];
+            /** @description entries of kind `public_pool.grant`: the public time pool to members */
+            public_pool_grant: components["schemas"]["FlowFigures"];
+            /** @description entries of kind `recognition.in`: units moved in from another book */
+            recognition_in: components["schemas"]["FlowFigures"];
+            /** @description entries of kind `recognition.out`: members' units moved to another book */
+            recognition_out: components["schemas"]["FlowFigures"];
+            /** @description reversals posted in the period of entries of the flows above (of any period): the flows are counted as posted, so subtract these for net figures */
+            reversal: components["schemas"]["FlowFigures"];
         };
         /** GiftCreate */
         GiftCreate: {
@@ -3805,6 +3966,34 @@ export interface components {
              * Format: uuid
              */
             tx_id: string;
+        };
+        /** MemberPage */
+        MemberPage: {
+            /**
+             * Items
+             * @description the members found, newest first, each as GET /v1/members/{id} shows it to this caller (masked unless its role sees personal data)
+             */
+            items: components["schemas"]["MemberRead"][];
+            /**
+             * Matched By
+             * @description how `q` was read: a volunteer number (exact, any case), an 11-digit phone number (exact) or part of a display name; null without `q`
+             */
+            matched_by: ("volunteer_number" | "phone" | "display_name") | null;
+            /**
+             * Next After
+             * @description pass as `after` for the next page (null: nothing further); after a truncated scan it names the last member scanned, so the next page scans on from there
+             */
+            next_after: string | null;
+            /**
+             * Scan Truncated
+             * @description the name search reached its bound (5,000 members a page, newest first) with older members not looked at: `next_after` names the last member scanned, and the next page scans on from there
+             */
+            scan_truncated: boolean;
+            /**
+             * Scanned
+             * @description members whose names this page decrypted and compared (a name search only; 0 otherwise)
+             */
+            scanned: number;
         };
         /** MemberRead */
         MemberRead: {
@@ -4791,6 +4980,43 @@ export interface components {
             /** Event */
             event: string;
         };
+        /** RecordedExchanges */
+        RecordedExchanges: {
+            /**
+             * Count
+             * @description exchanges
+             */
+            count: number;
+            /**
+             * Given
+             * @description what members gave, per asset code, in the asset's unit (HOUR: minutes)
+             */
+            given: {
+                [key: string]: number;
+            };
+            /**
+             * Paid
+             * @description what the paying pools paid out, per asset code, in the asset's unit (HOUR: minutes)
+             */
+            paid: {
+                [key: string]: number;
+            };
+        };
+        /** RecordedRedemptions */
+        RecordedRedemptions: {
+            /**
+             * Count
+             * @description confirmed redemptions
+             */
+            count: number;
+            /**
+             * Spent
+             * @description what members spent, per asset code, in the asset's unit (HOUR: minutes)
+             */
+            spent: {
+                [key: string]: number;
+            };
+        };
         /** RedeemCodeRead */
         RedeemCodeRead: {
             /**
@@ -4917,6 +5143,23 @@ export interface components {
              * @description the hold.post (confirmed) or hold.void entry
              */
             tx_id: string | null;
+        };
+        /** RedemptionReconciliation */
+        RedemptionReconciliation: {
+            /** @description from the `hold.post` entries of redemption holds: members' debits */
+            journal: components["schemas"]["RecordedRedemptions"];
+            /**
+             * Reconciled
+             * @description whether journal equals recorded and none is unmatched
+             */
+            reconciled: boolean;
+            /** @description from `kiosk_redemptions` confirmed in scope: their totals by asset */
+            recorded: components["schemas"]["RecordedRedemptions"];
+            /**
+             * Unmatched
+             * @description confirmed redemptions whose tx_id is not a `hold.post` of their own hold
+             */
+            unmatched: number;
         };
         /** RedemptionRef */
         RedemptionRef: {
@@ -11649,6 +11892,93 @@ export interface operations {
             };
         };
     };
+    find_members_v1_members_get: {
+        parameters: {
+            query?: {
+                /** @description the book (required of platform credentials) */
+                book?: string | null;
+                /** @description a volunteer number (exact, any case), an 11-digit phone number (exact; spaces, hyphens and +86 allowed) or part of a display name (any case); phone numbers and names only for callers that see personal data (admins) */
+                q?: string | null;
+                /** @description only the members enrolled in this organisation (an org: its own) */
+                organisation_id?: string | null;
+                /** @description the cursor: the previous page's next_after */
+                after?: string | null;
+                limit?: number;
+            };
+            header?: {
+                /** @description mini-program credentials: the member this request acts for */
+                "X-Member-Id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberPage"];
+                };
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the role may never do this, or not to this object (docs/authorization.md) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the object is missing or out of the caller's reach */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the credential's rate limit is used up (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     register_member_v1_members_post: {
         parameters: {
             query?: never;
@@ -16955,6 +17285,91 @@ export interface operations {
             };
             /** @description the body is not of the media type the route takes */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the credential's rate limit is used up (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    exchange_stats_v1_stats_exchange_get: {
+        parameters: {
+            query?: {
+                /** @description the book (required of platform credentials) */
+                book?: string | null;
+                group_by?: "month" | "day";
+                /** @description first service day (inclusive) */
+                from?: string | null;
+                /** @description last service day (inclusive) */
+                to?: string | null;
+            };
+            header?: {
+                /** @description mini-program credentials: the member this request acts for */
+                "X-Member-Id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExchangeStats"];
+                };
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the role may never do this, or not to this object (docs/authorization.md) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the object is missing or out of the caller's reach */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

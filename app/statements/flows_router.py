@@ -1,0 +1,84 @@
+"""HTTP route of the exchange statistics: what members exchanged, redeemed, gave, moved between
+books, were granted and lost to expiry, by month or day, from the journal, reconciled with the
+exchange and kiosk features' own tables.
+
+Admins and auditors: a whole book; an organisation: the entries that move its own accounts.
+Mini-programs and kiosks: 403.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.config import Settings
+from app.http.caller import CallerDep
+from app.http.context import SessionDep
+from app.http.responses import json_response
+from app.identity.authorization import listed_book, own_organisation_scope
+from app.identity.dependencies import allow
+from app.kit.problems import ValidationFailed
+from app.kit.schemas import Day
+from app.ledger.schemas import BookCode
+from app.statements import flows
+from app.statements.flows_schemas import ExchangeStats, FlowGroupBy
+from app.volunteering.figures import check_period
+
+router = APIRouter(prefix="/v1", tags=["exchange statistics"])
+
+READERS = ("admin", "auditor", "org")
+
+
+@router.get(
+    "/stats/exchange",
+    response_model=ExchangeStats,
+    dependencies=[allow(READERS, "read exchange statistics")],
+)
+async def exchange_stats(
+    caller: CallerDep,
+    session: SessionDep,
+    request: Request,
+    book: Annotated[
+        BookCode | None, Query(description="the book (required of platform credentials)")
+    ] = None,
+    group_by: FlowGroupBy = "month",
+    period_from: Annotated[
+        Day | None, Query(alias="from", description="first service day (inclusive)")
+    ] = None,
+    period_to: Annotated[
+        Day | None, Query(alias="to", description="last service day (inclusive)")
+    ] = None,
+) -> Response:
+    """Exchanges (HOUR given, POINT received), kiosk redemptions confirmed (points spent),
+    gifts, transfers between books (out and in), public-pool grants, expiries, and reversals of
+    any of them, per month or day of `TIMEBANK_SERVICE_TIMEZONE`: each flow's entries and
+    the units that left and reached members' accounts per asset, read from the journal.
+    `reconciliation` sets the journal's exchanges beside `exchange_quotes` executed and its
+    redemptions beside `kiosk_redemptions` confirmed, over the whole scope. An organisation
+    sees only the entries that move one of its own accounts (a charity's pools, a kiosk site's
+    redemption account): gifts, transfers, grants and expiries move none, so they are 0."""
+    scope_book = listed_book(caller, book)
+    if scope_book is None:
+        raise ValidationFailed(
+            "book is required",
+            errors=[
+                {
+                    "field": "query/book",
+                    "message": "a credential bound to no book must name the book",
+                    "code": "missing",
+                }
+            ],
+        )
+    own = own_organisation_scope(caller)
+    check_period(period_from, period_to)
+    settings: Settings = request.app.state.settings
+    figures = await flows.exchange_stats(
+        session,
+        flows.Scope(scope_book, UUID(own) if own else None, period_from, period_to),
+        group_by,
+        settings.service_timezone,
+    )
+    return json_response(200, figures.model_dump(mode="json", by_alias=True))
