@@ -12,17 +12,15 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from tests.conftest import Api
-from tests.e2e.test_two_servers import free_port
+from tests.e2e.serving import serving
 from tests.exchange.market import build_market
 from tests.node import CLIENT, ROOT, require_node, run_tool
 from tests.volunteering.district import MORNING
@@ -117,24 +115,6 @@ def build_python(work: Path) -> list[str]:
     """The guide's Python blocks as one script; the command that runs it."""
     (work / "journeys.py").write_text("\n".join(blocks("python")) + PY_RUNNER)
     return [sys.executable, str(work / "journeys.py")]
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """The test's app (its lifespan already running) on a real port of 127.0.0.1."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(30):
-        while not server.started:
-            assert not task.done(), "the server stopped before it started"
-            await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def stepper(command: list[str], language: str, env: dict[str, str]) -> Step:

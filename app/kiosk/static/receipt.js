@@ -25,19 +25,28 @@ function fail(reason) {
 
 // --- encodings -------------------------------------------------------------------------------
 
+const B64URL_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 export function b64urlEncode(bytes) {
   let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
+  for (let i = 0; i < bytes.length; i += 8192) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
   return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** Canonical unpadded base64url only (no padding, no stray bits, no other characters). */
 export function b64urlDecode(segment, what) {
   if (!B64URL.test(segment) || segment.length % 4 === 1) fail(`${what}不是合法的 base64url`);
-  const padding = "==".slice(0, (4 - (segment.length % 4)) % 4);
-  const padded = segment.replace(/-/g, "+").replace(/_/g, "/") + padding;
-  const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
-  if (b64urlEncode(bytes) !== segment) fail(`${what}不是规范的 base64url`);
+  // With the alphabet and the length right, only the last digit's unused bits can differ from
+  // the canonical form (an export verifier decodes thousands: no re-encoding to compare).
+  const rest = segment.length % 4;
+  const last = B64URL_DIGITS.indexOf(segment[segment.length - 1]);
+  if (rest && (last & (rest === 2 ? 0x0f : 0x03)) !== 0) fail(`${what}不是规范的 base64url`);
+  const padding = "==".slice(0, (4 - rest) % 4);
+  const bin = atob(segment.replace(/-/g, "+").replace(/_/g, "/") + padding);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
   return bytes;
 }
 
@@ -59,7 +68,9 @@ const TOKEN = new RegExp([
   String.raw`(true|false|null))`,
 ].join("|"), "y");
 
-export function strictJson(text, what) {
+/** `number(literal)` reads each number (JSON.parse by default): the console's export verifier
+ * keeps `1.0` apart from `1`, which the ledger's integer fields tell apart. */
+export function strictJson(text, what, { number = JSON.parse } = {}) {
   // An explicit stack of the open arrays and objects, not recursion: any depth a token can
   // hold is read (or refused for what it is) without exhausting the call stack.
   let pos = 0;
@@ -73,7 +84,7 @@ export function strictJson(text, what) {
   };
   const scalar = (m) => {
     if (m[1] !== undefined) bad(`意外的 ${m[1]}`);
-    const v = JSON.parse(m[0]);
+    const v = m[3] === undefined ? JSON.parse(m[0]) : number(m[3]);
     if (typeof v === "string" && !v.isWellFormed()) bad("字符串含有不成对的代理字符");
     return v;
   };
@@ -134,7 +145,8 @@ export function strictJson(text, what) {
 }
 
 /** RFC 8785 (JCS): members sorted by UTF-16 code units, ECMAScript number and string forms;
- * written with an explicit stack, at any depth. */
+ * written with an explicit stack, at any depth. A boxed Number (what a `number` reader of
+ * strictJson may return) is written as its value. */
 export function canonicalJson(v) {
   const out = [];
   const stack = [{ value: v }];
@@ -150,6 +162,8 @@ export function canonicalJson(v) {
         stack.push({ value: a[i] });
         if (i) stack.push({ text: "," });
       }
+    } else if (item.value instanceof Number) {
+      out.push(JSON.stringify(item.value.valueOf()));
     } else if (item.value !== null && typeof item.value === "object") {
       const o = item.value;
       const names = Object.keys(o).sort();
@@ -196,7 +210,7 @@ async function sha256(text) {
 
 /** The one JWK named `kid`, checked as §7 says: an Ed25519 OKP public key whose RFC 7638
  * thumbprint is its kid, with a well-formed validity period. */
-async function findKey(jwks, kid) {
+export async function findKey(jwks, kid) {
   if (!isObject(jwks) || !Array.isArray(jwks.keys)) fail("密钥集（JWKS）没有 keys 数组");
   const found = jwks.keys.filter((k) => isObject(k) && k.kid === kid);
   if (found.length !== 1) fail(`密钥集中没有唯一的密钥 ${kid}`);
@@ -243,9 +257,10 @@ function checkClaims(c) {
 
 /**
  * Verify a receipt token with a JWK Set. Resolves to `{claims, kid}`; rejects with a
- * ReceiptError whose message is the reason, in the order of app.audit.receipts.
+ * ReceiptError whose message is the reason, in the order of app.audit.receipts. `keys`: a Map
+ * the caller keeps for one JWK Set, so that many receipts check and import each key once.
  */
-export async function verifyReceipt(token, jwks) {
+export async function verifyReceipt(token, jwks, { keys = null } = {}) {
   if (!crypto?.subtle) fail("此浏览器环境不能验证签名（需要 HTTPS 或本机地址）");
   if (typeof token !== "string" || token.length > MAX_TOKEN) fail("凭条为空或过长");
   const parts = token.split(".");
@@ -258,16 +273,17 @@ export async function verifyReceipt(token, jwks) {
   if (header.alg !== ALG) fail(`算法必须是 ${ALG}，而不是 ${JSON.stringify(header.alg)}`);
   if (header.typ !== TYP || typeof header.kid !== "string") fail(`typ 必须是 ${TYP}，kid 必须是字符串`);
   const signature = b64urlDecode(signatureB64, "签名");
-  const { key, start, end } = await findKey(jwks, header.kid);
+  if (keys && !keys.has(header.kid)) keys.set(header.kid, findKey(jwks, header.kid));
+  const { key, start, end } = await (keys ? keys.get(header.kid) : findKey(jwks, header.kid));
   const signed = new TextEncoder().encode(`${headerB64}.${payloadB64}`);
   const good = signature.length === 64
     && await crypto.subtle.verify({ name: "Ed25519" }, key, signature, signed);
   if (!good) fail("签名不正确（凭条被改动或不是本服务签发）");
-  const payload = b64urlDecode(payloadB64, "载荷");
-  const claims = strictJson(utf8(payload, "载荷"), "载荷");
+  const payload = utf8(b64urlDecode(payloadB64, "载荷"), "载荷");
+  const claims = strictJson(payload, "载荷");
   if (!isObject(claims)) fail("载荷必须是 JSON 对象");
   checkClaims(claims);
-  if (canonicalJson(claims) !== utf8(payload, "载荷")) fail("载荷不是 RFC 8785 规范形式");
+  if (canonicalJson(claims) !== payload) fail("载荷不是 RFC 8785 规范形式");
   if ((start !== null && claims.iat < start) || (end !== null && claims.iat >= end)) {
     fail("签发时间 iat 不在签名密钥的有效期内");
   }

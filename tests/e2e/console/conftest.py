@@ -17,6 +17,7 @@ import pytest
 from tests.e2e.browser import CHROMIUM_ARGS, TIMEOUT_MS, require_chromium
 from tests.e2e.test_outages import Served, start_serve, stop_serve
 from tests.e2e.test_two_servers import TIMEBANK
+from tests.volunteering.test_service_proof import region  # noqa: F401 - a fixture (certified service)
 
 BOOK = "demo"
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "var" / "screenshots" / "console"
