@@ -279,6 +279,58 @@ async def test_exchange_rules_agreements_reconciliation_and_pool_as_admin(
     await page.context.close()
 
 
+async def test_a_rule_retired_and_an_agreement_ended_in_the_page(
+    browser: Any, console: Console, world: World
+) -> None:
+    code = f"rg-retire-{world.tag}"
+    async with console.api("admin") as admin:
+        body = {
+            "code": code,
+            "from_asset": "HOUR",
+            "to_asset": "POINT",
+            "ratio": {"num": 1, "den": 10},
+            "pools": [{"book": BOOK, "organisation_id": world.charity["id"]}],
+        }
+        rule = await call(admin, "POST", "/v1/exchange-rules", body)
+    platform = console.cli("credentials", "create", "--role", "admin").strip().splitlines()[-1]
+    async with httpx.AsyncClient(
+        base_url=console.base, headers={"Authorization": f"Bearer {platform}"}, timeout=30
+    ) as platform_admin:
+        body = {"from_book": world.other_book, "to_book": BOOK, "ratio_num": 4, "ratio_den": 5}
+        back = await call(platform_admin, "POST", "/v1/recognition/agreements", body)
+
+    page = await open_console(browser, console)
+    await sign_in(page, console.tokens["admin"])
+    await go(page, "exchange")
+    row = f'tr[data-rule-id="{rule["id"]}"]'
+    await page.click(f"{row} button[aria-label='停用 {code} v1']")
+    await page.fill(f"{row} input[name=reason]", "试点结束")
+    await page.click(f"{row} button[type=submit]")
+    await page.wait_for_selector(f"{row}[data-status=retired]")
+    assert "停用原因：试点结束" in await text(page, f"{row} td.status")
+    # Nothing left to retire; a next version may still be published from it.
+    assert await page.locator(f"{row} td.actions button").all_inner_texts() == ["发布新版本"]
+
+    agreement = f'tr[data-agreement-id="{back["id"]}"]'
+    assert await text(page, f"{agreement} td.ratio") == "4/5"
+    await page.click(f"{agreement} button[aria-label='结束协议 {world.other_book} → {BOOK}']")
+    await page.click(f"{agreement} button[type=submit]")
+    await page.wait_for_selector(f"{agreement}[data-status=ended]")
+    assert "已结束" in await text(page, agreement)
+    async with console.api("admin") as admin:
+        retired = await call(admin, "GET", f"/v1/exchange-rules/{rule['id']}")
+        ended = await call(admin, "GET", f"/v1/recognition/agreements/{back['id']}")
+    assert (retired["status"], retired["retired_reason"]) == ("retired", "试点结束")
+    assert ended["status"] == "ended"
+    # The agreement the other tests use is untouched.
+    assert (
+        await page.get_attribute(f'tr[data-agreement-id="{world.agreement["id"]}"]', "data-status")
+        == "active"
+    )
+    assert page.errors == []
+    await page.context.close()
+
+
 async def test_kiosk_stock_redemptions_and_the_days_report_as_admin(
     browser: Any, console: Console, world: World, tmp_path: Path
 ) -> None:
