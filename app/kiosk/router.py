@@ -337,5 +337,10 @@ async def daily_report(
     zone = ZoneInfo(request.app.state.settings.service_timezone)
     found = await report.daily_report(session, site, day, zone)
     if fmt == "csv":
-        return Response(report.report_csv(found), media_type="text/csv; charset=utf-8")
+        # A download with its own name (a link in the console saves it, like the book export).
+        name = f"{site.book}-kiosk-{site.id}-{day.isoformat()}.csv"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return Response(
+            report.report_csv(found), media_type="text/csv; charset=utf-8", headers=headers
+        )
     return json_response(200, dataclasses.asdict(found))

@@ -79,6 +79,8 @@ async def test_a_basket_is_held_then_confirmed_with_a_receipt_that_verifies(shop
     assert out == {"大米 5kg": (2, 3), "食用油": (1, None)}
     csv = await s.call("GET", f"/v1/kiosk/sites/{s.site}/report?date={day}&format=csv", "kiosk")
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    saved_as = f'attachment; filename="{s.book}-kiosk-{s.site}-{day}.csv"'
+    assert csv.headers["content-disposition"] == saved_as
     # A BOM first, so that a spreadsheet reads the Chinese names as UTF-8.
     assert csv.content.startswith(b"\xef\xbb\xbfdate,item_id,name,")
     assert f"{day},{rice['id']},大米 5kg,POINT,30,2,3,0" in csv.text
