@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.console.conftest import BOOK, Console, open_console, screenshot, sign_in
@@ -139,6 +140,39 @@ async def no_serious_axe_violation(page: Any) -> None:
     assert found == [], json.dumps(found, ensure_ascii=False)
 
 
+async def gifts_this_month(console: Console, month: str) -> int:
+    """Gifts the book's journal counts in `month`, as GET /v1/stats/exchange answers."""
+    async with console.api("admin") as client:
+        r = await client.get("/v1/stats/exchange", params={"book": BOOK})
+        assert r.status_code == 200, r.text
+    periods = {p["period"]: p["flows"]["gift"]["count"] for p in r.json()["periods"]}
+    return int(periods.get(month, 0))
+
+
+async def give(console: Console, giver: str, minutes: int) -> None:
+    """A gift of `minutes` from `giver` to a new member, by a mini-program acting for the giver."""
+    token = console.token("miniprogram", name=f"小程序 {uuid.uuid4().hex[:6]}")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=console.base, headers=headers, timeout=30) as mini:
+        receiver = await mini.post(
+            "/v1/members",
+            json={
+                "book": BOOK,
+                "display_name": "受赠人",
+                "phone": f"139{uuid.uuid4().int % 10**8:08d}",
+                "birth_date": "1950-01-01",
+                "identity": {"provider": "wechat", "subject": f"o_gift_{uuid.uuid4().hex}"},
+            },
+        )
+        assert receiver.status_code == 201, receiver.text
+        r = await mini.post(
+            "/v1/gifts",
+            json={"to_member_id": receiver.json()["id"], "amount": minutes},
+            headers={"X-Member-Id": giver, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201, r.text
+
+
 async def test_admin_sees_charts_figures_and_a_new_record_in_its_month(
     browser: Any, console: Console
 ) -> None:
@@ -152,6 +186,8 @@ async def test_admin_sees_charts_figures_and_a_new_record_in_its_month(
     minutes = 47
     record_month, record = await certify(console, minutes)
     assert record_month == month
+    gifts_before = await gifts_this_month(console, month)
+    await give(console, record["member_id"], 5)
     await page.reload()
     await page.wait_for_selector("#screen[data-ready=overview]")
     await charts_drawn(page)
@@ -165,7 +201,7 @@ async def test_admin_sees_charts_figures_and_a_new_record_in_its_month(
         shown = await cell(page, "category", group["key"], "minutes")
         assert shown is not None and number(shown) == group["minutes"], group
     assert by_month["ledger"]["reconciled"]
-    reconcile = page.locator("p.reconcile")
+    reconcile = page.locator("p.reconcile").first
     assert await reconcile.get_attribute("data-reconciled") == "true"
     said = await reconcile.inner_text()
     assert "已与账本核对一致" in said
@@ -199,9 +235,32 @@ async def test_admin_sees_charts_figures_and_a_new_record_in_its_month(
     mine = page.locator(f"table[data-table=needs] tr[data-key='{need['id']}']")
     assert await mine.locator("[data-col=description]").inner_text() == wanted
     assert await mine.locator("[data-col=urgency]").inner_text() == "紧急"
-    # Exchanges over time: until GET /v1/stats/exchange exists, the card says so.
-    if exchange.status_code == 404 and exchange.json()["type"].endswith(":not-found"):
-        assert await page.inner_text("[data-empty=exchange]") == "暂无数据"
+    # Exchanges, redemptions and gifts over time: the table is the API's, the month holds the
+    # gift this test made, and the reconciliation with the features' records is said plainly.
+    assert exchange.status_code == 200, exchange.text
+    flows = exchange.json()
+    assert await gifts_this_month(console, month) == gifts_before + 1
+    for period in flows["periods"]:
+        row = page.locator(f"table[data-table=exchange] tr[data-key='{period['period']}']")
+        assert (
+            number(await row.locator("[data-col=gifts]").inner_text())
+            == period["flows"]["gift"]["count"]
+        )
+        assert (
+            number(await row.locator("[data-col=exchanges]").inner_text())
+            == period["flows"]["exchange"]["count"]
+        )
+    total = page.locator("table[data-table=exchange] tfoot tr")
+    assert (
+        number(await total.locator("[data-col=gifts]").inner_text())
+        == flows["totals"]["gift"]["count"]
+    )
+    line = page.locator("[data-card=exchange] p.reconcile")
+    assert (
+        await line.get_attribute("data-reconciled")
+        == str(flows["reconciliation"]["reconciled"]).lower()
+    )
+    assert "已与业务记录核对一致" in await line.inner_text()
     await charts_drawn(page)
 
     await screenshot(page, "overview-admin")

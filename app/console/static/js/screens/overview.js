@@ -1,7 +1,7 @@
 // The overview (admin, organisation, auditor): the book's certified service by month and by
 // service category, active volunteers, 信用时 (check-in) and 荣誉时 (manual) hours, with the
 // ledger's own figure for the same service beside them; the most urgent unmet needs; and
-// exchanges and redemptions over time (its route is not on main yet: see exchangeCard).
+// exchanges, redemptions, gifts and transfers between books over time (exchangeCard).
 // An organisation's credential sees the service it certified (the API scopes it).
 //
 // Charts: Apache ECharts, pinned in tools/console/package.json and shipped with the service as
@@ -36,7 +36,13 @@ const WORDS = {
     needsNone: "没有未满足的需求。", colUrgency: "紧急程度", colTarget: "服务对象",
     colDescription: "需求", colCreated: "登记时间",
     urgent: "紧急", high: "高", normal: "普通", low: "低",
-    exchange: "兑换与核销（按月）", noData: "暂无数据",
+    exchange: "兑换与核销（按月）", noData: "暂无数据", exchangeCaption: "兑换与核销（数字，按月）",
+    colExchanges: "兑换笔数", colHoursGiven: "换出时数", colPointsPaid: "换得积分",
+    colRedemptions: "超市核销", colPointsSpent: "核销积分", colGifts: "转赠", colTransfers: "通存通兑",
+    colExpiries: "到期", seriesExchanges: "兑换", seriesRedemptions: "超市核销", seriesGifts: "转赠",
+    seriesTransfers: "通存通兑", axisEntries: "笔",
+    flowsReconciled: "✓ 已与业务记录核对一致：兑换 {exchangesJournal} 笔（记录 {exchangesRecorded}），超市核销 {redemptionsJournal} 笔（记录 {redemptionsRecorded}）。",
+    flowsNotReconciled: "⚠ 与业务记录不一致：兑换 账本 {exchangesJournal} 笔 / 记录 {exchangesRecorded} 笔，超市核销 账本 {redemptionsJournal} 笔 / 记录 {redemptionsRecorded} 笔。",
     exchangeFailed: "兑换统计无法加载：{reason}",
     noChart: "图表组件未能加载，数字见下表。",
   },
@@ -64,6 +70,14 @@ const WORDS = {
     colDescription: "Need", colCreated: "Registered",
     urgent: "Urgent", high: "High", normal: "Normal", low: "Low",
     exchange: "Exchanges and redemptions by month", noData: "No data yet",
+    exchangeCaption: "Exchanges and redemptions by month (figures)",
+    colExchanges: "Exchanges", colHoursGiven: "Hours given", colPointsPaid: "Points received",
+    colRedemptions: "Redemptions", colPointsSpent: "Points spent", colGifts: "Gifts",
+    colTransfers: "Transfers between books", colExpiries: "Expiries", seriesExchanges: "Exchanges",
+    seriesRedemptions: "Kiosk redemptions", seriesGifts: "Gifts", seriesTransfers: "Transfers between books",
+    axisEntries: "entries",
+    flowsReconciled: "✓ Reconciled with the records: {exchangesJournal} exchanges (records {exchangesRecorded}), {redemptionsJournal} kiosk redemptions (records {redemptionsRecorded}).",
+    flowsNotReconciled: "⚠ Does not match the records: exchanges ledger {exchangesJournal} / records {exchangesRecorded}, kiosk redemptions ledger {redemptionsJournal} / records {redemptionsRecorded}.",
     exchangeFailed: "Exchange statistics could not be loaded: {reason}",
     noChart: "The chart library could not be loaded; the figures are in the table below.",
   },
@@ -345,31 +359,96 @@ function needsCard(needs, categories, targets) {
   );
 }
 
-// Exchanges and redemptions over time. `GET /v1/stats/exchange` (per month: exchanges,
-// confirmed kiosk redemptions, gifts, transfers between books, public pool grants, expiries;
-// counts and amounts per asset; `reconciled`) is being added by another change of issue 22 and
-// is not on main yet: until it lands the path matches no route, the service answers 404
-// `not-found`, and this card says 暂无数据. Kept apart from the rest of the screen so that
-// wiring it touches only this function: draw its months (a chart and a table, as above) where
-// the TODO is, from the route's published schema.
-async function exchangeCard(ctx) {
+// Exchanges and redemptions over time (`GET /v1/stats/exchange`): each month's flows counted
+// from the journal, with the journal's exchanges and redemptions reconciled against the
+// executed quotes and confirmed redemptions. A failure here leaves the rest of the screen.
+async function exchangeStats(ctx) {
+  try {
+    return { stats: await api("GET", `/v1/stats/exchange?${new URLSearchParams({ book: ctx.book })}`) };
+  } catch (error) {
+    return { error: error instanceof ApiError ? error.said : String(error?.message ?? error) };
+  }
+}
+
+const FLOW_COLUMNS = () => [
+  { key: "exchanges", label: w("colExchanges"), num: true },
+  { key: "hoursGiven", label: w("colHoursGiven"), num: true },
+  { key: "pointsPaid", label: w("colPointsPaid"), num: true },
+  { key: "redemptions", label: w("colRedemptions"), num: true },
+  { key: "pointsSpent", label: w("colPointsSpent"), num: true },
+  { key: "gifts", label: w("colGifts"), num: true },
+  { key: "transfers", label: w("colTransfers"), num: true },
+  { key: "expiries", label: w("colExpiries"), num: true },
+];
+
+function flowCells(flows) {
+  return {
+    exchanges: number(flows.exchange.count),
+    hoursGiven: hoursOf(flows.exchange.members_gave.HOUR ?? 0),
+    pointsPaid: number(flows.exchange.members_received.POINT ?? 0),
+    redemptions: number(flows.kiosk_redemption.count),
+    pointsSpent: number(flows.kiosk_redemption.members_gave.POINT ?? 0),
+    gifts: number(flows.gift.count),
+    transfers: number(flows.recognition_out.count + flows.recognition_in.count),
+    expiries: number(flows.expiry.count),
+  };
+}
+
+function flowReconciliation(reconciliation) {
+  const { exchanges, kiosk_redemptions: redemptions } = reconciliation;
+  const values = {
+    exchangesJournal: number(exchanges.journal.count),
+    exchangesRecorded: number(exchanges.recorded.count),
+    redemptionsJournal: number(redemptions.journal.count),
+    redemptionsRecorded: number(redemptions.recorded.count),
+  };
+  return h("p", {
+    class: reconciliation.reconciled ? "ok reconcile" : "bad reconcile",
+    "data-reconciled": String(reconciliation.reconciled),
+    text: w(reconciliation.reconciled ? "flowsReconciled" : "flowsNotReconciled", values),
+  });
+}
+
+function exchangeCard(echarts, answer) {
   const card = h(
     "section",
     { class: "card", "aria-labelledby": "overview-exchange", "data-card": "exchange" },
     h("h3", { id: "overview-exchange", text: w("exchange") }),
   );
-  try {
-    await api("GET", `/v1/stats/exchange?${new URLSearchParams({ book: ctx.book })}`);
-    // TODO(issue 22): the route has landed; draw its months here from its schema.
-    card.append(h("p", { class: "muted", "data-empty": "exchange", text: w("noData") }));
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404 && error.slug === "not-found") {
-      card.append(h("p", { class: "muted", "data-empty": "exchange", text: w("noData") }));
-    } else {
-      const reason = error instanceof ApiError ? error.said : String(error?.message ?? error);
-      card.append(h("p", { class: "error", text: w("exchangeFailed", { reason }) }));
-    }
+  if (answer.error !== undefined) {
+    card.append(h("p", { class: "error", text: w("exchangeFailed", { reason: answer.error }) }));
+    return card;
   }
+  const { stats } = answer;
+  const periods = stats.periods.slice(-MONTHS_SHOWN);
+  card.append(flowReconciliation(stats.reconciliation));
+  if (!periods.length) {
+    card.append(h("p", { class: "muted", "data-empty": "exchange", text: w("noData") }));
+    return card;
+  }
+  const series = [
+    ["seriesExchanges", (f) => f.exchange.count, CHECKIN_COLOUR],
+    ["seriesRedemptions", (f) => f.kiosk_redemption.count, MANUAL_COLOUR],
+    ["seriesGifts", (f) => f.gift.count, PEOPLE_COLOUR],
+    ["seriesTransfers", (f) => f.recognition_out.count + f.recognition_in.count, "#6639ba"],
+  ];
+  const option = {
+    ...baseOption(w("exchange")),
+    legend: { top: 0 },
+    grid: { left: 8, right: 8, top: 56, bottom: 8 },
+    xAxis: { type: "category", data: periods.map((p) => p.period) },
+    yAxis: { type: "value", name: w("axisEntries"), minInterval: 1 },
+    series: series.map(([name, value, color]) => ({
+      name: w(name), type: "bar", color, data: periods.map((p) => value(p.flows)),
+    })),
+  };
+  const columns = [{ key: "month", label: w("colMonth") }, ...FLOW_COLUMNS()];
+  const rows = periods.map((p) => ({ key: p.period, cells: { month: p.period, ...flowCells(p.flows) } }));
+  card.append(
+    chartBox(echarts, "exchange", option),
+    figuresTable("exchange", w("exchangeCaption"), columns, rows,
+      { key: "total", cells: { month: w("total"), ...flowCells(stats.totals) } }),
+  );
   return card;
 }
 
@@ -389,7 +468,7 @@ export async function render(el, ctx) {
     stats("category"),
     api("GET", "/v1/service-catalog"),
     api("GET", `/v1/needs?${unmet}`),
-    exchangeCard(ctx),
+    exchangeStats(ctx),
     loadECharts().catch(() => null),
   ]);
   const categories = catalogNames(catalog.categories);
@@ -420,7 +499,7 @@ export async function render(el, ctx) {
       "div",
       { class: "grid" },
       needsCard(needs.items, categories, targets),
-      exchange,
+      exchangeCard(echarts, exchange),
     ),
   );
 }
