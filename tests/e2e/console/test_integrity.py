@@ -4,6 +4,8 @@ an export, a receipt and a service proof."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,5 +57,86 @@ async def test_an_organisation_reads_the_head_but_has_no_export(
     assert await page.locator("#export-link").count() == 0
     assert await page.locator("#verify-now").count() == 0
     assert "不能下载" in await page.inner_text("#export")
+    assert page.errors == []
+    await page.context.close()
+
+
+async def test_the_page_verifies_the_true_export_and_names_the_seq_of_a_tampered_one(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    async with console.api("auditor") as client:
+        r = await client.get(f"/v1/books/{BOOK}/export")
+        assert r.status_code == 200, r.text
+    true_export = r.content
+    lines = true_export.split(b"\n")
+    # Entry 7's amount or memo changed, its hash left as it was: the chain breaks at seq 7.
+    entry = json.loads(lines[6])
+    assert entry["entry"]["seq"] == 7
+    entry["entry"]["memo"] = entry["entry"]["memo"] + " 改"
+    tampered = [*lines[:6], json.dumps(entry, ensure_ascii=False).encode(), *lines[7:]]
+    (tmp_path / "true.jsonl").write_bytes(true_export)
+    (tmp_path / "tampered.jsonl").write_bytes(b"\n".join(tampered))
+
+    page = await open_console(browser, console)
+    await sign_in(page, console.tokens["auditor"])
+    await go(page, "integrity")
+    verdict = page.locator("#export-verdict")
+
+    await page.set_input_files("#export-file", str(tmp_path / "true.jsonl"))
+    await verdict.wait_for()
+    assert await verdict.get_attribute("data-ok") == "true"
+    assert "核验通过" in await verdict.inner_text()
+
+    await page.set_input_files("#export-file", str(tmp_path / "tampered.jsonl"))
+    await page.wait_for_selector("#export-verdict[data-ok=false]")
+    assert await verdict.get_attribute("data-seq") == "7"
+    assert "首个问题出在序号 7" in await verdict.inner_text()
+
+    # The book's current export, fetched and verified in the page with the service's keys.
+    await page.click("#verify-now")
+    await page.wait_for_selector("#export-verdict[data-ok=true]")
+    await screenshot(page, "integrity-verified")
+    assert page.errors == []
+    await page.context.close()
+
+
+async def test_a_pasted_receipt_verifies_and_a_tampered_one_does_not(
+    browser: Any, console: Console
+) -> None:
+    async with console.api("admin") as client:
+        head = (await client.get(f"/v1/books/{BOOK}/head")).json()
+        entries = await client.get(f"/v1/books/{BOOK}/export", params={"from_seq": head["seq"]})
+        line = json.loads(entries.text.splitlines()[0])
+    receipt = line["receipt"]
+    page = await open_console(browser, console)
+    await sign_in(page, console.tokens["auditor"])
+    await go(page, "integrity")
+    out = page.locator("#receipt-verdict")
+    await page.fill("#receipt-input", receipt)
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-valid=true]")
+    assert f"序号 {head['seq']}" in await out.inner_text()
+    header, payload, signature = receipt.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    await page.fill("#receipt-input", f"{header}.{payload}.{flipped}")
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-valid=false]")
+    assert "无效" in await out.inner_text()
+
+    # A member's service proof, pasted as the service answered it.
+    async with console.api("admin") as client:
+        members = (await client.get("/v1/members", params={"book": BOOK, "limit": 1})).json()
+        member = members["items"][0]["id"]
+        proof = await client.get(f"/v1/members/{member}/service-proof")
+        assert proof.status_code == 200, proof.text
+    await page.fill("#receipt-input", proof.text)
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-valid=true]")
+    assert await out.inner_text() == "服务证明有效"
+    token = proof.json()["token"]
+    forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    await page.fill("#receipt-input", json.dumps(proof.json() | {"token": forged}))
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-valid=false]")
     assert page.errors == []
     await page.context.close()

@@ -203,22 +203,27 @@ function receiptCard(jwks) {
     const verify = await import("../../verify.js");
     out.className = "";
     delete out.dataset.valid;
-    try {
-      if (text.startsWith("{")) {
-        const result = await verify.verifyServiceProof(text, jwks);
-        if (!result.ok) throw new Error(result.reason ?? result.message ?? "invalid");
-        out.textContent = t(WORDS, "proofOk");
-      } else {
-        const claims = await verify.verifyReceiptToken(text, jwks);
-        out.textContent = t(WORDS, "receiptOk", { book: claims.book, seq: claims.seq, kind: claims.kind });
-      }
-      out.className = "ok";
-      out.dataset.valid = "true";
-    } catch (error) {
-      out.textContent = t(WORDS, "invalid", { reason: error?.message ?? String(error) });
-      out.className = "bad";
-      out.dataset.valid = "false";
+    // A JSON text is a service proof's answer; a token may be a receipt or a proof's token.
+    const proof = () => verify.verifyServiceProof(text, jwks);
+    const receipt = () => verify.verifyReceiptToken(text, jwks);
+    let result = text.startsWith("{") ? await proof() : await receipt();
+    let isProof = text.startsWith("{");
+    if (!result.ok && !isProof) {
+      const other = await proof();
+      if (other.ok) [result, isProof] = [other, true];
     }
+    if (result.ok) {
+      const claims = result.claims ?? {};
+      out.textContent = isProof ? t(WORDS, "proofOk")
+        : t(WORDS, "receiptOk", { book: claims.book, seq: claims.seq, kind: claims.kind });
+      out.className = "ok";
+    } else {
+      const failure = result.failure ?? {};
+      const reason = (lang() === "en" ? failure.message_en : failure.message_zh) ?? failure.check;
+      out.textContent = t(WORDS, "invalid", { reason });
+      out.className = "bad";
+    }
+    out.dataset.valid = String(result.ok);
   });
   return el("section", { className: "card", id: "verify-receipt" }, el("h3", { textContent: t(WORDS, "receipt") }), form);
 }
