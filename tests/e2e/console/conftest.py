@@ -5,6 +5,7 @@ page signed in as each kind of user."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,7 +21,10 @@ from tests.e2e.test_two_servers import TIMEBANK
 from tests.volunteering.test_service_proof import region  # noqa: F401 - a fixture (certified service)
 
 BOOK = "demo"
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "var" / "screenshots" / "console"
+ROOT = Path(__file__).resolve().parents[3]
+SCREENSHOTS = ROOT / "var" / "screenshots" / "console"
+# axe-core, pinned in tools/console (scripts/test runs npm ci there).
+AXE = ROOT / "tools" / "console" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @dataclass
@@ -135,3 +139,22 @@ async def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def serious_axe_violations(page: Any, scope: str = "document") -> list[Any]:
+    """axe-core's serious and critical violations on the page (or within `scope`); skipped
+    where tools/console/node_modules is missing, failed then if TIMEBANK_REQUIRE_NODE is set."""
+    if not AXE.exists():
+        message = "tools/console/node_modules is missing (scripts/test runs npm ci there)"
+        if os.environ.get("TIMEBANK_REQUIRE_NODE"):
+            pytest.fail(f"TIMEBANK_REQUIRE_NODE is set but {message}")
+        pytest.skip(message)
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.add_script_tag(path=str(AXE))
+    found: list[Any] = await page.evaluate(
+        "async (scope) => (await axe.run(scope === 'document' ? document : scope)).violations"
+        ".filter((v) => v.impact === 'serious' || v.impact === 'critical')"
+        ".map((v) => ({id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target)}))",
+        scope,
+    )
+    return found

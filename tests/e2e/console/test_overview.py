@@ -7,21 +7,25 @@ violation (axe-core, pinned in tools/console)."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.console.conftest import BOOK, Console, open_console, screenshot, sign_in
+from tests.e2e.console.conftest import (
+    BOOK,
+    Console,
+    open_console,
+    screenshot,
+    serious_axe_violations,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
 
 CST = timezone(timedelta(hours=8))  # the service's time zone (TIMEBANK_SERVICE_TIMEZONE)
-AXE = Path(__file__).resolve().parents[3] / "tools/console/node_modules/axe-core/axe.min.js"
 CHARTS = ("month", "category")
 
 
@@ -126,17 +130,7 @@ async def figures_match(page: Any, answer: dict[str, Any]) -> None:
 
 
 async def no_serious_axe_violation(page: Any) -> None:
-    if not AXE.exists():
-        message = "tools/console/node_modules is missing (scripts/test runs npm ci there)"
-        if os.environ.get("TIMEBANK_REQUIRE_NODE"):
-            pytest.fail(f"TIMEBANK_REQUIRE_NODE is set but {message}")
-        pytest.skip(message)
-    await page.add_script_tag(path=str(AXE))
-    found = await page.evaluate(
-        "async () => (await axe.run('#screen')).violations"
-        ".filter((v) => v.impact === 'serious' || v.impact === 'critical')"
-        ".map((v) => ({id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target)}))"
-    )
+    found = await serious_axe_violations(page, "#screen")
     assert found == [], json.dumps(found, ensure_ascii=False)
 
 

@@ -8,23 +8,27 @@ none of it."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.console.conftest import BOOK, Console, go, open_console, screenshot, sign_in
+from tests.e2e.console.conftest import (
+    BOOK,
+    Console,
+    go,
+    open_console,
+    screenshot,
+    serious_axe_violations,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
 
 # Demo members the tests of this module take, one each, so that their records never meet.
 _taken: set[str] = set()
-# axe-core, pinned with the console's other browser assets in tools/console (npm ci).
-AXE = Path(__file__).resolve().parents[3] / "tools/console/node_modules/axe-core/axe.min.js"
 
 
 def ok(response: httpx.Response, *statuses: int) -> Any:
@@ -480,17 +484,7 @@ async def test_the_queue_is_usable_at_375_px(browser: Any, console: Console) -> 
 
 
 async def no_serious_axe_violation(page: Any) -> None:
-    if not AXE.exists():
-        message = "tools/console/node_modules is missing (scripts/test runs npm ci there)"
-        if os.environ.get("TIMEBANK_REQUIRE_NODE"):
-            pytest.fail(f"TIMEBANK_REQUIRE_NODE is set but {message}")
-        pytest.skip(message)
-    await page.add_script_tag(path=str(AXE))
-    found = await page.evaluate(
-        "async () => (await axe.run('#screen')).violations"
-        ".filter((v) => v.impact === 'serious' || v.impact === 'critical')"
-        ".map((v) => ({id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target)}))"
-    )
+    found = await serious_axe_violations(page, "#screen")
     assert found == [], json.dumps(found, ensure_ascii=False)
 
 
