@@ -165,6 +165,7 @@ function verifyCard(ctx, jwks) {
       textContent: t(WORDS, "verifyNow") });
     now.addEventListener("click", async () => {
       now.disabled = true;
+      file.value = "";
       try {
         const response = await api("GET", `/v1/books/${encodeURIComponent(ctx.book)}/export`, { raw: true });
         await run(await response.text());
