@@ -11,10 +11,16 @@ or `UNKNOWN_SLOW_S` when marked slow (it starts a process).
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 CACHE_KEY = "timebank/test-seconds"
+# Modules that share one costly session fixture run in one worker as one unit: the console's
+# browser tests share a `timebank serve` seeded by `timebank demo`, which each worker that ran
+# any of them would otherwise start and seed again.
+SHARED_UNITS = ("tests/e2e/console/",)
 UNKNOWN_S = 0.5
 UNKNOWN_SLOW_S = 10.0
 
@@ -49,3 +55,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     known: dict[str, float] = cache.get(CACHE_KEY, {})
     known.update({nodeid: round(seconds, 2) for nodeid, seconds in _seconds.items()})
     cache.set(CACHE_KEY, known)
+
+
+class ModuleScheduling(LoadFileScheduling):  # type: ignore[misc]
+    """`--dist loadfile` (a module's tests in one worker), with each of SHARED_UNITS whole."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        for unit in SHARED_UNITS:
+            if nodeid.startswith(unit):
+                return unit
+        return nodeid.split("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The scheduler of `--dist loadfile` runs (scripts/test's); None leaves xdist's own."""
+    if config.getvalue("dist") == "loadfile":
+        return ModuleScheduling(config, log)
+    return None
