@@ -13,7 +13,6 @@ from tests.e2e.console.conftest import (
     Console,
     go,
     open_console,
-    screenshot,
     serious_axe_violations,
     sign_in,
 )
@@ -46,8 +45,6 @@ async def test_every_screen_passes_axe_and_fits_the_width(
             problems[screen] = found
         scroll = await page.evaluate("() => document.documentElement.scrollWidth")
         assert scroll <= width, f"{screen} at {width} px scrolls sideways ({scroll} px)"
-        if width == 375 and role == "admin":
-            await screenshot(page, f"{screen}-375")
     assert problems == {}, json.dumps(problems, ensure_ascii=False)
     assert page.errors == []
     await page.context.close()
