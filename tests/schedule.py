@@ -27,19 +27,24 @@ UNKNOWN_SLOW_S = 10.0
 _seconds: dict[str, float] = defaultdict(float)
 
 
-def _module(item: pytest.Item) -> str:
-    return item.nodeid.split("::", 1)[0]
+def _unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module, or the shared unit that holds it."""
+    for unit in SHARED_UNITS:
+        if nodeid.startswith(unit):
+            return unit
+    return nodeid.split("::", 1)[0]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order modules by their expected duration, longest first; tests keep their order."""
+    """Order units of work (modules, SHARED_UNITS) by their expected duration, longest first;
+    tests keep their order within a unit."""
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
     known: dict[str, float] = cache.get(CACHE_KEY, {}) if cache else {}
     expected: dict[str, float] = defaultdict(float)
     for item in items:
         unknown = UNKNOWN_SLOW_S if item.get_closest_marker("slow") else UNKNOWN_S
-        expected[_module(item)] += known.get(item.nodeid, unknown)
-    items.sort(key=lambda item: -expected[_module(item)])  # stable: a module's order is kept
+        expected[_unit(item.nodeid)] += known.get(item.nodeid, unknown)
+    items.sort(key=lambda item: -expected[_unit(item.nodeid)])  # stable: a unit's order is kept
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -61,10 +66,7 @@ class ModuleScheduling(LoadFileScheduling):  # type: ignore[misc]
     """`--dist loadfile` (a module's tests in one worker), with each of SHARED_UNITS whole."""
 
     def _split_scope(self, nodeid: str) -> str:
-        for unit in SHARED_UNITS:
-            if nodeid.startswith(unit):
-                return unit
-        return nodeid.split("::", 1)[0]
+        return _unit(nodeid)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
