@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.console.conftest import BOOK, Console, go, open_console, screenshot, sign_in
+from tests.e2e.test_kiosk_page import FAKE_CAMERA
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ async def test_the_auditor_sees_the_head_checkpoint_keys_and_export(
     assert kids == [key["kid"] for key in jwks["keys"]]
     assert await page.get_attribute("#export-link", "href") == f"/v1/books/{BOOK}/export"
     # The auditor has no write control: every button is the shell's or a verifier's.
-    buttons = await page.locator("#screen button").all_inner_texts()
+    buttons = await page.locator("#screen button:visible").all_inner_texts()
     assert set(buttons) <= {"核验", "核验本账本的当前导出"}, buttons
     await screenshot(page, "integrity-auditor")
     assert page.errors == []
@@ -141,3 +142,29 @@ async def test_a_pasted_receipt_verifies_and_a_tampered_one_does_not(
     await page.wait_for_selector("#receipt-verdict[data-valid=false]")
     assert page.errors == []
     await page.context.close()
+
+
+async def test_a_receipt_and_a_printed_proof_scanned_with_the_camera_are_verified(
+    browser: Any, console: Console
+) -> None:
+    async with console.api("admin") as client:
+        head = (await client.get(f"/v1/books/{BOOK}/head")).json()
+        export = await client.get(f"/v1/books/{BOOK}/export", params={"from_seq": head["seq"]})
+        receipt = json.loads(export.text.splitlines()[0])["receipt"]
+        members = (await client.get("/v1/members", params={"book": BOOK, "limit": 1})).json()
+        proof = await client.get(f"/v1/members/{members['items'][0]['id']}/service-proof")
+        assert proof.status_code == 200, proof.text
+    # What a printed proof's QR code holds: the address of its public check.
+    check = f"{console.base}/v1/service-proofs/{proof.json()['proof_id']}"
+    for scanned, said in ((receipt, f"序号 {head['seq']}"), (check, "服务证明有效")):
+        context = await browser.new_context(base_url=console.base, locale="zh-CN")
+        await context.add_init_script(FAKE_CAMERA + f"window.__qrText = {json.dumps(scanned)};")
+        page = await context.new_page()
+        await page.goto("/console/")
+        await sign_in(page, console.tokens["auditor"])
+        await go(page, "integrity")
+        await page.click("#receipt-camera")
+        await page.wait_for_selector("#receipt-verdict[data-valid=true]")
+        assert said in await page.inner_text("#receipt-verdict")
+        assert await page.locator("#receipt-video").is_hidden()  # the camera is off again
+        await context.close()

@@ -69,12 +69,7 @@ async def move(client: httpx.AsyncClient, source: str, target: str, amount: int)
 @pytest.fixture(scope="module")
 async def world(console: Console) -> World:
     tag = secrets.token_hex(3)
-    platform = console.cli("credentials", "create", "--role", "admin", "--name", f"平台 {tag}")
-    platform_client = httpx.AsyncClient(
-        base_url=console.base,
-        headers={"Authorization": f"Bearer {platform.strip().splitlines()[-1]}"},
-        timeout=30,
-    )
+    platform_client = console.api("platform")
     async with console.api("admin") as admin, platform_client as platform_admin:
         other_book = f"rg{tag}"
         await call(platform_admin, "POST", "/v1/books", {"code": other_book, "name": f"新区 {tag}"})
@@ -292,10 +287,7 @@ async def test_a_rule_retired_and_an_agreement_ended_in_the_page(
             "pools": [{"book": BOOK, "organisation_id": world.charity["id"]}],
         }
         rule = await call(admin, "POST", "/v1/exchange-rules", body)
-    platform = console.cli("credentials", "create", "--role", "admin").strip().splitlines()[-1]
-    async with httpx.AsyncClient(
-        base_url=console.base, headers={"Authorization": f"Bearer {platform}"}, timeout=30
-    ) as platform_admin:
+    async with console.api("platform") as platform_admin:
         body = {"from_book": world.other_book, "to_book": BOOK, "ratio_num": 4, "ratio_den": 5}
         back = await call(platform_admin, "POST", "/v1/recognition/agreements", body)
 

@@ -20,7 +20,7 @@ const WORDS = {
     entries: "分录 {n} 条（序号 {from}–{to}），树大小 {size}", firstBad: "首个问题出在序号 {seq}",
     noSeq: "问题不在某一条分录上", ownKeys: "注意：使用的是文件自带的密钥，只能证明文件自洽",
     receipt: "核验凭条或服务证明", paste: "粘贴凭条（JWS）或服务证明（JSON）",
-    check: "核验", receiptOk: "凭条有效：账本 {book}，序号 {seq}，{kind}",
+    check: "核验", scan: "扫码核验", camera: "摄像头画面", receiptOk: "凭条有效：账本 {book}，序号 {seq}，{kind}",
     proofOk: "服务证明有效", invalid: "无效：{reason}", seconds: "{n} 秒", minutes: "{n} 分钟",
     hours: "{n} 小时", days: "{n} 天", noExport: "本角色不能下载导出文件（由管理员或审计员下载）",
   },
@@ -38,7 +38,7 @@ const WORDS = {
     entries: "{n} entries (seq {from}–{to}), tree size {size}", firstBad: "First problem at seq {seq}",
     noSeq: "The problem is not in one entry", ownKeys: "Note: the file's own keys were used; this only shows the file is self-consistent",
     receipt: "Verify a receipt or a service proof", paste: "Paste a receipt (JWS) or a service proof (JSON)",
-    check: "Verify", receiptOk: "Valid receipt: book {book}, seq {seq}, {kind}",
+    check: "Verify", scan: "Scan a QR code", camera: "Camera view", receiptOk: "Valid receipt: book {book}, seq {seq}, {kind}",
     proofOk: "Valid service proof", invalid: "Invalid: {reason}", seconds: "{n} s",
     minutes: "{n} min", hours: "{n} h", days: "{n} days",
     noExport: "This role cannot download the export (admins and auditors do)",
@@ -116,7 +116,7 @@ function verdictLine(result) {
   box.dataset.ok = String(result.ok);
   box.append(el("p", { className: result.ok ? "ok" : "bad",
     textContent: result.ok ? t(WORDS, "passed") : t(WORDS, "failed") }));
-  if (result.entries !== undefined) {
+  if (result.ok && result.entries !== undefined) {
     box.append(el("p", { textContent: t(WORDS, "entries", {
       n: number(result.entries), from: result.fromSeq, to: result.toSeq,
       size: number(result.treeSize ?? 0) }) }));
@@ -196,8 +196,30 @@ function receiptCard(jwks) {
   const input = el("textarea", { id: "receipt-input", rows: 4, spellcheck: false });
   const out = el("p", { id: "receipt-verdict", role: "status" });
   const button = el("button", { type: "submit", textContent: t(WORDS, "check") });
+  const scan = el("button", { type: "button", id: "receipt-camera", className: "secondary",
+    textContent: t(WORDS, "scan"), hidden: true });
+  const video = el("video", { id: "receipt-video", hidden: true, muted: true, playsInline: true });
+  video.setAttribute("aria-label", t(WORDS, "camera"));
   const form = el("form", { id: "receipt-form" },
-    el("label", { htmlFor: "receipt-input", textContent: t(WORDS, "paste") }), input, el("p", {}, button), out);
+    el("label", { htmlFor: "receipt-input", textContent: t(WORDS, "paste") }), input,
+    el("p", { className: "buttons" }, button, scan), video, out);
+  // The camera where the browser reads QR codes (the kiosk's scanner): a receipt's QR holds the
+  // token, a printed service proof's the address of its check, whose JSON answer is verified.
+  import("/kiosk/scanner.js").then(async ({ canScan, startScan }) => {
+    if (!(await canScan())) return;
+    scan.hidden = false;
+    scan.addEventListener("click", () => startScan(video, async (text) => {
+      let found = text;
+      try {
+        const url = new URL(text, location.origin);
+        if (url.origin === location.origin && url.pathname.startsWith("/v1/service-proofs/")) {
+          found = await (await fetch(url, { headers: { Accept: "application/json" } })).text();
+        }
+      } catch { /* not an address: the text itself */ }
+      input.value = found;
+      form.requestSubmit();
+    }));
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = input.value.trim();
