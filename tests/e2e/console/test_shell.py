@@ -99,3 +99,18 @@ async def test_a_wrong_token_or_a_kiosk_token_does_not_sign_in(
     assert await page.is_hidden("#nav")
     assert page.errors == []
     await page.context.close()
+
+
+async def test_a_platform_admin_chooses_the_book_to_work_in(browser: Any, console: Console) -> None:
+    page = await open_console(browser, console)
+    await sign_in(page, console.tokens["platform"])
+    assert "账本代码" in await page.inner_text("#screen")
+    assert await page.is_visible("#book-pick")
+    await page.fill("#book-code", "demo")
+    await page.press("#book-code", "Enter")
+    await page.wait_for_selector("#screen[data-ready=overview] [data-figure=hours]")
+    await page.click("#nav a[data-screen=integrity]")
+    await page.wait_for_selector("#screen[data-ready=integrity] #book-head")
+    assert "demo" in await page.inner_text("#book-head h3")
+    assert page.errors == []
+    await page.context.close()
