@@ -6,6 +6,7 @@
 
 import { api } from "../api.js";
 import { dateTime, lang, number, t } from "../i18n.js";
+import { h as el } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -45,12 +46,6 @@ const WORDS = {
   },
 };
 const EXPORTERS = ["admin", "auditor"];
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 function age(signedAt) {
   const s = Math.max(0, Math.round((Date.now() - new Date(signedAt).getTime()) / 1000));

@@ -7,6 +7,7 @@
 
 import { ApiError, api, newKey } from "../api.js";
 import { dateTime, number, t } from "../i18n.js";
+import { h, field, select, table, said } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -55,47 +56,8 @@ const WORDS = {
 };
 
 const w = (key, values) => t(WORDS, key, values);
-let uid = 0;
 // The service's time zone decides which day a redemption belongs to; the report names it.
 let serviceZone = "Asia/Shanghai";
-
-/** An element with attributes, listeners and children (strings become text, never HTML). */
-function h(tag, props = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") element.className = value;
-    else if (name === "text") element.textContent = value;
-    else if (name === "data") Object.assign(element.dataset, value);
-    else if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
-    else element.setAttribute(name, value === true ? "" : String(value));
-  }
-  element.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
-  return element;
-}
-
-function field(label, control) {
-  if (!control.id) control.id = `ks-${++uid}`;
-  return h("div", { class: "field" }, h("label", { for: control.id, text: label }), control);
-}
-
-function select(name, options, chosen) {
-  return h("select", { name }, options.map(([value, label]) =>
-    h("option", { value, selected: value === chosen, text: label })));
-}
-
-/** A table in a scrolling region: named, and focusable so that a keyboard can scroll it. */
-function table(headers, rows, { label } = {}) {
-  return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": label }, h("table", {},
-    h("thead", {}, h("tr", {}, headers.map((head) =>
-      typeof head === "string" ? h("th", { scope: "col", text: head })
-        : h("th", { scope: "col", class: head.class, text: head.text })))),
-    h("tbody", {}, rows)));
-}
-
-function said(error) {
-  return error instanceof ApiError ? error.said : String(error?.message ?? error);
-}
 
 function amount(asset, value) {
   if (value === null || value === undefined) return "—";

@@ -7,6 +7,7 @@
 
 import { api, ApiError } from "../api.js";
 import { hours, lang, number, t } from "../i18n.js";
+import { h } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -94,26 +95,6 @@ let opened = { credential: null, member: null };
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
-
-/** An element: `attrs` are properties (or attributes for aria-*, data-*), `on*` are
- * listeners, children are nodes or text (never parsed as HTML). */
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = String(value);
-    else if (key.startsWith("on") && typeof value === "function") {
-      node.addEventListener(key.slice(2), value);
-    } else if (!key.includes("-") && key in node) node[key] = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
 
 const w = (key, values) => t(WORDS, key, values);
 

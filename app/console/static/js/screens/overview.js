@@ -16,6 +16,7 @@
 
 import { ApiError, api } from "../api.js";
 import { dateTime, lang, number, t } from "../i18n.js";
+import { h } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -91,20 +92,6 @@ const NEEDS_SHOWN = 10;
 const MONTHS_SHOWN = 24;
 
 const w = (key, values) => t(WORDS, key, values);
-
-/** An element: `text` sets its text (never HTML), `class` its class, anything else an
- * attribute. */
-function h(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(props)) {
-    if (value === undefined || value === null) continue;
-    if (name === "text") node.textContent = value;
-    else if (name === "class") node.className = value;
-    else node.setAttribute(name, value);
-  }
-  node.append(...children.filter((child) => child !== null && child !== undefined));
-  return node;
-}
 
 const hoursOf = (minutes) => number(minutes / 60, 2);
 

@@ -8,6 +8,7 @@
 
 import { api, ApiError } from "../api.js";
 import { lang, t } from "../i18n.js";
+import { h } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -86,26 +87,6 @@ const URGENCY_ORDER = { urgent: 0, high: 1, normal: 2, low: 3 };
 
 // ---------------------------------------------------------------------------------------------
 // Small DOM and data helpers.
-
-/** An element: `attrs` are properties (or attributes for aria-*, data-*, for…), `on*` are
- * listeners, children are nodes or text (never parsed as HTML). */
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = String(value);
-    else if (key.startsWith("on") && typeof value === "function") {
-      node.addEventListener(key.slice(2), value);
-    } else if (!key.includes("-") && key in node) node[key] = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
 
 const w = (key, values) => t(WORDS, key, values);
 
