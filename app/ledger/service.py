@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.problems import NotFound
 from app.ledger import errors, schemas, store
 from app.ledger.answers import StoredPosting, balance_json, posting_from_row
 from app.ledger.journal import (
@@ -257,6 +258,23 @@ async def list_entries_of_accounts(
     return schemas.AccountEntriesPage(
         items=items, next_before_seq=page[-1].seq if more and page else None
     )
+
+
+async def begin_book_aggregate(session: AsyncSession, book: str) -> None:
+    """Start a read-only transaction for whole-book aggregates over the journal: one snapshot
+    for every figure, hash joins only, and 404 (`not-found`) for an unknown book.
+
+    Hash joins are linear whatever the planner believes; before PostgreSQL has analysed a
+    burst of postings it otherwise picks nested loops over sequential scans, quadratic in the
+    size of the journal (README, Where the time goes). For this transaction only.
+    """
+    if not session.in_transaction():
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+    await session.execute(text("SET LOCAL enable_nestloop = off"))
+    await session.execute(text("SET LOCAL enable_mergejoin = off"))
+    found = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": book})
+    if found.first() is None:
+        raise NotFound(f"book {book!r} does not exist")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from app.exchange.public_pool.service import KIND_GRANT
 from app.exchange.recognition.transfers import KIND_IN, KIND_OUT
 from app.identity.authorization import org_owner
 from app.kiosk import figures as kiosk_figures
-from app.kit.problems import NotFound
+from app.ledger import service as ledger
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_POST, KIND_REVERSAL
 from app.statements.flows_schemas import (
     ExchangeReconciliation,
@@ -163,25 +163,11 @@ def bounds(scope: Scope, zone: ZoneInfo) -> tuple[datetime | None, datetime | No
     return start, end
 
 
-async def _snapshot(session: AsyncSession) -> None:
-    """Read every figure in one snapshot, when this is the transaction's first statement."""
-    if not session.in_transaction():
-        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-
-
 async def exchange_stats(
     session: AsyncSession, scope: Scope, group_by: FlowGroupBy, timezone: str
 ) -> ExchangeStats:
     """The flows of `scope` by period, their totals, and the reconciliation."""
-    await _snapshot(session)
-    # Whole-book aggregates, as the service statistics: hash joins are linear, and before
-    # PostgreSQL has analysed a burst of postings it otherwise picks nested loops over
-    # sequential scans (README, Where the time goes). For this read-only transaction only.
-    await session.execute(text("SET LOCAL enable_nestloop = off"))
-    await session.execute(text("SET LOCAL enable_mergejoin = off"))
-    book = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": scope.book})
-    if book.first() is None:
-        raise NotFound(f"book {scope.book!r} does not exist")
+    await ledger.begin_book_aggregate(session, scope.book)
     start, end = bounds(scope, ZoneInfo(timezone))
     periods, totals = await _read_flows(session, scope, group_by, timezone, (start, end))
     recorded_exchanges = await exchange_figures.executed(

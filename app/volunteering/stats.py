@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.accounts import PUBLIC_POOL, book_owner
 from app.identity.authorization import org_owner
-from app.kit.problems import NotFound
+from app.ledger import service as ledger
 from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CREDIT
 from app.volunteering.figures import hours
 from app.volunteering.stats_schemas import (
@@ -196,27 +196,11 @@ def _sorted(groups: list[StatsGroup], group_by: str) -> list[StatsGroup]:
     return sorted(groups, key=lambda g: (-g.minutes, g.key is None, g.key or ""))
 
 
-async def _snapshot(session: AsyncSession) -> None:
-    """Read both sides in one snapshot, when this is the transaction's first statement."""
-    if not session.in_transaction():
-        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-
-
 async def service_stats(
     session: AsyncSession, scope: Scope, group_by: GroupBy, timezone: str
 ) -> ServiceStats:
     """The statistics of certified service in `scope`, and the journal's figure for it."""
-    await _snapshot(session)
-    # These are whole-book aggregates: hash joins are linear whatever the planner believes.
-    # With statistics not yet analysed after a burst of postings, the planner otherwise picks
-    # nested loops over sequential scans, quadratic in the size of the journal; and it
-    # misjudges the join of entries to records on the text of an id, sorting both sides for a
-    # merge join (README, Where the time goes). For the rest of this read-only transaction.
-    await session.execute(text("SET LOCAL enable_nestloop = off"))
-    await session.execute(text("SET LOCAL enable_mergejoin = off"))
-    book = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": scope.book})
-    if book.first() is None:
-        raise NotFound(f"book {scope.book!r} does not exist")
+    await ledger.begin_book_aggregate(session, scope.book)
     grouping = GROUPINGS[group_by]
     params: dict[str, Any] = {"book": scope.book}
     where = ""
