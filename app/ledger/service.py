@@ -218,6 +218,28 @@ async def set_account_status(
     return await get_account(session, account_id)
 
 
+# A page of legs of some accounts, newest first. Each account's legs are read from its own
+# index range (`journal_legs_account`: account, seq desc, leg desc), at most a page of them,
+# and the few pages merged: the cost follows the page, not the accounts' whole history, where
+# `account_id = ANY(...)` read and sorted every leg of every account (issue 23: 75 ms against
+# 0.1 ms on a 31,000-leg account).
+# More legs than any entry has (64 of a caller's, and those a storage cap appends).
+ENTRY_LEGS_MAX = 1024
+ENTRIES_OF_ACCOUNTS = """
+SELECT l.seq, l.leg_index, e.tx_id, e.kind, e.posted_at, l.account_id, l.asset, l.amount,
+       l.posted_after, l.pending_debits_after, l.pending_credits_after
+  FROM unnest(CAST(:ids AS uuid[])) AS a(id)
+ CROSS JOIN LATERAL (
+       SELECT * FROM journal_legs j
+        WHERE j.account_id = a.id AND j.seq < :before
+        ORDER BY j.seq DESC, j.leg_index DESC
+        LIMIT :limit) l
+  JOIN journal_entries e ON e.book_code = l.book_code AND e.seq = l.seq
+ ORDER BY l.seq DESC, l.leg_index DESC
+ LIMIT :limit
+"""
+
+
 async def list_account_entries(
     session: AsyncSession, account_id: uuid.UUID, before_seq: int | None, limit: int
 ) -> schemas.AccountEntriesPage:
@@ -230,25 +252,25 @@ async def list_entries_of_accounts(
     session: AsyncSession, account_ids: list[uuid.UUID], before_seq: int | None, limit: int
 ) -> schemas.AccountEntriesPage:
     """Legs of accounts of one book, newest first, with running balances (keyset on seq)."""
-    rows = (
-        await session.execute(
-            text(
-                "SELECT l.seq, l.leg_index, e.tx_id, e.kind, e.posted_at, l.account_id, l.asset, "
-                "l.amount, "
-                "l.posted_after, l.pending_debits_after, l.pending_credits_after "
-                "FROM journal_legs l JOIN journal_entries e "
-                "ON e.book_code = l.book_code AND e.seq = l.seq "
-                "WHERE l.account_id = ANY(CAST(:ids AS uuid[])) AND l.seq < :before "
-                "ORDER BY l.seq DESC, l.leg_index DESC LIMIT :limit"
-            ),
-            {"ids": account_ids, "before": before_seq or 2**62, "limit": limit + 1},
-        )
-    ).all()
+    ids = list(dict.fromkeys(account_ids))  # each account once: a repeat reads its legs twice
+
+    async def read(before: int, most: int) -> list[Any]:
+        params = {"ids": ids, "before": before, "limit": most}
+        return list((await session.execute(text(ENTRIES_OF_ACCOUNTS), params)).all())
+
+    rows = await read(before_seq or 2**62, limit + 1)
     # A page never splits one entry's legs, so before_seq is a safe cursor.
     page = rows[:limit]
     more = len(rows) > limit
     if more and page and rows[limit].seq == page[-1].seq:
-        page = [r for r in page if r.seq != page[-1].seq] or rows[: limit + 1]
+        whole = [r for r in page if r.seq != page[-1].seq]
+        if whole:
+            page = whole
+        else:
+            # One entry holds more of these accounts' legs than a page: the page is all of it.
+            last = page[-1].seq
+            page = [r for r in await read(last + 1, ENTRY_LEGS_MAX) if r.seq == last]
+            more = bool(await read(last, 1))
     items = [
         schemas.AccountEntryRead(
             **r._asdict(), available_after=r.posted_after - r.pending_debits_after
