@@ -89,3 +89,19 @@ export async function signOut() {
   await api("DELETE", "/v1/console/session");
   setSession(null);
 }
+
+/** Every page of a list route that pages with `after`/`next_after`, at most `maxPages`:
+ * `{items, cut}`, `cut` when pages were left unread. */
+export async function allPages(path, params, maxPages = 100) {
+  const items = [];
+  let after = null;
+  for (let i = 0; i < maxPages; i += 1) {
+    const query = new URLSearchParams(params);
+    if (after) query.set("after", after);
+    const page = await api("GET", `${path}?${query}`);
+    items.push(...page.items);
+    after = page.next_after;
+    if (!after) return { items, cut: false };
+  }
+  return { items, cut: true };
+}

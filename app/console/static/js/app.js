@@ -4,7 +4,8 @@
 // Screens read and write only through the /v1 API, so the API's rules are the console's: a
 // screen hides controls its role may never use, and the API refuses them anyway.
 
-import { ApiError, currentSession, setSession, signIn, signOut } from "./api.js";
+import { currentSession, setSession, signIn, signOut } from "./api.js";
+import { said } from "./dom.js";
 import { SHELL, lang, onLangChange, setLang, t } from "./i18n.js";
 
 // Each screen: its hash, the roles that see it in the menu, its title, and its module.
@@ -127,7 +128,7 @@ async function render() {
     if (ticket === rendering) screen.replaceChildren(view);
   } catch (error) {
     if (ticket !== rendering) return;
-    const reason = error instanceof ApiError ? error.said : String(error?.message ?? error);
+    const reason = said(error);
     screen.replaceChildren(Object.assign(document.createElement("p"), {
       className: "error", role: "alert", textContent: t(SHELL, "failed", { reason }),
     }));
@@ -173,7 +174,7 @@ async function boot() {
       start(opened);
     } catch (error) {
       input.value = "";
-      $("#sign-in-error").textContent = error instanceof ApiError ? error.said : String(error);
+      $("#sign-in-error").textContent = said(error);
     }
   });
   $("#sign-out").addEventListener("click", async () => {

@@ -1,6 +1,6 @@
 // Building the console's DOM from data without HTML: every screen's one way to make elements.
 
-import { ApiError } from "./api.js";
+import { ApiError, newKey } from "./api.js";
 
 let uid = 0;
 
@@ -53,4 +53,29 @@ export function table(headers, rows, { label } = {}) {
 /** What a person reads of a failure. */
 export function said(error) {
   return error instanceof ApiError ? error.said : String(error?.message ?? error);
+}
+
+/** A form that writes once per attempt: the Idempotency-Key is kept while no answer came
+ * back (a retry is then the same request) and renewed after any answer. `action(data, key)`
+ * writes; a failure is shown under the form. */
+export function writeForm(props, children, action) {
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h("form", props, children, error);
+  let key = newKey();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await action(new FormData(form), key);
+      key = newKey();
+    } catch (failure) {
+      if (failure instanceof ApiError && failure.status < 500) key = newKey();
+      error.textContent = said(failure);
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  });
+  return form;
 }

@@ -4,9 +4,9 @@
 //
 // Every figure is what the API answers; every write goes through the API, which decides.
 
-import { ApiError, api, newKey } from "../api.js";
+import { allPages, api } from "../api.js";
 import { dateTime, number, t } from "../i18n.js";
-import { h, field, select, table, said } from "../dom.js";
+import { h, field, select, table, said, writeForm as baseWriteForm } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -121,28 +121,9 @@ function badge(text, tone) {
   return h("span", { class: `badge ${tone ?? ""}`.trim(), text });
 }
 
-/** A form that writes once per attempt: the Idempotency-Key is kept while no answer came
- * back (a retry is then the same request) and renewed after any answer. */
+/** The screen's forms are stacked. */
 function writeForm(props, children, action) {
-  const error = h("p", { class: "error", role: "alert" });
-  const form = h("form", { class: "stack", ...props }, children, error);
-  let key = newKey();
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    const buttons = form.querySelectorAll("button");
-    buttons.forEach((b) => { b.disabled = true; });
-    try {
-      await action(new FormData(form), key);
-      key = newKey();
-    } catch (failure) {
-      if (failure instanceof ApiError && failure.status < 500) key = newKey();
-      error.textContent = said(failure);
-    } finally {
-      buttons.forEach((b) => { b.disabled = false; });
-    }
-  });
-  return form;
+  return baseWriteForm({ class: "stack", ...props }, children, action);
 }
 
 const integer = (value) => (value === "" || value === null ? null : Number(value));
@@ -157,19 +138,6 @@ async function card(id, title, build) {
     section.append(h("p", { class: "error", role: "alert", text: w("sectionFailed", { reason: said(error) }) }));
   }
   return section;
-}
-
-async function allOrganisations(book) {
-  const found = [];
-  let after = null;
-  do {
-    const query = new URLSearchParams({ book, limit: "500" });
-    if (after) query.set("after", after);
-    const page = await api("GET", `/v1/organisations?${query}`);
-    found.push(...page.items);
-    after = page.next_after;
-  } while (after);
-  return found;
 }
 
 // ---- Exchange rules -------------------------------------------------------------------------
@@ -550,7 +518,7 @@ async function assetsCard(ctx, assets) {
 export async function render(el, ctx) {
   // Shared reads, each asked once; a card that needs one waits for it.
   const assets = api("GET", "/v1/assets").then((found) => found.items);
-  const organisations = ctx.canWrite ? allOrganisations(ctx.book) : Promise.resolve([]);
+  const organisations = ctx.canWrite ? allPages("/v1/organisations", { book: ctx.book, limit: "500" }).then((r) => r.items) : Promise.resolve([]);
   assets.catch(() => {});
   organisations.catch(() => {});
   el.append(h("h2", { text: `${w("title")} · ${ctx.book}` }));

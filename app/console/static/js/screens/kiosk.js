@@ -5,9 +5,9 @@
 // Admins of the book and a site's own organisation credential manage the site; any other
 // organisation of the book sees the catalogues only (the API refuses the rest anyway).
 
-import { ApiError, api, newKey } from "../api.js";
+import { allPages, api } from "../api.js";
 import { dateTime, number, t } from "../i18n.js";
-import { h, field, select, table, said } from "../dom.js";
+import { h, field, select, table, said, writeForm } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -67,30 +67,6 @@ function amount(asset, value) {
 
 const pieces = (value) => (value === null || value === undefined ? w("unlimited") : number(value));
 
-/** A form that writes once per attempt: the Idempotency-Key is kept while no answer came
- * back (a retry is then the same request) and renewed after any answer. */
-function writeForm(props, children, action) {
-  const error = h("p", { class: "error", role: "alert" });
-  const form = h("form", props, children, error);
-  let key = newKey();
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    const buttons = form.querySelectorAll("button");
-    buttons.forEach((b) => { b.disabled = true; });
-    try {
-      await action(new FormData(form), key);
-      key = newKey();
-    } catch (failure) {
-      if (failure instanceof ApiError && failure.status < 500) key = newKey();
-      error.textContent = said(failure);
-    } finally {
-      buttons.forEach((b) => { b.disabled = false; });
-    }
-  });
-  return form;
-}
-
 /** A part of a site's card; its failure shows there, not over the screen. */
 async function part(id, title, build) {
   const section = h("section", { class: "site-part", "aria-labelledby": id, data: { part: id.split("-")[0] } },
@@ -101,19 +77,6 @@ async function part(id, title, build) {
     section.append(h("p", { class: "error", role: "alert", text: w("sectionFailed", { reason: said(error) }) }));
   }
   return section;
-}
-
-async function allOrganisations(book) {
-  const found = [];
-  let after = null;
-  do {
-    const query = new URLSearchParams({ book, limit: "500" });
-    if (after) query.set("after", after);
-    const page = await api("GET", `/v1/organisations?${query}`);
-    found.push(...page.items);
-    after = page.next_after;
-  } while (after);
-  return found;
 }
 
 function today(zone) {
@@ -272,7 +235,7 @@ async function siteCard(ctx, site) {
 }
 
 export async function render(el, ctx) {
-  const organisations = await allOrganisations(ctx.book);
+  const organisations = await allPages("/v1/organisations", { book: ctx.book, limit: "500" }).then((r) => r.items);
   let sites = organisations.filter((o) => o.kind === "kiosk_site");
   const ownSite = sites.some((site) => site.id === ctx.organisationId);
   if (ctx.role === "org" && ownSite) sites = sites.filter((site) => site.id === ctx.organisationId);

@@ -5,9 +5,9 @@
 //
 // Data goes into the page through textContent only.
 
-import { api, ApiError } from "../api.js";
+import { allPages, api, ApiError } from "../api.js";
 import { hours, lang, number, t } from "../i18n.js";
-import { h } from "../dom.js";
+import { h, said } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -98,10 +98,6 @@ let opened = { credential: null, member: null };
 
 const w = (key, values) => t(WORDS, key, values);
 
-function reasonOf(error) {
-  return error instanceof ApiError ? error.said : String(error?.message ?? error);
-}
-
 function when(value) {
   if (!value) return "";
   return new Intl.DateTimeFormat(lang() === "en" ? "en" : "zh-CN", {
@@ -131,20 +127,6 @@ function table(id, headers, rows, label) {
   }, h("table", { id },
     h("thead", {}, h("tr", {}, headers.map(([text, cls]) => h("th", { scope: "col", class: cls, text })))),
     h("tbody", {}, rows)));
-}
-
-async function allPages(path, params, maxPages = 10) {
-  const items = [];
-  let after = null;
-  for (let i = 0; i < maxPages; i += 1) {
-    const q = new URLSearchParams(params);
-    if (after) q.set("after", after);
-    const page = await api("GET", `${path}?${q}`);
-    items.push(...page.items);
-    after = page.next_after;
-    if (!after) break;
-  }
-  return items;
 }
 
 function section(id, title, ...children) {
@@ -216,7 +198,7 @@ function searchCard(env, showMember) {
           || (error.status === 404 && error.slug === "not-found"));
       results.replaceChildren(h("p", {
         class: missing ? "muted" : "error", "data-unavailable": missing ? "true" : null,
-        text: missing ? w("searchUnavailable") : reasonOf(error),
+        text: missing ? w("searchUnavailable") : said(error),
       }));
     } finally {
       results.removeAttribute("aria-busy");
@@ -318,7 +300,7 @@ async function memberView(env, memberId, box) {
       }
       history.replaceChildren(...nodes);
     } catch (error) {
-      history.replaceChildren(h("p", { class: "error", role: "alert", text: reasonOf(error) }));
+      history.replaceChildren(h("p", { class: "error", role: "alert", text: said(error) }));
     } finally {
       history.removeAttribute("aria-busy");
     }
@@ -358,7 +340,7 @@ function enrolCard(env) {
       number_.value = "";
     } catch (error) {
       result.className = "error";
-      result.textContent = reasonOf(error);
+      result.textContent = said(error);
     }
   });
   return section("m-enrol", w("enrolTitle"),
@@ -384,7 +366,7 @@ function orgsCard(env) {
         h("p", { class: "m-pairing-code mono", id: "m-pairing-code", text: code.code }),
         h("p", { class: "muted", text: w("pairingHelp", { at: when(code.expires_at) }) })));
     } catch (error) {
-      pairing.replaceChildren(h("p", { class: "error", role: "alert", text: reasonOf(error) }));
+      pairing.replaceChildren(h("p", { class: "error", role: "alert", text: said(error) }));
     }
   }
 
@@ -465,7 +447,7 @@ function credentialsCard(env) {
       secret.replaceChildren(tokenBox(created.name, created.token));
       name.value = "";
     } catch (err) {
-      error.textContent = reasonOf(err);
+      error.textContent = said(err);
       return;
     }
     await load();
@@ -488,7 +470,7 @@ function credentialsCard(env) {
       const answer = await api("POST", path);
       done(answer);
     } catch (err) {
-      error.textContent = reasonOf(err);
+      error.textContent = said(err);
     }
     await load();
   }
@@ -527,14 +509,14 @@ function credentialsCard(env) {
   async function load() {
     list.setAttribute("aria-busy", "true");
     try {
-      const items = await allPages("/v1/credentials", { book: ctx.book, limit: "500" });
+      const { items } = await allPages("/v1/credentials", { book: ctx.book, limit: "500" }, 10);
       items.sort((a, b) => b.created_at.localeCompare(a.created_at));
       list.replaceChildren(table("m-creds-table", [
         [w("credName")], [w("role")], [w("organisation")], [w("prefix")], [w("status")],
         [w("created")], [w("lastUsed")], [w("actions")],
       ], items.map(row), w("credsTitle")));
     } catch (err) {
-      list.replaceChildren(h("p", { class: "error", text: reasonOf(err) }));
+      list.replaceChildren(h("p", { class: "error", text: said(err) }));
     } finally {
       list.removeAttribute("aria-busy");
       list.dataset.loaded = String(Number(list.dataset.loaded ?? 0) + 1);
@@ -550,11 +532,13 @@ function credentialsCard(env) {
 export async function render(el, ctx) {
   el.classList.add("members");
   if (opened.credential !== ctx.session.credential.id) opened = { credential: ctx.session.credential.id, member: null };
-  const orgs = ctx.role === "admin"
-    ? await allPages("/v1/organisations", { book: ctx.book, limit: "500" })
-    : await allPages("/v1/organisations", { book: ctx.book, limit: "500" }).catch(async () => [
-      await api("GET", `/v1/organisations/${ctx.organisationId}`),
-    ]);
+  // An organisation that may not list the book's organisations reads its own.
+  const orgs = await allPages("/v1/organisations", { book: ctx.book, limit: "500" }, 10)
+    .then((r) => r.items)
+    .catch(async (error) => {
+      if (ctx.role === "admin") throw error;
+      return [await api("GET", `/v1/organisations/${ctx.organisationId}`)];
+    });
   const env = { ctx, orgs: new Map(orgs.map((o) => [o.id, o])) };
 
   const memberBox = h("div", { id: "m-member-body" });
@@ -572,7 +556,7 @@ export async function render(el, ctx) {
       opened.member = id;
       if (focus) memberBox.querySelector("#m-member-title")?.focus();
     } catch (error) {
-      memberBox.replaceChildren(h("p", { class: "error", role: "alert", text: reasonOf(error) }));
+      memberBox.replaceChildren(h("p", { class: "error", role: "alert", text: said(error) }));
     } finally {
       memberBox.removeAttribute("aria-busy");
     }

@@ -14,9 +14,9 @@
 // at any zoom, and a test can find the drawing). Every chart also has its numbers in a table
 // beside it, which is what a screen reader, a person copying figures and the tests read.
 
-import { ApiError, api } from "../api.js";
+import { api } from "../api.js";
 import { dateTime, lang, number, t } from "../i18n.js";
-import { h } from "../dom.js";
+import { h, said } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -353,7 +353,7 @@ async function exchangeStats(ctx) {
   try {
     return { stats: await api("GET", `/v1/stats/exchange?${new URLSearchParams({ book: ctx.book })}`) };
   } catch (error) {
-    return { error: error instanceof ApiError ? error.said : String(error?.message ?? error) };
+    return { error: said(error) };
   }
 }
 

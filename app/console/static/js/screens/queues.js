@@ -6,9 +6,9 @@
 // Every figure comes from the API as it answers; names are masked by the API for an
 // organisation. Data goes into the page through textContent only.
 
-import { api, ApiError } from "../api.js";
+import { allPages, api } from "../api.js";
 import { lang, t } from "../i18n.js";
-import { h } from "../dom.js";
+import { h, said } from "../dom.js";
 
 const WORDS = {
   zh: {
@@ -90,10 +90,6 @@ const URGENCY_ORDER = { urgent: 0, high: 1, normal: 2, low: 3 };
 
 const w = (key, values) => t(WORDS, key, values);
 
-function reasonOf(error) {
-  return error instanceof ApiError ? error.said : String(error?.message ?? error);
-}
-
 function problemText(problem) {
   if (!problem) return "";
   const fields = (problem.errors ?? []).map((e) => `${e.field}: ${e.message}`).join("; ");
@@ -132,21 +128,6 @@ function lookups() {
     projects: (ids) => many("/v1/projects", ids),
     records: (ids) => many("/v1/service-records", ids),
   };
-}
-
-/** Every page of a list route (bounded), following `next_after`. */
-async function allPages(path, params, maxPages = 10) {
-  const items = [];
-  let after = null;
-  for (let i = 0; i < maxPages; i += 1) {
-    const q = new URLSearchParams(params);
-    if (after) q.set("after", after);
-    const page = await api("GET", `${path}?${q}`);
-    items.push(...page.items);
-    after = page.next_after;
-    if (!after) return { items, cut: false };
-  }
-  return { items, cut: true };
 }
 
 /** Dates and times in the service's time zone (the one service days are counted in). */
@@ -219,7 +200,7 @@ function card(id, title) {
       try {
         body.replaceChildren(...await fill());
       } catch (err) {
-        body.replaceChildren(h("p", { class: "error", text: w("failed", { reason: reasonOf(err) }) }));
+        body.replaceChildren(h("p", { class: "error", text: w("failed", { reason: said(err) }) }));
       } finally {
         section.removeAttribute("aria-busy");
         loads += 1;
@@ -278,7 +259,7 @@ function pendingCard(env) {
     try {
       await run();
     } catch (err) {
-      box.error.textContent = reasonOf(err);
+      box.error.textContent = said(err);
     }
     await refresh();
   }
@@ -477,7 +458,7 @@ function disputesCard(env) {
       try {
         await api("POST", `/v1/service-disputes/${dispute.id}/answer`, { body });
       } catch (err) {
-        error.textContent = reasonOf(err);
+        error.textContent = said(err);
         return;
       }
       ctx.toast(w("answered", { outcome: w(outcome) }));
