@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import Caller
-from app.kit.problems import Forbidden, NotFound
+from app.kit.problems import Forbidden, NotFound, ValidationFailed
 
 ALL_ROLES = ("admin", "org", "miniprogram", "kiosk", "auditor")
 # Who sees members' personal data in full; the others see it masked (see members.py).
@@ -49,6 +49,24 @@ def listed_book(caller: Caller, book: str | None) -> str | None:
         return caller.book
     require_book(caller, book, f"book {book!r}")
     return book
+
+
+def one_listed_book(caller: Caller, book: str | None) -> str:
+    """The one book a list or figure covers (`listed_book`); a platform credential must name
+    it (422 on `query/book`)."""
+    found = listed_book(caller, book)
+    if found is None:
+        raise ValidationFailed(
+            "book is required",
+            errors=[
+                {
+                    "field": "query/book",
+                    "message": "a credential bound to no book must name the book",
+                    "code": "missing",
+                }
+            ],
+        )
+    return found
 
 
 def require_platform(caller: Caller, action: str) -> None:

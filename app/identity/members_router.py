@@ -12,7 +12,7 @@ from app.http.context import SessionDep
 from app.identity import access, enrolment, errors, member_search, members, schemas
 from app.identity.authorization import (
     SEES_PERSONAL_DATA,
-    listed_book,
+    one_listed_book,
     own_organisation_scope,
     require_book,
     sees_member,
@@ -20,7 +20,7 @@ from app.identity.authorization import (
 from app.identity.dependencies import allow
 from app.identity.personal import PersonalDataCipher
 from app.kit.clock import utc_now
-from app.kit.problems import Forbidden, ValidationFailed
+from app.kit.problems import Forbidden
 from app.ledger.schemas import BookCode
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -115,18 +115,7 @@ async def find_members(
     stopped there, and `next_after` goes on from the last member scanned. Each item is the
     member as `GET /v1/members/{id}` shows it to the caller (masked for organisations and
     auditors, who may search by volunteer number only: `member-search-not-allowed`)."""
-    scope_book = listed_book(caller, book)
-    if scope_book is None:
-        raise ValidationFailed(
-            "book is required",
-            errors=[
-                {
-                    "field": "query/book",
-                    "message": "a credential bound to no book must name the book",
-                    "code": "missing",
-                }
-            ],
-        )
+    scope_book = one_listed_book(caller, book)
     own = own_organisation_scope(caller)
     if own is not None and organisation_id not in (None, UUID(own)):
         raise Forbidden("an organisation lists its own members only")

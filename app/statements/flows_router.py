@@ -18,9 +18,8 @@ from app.config import Settings
 from app.http.caller import CallerDep
 from app.http.context import SessionDep
 from app.http.responses import json_response
-from app.identity.authorization import listed_book, own_organisation_scope
+from app.identity.authorization import one_listed_book, own_organisation_scope
 from app.identity.dependencies import allow
-from app.kit.problems import ValidationFailed
 from app.kit.schemas import Day
 from app.ledger.schemas import BookCode
 from app.statements import flows
@@ -60,18 +59,7 @@ async def exchange_stats(
     redemptions beside `kiosk_redemptions` confirmed, over the whole scope. An organisation
     sees only the entries that move one of its own accounts (a charity's pools, a kiosk site's
     redemption account): gifts, transfers, grants and expiries move none, so they are 0."""
-    scope_book = listed_book(caller, book)
-    if scope_book is None:
-        raise ValidationFailed(
-            "book is required",
-            errors=[
-                {
-                    "field": "query/book",
-                    "message": "a credential bound to no book must name the book",
-                    "code": "missing",
-                }
-            ],
-        )
+    scope_book = one_listed_book(caller, book)
     own = own_organisation_scope(caller)
     check_period(period_from, period_to)
     settings: Settings = request.app.state.settings

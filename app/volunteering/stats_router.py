@@ -16,9 +16,8 @@ from app.config import Settings
 from app.http.caller import CallerDep
 from app.http.context import SessionDep
 from app.http.responses import json_response
-from app.identity.authorization import listed_book, own_organisation_scope
+from app.identity.authorization import one_listed_book, own_organisation_scope
 from app.identity.dependencies import allow
-from app.kit.problems import ValidationFailed
 from app.kit.schemas import Day
 from app.ledger.schemas import BookCode
 from app.volunteering import stats
@@ -54,18 +53,7 @@ async def service_stats(
     with totals, and `ledger`: the same minutes recomputed from the journal (service credits
     less their reversals), which must equal `totals.minutes`. Organisations see only the
     service they certified."""
-    scope_book = listed_book(caller, book)
-    if scope_book is None:
-        raise ValidationFailed(
-            "book is required",
-            errors=[
-                {
-                    "field": "query/book",
-                    "message": "a credential bound to no book must name the book",
-                    "code": "missing",
-                }
-            ],
-        )
+    scope_book = one_listed_book(caller, book)
     organisation_id = own_organisation_scope(caller)
     check_period(period_from, period_to)
     settings: Settings = request.app.state.settings
