@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.periods import period_condition
 from app.ledger.journal import KIND_HOLD_POST
 
 CONFIRMED_SQL = """
@@ -30,9 +31,9 @@ SELECT k.asset, count(*) AS redemptions, sum(k.total) AS spent,
  WHERE k.book_code = :book AND k.status = 'confirmed'{site}{period}
  GROUP BY k.asset
 """
+# A redemption belongs to the period of its entry, or of its own settling if the entry is missing.
+PERIOD_COLUMN = "coalesce(e.posted_at, k.resolved_at)"
 AT_SITE = " AND k.site_id = :site"
-FROM = " AND coalesce(e.posted_at, k.resolved_at) >= :start"
-TO = " AND coalesce(e.posted_at, k.resolved_at) < :end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +56,11 @@ async def confirmed(
     """The redemptions of `book` confirmed from `start` (inclusive) to `end` (exclusive), each
     optional; with a site, only that site's."""
     params: dict[str, Any] = {"book": book, "hold_post": KIND_HOLD_POST}
-    site = period = ""
+    site = ""
     if site_id is not None:
         site = AT_SITE
         params["site"] = site_id
-    if start is not None:
-        period += FROM
-        params["start"] = start
-    if end is not None:
-        period += TO
-        params["end"] = end
+    period = period_condition(PERIOD_COLUMN, start, end, params)
     rows = list(await session.execute(text(CONFIRMED_SQL.format(site=site, period=period)), params))
     spent = {row.asset: int(row.spent) for row in sorted(rows, key=lambda r: str(r.asset))}
     return ConfirmedRedemptions(

@@ -36,6 +36,7 @@ from app.exchange.public_pool.service import KIND_GRANT
 from app.exchange.recognition.transfers import KIND_IN, KIND_OUT
 from app.identity.authorization import org_owner
 from app.kiosk import figures as kiosk_figures
+from app.kit.periods import period_condition
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_HOLD, KIND_HOLD_POST, KIND_REVERSAL
 from app.statements.flows_schemas import (
@@ -66,6 +67,9 @@ PERIOD_KEYS: dict[FlowGroupBy, str] = {
     "month": "to_char(timezone(CAST(:tz AS text), c.posted_at), 'YYYY-MM')",
     "day": "to_char(timezone(CAST(:tz AS text), c.posted_at), 'YYYY-MM-DD')",
 }
+
+# An entry belongs to the period of its posting.
+PERIOD_COLUMN = "e.posted_at"
 
 # The entries of the flows' kinds in scope; for a hold.post (or a reversal of one), the hold it
 # resolved, whose meta says whether a kiosk redemption placed it; for a reversal, what it
@@ -115,8 +119,6 @@ IN_ORGANISATION = """
        AND e.seq IN (SELECT l.seq FROM journal_legs l
                       WHERE l.book_code = :book
                         AND l.account_id = ANY(CAST(:accounts AS uuid[])))"""
-FROM = " AND e.posted_at >= :start"
-TO = " AND e.posted_at < :end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,17 +242,12 @@ async def _read_flows(
         "reversal": KIND_REVERSAL,
         "redemption": REDEMPTION,
     }
-    organisation = period = ""
+    organisation = ""
     if scope.organisation_id is not None:
         organisation = IN_ORGANISATION
         params["accounts"] = await _organisation_accounts(session, scope)
     start, end = span
-    if start is not None:
-        period += FROM
-        params["start"] = start
-    if end is not None:
-        period += TO
-        params["end"] = end
+    period = period_condition(PERIOD_COLUMN, start, end, params)
     sql = FLOWS_SQL.format(
         organisation=organisation,
         period=period,

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.exchange.exchanges.service import KIND_EXCHANGE
+from app.kit.periods import period_condition
 
 EXECUTED_SQL = """
 SELECT r.from_asset, r.to_asset, count(*) AS quotes,
@@ -34,12 +35,12 @@ SELECT r.from_asset, r.to_asset, count(*) AS quotes,
  GROUP BY r.from_asset, r.to_asset
 """
 # The quotes an organisation's pools paid: those of rules whose pool in the book is its own.
+# A quote belongs to the period of its entry, or of its own execution if the entry is missing.
+PERIOD_COLUMN = "coalesce(e.posted_at, q.executed_at)"
 IN_ORGANISATION = """
    AND EXISTS (SELECT 1 FROM exchange_rule_pools p
                 WHERE p.rule_id = q.rule_id AND p.book_code = q.book_code
                   AND p.organisation_id = :organisation)"""
-FROM = " AND coalesce(e.posted_at, q.executed_at) >= :start"
-TO = " AND coalesce(e.posted_at, q.executed_at) < :end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +64,11 @@ async def executed(
     """The quotes of `book` executed from `start` (inclusive) to `end` (exclusive), each
     optional; with an organisation, only those its pools paid."""
     params: dict[str, Any] = {"book": book, "kind": KIND_EXCHANGE}
-    organisation = period = ""
+    organisation = ""
     if organisation_id is not None:
         organisation = IN_ORGANISATION
         params["organisation"] = organisation_id
-    if start is not None:
-        period += FROM
-        params["start"] = start
-    if end is not None:
-        period += TO
-        params["end"] = end
+    period = period_condition(PERIOD_COLUMN, start, end, params)
     rows = await session.execute(
         text(EXECUTED_SQL.format(organisation=organisation, period=period)), params
     )
