@@ -4,7 +4,10 @@ Playwright's own)."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +37,19 @@ def require_chromium() -> Path:
             "set TIMEBANK_REQUIRE_BROWSER=1 to fail instead"
         )
     return CHROMIUM
+
+
+@asynccontextmanager
+async def launched() -> AsyncIterator[Any]:
+    """Headless Debian Chromium driven by Playwright, closed on leaving."""
+    chromium = require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()

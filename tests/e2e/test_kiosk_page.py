@@ -31,7 +31,7 @@ from tests.audit.test_receipts import (
     token_1,
 )
 from tests.conftest import Api
-from tests.e2e.browser import CHROMIUM_ARGS, TIMEOUT_MS, require_chromium
+from tests.e2e.browser import TIMEOUT_MS, launched, require_chromium
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
 
 pytestmark = pytest.mark.slow  # a server process and Chromium
@@ -80,16 +80,8 @@ def chromium() -> Path:
 async def browser(chromium: Path) -> AsyncIterator[Any]:
     """Headless Chromium driven by Playwright (never a browser of Playwright's own), started
     once for the module: each test opens a context of its own (cookies, storage, offline)."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with launched() as instance:
+        yield instance
 
 
 async def new_page(browser: Any, server: Server, **options: Any) -> tuple[Any, Any]:

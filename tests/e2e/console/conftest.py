@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.browser import CHROMIUM_ARGS, TIMEOUT_MS, require_chromium
+from tests.e2e.browser import TIMEOUT_MS, launched
 from tests.e2e.test_outages import Served, start_serve, stop_serve
 from tests.e2e.test_two_servers import TIMEBANK
 from tests.volunteering.test_service_proof import region  # noqa: F401 - a fixture (certified service)
@@ -103,17 +103,8 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
     """Headless Chromium, started once per test process; each test opens its own context."""
-    chromium = require_chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with launched() as instance:
+        yield instance
 
 
 async def open_console(browser: Any, console: Console, width: int = 1280) -> Any:
