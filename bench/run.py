@@ -99,6 +99,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         help="run only these parts: http (a), inprocess (b, c), audit (d, e); repeatable",
     )
+    p.add_argument(
+        "--scale",
+        type=int,
+        nargs="?",
+        const=1_000_000,
+        default=None,
+        metavar="N",
+        help="instead of (a)-(e): grow one book to N entries (default 1,000,000) and measure it "
+        "at 100 k, 1 M and N (bench/scale.py)",
+    )
+    p.add_argument("--scale-rounds", type=int, default=3, help="posting windows per milestone")
+    p.add_argument("--scale-window", type=float, default=8.0, help="seconds of each window")
+    p.add_argument("--scale-read-samples", type=int, default=200, help="GETs timed per read")
+    p.add_argument(
+        "--scale-export", type=int, default=200_000, help="entries exported without receipts"
+    )
+    p.add_argument(
+        "--scale-inflight", type=int, default=256, help="in-process postings in flight, timed"
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     return p.parse_args(argv)
 
@@ -728,6 +747,14 @@ def main(argv: list[str] | None = None) -> int:
         summary["postgres"] = run_async(server_facts(urls.app))
         env = child_env(data_dir)
         parts = set(args.only or ("http", "inprocess", "audit"))
+        if args.scale is not None:
+            from bench.scale import measure_scale
+
+            assert app.db._embedded is not None
+            summary["scale"] = measure_scale(
+                args, timebank, env, pgdata, servers, urls, settings, app.db._embedded.superuser_url
+            )
+            parts = set()
         if "http" in parts:
             summary["http"] = measure_http(args, timebank, env, pgdata, servers, urls, settings)
         if parts & {"inprocess", "audit"}:  # (d, e) read the book that (b) writes
@@ -757,7 +784,11 @@ def main(argv: list[str] | None = None) -> int:
     summary["seconds"] = round(time.perf_counter() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
-    if args.only:  # a partial run: the table needs every part
+    if args.scale is not None:
+        from bench.scale import render as render_scale
+
+        print(render_scale(summary["scale"]))
+    elif args.only:  # a partial run: the table needs every part
         for part in ("http", "postings", "verify"):
             if part in summary:
                 print(
