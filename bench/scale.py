@@ -426,6 +426,8 @@ async def storage(urls: DatabaseUrls, pgdata: Path) -> dict[str, Any]:
     conn = await asyncpg.connect(urls.owner)
     try:
         database = await conn.fetchval("SELECT pg_database_size(current_database())")
+        # WAL written since the server started: its position, less the first segment's start.
+        wal_lsn = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")
         tables = {
             r["relname"]: {
                 "total_bytes": r["total"],
@@ -443,7 +445,12 @@ async def storage(urls: DatabaseUrls, pgdata: Path) -> dict[str, Any]:
     finally:
         await conn.close()
     wal = sum(p.stat().st_size for p in (pgdata / "pg_wal").glob("*") if p.is_file())
-    return {"database_bytes": database, "wal_dir_bytes": wal, "tables": tables}
+    return {
+        "database_bytes": database,
+        "wal_position_bytes": int(wal_lsn),
+        "wal_dir_bytes": wal,
+        "tables": tables,
+    }
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -511,7 +518,7 @@ def measure_scale(
         )
         log(f"{len(accounts):,} accounts and {len(registered)} members in "
             f"{time.monotonic() - started:.0f} s")  # fmt: skip
-        empty = run_async(storage(urls, pgdata))["database_bytes"]
+        empty = run_async(storage(urls, pgdata))
         pg = run_async(pgledger_setup(superuser_url, 1000))
         bodies = [transfer_body(book.issuance, a) for a in accounts[:1000]]
         auth = f"Bearer {token}"
@@ -557,7 +564,7 @@ async def _milestone(
     factory: Callable[[int, int, str], tuple[str, dict[str, str], bytes]],
     bare_factory: Callable[[int, int], tuple[str, dict[str, str], bytes]],
     pg: tuple[str, str, list[str]],
-    empty_bytes: int,
+    empty: dict[str, Any],
 ) -> dict[str, Any]:
     from bench.run import HOST
 
@@ -638,7 +645,8 @@ async def _milestone(
         }
     finally:
         await runtime.close()
-    per_entry = (disk["database_bytes"] - empty_bytes) / milestone
+    per_entry = (disk["database_bytes"] - empty["database_bytes"]) / milestone
+    wal_per_entry = (disk["wal_position_bytes"] - empty["wal_position_bytes"]) / milestone
     return {
         "entries": milestone,
         "grow_seconds": round(grow_s, 1),
@@ -651,7 +659,13 @@ async def _milestone(
             "entries": verified.entries,
             "entries_per_s": round(verified.entries / verify_s, 1),
         },
-        "disk": {**disk, "database_bytes_per_entry": round(per_entry)},
+        "disk": {
+            **disk,
+            "database_bytes_per_entry": round(per_entry),
+            # Everything the database logged up to the milestone (the growth stops at it), the
+            # log follower's Merkle rows and the checkpoints included; full-page images too.
+            "wal_bytes_per_entry": round(wal_per_entry),
+        },
         "memory": memory,
     }
 
@@ -772,6 +786,7 @@ def render(scale: dict[str, Any]) -> str:
         row(f"export / audit verify entries/s, {label}", export_cell)
     row("verify_book entries/s", lambda r: f"{r['verify']['entries_per_s']:,.0f}")
     row("database bytes per entry", lambda r: f"{r['disk']['database_bytes_per_entry']:,}")
+    row("WAL written bytes per entry", lambda r: f"{r['disk'].get('wal_bytes_per_entry', 0):,}")
     row("WAL directory MB", lambda r: f"{r['disk']['wal_dir_bytes'] / 2**20:,.0f}")
     row("server RSS MB", lambda r: f"{r['memory']['server_rss_bytes'] / 2**20:,.0f}")
     row("growth postings/s", lambda r: f"{r['grow_postings_per_s'] or 0:,.0f}")
