@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -114,6 +115,7 @@ class Load:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     killed: bool = False
     promoted: bool = False
+    times: dict[str, float] = field(default_factory=dict)  # for the record: when what happened
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def saw(self, response: httpx.Response) -> None:
@@ -166,6 +168,7 @@ async def _client(
         load.acknowledged[key] = answer.json()["entry"]["tx_id"]
         if promoted:
             load.after_promotion[number] += 1
+            load.times.setdefault("first posting after the promotion", time.monotonic())
 
 
 async def _signer(client: httpx.AsyncClient, load: Load, book: str) -> None:
@@ -215,6 +218,7 @@ async def test_the_standby_takes_over_and_no_acknowledged_posting_is_lost(
             await _until(lambda: len(load.acknowledged) >= POSTED_BEFORE_KILL, "postings")
             await _until(lambda: load.checkpoints, "a checkpoint before the kill")
             load.killed = True
+            load.times["kill"] = time.monotonic()
             killed = await asyncio.to_thread(pair.primary.kill)
             assert killed, "the primary was not running"
             signed_before_kill = list(load.checkpoints)
@@ -225,6 +229,7 @@ async def test_the_standby_takes_over_and_no_acknowledged_posting_is_lost(
             await _until(lambda: served.logged("audit.follow_failed"), "the follower's failure")
             await asyncio.to_thread(pair.standby.promote)
             load.promoted = True
+            load.times["promoted"] = time.monotonic()
             await _until(
                 lambda: all(
                     load.after_promotion[n] >= POSTED_AFTER_PROMOTION for n in range(CLIENTS)
@@ -279,4 +284,5 @@ async def test_the_standby_takes_over_and_no_acknowledged_posting_is_lost(
     assert verified.returncode == 0, verified.stderr
     assert f"OK: 1 book(s), {head['seq']} entries verified" in verified.stdout, verified.stdout
     # For the record (pytest -s): what the clients met.
-    print(json.dumps({"statuses": load.statuses, "broken": load.broken, "head": head["seq"]}))
+    since_kill = {what: round(t - load.times["kill"], 3) for what, t in load.times.items()}
+    print(json.dumps({"statuses": load.statuses, "broken": load.broken, "s": since_kill}))
