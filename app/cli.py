@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import asyncpg
 import structlog
 import typer
 from rich.console import Console
@@ -34,6 +33,7 @@ from app.audit.commands import audit_cli, keys_cli
 from app.config import Settings, get_settings
 from app.db import DatabaseUrls, resolve_database
 from app.kit.faults import arm_from_spec
+from app.kit.pg_pool import connect
 from app.logging import configure_logging, logging_config
 
 cli = typer.Typer(help="Timebank Ledger: volunteer hours and charity points.", no_args_is_help=True)
@@ -224,7 +224,7 @@ def export(
     urls = _database(settings, migrate=False)
 
     async def run() -> None:
-        conn = await asyncpg.connect(urls.app)
+        conn = await connect(urls.app)
         if not await conn.fetchval("SELECT 1 FROM books WHERE code = $1", book):
             await conn.close()
             print(f"no book {book!r}", file=sys.stderr)

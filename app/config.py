@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # The role that owns the tables and runs migrations; defaults to `database_url`.
     migration_database_url: str | None = None
+    # A standby that exports and statistics may be read from (none: the primary serves them),
+    # and how far behind the primary it may be for that (seconds); past it, or unreachable,
+    # the primary serves them (app/http/reads.py).
+    read_database_url: str | None = None
+    read_max_lag_s: float = Field(default=5.0, ge=0)
     data_dir: Path = Path("./var")
     app_role: str = "timebank_app"
     owner_role: str = "timebank_owner"

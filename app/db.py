@@ -8,15 +8,16 @@ import subprocess
 import time
 import warnings
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote
 
 import asyncpg
 import structlog
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,12 +26,16 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.config import Settings
-from app.kit.pg_pool import CONNECT_TIMEOUT_S
+from app.kit.pg_pool import connect
+from app.kit.pg_url import PgUrl
+from app.kit.problems import causes
 
 log = structlog.get_logger("timebank.db")
 # How long the embedded server may take to start after a crash: the killed server's processes
 # must be gone (and reaped) before a new one may use the data directory.
 EMBEDDED_START_S = 60.0
+# libpq's default port, written out where SQLAlchemy wants every host's port.
+DEFAULT_PORT = 5432
 
 
 @dataclass(frozen=True)
@@ -42,21 +47,25 @@ class DatabaseUrls:
 
 
 def with_user(url: str, user: str, database: str | None = None) -> str:
-    """The same server URL with another user (and optionally database), no password."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    path = f"/{database}" if database is not None else parts.path
-    return urlunsplit((parts.scheme, f"{user}@{host}", path, parts.query, parts.fragment))
+    """The same server URL (every host of a multi-host URL, and its parameters) with another
+    user, no password, and optionally another database."""
+    return PgUrl.parse(url).with_(userinfo=quote(user, safe=""), database=database).text()
 
 
 def sqlalchemy_url(url: str) -> str:
-    """A libpq URL as SQLAlchemy's asyncpg dialect wants it."""
-    scheme, rest = url.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+asyncpg://{rest}"
-    return url
+    """A libpq URL as SQLAlchemy's asyncpg dialect wants it: several hosts as
+    `?host=h1:p1&host=h2:p2` (each with its port) rather than in the network location."""
+    parts = PgUrl.parse(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return url
+    parts = replace(parts, scheme="postgresql+asyncpg")
+    if len(parts.hosts) > 1:
+        if any(":" in h.host for h in parts.hosts):
+            # The dialect splits each `host=` at its colons.
+            raise ValueError("SQLAlchemy cannot take IPv6 addresses in a multi-host URL")
+        listed = [("host", f"{h.host}:{h.port or DEFAULT_PORT}") for h in parts.hosts]
+        parts = parts.with_(hostlist="", query=listed + parts.query)
+    return parts.text()
 
 
 class EmbeddedPostgres:
@@ -144,7 +153,7 @@ def _start_embedded(pgdata: Path, cleanup_mode: str | None) -> Any:
 
 async def bootstrap_embedded(superuser_url: str, settings: Settings) -> DatabaseUrls:
     """Create the owner and runtime roles and the database if missing; return their URLs."""
-    conn = await asyncpg.connect(superuser_url)
+    conn = await connect(superuser_url)
     try:
         for role in (settings.owner_role, settings.app_role):
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
@@ -180,9 +189,16 @@ def resolve_database(settings: Settings) -> DatabaseUrls:
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for a libpq-style URL, whose pool outlives database restarts."""
+    """An async engine for a libpq-style URL (one host or several), whose pool outlives
+    database restarts and a standby taking over."""
+
+    async def connect_any_host() -> asyncpg.Connection:
+        # Each host of a multi-host URL with a timeout of its own (app/kit/pg_pool.py).
+        return await connect(url)
+
     engine = create_async_engine(
         sqlalchemy_url(url),
+        async_creator=connect_any_host,
         pool_size=pool_size,
         max_overflow=pool_size,
         # After a restart, a pooled connection is replaced at checkout if the server closed it
@@ -193,9 +209,9 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         # Errors and their log lines name the statement, never its values (tokens' hashes,
         # personal data).
         hide_parameters=True,
-        connect_args={"timeout": CONNECT_TIMEOUT_S},
     )
     event.listen(engine.sync_engine, "checkout", _replace_closed)
+    event.listen(engine.sync_engine, "handle_error", _read_only_is_lost)
     return engine
 
 
@@ -204,6 +220,14 @@ def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     # shutdown); DisconnectionError makes the pool connect afresh instead.
     if dbapi_connection._connection.is_closed():
         raise sa_exc.DisconnectionError("the server closed this pooled connection")
+
+
+def _read_only_is_lost(context: ExceptionContext) -> None:
+    # A connection whose server has become read-only (a primary turned standby) stays that
+    # way: the pool drops it, and its others, so that the next ones find the primary.
+    errors = causes(context.original_exception)
+    if any(isinstance(e, asyncpg.ReadOnlySQLTransactionError) for e in errors):
+        context.is_disconnect = True
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -40,6 +40,7 @@ from app.http.context import MISSING_KEY
 from app.http.middleware import EdgeMiddleware
 from app.http.posting_request import add_body_schemas
 from app.http.probes import router as ops_router
+from app.http.reads import Standby
 from app.http.responses import json_response
 from app.identity.authentication import Authenticator
 from app.identity.console_sessions import purge_sessions as purge_console_sessions
@@ -231,6 +232,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.personal_data = await asyncio.to_thread(personal_data_cipher, settings)
     audit = await AuditLog.open(app_url, settings)
     app.state.audit = audit
+    standby = app.state.standby = (
+        Standby(settings.read_database_url, settings.read_max_lag_s)
+        if settings.read_database_url
+        else None
+    )
     if settings.receipts:
         app.state.receipt_hook = audit.receipts.attach
     tasks = [asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))]
@@ -244,6 +250,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if standby is not None:
+            await standby.close()
         await audit.close()
         await authenticator.close()
         await runtime.close()

@@ -46,10 +46,10 @@ def rotate() -> None:
     passphrase = signing_key_passphrase(settings)
 
     async def run() -> Announced:
-        import asyncpg
+        from app.kit.pg_pool import connect
 
         runtime = await Runtime.open(urls.app, settings)
-        conn = await asyncpg.connect(urls.app)
+        conn = await connect(urls.app)
         try:
             return await rotate_and_announce(
                 conn, runtime.sequencer, passphrase, settings.signing_key_rotation_lead_s
@@ -73,15 +73,14 @@ def rotate() -> None:
 @keys_cli.command("list")
 def list_keys() -> None:
     """Every signing key with its validity period, one per line."""
-    import asyncpg
-
     from app.audit.keystore import StoredKey, load_keys
     from app.db import resolve_database
+    from app.kit.pg_pool import connect
 
     urls = resolve_database(get_settings())
 
     async def run() -> list[StoredKey]:
-        conn = await asyncpg.connect(urls.app)
+        conn = await connect(urls.app)
         try:
             return (await load_keys(conn))[0]
         finally:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import merkle, schemas, tlog
 from app.audit.errors import BeyondLogSize
@@ -17,6 +20,7 @@ from app.audit.receipting import receipt_claims, sign_claims
 from app.audit.service import AuditLog, checkpoint_read, invalid
 from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes, compact_json
+from app.kit.pg_pool import acquire
 
 CHUNK = 2000
 BOM = "\ufeff"
@@ -82,11 +86,35 @@ async def _entries(
         start = rows[-1]["seq"] + 1
 
 
-async def jsonl(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
-    """Entry lines (the entry's JCS bytes, its hash and receipt), then the trailer line."""
+async def holds(session: AsyncSession, plan: ExportPlan) -> bool:
+    """Whether a copy of the database (a standby) holds all an export needs: its entries and,
+    for JSON Lines, the stored subtrees of its checkpoint's tree. A copy that does gives the
+    same bytes as the primary (entries and subtrees never change once written)."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT h.seq, coalesce(l.tree_size, 0) AS tree_size FROM book_heads h "
+                "LEFT JOIN log_heads l USING (book_code) WHERE h.book_code = :book"
+            ),
+            {"book": plan.book},
+        )
+    ).first()
+    if row is None:
+        return False
+    tree_size = plan.checkpoint.tree_size if plan.checkpoint is not None else 0
+    return bool(row.seq >= plan.to_seq and row.tree_size >= tree_size)
+
+
+async def jsonl(
+    audit: AuditLog,
+    plan: ExportPlan,
+    connection: AbstractAsyncContextManager[asyncpg.Connection] | None = None,
+) -> AsyncIterator[bytes]:
+    """Entry lines (the entry's JCS bytes, its hash and receipt), then the trailer line, read
+    on `connection` (default: one of the log's pool)."""
     if plan.checkpoint is None:
         raise ValueError("a JSON Lines export needs its checkpoint")
-    async with audit.pool.acquire() as conn:
+    async with connection or acquire(audit.pool) as conn:
         async for rows in _entries(conn, plan):
             out = bytearray()
             for row in rows:
@@ -129,14 +157,16 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-async def csv_rows(audit: AuditLog, plan: ExportPlan) -> AsyncIterator[bytes]:
+async def csv_rows(
+    plan: ExportPlan, connection: AbstractAsyncContextManager[asyncpg.Connection]
+) -> AsyncIterator[bytes]:
     """UTF-8 with a byte order mark, a header, then one row per leg (one row with empty leg
-    cells for an entry without legs)."""
+    cells for an entry without legs), read on `connection`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write(BOM)
     writer.writerow(CSV_COLUMNS)
-    async with audit.pool.acquire() as conn:
+    async with connection as conn:
         async for rows in _entries(conn, plan):
             for row in rows:
                 entry = deep_json.loads(bytes(row["body"]))

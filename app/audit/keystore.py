@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from app.audit import keys
 from app.audit.errors import KeyRotationRefused, SigningKeyUnavailable
 from app.audit.keys import PublishedKey, SigningKey, SigningKeyError
+from app.kit.pg_pool import acquire
 
 KEYS_LOCK = 7_294_102  # pg_advisory_xact_lock key: one key change at a time
 
@@ -154,7 +155,7 @@ class KeyRing:
 
     async def refresh(self) -> list[StoredKey]:
         """Read the table again; returns every key, oldest first."""
-        async with self._pool.acquire() as conn:
+        async with acquire(self._pool) as conn:
             self._keys, self._loaded_at = await load_keys(conn)
         return self._keys
 

@@ -28,10 +28,12 @@ from app.audit.service import AuditLog, checkpoint_read
 from app.audit.tlog import SignedCheckpoint
 from app.http.caller import Caller, CallerDep
 from app.http.context import SessionDep
+from app.http.reads import READ_HEADERS, ReadsDep
 from app.http.responses import json_response, problems
 from app.identity.authorization import ALL_ROLES, require_book, require_role, sees_any_account
 from app.identity.dependencies import allow
 from app.kit import deep_json
+from app.kit.pg_pool import acquire
 from app.ledger import service as ledger_service
 from app.ledger.errors import TransactionNotFound
 
@@ -166,7 +168,7 @@ async def list_checkpoints(
     low, high = (tree_size, tree_size) if tree_size is not None else (0, 2**62)
     if after_tree_size is not None:
         low = max(low, after_tree_size + 1)
-    async with audit.pool.acquire() as conn:
+    async with acquire(audit.pool) as conn:
         rows = await conn.fetch(
             "SELECT tree_size, root, origin, note, signed_at, kid FROM checkpoints "
             "WHERE book_code = $1 AND tree_size BETWEEN $2 AND $3 ORDER BY tree_size LIMIT $4",
@@ -293,6 +295,7 @@ async def transaction_proof(
         200: {
             "content": {"application/jsonl": {}, "text/csv": {}},
             "description": "JSON Lines (entries, then the checkpoint) or CSV (one row per leg)",
+            "headers": READ_HEADERS,
         },
     },
     response_class=Response,
@@ -303,18 +306,25 @@ async def export(
     caller: CallerDep,
     session: SessionDep,
     audit: AuditDep,
+    reads: ReadsDep,
     from_seq: SeqParam = 1,
     to_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
 ) -> Response:
     """Entries `from_seq` to `to_seq` (default: to the head) with their receipts, then the
-    checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors)."""
+    checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors).
+    The range and its checkpoint are decided on the primary; the entries may then be read
+    from the standby, when it is within the bound and holds them all (the same bytes)."""
     await _book(caller, session, code, ("admin", "auditor"), "export books")
     plan = await audit_export.plan_export(audit, code, from_seq, to_seq, fmt == "jsonl")
     name = f"{code}-{plan.from_seq}-{plan.to_seq}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    source = await reads.choose(lambda standby: audit_export.holds(standby, plan))
+    if source is not None:
+        headers |= source.headers()
+    connection = reads.connection(source, lambda: acquire(audit.pool))
     if fmt == "csv":
-        body = audit_export.csv_rows(audit, plan)
+        body = audit_export.csv_rows(plan, connection)
         return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
-    body = audit_export.jsonl(audit, plan)
+    body = audit_export.jsonl(audit, plan, connection)
     return StreamingResponse(body, media_type="application/jsonl", headers=headers)

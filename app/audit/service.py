@@ -20,7 +20,7 @@ from app.audit.receipting import Receipts
 from app.config import Settings
 from app.kit.clock import rfc3339_micro
 from app.kit.outages import log_failure
-from app.kit.pg_pool import CONNECT_TIMEOUT_S, close_pool
+from app.kit.pg_pool import acquire, close_pool, create_pool
 from app.kit.problems import ValidationFailed
 from app.ledger.errors import BookNotFound
 
@@ -76,12 +76,10 @@ class AuditLog:
         be decrypted (a wrong passphrase stops the start, rather than every receipt)."""
         passphrase = await asyncio.to_thread(signing_key_passphrase, settings)
         # Both pools replace connections a restart closed when they are acquired.
-        pool = await asyncpg.create_pool(app_url, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT_S)
-        ring_pool = await asyncpg.create_pool(
-            app_url, min_size=1, max_size=1, timeout=CONNECT_TIMEOUT_S
-        )
+        pool = await create_pool(app_url, min_size=1, max_size=4)
+        ring_pool = await create_pool(app_url, min_size=1, max_size=1)
         try:
-            async with pool.acquire() as conn:
+            async with acquire(pool) as conn:
                 await ensure_key(conn, passphrase)
             ring = KeyRing(ring_pool, passphrase, settings.signing_key_rotation_lead_s)
             for key in await ring.refresh():
@@ -111,7 +109,7 @@ class AuditLog:
     async def follow_once(self) -> None:
         """Integrate every book that is behind its journal, then sign the checkpoints due.
         Books another process is working on are left to it."""
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             for row in await conn.fetch(BEHIND):
                 await tlog.integrate(
                     conn, row["book_code"], skip_locked=True, chunk=tlog.FOLLOW_CHUNK
@@ -152,14 +150,14 @@ class AuditLog:
 
     async def vkeys(self, book: str) -> list[str]:
         """The book's checkpoint verifier keys (C2SP vkey), one per signing key."""
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             last = await tlog.last_checkpoint(conn, book)
         name = last.origin if last is not None else self.origin(book)
         return [Verifier.from_public_key(name, k.public_key).vkey() for k in await self.keys()]
 
     async def sign_checkpoint(self, book: str) -> tuple[tlog.SignedCheckpoint, bool]:
         """Integrate the book and sign a checkpoint of it unless its size is already signed."""
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             await tlog.integrate(conn, book)
             signed, new = await tlog.sign_checkpoint_now(conn, book, self.ring, self.origin(book))
         if signed is None:
@@ -169,18 +167,18 @@ class AuditLog:
     async def covering(self, book: str, seq: int, field: str = "seq") -> tlog.SignedCheckpoint:
         """The latest checkpoint, signed now if it does not cover entry `seq` yet; a `seq` past
         the journal's head is refused as `beyond-log-size` naming `field`."""
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             await self._within_head(conn, book, {field: seq})
             return await tlog.checkpoint_covering(conn, book, seq, self.ring, self.origin(book))
 
     async def latest(self, book: str) -> tlog.SignedCheckpoint | None:
         """The book's latest checkpoint, if any."""
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             return await tlog.last_checkpoint(conn, book)
 
     async def heads(self, book: str) -> Heads:
         """The book's journal head seq and the size of its integrated tree."""
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             return await _heads(conn, book)
 
     async def _within_head(self, conn: asyncpg.Connection, book: str, sizes: dict[str, int]) -> int:
@@ -211,7 +209,7 @@ class AuditLog:
         (default: the latest checkpoint's, signed now if it does not cover `seq`)."""
         if tree_size is None:
             tree_size = (await self.covering(book, seq)).tree_size
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             await self._within_head(conn, book, {"tree_size": tree_size, "seq": seq})
             if not 1 <= seq <= tree_size:
                 raise invalid("seq", f"seq must be between 1 and tree_size ({tree_size})")
@@ -241,7 +239,7 @@ class AuditLog:
         (default: the latest checkpoint's size, signed now if it does not cover `first`)."""
         if second is None:
             second = (await self.covering(book, first, "first")).tree_size
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             await self._within_head(conn, book, {"second": second, "first": first})
             if not 0 <= first <= second:
                 raise invalid("first", f"first must be between 0 and second ({second})")
@@ -266,7 +264,7 @@ class AuditLog:
     async def bundle(self, book: str, seq: int) -> str:
         """The c2sp.org/tlog-proof@v1 bundle of entry `seq` against the latest checkpoint."""
         checkpoint = await self.covering(book, seq)
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             proof = await tlog.from_stored(
                 conn, book, lambda sh: merkle.inclusion_proof(seq - 1, checkpoint.tree_size, sh)
             )

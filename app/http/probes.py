@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app import metrics
 from app.kit.canonical_json import JsonObject
+from app.kit.pg_pool import connect
+from app.kit.pg_url import hosts
 from app.kit.problems import ServiceUnavailable
 from app.migrate import database_revision, head_revision
 
@@ -43,8 +44,11 @@ async def _database_revision(url: str) -> str | None:
     # postmaster accepts the socket and never answers), and a connection that timed out is
     # dropped at once (terminate) rather than closed or rolled back on a server that may
     # never answer. Probes are seconds apart; a connection costs a few milliseconds.
+    # Each host of a multi-host URL gets its share of the time: one that does not answer (its
+    # machine gone) must leave the others theirs.
+    per_host = READY_TIMEOUT_S / max(1, len(hosts(url)))
     async with asyncio.timeout(READY_TIMEOUT_S):
-        conn = await asyncpg.connect(url, timeout=READY_TIMEOUT_S)
+        conn = await connect(url, host_timeout_s=per_host)
         try:
             revision = await database_revision(conn)
         except BaseException:

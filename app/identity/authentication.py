@@ -16,7 +16,7 @@ from app.http.caller import ConsoleSession, Credential
 from app.identity.console_sessions import live_session
 from app.identity.credentials import CHANNEL, token_hash
 from app.identity.rate_limit import TokenBucketLimiter, retry_after_header
-from app.kit.pg_pool import CONNECT_TIMEOUT_S
+from app.kit.pg_pool import connect
 from app.kit.problems import RateLimited, Unauthorized
 
 log = structlog.get_logger("timebank.identity")
@@ -62,7 +62,7 @@ class Authenticator:
     async def listen(self, dsn: str) -> None:
         """Follow revocations made by any process (again, after the listener was lost)."""
         self._dsn = dsn
-        listener = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+        listener = await connect(dsn)
         try:
             await listener.add_listener(CHANNEL, self._on_notify)
         except BaseException:

@@ -1,5 +1,6 @@
 """Database outages: the one mapping from failures that mean PostgreSQL cannot be reached now
-(restarting, shut down, frozen, out of connections, the socket gone) to 503 `unavailable`.
+(restarting, shut down, frozen, out of connections, the socket gone, a primary dead and its
+standby not yet promoted) to 503 `unavailable`.
 
 The exception handler (app/main.py), the ledger's sequencer and the background tasks all ask
 here, so that a restart is answered alike wherever it surfaces, and never as 500 `internal`.
@@ -16,11 +17,15 @@ from app.kit.problems import ServiceUnavailable, causes
 
 # Failures of PostgreSQL's side that a retry can outlive: shutdown, restart, crash recovery,
 # cancelled by an operator or a timeout (class 57); the connection itself (class 08); out of
-# connections, memory or disk (class 53).
+# connections, memory or disk (class 53). During a failover: every host of a multi-host URL
+# answered but none is a primary yet (asyncpg's own error, not a SQLSTATE), or a transaction
+# found its server read-only (25006: a standby, or a primary turned one).
 _SERVER_SIDE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 # What asyncpg says when a connection (or its pool) was closed under it; its other interface
 # errors ("another operation is in progress", ...) are the caller's bugs, not outages (the

@@ -34,7 +34,7 @@ import structlog
 
 from app.kit.clock import utc_now
 from app.kit.outages import describe, is_outage, log_failure, unavailable
-from app.kit.pg_pool import CONNECT_TIMEOUT_S, close_pool
+from app.kit.pg_pool import close_pool, create_pool
 from app.kit.problems import (
     IdempotencyInFlight,
     InternalError,
@@ -132,9 +132,7 @@ class Sequencer:
     async def start(self) -> None:
         """Open the sequencer's own connections."""
         # The pool replaces connections the server closed (a restart) when they are acquired.
-        self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=1, max_size=self._connections, timeout=CONNECT_TIMEOUT_S
-        )
+        self._pool = await create_pool(self._dsn, min_size=1, max_size=self._connections)
 
     async def submit(
         self, draft: Draft, idem: IdempotencyRef | None = None, success_status: int = 201
@@ -233,6 +231,7 @@ class Sequencer:
             ) from exc
         except asyncpg.PostgresError as exc:
             if is_outage(exc):  # answered 503 where the request is answered
+                self.forget()
                 raise
             # The caller's transaction is aborted: it must end, with nothing of this written.
             outcome = (await self._explain_failure(None, items[0].draft.book, items[0], exc))[1]
@@ -319,6 +318,13 @@ class Sequencer:
         if self._pool is not None:
             await close_pool(self._pool, timeout_s)
 
+    def forget(self) -> None:
+        """Forget what the last batches left of every book: after an outage the database may
+        not hold what this process believes. A primary that died may or may not have passed a
+        commit in flight to the standby that replaced it, and an answer lost with a connection
+        says nothing of its commit. Each book's next batch reads its head and accounts."""
+        self._remembered.clear()
+
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -346,6 +352,7 @@ class Sequencer:
                         log.warning(
                             "ledger.batch_failed", error=describe(exc), book=book, size=len(batch)
                         )
+                        self.forget()
                         _fail_all(batch, outage)
                     else:
                         log.error("ledger.batch_failed", exc_info=exc, book=book, size=len(batch))

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from app.kit.pg_pool import connect
 from app.ledger.verify import BookSummary, BookVerifier, VerificationError, summary
 
 # Entries per chunk: PostgreSQL reads the next chunk while this process checks the one before
@@ -76,9 +77,7 @@ class JournalReader:
 @asynccontextmanager
 async def open_reader(url: str) -> AsyncIterator[JournalReader]:
     """Open (both at once) and finally close the reader's connections."""
-    connections = await asyncio.gather(
-        asyncpg.connect(url), asyncpg.connect(url), return_exceptions=True
-    )
+    connections = await asyncio.gather(connect(url), connect(url), return_exceptions=True)
     try:
         entries_conn, legs_conn = connections
         if isinstance(entries_conn, BaseException):

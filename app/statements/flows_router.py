@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from app.config import Settings
 from app.http.caller import CallerDep
-from app.http.context import SessionDep
+from app.http.reads import READ_HEADERS, ReadsDep
 from app.http.responses import json_response
 from app.identity.authorization import one_listed_book, own_organisation_scope
 from app.identity.dependencies import allow
@@ -34,11 +34,12 @@ READERS = ("admin", "auditor", "org")
 @router.get(
     "/stats/exchange",
     response_model=ExchangeStats,
+    responses={200: {"headers": READ_HEADERS}},
     dependencies=[allow(READERS, "read exchange statistics")],
 )
 async def exchange_stats(
     caller: CallerDep,
-    session: SessionDep,
+    reads: ReadsDep,
     request: Request,
     book: Annotated[
         BookCode | None, Query(description="the book (required of platform credentials)")
@@ -58,15 +59,15 @@ async def exchange_stats(
     `reconciliation` sets the journal's exchanges beside `exchange_quotes` executed and its
     redemptions beside `kiosk_redemptions` confirmed, over the whole scope. An organisation
     sees only the entries that move one of its own accounts (a charity's pools, a kiosk site's
-    redemption account): gifts, transfers, grants and expiries move none, so they are 0."""
+    redemption account): gifts, transfers, grants and expiries move none, so they are 0.
+    Read from the standby when the service has one within its lag bound
+    (`Timebank-Read-Source`, `Timebank-Read-Lag`)."""
     scope_book = one_listed_book(caller, book)
     own = own_organisation_scope(caller)
     check_period(period_from, period_to)
     settings: Settings = request.app.state.settings
-    figures = await flows.exchange_stats(
-        session,
-        flows.Scope(scope_book, UUID(own) if own else None, period_from, period_to),
-        group_by,
-        settings.service_timezone,
+    scope = flows.Scope(scope_book, UUID(own) if own else None, period_from, period_to)
+    figures, read_from = await reads.run(
+        lambda session: flows.exchange_stats(session, scope, group_by, settings.service_timezone)
     )
-    return json_response(200, figures.model_dump(mode="json", by_alias=True))
+    return json_response(200, figures.model_dump(mode="json", by_alias=True), read_from)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from app.config import Settings
 from app.http.caller import CallerDep
-from app.http.context import SessionDep
+from app.http.reads import READ_HEADERS, ReadsDep
 from app.http.responses import json_response
 from app.identity.authorization import one_listed_book, own_organisation_scope
 from app.identity.dependencies import allow
@@ -32,11 +32,12 @@ READERS = ("admin", "auditor", "org")
 @router.get(
     "/stats/service",
     response_model=ServiceStats,
+    responses={200: {"headers": READ_HEADERS}},
     dependencies=[allow(READERS, "read service statistics")],
 )
 async def service_stats(
     caller: CallerDep,
-    session: SessionDep,
+    reads: ReadsDep,
     request: Request,
     book: Annotated[
         BookCode | None, Query(description="the book (required of platform credentials)")
@@ -52,15 +53,14 @@ async def service_stats(
     """Certified service (approved records) by category, organisation, community or month,
     with totals, and `ledger`: the same minutes recomputed from the journal (service credits
     less their reversals), which must equal `totals.minutes`. Organisations see only the
-    service they certified."""
+    service they certified. Read from the standby when the service has one within its lag
+    bound (`Timebank-Read-Source`, `Timebank-Read-Lag`)."""
     scope_book = one_listed_book(caller, book)
     organisation_id = own_organisation_scope(caller)
     check_period(period_from, period_to)
     settings: Settings = request.app.state.settings
-    figures = await stats.service_stats(
-        session,
-        stats.Scope(scope_book, organisation_id, period_from, period_to),
-        group_by,
-        settings.service_timezone,
+    scope = stats.Scope(scope_book, organisation_id, period_from, period_to)
+    figures, read_from = await reads.run(
+        lambda session: stats.service_stats(session, scope, group_by, settings.service_timezone)
     )
-    return json_response(200, figures.model_dump(mode="json", by_alias=True))
+    return json_response(200, figures.model_dump(mode="json", by_alias=True), read_from)

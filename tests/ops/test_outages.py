@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import exc as sa
 
 from app.kit.outages import describe, is_outage, unavailable
 from app.kit.problems import ServiceUnavailable
+from app.ledger import store
 from tests.conftest import Api, ScratchDatabase
 
 
@@ -40,6 +43,10 @@ def _wrapped(error: BaseException, invalidated: bool = False) -> sa.DBAPIError:
         _wrapped(ValueError("anything"), invalidated=True),
         _wrapped(asyncpg.exceptions.AdminShutdownError("terminating connection")),
         _wrapped(ConnectionResetError(104, "reset")),
+        # A failover: every host answered, none is a primary yet; a server that is read-only.
+        asyncpg.TargetServerAttributeNotMatched("None of the hosts match"),
+        asyncpg.exceptions.ReadOnlySQLTransactionError("cannot execute INSERT"),
+        _wrapped(asyncpg.exceptions.ReadOnlySQLTransactionError("cannot execute INSERT")),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -126,50 +133,85 @@ async def test_the_pools_recover_after_their_connections_are_cut(
         assert r.status_code == 201, r.text
 
 
+async def _batch_cut(
+    api: Api, database: ScratchDatabase, book: str, issuance: str, member: str, key: str
+) -> httpx.Response:
+    """A transfer whose batch has its connection cut in the middle, as by a restart: the
+    book's head is held, so the sequencer's write waits on it, and its backend is then
+    terminated."""
+    superuser = await asyncpg.connect(database.superuser_url)
+    holder = await asyncpg.connect(database.superuser_url)
+    try:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM book_heads WHERE book_code = $1 FOR UPDATE", book)
+        posting = asyncio.create_task(api.transfer(book, issuance, member, 2, key=key))
+        async with asyncio.timeout(30):
+            while True:
+                waiting = await superuser.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> $1",
+                    holder.get_server_pid(),
+                )
+                if waiting is not None:
+                    break
+                await asyncio.sleep(0.05)
+        await superuser.execute("SELECT pg_terminate_backend($1)", waiting)
+        return await posting
+    finally:
+        await holder.close()
+        await superuser.close()
+
+
 async def test_a_batch_whose_connection_dies_answers_503_and_a_retry_posts_once(
     api: Api, database: ScratchDatabase
 ) -> None:
     book = await api.book()
     issuance, member = await api.funded(book, 5)
+    key = uuid.uuid4().hex
+    answer = await _batch_cut(api, database, book, issuance, member, key)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert answer.json()["type"] == "urn:timebank:problem:unavailable"
+    # Not stored under the key: the retry posts, once.
+    retry = await api.transfer(book, issuance, member, 2, key=key)
+    assert retry.status_code == 201, retry.text
+    again = await api.transfer(book, issuance, member, 2, key=key)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     superuser = await asyncpg.connect(database.superuser_url)
     try:
-        # The book's head is held, so the sequencer's write waits on it: its connection is
-        # then cut, as by a restart in the middle of a batch.
-        holder = await asyncpg.connect(database.superuser_url)
-        try:
-            await holder.execute("BEGIN")
-            await holder.execute("SELECT 1 FROM book_heads WHERE book_code = $1 FOR UPDATE", book)
-            key = uuid.uuid4().hex
-            posting = asyncio.create_task(api.transfer(book, issuance, member, 2, key=key))
-            async with asyncio.timeout(30):
-                while True:
-                    waiting = await superuser.fetchval(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND pid <> $1",
-                        holder.get_server_pid(),
-                    )
-                    if waiting is not None:
-                        break
-                    await asyncio.sleep(0.05)
-            await superuser.execute("SELECT pg_terminate_backend($1)", waiting)
-            answer = await posting
-        finally:
-            await holder.close()
-        assert answer.status_code == 503, answer.text
-        assert answer.headers["Retry-After"] == "1"
-        assert answer.headers["Content-Type"] == "application/problem+json"
-        assert answer.json()["type"] == "urn:timebank:problem:unavailable"
-        # Not stored under the key: the retry posts, once.
-        retry = await api.transfer(book, issuance, member, 2, key=key)
-        assert retry.status_code == 201, retry.text
-        again = await api.transfer(book, issuance, member, 2, key=key)
-        assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
         entries = await superuser.fetchval(
             "SELECT count(*) FROM journal_entries WHERE book_code = $1", book
         )
-        assert entries == 2  # the funding and the retried transfer
     finally:
         await superuser.close()
+    assert entries == 2  # the funding and the retried transfer
+
+
+async def test_after_an_outage_the_sequencer_reads_every_book_again(
+    api: Api, database: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the sequencer remembers of each book (its head, its accounts) is forgotten when a
+    batch meets an outage, in every book: after a failover the new primary may not hold a
+    commit that was in flight, so each book's next batch reads what the database holds."""
+    cut, other = await api.book(), await api.book()
+    cut_issuance, cut_member = await api.funded(cut, 5)
+    issuance, member = await api.funded(other, 5)
+    read: list[str] = []
+    load_state = store.load_state
+
+    async def reading(conn: Any, book: str, *args: Any, **kwargs: Any) -> Any:
+        read.append(book)
+        return await load_state(conn, book, *args, **kwargs)
+
+    monkeypatch.setattr(store, "load_state", reading)
+    assert (await api.transfer(other, issuance, member, 1)).status_code == 201
+    assert read == []  # applied on what the book's last batch left
+    answer = await _batch_cut(api, database, cut, cut_issuance, cut_member, uuid.uuid4().hex)
+    assert answer.status_code == 503, answer.text
+    read.clear()
+    assert (await api.transfer(other, issuance, member, 1)).status_code == 201
+    assert read == [other]
 
 
 async def test_unexpected_errors_are_500_and_outages_503_from_any_route(api: Api) -> None:

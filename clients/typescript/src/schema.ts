@@ -339,6 +339,8 @@ export interface paths {
          * Export
          * @description Entries `from_seq` to `to_seq` (default: to the head) with their receipts, then the
          *     checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors).
+         *     The range and its checkpoint are decided on the primary; the entries may then be read
+         *     from the standby, when it is within the bound and holds them all (the same bytes).
          */
         get: operations["export_v1_books__code__export_get"];
         put?: never;
@@ -2157,6 +2159,8 @@ export interface paths {
          *     redemptions beside `kiosk_redemptions` confirmed, over the whole scope. An organisation
          *     sees only the entries that move one of its own accounts (a charity's pools, a kiosk site's
          *     redemption account): gifts, transfers, grants and expiries move none, so they are 0.
+         *     Read from the standby when the service has one within its lag bound
+         *     (`Timebank-Read-Source`, `Timebank-Read-Lag`).
          */
         get: operations["exchange_stats_v1_stats_exchange_get"];
         put?: never;
@@ -2179,7 +2183,8 @@ export interface paths {
          * @description Certified service (approved records) by category, organisation, community or month,
          *     with totals, and `ledger`: the same minutes recomputed from the journal (service credits
          *     less their reversals), which must equal `totals.minutes`. Organisations see only the
-         *     service they certified.
+         *     service they certified. Read from the standby when the service has one within its lag
+         *     bound (`Timebank-Read-Source`, `Timebank-Read-Lag`).
          */
         get: operations["service_stats_v1_stats_service_get"];
         put?: never;
@@ -7717,6 +7722,10 @@ export interface operations {
             /** @description JSON Lines (entries, then the checkpoint) or CSV (one row per leg) */
             200: {
                 headers: {
+                    /** @description How far behind the primary the answer may be, in seconds (0 from the primary, or from a standby that had replayed all it received). Absent with no standby. */
+                    "Timebank-Read-Lag"?: number;
+                    /** @description Where the answer was read: `standby` (TIMEBANK_READ_DATABASE_URL, within TIMEBANK_READ_MAX_LAG_S of the primary) or `primary`. Absent when the service has no standby to read from. */
+                    "Timebank-Read-Source"?: "standby" | "primary";
                     [name: string]: unknown;
                 };
                 content: {
@@ -17344,6 +17353,10 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description How far behind the primary the answer may be, in seconds (0 from the primary, or from a standby that had replayed all it received). Absent with no standby. */
+                    "Timebank-Read-Lag"?: number;
+                    /** @description Where the answer was read: `standby` (TIMEBANK_READ_DATABASE_URL, within TIMEBANK_READ_MAX_LAG_S of the primary) or `primary`. Absent when the service has no standby to read from. */
+                    "Timebank-Read-Source"?: "standby" | "primary";
                     [name: string]: unknown;
                 };
                 content: {
@@ -17429,6 +17442,10 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description How far behind the primary the answer may be, in seconds (0 from the primary, or from a standby that had replayed all it received). Absent with no standby. */
+                    "Timebank-Read-Lag"?: number;
+                    /** @description Where the answer was read: `standby` (TIMEBANK_READ_DATABASE_URL, within TIMEBANK_READ_MAX_LAG_S of the primary) or `primary`. Absent when the service has no standby to read from. */
+                    "Timebank-Read-Source"?: "standby" | "primary";
                     [name: string]: unknown;
                 };
                 content: {
