@@ -306,11 +306,17 @@ async def export(
     from_seq: SeqParam = 1,
     to_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
+    receipts: Annotated[
+        bool,
+        Query(description="JSON Lines: each entry line with its receipt (CSV has none)"),
+    ] = True,
 ) -> Response:
-    """Entries `from_seq` to `to_seq` (default: to the head) with their receipts, then the
-    checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors)."""
+    """Entries `from_seq` to `to_seq` (default: to the head) with their receipts (unless
+    `receipts=false`), then the checkpoint that covers them, its proofs and the JWKS; or CSV
+    (admins and auditors)."""
     await _book(caller, session, code, ("admin", "auditor"), "export books")
-    plan = await audit_export.plan_export(audit, code, from_seq, to_seq, fmt == "jsonl")
+    jsonl = fmt == "jsonl"
+    plan = await audit_export.plan_export(audit, code, from_seq, to_seq, jsonl, receipts)
     name = f"{code}-{plan.from_seq}-{plan.to_seq}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if fmt == "csv":

@@ -337,8 +337,9 @@ export interface paths {
         };
         /**
          * Export
-         * @description Entries `from_seq` to `to_seq` (default: to the head) with their receipts, then the
-         *     checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors).
+         * @description Entries `from_seq` to `to_seq` (default: to the head) with their receipts (unless
+         *     `receipts=false`), then the checkpoint that covers them, its proofs and the JWKS; or CSV
+         *     (admins and auditors).
          */
         get: operations["export_v1_books__code__export_get"];
         put?: never;
@@ -7702,6 +7703,8 @@ export interface operations {
                 from_seq?: number;
                 to_seq?: number | null;
                 format?: "jsonl" | "csv";
+                /** @description JSON Lines: each entry line with its receipt (CSV has none) */
+                receipts?: boolean;
             };
             header?: {
                 /** @description mini-program credentials: the member this request acts for */
