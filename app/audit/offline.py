@@ -61,8 +61,16 @@ class CompactRange:
         stack.append((level, index, value))
 
     def append(self, leaf: bytes) -> None:
-        """Add the next leaf hash."""
-        self._push(self.nodes, (0, self.end, leaf))
+        """Add the next leaf hash (`_push`, written out: it runs once an entry)."""
+        nodes, level, index, value = self.nodes, 0, self.end, leaf
+        while index & 1 and nodes:
+            top_level, top_index, top = nodes[-1]
+            if top_level != level or top_index != index - 1:
+                break
+            nodes.pop()
+            value = merkle.node_hash(top, value)
+            level, index = level + 1, index >> 1
+        nodes.append((level, index, value))
         self.end += 1
 
     def root(self, prefix: list[bytes], nodes: list[tuple[int, int, bytes]] | None = None) -> bytes:
