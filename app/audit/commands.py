@@ -24,7 +24,6 @@ from app.audit.offline import (
 )
 from app.config import get_settings
 from app.kit import deep_json
-from app.runtime import settle_heap
 
 keys_cli = typer.Typer(help="Signing keys of receipts and checkpoints.", no_args_is_help=True)
 audit_cli = typer.Typer(help="Offline checks of exports and receipts.", no_args_is_help=True)
@@ -181,6 +180,8 @@ def verify(
         total = max(0, int(bounds["to_seq"]) - int(bounds["from_seq"]) + 1)
     except (ValueError, KeyError, TypeError):
         total = 0
+    from app.runtime import settle_heap  # (here: the other commands do not need it)
+
     # What is alive now lives until the end; the verifier's state only grows (no cycles to
     # find), and the collector's passes over it cost about a tenth of the time.
     settle_heap()
