@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
 import typer
@@ -28,10 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from app import migrate as migrations
 from app.audit.commands import audit_cli, keys_cli
 from app.config import Settings, get_settings
-from app.db import DatabaseUrls, resolve_database
 from app.kit.faults import arm_from_spec
 from app.kit.pg_pool import connect
 from app.logging import configure_logging, logging_config
@@ -44,10 +42,18 @@ cli.add_typer(audit_cli, name="audit")
 console = Console(stderr=True)
 log = structlog.get_logger("timebank.cli")
 
+if TYPE_CHECKING:
+    from app.db import DatabaseUrls
+
 
 def _database(settings: Settings, migrate: bool = True) -> DatabaseUrls:
     """The database the settings name (the embedded one started if need be), migrated first
     unless `migrate` is false."""
+    # Imported here: SQLAlchemy and Alembic are half the start-up of a command that needs no
+    # database, such as `timebank audit verify`.
+    from app import migrate as migrations
+    from app.db import resolve_database
+
     urls = resolve_database(settings)
     if migrate:
         asyncio.run(migrations.upgrade(urls.owner, settings.app_role))
@@ -171,6 +177,8 @@ def follow_log(
 @cli.command()
 def migrate() -> None:
     """Apply database migrations (as the owner role)."""
+    from app import migrate as migrations
+
     settings = get_settings()
     _database(settings)
     console.print(f"database at migration {migrations.head_revision()}")

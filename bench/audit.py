@@ -1,6 +1,9 @@
 """(d) inclusion proofs/s from the stored subtrees of a 1,000,000-entry tree, against primary-key
-lookups of single subtrees on the same table; (e) `timebank audit verify` entries/s on an export
-of the (b) book, against reading the same file and hashing each line with SHA-256.
+lookups of single subtrees on the same table; (e) the auditor's export and `timebank audit
+verify` on the (b) book grown to `--export-entries`: the export over HTTP with and without
+receipts, and the offline verification of each file (receipts checked here, or by `--jobs`
+processes), against the export and verification with receipts (what they were before issue
+23) and against reading the file and hashing each line with SHA-256.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import asyncpg
+import httpx
 
 from app.audit import merkle, tlog
 from app.audit.export import jsonl, plan_export
-from app.audit.offline import verify_export
+from app.audit.export_lines import lines_before, split_export
+from app.audit.offline import ExportReport, verify_export
 from app.audit.service import AuditLog
 from app.config import Settings
 from app.db import DatabaseUrls
+from app.runtime import Runtime
 
 PROOF_BOOK = "bench_tree"  # subtrees only: the proofs read nothing else
 
@@ -105,17 +112,97 @@ async def bench_proofs(
     }
 
 
+async def fill_book(urls: DatabaseUrls, settings: Settings, *, book: str, entries: int) -> int:
+    """Post two-leg transfers to (b)'s book, between its issuance account and its members, as
+    (b) does, until it holds `entries` entries; how many it holds."""
+    from bench.inprocess import _post_all, _requests
+
+    conn = await asyncpg.connect(urls.app)
+    try:
+        head = await conn.fetchval(
+            "SELECT max(seq) FROM journal_entries WHERE book_code = $1", book
+        )
+        accounts = await conn.fetch(
+            "SELECT id::text, owner FROM accounts WHERE book_code = $1 ORDER BY created_at", book
+        )
+    finally:
+        await conn.close()
+    missing = entries - (head or 0)
+    if missing <= 0:
+        return int(head or 0)
+    issuance = next(a["id"] for a in accounts if a["owner"] == "system:issuance")
+    members = [a["id"] for a in accounts if a["owner"].startswith("person:")]
+    runtime = await Runtime.open(urls.app, settings)
+    try:
+        requests = _requests(book, issuance, members, str(uuid.uuid4()), missing, "fill")
+        _, statuses = await _post_all(runtime, book, requests, 2_000)
+    finally:
+        await runtime.close()
+    if statuses != {201: missing}:
+        raise RuntimeError(f"filling {book!r}: {statuses}")
+    return entries
+
+
+def http_export(base: str, token: str, book: str, receipts: bool) -> tuple[float, int]:
+    """Seconds and bytes of one export streamed to nowhere, from the request to the last byte."""
+    params = {"receipts": "true" if receipts else "false"}
+    headers = {"Authorization": f"Bearer {token}"}
+    size = 0
+    with httpx.Client(timeout=600.0) as client:
+        started = time.perf_counter()
+        path = f"{base}/v1/books/{book}/export"
+        with client.stream("GET", path, params=params, headers=headers) as answer:
+            if answer.status_code != 200:
+                raise RuntimeError(f"export: {answer.status_code} {answer.read()[:200]!r}")
+            for chunk in answer.iter_raw(1 << 20):
+                size += len(chunk)
+        return time.perf_counter() - started, size
+
+
+def bench_http_export(base: str, token: str, *, book: str, entries: int) -> dict[str, Any]:
+    """The book's export over HTTP with receipts (twice) and without (three times, alternating),
+    after one checkpoint covers the book (so that no request integrates or signs one)."""
+    signed = httpx.post(
+        f"{base}/v1/books/{book}/checkpoints",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=600.0,
+    )
+    if signed.status_code not in (200, 201):
+        raise RuntimeError(f"checkpoint: {signed.status_code} {signed.text[:200]}")
+    runs: dict[bool, list[float]] = {True: [], False: []}
+    sizes: dict[bool, int] = {}
+    for receipts in (True, False, False, True, False):
+        seconds, sizes[receipts] = http_export(base, token, book, receipts)
+        runs[receipts].append(seconds)
+    with_s, without_s = statistics.median(runs[True]), statistics.median(runs[False])
+    return {
+        "entries": entries,
+        "with_receipts_seconds": [round(t, 3) for t in runs[True]],
+        "without_receipts_seconds": [round(t, 3) for t in runs[False]],
+        "with_receipts_bytes": sizes[True],
+        "without_receipts_bytes": sizes[False],
+        "with_receipts_entries_per_s": round(entries / with_s, 1),
+        "without_receipts_entries_per_s": round(entries / without_s, 1),
+        "how": (
+            "GET /v1/books/{code}/export?receipts=true|false from `timebank serve --workers 1` "
+            "(its follower running), streamed by httpx and dropped, from the request to the "
+            "last byte; medians of 2 and 3 runs, alternating"
+        ),
+    }
+
+
 async def export_book(
-    urls: DatabaseUrls, settings: Settings, *, book: str, out: BinaryIO
+    urls: DatabaseUrls, settings: Settings, *, book: str, out: BinaryIO, receipts: bool = True
 ) -> dict[str, Any]:
-    """Write the export of `book` (JSON Lines with receipts), as the export route streams it."""
+    """Write the export of `book` (JSON Lines, with or without receipts), as the export route
+    streams it."""
     audit = await AuditLog.open(urls.app, settings)
     try:
         started = time.perf_counter()
         async with audit.pool.acquire() as conn:
             await tlog.integrate(conn, book)
         integrated = time.perf_counter()
-        plan = await plan_export(audit, book, 1, None, True)
+        plan = await plan_export(audit, book, 1, None, True, receipts)
         async for chunk in jsonl(audit, plan):
             out.write(chunk)
         exported = time.perf_counter()
@@ -129,42 +216,73 @@ async def export_book(
     }
 
 
+def verify_file(path: Path, jobs: int) -> tuple[float, ExportReport]:
+    """Seconds `timebank audit verify` takes on the file, without start-up and progress bar:
+    the same reading, the same heap settings, the same checks."""
+    from bench.inprocess import _serving_heap
+
+    gc.collect()
+    with _serving_heap():
+        started = time.perf_counter()
+        trailer, start = split_export(path)
+        report = verify_export(lines_before(path, start), trailer, jobs=jobs)
+        return time.perf_counter() - started, report
+
+
+def read_and_hash(path: Path) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    for line in path.read_bytes().split(b"\n"):
+        hashlib.sha256(line).digest()
+    return time.perf_counter() - started
+
+
 def bench_audit_verify(
-    urls: DatabaseUrls, settings: Settings, *, book: str, reps: int = 1
+    urls: DatabaseUrls, settings: Settings, *, book: str, jobs: int, reps: int = 3
 ) -> dict[str, Any]:
-    """Export `book` to a file, then time the offline verifier against reading the file and
+    """Export `book` to two files, with and without receipts; time the offline verifier on
+    each (with receipts: here, then with `jobs` processes), against reading the file and
     hashing each line."""
     from bench.run import run_async
 
     with tempfile.TemporaryDirectory(prefix="tb-bench-export-") as folder:
-        path = Path(folder) / "export.jsonl"
-        with path.open("wb") as out:
+        signed, bare = Path(folder) / "signed.jsonl", Path(folder) / "bare.jsonl"
+        with signed.open("wb") as out:
             exported = run_async(export_book(urls, settings, book=book, out=out))
+        with bare.open("wb") as out:
+            exported_bare = run_async(
+                export_book(urls, settings, book=book, out=out, receipts=False)
+            )
         entries = exported["entries"]
-        verify_times, baseline_times = [], []
-        for _ in range(reps):
-            gc.collect()
-            t0 = time.perf_counter()
-            lines = path.read_bytes().split(b"\n")
-            verify_export(lines[:-2], lines[-2])
-            verify_times.append(time.perf_counter() - t0)
-            gc.collect()
-            t0 = time.perf_counter()
-            for line in path.read_bytes().split(b"\n"):
-                hashlib.sha256(line).digest()
-            baseline_times.append(time.perf_counter() - t0)
-        size = path.stat().st_size
-    verify_s, baseline_s = statistics.median(verify_times), statistics.median(baseline_times)
+        # Receipts cost about 100 µs an entry here: one run each; the rest `reps` runs.
+        verify_s, report = verify_file(signed, 1)
+        jobs_s, jobs_report = verify_file(signed, jobs)
+        bare_runs = [verify_file(bare, 1) for _ in range(reps)]
+        if not (report.receipts == jobs_report.receipts == entries) or bare_runs[0][1].receipts:
+            raise RuntimeError("the files are not what they should be")
+        baseline_s = statistics.median(read_and_hash(signed) for _ in range(reps))
+        bare_baseline_s = statistics.median(read_and_hash(bare) for _ in range(reps))
+        sizes = signed.stat().st_size, bare.stat().st_size
+    bare_s = statistics.median(seconds for seconds, _ in bare_runs)
     return {
         **exported,
-        "file_bytes": size,
-        "verify_seconds": [round(t, 3) for t in verify_times],
+        "export_without_receipts_entries_per_s": exported_bare["export_entries_per_s"],
+        "file_bytes": sizes[0],
+        "file_without_receipts_bytes": sizes[1],
+        "verify_seconds": [round(verify_s, 3)],
         "verify_entries_per_s": round(entries / verify_s, 1),
+        "jobs": jobs,
+        "verify_jobs_entries_per_s": round(entries / jobs_s, 1),
+        "verify_without_receipts_seconds": [round(seconds, 3) for seconds, _ in bare_runs],
+        "verify_without_receipts_entries_per_s": round(entries / bare_s, 1),
         "baseline_entries_per_s": round(entries / baseline_s, 1),
+        "baseline_without_receipts_entries_per_s": round(entries / bare_baseline_s, 1),
         "how": (
-            "app.audit.offline.verify_export (what `timebank audit verify` runs, without the "
-            "progress bar) on the export of the (b) book: strict JSON, JCS + SHA-256, one "
-            "Ed25519 receipt verification per entry, chain, ledger rules, Merkle root, "
-            "checkpoint; baseline: read the same file and SHA-256 each line"
+            "what `timebank audit verify` runs (app.audit.export_lines reading the file, "
+            "app.audit.offline.verify_export, the heap settled; no start-up, no progress bar) on "
+            "the exports of the (b) book: strict JSON, JCS + SHA-256, the chain, the ledger "
+            "rules, the Merkle root, the checkpoint, and each receipt where the file has them "
+            "(one Ed25519 verification an entry); baseline: read the same file and SHA-256 "
+            "each line"
         ),
     }

@@ -8,7 +8,9 @@
 (a') (a) with TIMEBANK_RECEIPTS=false, what signing a receipt per answer costs: two servers,
     measured in alternating windows (on, off, off, on) of half the duration each.
 (d) inclusion proofs/s in a 1,000,000-leaf tree of stored subtrees, next to primary-key lookups.
-(e) `timebank audit verify` entries/s on an export of (b)'s book, next to read + SHA-256.
+(e) the auditor's export over HTTP and `timebank audit verify`, entries/s, on (b)'s book grown
+    to --export-entries, each with and without receipts: next to the same with receipts (what
+    both were before issue 23), to read + SHA-256 of the file, and to the 50,000/s target.
 
 Everything runs against a fresh embedded PostgreSQL in a temporary directory, which is stopped
 and deleted at the end (also on Ctrl-C or an error). Targets are reported, never asserted.
@@ -55,7 +57,14 @@ BOOK = "bench"
 INPROC_BOOK = "bench_inproc"
 T = TypeVar("T")
 
-TARGETS = {"http_ratio": 0.5, "http_p99_ms": 50.0, "postings_ratio": 0.15, "verify_ratio": 0.3}
+TARGETS = {
+    "http_ratio": 0.5,
+    "http_p99_ms": 50.0,
+    "postings_ratio": 0.15,
+    "verify_ratio": 0.3,
+    "export_entries_per_s": 50_000,
+    "audit_verify_entries_per_s": 50_000,
+}
 
 
 def log(message: str) -> None:
@@ -87,6 +96,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=5, help="repetitions of COPY and verify (b, c)")
     p.add_argument("--tree-size", type=int, default=1_000_000, help="leaves of the tree (d)")
     p.add_argument("--proof-seconds", type=float, default=3.0, help="seconds of proofs (d)")
+    p.add_argument(
+        "--export-entries",
+        type=int,
+        default=100_000,
+        help="entries of (b)'s book when it is exported and verified: it is grown to this (e)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes checking receipts in `audit verify` (e)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -541,18 +562,62 @@ def measure_inprocess(
     return b, c
 
 
-def measure_audit(args: argparse.Namespace, urls: Any, settings: Any) -> dict[str, Any]:
-    from bench.audit import bench_audit_verify, bench_proofs
+def measure_audit(
+    args: argparse.Namespace,
+    urls: Any,
+    settings: Any,
+    timebank: str,
+    env: dict[str, str],
+    servers: list[Server],
+) -> dict[str, Any]:
+    from bench.audit import bench_audit_verify, bench_http_export, bench_proofs, fill_book
 
     log(f"(d) inclusion proofs in a tree of {args.tree_size} leaves (subtrees stored by COPY)")
     proofs = run_async(bench_proofs(urls, size=args.tree_size, seconds=args.proof_seconds))
-    log(f"(e) export {INPROC_BOOK!r} with receipts, then `audit verify` it vs read + sha256")
-    verify = bench_audit_verify(urls, settings, book=INPROC_BOOK)
+    log(f"(e) {INPROC_BOOK!r} grown to {args.export_entries} entries")
+    entries = run_async(fill_book(urls, settings, book=INPROC_BOOK, entries=args.export_entries))
+    port = free_port()
+    server = Server(
+        "ledger-export",
+        [timebank, "serve", "--host", HOST, "--port", str(port), "--workers", "1"],
+        env,
+        RESULTS / "ledger-export-server.log",
+        ROOT,
+    )
+    servers.append(server)
+    server.start()
+    base = f"http://{HOST}:{port}"
+    server.wait_ready(base + "/readyz")
+    log(f"(e) its export over HTTP from {base}, with and without receipts")
+    try:
+        token = create_token(timebank, env)
+        http = bench_http_export(base, token, book=INPROC_BOOK, entries=entries)
+    finally:
+        log(f"export server stopped (exit {server.stop()})")
+    log(f"(e) `audit verify` of its exports with receipts (here, then {args.jobs} processes) and "
+        "without, vs read + sha256")  # fmt: skip
+    verify = bench_audit_verify(urls, settings, book=INPROC_BOOK, jobs=args.jobs)
+    baseline = verify["verify_entries_per_s"]
+    bare = verify["verify_without_receipts_entries_per_s"]
+    bare_http = http["without_receipts_entries_per_s"]
     return {
         "proofs": {**proofs, "ratio": round(proofs["proofs_per_s"] / proofs["lookups_per_s"], 3)},
         "audit_verify": {
             **verify,
-            "ratio": round(verify["verify_entries_per_s"] / verify["baseline_entries_per_s"], 4),
+            "ratio": round(baseline / verify["baseline_entries_per_s"], 4),
+            "jobs_ratio": round(verify["verify_jobs_entries_per_s"] / baseline, 3),
+            "without_receipts_ratio": round(bare / baseline, 2),
+            "without_receipts_ratio_to_read": round(
+                bare / verify["baseline_without_receipts_entries_per_s"], 3
+            ),
+            "target": f">= {TARGETS['audit_verify_entries_per_s']:,} entries/s without receipts",
+            "pass": bare >= TARGETS["audit_verify_entries_per_s"],
+        },
+        "export": {
+            **http,
+            "ratio": round(bare_http / http["with_receipts_entries_per_s"], 2),
+            "target": f">= {TARGETS['export_entries_per_s']:,} entries/s without receipts",
+            "pass": bare_http >= TARGETS["export_entries_per_s"],
         },
     }
 
@@ -575,7 +640,6 @@ def _http_detail(r: dict[str, Any]) -> str:
 
 def render(summary: dict[str, Any]) -> str:
     m, a, b, c = summary["machine"], summary["http"], summary["postings"], summary["verify"]
-    d, e = summary["audit"]["proofs"], summary["audit"]["audit_verify"]
     pg = summary["postgres"]
     lines = [
         f"Timebank ledger benchmark  {summary['started_at']}  ({summary['seconds']:.0f} s)",
@@ -622,28 +686,9 @@ def render(summary: dict[str, Any]) -> str:
             f">= {TARGETS['verify_ratio']}",
             verdict(c["pass"]),
         ),
-        (
-            f"(d) inclusion proofs, {d['tree_size']:,} leaves",
-            f"{d['proofs_per_s']:.0f} proofs/s",
-            f"PK lookup {d['lookups_per_s']:.0f} rows/s",
-            f"{d['ratio']:.3f}",
-            "-",
-            "-",
-        ),
-        (
-            "(e) audit verify (offline)",
-            f"{e['verify_entries_per_s']:.0f} entries/s",
-            f"read+sha256 {e['baseline_entries_per_s']:.0f} lines/s",
-            f"{e['ratio']:.4f}",
-            "-",
-            "-",
-        ),
+        *audit_rows(summary["audit"]),
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += table(rows)
     lines += [
         "",
         f"(a) {a['client']} HTTP/1.1 keep-alive client, {a['connections']} connections, "
@@ -702,14 +747,89 @@ def render(summary: dict[str, Any]) -> str:
         f"verify's own two queries alone, no checks: "
         f"{c['verify_queries_only_entries_per_s']:.0f} entries/s",
         f"    {c['how']}",
+        *audit_details(summary["audit"]),
+    ]
+    return "\n".join(lines)
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows in columns, the first a header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def audit_rows(audit: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(d) and (e) as rows of the table."""
+    d, e, x = audit["proofs"], audit["audit_verify"], audit["export"]
+    target = f">= {TARGETS['export_entries_per_s']:,}/s"
+    return [
+        (
+            f"(d) inclusion proofs, {d['tree_size']:,} leaves",
+            f"{d['proofs_per_s']:.0f} proofs/s",
+            f"PK lookup {d['lookups_per_s']:.0f} rows/s",
+            f"{d['ratio']:.3f}",
+            "-",
+            "-",
+        ),
+        (
+            f"(e) export over HTTP, {x['entries']:,}, no receipts",
+            f"{x['without_receipts_entries_per_s']:.0f} entries/s",
+            f"with receipts {x['with_receipts_entries_per_s']:.0f} entries/s",
+            f"{x['ratio']:.2f}",
+            target,
+            verdict(x["pass"]),
+        ),
+        (
+            "(e) audit verify, no receipts",
+            f"{e['verify_without_receipts_entries_per_s']:.0f} entries/s",
+            f"with receipts {e['verify_entries_per_s']:.0f} entries/s",
+            f"{e['without_receipts_ratio']:.2f}",
+            target,
+            verdict(e["pass"]),
+        ),
+        (
+            f"(e) audit verify, receipts, --jobs {e['jobs']}",
+            f"{e['verify_jobs_entries_per_s']:.0f} entries/s",
+            f"--jobs 1 {e['verify_entries_per_s']:.0f} entries/s",
+            f"{e['jobs_ratio']:.2f}",
+            "-",
+            "-",
+        ),
+        (
+            "(e) audit verify, receipts, --jobs 1",
+            f"{e['verify_entries_per_s']:.0f} entries/s",
+            f"read+sha256 {e['baseline_entries_per_s']:.0f} lines/s",
+            f"{e['ratio']:.4f}",
+            "-",
+            "-",
+        ),
+    ]
+
+
+def audit_details(audit: dict[str, Any]) -> list[str]:
+    """(d) and (e) in words, under the table."""
+    d, e, x = audit["proofs"], audit["audit_verify"], audit["export"]
+    return [
         f"(d) {d['proofs']} proofs ({d['proof_hashes']} hashes each, {d['proofs_verified']} "
         f"checked against the root); {d['subtrees_stored']:,} subtrees hashed in "
         f"{d['hash_seconds']} s, COPY {d['copy_seconds']} s; {d['how']}",
-        f"(e) {e['entries']} entries, {e['file_bytes']:,} B; integrate {e['integrate_seconds']} s"
-        f", export {e['export_entries_per_s']:.0f} entries/s; verify runs {e['verify_seconds']} s;"
-        f" {e['how']}",
+        f"(e) export: {x['with_receipts_bytes']:,} B with receipts (runs "
+        f"{x['with_receipts_seconds']} s), {x['without_receipts_bytes']:,} B without (runs "
+        f"{x['without_receipts_seconds']} s); {x['how']}",
+        f"    in process, to a file: {e['export_entries_per_s']:.0f} entries/s with receipts, "
+        f"{e['export_without_receipts_entries_per_s']:.0f} without (integrate "
+        f"{e['integrate_seconds']} s first)",
+        f"    verify: {e['entries']} entries; with receipts {e['file_bytes']:,} B, runs "
+        f"{e['verify_seconds']} s; without {e['file_without_receipts_bytes']:,} B, runs "
+        f"{e['verify_without_receipts_seconds']} s, "
+        f"{e['without_receipts_ratio_to_read']:.3f} of read+sha256 of that file "
+        f"({e['baseline_without_receipts_entries_per_s']:.0f} lines/s); {e['how']}",
     ]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -763,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
             run_async(migrations.upgrade(urls.owner, settings.app_role))  # (a) left it to serve
             summary["postings"], summary["verify"] = measure_inprocess(args, urls, settings, pgdata)
         if "audit" in parts:
-            summary["audit"] = measure_audit(args, urls, settings)
+            summary["audit"] = measure_audit(args, urls, settings, timebank, env, servers)
     except BaseException as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         for server in servers:
@@ -788,7 +908,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.scale import render as render_scale
 
         print(render_scale(summary["scale"]))
-    elif args.only:  # a partial run: the table needs every part
+    elif args.only:  # a partial run: the table needs every part but (d) and (e)
+        if "audit" in summary:
+            rows = [("figure", "ledger", "baseline", "ratio", "target", "result")]
+            print("\n".join(table([*rows, *audit_rows(summary["audit"])])))
+            print("\n".join(audit_details(summary["audit"])))
         for part in ("http", "postings", "verify"):
             if part in summary:
                 print(

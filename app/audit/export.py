@@ -1,5 +1,6 @@
-"""The auditor's export of a range of a book: JSON Lines with receipts and the checkpoint that
-covers it, or CSV for spreadsheets (docs/audit-format.md §8). Streamed in constant memory."""
+"""The auditor's export of a range of a book: JSON Lines (with or without receipts) and the
+checkpoint that covers it, or CSV for spreadsheets (docs/audit-format.md §8). Streamed in
+constant memory."""
 
 from __future__ import annotations
 
@@ -50,13 +51,19 @@ class ExportPlan:
     from_seq: int
     to_seq: int
     checkpoint: tlog.SignedCheckpoint | None
+    receipts: bool = True
 
 
 async def plan_export(
-    audit: AuditLog, book: str, from_seq: int, to_seq: int | None, with_checkpoint: bool
+    audit: AuditLog,
+    book: str,
+    from_seq: int,
+    to_seq: int | None,
+    with_checkpoint: bool,
+    receipts: bool = True,
 ) -> ExportPlan:
     """Check the range against the book's journal; for JSON Lines, find (or sign) the
-    checkpoint that covers it."""
+    checkpoint that covers it. `receipts`: whether JSON Lines carry each entry's receipt."""
     heads = await audit.heads(book)
     last = heads.journal_seq if to_seq is None else to_seq
     if last > heads.journal_seq:
@@ -64,7 +71,7 @@ async def plan_export(
     if from_seq > last + 1 or (from_seq > last and last > 0):
         raise invalid("from_seq", f"from_seq must be between 1 and to_seq ({last})")
     checkpoint = await audit.covering(book, last, "to_seq") if with_checkpoint else None
-    return ExportPlan(book, from_seq, last, checkpoint)
+    return ExportPlan(book, from_seq, last, checkpoint, receipts)
 
 
 async def _entries(
@@ -110,12 +117,15 @@ async def jsonl(
     plan: ExportPlan,
     connection: AbstractAsyncContextManager[asyncpg.Connection] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Entry lines (the entry's JCS bytes, its hash and receipt), then the trailer line, read
-    on `connection` (default: one of the log's pool)."""
+    """Entry lines (the entry's JCS bytes, its hash and, if planned, its receipt), then the
+    trailer line, read on `connection` (default: one of the log's pool)."""
     if plan.checkpoint is None:
         raise ValueError("a JSON Lines export needs its checkpoint")
     async with connection or acquire(audit.pool) as conn:
         async for rows in _entries(conn, plan):
+            if not plan.receipts:
+                yield _bare_lines(rows)
+                continue
             out = bytearray()
             for row in rows:
                 body = bytes(row["body"])
@@ -127,6 +137,14 @@ async def jsonl(
             yield bytes(out)
         trailer = await _trailer(audit, conn, plan)
         yield compact_json(trailer.model_dump(exclude_none=True)) + b"\n"
+
+
+def _bare_lines(rows: list[asyncpg.Record]) -> bytes:
+    """`{"entry":...,"entry_hash":"..."}` lines: the stored JCS bytes are written as they are."""
+    return b"".join(
+        b'{"entry":%b,"entry_hash":"%b"}\n' % (row["body"], row["entry_hash"].encode())
+        for row in rows
+    )
 
 
 async def _trailer(

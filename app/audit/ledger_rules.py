@@ -51,6 +51,11 @@ def parse_timestamp(value: Any) -> datetime | None:
     if match is None:
         return None
     try:
+        # The C parser reads every ASCII string of the pattern as the fields below do.
+        return datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    try:  # `\d` also matches other scripts' digits, which int() reads and fromisoformat not
         year, month, day, hour, minute, second, micro = (int(part) for part in match.groups())
         return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     except ValueError:
@@ -79,6 +84,80 @@ def _text(value: Any, pattern: re.Pattern[str]) -> bool:
 
 def check_shape(entry: Any, seq: int) -> None:
     """Raise RuleError unless `entry` has exactly the members, types and formats of §2."""
+    if not _plain_shape(entry):
+        _shape_error(entry, seq)
+    if _unsafe_integer(entry["meta"]):
+        raise RuleError(seq, "meta holds an integer outside ±(2^53-1)")
+    actor = entry["meta"].get(ACTOR)
+    if actor is not None and not (
+        isinstance(actor, dict)
+        and "credential" in actor
+        and set(actor) <= {"credential", "member"}
+        and all(_text(v, UUID_RE) for v in actor.values())
+    ):
+        raise RuleError(seq, "meta.actor must be {credential[, member]} with lowercase UUIDs")
+
+
+# Strings that matched the pattern of their member: an export repeats its book, kinds, assets
+# and accounts on most lines, and looking one up costs a tenth of a match. Bounded, since a
+# book's accounts are many.
+_BOOKS: set[str] = set()
+_KINDS: set[str] = set()
+_ASSETS: set[str] = set()
+_ACCOUNTS: set[str] = set()
+_SEEN_MAX = 100_000
+
+
+def _remember(seen: set[str], pattern: re.Pattern[str], text: str) -> bool:
+    """Whether `text` matches `pattern`, kept in `seen` if it does."""
+    if pattern.fullmatch(text) is None:
+        return False
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    seen.add(text)
+    return True
+
+
+def _plain_shape(entry: Any) -> bool:
+    """Whether the members and legs are all right: the checks of `_shape_error` in one
+    expression, which an export's verification runs once an entry (`_shape_error` says what
+    is wrong only when something is)."""
+    if not (
+        isinstance(entry, dict)
+        and entry.keys() == ENTRY_MEMBERS
+        and type(book := entry["book"]) is str
+        and (book in _BOOKS or _remember(_BOOKS, BOOK_RE, book))
+        and type(seq := entry["seq"]) is int
+        and seq >= 1
+        and type(tx_id := entry["tx_id"]) is str
+        and UUID_RE.fullmatch(tx_id) is not None
+        and type(kind := entry["kind"]) is str
+        and (kind in _KINDS or _remember(_KINDS, KIND_RE, kind))
+        and type(entry["memo"]) is str
+        and isinstance(entry["meta"], dict)
+        and type(prev_hash := entry["prev_hash"]) is str
+        and HASH_RE.fullmatch(prev_hash) is not None
+        and isinstance(legs := entry["legs"], list)
+        and parse_timestamp(entry["posted_at"]) is not None
+    ):
+        return False
+    for leg in legs:
+        if not (
+            isinstance(leg, dict)
+            and leg.keys() == LEG_MEMBERS
+            and type(account_id := leg["account_id"]) is str
+            and (account_id in _ACCOUNTS or _remember(_ACCOUNTS, UUID_RE, account_id))
+            and type(asset := leg["asset"]) is str
+            and (asset in _ASSETS or _remember(_ASSETS, ASSET_RE, asset))
+            and type(amount := leg["amount"]) is int
+            and 0 < abs(amount) <= MAX_SAFE_INTEGER
+        ):
+            return False
+    return True
+
+
+def _shape_error(entry: Any, seq: int) -> None:
+    """Raise the RuleError of the first thing wrong with the members and legs."""
     if not isinstance(entry, dict) or set(entry) != ENTRY_MEMBERS:
         raise RuleError(seq, "the entry does not have exactly the nine members of the format")
     checks = (
@@ -106,16 +185,15 @@ def check_shape(entry: Any, seq: int) -> None:
             and 0 < abs(amount) <= MAX_SAFE_INTEGER
         ):
             raise RuleError(seq, f"leg {index} has a bad account_id, asset or amount")
-    if _unsafe_integer(entry["meta"]):
-        raise RuleError(seq, "meta holds an integer outside ±(2^53-1)")
-    actor = entry["meta"].get(ACTOR)
-    if actor is not None and not (
-        isinstance(actor, dict)
-        and "credential" in actor
-        and set(actor) <= {"credential", "member"}
-        and all(_text(v, UUID_RE) for v in actor.values())
-    ):
-        raise RuleError(seq, "meta.actor must be {credential[, member]} with lowercase UUIDs")
+    raise AssertionError("_plain_shape refused a well-formed entry")  # pragma: no cover
+
+
+def _moment(entry: dict[str, Any]) -> datetime:
+    """The entry's posted_at as a moment (only holds compare it with another)."""
+    posted_at = parse_timestamp(entry["posted_at"])
+    if posted_at is None:
+        raise RuleError(entry["seq"], "posted_at is not a UTC timestamp")
+    return posted_at
 
 
 @dataclass(slots=True)
@@ -177,15 +255,12 @@ class LedgerRules:
             sums[asset] = sums.get(asset, 0) + amount
         if any(sums.values()):
             raise RuleError(seq, f"legs do not balance per asset: {sums}")
-        posted_at = parse_timestamp(entry["posted_at"])
-        if posted_at is None:
-            raise RuleError(seq, "posted_at is not a UTC timestamp")
         if kind == HOLD:
-            self._hold(entry, legs, posted_at)
+            self._hold(entry, legs, _moment(entry))
             for account_id, _, amount in legs:
                 self._balance(account_id).reserve(amount, 1)
         elif kind in (HOLD_POST, HOLD_VOID):
-            hold = self._resolve(entry, legs, posted_at)
+            hold = self._resolve(entry, legs, _moment(entry))
             for account_id, _, amount in hold.legs:
                 self._balance(account_id).reserve(amount, -1)
             hold.resolved_at = seq
@@ -204,8 +279,12 @@ class LedgerRules:
         self.last_posted_at = entry["posted_at"]
 
     def _post(self, legs: list[Leg]) -> None:
+        balances = self.balances
         for account_id, _, amount in legs:
-            self._balance(account_id).posted += amount
+            balance = balances.get(account_id)
+            if balance is None:
+                balance = balances[account_id] = Balance()
+            balance.posted += amount
 
     def _balance(self, account_id: str) -> Balance:
         balance = self.balances.get(account_id)

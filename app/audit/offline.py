@@ -3,15 +3,13 @@ database, no network). docs/audit-format.md §8 is the specification they follow
 
 from __future__ import annotations
 
-import base64
-import binascii
+import collections
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.audit import merkle, receipts
 from app.audit.checkpoint import (
@@ -21,17 +19,18 @@ from app.audit.checkpoint import (
     parse_checkpoint,
     parse_tlog_proof,
 )
-from app.audit.keys import SigningKeyError, jwk_thumbprint, public_key_from_jwk, signing_window
+from app.audit.export_lines import LineError, read_line, strict_json
+from app.audit.keys import SigningKeyError, public_key_from_jwk
 from app.audit.ledger_rules import HASH_RE, LedgerRules, RuleError, check_shape
 from app.audit.note import NoteError, Verifier
-from app.audit.receipting import receipt_claims
-from app.kit import deep_json
-from app.kit.canonical_json import canonical_bytes
+from app.audit.receipt_checker import ReceiptChecker, ReceiptVerdict, start_worker, worker_verdicts
+from app.kit.canonical_json import canonical_object_bytes
 
 GENESIS_HASH = "0" * 64
-MAX_SAFE_INTEGER = 2**53 - 1
-LINE_MEMBERS = frozenset(("entry", "entry_hash", "receipt"))
 TRAILER_MEMBERS = frozenset(("checkpoint", "from_seq", "to_seq", "prefix", "consistency", "jwks"))
+# Lines handed to a process at a time: big enough that passing them costs little next to
+# checking their receipts, small enough that a few in flight hold little memory.
+CHUNK = 1000
 
 
 class VerifyError(Exception):
@@ -44,120 +43,6 @@ class VerifyError(Exception):
     def __str__(self) -> str:
         where = "checkpoint" if self.seq is None else f"seq {self.seq}"
         return f"FAILED {where}: {self.reason}"
-
-
-def strict_json(raw: bytes | str) -> Any:
-    """JSON with no duplicate member and no NaN or Infinity (ValueError otherwise)."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            raise ValueError("duplicate member")
-        return out
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    return deep_json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
-
-
-def _b64url(segment: str) -> bytes:
-    if not segment or len(segment) % 4 == 1:
-        raise receipts.MalformedReceiptError("bad base64url segment")
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise receipts.MalformedReceiptError("bad base64url segment") from exc
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
-        raise receipts.MalformedReceiptError("non-canonical base64url segment")
-    return raw
-
-
-@dataclass(frozen=True)
-class _Key:
-    public_key: Ed25519PublicKey
-    start: float | None
-    end: float | None
-
-
-class ReceiptChecker:
-    """Checks many receipts against one JWKS and their entries: the rules of
-    `app.audit.receipts.verify_receipt` and `check_receipt_entry`, with each header and key
-    examined once (a test holds both to the same verdicts)."""
-
-    def __init__(self, jwks: Mapping[str, Any]) -> None:
-        self._jwks = jwks
-        self._headers: dict[str, str] = {}
-        self._keys: dict[str, _Key] = {}
-        self.kids: set[str] = set()
-
-    def _kid(self, segment: str) -> str:
-        kid = self._headers.get(segment)
-        if kid is None:
-            try:
-                header = strict_json(_b64url(segment))
-            except ValueError as exc:
-                raise receipts.MalformedReceiptError(f"the header is not JSON: {exc}") from None
-            if not isinstance(header, dict) or set(header) != {"alg", "kid", "typ"}:
-                raise receipts.MalformedReceiptError("the header must be exactly alg, kid, typ")
-            if header["alg"] != receipts.ALG:
-                raise receipts.WrongAlgorithmError(f"alg must be {receipts.ALG}")
-            if header["typ"] != receipts.RECEIPT_TYP or not isinstance(header["kid"], str):
-                raise receipts.MalformedReceiptError("typ or kid is wrong")
-            kid = self._headers[segment] = header["kid"]
-        return kid
-
-    def _key(self, kid: str) -> _Key:
-        key = self._keys.get(kid)
-        if key is None:
-            listed = self._jwks.get("keys")
-            found = [k for k in listed or () if isinstance(k, dict) and k.get("kid") == kid]
-            if not isinstance(listed, list) or len(found) != 1:
-                raise receipts.UnknownKeyError(f"no single key with kid {kid!r}")
-            try:
-                public = public_key_from_jwk(found[0])
-                if jwk_thumbprint(found[0]) != kid:
-                    raise receipts.UnknownKeyError("the JWK's kid is not its thumbprint")
-                start, end = signing_window(found[0])
-            except SigningKeyError as exc:
-                raise receipts.UnknownKeyError(f"unusable key {kid!r}: {exc}") from None
-            key = self._keys[kid] = _Key(
-                public,
-                None if start is None else start.timestamp(),
-                None if end is None else end.timestamp(),
-            )
-        return key
-
-    def check(self, token: str, entry: Mapping[str, Any], body: bytes, entry_hash: str) -> str:
-        """Raise a ReceiptError unless `token` is a valid receipt of this entry; its kid."""
-        if not isinstance(token, str) or token.count(".") != 2:
-            raise receipts.MalformedReceiptError("not a JWS compact serialisation")
-        header, payload, signature = token.split(".")
-        kid = self._kid(header)
-        key = self._key(kid)
-        try:
-            key.public_key.verify(_b64url(signature), f"{header}.{payload}".encode())
-        except InvalidSignature:
-            raise receipts.BadSignatureError("the signature does not verify") from None
-        raw = _b64url(payload)
-        try:
-            iat = strict_json(raw).get("iat")
-        except (ValueError, AttributeError):
-            raise receipts.MalformedReceiptError("the payload is not a JSON object") from None
-        if type(iat) is not int or not 0 <= iat <= MAX_SAFE_INTEGER:
-            raise receipts.MalformedReceiptError("iat must be an integer >= 0")
-        expected = receipt_claims(entry, body, entry_hash)
-        expected["iat"] = iat
-        if canonical_bytes(expected) != raw:
-            # The slow path only to say why.
-            claims = receipts.verify_receipt(token, self._jwks)
-            receipts.check_receipt_entry(claims, entry, entry_hash)
-            raise receipts.MalformedReceiptError("the payload is not the entry's canonical claims")
-        if (key.start is not None and iat < key.start) or (key.end is not None and iat >= key.end):
-            raise receipts.KeyNotValidError("iat is outside the signing key's validity period")
-        self.kids.add(kid)
-        return kid
 
 
 class CompactRange:
@@ -176,8 +61,16 @@ class CompactRange:
         stack.append((level, index, value))
 
     def append(self, leaf: bytes) -> None:
-        """Add the next leaf hash."""
-        self._push(self.nodes, (0, self.end, leaf))
+        """Add the next leaf hash (`_push`, written out: it runs once an entry)."""
+        nodes, level, index, value = self.nodes, 0, self.end, leaf
+        while index & 1 and nodes:
+            top_level, top_index, top = nodes[-1]
+            if top_level != level or top_index != index - 1:
+                break
+            nodes.pop()
+            value = merkle.node_hash(top, value)
+            level, index = level + 1, index >> 1
+        nodes.append((level, index, value))
         self.end += 1
 
     def root(self, prefix: list[bytes], nodes: list[tuple[int, int, bytes]] | None = None) -> bytes:
@@ -254,6 +147,7 @@ class ExportReport:
     accounts: int = 0
     open_holds: int = 0
     head: str = GENESIS_HASH
+    receipts: int = 0  # how many entry lines carried a receipt (each checked)
 
 
 @dataclass
@@ -271,6 +165,9 @@ class ExportVerifier:
     snapshot: list[tuple[int, int, bytes]] | None = None
     head: str | None = None
     seq: int = 0
+    # Whether the entry lines carry receipts, as the first one says (None: none read yet).
+    receipts: bool | None = None
+    receipts_checked: int = 0
 
     def __post_init__(self) -> None:
         trailer = self.trailer
@@ -308,16 +205,19 @@ class ExportVerifier:
         if self.trusted is not None and self.trusted.size == self.tree.end:
             self.snapshot = list(self.tree.nodes)
 
-    def feed(self, raw: bytes) -> None:
-        """Check the next entry line."""
+    def feed(self, raw: bytes, verdict: ReceiptVerdict | None = None) -> None:
+        """Check the next entry line; `verdict`, if given, is `receipt_verdict`'s for it,
+        found elsewhere (another process) so that its receipt is not checked again."""
         n = self.seq + 1
         try:
-            line = strict_json(raw)
-        except ValueError as exc:
-            raise VerifyError(n, f"the line is not JSON: {exc}") from None
-        if not isinstance(line, dict) or set(line) != LINE_MEMBERS:
-            raise VerifyError(n, "the line must have exactly entry, entry_hash and receipt")
-        entry, entry_hash = line["entry"], line["entry_hash"]
+            entry, entry_hash, signed, receipt = read_line(raw)
+        except LineError as exc:
+            raise VerifyError(n, str(exc)) from None
+        if self.receipts is None:
+            self.receipts = signed
+        elif self.receipts != signed:
+            first = "has a receipt" if self.receipts else "has none"
+            raise VerifyError(n, f"receipts are mixed: the first entry line {first}, this not")
         if n > self.last:
             raise VerifyError(n, f"more entries than the range ends at ({self.last})")
         try:
@@ -330,17 +230,24 @@ class ExportVerifier:
         if entry["book"] != self.book:
             raise VerifyError(n, f"book {entry['book']!r} is not the export's {self.book!r}")
         try:
-            # The fast path of canonical_bytes writes the RFC 8785 bytes (tests/kit); anything
-            # it cannot vouch for goes to the reference implementation.
-            body = canonical_bytes(entry)
+            # The shape is checked: only meta can hold what orjson does not write as JCS
+            # (tests/kit); anything it cannot vouch for goes to the reference implementation.
+            body = canonical_object_bytes(entry, entry["meta"])
         except Exception as exc:  # what JCS cannot represent
             raise VerifyError(n, f"the entry has no RFC 8785 form: {exc}") from None
-        if not _is_hex(entry_hash) or hashlib.sha256(body).hexdigest() != entry_hash:
+        if hashlib.sha256(body).hexdigest() != entry_hash:  # (so entry_hash is 64 hex digits)
             raise VerifyError(n, "entry_hash is not the SHA-256 of the entry's RFC 8785 bytes")
-        try:
-            self.checker.check(line["receipt"], entry, body, entry_hash)
-        except receipts.ReceiptError as exc:
-            raise VerifyError(n, f"receipt: {exc}") from None
+        if signed:
+            if verdict is None:
+                try:
+                    self.checker.check(receipt, entry, body, entry_hash)
+                except receipts.ReceiptError as exc:
+                    raise VerifyError(n, f"receipt: {exc}") from None
+            elif verdict[0]:
+                self.checker.kids.add(verdict[1])
+            else:
+                raise VerifyError(n, f"receipt: {verdict[1]}")
+            self.receipts_checked += 1
         if self.head is not None and entry["prev_hash"] != self.head:
             if n == 1:
                 raise VerifyError(n, "the first entry's prev_hash is not 64 zeros")
@@ -351,7 +258,8 @@ class ExportVerifier:
             except RuleError as exc:
                 raise VerifyError(exc.seq, exc.reason) from None
         self.tree.append(merkle.leaf_hash(body))
-        self._snapshot_if_due()
+        if self.trusted is not None:
+            self._snapshot_if_due()
         self.head, self.seq = entry_hash, n
 
     def finish(self) -> ExportReport:
@@ -391,6 +299,7 @@ class ExportVerifier:
             0 if self.rules is None else len(self.rules.balances),
             0 if self.rules is None else self.rules.open_holds(),
             self.head or GENESIS_HASH,
+            self.receipts_checked,
         )
 
     def _check_trusted(self, checkpoint: Checkpoint) -> None:
@@ -420,18 +329,70 @@ def verify_export(
     jwks: Mapping[str, Any] | None = None,
     checkpoint: str | None = None,
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> ExportReport:
-    """Verify an export: its entry lines and its last line (the checkpoint line)."""
+    """Verify an export: its entry lines and its last line (the checkpoint line). With
+    `jobs` > 1, as many other processes check the receipts, if the lines have any."""
     try:
         parsed = strict_json(trailer)
     except ValueError as exc:
         raise VerifyError(None, f"the last line is not JSON: {exc}") from None
     verifier = ExportVerifier(parsed, jwks, checkpoint)
-    for count, raw in enumerate(lines, 1):
-        verifier.feed(raw)
-        if progress is not None and count % 1000 == 0:
-            progress(1000)
+    chunks = _chunks(lines, CHUNK)
+    first = next(chunks, [])
+    if jobs > 1 and first and _signed(first[0]):
+        _feed_in_parallel(verifier, itertools.chain([first], chunks), jobs, progress)
+    else:
+        for chunk in itertools.chain([first], chunks):
+            for raw in chunk:
+                verifier.feed(raw)
+            if progress is not None:
+                progress(len(chunk))
     return verifier.finish()
+
+
+def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    iterator = iter(lines)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _signed(raw: bytes) -> bool:
+    try:
+        return read_line(raw)[2]
+    except LineError:
+        return False
+
+
+def _feed_in_parallel(
+    verifier: ExportVerifier,
+    chunks: Iterable[list[bytes]],
+    jobs: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Feed every line here, in order, with the receipts' verdicts found by `jobs` processes
+    meanwhile; at most two chunks a process are read ahead."""
+    keys = verifier.jwks or {}
+    pool = ProcessPoolExecutor(jobs, initializer=start_worker, initargs=(keys,))
+    ahead: collections.deque[tuple[list[bytes], Future[list[ReceiptVerdict | None]]]]
+    ahead = collections.deque()
+
+    def feed_one() -> None:
+        chunk, verdicts = ahead.popleft()
+        for raw, verdict in zip(chunk, verdicts.result(), strict=True):
+            verifier.feed(raw, verdict)
+        if progress is not None:
+            progress(len(chunk))
+
+    try:
+        for chunk in chunks:
+            ahead.append((chunk, pool.submit(worker_verdicts, chunk)))
+            if len(ahead) > 2 * jobs:
+                feed_one()
+        while ahead:
+            feed_one()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass

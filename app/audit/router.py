@@ -310,13 +310,19 @@ async def export(
     from_seq: SeqParam = 1,
     to_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
+    receipts: Annotated[
+        bool,
+        Query(description="JSON Lines: each entry line with its receipt (CSV has none)"),
+    ] = True,
 ) -> Response:
-    """Entries `from_seq` to `to_seq` (default: to the head) with their receipts, then the
-    checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors).
-    The range and its checkpoint are decided on the primary; the entries may then be read
-    from the standby, when it is within the bound and holds them all (the same bytes)."""
+    """Entries `from_seq` to `to_seq` (default: to the head) with their receipts (unless
+    `receipts=false`), then the checkpoint that covers them, its proofs and the JWKS; or CSV
+    (admins and auditors). The range and its checkpoint are decided on the primary; the
+    entries may then be read from the standby, when it is within the bound and holds them all
+    (the same bytes)."""
     await _book(caller, session, code, ("admin", "auditor"), "export books")
-    plan = await audit_export.plan_export(audit, code, from_seq, to_seq, fmt == "jsonl")
+    jsonl = fmt == "jsonl"
+    plan = await audit_export.plan_export(audit, code, from_seq, to_seq, jsonl, receipts)
     name = f"{code}-{plan.from_seq}-{plan.to_seq}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     source = await reads.choose(lambda standby: audit_export.holds(standby, plan))

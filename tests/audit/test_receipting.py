@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from app.audit import merkle, receipts
 from app.audit.keys import PublishedKey, SigningKey, generate_private_key, jwks
-from app.audit.offline import CompactRange, ReceiptChecker
+from app.audit.offline import CompactRange
+from app.audit.receipt_checker import ReceiptChecker
 from app.audit.receipting import entry_in_answer, iat_of, receipt_claims, sign_claims
 from tests.audit.test_receipts import ENTRY_1, ENTRY_2, HASH_1, HASH_2, JWKS, KEY
 

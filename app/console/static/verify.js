@@ -6,15 +6,19 @@
 // (balances, holds) are not checked here.
 //
 // verifyExport(text, {jwks, checkpoint, onProgress}) → Promise<{ok, book, fromSeq, toSeq,
-//     entries, treeSize, root, head, checkpoint: {origin, treeSize, root}, trusted_keys, kids,
-//     failure: null | {seq, check, message_zh, message_en}, checks: [{check, ok}]}>
+//     entries, receipts, treeSize, root, head, checkpoint: {origin, treeSize, root},
+//     trusted_keys, kids, failure: null | {seq, check, message_zh, message_en},
+//     checks: [{check, ok}]}>
 //   `text`: the export (GET /v1/books/{code}/export), a string or its bytes. `jwks`: a JWK Set
 //   the caller trusts; without it the file's own `jwks` is used and `trusted_keys` is false:
 //   the file is then only shown to be self-consistent. `checkpoint`: a checkpoint of the book
 //   kept from elsewhere, its signed note or its JSON (§8.5 step 6). `onProgress(done, total)`:
 //   called after each chunk of entries.
 //   `treeSize` and `checkpoint.root` are the signed checkpoint's; `root` is the root of the
-//   first `toSeq` leaves, computed from the file; `head` the last entry's entry_hash.
+//   first `toSeq` leaves, computed from the file; `head` the last entry's entry_hash;
+//   `receipts` how many entry lines carried a receipt, each checked: an export made with
+//   `receipts=false` has none (every line or none: §8.5), and the checks passed then leave
+//   out receipt.signature and receipt.claims.
 //   A bad file is `ok: false` with its FIRST failure and the `seq` §8.5 blames (null when no
 //   entry is to blame); `checks` holds each check passed over the whole file, then the one
 //   that failed. It throws only for a programming error or a browser without WebCrypto.
@@ -45,6 +49,7 @@ const ASSET = /^[A-Z][A-Z0-9_]{0,15}$/;
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z$/;
 const ENTRY = ["book", "seq", "tx_id", "kind", "posted_at", "legs", "memo", "meta", "prev_hash"];
 const LINE = ["entry", "entry_hash", "receipt"];
+const BARE_LINE = ["entry", "entry_hash"]; // exported with receipts=false
 const TRAILER = ["checkpoint", "from_seq", "to_seq", "prefix", "consistency", "jwks"];
 const CLAIMS = ["book", "seq", "tx_id", "kind", "posted_at", "legs", "entry_hash", "leaf_hash",
   "prev_hash"];
@@ -341,14 +346,22 @@ async function readTrailer(line, trustedJwks) {
   return { t, jwks, book: cp.book, checkpoint, from, to };
 }
 
-/** Steps 3.1–3.2 for the line of entry `n`. */
-function readLine(line, n, book, to) {
+/** Steps 3.1–3.2 for the line of entry `n`; `state.signed` is whether the first entry line
+ * had a receipt (every other must be alike). */
+function readLine(line, n, book, to, state) {
   const read = refuse("line.json", n, "the entry line is not strict JSON",
     () => parse(line, `第 ${n} 条`));
-  if (!exactly(read, LINE) || typeof read.receipt !== "string"
+  const signed = exactly(read, LINE);
+  if (!(signed || exactly(read, BARE_LINE)) || (signed && typeof read.receipt !== "string")
     || !matches(read.entry_hash, HEX64)) {
-    fail("line.members", n, "条目行必须恰好是 entry、entry_hash（64 位十六进制）、receipt",
-      "an entry line is exactly entry, entry_hash (64 hex) and receipt");
+    fail("line.members", n, "条目行必须恰好是 entry、entry_hash（64 位十六进制），可另有 receipt",
+      "an entry line is exactly entry, entry_hash (64 hex) and, or not, receipt");
+  }
+  state.signed ??= signed;
+  if (signed !== state.signed) {
+    fail("line.members", n, `凭条有无不一致：第一条分录行${state.signed ? "带" : "不带"}凭条，本行不同`,
+      `receipts are mixed: the first entry line ${state.signed ? "has a receipt" : "has none"
+      }, this not`);
   }
   const { entry } = read;
   const why = entryShape(entry);
@@ -365,7 +378,8 @@ function readLine(line, n, book, to) {
       `the entry is of book ${entry.book}, not ${book}`);
   }
   const bytes = encoder.encode(canonicalJson(entry));
-  return { seq: n, entry, entryHash: read.entry_hash, receipt: read.receipt, bytes };
+  return { seq: n, entry, entryHash: read.entry_hash, receipt: signed ? read.receipt : null,
+    bytes };
 }
 
 /** Each item's hashes and receipt verdict, started together; the checks then run in order
@@ -373,10 +387,11 @@ function readLine(line, n, book, to) {
 function hashAndVerify(items, jwks, keys) {
   return Promise.all(items.map(async (item) => {
     const [entryHash, leaf] = await Promise.all([sha256(item.bytes), sha256(LEAF, item.bytes)]);
-    const receipt = await verifyReceipt(item.receipt, jwks, { keys }).catch((e) => {
-      if (e instanceof ReceiptError) return { error: e.message };
-      throw e;
-    });
+    const receipt = item.receipt === null ? null
+      : await verifyReceipt(item.receipt, jwks, { keys }).catch((e) => {
+        if (e instanceof ReceiptError) return { error: e.message };
+        throw e;
+      });
     return { ...item, computed: hex(entryHash), leaf, receipt };
   }));
 }
@@ -388,11 +403,11 @@ async function checkItem(item, state) {
     fail("entry.hash", seq, `entry_hash 与条目内容不符（应为 ${item.computed}）`,
       `entry_hash is not SHA-256(JCS(entry)) (that is ${item.computed})`);
   }
-  if (receipt.error) {
+  if (receipt?.error) {
     fail("receipt.signature", seq, `凭条无效：${receipt.error}`,
       "the receipt does not verify with the keys");
   }
-  checkClaims(receipt.claims, seq, entry, item.computed, hex(item.leaf));
+  if (receipt) checkClaims(receipt.claims, seq, entry, item.computed, hex(item.leaf));
   if (seq === 1 && entry.prev_hash !== ZERO_HASH) {
     fail("chain.prev_hash", 1, "第 1 条的 prev_hash 不是 64 个 0", "entry 1's prev_hash is not 64 zeros");
   }
@@ -401,13 +416,17 @@ async function checkItem(item, state) {
       `entry ${seq}'s prev_hash is not the entry_hash of entry ${seq - 1}`);
   }
   state.previous = item.entryHash;
-  state.kids.add(receipt.kid);
+  if (receipt) {
+    state.kids.add(receipt.kid);
+    state.receipts += 1;
+  }
   await state.tree.push(item.leaf);
   if (state.tree.size === state.trustedSize) state.trustedRoot = await state.tree.root();
 }
 
 const ENTRY_CHECKS = ["line.json", "line.members", "entry.shape", "entry.seq", "entry.book",
   "entry.hash", "receipt.signature", "receipt.claims", "chain.prev_hash", "entries.missing"];
+const RECEIPT_CHECKS = ["receipt.signature", "receipt.claims"];
 
 /** Step 3 over every entry line, in chunks. */
 async function readEntries(lines, { from, to, book, jwks }, state, onProgress) {
@@ -417,7 +436,7 @@ async function readEntries(lines, { from, to, book, jwks }, state, onProgress) {
     let stop = null;
     for (const line of lines.slice(start, start + CHUNK)) {
       try {
-        items.push(readLine(line, n, book, to));
+        items.push(readLine(line, n, book, to, state));
       } catch (e) {
         if (!(e instanceof Failure)) throw e;
         stop = e; // reported once the lines before it are checked
@@ -459,8 +478,9 @@ function checkTrusted(trusted, read, state) {
 
 export async function verifyExport(input, { jwks = null, checkpoint = null, onProgress } = {}) {
   if (!globalThis.crypto?.subtle) throw new Error("WebCrypto is unavailable (an insecure origin?)");
-  const result = { book: null, fromSeq: null, toSeq: null, entries: 0, treeSize: null,
-    root: null, head: null, checkpoint: null, trusted_keys: jwks !== null, kids: [] };
+  const result = { book: null, fromSeq: null, toSeq: null, entries: 0, receipts: 0,
+    treeSize: null, root: null, head: null, checkpoint: null, trusted_keys: jwks !== null,
+    kids: [] };
   return verdict(async (passed, out) => {
     const lines = splitLines(input);
     passed("file");
@@ -473,13 +493,15 @@ export async function verifyExport(input, { jwks = null, checkpoint = null, onPr
     const trusted = checkpoint === null ? null : await openTrusted(checkpoint, read);
     const tree = new CompactTree(from - 1, t.prefix.map(fromHex));
     // The root at the trusted checkpoint's size, if it falls within the range (step 6).
-    const state = { kids: new Set(), keys: new Map(), tree, trustedSize: trusted?.size };
+    const state = { kids: new Set(), keys: new Map(), tree, trustedSize: trusted?.size,
+      signed: null, receipts: 0 };
     if (trusted?.size === from - 1) state.trustedRoot = await tree.root();
     await readEntries(lines, read, state, (done, total) => {
       out.entries = done;
       onProgress?.(done, total);
     });
-    passed(...ENTRY_CHECKS);
+    out.receipts = state.receipts;
+    passed(...ENTRY_CHECKS.filter((c) => state.signed || !RECEIPT_CHECKS.includes(c)));
     const root = await tree.root();
     if (!await verifyConsistency(to, cp.size, t.consistency.map(fromHex), root, cp.root)) {
       fail("merkle.consistency", to || null,

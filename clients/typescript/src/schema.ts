@@ -337,10 +337,11 @@ export interface paths {
         };
         /**
          * Export
-         * @description Entries `from_seq` to `to_seq` (default: to the head) with their receipts, then the
-         *     checkpoint that covers them, its proofs and the JWKS; or CSV (admins and auditors).
-         *     The range and its checkpoint are decided on the primary; the entries may then be read
-         *     from the standby, when it is within the bound and holds them all (the same bytes).
+         * @description Entries `from_seq` to `to_seq` (default: to the head) with their receipts (unless
+         *     `receipts=false`), then the checkpoint that covers them, its proofs and the JWKS; or CSV
+         *     (admins and auditors). The range and its checkpoint are decided on the primary; the
+         *     entries may then be read from the standby, when it is within the bound and holds them all
+         *     (the same bytes).
          */
         get: operations["export_v1_books__code__export_get"];
         put?: never;
@@ -7707,6 +7708,8 @@ export interface operations {
                 from_seq?: number;
                 to_seq?: number | null;
                 format?: "jsonl" | "csv";
+                /** @description JSON Lines: each entry line with its receipt (CSV has none) */
+                receipts?: boolean;
             };
             header?: {
                 /** @description mini-program credentials: the member this request acts for */

@@ -2,8 +2,9 @@
 app served on a real port: a true export of a book of every kind of entry verifies with the
 tree size and root the Python verifier (app.audit.offline) reports; tampered copies fail at
 the check and `seq` docs/audit-format.md §8.5 names, with the Python verifier's verdict; a range
-export verifies with its prefix; one receipt (with its entry, with its tlog-proof bundle) and a
-service proof verify, and tampered ones do not."""
+export verifies with its prefix; an export without receipts (`receipts=false`) verifies, and
+tampered or mixed ones fail as in Python; one receipt (with its entry, with its tlog-proof
+bundle) and a service proof verify, and tampered ones do not."""
 
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ async def js_verify(page: Any, text: str, **options: Any) -> dict[str, Any]:
 class World:
     book: str
     text: str  # its export, whole
+    bare: str  # the same, receipts=false
     jwks: dict[str, Any]
     early: dict[str, Any]  # a checkpoint signed when the book was part-way
     kinds: set[str]
@@ -141,8 +143,10 @@ async def build(api: Api) -> World:
     export = await api.client.get(f"/v1/books/{book}/export")
     assert export.status_code == 200, export.text
     kinds = {deep_json.loads(line)["entry"]["kind"] for line in lines_of(export.text)[:-1]}
+    bare = await api.client.get(f"/v1/books/{book}/export", params={"receipts": "false"})
+    assert bare.status_code == 200, bare.text
     jwks = ok(await api.client.get("/.well-known/jwks.json"))
-    return World(book, export.text, jwks, early, kinds)
+    return World(book, export.text, bare.text, jwks, early, kinds)
 
 
 @pytest.fixture(scope="module")
@@ -405,6 +409,67 @@ async def test_a_tampered_export_fails_at_the_right_seq_and_check(
     # Without trusted keys (the file's own), the same verdict.
     alone = await js_verify(page, text)
     assert alone["failure"] == failure and alone["trusted_keys"] is False
+
+
+async def test_an_export_without_receipts_verifies_as_the_python_verifier_says(
+    page: Any, world: World
+) -> None:
+    entries = len(lines_of(world.bare)) - 1
+    assert entries == len(lines_of(world.text)) - 1
+    fine, _, report = python_verdict(world.bare, world.jwks)
+    assert fine and report is not None and report.receipts == 0
+    result = await js_verify(page, world.bare, jwks=world.jwks)
+    assert result["ok"] is True, result["failure"]
+    assert (result["entries"], result["receipts"], result["kids"]) == (entries, 0, [])
+    assert result["root"] == report.root.hex() == result["checkpoint"]["root"]
+    assert result["head"] == report.head
+    checks = [c["check"] for c in result["checks"]]
+    assert "receipt.signature" not in checks and "receipt.claims" not in checks
+    assert {"entry.hash", "chain.prev_hash", "merkle.consistency"} <= set(checks)
+    signed = await js_verify(page, world.text, jwks=world.jwks)
+    assert signed["receipts"] == entries
+    assert "receipt.signature" in [c["check"] for c in signed["checks"]]
+    assert signed["root"] == result["root"]
+
+
+def receipts_mixed(lines: Lines, k: int) -> tuple[Lines, str, int | None]:
+    """Line k with a receipt among lines without (what the service never writes)."""
+
+    def change(line: dict[str, Any]) -> None:
+        line["receipt"] = "x.y.z"
+
+    return with_line(lines, k, change), "line.members", k
+
+
+# Without receipts, what a receipt catches first falls to the chain or to the Merkle root.
+BARE_TAMPERS: list[tuple[Tamper, str | None]] = [
+    (amount_changed, None),
+    (entry_removed, None),
+    (line_duplicated, None),
+    (prev_hash_changed, None),
+    (entry_rehashed, "chain.prev_hash"),
+    (tail_rewritten, "merkle.consistency"),
+    (consistency_forged, None),
+    (receipts_mixed, None),
+]
+
+
+@pytest.mark.parametrize(("tamper", "check"), BARE_TAMPERS)
+async def test_a_tampered_export_without_receipts_fails_as_in_python(
+    page: Any, world: World, tamper: Tamper, check: str | None
+) -> None:
+    lines = lines_of(world.bare)
+    entries = [deep_json.loads(line)["entry"] for line in lines[:-1]]
+    k = next(e["seq"] for e in entries[len(entries) // 2 :] if e["kind"] == "transfer")
+    changed, expected, seq = tamper(lines, k)
+    if check is not None:
+        expected, seq = check, len(entries) if check == "merkle.consistency" else k
+    text = joined(changed)
+    result = await js_verify(page, text, jwks=world.jwks)
+    assert result["ok"] is False
+    assert (result["failure"]["check"], result["failure"]["seq"]) == (expected, seq)
+    fine, python_seq, _ = python_verdict(text, world.jwks)
+    assert not fine and python_seq == seq
 
 
 async def test_keys_that_lack_the_signing_key_refuse_the_export(page: Any, world: World) -> None:
@@ -781,23 +846,28 @@ async def test_ten_thousand_entries_verify_in_the_page(page: Any, module_api: Ap
     assert all(w.status_code == 201 for w in written)
     jwks = (await module_api.client.get("/.well-known/jwks.json")).json()
     # The console's way: the page fetches the export itself and verifies it.
-    result = await page.evaluate(
-        """async ([book, token, jwks]) => {
-            const m = await import('/console/verify.js');
-            const r = await fetch(`/v1/books/${book}/export`,
-                { headers: { Authorization: `Bearer ${token}` } });
-            const text = await r.text();
-            const calls = [];
-            const started = performance.now();
-            const verdict = await m.verifyExport(text, { jwks,
-                onProgress: (done, total) => calls.push([done, total]) });
-            return { verdict, calls, ms: performance.now() - started, bytes: text.length };
-        }""",
-        [book, module_api.token, jwks],
-    )
-    verdict = result["verdict"]
-    assert verdict["ok"] is True, verdict["failure"]
-    assert verdict["entries"] == verdict["treeSize"] == LARGE
-    assert result["calls"][-1] == [LARGE, LARGE] and len(result["calls"]) >= LARGE // 1024
-    # Reported, not asserted (no timing assertions): see the report of issue 22.
-    print(f"\nverify.js: {LARGE} entries, {result['bytes']} characters in {result['ms']:.0f} ms")
+    for query in ("", "?receipts=false"):
+        result = await page.evaluate(
+            """async ([book, query, token, jwks]) => {
+                const m = await import('/console/verify.js');
+                const r = await fetch(`/v1/books/${book}/export${query}`,
+                    { headers: { Authorization: `Bearer ${token}` } });
+                const text = await r.text();
+                const calls = [];
+                const started = performance.now();
+                const verdict = await m.verifyExport(text, { jwks,
+                    onProgress: (done, total) => calls.push([done, total]) });
+                return { verdict, calls, ms: performance.now() - started, bytes: text.length };
+            }""",
+            [book, query, module_api.token, jwks],
+        )
+        verdict = result["verdict"]
+        assert verdict["ok"] is True, verdict["failure"]
+        assert verdict["entries"] == verdict["treeSize"] == LARGE
+        assert verdict["receipts"] == (0 if query else LARGE)
+        assert result["calls"][-1] == [LARGE, LARGE] and len(result["calls"]) >= LARGE // 1024
+        # Reported, not asserted (no timing assertions): see the report of issue 22.
+        print(
+            f"\nverify.js{query}: {LARGE} entries, {result['bytes']} characters in "
+            f"{result['ms']:.0f} ms"
+        )
