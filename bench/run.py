@@ -132,7 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--scale-rounds", type=int, default=3, help="posting windows per milestone")
     p.add_argument("--scale-window", type=float, default=8.0, help="seconds of each window")
-    p.add_argument("--scale-read-samples", type=int, default=200, help="GETs timed per read")
+    p.add_argument("--scale-read-samples", type=int, default=500, help="GETs timed per read")
     p.add_argument(
         "--scale-export", type=int, default=200_000, help="entries exported without receipts"
     )
