@@ -361,6 +361,26 @@ def http_phase(
     return result, dict(probe.result)
 
 
+def serve_ledger(
+    name: str, timebank: str, env: dict[str, str], servers: list[Server], workers: int = 1
+) -> tuple[Server, int, str]:
+    """`timebank serve` on a free port of 127.0.0.1, ready (logging to bench-results/), added
+    to `servers` to be stopped: the server, its port and its base URL."""
+    port = free_port()
+    server = Server(
+        name,
+        [timebank, "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)],
+        env,
+        RESULTS / f"{name}-server.log",
+        ROOT,
+    )
+    servers.append(server)
+    server.start()
+    base = f"http://{HOST}:{port}"
+    server.wait_ready(base + "/readyz")
+    return server, port, base
+
+
 def measure_http(
     args: argparse.Namespace,
     timebank: str,
@@ -375,19 +395,9 @@ def measure_http(
     bare_port = free_port()
 
     def start_ledger(name: str, extra_env: dict[str, str]) -> tuple[Server, int, str]:
-        port = free_port()
-        command = [timebank, "serve", "--host", HOST, "--port", str(port)]
-        server = Server(
-            name,
-            [*command, "--workers", str(args.workers)],
-            {**env, **extra_env},
-            RESULTS / f"{name}-server.log",
-            ROOT,
+        server, port, base = serve_ledger(
+            name, timebank, {**env, **extra_env}, servers, args.workers
         )
-        servers.append(server)
-        server.start()
-        base = f"http://{HOST}:{port}"
-        server.wait_ready(base + "/readyz")
         log(f"{name} serving on {base} (pid {server.pid}) {extra_env or ''}")
         return server, port, base
 
@@ -576,18 +586,7 @@ def measure_audit(
     proofs = run_async(bench_proofs(urls, size=args.tree_size, seconds=args.proof_seconds))
     log(f"(e) {INPROC_BOOK!r} grown to {args.export_entries} entries")
     entries = run_async(fill_book(urls, settings, book=INPROC_BOOK, entries=args.export_entries))
-    port = free_port()
-    server = Server(
-        "ledger-export",
-        [timebank, "serve", "--host", HOST, "--port", str(port), "--workers", "1"],
-        env,
-        RESULTS / "ledger-export-server.log",
-        ROOT,
-    )
-    servers.append(server)
-    server.start()
-    base = f"http://{HOST}:{port}"
-    server.wait_ready(base + "/readyz")
+    server, _, base = serve_ledger("ledger-export", timebank, env, servers)
     log(f"(e) its export over HTTP from {base}, with and without receipts")
     try:
         token = create_token(timebank, env)

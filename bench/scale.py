@@ -475,21 +475,19 @@ def measure_scale(
     superuser_url: str,
 ) -> dict[str, Any]:
     """Grow the book to `args.scale` entries and measure it at each milestone."""
-    from bench.run import HOST, RESULTS, ROOT, create_token, run_async, transfer_body
+    from bench.run import (
+        HOST,
+        RESULTS,
+        ROOT,
+        create_token,
+        run_async,
+        serve_ledger,
+        transfer_body,
+    )
 
     n = args.scale
-    port, bare_port = free_port(), free_port()
-    ledger = Server(
-        "scale-ledger",
-        [timebank, "serve", "--host", HOST, "--port", str(port), "--workers", "1"],
-        env,
-        RESULTS / "scale-ledger-server.log",
-        ROOT,
-    )
-    servers.append(ledger)
-    ledger.start()
-    base = f"http://{HOST}:{port}"
-    ledger.wait_ready(base + "/readyz")
+    ledger, port, base = serve_ledger("scale-ledger", timebank, env, servers)
+    bare_port = free_port()
     bare = Server(
         "scale-bare",
         [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", HOST, "--port",
