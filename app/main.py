@@ -54,7 +54,7 @@ from app.kiosk import redemptions as kiosk_redemptions
 from app.kiosk.pairing import purge_pairing_codes
 from app.kiosk.router import router as kiosk_router
 from app.kit.clock import utc_now
-from app.kit.db_errors import database_refusal
+from app.kit.db_errors import database_refusal, retryable_conflict
 from app.kit.faults import arm_from_spec
 from app.kit.outages import log_failure, unavailable
 from app.kit.personal_text import PERSONAL_DATA_CODE, PersonalDataInText
@@ -163,9 +163,14 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 
 def _unexpected_error(exc: Exception) -> TimebankError:
     """The problem answering what no other handler took: 503 `unavailable` for a database
-    outage, else 500 `internal`. EdgeMiddleware answers with it and logs the request's one
-    line (with the traceback of a 500), keeping the connection open."""
-    return unavailable(exc) or InternalError("an unexpected error occurred; it has been logged")
+    outage or a transaction rolled back for a concurrent one's sake, else 500 `internal`.
+    EdgeMiddleware answers with it and logs the request's one line (with the traceback of a
+    500), keeping the connection open."""
+    return (
+        unavailable(exc)
+        or retryable_conflict(exc)
+        or InternalError("an unexpected error occurred; it has been logged")
+    )
 
 
 async def sweep_holds(app: FastAPI, interval_s: float) -> None:
