@@ -398,7 +398,17 @@ def main() -> None:
     """Entry point of the `timebank` console script."""
     # Tests only: the fault points of a command they kill between its steps (app/kit/faults.py).
     arm_from_spec(os.environ.get("TIMEBANK_FAULT_POINTS", ""))
-    cli()
+    try:
+        cli()
+    except Exception as exc:
+        # A database that cannot be reached is an operator's condition, not a bug: one line,
+        # no traceback, a code of its own (3), as `serve` and the API answer it with 503.
+        from app.kit.outages import describe, is_outage
+
+        if not is_outage(exc):
+            raise
+        print(f"timebank: the database cannot be reached now: {describe(exc)}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":  # `python -m app.cli`, as serve starts its log follower

@@ -19,6 +19,7 @@ import pytest
 from app.identity.credentials import create_credential
 from app.main import create_app
 from tests.conftest import SETTINGS, ScratchDatabase
+from tests.e2e.test_two_servers import free_port
 
 pytestmark = pytest.mark.slow  # each test runs `timebank` as a process
 TIMEBANK = str(Path(sys.executable).with_name("timebank"))
@@ -30,6 +31,20 @@ async def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     return await asyncio.to_thread(
         subprocess.run, [TIMEBANK, *args], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+async def test_a_database_that_cannot_be_reached_is_one_line_and_exit_3(
+    cli_env: dict[str, str],
+) -> None:
+    # Two hosts, neither listening: the multi-host connect tries both, then gives up.
+    hosts = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    env = {**cli_env, "TIMEBANK_DATABASE_URL": f"postgresql://nobody@{hosts}/nowhere"}
+    env["TIMEBANK_MIGRATION_DATABASE_URL"] = env["TIMEBANK_DATABASE_URL"]
+    for args in (("verify",), ("credentials", "create", "--role", "admin")):
+        result = await run(env, *args)
+        assert result.returncode == 3, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("timebank: the database cannot be reached now: ")
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 async def test_credentials_create_prints_a_working_token_last(
