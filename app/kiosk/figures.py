@@ -27,7 +27,8 @@ SELECT k.asset, count(*) AS redemptions, sum(k.total) AS spent,
        count(*) FILTER (WHERE e.kind IS DISTINCT FROM :hold_post
                            OR e.resolves_hold IS DISTINCT FROM k.hold_id) AS unmatched
   FROM kiosk_redemptions k
-  LEFT JOIN journal_entries e ON e.book_code = :book AND e.tx_id = k.tx_id
+  LEFT JOIN LATERAL (SELECT e.kind, e.posted_at, e.resolves_hold FROM journal_entries e
+                      WHERE e.tx_id = k.tx_id AND e.book_code = :book OFFSET 0) e ON true
  WHERE k.book_code = :book AND k.status = 'confirmed'{site}{period}
  GROUP BY k.asset
 """

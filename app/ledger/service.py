@@ -299,6 +299,20 @@ async def begin_book_aggregate(session: AsyncSession, book: str) -> None:
         raise NotFound(f"book {book!r} does not exist")
 
 
+def legs_with_accounts(seq: str) -> str:
+    """SQL that joins each row of an aggregate to its entry's legs (`l`) and their accounts
+    (`a`), looked up by primary key. Under `begin_book_aggregate` a plain join would be a hash
+    join reading every leg of the book and every account; a fenced LATERAL (OFFSET 0 keeps the
+    planner from turning it back into a join) costs what the rows found cost. `seq` is the
+    query's own expression for the entry's seq (never input); `:book` names the book."""
+    return (
+        " CROSS JOIN LATERAL (SELECT l.account_id, l.asset, l.amount FROM journal_legs l"
+        f" WHERE l.book_code = :book AND l.seq = {seq} OFFSET 0) l"
+        " CROSS JOIN LATERAL (SELECT a.asset, a.owner, a.meta FROM accounts a"
+        " WHERE a.id = l.account_id OFFSET 0) a"
+    )
+
+
 @dataclass(frozen=True)
 class EntryFacts:
     """What an entry says beyond its legs: its kind, memo and `meta` (docs/ledger-format.md §6)."""

@@ -92,11 +92,15 @@ WITH entries AS (
              ELSE c.kind
            END AS flow
       FROM entries c
-      LEFT JOIN journal_entries o
-        ON c.kind = :reversal AND o.book_code = :book AND o.tx_id = c.reverses
-      LEFT JOIN journal_entries h
-        ON h.book_code = :book AND h.kind = :hold
-       AND h.tx_id = coalesce(c.resolves_hold, o.resolves_hold)
+      LEFT JOIN LATERAL (
+          SELECT o.kind, o.resolves_hold FROM journal_entries o
+           WHERE c.kind = :reversal AND o.tx_id = c.reverses AND o.book_code = :book OFFSET 0
+      ) o ON true
+      LEFT JOIN LATERAL (
+          SELECT h.body FROM journal_entries h
+           WHERE h.tx_id = coalesce(c.resolves_hold, o.resolves_hold)
+             AND h.book_code = :book AND h.kind = :hold OFFSET 0
+      ) h ON true
 )
 SELECT GROUPING(k.period) = 1 AS is_total, GROUPING(l.asset) = 1 AS is_count,
        k.period, k.flow, l.asset,
@@ -107,18 +111,16 @@ SELECT GROUPING(k.period) = 1 AS is_total, GROUPING(l.asset) = 1 AS is_count,
            AS members_received,
        coalesce(sum(-l.amount) FILTER (WHERE l.amount < 0 AND a.owner NOT LIKE 'member:%'), 0)
            AS others_gave
-  FROM classified k
-  JOIN journal_legs l ON l.book_code = :book AND l.seq = k.seq
-  JOIN accounts a ON a.id = l.account_id
+  FROM classified k{legs}
  WHERE k.flow IS NOT NULL
  GROUP BY GROUPING SETS ((k.period, k.flow), (k.period, k.flow, l.asset), (k.flow),
                          (k.flow, l.asset))
 """
 REDEEMS = "(CAST(convert_from(h.body, 'UTF8') AS json) #>> '{meta,redemption}') IS NOT NULL"
 IN_ORGANISATION = """
-       AND e.seq IN (SELECT l.seq FROM journal_legs l
-                      WHERE l.book_code = :book
-                        AND l.account_id = ANY(CAST(:accounts AS uuid[])))"""
+       AND EXISTS (SELECT 1 FROM journal_legs l
+                    WHERE l.book_code = :book AND l.seq = e.seq
+                      AND l.account_id = ANY(CAST(:accounts AS uuid[])) OFFSET 0)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +255,7 @@ async def _read_flows(
         period=period,
         period_key=PERIOD_KEYS[group_by],
         redeems=REDEEMS,
+        legs=ledger.legs_with_accounts("k.seq"),
     )
     periods: dict[str, dict[str, _Flow]] = defaultdict(dict)
     totals: dict[str, _Flow] = {}

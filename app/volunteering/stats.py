@@ -112,7 +112,7 @@ RECORDS_TO = " AND r.service_day <= :day_to"
 # accounts and on the book's public time pool (where a storage cap sends what a credit would
 # carry beyond it: the record's minutes are certified all the same); reversals of those
 # entries take back their own such legs. An organisation's scope
-# is the entries that debit one of its accounts (found through journal_legs_account). With a
+# is the entries that debit one of its accounts (each entry's legs looked up by its key). With a
 # period, each entry is placed on the service day of the record its meta.record names (in the
 # same book, whatever its status); an entry naming no record of the book (or naming it other
 # than as a lowercase UUID, as approval writes it) is placed on the local day it was posted,
@@ -122,14 +122,10 @@ LEDGER_SQL = """
 WITH {credits}
 SELECT
   (SELECT coalesce(sum(l.amount), 0)
-     FROM credits c
-     JOIN journal_legs l ON l.book_code = :book AND l.seq = c.seq
-     JOIN accounts a ON a.id = l.account_id
+     FROM credits c{credit_legs}
     WHERE a.asset = 'HOUR' AND {credited_account}) AS credited,
   (SELECT coalesce(-sum(l.amount), 0)
-     FROM journal_entries v
-     JOIN journal_legs l ON l.book_code = v.book_code AND l.seq = v.seq
-     JOIN accounts a ON a.id = l.account_id
+     FROM journal_entries v{reversal_legs}
     WHERE v.book_code = :book AND v.kind = :reversal_kind
       AND v.reverses IN (SELECT tx_id FROM credits)
       AND a.asset = 'HOUR' AND {credited_account}) AS reversed
@@ -155,11 +151,12 @@ LEDGER_DAY = "coalesce(r.service_day, CAST(timezone(CAST(:tz AS text), e.posted_
 LEDGER_FROM = f" AND {LEDGER_DAY} >= :day_from"
 LEDGER_TO = f" AND {LEDGER_DAY} <= :day_to"
 LEDGER_IN_ORGANISATION = """
-       AND e.seq IN (
-           SELECT l.seq FROM journal_legs l
-            WHERE l.book_code = :book AND l.amount < 0
-              AND l.account_id IN (
-                  SELECT id FROM accounts WHERE book_code = :book AND owner = :org_owner))"""
+       AND EXISTS (
+           SELECT 1 FROM journal_legs l
+            WHERE l.book_code = :book AND l.seq = e.seq AND l.amount < 0
+              AND l.account_id = ANY(ARRAY(
+                  SELECT id FROM accounts WHERE book_code = :book AND owner = :org_owner))
+           OFFSET 0)"""
 
 
 def _group(row: Row[Any]) -> StatsGroup:
@@ -269,6 +266,11 @@ async def _ledger_minutes(session: AsyncSession, scope: Scope, timezone: str) ->
         credits = LEDGER_PLACED_CREDITS.format(organisation=organisation, period=period)
     else:
         credits = LEDGER_CREDITS.format(organisation=organisation)
-    sql = LEDGER_SQL.format(credits=credits, credited_account=CREDITED_ACCOUNT)
+    sql = LEDGER_SQL.format(
+        credits=credits,
+        credit_legs=ledger.legs_with_accounts("c.seq"),
+        reversal_legs=ledger.legs_with_accounts("v.seq"),
+        credited_account=CREDITED_ACCOUNT,
+    )
     row = (await session.execute(text(sql), params)).one()
     return int(row.credited), int(row.reversed)

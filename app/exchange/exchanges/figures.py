@@ -30,7 +30,8 @@ SELECT r.from_asset, r.to_asset, count(*) AS quotes,
        count(*) FILTER (WHERE e.kind IS DISTINCT FROM :kind) AS unmatched
   FROM exchange_quotes q
   JOIN exchange_rules r ON r.id = q.rule_id
-  LEFT JOIN journal_entries e ON e.book_code = :book AND e.tx_id = q.tx_id
+  LEFT JOIN LATERAL (SELECT e.kind, e.posted_at FROM journal_entries e
+                      WHERE e.tx_id = q.tx_id AND e.book_code = :book OFFSET 0) e ON true
  WHERE q.book_code = :book AND q.tx_id IS NOT NULL{organisation}{period}
  GROUP BY r.from_asset, r.to_asset
 """
