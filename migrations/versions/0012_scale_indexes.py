@@ -4,8 +4,8 @@
   entries of their own kinds (service credits, exchanges, gifts, ...); without it they read every
   entry of the book, transfers included (at 1,000,000 entries of which none were theirs, 206 and
   329 ms at the median against 39 and 100 ms at 100,000). With a period, the flows' bounds on
-  `posted_at` narrow the same range. (Their joins still read the whole book once an entry
-  matches: docs/performance.md, "Growth".)
+  `posted_at` narrow the same range. (Their legs and accounts are looked up by key:
+  `ledger.legs_with_accounts`, docs/performance.md "Growth".)
 - `accounts (owner)`: a member's balances and an organisation's pools find accounts by owner
   across books; `accounts_book_owner` leads with the book, so without it each read scanned every
   account (100,000 in the scale run: 9.7 ms at the median for a member's balances).
