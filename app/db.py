@@ -8,6 +8,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.config import Settings
+from app.kit.outages import describe, is_outage
 from app.kit.pg_pool import connect
 from app.kit.pg_url import PgUrl
 from app.kit.problems import causes
@@ -235,14 +237,27 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+@asynccontextmanager
 async def session_scope(
     sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """One session per request, committed in one place when the request succeeds."""
+    """One session per request, committed in one place when the request succeeds, rolled back
+    (and its connection given back) at once when it fails."""
     async with sessions() as session:
         try:
             yield session
             await session.commit()
         except BaseException:
-            await session.rollback()
+            await _roll_back(session)
             raise
+
+
+async def _roll_back(session: AsyncSession) -> None:
+    try:
+        await session.rollback()
+    except Exception as exc:
+        # A connection lost with the request (an outage) took its transaction with it: the
+        # request's own error is the one to answer, not this one.
+        if not is_outage(exc):
+            raise
+        log.warning("db.rollback_on_lost_connection", error=describe(exc))

@@ -26,7 +26,11 @@ IDEMPOTENCY_KEY_DESCRIPTION = (
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request, committed once when the handler succeeds."""
-    async for session in session_scope(request.app.state.sessions):
+    # A context manager, not a generator looped over: `async for` leaves its generator
+    # suspended when the handler's error is thrown in, and its rollback then ran whenever the
+    # event loop finalised it, holding the connection until then (and logging "Task exception
+    # was never retrieved" when the connection had died).
+    async with session_scope(request.app.state.sessions) as session:
         yield session
 
 
