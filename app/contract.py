@@ -62,8 +62,8 @@ def problem_statuses(route: APIRoute) -> set[int]:
         statuses.add(422)
     if any(sub.path_params for sub in _dependants(route.dependant)):
         statuses.add(404)
-    if any(p.alias == "book" for p in flat.query_params):
-        statuses.add(404)  # a book out of reach
+    if any(p.alias == "book" for sub in _dependants(route.dependant) for p in sub.query_params):
+        statuses.add(404)  # a book out of reach (read by the route or by a dependency of it)
     if route.body_field is not None or (route.openapi_extra or {}).get("requestBody"):
         statuses |= {400, 413, 415, 422}
     if (route.methods or set()) & WRITES:

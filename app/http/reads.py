@@ -37,6 +37,7 @@ from app.ledger.service import driver_connection
 
 log = structlog.get_logger("timebank.reads")
 T = TypeVar("T")
+U = TypeVar("U")
 SOURCE_HEADER: Final = "Timebank-Read-Source"
 LAG_HEADER: Final = "Timebank-Read-Lag"
 # After the standby failed a read (unreachable, down), reads skip it this long rather than
@@ -146,35 +147,43 @@ class Reads:
         """`read` on the standby if it is within the bound, else on the request's session;
         returns its result and the headers that say where it was read (none without a
         standby). `read` only reads: a failure on the standby runs it again on the primary."""
-        standby = self._standby
-        if standby is None:
+        if self._standby is None:
             return await read(self._primary), {}
-        if standby.usable():
-            try:
-                async with standby.snapshot() as (session, lag):
-                    if lag is not None and lag <= standby.max_lag_s:
-                        return await read(session), ReadSource(True, lag).headers()
-            except Exception as exc:
-                if not standby.failed(exc):
-                    raise
-        return await read(self._primary), PRIMARY.headers()
+
+        async def on_standby(session: AsyncSession, lag: float) -> tuple[T, dict[str, str]]:
+            return await read(session), ReadSource(True, lag).headers()
+
+        found = await self._on_standby(on_standby)
+        return found if found is not None else (await read(self._primary), PRIMARY.headers())
 
     async def choose(self, holds: Callable[[AsyncSession], Awaitable[bool]]) -> ReadSource | None:
         """For a read that runs later on a connection of its own (a streamed answer): the
         standby if it is within the bound and `holds` all the read needs, else the primary;
         None without a standby."""
-        standby = self._standby
-        if standby is None:
+        if self._standby is None:
             return None
-        if standby.usable():
-            try:
-                async with standby.snapshot() as (session, lag):
-                    if lag is not None and lag <= standby.max_lag_s and await holds(session):
-                        return ReadSource(True, lag)
-            except Exception as exc:
-                if not standby.failed(exc):
-                    raise
-        return PRIMARY
+
+        async def on_standby(session: AsyncSession, lag: float) -> ReadSource | None:
+            return ReadSource(True, lag) if await holds(session) else None
+
+        return await self._on_standby(on_standby) or PRIMARY
+
+    async def _on_standby(
+        self, use: Callable[[AsyncSession, float], Awaitable[U | None]]
+    ) -> U | None:
+        """`use` on a snapshot of the standby when it is usable and within the bound; None
+        when it is not, or failed in a way that is its own (logged, see `Standby.failed`)."""
+        standby = self._standby
+        if standby is None or not standby.usable():
+            return None
+        try:
+            async with standby.snapshot() as (session, lag):
+                if lag is not None and lag <= standby.max_lag_s:
+                    return await use(session, lag)
+        except Exception as exc:
+            if not standby.failed(exc):
+                raise
+        return None
 
     def connection(
         self,

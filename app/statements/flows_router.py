@@ -8,23 +8,18 @@ Mini-programs and kiosks: 403.
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.config import Settings
-from app.http.caller import CallerDep
 from app.http.reads import READ_HEADERS, ReadsDep
 from app.http.responses import json_response
-from app.identity.authorization import one_listed_book, own_organisation_scope
 from app.identity.dependencies import allow
-from app.kit.schemas import Day
-from app.ledger.schemas import BookCode
 from app.statements import flows
 from app.statements.flows_schemas import ExchangeStats, FlowGroupBy
-from app.volunteering.figures import check_period
+from app.volunteering.stats_query import StatsQueryDep
 
 router = APIRouter(prefix="/v1", tags=["exchange statistics"])
 
@@ -38,19 +33,10 @@ READERS = ("admin", "auditor", "org")
     dependencies=[allow(READERS, "read exchange statistics")],
 )
 async def exchange_stats(
-    caller: CallerDep,
     reads: ReadsDep,
     request: Request,
-    book: Annotated[
-        BookCode | None, Query(description="the book (required of platform credentials)")
-    ] = None,
+    query: StatsQueryDep,
     group_by: FlowGroupBy = "month",
-    period_from: Annotated[
-        Day | None, Query(alias="from", description="first service day (inclusive)")
-    ] = None,
-    period_to: Annotated[
-        Day | None, Query(alias="to", description="last service day (inclusive)")
-    ] = None,
 ) -> Response:
     """Exchanges (HOUR given, POINT received), kiosk redemptions confirmed (points spent),
     gifts, transfers between books (out and in), public-pool grants, expiries, and reversals of
@@ -62,11 +48,13 @@ async def exchange_stats(
     redemption account): gifts, transfers, grants and expiries move none, so they are 0.
     Read from the standby when the service has one within its lag bound
     (`Timebank-Read-Source`, `Timebank-Read-Lag`)."""
-    scope_book = one_listed_book(caller, book)
-    own = own_organisation_scope(caller)
-    check_period(period_from, period_to)
     settings: Settings = request.app.state.settings
-    scope = flows.Scope(scope_book, UUID(own) if own else None, period_from, period_to)
+    scope = flows.Scope(
+        query.book,
+        UUID(query.organisation_id) if query.organisation_id else None,
+        query.day_from,
+        query.day_to,
+    )
     figures, read_from = await reads.run(
         lambda session: flows.exchange_stats(session, scope, group_by, settings.service_timezone)
     )

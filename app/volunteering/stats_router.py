@@ -7,21 +7,15 @@ and kiosks: 403.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.config import Settings
-from app.http.caller import CallerDep
 from app.http.reads import READ_HEADERS, ReadsDep
 from app.http.responses import json_response
-from app.identity.authorization import one_listed_book, own_organisation_scope
 from app.identity.dependencies import allow
-from app.kit.schemas import Day
-from app.ledger.schemas import BookCode
 from app.volunteering import stats
-from app.volunteering.figures import check_period
+from app.volunteering.stats_query import StatsQueryDep
 from app.volunteering.stats_schemas import GroupBy, ServiceStats
 
 router = APIRouter(prefix="/v1", tags=["service statistics"])
@@ -36,30 +30,18 @@ READERS = ("admin", "auditor", "org")
     dependencies=[allow(READERS, "read service statistics")],
 )
 async def service_stats(
-    caller: CallerDep,
     reads: ReadsDep,
     request: Request,
-    book: Annotated[
-        BookCode | None, Query(description="the book (required of platform credentials)")
-    ] = None,
+    query: StatsQueryDep,
     group_by: GroupBy = "category",
-    period_from: Annotated[
-        Day | None, Query(alias="from", description="first service day (inclusive)")
-    ] = None,
-    period_to: Annotated[
-        Day | None, Query(alias="to", description="last service day (inclusive)")
-    ] = None,
 ) -> Response:
     """Certified service (approved records) by category, organisation, community or month,
     with totals, and `ledger`: the same minutes recomputed from the journal (service credits
     less their reversals), which must equal `totals.minutes`. Organisations see only the
     service they certified. Read from the standby when the service has one within its lag
     bound (`Timebank-Read-Source`, `Timebank-Read-Lag`)."""
-    scope_book = one_listed_book(caller, book)
-    organisation_id = own_organisation_scope(caller)
-    check_period(period_from, period_to)
     settings: Settings = request.app.state.settings
-    scope = stats.Scope(scope_book, organisation_id, period_from, period_to)
+    scope = stats.Scope(query.book, query.organisation_id, query.day_from, query.day_to)
     figures, read_from = await reads.run(
         lambda session: stats.service_stats(session, scope, group_by, settings.service_timezone)
     )

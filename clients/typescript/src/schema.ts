@@ -17336,9 +17336,9 @@ export interface operations {
     exchange_stats_v1_stats_exchange_get: {
         parameters: {
             query?: {
+                group_by?: "month" | "day";
                 /** @description the book (required of platform credentials) */
                 book?: string | null;
-                group_by?: "month" | "day";
                 /** @description first service day (inclusive) */
                 from?: string | null;
                 /** @description last service day (inclusive) */
@@ -17425,9 +17425,9 @@ export interface operations {
     service_stats_v1_stats_service_get: {
         parameters: {
             query?: {
+                group_by?: "category" | "organisation" | "community" | "month";
                 /** @description the book (required of platform credentials) */
                 book?: string | null;
-                group_by?: "category" | "organisation" | "community" | "month";
                 /** @description first service day (inclusive) */
                 from?: string | null;
                 /** @description last service day (inclusive) */
