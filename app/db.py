@@ -36,8 +36,6 @@ log = structlog.get_logger("timebank.db")
 # How long the embedded server may take to start after a crash: the killed server's processes
 # must be gone (and reaped) before a new one may use the data directory.
 EMBEDDED_START_S = 60.0
-# libpq's default port, written out where SQLAlchemy wants every host's port.
-DEFAULT_PORT = 5432
 
 
 @dataclass(frozen=True)
@@ -55,19 +53,16 @@ def with_user(url: str, user: str, database: str | None = None) -> str:
 
 
 def sqlalchemy_url(url: str) -> str:
-    """A libpq URL as SQLAlchemy's asyncpg dialect wants it: several hosts as
-    `?host=h1:p1&host=h2:p2` (each with its port) rather than in the network location."""
+    """The engine's URL: SQLAlchemy's asyncpg dialect with the URL's user and database, and no
+    password, host or parameter. `make_engine` connects through a creator of its own
+    (`connect`, which tries each host of a multi-host URL, IPv6 ones too), so the dialect
+    never reads them."""
     parts = PgUrl.parse(url)
     if parts.scheme not in ("postgresql", "postgres"):
         return url
-    parts = replace(parts, scheme="postgresql+asyncpg")
-    if len(parts.hosts) > 1:
-        if any(":" in h.host for h in parts.hosts):
-            # The dialect splits each `host=` at its colons.
-            raise ValueError("SQLAlchemy cannot take IPv6 addresses in a multi-host URL")
-        listed = [("host", f"{h.host}:{h.port or DEFAULT_PORT}") for h in parts.hosts]
-        parts = parts.with_(hostlist="", query=listed + parts.query)
-    return parts.text()
+    user = (parts.userinfo or "").partition(":")[0] or None  # the password is not needed
+    engine_url = replace(parts, scheme="postgresql+asyncpg", userinfo=user)
+    return engine_url.with_(hostlist="", query=[]).text()
 
 
 class EmbeddedPostgres:
