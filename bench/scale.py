@@ -298,7 +298,7 @@ async def pgledger_window(
 # ---- one milestone -----------------------------------------------------------------------------
 
 
-class Reads:
+class ReadTimer:
     """Timed single GETs against the ledger's HTTP server."""
 
     def __init__(self, base: str, token: str, samples: int) -> None:
@@ -352,7 +352,7 @@ async def sample_tx_ids(url: str, seq: int, count: int) -> list[str]:
     return [str(r["tx_id"]) for r in rows]
 
 
-def measure_reads(reads: Reads, book: Book, seq: int, tx_ids: list[str]) -> dict[str, Any]:
+def measure_reads(reads: ReadTimer, book: Book, seq: int, tx_ids: list[str]) -> dict[str, Any]:
     members, member_ids = book.member_accounts, book.member_ids
     deep = reads.deep_cursor(book.issuance, HISTORY_DEPTH)
     timed = {
@@ -380,7 +380,7 @@ def measure_reads(reads: Reads, book: Book, seq: int, tx_ids: list[str]) -> dict
 
 
 def measure_export(
-    reads: Reads, timebank: str, env: dict[str, str], seq: int, entries: int, receipts: bool
+    reads: ReadTimer, timebank: str, env: dict[str, str], seq: int, entries: int, receipts: bool
 ) -> dict[str, Any]:
     """Stream an export of the book's last `entries` entries into a file, then check it with
     `timebank audit verify`; entries/s of each."""
@@ -500,7 +500,7 @@ def measure_scale(
     bare.start()
     bare.wait_ready(f"http://{HOST}:{bare_port}/openapi.json")
     token = create_token(timebank, env)
-    reads = Reads(base, token, args.scale_read_samples)
+    reads = ReadTimer(base, token, args.scale_read_samples)
     try:
         reads.http.post("/v1/books", json={"code": BOOK, "name": BOOK}).raise_for_status()
         issuance = reads.http.post(
@@ -553,7 +553,7 @@ async def _milestone(
     pgdata: Path,
     book: Book,
     milestone: int,
-    reads: Reads,
+    reads: ReadTimer,
     timebank: str,
     env: dict[str, str],
     ledger: Server,
