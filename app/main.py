@@ -67,12 +67,15 @@ from app.kit.problems import (
     TimebankError,
     ValidationFailed,
 )
+from app.ledger import folds
 from app.ledger import service as ledger_service
 from app.ledger_api.router import router as ledger_router
 from app.logging import configure_logging
 from app.runtime import Runtime, settle_heap
+from app.statements import flow_totals
 from app.statements.flows_router import router as exchange_stats_router
 from app.statements.router import router as member_history_router
+from app.volunteering import credit_totals
 from app.volunteering.needs_router import router as needs_router
 from app.volunteering.projects_router import router as projects_router
 from app.volunteering.proofs_router import router as proofs_router
@@ -173,9 +176,14 @@ def _unexpected_error(exc: Exception) -> TimebankError:
     )
 
 
+# The statistics' running totals, folded from the journal by every process's sweep.
+STATISTICS_FOLDS = [flow_totals.FOLD, credit_totals.FOLD]
+
+
 async def sweep_holds(app: FastAPI, interval_s: float) -> None:
-    """Void expired holds and forget old idempotency keys, in the background; reconnect the
-    authenticator's listener when it is lost.
+    """Void expired holds, fold new entries into the statistics' running totals and forget old
+    idempotency keys, in the background; reconnect the authenticator's listener when it is
+    lost.
 
     Every process sweeps; the sequencer lets each hold resolve once whoever asks. Each step
     fails on its own (a database restart) and is tried again at the next interval.
@@ -200,12 +208,16 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
             await purge_pairing_codes(session, settings.idempotency_retention_s)
             await purge_console_sessions(session, settings.idempotency_retention_s)
 
+    async def fold_totals() -> None:
+        await folds.fold_behind(app.state.sessions, STATISTICS_FOLDS, settings.service_timezone)
+
     while True:
         await asyncio.sleep(interval_s)
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("identity.listen_failed", app.state.authenticator.keep_listening),
             ("ledger.hold_sweep_failed", expire_holds),
             ("kiosk.expiry_failed", expire_redemptions),
+            ("statistics.fold_failed", fold_totals),
         ]
         if time.monotonic() - last_purge > PURGE_EVERY_S:
             last_purge = time.monotonic()

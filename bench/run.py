@@ -130,6 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of (a)-(e): grow one book to N entries (default 1,000,000) and measure it "
         "at 100 k, 1 M and N (bench/scale.py)",
     )
+    from bench import stats as stats_bench
+
+    stats_bench.add_arguments(p)
     p.add_argument("--scale-rounds", type=int, default=3, help="posting windows per milestone")
     p.add_argument("--scale-window", type=float, default=8.0, help="seconds of each window")
     p.add_argument("--scale-read-samples", type=int, default=500, help="GETs timed per read")
@@ -874,6 +877,15 @@ def main(argv: list[str] | None = None) -> int:
                 args, timebank, env, pgdata, servers, urls, settings, app.db._embedded.superuser_url
             )
             parts = set()
+        if args.stats is not None:
+            from app import migrate as migrations
+            from bench import stats as stats_bench
+
+            run_async(migrations.upgrade(urls.owner, settings.app_role))
+            summary["stats"] = run_async(
+                stats_bench.measure(urls, settings, args.stats, args.stats_samples)
+            )
+            parts = set()
         if "http" in parts:
             summary["http"] = measure_http(args, timebank, env, pgdata, servers, urls, settings)
         if parts & {"inprocess", "audit"}:  # (d, e) read the book that (b) writes
@@ -903,10 +915,14 @@ def main(argv: list[str] | None = None) -> int:
     summary["seconds"] = round(time.perf_counter() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
-    if args.scale is not None:
+    if args.scale is not None or args.stats is not None:
         from bench.scale import render as render_scale
+        from bench.stats import render as render_stats
 
-        print(render_scale(summary["scale"]))
+        if "scale" in summary:
+            print(render_scale(summary["scale"]))
+        if "stats" in summary:
+            print(render_stats(summary["stats"]))
     elif args.only:  # a partial run: the table needs every part but (d) and (e)
         if "audit" in summary:
             rows = [("figure", "ledger", "baseline", "ratio", "target", "result")]

@@ -1,30 +1,30 @@
 """Service statistics: certified service (approved records) grouped by category, organisation,
 community or month, and the same figure recomputed from the journal so the two can be compared.
 
-The records side counts `service_records` with status `approved`. The ledger side reads only
-the journal (plus the accounts' owners, and each record's `service_day` to place an entry in
-the period): the HOUR minutes that `service_credit` entries credited to member accounts or, as
-overflow beyond a member's storage cap, to the book's public time pool, less what `reversal`
-entries of those transactions took back from the same accounts. A correct service keeps the
-two equal (an approval posts exactly its record's minutes, a correction reverses them and
-marks the record `reversed`), so `reconciled` false means the table and the ledger disagree.
+The records side counts `service_records` with status `approved` (whole months from their
+running totals, `service_record_months`). The ledger side reads only the journal's running
+totals (`app.volunteering.credit_totals`, which says how entries are counted and placed): the
+HOUR minutes that `service_credit` entries credited to member accounts or, as overflow beyond a
+member's storage cap, to the book's public time pool, less what `reversal` entries of those
+transactions took back from the same accounts. A correct service keeps the two equal (an
+approval posts exactly its record's minutes, a correction reverses them and marks the record
+`reversed`), so `reconciled` false means the table and the ledger disagree.
 
-Both sides are SQL aggregates read in one REPEATABLE READ snapshot.
+Both sides are read in one REPEATABLE READ snapshot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.exchange.accounts import PUBLIC_POOL, book_owner
 from app.identity.authorization import org_owner
 from app.ledger import service as ledger
-from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CREDIT
+from app.volunteering import credit_totals
 from app.volunteering.figures import hours
 from app.volunteering.stats_schemas import (
     GroupBy,
@@ -55,7 +55,8 @@ class _Grouping:
     label: str
 
 
-# Fixed SQL fragments, chosen by `group_by` (never built from input).
+# Fixed SQL fragments, chosen by `group_by` (never built from input). `r` is a row of
+# RECORDS_SQL's `rows`.
 GROUPINGS: dict[str, _Grouping] = {
     "category": _Grouping(
         "JOIN projects p ON p.id = r.project_id JOIN service_categories c ON c.code = p.category",
@@ -73,25 +74,36 @@ GROUPINGS: dict[str, _Grouping] = {
         "CAST(p.community_id AS text)",
         f"coalesce(cm.name, '{NO_COMMUNITY}')",
     ),
-    "month": _Grouping(
-        "", "to_char(r.service_day, 'YYYY-MM')", "to_char(r.service_day, 'YYYY-MM')"
-    ),
+    "month": _Grouping("", "to_char(r.day, 'YYYY-MM')", "to_char(r.day, 'YYYY-MM')"),
 }
 
-# Per group (and member and project, so that the distinct counts below sort few rows), then
-# one row per group and, from the empty grouping set, one row of totals: distinct volunteers
-# and projects over every group, not a sum. `{where}` adds the scope's conditions.
+# Approved records: the whole months of the period from their running totals per member,
+# project and month (`service_record_months`, kept by a trigger), the days of its partial
+# months at either end from the records themselves. Without a period, and unless grouped by
+# month, the totals per member and project over all time (`service_record_members`): as many
+# rows as the book has volunteers in projects, however many years it holds. Then per group
+# (and member and project, so that the distinct counts below sort few rows), then one row per
+# group and, from the empty grouping set, one row of totals: distinct volunteers and projects
+# over every group, not a sum. `{months}`, `{days}` and `{org}` add the scope's conditions.
 RECORDS_SQL = """
-WITH per_member AS (
+WITH rows AS (
+    SELECT m.organisation_id, m.project_id, m.member_id, {month} AS day, m.records,
+           m.minutes, m.checkin_minutes, m.manual_minutes
+      FROM {rollup} m
+     WHERE m.book_code = :book{months}{org_m}
+    UNION ALL
+    SELECT r.organisation_id, r.project_id, r.member_id, r.service_day, 1, r.credited_minutes,
+           CASE WHEN r.evidence = 'checkin' THEN r.credited_minutes ELSE 0 END,
+           CASE WHEN r.evidence = 'manual' THEN r.credited_minutes ELSE 0 END
+      FROM service_records r
+     WHERE r.book_code = :book AND r.status = 'approved'{days}{org_r}
+), per_member AS (
     SELECT {key} AS key, {label} AS label, r.member_id, r.project_id,
-           count(*) AS records,
-           sum(r.credited_minutes) AS minutes,
-           coalesce(sum(r.credited_minutes) FILTER (WHERE r.evidence = 'checkin'), 0)
-               AS checkin_minutes,
-           coalesce(sum(r.credited_minutes) FILTER (WHERE r.evidence = 'manual'), 0)
-               AS manual_minutes
-      FROM service_records r {joins}
-     WHERE r.book_code = :book AND r.status = 'approved'{where}
+           sum(r.records) AS records,
+           sum(r.minutes) AS minutes,
+           sum(r.checkin_minutes) AS checkin_minutes,
+           sum(r.manual_minutes) AS manual_minutes
+      FROM rows r {joins}
      GROUP BY 1, 2, r.member_id, r.project_id
 )
 SELECT GROUPING(key) = 1 AS is_total, key, label,
@@ -104,59 +116,43 @@ SELECT GROUPING(key) = 1 AS is_total, key, label,
   FROM per_member
  GROUP BY GROUPING SETS ((key, label), ())
 """
-RECORDS_IN_ORGANISATION = " AND r.organisation_id = CAST(:org AS uuid)"
-RECORDS_FROM = " AND r.service_day >= :day_from"
-RECORDS_TO = " AND r.service_day <= :day_to"
+NOWHERE = " AND false"
 
-# The journal's side. Credited minutes are the HOUR legs of service_credit entries on member
-# accounts and on the book's public time pool (where a storage cap sends what a credit would
-# carry beyond it: the record's minutes are certified all the same); reversals of those
-# entries take back their own such legs. An organisation's scope
-# is the entries that debit one of its accounts (each entry's legs looked up by its key). With a
-# period, each entry is placed on the service day of the record its meta.record names (in the
-# same book, whatever its status); an entry naming no record of the book (or naming it other
-# than as a lowercase UUID, as approval writes it) is placed on the local day it was posted,
-# so it still counts. Only then are entries' bodies parsed: once each, in a hash join on the
-# text of the id, which needs no cast that a malformed reference could make fail.
-LEDGER_SQL = """
-WITH {credits}
-SELECT
-  (SELECT coalesce(sum(l.amount), 0)
-     FROM credits c{credit_legs}
-    WHERE a.asset = 'HOUR' AND {credited_account}) AS credited,
-  (SELECT coalesce(-sum(l.amount), 0)
-     FROM journal_entries v{reversal_legs}
-    WHERE v.book_code = :book AND v.kind = :reversal_kind
-      AND v.reverses IN (SELECT tx_id FROM credits)
-      AND a.asset = 'HOUR' AND {credited_account}) AS reversed
-"""
-# A member's account, or the book's public time pool (overflow of a storage cap).
-CREDITED_ACCOUNT = (
-    "(a.owner LIKE 'member:%' OR (a.owner = :book_owner AND a.meta ->> 'purpose' = :pool))"
-)
-LEDGER_CREDITS = """credits AS (
-    SELECT e.seq, e.tx_id FROM journal_entries e
-     WHERE e.book_code = :book AND e.kind = :credit_kind{organisation}
-)"""
-LEDGER_PLACED_CREDITS = """credits AS (
-    SELECT e.seq, e.tx_id
-      FROM journal_entries e
-      LEFT JOIN service_records r
-        ON CAST(r.id AS text) COLLATE "C" =
-           CAST(convert_from(e.body, 'UTF8') AS json) #>> '{{meta,record}}'
-       AND r.book_code = :book
-     WHERE e.book_code = :book AND e.kind = :credit_kind{organisation}{period}
-)"""
-LEDGER_DAY = "coalesce(r.service_day, CAST(timezone(CAST(:tz AS text), e.posted_at) AS date))"
-LEDGER_FROM = f" AND {LEDGER_DAY} >= :day_from"
-LEDGER_TO = f" AND {LEDGER_DAY} <= :day_to"
-LEDGER_IN_ORGANISATION = """
-       AND EXISTS (
-           SELECT 1 FROM journal_legs l
-            WHERE l.book_code = :book AND l.seq = e.seq AND l.amount < 0
-              AND l.account_id = ANY(ARRAY(
-                  SELECT id FROM accounts WHERE book_code = :book AND owner = :org_owner))
-           OFFSET 0)"""
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A period as whole months `[month_from, month_to)` (each bound optional; `None` for
+    no whole month) and the day ranges of its partial months."""
+
+    months: tuple[date | None, date | None] | None
+    days: list[tuple[date, date]]
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def split_period(day_from: date | None, day_to: date | None) -> _Split:
+    """The whole months of [`day_from`, `day_to`] (either optional) and the days around them."""
+    month_from = None
+    if day_from is not None:
+        month_from = day_from if day_from.day == 1 else _next_month(day_from)
+    month_to = None
+    if day_to is not None:
+        last_of_month = _next_month(day_to) == day_to + timedelta(days=1)
+        month_to = _next_month(day_to) if last_of_month else day_to.replace(day=1)
+    if month_from is not None and month_to is not None and month_from >= month_to:
+        assert day_from is not None and day_to is not None
+        return _Split(None, [(day_from, day_to)] if day_from <= day_to else [])
+    days = []
+    if day_from is not None and month_from is not None and day_from < month_from:
+        days.append((day_from, month_from - timedelta(days=1)))
+    if day_to is not None and month_to is not None and month_to <= day_to:
+        days.append((month_to, day_to))
+    return _Split((month_from, month_to), days)
+
+
+WHOLE_BOOK = _Split((None, None), [])
 
 
 def _group(row: Row[Any]) -> StatsGroup:
@@ -200,18 +196,42 @@ async def service_stats(
     await ledger.begin_book_aggregate(session, scope.book)
     grouping = GROUPINGS[group_by]
     params: dict[str, Any] = {"book": scope.book}
-    where = ""
+    split = split_period(scope.day_from, scope.day_to)
+    months = NOWHERE
+    if split.months is not None:
+        months = ""
+        month_from, month_to = split.months
+        if month_from is not None:
+            months += " AND m.month >= :month_from"
+            params["month_from"] = month_from
+        if month_to is not None:
+            months += " AND m.month < :month_to"
+            params["month_to"] = month_to
+    days = NOWHERE
+    if split.days:
+        ranges = []
+        for i, (first, last) in enumerate(split.days):
+            ranges.append(f"r.service_day BETWEEN :first_{i} AND :last_{i}")
+            params |= {f"first_{i}": first, f"last_{i}": last}
+        days = f" AND ({' OR '.join(ranges)})"
+    rollup, month = "service_record_months", "m.month"
+    if split == WHOLE_BOOK and group_by != "month":
+        rollup, month = "service_record_members", "CAST(NULL AS date)"
+    org_m = org_r = ""
     if scope.organisation_id is not None:
-        where += RECORDS_IN_ORGANISATION
+        org_m = " AND m.organisation_id = CAST(:org AS uuid)"
+        org_r = " AND r.organisation_id = CAST(:org AS uuid)"
         params["org"] = scope.organisation_id
-    if scope.day_from is not None:
-        where += RECORDS_FROM
-        params["day_from"] = scope.day_from
-    if scope.day_to is not None:
-        where += RECORDS_TO
-        params["day_to"] = scope.day_to
     sql = RECORDS_SQL.format(
-        key=grouping.key, label=grouping.label, joins=grouping.joins, where=where
+        key=grouping.key,
+        label=grouping.label,
+        joins=grouping.joins,
+        rollup=rollup,
+        month=month,
+        months=months,
+        days=days,
+        org_m=org_m,
+        org_r=org_r,
     )
     groups: list[StatsGroup] = []
     totals: StatsTotals | None = None
@@ -222,7 +242,10 @@ async def service_stats(
             groups.append(_group(row))
     # The empty grouping set yields its row of totals even when no record is in scope.
     assert totals is not None
-    credited, reversed_ = await _ledger_minutes(session, scope, timezone)
+    owner = "" if scope.organisation_id is None else org_owner(scope.organisation_id)
+    credited, reversed_ = await credit_totals.credited_minutes(
+        session, scope.book, owner, (scope.day_from, scope.day_to), timezone
+    )
     return ServiceStats(
         book=scope.book,
         group_by=group_by,
@@ -238,39 +261,3 @@ async def service_stats(
             reconciled=credited - reversed_ == totals.minutes,
         ),
     )
-
-
-async def _ledger_minutes(session: AsyncSession, scope: Scope, timezone: str) -> tuple[int, int]:
-    """What the journal says was credited as service in `scope`: service_credit minutes to
-    members (and, beyond their storage caps, to the public time pool), and what reversals of
-    them took back."""
-    params: dict[str, Any] = {
-        "book": scope.book,
-        "credit_kind": KIND_SERVICE_CREDIT,
-        "reversal_kind": KIND_REVERSAL,
-        "book_owner": book_owner(scope.book),
-        "pool": PUBLIC_POOL,
-    }
-    organisation = period = ""
-    if scope.organisation_id is not None:
-        organisation = LEDGER_IN_ORGANISATION
-        params["org_owner"] = org_owner(scope.organisation_id)
-    if scope.day_from is not None:
-        period += LEDGER_FROM
-        params["day_from"] = scope.day_from
-    if scope.day_to is not None:
-        period += LEDGER_TO
-        params["day_to"] = scope.day_to
-    if period:
-        params["tz"] = timezone
-        credits = LEDGER_PLACED_CREDITS.format(organisation=organisation, period=period)
-    else:
-        credits = LEDGER_CREDITS.format(organisation=organisation)
-    sql = LEDGER_SQL.format(
-        credits=credits,
-        credit_legs=ledger.legs_with_accounts("c.seq"),
-        reversal_legs=ledger.legs_with_accounts("v.seq"),
-        credited_account=CREDITED_ACCOUNT,
-    )
-    row = (await session.execute(text(sql), params)).one()
-    return int(row.credited), int(row.reversed)
