@@ -62,7 +62,7 @@ def key_id(name: str, public_key: Ed25519PublicKey) -> int:
     return key_id_value
 
 
-def _b64decode(text: str) -> bytes:
+def strict_b64decode(text: str) -> bytes:
     """Strict standard base64: alphabet and padding checked, and the encoding canonical."""
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
@@ -102,21 +102,21 @@ class Verifier:
         return True
 
 
-def _split_key_string(value: str, parts: int) -> list[str]:
+def split_key_string(value: str, parts: int) -> list[str]:
     fields = value.split("+", parts - 1)
     if len(fields) != parts:
         raise MalformedNoteError("malformed key string")
     return fields
 
 
-def _parse_key_id(hex8: str) -> int:
+def parse_key_id(hex8: str) -> int:
     if len(hex8) != 8 or any(c not in "0123456789abcdefABCDEF" for c in hex8):
         raise MalformedNoteError("malformed key id")
     return int(hex8, 16)
 
 
 def _ed25519_key_material(b64: str) -> bytes:
-    raw = _b64decode(b64)
+    raw = strict_b64decode(b64)
     if len(raw) != 33 or raw[0] != ALG_ED25519:
         raise MalformedNoteError("not an Ed25519 note key")
     return raw[1:]
@@ -124,10 +124,10 @@ def _ed25519_key_material(b64: str) -> bytes:
 
 def parse_verifier_key(vkey: str) -> Verifier:
     """Parse a verifier key string, checking that its key id matches name and key."""
-    name, hex8, b64 = _split_key_string(vkey, 3)
+    name, hex8, b64 = split_key_string(vkey, 3)
     if not is_valid_key_name(name):
         raise MalformedNoteError("invalid key name")
-    claimed = _parse_key_id(hex8)
+    claimed = parse_key_id(hex8)
     verifier = Verifier.from_public_key(
         name, Ed25519PublicKey.from_public_bytes(_ed25519_key_material(b64))
     )
@@ -139,10 +139,10 @@ def parse_verifier_key(vkey: str) -> Verifier:
 def parse_signer_key(skey: str) -> tuple[str, Ed25519PrivateKey]:
     """Parse a golang signer key `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`: a
     plaintext secret, for published vectors only (the service's keys are in app.audit.keys)."""
-    private, key, name, hex8, b64 = _split_key_string(skey, 5)
+    private, key, name, hex8, b64 = split_key_string(skey, 5)
     if private != "PRIVATE" or key != "KEY" or not is_valid_key_name(name):
         raise MalformedNoteError("malformed signer key")
-    claimed = _parse_key_id(hex8)
+    claimed = parse_key_id(hex8)
     private_key = Ed25519PrivateKey.from_private_bytes(_ed25519_key_material(b64))
     if key_id(name, private_key.public_key()) != claimed:
         raise MalformedNoteError("key id does not match the key")
@@ -210,7 +210,7 @@ def open_note(note: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, li
         name, _, b64 = line[len(_SIG_PREFIX) :].partition(" ")
         if not is_valid_key_name(name) or not b64:
             raise MalformedNoteError("malformed signature line")
-        raw = _b64decode(b64)
+        raw = strict_b64decode(b64)
         if len(raw) < 5:
             raise MalformedNoteError("signature too short")
         sig_key_id: int = struct.unpack(">I", raw[:4])[0]
