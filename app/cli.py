@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from app.audit.commands import audit_cli, keys_cli
+from app.audit.witness_commands import witnesses_cli
 from app.config import Settings, get_settings
 from app.kit.faults import arm_from_spec
 from app.kit.pg_pool import connect
@@ -39,6 +40,7 @@ credentials_cli = typer.Typer(help="Bearer credentials.", no_args_is_help=True)
 cli.add_typer(credentials_cli, name="credentials")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(audit_cli, name="audit")
+cli.add_typer(witnesses_cli, name="witnesses")
 console = Console(stderr=True)
 log = structlog.get_logger("timebank.cli")
 

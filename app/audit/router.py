@@ -8,6 +8,7 @@ the book's reach; signing a checkpoint, admins; the export, admins and auditors.
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -19,13 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response, StreamingResponse
 
 from app.audit import export as audit_export
-from app.audit import schemas
+from app.audit import schemas, tlog
 from app.audit.errors import BeyondLogSize, CheckpointNotFound, ReceiptTooLarge
 from app.audit.note import Verifier
 from app.audit.receipting import StoredEntry
 from app.audit.receipts import ALG
 from app.audit.service import AuditLog, checkpoint_read
 from app.audit.tlog import SignedCheckpoint
+from app.audit.witness_config import witness_statuses
 from app.http.caller import Caller, CallerDep
 from app.http.context import SessionDep
 from app.http.reads import READ_HEADERS, ReadsDep
@@ -33,6 +35,7 @@ from app.http.responses import json_response, problems
 from app.identity.authorization import ALL_ROLES, require_book, require_role, sees_any_account
 from app.identity.dependencies import allow
 from app.kit import deep_json
+from app.kit.clock import rfc3339_micro
 from app.kit.pg_pool import acquire
 from app.ledger import service as ledger_service
 from app.ledger.errors import TransactionNotFound
@@ -116,6 +119,34 @@ async def log_keys(code: str, caller: CallerDep, session: SessionDep, audit: Aud
     return Response(lines, media_type="text/plain; charset=utf-8")
 
 
+@router.get("/v1/books/{code}/witnesses", response_model=schemas.WitnessList)
+async def witnesses(code: str, caller: CallerDep, session: SessionDep, audit: AuditDep) -> Response:
+    """The book's witnesses: the size each last cosigned, and any refusal (an alarm)."""
+    await _book(caller, session, code, ALL_ROLES, "read the log")
+    async with acquire(audit.pool) as conn:
+        found = await witness_statuses(conn, code)
+    items = [
+        schemas.WitnessRead(
+            name=w.name,
+            vkey=w.vkey,
+            url=w.url,
+            cosigned_size=w.cosigned_size,
+            cosigned_at=_stamp(w.cosigned_at),
+            failures=w.failures,
+            last_error=w.last_error,
+            alarm=w.alarm,
+            refused_at=_stamp(w.refused_at),
+            refusal=w.refusal,
+        ).model_dump()
+        for w in found
+    ]
+    return json_response(200, {"book": code, "alarm": any(w.alarm for w in found), "items": items})
+
+
+def _stamp(at: datetime | None) -> str | None:
+    return None if at is None else rfc3339_micro(at)
+
+
 @router.get(
     "/v1/books/{code}/checkpoint", response_model=schemas.CheckpointRead, responses=LOG_ERRORS
 )
@@ -169,22 +200,15 @@ async def list_checkpoints(
     if after_tree_size is not None:
         low = max(low, after_tree_size + 1)
     async with acquire(audit.pool) as conn:
-        rows = await conn.fetch(
-            "SELECT tree_size, root, origin, note, signed_at, kid FROM checkpoints "
-            "WHERE book_code = $1 AND tree_size BETWEEN $2 AND $3 ORDER BY tree_size LIMIT $4",
-            code,
-            low,
-            high,
-            limit + 1,
-        )
-    if tree_size is not None and not rows:
+        found = await tlog.checkpoints_between(conn, code, low, high, limit + 1)
+    if tree_size is not None and not found:
         heads = await audit.heads(code)
         if tree_size > heads.journal_seq:
             raise BeyondLogSize(code, "tree_size", tree_size, heads.journal_seq, heads.tree_size)
         raise CheckpointNotFound(f"book {code!r} has no checkpoint of size {tree_size}")
     public = {k.kid: k.public_key for k in await audit.keys()}
-    items = [_checkpoint(SignedCheckpoint.from_row(code, row), public) for row in rows[:limit]]
-    more = len(rows) > limit
+    items = [_checkpoint(checkpoint, public) for checkpoint in found[:limit]]
+    more = len(found) > limit
     page = {
         "items": [item.model_dump(exclude_none=True) for item in items],
         "next_after_tree_size": items[-1].tree_size if more else None,

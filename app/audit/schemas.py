@@ -82,3 +82,26 @@ class ExportTrailer(BaseModel):
     prefix: list[Hex] = Field(description="the peaks of the leaves before from_seq")
     consistency: list[Hex] = Field(description="RFC 9162 PROOF from to_seq to the checkpoint")
     jwks: dict[str, list[dict[str, str]]]
+
+
+class WitnessRead(BaseModel):
+    name: str = Field(description="the witness's name, its key name")
+    vkey: str = Field(description="its cosigner key (C2SP tlog-cosignature, type 0x04)")
+    url: str = Field(description="its submission prefix (C2SP tlog-witness)")
+    cosigned_size: int | None = Field(description="the tree size it last cosigned; null: none")
+    cosigned_at: str | None = Field(description="the time its last cosignature states")
+    failures: int = Field(description="requests in a row that got no usable answer")
+    last_error: str | None
+    alarm: bool = Field(
+        description="it refused this log's checkpoint (a status other than 409): the log "
+        "showed it a history that does not extend what it cosigned, or it does not know the "
+        "log; cleared when it cosigns again"
+    )
+    refused_at: str | None
+    refusal: str | None = Field(description="the refusal's status and text")
+
+
+class WitnessList(BaseModel):
+    book: str
+    alarm: bool = Field(description="whether any witness refused (see each item)")
+    items: list[WitnessRead]

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
+import httpx
 import structlog
 
-from app.audit import merkle, schemas, tlog
+from app.audit import merkle, schemas, tlog, witnessing
 from app.audit.checkpoint import TlogProof
 from app.audit.errors import BeyondLogSize, LogInconsistent
 from app.audit.keys import JwkSet, jwks
@@ -132,13 +133,27 @@ class AuditLog:
         self, interval_s: float, keep_going: Callable[[], bool] = lambda: True
     ) -> None:
         """Follow the journals every `interval_s` for as long as `keep_going()` (a server's own
-        follower, or the `timebank follow-log` process)."""
-        while keep_going():
-            await asyncio.sleep(interval_s)
-            try:
-                await self.follow_once()
-            except Exception as exc:  # keep following through a database restart
-                log_failure(log, "audit.follow_failed", exc)
+        follower, or the `timebank follow-log` process), and ask the books' witnesses to
+        cosign new checkpoints beside it (a slow witness never holds up the log)."""
+
+        async def log_loop() -> None:
+            while keep_going():
+                await asyncio.sleep(interval_s)
+                try:
+                    await self.follow_once()
+                except Exception as exc:  # keep following through a database restart
+                    log_failure(log, "audit.follow_failed", exc)
+
+        async def witness_loop() -> None:
+            async with httpx.AsyncClient() as client:
+                while keep_going():
+                    await asyncio.sleep(interval_s)
+                    try:
+                        await witnessing.ask_due(self.pool, client)
+                    except Exception as exc:
+                        log_failure(log, "audit.witnesses_failed", exc)
+
+        await asyncio.gather(log_loop(), witness_loop())
 
     async def keys(self) -> list[StoredKey]:
         """Every signing key ever made, oldest first (read now)."""

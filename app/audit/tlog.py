@@ -38,8 +38,15 @@ SELECT level, index, hash FROM merkle_subtrees
  WHERE book_code = $1
    AND (level, index) IN (SELECT * FROM unnest($2::smallint[], $3::bigint[]))
 """
-LAST_CHECKPOINT = """
-SELECT tree_size, root, origin, note, signed_at, kid FROM checkpoints
+# A checkpoint's note as it is served: the log's signed note, then the cosignature lines its
+# witnesses returned, by witness name (docs/witness.md). Still a valid note for a reader who
+# knows only the log's key: unknown signature lines are ignored.
+COSIGNED_NOTE = """note || coalesce(
+    (SELECT string_agg(w.line, '' ORDER BY w.witness) FROM checkpoint_cosignatures w
+      WHERE w.book_code = checkpoints.book_code AND w.tree_size = checkpoints.tree_size),
+    '') AS note"""
+LAST_CHECKPOINT = f"""
+SELECT tree_size, root, origin, {COSIGNED_NOTE}, signed_at, kid FROM checkpoints
  WHERE book_code = $1 ORDER BY tree_size DESC LIMIT 1
 """
 CHECKPOINT_COLUMNS = "book_code, tree_size, root, origin, note, signed_at, kid"
@@ -196,6 +203,21 @@ async def last_checkpoint(conn: asyncpg.Connection, book: str) -> SignedCheckpoi
     """The book's checkpoint of the largest size."""
     row = await conn.fetchrow(LAST_CHECKPOINT, book)
     return None if row is None else SignedCheckpoint.from_row(book, row)
+
+
+async def checkpoints_between(
+    conn: asyncpg.Connection, book: str, low: int, high: int, limit: int
+) -> list[SignedCheckpoint]:
+    """The book's checkpoints of sizes `low` to `high`, smallest first, at most `limit`."""
+    rows = await conn.fetch(
+        f"SELECT tree_size, root, origin, {COSIGNED_NOTE}, signed_at, kid FROM checkpoints "
+        "WHERE book_code = $1 AND tree_size BETWEEN $2 AND $3 ORDER BY tree_size LIMIT $4",
+        book,
+        low,
+        high,
+        limit,
+    )
+    return [SignedCheckpoint.from_row(book, row) for row in rows]
 
 
 async def check_tree(

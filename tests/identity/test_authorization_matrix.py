@@ -673,6 +673,10 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     # checkpoints and proofs for every role of the book, receipts with the transaction.
     ("GET", "/.well-known/jwks.json"): (fixed("GET", "/.well-known/jwks.json"), PUBLIC),
     ("GET", "/v1/books/{code}/log-keys"): (fixed("GET", "/v1/books/{w.home}/log-keys"), BOOK_READ),
+    ("GET", "/v1/books/{code}/witnesses"): (
+        fixed("GET", "/v1/books/{w.home}/witnesses"),
+        BOOK_READ,
+    ),
     ("GET", "/v1/books/{code}/checkpoint"): (
         fixed("GET", "/v1/books/{w.home}/checkpoint"),
         BOOK_READ,

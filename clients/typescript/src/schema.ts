@@ -538,6 +538,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/books/{code}/witnesses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Witnesses
+         * @description The book's witnesses: the size each last cosigned, and any refusal (an alarm).
+         */
+        get: operations["witnesses_v1_books__code__witnesses_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/console/session": {
         parameters: {
             query?: never;
@@ -6019,6 +6039,65 @@ export interface components {
             /** Volunteer Number */
             volunteer_number: string;
         };
+        /** WitnessList */
+        WitnessList: {
+            /**
+             * Alarm
+             * @description whether any witness refused (see each item)
+             */
+            alarm: boolean;
+            /** Book */
+            book: string;
+            /** Items */
+            items: components["schemas"]["WitnessRead"][];
+        };
+        /** WitnessRead */
+        WitnessRead: {
+            /**
+             * Alarm
+             * @description it refused this log's checkpoint (a status other than 409): the log showed it a history that does not extend what it cosigned, or it does not know the log; cleared when it cosigns again
+             */
+            alarm: boolean;
+            /**
+             * Cosigned At
+             * @description the time its last cosignature states
+             */
+            cosigned_at: string | null;
+            /**
+             * Cosigned Size
+             * @description the tree size it last cosigned; null: none
+             */
+            cosigned_size: number | null;
+            /**
+             * Failures
+             * @description requests in a row that got no usable answer
+             */
+            failures: number;
+            /** Last Error */
+            last_error: string | null;
+            /**
+             * Name
+             * @description the witness's name, its key name
+             */
+            name: string;
+            /**
+             * Refusal
+             * @description the refusal's status and text
+             */
+            refusal: string | null;
+            /** Refused At */
+            refused_at: string | null;
+            /**
+             * Url
+             * @description its submission prefix (C2SP tlog-witness)
+             */
+            url: string;
+            /**
+             * Vkey
+             * @description its cosigner key (C2SP tlog-cosignature, type 0x04)
+             */
+            vkey: string;
+        };
         /** RuleRef */
         app__exchange__exchanges__schemas__RuleRef: {
             /** Code */
@@ -8629,6 +8708,76 @@ export interface operations {
             };
             /** @description the body is not of the media type the route takes */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the credential's rate limit is used up (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    witnesses_v1_books__code__witnesses_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description mini-program credentials: the member this request acts for */
+                "X-Member-Id"?: string | null;
+            };
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WitnessList"];
+                };
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the object is missing or out of the caller's reach */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,280 @@
+"""The log asks each book's witnesses to cosign its latest checkpoint (C2SP tlog-witness,
+docs/witness.md): a witness is sent the checkpoint with a consistency proof from the size it
+last cosigned, answers with a cosignature line, and that line is stored and served with the
+checkpoint from then on.
+
+Each (book, witness) is asked on its own, after claiming its `book_witnesses` row with a lease
+(so two processes never ask one witness for one book at once, and no database connection is
+held while the witness answers) and within a timeout, so a witness
+that is down delays nothing but its own cosignature: it is asked again, with backoff, from
+the size it last cosigned. A 409 tells the size the witness holds; the request is made once
+more from there. Any other refusal (400, 403, 404, 422) says the witness does not accept this
+log's history: an alarm, logged at error level, counted, and kept on the row (the console's
+Integrity screen shows it) until the witness cosigns again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+import structlog
+from prometheus_client import Counter, Gauge
+
+from app.audit import merkle, tlog
+from app.audit.cosignature import Cosigner, parse_cosigner_key, timestamp_of
+from app.audit.note import NoteError, open_note
+from app.kit.pg_pool import acquire
+
+log = structlog.get_logger("timebank.audit")
+
+REQUEST_TIMEOUT_S = 5.0
+# A refused checkpoint is offered again after this long (the operator may have fixed the
+# witness's configuration); an unreachable witness is retried with backoff up to it.
+RETRY_REFUSED_S = 300.0
+MAX_BACKOFF_S = 300.0
+SIZE_CONTENT_TYPE = "text/x.tlog.size"
+MAX_RESPONSE = 64 * 1024
+
+COSIGNATURES = Counter(
+    "timebank_witness_cosignatures_total", "Cosignatures received", ["book", "witness"]
+)
+REFUSALS = Counter(
+    "timebank_witness_refusals_total",
+    "Checkpoints a witness refused (alarm: any status but 409)",
+    ["book", "witness", "status"],
+)
+UNREACHABLE = Counter(
+    "timebank_witness_unreachable_total", "Requests to a witness that got no answer", ["witness"]
+)
+COSIGNED_SIZE = Gauge(
+    "timebank_witness_cosigned_size",
+    "The tree size each witness last cosigned",
+    ["book", "witness"],
+    multiprocess_mode="max",
+)
+
+DUE = """
+SELECT w.book_code, w.name, w.vkey, w.url, w.cosigned_size, w.failures,
+       c.tree_size, c.note
+  FROM book_witnesses w
+  CROSS JOIN LATERAL (SELECT k.tree_size, k.note FROM checkpoints k
+                       WHERE k.book_code = w.book_code
+                       ORDER BY k.tree_size DESC LIMIT 1) c
+ WHERE w.due_at <= now()
+   AND NOT EXISTS (SELECT 1 FROM checkpoint_cosignatures s
+                    WHERE s.book_code = w.book_code AND s.tree_size = c.tree_size
+                      AND s.witness = w.name)
+ ORDER BY w.book_code, w.name
+"""
+# Claiming a witness moves its due time past the longest a request may take: a process that
+# dies while asking leaves the lease to run out, and the witness is asked again.
+CLAIM = """
+UPDATE book_witnesses SET due_at = now() + make_interval(secs => $3)
+ WHERE book_code = $1 AND name = $2 AND due_at <= now()
+RETURNING cosigned_size, failures
+"""
+LEASE_S = 4 * REQUEST_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Due:
+    """A witness that has not cosigned its book's latest checkpoint."""
+
+    book: str
+    name: str
+    cosigner: Cosigner
+    url: str
+    tree_size: int
+    note: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one request to a witness came to."""
+
+    status: int | None  # None: no answer
+    body: str
+
+
+class Refused(Exception):
+    """The witness does not accept this checkpoint from the size it holds."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+class Unreachable(Exception):
+    """No usable answer: the witness is down, slow, or answered what the protocol does not."""
+
+
+def request_body(old: int, proof: list[bytes], note: str) -> str:
+    """An add-checkpoint request: the old size, the proof lines, a blank line, the note."""
+    lines = "".join(base64.b64encode(h).decode() + "\n" for h in proof)
+    return f"old {old}\n{lines}\n{note}"
+
+
+async def post(client: httpx.AsyncClient, url: str, body: str) -> Answer:
+    """POST an add-checkpoint body; the status and (bounded) text of the answer."""
+    try:
+        async with client.stream(
+            "POST",
+            url.rstrip("/") + "/add-checkpoint",
+            content=body.encode(),
+            timeout=REQUEST_TIMEOUT_S,
+        ) as response:
+            raw = b""
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) > MAX_RESPONSE:
+                    raise Unreachable("the answer is too large")
+            text = raw.decode("utf-8", errors="replace")
+            if response.status_code == 409:
+                kind = response.headers.get("content-type", "").split(";")[0].strip()
+                if kind != SIZE_CONTENT_TYPE:
+                    raise Unreachable(f"409 without {SIZE_CONTENT_TYPE}")
+            return Answer(response.status_code, text)
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"{type(exc).__name__}: {exc}") from None
+
+
+def cosignature_line(due: Due, body: str) -> str:
+    """The witness's own verified line in a 200 answer (lines of unknown keys are ignored)."""
+    for line in body.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            continue
+        try:
+            open_note(due.note + line, [due.cosigner])
+        except NoteError:
+            continue
+        return line
+    raise Unreachable("the answer holds no valid cosignature of this witness")
+
+
+async def _proof(pool: asyncpg.Pool, book: str, old: int, size: int) -> list[bytes]:
+    if old in (0, size):
+        return []
+    async with acquire(pool) as conn:
+        return await tlog.from_stored(
+            conn, book, lambda sh: merkle.consistency_proof(old, size, sh)
+        )
+
+
+async def ask(pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due, old: int) -> tuple[str, int]:
+    """Ask for a cosignature of `due`'s checkpoint from `old`; the line, and the size the
+    witness held before. Raises Refused or Unreachable."""
+    for _ in range(2):
+        if old > due.tree_size:
+            # A newer checkpoint was cosigned meanwhile (by another process): the next round
+            # offers the newest. Were the log to shrink, the witness refuses that one.
+            raise Unreachable(f"the witness holds size {old}, past this checkpoint")
+        proof = await _proof(pool, due.book, old, due.tree_size)
+        answer = await post(client, due.url, request_body(old, proof, due.note))
+        if answer.status == 200:
+            return cosignature_line(due, answer.body), old
+        if answer.status == 409:
+            held = answer.body.strip()
+            if not held.isascii() or not held.isdecimal():
+                raise Unreachable("409 without a size")
+            if int(held) == old:
+                raise Unreachable("409 naming the size it was sent")
+            old = int(held)
+            continue
+        if answer.status in (400, 403, 404, 422):
+            raise Refused(answer.status, answer.body[:500])
+        raise Unreachable(f"status {answer.status}")
+    raise Unreachable("the witness's size moved twice")
+
+
+async def ask_one(pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due) -> None:
+    """Ask one witness for its book's latest checkpoint and record what came of it."""
+    async with acquire(pool) as conn:
+        row = await conn.fetchrow(CLAIM, due.book, due.name, LEASE_S)
+    if row is None:
+        return  # another process is asking it
+    fields = {"book": due.book, "witness": due.name, "tree_size": due.tree_size}
+    try:
+        line, held = await ask(pool, client, due, row["cosigned_size"] or 0)
+    except Refused as exc:
+        REFUSALS.labels(due.book, due.name, str(exc.status)).inc()
+        log.error("audit.witness_refused", **fields, status=exc.status, detail=exc.detail)
+        async with acquire(pool) as conn:
+            await conn.execute(
+                "UPDATE book_witnesses SET refused_at = now(), refusal = $3, last_error = $3, "
+                "due_at = now() + make_interval(secs => $4) "
+                "WHERE book_code = $1 AND name = $2",
+                due.book,
+                due.name,
+                f"{exc.status}: {exc.detail}"[:2000],
+                RETRY_REFUSED_S,
+            )
+        return
+    except Unreachable as exc:
+        UNREACHABLE.labels(due.name).inc()
+        failures = row["failures"] + 1
+        log.warning("audit.witness_unreachable", **fields, reason=str(exc), failures=failures)
+        async with acquire(pool) as conn:
+            await conn.execute(
+                "UPDATE book_witnesses SET failures = $3, last_error = $4, "
+                "due_at = now() + make_interval(secs => $5) "
+                "WHERE book_code = $1 AND name = $2",
+                due.book,
+                due.name,
+                failures,
+                str(exc)[:2000],
+                min(MAX_BACKOFF_S, 2.0**failures),
+            )
+        return
+    stamp = _cosigned_at(due, line)
+    async with acquire(pool) as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO checkpoint_cosignatures (book_code, tree_size, witness, line, "
+            "cosigned_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            due.book,
+            due.tree_size,
+            due.name,
+            line,
+            stamp,
+        )
+        await conn.execute(
+            "UPDATE book_witnesses SET cosigned_size = $3, cosigned_at = $4, failures = 0, "
+            "last_error = NULL, refused_at = NULL, refusal = NULL, due_at = now() "
+            "WHERE book_code = $1 AND name = $2",
+            due.book,
+            due.name,
+            due.tree_size,
+            stamp,
+        )
+    COSIGNATURES.labels(due.book, due.name).inc()
+    COSIGNED_SIZE.labels(due.book, due.name).set(due.tree_size)
+    log.info("audit.witness_cosigned", **fields, old_size=held)
+
+
+def _cosigned_at(due: Due, line: str) -> datetime:
+    _, signatures = open_note(due.note + line, [due.cosigner])
+    return datetime.fromtimestamp(timestamp_of(signatures[0]), UTC)
+
+
+async def ask_due(pool: asyncpg.Pool, client: httpx.AsyncClient) -> int:
+    """Ask every witness that has not cosigned its book's latest checkpoint, all at once;
+    how many were asked."""
+    async with acquire(pool) as conn:
+        rows = await conn.fetch(DUE)
+    due = []
+    for row in rows:
+        try:
+            cosigner = parse_cosigner_key(row["vkey"])
+        except NoteError as exc:  # refused when added; kept from a hand edit of the table
+            log.error("audit.witness_key_invalid", book=row["book_code"], witness=row["name"],
+                      reason=str(exc))  # fmt: skip
+            continue
+        due.append(
+            Due(row["book_code"], row["name"], cosigner, row["url"], row["tree_size"], row["note"])
+        )
+    await asyncio.gather(*(ask_one(pool, client, d) for d in due))
+    return len(due)
