@@ -249,6 +249,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.personal_data = await asyncio.to_thread(personal_data_cipher, settings)
     audit = await AuditLog.open(app_url, settings)
     app.state.audit = audit
+    app.state.metrics_refresh = audit.refresh_gauges
     standby = app.state.standby = (
         Standby(settings.read_database_url, settings.read_max_lag_s)
         if settings.read_database_url

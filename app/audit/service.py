@@ -155,6 +155,10 @@ class AuditLog:
 
         await asyncio.gather(log_loop(), witness_loop())
 
+    async def refresh_gauges(self) -> None:
+        """Set the gauges that are read from the database (the witnesses') before a scrape."""
+        await witnessing.refresh_gauges(self.pool)
+
     async def keys(self) -> list[StoredKey]:
         """Every signing key ever made, oldest first (read now)."""
         return await self.ring.refresh()

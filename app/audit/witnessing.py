@@ -51,11 +51,19 @@ REFUSALS = Counter(
 UNREACHABLE = Counter(
     "timebank_witness_unreachable_total", "Requests to a witness that got no answer", ["witness"]
 )
+# Set from the database when metrics are scraped (`refresh_gauges`), so that every process
+# shows them, whichever process asked the witness.
 COSIGNED_SIZE = Gauge(
     "timebank_witness_cosigned_size",
     "The tree size each witness last cosigned",
     ["book", "witness"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
+)
+ALARM = Gauge(
+    "timebank_witness_alarm",
+    "1 while a witness refuses the book's checkpoints (alert on it), else 0",
+    ["book", "witness"],
+    multiprocess_mode="mostrecent",
 )
 
 DUE = """
@@ -251,7 +259,6 @@ async def ask_one(pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due) -> No
             stamp,
         )
     COSIGNATURES.labels(due.book, due.name).inc()
-    COSIGNED_SIZE.labels(due.book, due.name).set(due.tree_size)
     log.info("audit.witness_cosigned", **fields, old_size=held)
 
 
@@ -278,3 +285,16 @@ async def ask_due(pool: asyncpg.Pool, client: httpx.AsyncClient) -> int:
         )
     await asyncio.gather(*(ask_one(pool, client, d) for d in due))
     return len(due)
+
+
+async def refresh_gauges(pool: asyncpg.Pool) -> None:
+    """Set the witness gauges from what the database holds of every book's witnesses."""
+    async with acquire(pool) as conn:
+        rows = await conn.fetch(
+            "SELECT book_code, name, cosigned_size, refused_at IS NOT NULL AS alarm "
+            "FROM book_witnesses"
+        )
+    for row in rows:
+        ALARM.labels(row["book_code"], row["name"]).set(1 if row["alarm"] else 0)
+        if row["cosigned_size"] is not None:
+            COSIGNED_SIZE.labels(row["book_code"], row["name"]).set(row["cosigned_size"])

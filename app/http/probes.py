@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app import metrics
 from app.kit.canonical_json import JsonObject
+from app.kit.outages import log_failure
 from app.kit.pg_pool import connect
 from app.kit.pg_url import hosts
 from app.kit.problems import ServiceUnavailable
 from app.migrate import database_revision, head_revision
 
 router = APIRouter(tags=["operations"])
+log = structlog.get_logger("timebank.http")
 # /readyz answers 503 when the database has not answered within this (a probe's own timeout
 # is commonly 1-2 s longer).
 READY_TIMEOUT_S = 1.5
@@ -58,8 +61,20 @@ async def _database_revision(url: str) -> str | None:
     return revision
 
 
+# The gauges read from the database when scraped get this long; past it, or with the database
+# down, the exposition goes out with their previous values.
+REFRESH_TIMEOUT_S = 1.0
+
+
 @router.get("/metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
-    """Prometheus exposition: requests, latencies, postings, batch sizes."""
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition: requests, latencies, postings, batch sizes, witnesses."""
+    refresh = getattr(request.app.state, "metrics_refresh", None)
+    if refresh is not None:
+        try:
+            async with asyncio.timeout(REFRESH_TIMEOUT_S):
+                await refresh()
+        except Exception as exc:  # the metrics of a process whose database is down still count
+            log_failure(log, "metrics.refresh_failed", exc)
     payload, content_type = metrics.render()
     return Response(payload, media_type=content_type)

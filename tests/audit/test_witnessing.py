@@ -237,6 +237,8 @@ async def test_a_refusal_is_an_alarm_until_the_witness_cosigns_again(witnessed, 
     assert listed["alarm"] is True
     assert [i["alarm"] for i in listed["items"]] == [True, False, False]
     assert listed["items"][0]["refusal"].startswith("422")
+    scraped = (await api.client.get("/metrics")).text
+    assert f'timebank_witness_alarm{{book="{book}",witness="{w1.name}"}} 1.0' in scraped
     # Not asked again at once: a refusal waits RETRY_REFUSED_S.
     await ask(api, witnesses)
     assert refusals(book, w1.name) == before + 1
@@ -246,6 +248,8 @@ async def test_a_refusal_is_an_alarm_until_the_witness_cosigns_again(witnessed, 
     await ask(api, witnesses)
     listed = (await api.client.get(f"/v1/books/{book}/witnesses")).json()
     assert listed["alarm"] is False
+    scraped = (await api.client.get("/metrics")).text
+    assert f'timebank_witness_alarm{{book="{book}",witness="{w1.name}"}} 0.0' in scraped
 
 
 async def test_adding_a_witness_checks_its_key_and_url(api: Api) -> None:
