@@ -16,6 +16,7 @@ from app.audit.checkpoint import Checkpoint, sign_checkpoint
 from app.audit.cosignature import Cosigner, cosign, with_signatures
 from app.audit.note import Verifier
 from app.audit.witness_policy import PolicyError, WitnessPolicy, parse_policy
+from tests.audit.test_deep_entries import script
 
 ORIGIN = "timebank.example/ledger/xh"
 LOG_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -24,6 +25,7 @@ KEYS = [Ed25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32) for i in range
 NAMES = [f"witness{i}.example/w" for i in range(8)]
 COSIGNERS = [Cosigner.from_public_key(n, k.public_key()) for n, k in zip(NAMES, KEYS, strict=True)]
 T0 = 1_764_900_000
+KEYS_RAW = [k.public_key().public_bytes_raw() for k in [*KEYS, LOG_KEY]]
 
 
 def note_cosigned_by(indexes: list[int], size: int = 5) -> str:
@@ -294,3 +296,30 @@ def test_one_more_cosignature_never_breaks_a_quorum(
     names = {f"w{i}".encode() for i in chosen}
     if policy.satisfied(names):
         assert policy.satisfied(names | {f"w{more}".encode()})
+
+
+# -- scripts/verify-export's own reading (written from the C2SP texts) agrees -------------------
+
+
+@pytest.mark.parametrize("case", BAD_POLICIES)
+def test_the_independent_verifier_refuses_the_same_policies(case: str) -> None:
+    text, line, _ = BAD_POLICIES[case]
+    with pytest.raises(script.PolicyFault) as caught:
+        script.parse_policy(text.encode() if isinstance(text, str) else text)
+    said = str(caught.value)
+    assert said.startswith(f"line {line}: ") if line is not None else "no quorum" in said
+
+
+@settings(max_examples=60, deadline=None)
+@given(trees(), st.lists(st.integers(0, 7), unique=True))
+def test_the_independent_verifier_evaluates_the_same(tree: Tree, signers: list[int]) -> None:
+    note = note_cosigned_by(signers)
+    ours = parse_policy(tree.text()).check(note, [LOG])
+    theirs = script.parse_policy(tree.text().encode())
+    log_key = script.NoteKey(LOG.name, LOG.key_id, script.NOTE_KEY, KEYS_RAW[-1])
+    _, verified = script.open_signed_note(
+        note, [log_key, *theirs.witnesses.values()], script._ed25519()
+    )
+    cosigned = {n for n, k in theirs.witnesses.items() if (k.name, k.key_id) in verified}
+    assert theirs.witnessed(theirs.quorum, cosigned) is ours.met
+    assert theirs.needs(theirs.quorum) == ours.needs
