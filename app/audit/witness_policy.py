@@ -148,8 +148,11 @@ class WitnessPolicy:
         origin = text.split("\n", 1)[0]
 
         def signed_by(verifiers: list[Verifier]) -> bool:
-            keys = {(v.name, v.key_id) for v in verifiers if v.name == origin}
+            keys = {(v.name, v.key_id) for v in verifiers}
             return any((s.name, s.key_id) in keys for s in signatures)
+
+        # tlog-policy: a listed log's key name MUST be the log's origin.
+        listed = [v for v in listed if v.name == origin]
 
         found = [
             (cosigners[(s.name, s.key_id)], s)
@@ -159,10 +162,10 @@ class WitnessPolicy:
         cosigned = tuple(Cosigned(shown(w.name), s.name, timestamp_of(s)) for w, s in found)
         reason = None
         if given and not signed_by(given):
-            reason = f"no signature of the log's keys under the origin {origin!r}"
-        elif listed and not signed_by(listed):
+            reason = f"no signature of the log's keys (origin {origin!r})"
+        elif self.logs and not signed_by(listed):
             reason = f"no signature of a log the policy lists under the origin {origin!r}"
-        elif not given and not listed:
+        elif not given and not self.logs:
             reason = "no log key to check the checkpoint's signature with"
         elif not self.satisfied(w.name for w, _ in found):
             who = ", ".join(c.witness for c in cosigned) or "no listed witness"

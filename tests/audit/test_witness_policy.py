@@ -205,7 +205,7 @@ def test_the_log_signature_is_required_and_policy_logs_must_match_the_origin() -
     stranger = Verifier.from_public_key(ORIGIN, other_log.public_key())
     verdict = two_of_three().check(note_cosigned_by([0, 1]), [stranger])
     assert not verdict.met and verdict.reason == (
-        f"no signature of the log's keys under the origin {ORIGIN!r}"
+        f"no signature of the log's keys (origin {ORIGIN!r})"
     )
     assert not two_of_three().check(note_cosigned_by([0, 1]), []).met
     assert two_of_three(f"log {LOG.vkey()}\n").check(note_cosigned_by([0, 1]), []).met
