@@ -22,6 +22,7 @@ from app.audit.offline import (
     verify_export,
     verify_receipt,
 )
+from app.audit.witness_policy import PolicyError, QuorumVerdict, WitnessPolicy, parse_policy
 from app.config import get_settings
 from app.kit import deep_json
 
@@ -115,6 +116,34 @@ def _jwks(path: Path | None) -> dict[str, Any] | None:
     return document
 
 
+def _policy(path: Path | None) -> WitnessPolicy | None:
+    if path is None:
+        return None
+    try:
+        return parse_policy(path.read_bytes())
+    except OSError as exc:
+        console.print(f"error: cannot read {path}: {exc}")
+        raise typer.Exit(2) from None
+    except PolicyError as exc:
+        message = f"error: {path} is not a witness policy (C2SP tlog-policy): {exc}"
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _witnesses(out: Console, verdict: QuorumVerdict) -> None:
+    def when(timestamp: int) -> str:
+        try:
+            return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, ValueError, OSError):  # up to 2^63 - 1: no calendar date
+            return f"time {timestamp}"
+
+    who = ", ".join(f"{c.witness} ({c.key_name}, {when(c.timestamp)})" for c in verdict.cosigned)
+    # Names are the policy's own text: no markup, no highlighting, and one line each.
+    plain: dict[str, Any] = {"highlight": False, "markup": False, "soft_wrap": True}
+    out.print(f"witnesses: cosigned by {who or 'none of the policy'}", **plain)
+    out.print(f"witness policy met: {verdict.needs}", **plain)
+
+
 def _report(report: ExportReport, jwks_path: Path | None) -> None:
     out = Console()
     count = report.to_seq - report.from_seq + 1
@@ -137,6 +166,8 @@ def _report(report: ExportReport, jwks_path: Path | None) -> None:
         out.print(f"keys: {jwks_path}")
     if report.trusted_size is not None:
         out.print(f"trusted checkpoint of size {report.trusted_size}: consistent")
+    if report.witnesses is not None:
+        _witnesses(out, report.witnesses)
     if report.totals is not None:
         out.print(f"accounts: {report.accounts}, open holds: {report.open_holds}")
         for asset, (posted, pending) in sorted(report.totals.items()):
@@ -157,11 +188,16 @@ def verify(
     jobs: Annotated[
         int | None, typer.Option(min=1, help="processes checking receipts (default: the CPUs)")
     ] = None,
+    witness_policy: Annotated[
+        Path | None,
+        typer.Option(help="a C2SP tlog-policy file: the checkpoint must meet its quorum"),
+    ] = None,
 ) -> None:
     """Check an export offline: every hash, the chain, every receipt it carries, the
-    journal's rules (from seq 1), the Merkle root and the checkpoint's signature. Exits 1
-    naming the first bad seq."""
+    journal's rules (from seq 1), the Merkle root and the checkpoint's signature (and its
+    witnesses' cosignatures, with --witness-policy). Exits 1 naming the first bad seq."""
     keys = _jwks(jwks)
+    policy = _policy(witness_policy)
     trusted = None
     if checkpoint is not None:
         try:
@@ -206,7 +242,13 @@ def verify(
                     drawn = time.monotonic()
 
             report = verify_export(
-                lines_before(file, start), trailer, keys, trusted, advance, jobs or usable_cpus()
+                lines_before(file, start),
+                trailer,
+                keys,
+                trusted,
+                advance,
+                jobs or usable_cpus(),
+                policy,
             )
             progress.update(task, completed=total)
             progress.refresh()
@@ -229,8 +271,14 @@ def verify_receipt_command(
         Path | None, typer.Option(help="a tlog-proof bundle, or an inclusion proof (JSON)")
     ] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="a signed checkpoint")] = None,
+    witness_policy: Annotated[
+        Path | None,
+        typer.Option(help="a C2SP tlog-policy file: the proof's checkpoint must meet its quorum"),
+    ] = None,
 ) -> None:
-    """Check one receipt; with --proof (and --checkpoint), also that its entry is in the log."""
+    """Check one receipt; with --proof (and --checkpoint), also that its entry is in the log
+    (and, with --witness-policy, that the checkpoint's witnesses meet the policy)."""
+    policy = _policy(witness_policy)
     token = receipt
     try:
         if Path(receipt).is_file():
@@ -248,7 +296,8 @@ def verify_receipt_command(
     keys = _jwks(jwks) or {}
     try:
         note = None if checkpoint is None else checkpoint_text(_read_text(checkpoint))
-        report = verify_receipt(token, keys, None if proof is None else _read_text(proof), note)
+        bundle = None if proof is None else _read_text(proof)
+        report = verify_receipt(token, keys, bundle, note, policy)
     except (VerifyError, ValueError) as error:
         print(str(error), file=sys.stderr)
         raise typer.Exit(1) from None
@@ -262,3 +311,5 @@ def verify_receipt_command(
     if report.checkpoint is not None:
         cp = report.checkpoint
         out.print(f"included in checkpoint {cp.origin} size {cp.size}")
+    if report.witnesses is not None:
+        _witnesses(out, report.witnesses)

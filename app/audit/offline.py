@@ -24,6 +24,7 @@ from app.audit.keys import SigningKeyError, public_key_from_jwk
 from app.audit.ledger_rules import HASH_RE, LedgerRules, RuleError, check_shape
 from app.audit.note import NoteError, Verifier
 from app.audit.receipt_checker import ReceiptChecker, ReceiptVerdict, start_worker, worker_verdicts
+from app.audit.witness_policy import QuorumVerdict, WitnessPolicy
 from app.kit.canonical_json import canonical_object_bytes
 
 GENESIS_HASH = "0" * 64
@@ -121,6 +122,19 @@ def open_book_checkpoint(note: str, book: str, jwks: Mapping[str, Any]) -> Check
         raise VerifyError(None, f"the checkpoint does not verify: {exc}") from None
 
 
+def check_witnesses(
+    note: str, checkpoint: Checkpoint, jwks: Mapping[str, Any], policy: WitnessPolicy
+) -> QuorumVerdict:
+    """The witnesses of a verified checkpoint `note` by `policy`; VerifyError unless it meets
+    the policy."""
+    verdict = policy.check(note, note_verifiers(jwks, checkpoint.origin))
+    if not verdict.met:
+        raise VerifyError(
+            None, f"the checkpoint does not meet the witness policy: {verdict.reason}"
+        )
+    return verdict
+
+
 def _hex_hashes(value: Any, what: str) -> list[bytes]:
     if not isinstance(value, list) or not all(_is_hex(h) for h in value):
         raise VerifyError(None, f"{what} must be a list of 64-digit lowercase hex hashes")
@@ -148,6 +162,7 @@ class ExportReport:
     open_holds: int = 0
     head: str = GENESIS_HASH
     receipts: int = 0  # how many entry lines carried a receipt (each checked)
+    witnesses: QuorumVerdict | None = None  # with a witness policy: who cosigned
 
 
 @dataclass
@@ -168,6 +183,8 @@ class ExportVerifier:
     # Whether the entry lines carry receipts, as the first one says (None: none read yet).
     receipts: bool | None = None
     receipts_checked: int = 0
+    policy: WitnessPolicy | None = None
+    witnesses: QuorumVerdict | None = None
 
     def __post_init__(self) -> None:
         trailer = self.trailer
@@ -187,6 +204,8 @@ class ExportVerifier:
         self.jwks = keys
         self.checker = ReceiptChecker(keys)
         self.checkpoint = open_book_checkpoint(str(cp.get("note")), self.book, keys)
+        if self.policy is not None:
+            self.witnesses = check_witnesses(str(cp["note"]), self.checkpoint, keys, self.policy)
         if self.checkpoint.size < last:
             raise VerifyError(None, f"the checkpoint ({self.checkpoint.size}) ends before {last}")
         self.prefix = _hex_hashes(trailer["prefix"], "prefix")
@@ -300,6 +319,7 @@ class ExportVerifier:
             0 if self.rules is None else self.rules.open_holds(),
             self.head or GENESIS_HASH,
             self.receipts_checked,
+            self.witnesses,
         )
 
     def _check_trusted(self, checkpoint: Checkpoint) -> None:
@@ -330,14 +350,16 @@ def verify_export(
     checkpoint: str | None = None,
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
+    policy: WitnessPolicy | None = None,
 ) -> ExportReport:
-    """Verify an export: its entry lines and its last line (the checkpoint line). With
-    `jobs` > 1, as many other processes check the receipts, if the lines have any."""
+    """Verify an export: its entry lines and its last line (the checkpoint line), whose
+    checkpoint must meet `policy` if one is given. With `jobs` > 1, as many other processes
+    check the receipts, if the lines have any."""
     try:
         parsed = strict_json(trailer)
     except ValueError as exc:
         raise VerifyError(None, f"the last line is not JSON: {exc}") from None
-    verifier = ExportVerifier(parsed, jwks, checkpoint)
+    verifier = ExportVerifier(parsed, jwks, checkpoint, policy=policy)
     chunks = _chunks(lines, CHUNK)
     first = next(chunks, [])
     if jobs > 1 and first and _signed(first[0]):
@@ -401,6 +423,7 @@ class ReceiptReport:
 
     claims: receipts.ReceiptClaims
     checkpoint: Checkpoint | None = None
+    witnesses: QuorumVerdict | None = None
 
 
 def verify_receipt(
@@ -408,9 +431,11 @@ def verify_receipt(
     jwks: Mapping[str, Any],
     proof: str | None = None,
     checkpoint: str | None = None,
+    policy: WitnessPolicy | None = None,
 ) -> ReceiptReport:
     """Verify a receipt with the JWKS; with a proof (a tlog-proof bundle, or the JSON of an
-    inclusion proof plus `checkpoint`), also its inclusion in a signed checkpoint."""
+    inclusion proof plus `checkpoint`), also its inclusion in a signed checkpoint, which must
+    meet `policy` if one is given."""
     try:
         claims = receipts.verify_receipt(token.strip(), jwks)
     except receipts.ReceiptError as exc:
@@ -419,6 +444,8 @@ def verify_receipt(
     if proof is None:
         if checkpoint is not None:
             raise VerifyError(seq, "a checkpoint needs a proof (--proof)")
+        if policy is not None:
+            raise VerifyError(seq, "a witness policy needs a proof (--proof)")
         return ReceiptReport(claims)
     leaf = bytes.fromhex(claims["leaf_hash"])
     note: str | None
@@ -439,8 +466,9 @@ def verify_receipt(
     if note is None:
         raise VerifyError(seq, "an inclusion proof in JSON needs --checkpoint")
     signed = open_book_checkpoint(note, claims["book"], jwks)
+    witnesses = None if policy is None else check_witnesses(note, signed, jwks, policy)
     if index != seq - 1:
         raise VerifyError(seq, f"the proof is for leaf {index}, the receipt's is {seq - 1}")
     if not merkle.verify_inclusion(leaf, index, signed.size, path, signed.root_hash):
         raise VerifyError(seq, f"the entry is not included in the checkpoint of size {signed.size}")
-    return ReceiptReport(claims, signed)
+    return ReceiptReport(claims, signed, witnesses)
