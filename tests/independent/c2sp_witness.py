@@ -79,7 +79,8 @@ class VKey:
 
 def parse_vkey(text: str) -> VKey:
     """Parse a vkey of type 0x01 or 0x04 (the two this project uses) and check its key id."""
-    parts = text.split("+")
+    # The name holds no `+` and the id is hex, but base64 may hold `+`: split twice only.
+    parts = text.split("+", 2)
     if len(parts) != 3:
         raise Refused("bad-vkey", "not three parts separated by +")
     name, hex_id, b64 = parts
@@ -280,7 +281,7 @@ def _vkey_from_policy(raw: bytes, line_no: int) -> VKey:
 def parse_policy(data: bytes) -> Policy:
     """Parse a tlog-policy file; every rule of the text that can be checked is."""
     for octet in data:
-        if octet < 0x20 and octet not in (0x09, 0x0A) or octet == 0x7F:
+        if (octet < 0x20 and octet not in (0x09, 0x0A)) or octet == 0x7F:
             raise Refused("bad-policy", f"octet 0x{octet:02x} is not allowed")
     if data and not data.endswith(b"\n"):
         raise Refused("bad-policy", "the last line does not end in a newline")
@@ -404,3 +405,23 @@ def verify_checkpoint(note: str | bytes, policy: Policy, log_keys: Sequence[VKey
         if vkey in opened.cosigned
     }
     return Verdict(checkpoint, cosigned, quorum_met(policy, set(cosigned)))
+
+
+def judge(
+    note: str | bytes, policy_file: bytes, log_keys: Sequence[VKey] = ()
+) -> tuple[str, dict[str, int]]:
+    """The verdict of docs/witness.md on a note under a policy file.
+
+    One of `refused-policy`, `refused-note`, `below-quorum`, `meets-policy`, with the
+    cosigners (policy names, as UTF-8) and their timestamps when the note verified.
+    """
+    try:
+        policy = parse_policy(policy_file)
+    except Refused:
+        return "refused-policy", {}
+    try:
+        verdict = verify_checkpoint(note, policy, log_keys)
+    except Refused:
+        return "refused-note", {}
+    cosigned = {name.decode("utf-8"): ts for name, ts in verdict.cosigned.items()}
+    return ("meets-policy" if verdict.quorum_met else "below-quorum"), cosigned
