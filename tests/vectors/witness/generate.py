@@ -30,6 +30,10 @@ OUT = Path(__file__).resolve().with_name("vectors.json")
 ORIGIN = "timebank.example/ledger/xh"
 
 
+# The log's key is RFC 8032 §7.1 TEST 1's, the published example key of docs/audit-format.md.
+LOG_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+
+
 def seed(label: str) -> bytes:
     """A fixed 32-byte seed: SHA-256 of a label, so the file needs no secret to regenerate."""
     return hashlib.sha256(f"timebank witness vectors: {label}".encode()).digest()
@@ -67,7 +71,7 @@ def with_blob(line: str, blob: bytes) -> str:
 
 
 def build() -> dict[str, Any]:
-    log_private = Ed25519PrivateKey.from_private_bytes(seed("log " + ORIGIN))
+    log_private = Ed25519PrivateKey.from_private_bytes(LOG_SEED)
     log = Verifier.from_public_key(ORIGIN, log_private.public_key())
     other_log_private = Ed25519PrivateKey.from_private_bytes(seed("another log key"))
     other_log = Verifier.from_public_key(ORIGIN, other_log_private.public_key())
@@ -354,7 +358,7 @@ def build() -> dict[str, Any]:
         ),
         "log": {
             "origin": ORIGIN,
-            "seed_hex": seed("log " + ORIGIN).hex(),
+            "seed_hex": LOG_SEED.hex(),
             "vkey": log.vkey(),
             "key_id_hex": f"{log.key_id:08x}",
         },
