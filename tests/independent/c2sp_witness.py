@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 ED25519 = 0x01  # signed-note: Ed25519 signature over the note text
 COSIGNATURE_V1 = 0x04  # tlog-cosignature: timestamped Ed25519 checkpoint cosignature
 EM_DASH = "\u2014"
-MAX_SIGNATURES = 64  # signed-note: a limit SHOULD exist and MUST be at least 16
+MAX_SIGNATURES = 100  # signed-note: a limit SHOULD exist, at least 16; docs/witness.md says 100
 MAX_TIMESTAMP = 2**63 - 1  # tlog-cosignature: the timestamp MUST NOT exceed it
 HASH_SIZE = 32  # RFC 6962 with SHA-256
 

@@ -237,7 +237,8 @@ def model_met(model: dict[str, Any], name: str, cosigned: set[int]) -> bool:
     value = model["names"][name]
     if isinstance(value, int):
         return value in cosigned
-    k, members = value
+    k: int = value[0]
+    members: list[str] = value[1]
     return sum(model_met(model, m, cosigned) for m in members) >= k
 
 

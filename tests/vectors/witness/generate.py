@@ -361,6 +361,7 @@ def build() -> dict[str, Any]:
             "seed_hex": LOG_SEED.hex(),
             "vkey": log.vkey(),
             "key_id_hex": f"{log.key_id:08x}",
+            "origin_sha256_hex": hashlib.sha256(ORIGIN.encode()).hexdigest(),
         },
         "witnesses": [
             {
