@@ -283,10 +283,15 @@ def parse_policy(data: bytes) -> Policy:
     for octet in data:
         if (octet < 0x20 and octet not in (0x09, 0x0A)) or octet == 0x7F:
             raise Refused("bad-policy", f"octet 0x{octet:02x} is not allowed")
+    # Lines end in a newline; a last line without one is read as if it had it (docs/witness.md
+    # §3.1: it changes no meaning, and sigsum-go, where the format comes from, reads it so).
     if data and not data.endswith(b"\n"):
-        raise Refused("bad-policy", "the last line does not end in a newline")
+        data += b"\n"
     policy = Policy()
     defined: set[bytes] = set()
+    # "Each defined name can be listed as a group member at most once": in the whole file, so
+    # that a witness contributes to the quorum in one way only (a member of one group, once).
+    members_so_far: set[bytes] = set()
     quorum_lines = 0
     log_keys: set[bytes] = set()  # duplicates are refused among logs and among witnesses
     witness_keys: set[bytes] = set()
@@ -333,8 +338,10 @@ def parse_policy(data: bytes) -> Policy:
                     raise Refused("bad-policy", f"line {line_no}: `none` is not a member")
                 if member not in defined:
                     raise Refused("bad-policy", f"line {line_no}: {member!r} is not defined yet")
-            if len(set(members)) != len(members):
-                raise Refused("bad-policy", f"line {line_no}: a member listed twice")
+            for member in members:
+                if member in members_so_far:
+                    raise Refused("bad-policy", f"line {line_no}: {member!r} is a member already")
+                members_so_far.add(member)
             n = len(members)
             if k_word == b"all":
                 k = n

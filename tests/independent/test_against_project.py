@@ -216,8 +216,12 @@ def policies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     for w in chosen:
         model[f"W{w}"] = w
         lines.append(f"witness W{w} {COSIGNERS[w].vkey()}\n")
+    free = sorted(model)  # a name is a member of one group at most
     for g in range(draw(st.integers(0, 3))):
-        members = draw(st.lists(st.sampled_from(sorted(model)), min_size=1, unique=True))
+        if not free:
+            break
+        members = draw(st.lists(st.sampled_from(free), min_size=1, unique=True))
+        free = [name for name in free if name not in members] + [f"G{g}"]
         k = draw(st.integers(1, len(members)))
         spelled = draw(
             st.sampled_from(

@@ -136,6 +136,7 @@ def test_the_tlog_policy_example_quorum() -> None:
         ("group G x W0\n", "quorum G\n"),  # not a threshold
         ("group G any\n", "quorum G\n"),  # no member
         ("group G any W0 W0\n", "quorum G\n"),  # member twice
+        ("group G any W0\ngroup H any W0 W1\n", "quorum H\n"),  # a member of two groups
         ("group G any W0\ngroup G any W1\n", "quorum G\n"),  # defined twice
         ("group W0 any W1\n", "quorum W0\n"),  # a witness's name reused
         ("group none any W0\n", "quorum none\n"),  # `none` is predefined
@@ -143,7 +144,6 @@ def test_the_tlog_policy_example_quorum() -> None:
         ("", "quorum W0\nquorum W1\n"),  # two quorums
         ("", ""),  # no quorum
         ("", "quorum W0 W1\n"),
-        ("", "quorum W0"),  # not newline-terminated
         ("lag x\n", "quorum W0\n"),  # unknown keyword
         ("group G any W0\x0b\n", "quorum G\n"),  # a control character
     ],
@@ -163,3 +163,5 @@ def test_what_a_policy_file_may_hold() -> None:
     policy = c2sp.parse_policy(data + b"group late all W2\n")
     assert c2sp.quorum_met(policy, {b"W1"}) and not c2sp.quorum_met(policy, {b"W2"})
     assert c2sp.quorum_met(c2sp.parse_policy(b"quorum none\n"), set())
+    # A last line without its newline reads as if it had one.
+    assert c2sp.parse_policy(b"quorum none").quorum is None

@@ -167,6 +167,14 @@ def build() -> dict[str, Any]:
             "group district 2 mca mca discipline\n"
             "quorum district\n"
         ),
+        "member-of-two-groups": (
+            f"witness mca {vk('mca')}\n"
+            f"witness discipline {vk('discipline')}\n"
+            "group a any mca\n"
+            "group b any mca discipline\n"
+            "group both all a b\n"
+            "quorum both\n"
+        ),
         "k-above-n": (
             f"witness mca {vk('mca')}\n"
             f"witness discipline {vk('discipline')}\n"
@@ -332,6 +340,7 @@ def build() -> dict[str, Any]:
     for bad in (
         "forward-reference",
         "duplicate-member",
+        "member-of-two-groups",
         "k-above-n",
         "witness-key-type-01",
         "duplicate-witness-key",
