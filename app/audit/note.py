@@ -219,11 +219,13 @@ def open_note(note: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, li
             continue
         if len(candidates) > 1:
             raise AmbiguousKeyError(f"ambiguous key {name}+{sig_key_id:08x}")
+        # Every line of a known key is checked (signed-note: verifiers MUST verify it), a
+        # second one too, which golang.org/x/mod/sumdb/note skips; it is reported once.
+        if not candidates[0].verify(text_bytes, raw[4:]):
+            raise InvalidSignatureError(f"invalid signature for key {name}+{sig_key_id:08x}")
         if (name, sig_key_id) in seen:
             continue
         seen.add((name, sig_key_id))
-        if not candidates[0].verify(text_bytes, raw[4:]):
-            raise InvalidSignatureError(f"invalid signature for key {name}+{sig_key_id:08x}")
         verified.append(Signature(name, sig_key_id, b64))
     if not verified:
         raise UnverifiedNoteError("note has no verifiable signatures")

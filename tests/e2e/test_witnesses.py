@@ -78,6 +78,12 @@ class Witness:
                 await asyncio.sleep(0.1)
 
 
+def verifies(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`timebank audit verify ARGS`, whatever it answers."""
+    command = [TIMEBANK, "audit", "verify", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+
 def run(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([TIMEBANK, *args], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, (args, done.stdout, done.stderr)
@@ -88,7 +94,7 @@ async def until(what: str, check: Callable[[], Awaitable[bool]]) -> None:
     """Wait for a background process to bring `check` about, within DEADLINE_S."""
     try:
         async with asyncio.timeout(DEADLINE_S):
-            while not await check():
+            while not await check():  # noqa: ASYNC110 - another process brings it about
                 await asyncio.sleep(0.2)
     except TimeoutError:
         raise AssertionError(f"not within {DEADLINE_S} s: {what}") from None
@@ -156,11 +162,10 @@ async def book_with_accounts(client: httpx.AsyncClient, code: str) -> tuple[str,
 
 async def post(client: httpx.AsyncClient, book: str, accounts: tuple[str, str], n: int) -> int:
     for i in range(n):
-        body = {
-            "kind": "transfer",
-            "legs": [{"account_id": accounts[0], "amount": -1}, {"account_id": accounts[1], "amount": 1}],
-        }  # fmt: skip
-        headers = {"Idempotency-Key": hashlib.sha256(f"{book}{i}{n}{accounts}".encode()).hexdigest()}
+        legs = [{"account_id": accounts[0], "amount": -1}, {"account_id": accounts[1], "amount": 1}]
+        body = {"kind": "transfer", "legs": legs}
+        key = hashlib.sha256(f"{book}{i}{n}{accounts}".encode()).hexdigest()
+        headers = {"Idempotency-Key": key}
         r = await client.post(f"/v1/books/{book}/transactions", json=body, headers=headers)
         assert r.status_code == 201, r.text
     return int((await client.get(f"/v1/books/{book}")).json()["head"]["seq"])
@@ -230,8 +235,7 @@ async def test_three_witnesses_cosign_catch_up_and_refuse_a_rewritten_history(
         "".join(f"witness w{i} {w.vkey}\n" for i, w in enumerate(witnesses, 1))
         + "group district 2 w1 w2 w3\nquorum district\n"
     )
-    verify = [TIMEBANK, "audit", "verify", str(export), "--witness-policy", str(policy)]
-    passed = subprocess.run(verify, env=env, capture_output=True, text=True, check=False)
+    passed = verifies(env, str(export), "--witness-policy", str(policy))
     assert passed.returncode == 0, passed.stdout + passed.stderr
     lines = export.read_text().splitlines()
     trailer = json.loads(lines[-1])
@@ -242,8 +246,7 @@ async def test_three_witnesses_cosign_catch_up_and_refuse_a_rewritten_history(
     trailer["checkpoint"] = f"{body}\n\n{own}\n{cosignatures[0]}\n"
     one = tmp_path / "east-one-cosignature.jsonl"
     one.write_text("\n".join([*lines[:-1], json.dumps(trailer)]) + "\n")
-    verify[3] = str(one)
-    refused = subprocess.run(verify, env=env, capture_output=True, text=True, check=False)
+    refused = verifies(env, str(one), "--witness-policy", str(policy))
     assert refused.returncode != 0, refused.stdout + refused.stderr
 
     # Code written from the C2SP texts alone accepts every cosignature the witnesses made.

@@ -302,16 +302,12 @@ def test_the_project_opens_each_vector_note_as_the_checker_does(case: dict[str, 
     assert project == checker
 
 
-# --- where the two differ ---------------------------------------------------------------------
+# --- where golang.org/x/mod/sumdb/note differs from signed-note ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.audit.note.open_note checks only the first line of a key seen twice "
-    "(as golang.org/x/mod/sumdb/note does); signed-note says a known key's line MUST be "
-    "verified, and spec.md decision 2 that a line that fails refuses the note",
-)
 def test_a_second_bad_line_from_a_known_key_refuses_the_note() -> None:
+    """sumdb/note checks only the first line of a key seen twice; signed-note says a known
+    key's line MUST be verified: both implementations here refuse the note."""
     checkpoint = Checkpoint(ORIGIN, 3, bytes(32))
     note = sign_checkpoint(checkpoint, ORIGIN, LOG_KEYS[ORIGIN])
     good = cosign(checkpoint.text(), WITNESS_NAMES[1], WITNESS_KEYS[1], 100)
