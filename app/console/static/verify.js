@@ -5,7 +5,8 @@
 // SHA-256 and Ed25519 are WebCrypto's. The ledger rules of docs/ledger-format.md §9 steps 7–10
 // (balances, holds) are not checked here.
 //
-// verifyExport(text, {jwks, checkpoint, onProgress}) → Promise<{ok, book, fromSeq, toSeq,
+// verifyExport(text, {jwks, checkpoint, witnessPolicy, onProgress}) → Promise<{ok, book,
+//     fromSeq, toSeq,
 //     entries, receipts, treeSize, root, head, checkpoint: {origin, treeSize, root},
 //     trusted_keys, kids, witnesses, failure: null | {seq, check, message_zh, message_en},
 //     checks: [{check, ok}]}>
