@@ -1,15 +1,14 @@
 // The console's verifier of what the service hands out, run in the browser and written from the
 // documents alone: docs/audit-format.md §1–§4, §6–§7, §8.2 and §8.5 ("Verifying an export"),
 // docs/ledger-format.md §2–§4, and (service-proof.js) docs/service-proof.md §3–§5. Plain ES
-// modules, no build step, no dependency but the kiosk's receipt check (/kiosk/receipt.js);
-// SHA-256 and Ed25519 are WebCrypto's. The ledger rules of docs/ledger-format.md §9 steps 7–10
-// (balances, holds) are not checked here.
+// modules, no build step, no dependency but the kiosk's receipt check (/kiosk/receipt.js) and
+// the witness policies of witnesses.js; SHA-256 and Ed25519 are WebCrypto's. The ledger rules
+// of docs/ledger-format.md §9 steps 7–10 (balances, holds) are not checked here.
 //
 // verifyExport(text, {jwks, checkpoint, witnessPolicy, onProgress}) → Promise<{ok, book,
-//     fromSeq, toSeq,
-//     entries, receipts, treeSize, root, head, checkpoint: {origin, treeSize, root},
-//     trusted_keys, kids, witnesses, failure: null | {seq, check, message_zh, message_en},
-//     checks: [{check, ok}]}>
+//     fromSeq, toSeq, entries, receipts, treeSize, root, head,
+//     checkpoint: {origin, treeSize, root}, trusted_keys, kids, witnesses,
+//     failure: null | {seq, check, message_zh, message_en}, checks: [{check, ok}]}>
 //   `text`: the export (GET /v1/books/{code}/export), a string or its bytes. `jwks`: a JWK Set
 //   the caller trusts; without it the file's own `jwks` is used and `trusted_keys` is false:
 //   the file is then only shown to be self-consistent. `checkpoint`: a checkpoint of the book

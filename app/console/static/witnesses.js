@@ -55,7 +55,9 @@ async function parseVkey(vkey, alg) {
   const [name, hex8, b64] = [vkey.slice(0, plus), vkey.slice(plus + 1, second),
     vkey.slice(second + 1)];
   if (!validKeyName(name)) return { why: ["密钥名不合法", "the key name is not valid"] };
-  if (!/^[0-9a-fA-F]{8}$/.test(hex8)) return { why: ["密钥 ID 不是 8 位十六进制", "the key id is not 8 hex digits"] };
+  if (!/^[0-9a-fA-F]{8}$/.test(hex8)) {
+    return { why: ["密钥 ID 不是 8 位十六进制", "the key id is not 8 hex digits"] };
+  }
   const material = b64Decode(b64);
   if (material?.length !== 33 || material[0] !== alg) {
     const kind = alg === ALG_COSIGNATURE ? "cosignature/v1 Ed25519 (0x04)" : "Ed25519 (0x01)";
@@ -63,7 +65,9 @@ async function parseVkey(vkey, alg) {
   }
   const raw = material.slice(1);
   const id = await keyId(name, alg, raw);
-  if (id !== parseInt(hex8, 16)) return { why: ["密钥 ID 与公钥不符", "the key id does not match the key"] };
+  if (id !== parseInt(hex8, 16)) {
+    return { why: ["密钥 ID 与公钥不符", "the key id does not match the key"] };
+  }
   const key = await crypto.subtle.importKey("raw", raw, { name: "Ed25519" }, false, ["verify"])
     .catch(() => null);
   if (!key) return { why: ["公钥不是有效的 Ed25519 公钥", "not a valid Ed25519 public key"] };
@@ -97,7 +101,9 @@ export async function parseWitnessPolicy(text) {
     if (words[0] === "" || words[0].startsWith("#")) continue;
     const [keyword, ...args] = words;
     if (keyword === "log") {
-      if (args.length < 1 || args.length > 2) bad(n, "应为 log <vkey> [<url>]", "expected log <vkey> [<url>]");
+      if (args.length < 1 || args.length > 2) {
+        bad(n, "应为 log <vkey> [<url>]", "expected log <vkey> [<url>]");
+      }
       const log = await parseVkey(args[0], ALG_NOTE);
       if (log.why) bad(n, `日志公钥${log.why[0]}`, `the log key: ${log.why[1]}`);
       if (policy.logs.some((l) => sameBytes(l.raw, log.raw))) bad(n, "日志重复", "a duplicate log key");
@@ -118,14 +124,17 @@ export async function parseWitnessPolicy(text) {
     } else if (keyword === "group") {
       const [name, threshold, ...names] = args;
       if (names.length === 0) {
-        bad(n, "应为 group <名称> all|any|<k> <成员>...", "expected group <name> all|any|<k> <member>...");
+        bad(n, "应为 group <名称> all|any|<k> <成员>...",
+          "expected group <name> all|any|<k> <member>...");
       }
       if (name === "none" || defined(name)) bad(n, `名称 ${name} 已有定义`, `the name ${name} is taken`);
       for (const member of names) {
         if (member === "none" || !defined(member)) {
           bad(n, `成员 ${member} 未在前面定义`, `the member ${member} is not defined on an earlier line`);
         }
-        if (members.has(member)) bad(n, `成员 ${member} 已列过一次`, `the member ${member} is listed twice`);
+        if (members.has(member)) {
+          bad(n, `成员 ${member} 已列过一次`, `the member ${member} is listed twice`);
+        }
         members.add(member);
       }
       const k = threshold === "all" ? names.length : threshold === "any" ? 1
@@ -146,7 +155,9 @@ export async function parseWitnessPolicy(text) {
       bad(n, `未知的关键字 ${keyword}`, `unknown keyword ${keyword}`);
     }
   }
-  if (policy.quorum === null) fail("witness.policy", null, "见证策略缺少 quorum 行", "the witness policy has no quorum line");
+  if (policy.quorum === null) {
+    fail("witness.policy", null, "见证策略缺少 quorum 行", "the witness policy has no quorum line");
+  }
   policy.rule = describe(policy, policy.quorum);
   return policy;
 }

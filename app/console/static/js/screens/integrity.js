@@ -304,7 +304,8 @@ function policyCard() {
     value: savedPolicy() ?? "" });
   const file = el("input", { type: "file", id: "policy-file", accept: ".txt,.policy,text/plain" });
   const state = el("p", { id: "policy-state", role: "status" });
-  const save = el("button", { type: "button", id: "policy-save", textContent: t(WORDS, "policySave") });
+  const save = el("button", { type: "button", id: "policy-save",
+    textContent: t(WORDS, "policySave") });
   const clear = el("button", { type: "button", id: "policy-clear", className: "secondary",
     textContent: t(WORDS, "policyClear") });
 
@@ -319,7 +320,8 @@ function policyCard() {
     const { readWitnessPolicy } = await import("../../verify.js");
     const read = await readWitnessPolicy(saved);
     state.textContent = read.ok
-      ? t(WORDS, "policySet", { rule: read.rule, names: read.witnesses.map((w) => w.witness).join(", ") })
+      ? t(WORDS, "policySet", { rule: read.rule,
+        names: read.witnesses.map((w) => w.witness).join(", ") })
       : t(WORDS, "policyBad", { reason: message(read.failure) });
   }
 
