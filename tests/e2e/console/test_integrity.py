@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.console.conftest import BOOK, Console, go, open_console, screenshot, sign_in
-from tests.e2e.console.test_verify_js_witnesses import (
+from tests.e2e.test_kiosk_page import FAKE_CAMERA
+from tests.e2e.witnesses import (
     FOUNDATION,
     MCA,
     TWO_OF_THREE,
@@ -19,7 +20,6 @@ from tests.e2e.console.test_verify_js_witnesses import (
     note_of,
     with_note,
 )
-from tests.e2e.test_kiosk_page import FAKE_CAMERA
 
 pytestmark = pytest.mark.slow
 
