@@ -384,12 +384,14 @@ async function receiptScreen(answer) {
   const checked = await checkReceipt(token);
   renderVerdict($("receipt-verdict"), checked);
   const policy = savedPolicy();
-  if (policy && checked.valid) await checkWitnesses(token, answer.tx_id, checked.keys.jwks, policy);
+  if (policy && checked.valid) {
+    await witnessVerdict(token, answer.tx_id, checked.keys.jwks, policy);
+  }
 }
 
 /** With a witness policy: the entry's proof bundle from the service, its inclusion and its
  * checkpoint's cosignatures checked here against the policy; the verdict beside the receipt's. */
-async function checkWitnesses(token, txId, jwks, policy) {
+async function witnessVerdict(token, txId, jwks, policy) {
   const box = $("receipt-witness");
   box.hidden = false;
   box.className = "verdict";
