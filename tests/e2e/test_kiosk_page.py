@@ -1,6 +1,7 @@
 """The kiosk web page (/kiosk/) in headless Chromium against a real server: receipt
 verification in the browser (online, offline from the cached keys, tampered), the same verdicts
-as the Python reference, and the whole redemption from sign-in to a verified receipt."""
+as the Python reference, the whole redemption from sign-in to a verified receipt, and with a
+witness policy set at the site, the receipt's checkpoint held to it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from tests.audit.test_receipts import (
 from tests.conftest import Api
 from tests.e2e.browser import TIMEOUT_MS, launched, require_chromium
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
+from tests.e2e.witnesses import DISCIPLINE, MCA, TWO_OF_THREE, cosigned
 
 pytestmark = pytest.mark.slow  # a server process and Chromium
 
@@ -770,6 +772,93 @@ async def test_a_member_redeems_at_the_kiosk_and_gets_a_verified_receipt(
             await page.click("#nav-signout")
             await page.locator("#screen-signin").wait_for()
             assert await page.evaluate("sessionStorage.length") == 0
+            assert page.errors == []
+        finally:
+            await context.close()
+
+
+# --- a witness policy set at the site -----------------------------------------------------------
+
+
+async def redeem_at_kiosk(page: Any, client: httpx.AsyncClient, shop: Shop) -> None:
+    """One 食用油 from the scan screen to the receipt and its verdict."""
+    await scan_and_pick(page, await redeem_code(client, shop), {"食用油 1.8L": 1})
+    await page.click("#pick-submit")
+    await page.locator("#screen-confirm").wait_for()
+    await page.click("#confirm-ok")
+    await page.locator("#screen-receipt").wait_for()
+    await page.locator("#receipt-verdict[data-valid=true]").wait_for()
+
+
+async def test_with_a_witness_policy_the_kiosk_checks_the_receipts_checkpoint(
+    browser: Any, server: Server, tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=server.base, headers={"Authorization": f"Bearer {server.admin}"}
+    ) as client:
+        shop = await seed_shop(client)
+        context, page = await new_page(browser, server)
+        try:
+            # The site's policy, set once on the page: a text it cannot read is refused, and
+            # kept nowhere; the 2-of-3 policy is kept in this browser.
+            await page.click("#nav-policy")
+            state = page.locator("#policy-state")
+            await page.wait_for_selector("#policy-state[data-policy=none]")
+            await page.fill("#policy-text", "quorum mca\n")
+            await page.click("#policy-form button[type=submit]")
+            await page.wait_for_selector("#policy-state[data-policy=invalid]")
+            assert "见证策略第 1 行" in await state.inner_text()
+            await page.fill("#policy-text", TWO_OF_THREE)
+            await page.click("#policy-form button[type=submit]")
+            await page.wait_for_selector("#policy-state[data-policy=set]")
+            assert "2 of (mca, discipline, foundation)" in await state.inner_text()
+            stored = await page.evaluate("localStorage.getItem('timebank.kiosk.witnessPolicy')")
+            assert stored == TWO_OF_THREE
+            await page.click("#policy-back")
+            await page.fill("#signin-token", shop.kiosk_token)
+            await page.click("#signin-form button[type=submit]")
+            await page.locator("#screen-scan").wait_for()
+
+            # The service's proof bundle: its checkpoint has no cosignature (no witness yet),
+            # so the page says so beside a valid receipt.
+            await redeem_at_kiosk(page, client, shop)
+            witness = page.locator("#receipt-witness")
+            await page.wait_for_selector("#receipt-witness[data-witnessed=false]")
+            said = await witness.inner_text()
+            assert "见证未通过" in said and "未达到见证法定人数" in said, said
+            assert "没有策略所列的见证人联署" in said
+            await page.screenshot(path=str(tmp_path / "kiosk-witness-refused.png"), full_page=True)
+
+            # The same bundle cosigned by two of the three (served through interception, as a
+            # service with witnesses would serve it): the checkpoint meets the policy.
+            asked: list[str] = []
+
+            async def cosigned_proof(route: Any) -> None:
+                asked.append(route.request.url)
+                response = await route.fetch()
+                bundle = await response.text()
+                split = bundle.index("\n\n") + 2
+                body = bundle[:split] + cosigned(bundle[split:], MCA, DISCIPLINE)
+                await route.fulfill(response=response, body=body)
+
+            await page.route("**/v1/transactions/*/proof", cosigned_proof)
+            await page.click("#receipt-next")
+            await redeem_at_kiosk(page, client, shop)
+            await page.wait_for_selector("#receipt-witness[data-witnessed=true]")
+            said = await witness.inner_text()
+            assert "见证通过" in said and MCA.name in said and DISCIPLINE.name in said, said
+            assert len(asked) == 1
+            await page.screenshot(path=str(tmp_path / "kiosk-witnessed.png"), full_page=True)
+
+            # Without a policy the page behaves as before: no proof is asked for.
+            await page.click("#nav-policy")
+            await page.click("#policy-clear")
+            await page.wait_for_selector("#policy-state[data-policy=none]")
+            await page.click("#policy-back")
+            await page.locator("#screen-receipt").wait_for()
+            await page.click("#receipt-next")
+            await redeem_at_kiosk(page, client, shop)
+            assert await witness.is_hidden() and len(asked) == 1
             assert page.errors == []
         finally:
             await context.close()

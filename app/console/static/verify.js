@@ -1,14 +1,14 @@
 // The console's verifier of what the service hands out, run in the browser and written from the
 // documents alone: docs/audit-format.md §1–§4, §6–§7, §8.2 and §8.5 ("Verifying an export"),
 // docs/ledger-format.md §2–§4, and (service-proof.js) docs/service-proof.md §3–§5. Plain ES
-// modules, no build step, no dependency but the kiosk's receipt check (/kiosk/receipt.js);
-// SHA-256 and Ed25519 are WebCrypto's. The ledger rules of docs/ledger-format.md §9 steps 7–10
-// (balances, holds) are not checked here.
+// modules, no build step, no dependency but the kiosk's receipt check (/kiosk/receipt.js) and
+// the witness policies of witnesses.js; SHA-256 and Ed25519 are WebCrypto's. The ledger rules
+// of docs/ledger-format.md §9 steps 7–10 (balances, holds) are not checked here.
 //
-// verifyExport(text, {jwks, checkpoint, onProgress}) → Promise<{ok, book, fromSeq, toSeq,
-//     entries, receipts, treeSize, root, head, checkpoint: {origin, treeSize, root},
-//     trusted_keys, kids, failure: null | {seq, check, message_zh, message_en},
-//     checks: [{check, ok}]}>
+// verifyExport(text, {jwks, checkpoint, witnessPolicy, onProgress}) → Promise<{ok, book,
+//     fromSeq, toSeq, entries, receipts, treeSize, root, head,
+//     checkpoint: {origin, treeSize, root}, trusted_keys, kids, witnesses,
+//     failure: null | {seq, check, message_zh, message_en}, checks: [{check, ok}]}>
 //   `text`: the export (GET /v1/books/{code}/export), a string or its bytes. `jwks`: a JWK Set
 //   the caller trusts; without it the file's own `jwks` is used and `trusted_keys` is false:
 //   the file is then only shown to be self-consistent. `checkpoint`: a checkpoint of the book
@@ -22,9 +22,14 @@
 //   A bad file is `ok: false` with its FIRST failure and the `seq` §8.5 blames (null when no
 //   entry is to blame); `checks` holds each check passed over the whole file, then the one
 //   that failed. It throws only for a programming error or a browser without WebCrypto.
-// verifyReceiptToken(token, jwks, {entry, proof}) → Promise<{ok, claims, kid, checkpoint,
-//     failure, checks}>: a receipt (§6.4); with `entry` (an entry object) also against it;
-//   with `proof` (a tlog-proof bundle, §5) also its inclusion in that bundle's checkpoint.
+//   `witnessPolicy` (the text of a C2SP tlog-policy, docs/witness.md): the signed checkpoint
+//   must also meet it, checked before the entries (witnesses.js); `witnesses` then names
+//   the witnesses that cosigned, with their timestamps ({met, quorum, rule, cosigned}).
+// verifyReceiptToken(token, jwks, {entry, proof, witnessPolicy}) → Promise<{ok, claims, kid,
+//     checkpoint, witnesses, failure, checks}>: a receipt (§6.4); with `entry` (an entry
+//   object) also against it; with `proof` (a tlog-proof bundle, §5) also its inclusion in that
+//   bundle's checkpoint, and with `witnessPolicy` that checkpoint's cosignatures.
+// readWitnessPolicy(text) → Promise<{ok, witnesses, logs, quorum, rule, failure, checks}>.
 // verifyServiceProof(text, jwks) → Promise<{ok, document, kid, failure, checks}>: a service
 //   proof (its token, or the JSON answer that holds it): §5 steps 1–6, and its totals (§4).
 // CHECKS: every check code with its names, [Chinese, English].
@@ -35,9 +40,11 @@ import {
 import {
   Failure, exactly, fail, isInt, isObject, matches, parse, refuse, verdict,
 } from "./verdicts.js";
+import { b64Decode, checkWitnesses, parseWitnessPolicy, requireQuorum } from "./witnesses.js";
 
 export { CHECKS } from "./verdicts.js";
 export { verifyServiceProof } from "./service-proof.js";
+export { parseWitnessPolicy } from "./witnesses.js";
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const ZERO_HASH = "0".repeat(64);
@@ -159,13 +166,6 @@ class CompactTree {
 
 // --- signed notes and checkpoints (§4, §8.2) -------------------------------------------------
 
-/** Canonical standard base64 with padding, or null. */
-function b64Decode(text) {
-  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) return null;
-  const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-  return btoa(String.fromCharCode(...bytes)) === text ? bytes : null;
-}
-
 /** The note keys of a JWKS under `name` (§8.2): each key of the set that §7 accepts, with its
  * signed-note key id (§4.2). A key the set describes wrongly is not a trusted key. */
 async function noteKeys(jwks, name) {
@@ -183,7 +183,8 @@ async function noteKeys(jwks, name) {
   return out;
 }
 
-/** §4.2: the text of `note`, opened with the trusted keys named `name`. */
+/** §4.2: the text of `note` and its signature lines, opened with the trusted keys named
+ * `name`. */
 async function openNote(note, name, jwks) {
   const malformed = (why) => fail("checkpoint.signature", null, `签名文本格式不对：${why}`,
     `the signed note is malformed: ${why}`);
@@ -219,7 +220,7 @@ async function openNote(note, name, jwks) {
     fail("checkpoint.signature", null, "检查点没有可信密钥的签名",
       `no trusted key signed the checkpoint (${trusted.length} keys named ${name})`);
   }
-  return text;
+  return { text, lines };
 }
 
 /** A signed checkpoint of `book` (§4.1, §8.2): {origin, size, root}. */
@@ -229,12 +230,13 @@ async function openCheckpoint(note, book, jwks) {
     fail("checkpoint.book", null, `检查点的来源 ${origin} 不属于账簿 ${book}`,
       `the checkpoint's origin ${origin} is not of book ${book}`);
   }
-  const lines = (await openNote(note, origin, jwks)).slice(0, -1).split("\n");
+  const opened = await openNote(note, origin, jwks);
+  const lines = opened.text.slice(0, -1).split("\n");
   const root = b64Decode(lines[2] ?? "");
   const ok = lines.length >= 3 && /^(0|[1-9]\d{0,15})$/.test(lines[1]) && root?.length === 32
     && Number.isSafeInteger(Number(lines[1])) && lines.every((l) => l !== "");
   if (!ok) fail("checkpoint.signature", null, "检查点文本格式不对", "the checkpoint text is malformed");
-  return { origin, size: Number(lines[1]), root };
+  return { origin, size: Number(lines[1]), root, text: opened.text, signatures: opened.lines };
 }
 
 // --- entries and receipts (docs/ledger-format.md §2, §6.2) -----------------------------------
@@ -476,12 +478,34 @@ function checkTrusted(trusted, read, state) {
   }
 }
 
-export async function verifyExport(input, { jwks = null, checkpoint = null, onProgress } = {}) {
+/** The witness policy's text read (a Failure "witness.policy" if the text does not allow it);
+ * null without one. */
+async function readPolicy(text, passed) {
+  if (text === null || text === undefined) return null;
+  const policy = await parseWitnessPolicy(text);
+  passed("witness.policy");
+  return policy;
+}
+
+/** The checkpoint `cp` (of openCheckpoint) against `policy`: who cosigned goes in `out`
+ * before the verdict on the quorum. */
+async function checkQuorum(policy, cp, out, passed) {
+  const found = await checkWitnesses(policy, cp.text, cp.signatures);
+  passed("witness.cosignature");
+  out.witnesses = found;
+  requireQuorum(found);
+  passed("witness.quorum");
+}
+
+export async function verifyExport(input, {
+  jwks = null, checkpoint = null, witnessPolicy = null, onProgress,
+} = {}) {
   if (!globalThis.crypto?.subtle) throw new Error("WebCrypto is unavailable (an insecure origin?)");
   const result = { book: null, fromSeq: null, toSeq: null, entries: 0, receipts: 0,
     treeSize: null, root: null, head: null, checkpoint: null, trusted_keys: jwks !== null,
-    kids: [] };
+    kids: [], witnesses: null };
   return verdict(async (passed, out) => {
+    const policy = await readPolicy(witnessPolicy, passed);
     const lines = splitLines(input);
     passed("file");
     const read = await readTrailer(lines.pop(), jwks);
@@ -490,6 +514,8 @@ export async function verifyExport(input, { jwks = null, checkpoint = null, onPr
       checkpoint: { origin: cp.origin, treeSize: cp.size, root: hex(cp.root) } });
     passed("checkpoint.line", "keys", "checkpoint.book", "checkpoint.signature",
       "checkpoint.size", "prefix");
+    // Before the entries: a checkpoint the witnesses did not vouch for is refused at once.
+    if (policy) await checkQuorum(policy, cp, out, passed);
     const trusted = checkpoint === null ? null : await openTrusted(checkpoint, read);
     const tree = new CompactTree(from - 1, t.prefix.map(fromHex));
     // The root at the trusted checkpoint's size, if it falls within the range (step 6).
@@ -538,11 +564,14 @@ async function checkBundle(bundle, leafHash, index, book, jwks) {
     fail("proof.inclusion", index + 1, `条目不在检查点（${cp.size} 条）中`,
       `the entry is not included in the checkpoint of size ${cp.size}`);
   }
-  return { origin: cp.origin, treeSize: cp.size, root: hex(cp.root) };
+  return cp;
 }
 
-export function verifyReceiptToken(token, jwks, { entry = null, proof = null } = {}) {
-  return verdict(async (passed) => {
+export function verifyReceiptToken(token, jwks, {
+  entry = null, proof = null, witnessPolicy = null,
+} = {}) {
+  return verdict(async (passed, out) => {
+    const policy = await readPolicy(witnessPolicy, passed);
     const { claims, kid } = await refuse("receipt.signature", null, "the receipt does not verify",
       () => verifyReceipt(typeof token === "string" ? token.trim() : token, jwks));
     passed("receipt.signature");
@@ -554,9 +583,26 @@ export function verifyReceiptToken(token, jwks, { entry = null, proof = null } =
       checkClaims(claims, claims.seq, entry, hex(entryHash), hex(leaf));
       passed("receipt.claims");
     }
-    const checkpoint = proof === null ? null
+    Object.assign(out, { claims, kid });
+    const cp = proof === null ? null
       : await checkBundle(proof, claims.leaf_hash, claims.seq - 1, claims.book, jwks);
-    if (checkpoint) passed("checkpoint.signature", "proof.inclusion");
+    if (cp) passed("checkpoint.signature", "proof.inclusion");
+    // A policy speaks of checkpoints: without a bundle there is none to hold to it.
+    if (cp && policy) await checkQuorum(policy, cp, out, passed);
+    const checkpoint = cp && { origin: cp.origin, treeSize: cp.size, root: hex(cp.root) };
     return { claims, kid, checkpoint };
+  }, { claims: null, kid: null, checkpoint: null, witnesses: null });
+}
+
+/** A witness policy's text read as verifyExport would: a verdict with, when it is ok,
+ * `witnesses` (each {witness, key_name, url}), `logs` (their key names), `quorum` and `rule`. */
+export function readWitnessPolicy(text) {
+  return verdict(async (passed) => {
+    const policy = await readPolicy(text, passed);
+    return {
+      witnesses: [...policy.witnesses.values()].map((w) => ({ witness: w.witness,
+        key_name: w.keyName, url: w.url })),
+      logs: policy.logs.map((l) => l.name), quorum: policy.quorum, rule: policy.rule,
+    };
   });
 }

@@ -127,6 +127,7 @@ export const api = {
   cancel: (id, idempotencyKey) =>
     json(call("POST", `/v1/kiosk/redemptions/${seg(id)}/cancel`, { idempotencyKey })),
   receipt: (txId) => json(call("GET", `/v1/transactions/${seg(txId)}/receipt`)),
+  proof: async (txId) => (await call("GET", `/v1/transactions/${seg(txId)}/proof`)).text(),
   receiptSvg: async (txId) =>
     (await call("GET", `/v1/transactions/${seg(txId)}/receipt.svg`)).blob(),
 };

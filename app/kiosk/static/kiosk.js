@@ -1,4 +1,5 @@
-// The kiosk's screens: sign in, scan a member's code, pick items, confirm, receipt, verify.
+// The kiosk's screens: sign in, scan a member's code, pick items, confirm, receipt, verify, and
+// the site's witness policy.
 
 import { api, ApiError, Attempt, explain, serverNow, session } from "./api.js";
 import { b64urlDecode, checkReceipt, loadJwks } from "./receipt.js";
@@ -7,6 +8,12 @@ import { canScan, startScan } from "./scanner.js";
 const $ = (id) => document.getElementById(id);
 const CODE = /^[\x21-\x7e]{1,79}$/; // a redeem code: printable ASCII, no space, < 80 chars
 const MAX_QUANTITY = 99;
+// The site's witness policy (C2SP tlog-policy, docs/witness.md): set here once and kept in this
+// browser, never fetched from the service, whose word it is there to check.
+const POLICY_KEY = "timebank.kiosk.witnessPolicy";
+// The console's verifier (inclusion proof, log signature, cosignatures), loaded only when a
+// policy is set: one implementation for both pages.
+const VERIFIER = "/console/verify.js";
 
 const state = {
   site: null, // {site_id, book, name}
@@ -15,7 +22,7 @@ const state = {
   cart: new Map(), // item id -> quantity
   redemption: null, // the pending redemption
   screen: null,
-  back: null, // where 验证凭条's 返回 leads
+  back: null, // where 验证凭条's and 见证策略's 返回 leads
   stopCamera: null,
   countdown: null,
   qrUrl: null,
@@ -54,6 +61,7 @@ function show(name) {
   for (const node of document.querySelectorAll(".error")) node.textContent = "";
   state.screen = name;
   $("nav-verify").hidden = name === "verify";
+  $("nav-policy").hidden = name === "policy";
   $("nav-signout").hidden = !session.token;
 }
 
@@ -369,8 +377,47 @@ async function receiptScreen(answer) {
     [el("dt", { textContent: term }), el("dd", { textContent: value })]));
   $("receipt-token").value = token ?? "";
   $("receipt-verdict").replaceChildren();
+  $("receipt-witness").hidden = true;
+  $("receipt-witness").replaceChildren();
   showQr(answer.tx_id);
-  if (token) renderVerdict($("receipt-verdict"), await checkReceipt(token));
+  if (!token) return;
+  const checked = await checkReceipt(token);
+  renderVerdict($("receipt-verdict"), checked);
+  const policy = savedPolicy();
+  if (policy && checked.valid) {
+    await witnessVerdict(token, answer.tx_id, checked.keys.jwks, policy);
+  }
+}
+
+/** With a witness policy: the entry's proof bundle from the service, its inclusion and its
+ * checkpoint's cosignatures checked here against the policy; the verdict beside the receipt's. */
+async function witnessVerdict(token, txId, jwks, policy) {
+  const box = $("receipt-witness");
+  box.hidden = false;
+  box.className = "verdict";
+  box.replaceChildren(el("p", { textContent: "正在核对见证人联署……" }));
+  let result;
+  try {
+    const [proof, { verifyReceiptToken }] = await Promise.all([api.proof(txId), import(VERIFIER)]);
+    result = await verifyReceiptToken(token, jwks, { proof, witnessPolicy: policy });
+  } catch (error) {
+    box.className = "verdict invalid";
+    box.replaceChildren(el("p", { className: "verdict-word", textContent: "见证未核对" }),
+      el("p", { className: "verdict-reason", textContent: `无法取得包含证明：${explain(error)}` }));
+    box.dataset.witnessed = "unknown";
+    return;
+  }
+  const names = (result.witnesses?.cosigned ?? []).map((c) => `${c.witness}（${c.key_name}，${
+    typeof c.timestamp === "number" ? formatTime(c.timestamp * 1000) : c.timestamp}）`);
+  box.className = `verdict ${result.ok ? "valid" : "invalid"}`;
+  box.replaceChildren(
+    el("p", { className: "verdict-word", textContent: result.ok ? "见证通过" : "见证未通过" }),
+    el("p", { className: "verdict-reason", textContent: result.ok
+      ? `本笔记录在检查点（${result.checkpoint.treeSize} 条）中，该检查点达到见证策略要求`
+      : `原因：${result.failure.message_zh}` }),
+    el("p", { className: "verdict-source", textContent: names.length
+      ? `已联署的见证人：${names.join("；")}` : "没有策略所列的见证人联署" }));
+  box.dataset.witnessed = String(result.ok);
 }
 
 async function showQr(txId) {
@@ -430,6 +477,65 @@ function renderVerdict(box, result) {
   box.dataset.source = keys?.source ?? "none";
 }
 
+// --- 见证策略 --------------------------------------------------------------------------------
+
+function savedPolicy() {
+  try {
+    return localStorage.getItem(POLICY_KEY) || null;
+  } catch {
+    return null;
+  }
+}
+
+function policyScreen() {
+  if (state.screen !== "policy" && state.screen !== "verify") state.back = state.screen;
+  show("policy");
+  $("policy-text").value = savedPolicy() ?? "";
+  showPolicy();
+}
+
+async function showPolicy() {
+  const saved = savedPolicy();
+  const out = $("policy-state");
+  out.dataset.policy = saved ? "set" : "none";
+  if (!saved) {
+    out.textContent = "未设定见证策略：兑换后只核验凭条签名";
+    return;
+  }
+  const { readWitnessPolicy } = await import(VERIFIER);
+  const read = await readWitnessPolicy(saved);
+  out.textContent = read.ok
+    ? `已设定：${read.rule}；见证人 ${read.witnesses.map((w) => w.witness).join("、")}`
+    : `本机保存的策略无效：${read.failure.message_zh}`;
+}
+
+async function savePolicy() {
+  const text = $("policy-text").value;
+  const out = $("policy-state");
+  try {
+    const { readWitnessPolicy } = await import(VERIFIER);
+    const read = await readWitnessPolicy(text);
+    if (!read.ok) {
+      // Not kept: the policy saved before (if any) stays in force.
+      out.textContent = `策略无效，未保存：${read.failure.message_zh}`;
+      out.dataset.policy = "invalid";
+      return;
+    }
+    localStorage.setItem(POLICY_KEY, text);
+  } catch (error) {
+    out.textContent = `未能保存：${explain(error)}`;
+    out.dataset.policy = "invalid";
+    return;
+  }
+  await showPolicy();
+}
+
+function leave() {
+  if (!session.token) show("signin");
+  else if (state.back && state.back !== "signin") show(state.back);
+  else startOver();
+}
+
 function verifyScreen() {
   if (state.screen !== "verify") state.back = state.screen;
   show("verify");
@@ -477,11 +583,18 @@ function wire() {
     $("verify-token").value = text;
     verifyToken(text);
   });
-  $("verify-back").onclick = () => {
-    if (!session.token) show("signin");
-    else if (state.back && state.back !== "signin") show(state.back);
-    else startOver();
+  $("verify-back").onclick = leave;
+  $("nav-policy").onclick = policyScreen;
+  $("policy-form").onsubmit = (e) => {
+    e.preventDefault();
+    savePolicy();
   };
+  $("policy-clear").onclick = () => {
+    localStorage.removeItem(POLICY_KEY);
+    $("policy-text").value = "";
+    showPolicy();
+  };
+  $("policy-back").onclick = leave;
 }
 
 async function main() {

@@ -12,6 +12,14 @@ import pytest
 
 from tests.e2e.console.conftest import BOOK, Console, go, open_console, screenshot, sign_in
 from tests.e2e.test_kiosk_page import FAKE_CAMERA
+from tests.e2e.witnesses import (
+    FOUNDATION,
+    MCA,
+    TWO_OF_THREE,
+    cosigned,
+    note_of,
+    with_note,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +48,10 @@ async def test_the_auditor_sees_the_head_checkpoint_keys_and_export(
     kids = await page.locator("#keys td.mono").all_inner_texts()
     assert kids == [key["kid"] for key in jwks["keys"]]
     assert await page.get_attribute("#export-link", "href") == f"/v1/books/{BOOK}/export"
-    # The auditor has no write control: every button is the shell's or a verifier's.
+    # The auditor has no write control: every button is the shell's or a verifier's (the
+    # witness policy's are kept in the browser only).
     buttons = await page.locator("#screen button:visible").all_inner_texts()
-    assert set(buttons) <= {"核验", "核验本账本的当前导出"}, buttons
+    assert set(buttons) <= {"核验", "核验本账本的当前导出", "保存策略", "清除策略"}, buttons
     await screenshot(page, "integrity-auditor")
     assert page.errors == []
     await page.context.close()
@@ -168,3 +177,69 @@ async def test_a_receipt_and_a_printed_proof_scanned_with_the_camera_are_verifie
         assert said in await page.inner_text("#receipt-verdict")
         assert await page.locator("#receipt-video").is_hidden()  # the camera is off again
         await context.close()
+
+
+async def test_a_witness_policy_kept_in_the_browser_holds_exports_and_receipts_to_it(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    async with console.api("auditor") as client:
+        r = await client.get(f"/v1/books/{BOOK}/export")
+        assert r.status_code == 200, r.text
+    export = r.text
+    receipt = json.loads(export.split("\n")[-3])["receipt"]
+    note = note_of(export)
+    (tmp_path / "two.jsonl").write_text(with_note(export, cosigned(note, MCA, FOUNDATION)))
+    (tmp_path / "one.jsonl").write_text(with_note(export, cosigned(note, MCA)))
+    page = await open_console(browser, console)
+    await sign_in(page, console.tokens["auditor"])
+    await go(page, "integrity")
+    state = page.locator("#policy-state")
+    await page.wait_for_selector("#policy-state[data-policy=none]")
+    assert "未设定见证策略" in await state.inner_text()
+
+    # A policy the text does not allow is refused, naming the line, and not kept.
+    await page.fill("#policy-text", "witness a not-a-key\nquorum a\n")
+    await page.click("#policy-save")
+    await page.wait_for_selector("#policy-state[data-policy=invalid]")
+    assert "见证策略第 1 行" in await state.inner_text()
+    assert await page.evaluate("localStorage.getItem('timebank.console.witnessPolicy')") is None
+    # The 2-of-3 policy is kept in this browser: another screen and back, it is still in force.
+    await page.fill("#policy-text", TWO_OF_THREE)
+    await page.click("#policy-save")
+    await page.wait_for_selector("#policy-state[data-policy=set]")
+    await go(page, "overview")
+    await go(page, "integrity")
+    await page.wait_for_selector("#policy-state[data-policy=set]")
+    assert "district = 2 of (mca, discipline, foundation)" in await state.inner_text()
+    assert await page.input_value("#policy-text") == TWO_OF_THREE
+
+    # The service's export: no witness cosigned its checkpoint yet, so it is refused.
+    verdict = page.locator("#export-verdict")
+    await page.click("#verify-now")
+    await page.wait_for_selector("#export-verdict[data-ok=false]")
+    assert "检查点未达到见证法定人数" in await verdict.inner_text()
+    # Cosigned by two of the three it passes, naming them; by one it is refused.
+    await page.set_input_files("#export-file", str(tmp_path / "two.jsonl"))
+    await page.wait_for_selector("#export-verdict[data-ok=true]")
+    listed = page.locator("#export-verdict .witnesses")
+    assert await listed.get_attribute("data-witnesses") == "mca foundation"
+    assert MCA.name in await listed.inner_text()
+    await screenshot(page, "integrity-witnesses")
+    await page.set_input_files("#export-file", str(tmp_path / "one.jsonl"))
+    await page.wait_for_selector("#export-verdict[data-ok=false]")
+    assert "已联署的见证人为 mca" in await verdict.inner_text()
+
+    # A receipt: its proof bundle's checkpoint, fetched from the service, is held to it too.
+    out = page.locator("#receipt-verdict")
+    await page.fill("#receipt-input", receipt)
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-valid=false]")
+    assert "见证法定人数" in await out.inner_text()
+    # Cleared, the receipt alone is checked again.
+    await page.click("#policy-clear")
+    await page.wait_for_selector("#policy-state[data-policy=none]")
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-valid=true]")
+    assert await page.locator("#receipt-witnesses").inner_text() == ""
+    assert page.errors == []
+    await page.context.close()
