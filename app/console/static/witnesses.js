@@ -202,13 +202,16 @@ export async function checkWitnesses(policy, text, lines) {
   const cosigned = new Map(); // witness → timestamp
   for (const { name, id, signature } of sigs) {
     const witness = [...policy.witnesses.values()].find((w) => w.keyName === name && w.id === id);
-    if (!witness || seen.has(`${name}+${id}`)) continue; // unknown keys ignored; a key once
-    seen.add(`${name}+${id}`);
+    if (!witness) continue; // unknown keys ignored
+    // Every line of a known key is checked, a second one too (signed-note: MUST verify);
+    // the first reports the time.
     const time = await cosignatureTime(witness, text, signature);
     if (time === null) {
       fail("witness.cosignature", null, `见证人 ${witness.witness}（${name}）的联署签名不正确`,
         `the cosignature of witness ${witness.witness} (${name}) does not verify`);
     }
+    if (seen.has(`${name}+${id}`)) continue;
+    seen.add(`${name}+${id}`);
     cosigned.set(witness.witness, time);
   }
   let logSigned = policy.logs.length === 0; // `log` lines are optional (docs/witness.md)
@@ -216,8 +219,7 @@ export async function checkWitnesses(policy, text, lines) {
     const origin = text.split("\n", 1)[0];
     for (const { name, id, signature } of sigs) {
       const log = policy.logs.find((l) => l.name === name && l.name === origin && l.id === id);
-      if (!log || seen.has(`${name}+${id}`)) continue;
-      seen.add(`${name}+${id}`);
+      if (!log) continue;
       const good = signature.length === 64 && await crypto.subtle.verify({ name: "Ed25519" },
         log.key, signature, encoder.encode(text));
       if (!good) {
