@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from structlog.testing import capture_logs
 
 from app.audit import merkle
@@ -57,6 +59,26 @@ async def test_a_first_checkpoint_is_cosigned_and_the_cosignature_verifies(
     assert [s.name for s in found] == [WITNESS]
     assert timestamp_of(found[0]) == NOW
     assert text.split("\n")[:2] == [log.origin, "5"]
+
+
+async def test_the_cosignature_checks_by_the_c2sp_text_alone(
+    witnessed: Witnessed, client: httpx.AsyncClient
+) -> None:
+    # tlog-cosignature/v1 read directly: `— <name> base64(key id(4) || timestamp(8) || sig(64))`,
+    # key id SHA-256(name || 0x0A || 0x04 || public key)[:4], Ed25519 over
+    # "cosignature/v1\ntime <t>\n" and the checkpoint's text.
+    log = witnessed.log
+    response = await post(client, log.body(0, 11))
+    dash, name, b64 = response.text.rstrip("\n").split(" ")
+    raw = base64.b64decode(b64, validate=True)
+    public = witnessed.cosigner.public_key.public_bytes_raw()
+    assert (dash, name, len(raw)) == ("\u2014", WITNESS, 4 + 8 + 64)
+    assert raw[:4] == hashlib.sha256(WITNESS.encode() + b"\n\x04" + public).digest()[:4]
+    timestamp = int.from_bytes(raw[4:12], "big")
+    assert timestamp == NOW
+    text = log.note(11).split("\n\n")[0] + "\n"
+    message = f"cosignature/v1\ntime {timestamp}\n{text}".encode()
+    Ed25519PublicKey.from_public_bytes(public).verify(raw[12:], message)
 
 
 async def test_consistency_from_n_to_m_with_real_proofs(
@@ -313,7 +335,7 @@ async def test_the_state_is_durable_across_app_instances(witnessed: Witnessed) -
 
 
 async def test_the_key_is_never_logged(witnessed: Witnessed, client: httpx.AsyncClient) -> None:
-    secret = (witnessed.root / "witness.key").read_text().strip().rsplit("+", 1)[1]
+    secret = (witnessed.root / "witness.key").read_text().strip().split("+", 4)[4]
     with capture_logs() as logs:
         await post(client, witnessed.log.body(0, 4))
         await post(client, witnessed.log.body(0, 4))

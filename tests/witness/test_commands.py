@@ -97,7 +97,7 @@ async def test_init_add_log_serve_and_cosign_over_http(tmp_path: Path) -> None:
     assert server.returncode == 0, stderr
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
     assert "witness.cosigned" in events
-    secret = (directory / "witness.key").read_text().strip().rsplit("+", 1)[1]
+    secret = (directory / "witness.key").read_text().strip().split("+", 4)[4]
     assert secret not in stderr
 
     shown = await asyncio.to_thread(timebank, "show", "--dir", str(directory))

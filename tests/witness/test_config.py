@@ -85,10 +85,11 @@ def test_the_key_file_must_be_private_whole_and_the_witnesses(
         create_app(witnessed.root)
     os.chmod(files.key_path, 0o600)
     secret = files.key_path.read_text().strip()
-    head, material = secret.rsplit("+", 1)
+    # `PRIVATE+KEY+<name>+<id>+<base64>`: the base64 may hold a '+' of its own.
+    *head, material = secret.split("+", 4)
     # The same seed as a plain note key (type 0x01): not a cosigner's.
     plain = base64.b64encode(b"\x01" + base64.b64decode(material)[1:]).decode()
-    files.key_path.write_text(f"{head}+{plain}\n")
+    files.key_path.write_text("+".join([*head, plain]) + "\n")
     with pytest.raises(WitnessConfigError) as refused:
         load_key(files, WITNESS)
     assert "does not hold a cosigner key" in str(refused.value)
