@@ -116,6 +116,8 @@ def build_app(witness: Witness) -> Starlette:
             error = WitnessNotFound("no such path")
         elif status == 405:
             error = WitnessMethodNotAllowed(f"{request.method} is not allowed here")
+            # Starlette's 405 names the allowed methods in `Allow`.
+            error.headers = getattr(exc, "headers", None)
         else:
             error = WitnessInternal("unexpected failure")
         return problem_response(error, request.url.path)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import itertools
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,6 +17,7 @@ from structlog.testing import capture_logs
 from app.audit import merkle
 from app.audit.cosignature import timestamp_of, with_signatures
 from app.audit.note import open_note
+from app.witness import store as store_module
 from app.witness.app import MAX_BODY_BYTES
 from app.witness.store import WitnessStore
 from tests.witness.conftest import NOW, WITNESS, Log, Witnessed, client_of, leaf, origin_path
@@ -317,7 +319,9 @@ async def test_the_monitoring_checkpoint_is_404_until_cosigned(
 
 async def test_other_paths_and_methods_are_problems(client: httpx.AsyncClient) -> None:
     problem(await client.get("/nothing/here"), 404, "witness-not-found")
-    problem(await client.get("/add-checkpoint"), 405, "witness-method-not-allowed")
+    refused = await client.get("/add-checkpoint")
+    problem(refused, 405, "witness-method-not-allowed")
+    assert refused.headers["allow"] == "POST"
     health = await client.get("/healthz")
     assert health.status_code == 200 and health.json() == {"status": "ok", "name": WITNESS}
 
@@ -340,3 +344,19 @@ async def test_the_key_is_never_logged(witnessed: Witnessed, client: httpx.Async
         await post(client, witnessed.log.body(0, 4))
         await post(client, witnessed.log.body(0, 4))
     assert logs and secret not in json.dumps(logs, default=str)
+
+
+async def test_a_store_locked_past_the_timeout_is_503(
+    witnessed: Witnessed, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.05)
+    holder = sqlite3.connect(witnessed.root / "witness.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        response = await post(client, witnessed.log.body(0, 3))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    problem(response, 503, "witness-unavailable")
+    assert response.headers["retry-after"] == "1"
+    assert (await post(client, witnessed.log.body(0, 3))).status_code == 200
