@@ -1,5 +1,5 @@
 """The `timebank` command: serve, follow-log, migrate, verify, export, demo, expire, openapi,
-credentials, keys and audit."""
+credentials, keys, audit, witnesses (a book's) and witness (running one)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from app.config import Settings, get_settings
 from app.kit.faults import arm_from_spec
 from app.kit.pg_pool import connect
 from app.logging import configure_logging, logging_config
+from app.witness.commands import witness_cli
 
 cli = typer.Typer(help="Timebank Ledger: volunteer hours and charity points.", no_args_is_help=True)
 credentials_cli = typer.Typer(help="Bearer credentials.", no_args_is_help=True)
@@ -41,6 +42,7 @@ cli.add_typer(credentials_cli, name="credentials")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(witnesses_cli, name="witnesses")
+cli.add_typer(witness_cli, name="witness")
 console = Console(stderr=True)
 log = structlog.get_logger("timebank.cli")
 

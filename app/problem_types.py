@@ -19,6 +19,7 @@ from app.kit import personal_text, problems
 from app.kit.problems import RecordedProblem, TimebankError
 from app.ledger import errors as ledger_errors
 from app.volunteering import errors as volunteering_errors
+from app.witness import errors as witness_errors
 
 PROBLEM_MODULES: tuple[ModuleType, ...] = (
     problems,
@@ -32,6 +33,7 @@ PROBLEM_MODULES: tuple[ModuleType, ...] = (
     recognition_errors,
     volunteering_errors,
     kiosk_errors,
+    witness_errors,
 )
 
 

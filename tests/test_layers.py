@@ -59,6 +59,12 @@ def test_the_contracts_hold(tmp_path: Path) -> None:
             "\nimport app.kiosk.codes  # noqa: F401\n",
             "Layers point one way",
         ),
+        # The witness reaches the ledger's database, through app.audit's service.
+        (
+            "app/witness/store.py",
+            "\n\ndef _planted() -> None:\n    import app.audit.service  # noqa: F401\n",
+            "The witness stands apart from the ledger",
+        ),
         # A cycle inside one package: identity's errors import its members module.
         (
             "app/identity/errors.py",

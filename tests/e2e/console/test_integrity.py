@@ -243,3 +243,43 @@ async def test_a_witness_policy_kept_in_the_browser_holds_exports_and_receipts_t
     assert await page.locator("#receipt-witnesses").inner_text() == ""
     assert page.errors == []
     await page.context.close()
+
+
+async def test_the_witnesses_panel_shows_each_witness_and_raises_a_refusal(
+    browser: Any, console: Console
+) -> None:
+    import asyncpg
+
+    from tests.e2e.witnesses import DISCIPLINE
+
+    # Two witnesses nobody runs (port 9 refuses): one is only unreachable; the other is marked
+    # as having refused, as the follower marks a 422.
+    for witness in (MCA, DISCIPLINE):
+        console.cli("witnesses", "add", "--book", BOOK, "--vkey", witness.vkey,
+                    "--url", "http://127.0.0.1:9")  # fmt: skip
+    conn = await asyncpg.connect(console.served.env["TIMEBANK_DATABASE_URL"])
+    try:
+        await conn.execute(
+            "UPDATE book_witnesses SET refused_at = now(), refusal = '422: inconsistent' "
+            "WHERE book_code = $1 AND name = $2",
+            BOOK,
+            MCA.name,
+        )
+    finally:
+        await conn.close()
+    try:
+        page = await open_console(browser, console)
+        await sign_in(page, console.tokens["auditor"])
+        await go(page, "integrity")
+        alarm = page.locator("#witness-status [role=alert]")
+        assert "拒绝" in await alarm.inner_text()
+        rows = await page.locator("#witness-status tbody tr").all_inner_texts()
+        assert len(rows) == 2
+        refused = next(r for r in rows if MCA.name in r)
+        assert "拒绝联署：422: inconsistent" in refused
+        await screenshot(page, "integrity-witness-alarm")
+        assert page.errors == []
+        await page.context.close()
+    finally:
+        for witness in (MCA, DISCIPLINE):
+            console.cli("witnesses", "remove", "--book", BOOK, "--name", witness.name)

@@ -32,6 +32,11 @@ const WORDS = {
     policyClear: "清除策略", policyNone: "未设定见证策略：核验不检查见证人联署",
     policySet: "已设定：{rule}；见证人 {names}", policyBad: "策略无效：{reason}",
     cosigned: "见证人联署：{list}", cosignedNone: "没有所列见证人联署", proofUnavailable: "未能取得凭条的包含证明（{reason}），未检查见证人联署",
+    witnesses: "本账本的见证人", noWitnesses: "本账本尚未配置见证人（timebank witnesses add）",
+    witness: "见证人", lastCosigned: "最近联署的树大小", cosignedAt: "联署时间", state: "状态",
+    stateOk: "正常", stateDown: "暂时联系不上（{n} 次）：{error}",
+    stateRefused: "拒绝联署：{refusal}",
+    alarm: "警报：见证人拒绝了本账本的检查点。这意味着它看到的历史与本服务现在给出的不一致，须立即调查。",
   },
   en: {
     title: "Integrity", head: "Chain head", seq: "Latest seq", hash: "Latest hash",
@@ -58,6 +63,11 @@ const WORDS = {
     policySet: "Set: {rule}; witnesses {names}", policyBad: "Invalid policy: {reason}",
     cosigned: "Cosigned by: {list}", cosignedNone: "No listed witness cosigned",
     proofUnavailable: "The receipt's inclusion proof is unavailable ({reason}); cosignatures not checked",
+    witnesses: "This book's witnesses", noWitnesses: "No witnesses configured for this book (timebank witnesses add)",
+    witness: "Witness", lastCosigned: "Last cosigned size", cosignedAt: "Cosigned at", state: "State",
+    stateOk: "OK", stateDown: "Unreachable ({n} in a row): {error}",
+    stateRefused: "Refused: {refusal}",
+    alarm: "Alarm: a witness refused this book's checkpoint. The history it saw does not extend what this service shows now; investigate at once.",
   },
 };
 const EXPORTERS = ["admin", "auditor"];
@@ -355,18 +365,43 @@ function policyCard() {
     el("p", { className: "buttons" }, save, clear), state);
 }
 
-/** Where main's witness status panel (each witness of the book, its last cosignature, alarms;
- * fed by an API route not written yet) goes: empty and hidden until then. */
-function witnessStatusCard() {
-  return el("section", { className: "card", id: "witness-status", hidden: true });
+/** Each witness of the book (GET /v1/books/{code}/witnesses): the size it last cosigned, when,
+ * and whether it is unreachable or refusing. A refusal is an alarm, shown first and loud. */
+async function witnessStatusCard(book) {
+  const card = el("section", { className: "card", id: "witness-status" },
+    el("h3", { textContent: t(WORDS, "witnesses") }));
+  const found = await api("GET", `/v1/books/${encodeURIComponent(book)}/witnesses`);
+  if (found.alarm) {
+    card.append(el("p", { className: "alarm", role: "alert", textContent: t(WORDS, "alarm") }));
+  }
+  if (!found.items.length) {
+    card.append(el("p", { className: "muted", textContent: t(WORDS, "noWitnesses") }));
+    return card;
+  }
+  const state = (w) => {
+    if (w.alarm) return t(WORDS, "stateRefused", { refusal: w.refusal ?? "" });
+    if (w.failures) return t(WORDS, "stateDown", { n: number(w.failures), error: w.last_error ?? "" });
+    return t(WORDS, "stateOk");
+  };
+  const rows = found.items.map((w) => el("tr", { className: w.alarm ? "refused" : "" },
+    el("td", { className: "mono", textContent: w.name }),
+    el("td", { textContent: w.cosigned_size === null ? "—" : number(w.cosigned_size) }),
+    el("td", { textContent: w.cosigned_at ? dateTime(w.cosigned_at) : "—" }),
+    el("td", { textContent: state(w) })));
+  card.append(el("table", {},
+    el("thead", {}, el("tr", {}, ...["witness", "lastCosigned", "cosignedAt", "state"].map(
+      (k) => el("th", { scope: "col", textContent: t(WORDS, k) })))),
+    el("tbody", {}, ...rows)));
+  return card;
 }
 
 export async function render(root, ctx) {
-  const [head, keys] = await Promise.all([headCard(ctx.book), keysCard()]);
+  const [head, keys, witnesses] = await Promise.all([
+    headCard(ctx.book), keysCard(), witnessStatusCard(ctx.book)]);
   root.append(
     el("h2", { textContent: t(WORDS, "title") }),
     el("div", { className: "grid" }, head, keys.card),
-    witnessStatusCard(),
+    witnesses,
     policyCard(),
     exportCard(ctx),
     verifyCard(ctx, keys.jwks),
