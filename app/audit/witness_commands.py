@@ -34,10 +34,10 @@ def add(
     from app.kit.pg_pool import connect
     from app.kit.problems import TimebankError
 
-    url = _url()
+    database = _url()
 
     async def run() -> str:
-        conn = await connect(url)
+        conn = await connect(database)
         try:
             return (await add_witness(conn, book, vkey, url)).name
         finally:
@@ -60,10 +60,10 @@ def remove(
     from app.audit.witness_config import remove_witness
     from app.kit.pg_pool import connect
 
-    url = _url()
+    database = _url()
 
     async def run() -> bool:
-        conn = await connect(url)
+        conn = await connect(database)
         try:
             return await remove_witness(conn, book, name)
         finally:
@@ -82,10 +82,10 @@ def list_witnesses(
     from app.audit.witness_config import WitnessStatus, witness_statuses
     from app.kit.pg_pool import connect
 
-    url = _url()
+    database = _url()
 
     async def run() -> list[WitnessStatus]:
-        conn = await connect(url)
+        conn = await connect(database)
         try:
             return await witness_statuses(conn, book)
         finally:

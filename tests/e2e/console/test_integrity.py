@@ -246,28 +246,36 @@ async def test_a_witness_policy_kept_in_the_browser_holds_exports_and_receipts_t
 
 
 async def test_the_witnesses_panel_shows_each_witness_and_raises_a_refusal(
-    browser: Any, console: Console
+    browser: Any, console: Console, tmp_path: Path
 ) -> None:
-    import asyncpg
+    import asyncio
+    import subprocess
 
-    from tests.e2e.witnesses import DISCIPLINE
+    from tests.e2e.test_two_servers import TIMEBANK, free_port
 
-    # Two witnesses nobody runs (port 9 refuses): one is only unreachable; the other is marked
-    # as having refused, as the follower marks a 422.
-    for witness in (MCA, DISCIPLINE):
-        console.cli("witnesses", "add", "--book", BOOK, "--vkey", witness.vkey,
-                    "--url", "http://127.0.0.1:9")  # fmt: skip
-    conn = await asyncpg.connect(console.served.env["TIMEBANK_DATABASE_URL"])
-    try:
-        await conn.execute(
-            "UPDATE book_witnesses SET refused_at = now(), refusal = '422: inconsistent' "
-            "WHERE book_code = $1 AND name = $2",
-            BOOK,
-            MCA.name,
+    # A real witness that was never told of this log (it refuses with 404: an alarm), and one
+    # nobody runs (port 9 refuses connections: only unreachable).
+    directory = tmp_path / "witness"
+    vkey = console.cli("witness", "init", "--dir", str(directory), "--name", "w.example/a")
+    vkey = vkey.split()[-1]
+    port = free_port()
+    with (tmp_path / "witness.log").open("wb") as out:
+        witness = subprocess.Popen(  # noqa: ASYNC220 - Popen starts it and returns
+            [TIMEBANK, "witness", "serve", "--dir", str(directory), "--port", str(port)],
+            env=console.served.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
-    finally:
-        await conn.close()
+    added = [("w.example/a", vkey, f"http://127.0.0.1:{port}"),
+             (MCA.name, MCA.vkey, "http://127.0.0.1:9")]  # fmt: skip
     try:
+        async with console.api("admin") as client:
+            await client.post(f"/v1/books/{BOOK}/checkpoints")
+            for _, key, url in added:
+                console.cli("witnesses", "add", "--book", BOOK, "--vkey", key, "--url", url)
+            async with asyncio.timeout(60):
+                while not (await client.get(f"/v1/books/{BOOK}/witnesses")).json()["alarm"]:  # noqa: ASYNC110 - the follower
+                    await asyncio.sleep(0.2)
         page = await open_console(browser, console)
         await sign_in(page, console.tokens["auditor"])
         await go(page, "integrity")
@@ -275,11 +283,13 @@ async def test_the_witnesses_panel_shows_each_witness_and_raises_a_refusal(
         assert "拒绝" in await alarm.inner_text()
         rows = await page.locator("#witness-status tbody tr").all_inner_texts()
         assert len(rows) == 2
-        refused = next(r for r in rows if MCA.name in r)
-        assert "拒绝联署：422: inconsistent" in refused
+        refused = next(r for r in rows if "w.example/a" in r)
+        assert "拒绝联署：404" in refused
         await screenshot(page, "integrity-witness-alarm")
         assert page.errors == []
         await page.context.close()
     finally:
-        for witness in (MCA, DISCIPLINE):
-            console.cli("witnesses", "remove", "--book", BOOK, "--name", witness.name)
+        witness.terminate()
+        witness.wait(timeout=20)
+        for name, _, _ in added:
+            console.cli("witnesses", "remove", "--book", BOOK, "--name", name)
