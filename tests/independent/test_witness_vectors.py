@@ -66,3 +66,30 @@ def test_the_seeds_give_the_keys() -> None:
     log = VECTORS["log"]
     public = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(log["seed_hex"])).public_key()
     assert c2sp.parse_vkey(log["vkey"]).public_key == public.public_bytes_raw()
+
+
+def project_verdict(note: str, policy_file: str) -> tuple[str, dict[str, int]]:
+    """The project's reading (app.audit.witness_policy) in the vectors' four verdicts."""
+    from app.audit.note import parse_verifier_key
+    from app.audit.witness_policy import PolicyError, parse_policy
+
+    try:
+        policy = parse_policy(policy_file.encode())
+    except PolicyError:
+        return "refused-policy", {}
+    verdict = policy.check(note, [parse_verifier_key(VECTORS["log"]["vkey"])])
+    cosigned = {c.witness: c.timestamp for c in verdict.cosigned}
+    if verdict.met:
+        return "meets-policy", cosigned
+    if verdict.reason is not None and verdict.reason.startswith("the witness quorum is not met"):
+        return "below-quorum", cosigned
+    return "refused-note", {}
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
+def test_the_project_reaches_each_verdict_too(case: dict[str, Any]) -> None:
+    """app.audit.witness_policy, which `timebank audit verify --witness-policy` uses, agrees
+    with the independent checker on every case of the vectors."""
+    verdict, cosigned = project_verdict(case["note"], VECTORS["policies"][case["policy"]])
+    assert verdict == case["expect"]
+    assert cosigned == case.get("cosigned", {})
