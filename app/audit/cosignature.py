@@ -13,13 +13,11 @@ checks cosignatures and log signatures of one note together, ignoring unknown ke
 from __future__ import annotations
 
 import base64
-import hashlib
 import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from app.audit.note import (
     EM_DASH,
@@ -27,7 +25,9 @@ from app.audit.note import (
     Signature,
     Verifier,
     is_valid_key_name,
+    key_id,
     parse_key_id,
+    raw_public,
     split_key_string,
     strict_b64decode,
 )
@@ -38,17 +38,9 @@ MAX_TIMESTAMP = 2**63 - 1
 SIGNATURE_SIZE = 8 + 64
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 def cosigner_key_id(name: str, public_key: Ed25519PublicKey) -> int:
     """uint32 big-endian of SHA-256(name || 0x0A || 0x04 || 32-byte public key)[:4]."""
-    digest = hashlib.sha256(
-        name.encode() + b"\n" + bytes([ALG_COSIGNATURE_V1]) + _raw_public(public_key)
-    ).digest()
-    found: int = struct.unpack(">I", digest[:4])[0]
-    return found
+    return key_id(name, public_key, ALG_COSIGNATURE_V1)
 
 
 def signed_message(text: str | bytes, timestamp: int) -> bytes:
@@ -70,7 +62,7 @@ class Cosigner(Verifier):
 
     def vkey(self) -> str:
         """`<name>+<8 hex key id>+<base64(0x04 || public key)>`."""
-        material = bytes([ALG_COSIGNATURE_V1]) + _raw_public(self.public_key)
+        material = bytes([ALG_COSIGNATURE_V1]) + raw_public(self.public_key)
         return f"{self.name}+{self.key_id:08x}+{base64.b64encode(material).decode()}"
 
     def verify(self, text: bytes, signature: bytes) -> bool:
@@ -109,9 +101,9 @@ def parse_cosigner_key(vkey: str) -> Cosigner:
 def signer_key(name: str, private_key: Ed25519PrivateKey) -> str:
     """The secret key string `PRIVATE+KEY+<name>+<hex id>+<base64(0x04 || seed)>`."""
     seed = private_key.private_bytes_raw()
-    key_id = cosigner_key_id(name, private_key.public_key())
+    kid = cosigner_key_id(name, private_key.public_key())
     material = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + seed).decode()
-    return f"PRIVATE+KEY+{name}+{key_id:08x}+{material}"
+    return f"PRIVATE+KEY+{name}+{kid:08x}+{material}"
 
 
 def parse_signer_key(skey: str) -> tuple[str, Ed25519PrivateKey]:
@@ -133,9 +125,9 @@ def cosign(text: str, name: str, private_key: Ed25519PrivateKey, timestamp: int)
         raise MalformedNoteError("note text must end with a newline")
     if not 0 <= timestamp <= MAX_TIMESTAMP:
         raise ValueError("timestamp out of range")
-    key_id = cosigner_key_id(name, private_key.public_key())
+    kid = cosigner_key_id(name, private_key.public_key())
     signature = private_key.sign(signed_message(text, timestamp))
-    blob = struct.pack(">IQ", key_id, timestamp) + signature
+    blob = struct.pack(">IQ", kid, timestamp) + signature
     return f"{EM_DASH} {name} {base64.b64encode(blob).decode()}\n"
 
 

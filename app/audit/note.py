@@ -49,14 +49,16 @@ def is_valid_key_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
+def raw_public(key: Ed25519PublicKey) -> bytes:
+    """The 32 bytes of an Ed25519 public key."""
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def key_id(name: str, public_key: Ed25519PublicKey) -> int:
-    """uint32 big-endian of SHA-256(name || 0x0A || 0x01 || 32-byte public key)[:4]."""
+def key_id(name: str, public_key: Ed25519PublicKey, algorithm: int = ALG_ED25519) -> int:
+    """uint32 big-endian of SHA-256(name || 0x0A || algorithm || 32-byte public key)[:4]
+    (0x01: a note key; 0x04: a cosigner's, app.audit.cosignature)."""
     digest = hashlib.sha256(
-        name.encode() + b"\n" + bytes([ALG_ED25519]) + _raw_public(public_key)
+        name.encode() + b"\n" + bytes([algorithm]) + raw_public(public_key)
     ).digest()
     key_id_value: int = struct.unpack(">I", digest[:4])[0]
     return key_id_value
@@ -90,7 +92,7 @@ class Verifier:
 
     def vkey(self) -> str:
         """The verifier key string `<name>+<8 hex key id>+<base64(0x01 || public key)>`."""
-        b64 = base64.b64encode(bytes([ALG_ED25519]) + _raw_public(self.public_key)).decode()
+        b64 = base64.b64encode(bytes([ALG_ED25519]) + raw_public(self.public_key)).decode()
         return f"{self.name}+{self.key_id:08x}+{b64}"
 
     def verify(self, text: bytes, signature: bytes) -> bool:

@@ -4,8 +4,10 @@ into app/cli.py). Running a witness is `timebank witness ...`."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 from rich.console import Console
 
@@ -15,12 +17,25 @@ witnesses_cli = typer.Typer(
     help="The witnesses a book's log asks to cosign its checkpoints.", no_args_is_help=True
 )
 console = Console(stderr=True)
+T = TypeVar("T")
 
 
-def _url() -> str:
+def _on_database(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `work` on a connection to the service's database (resolved before the event loop
+    starts: resolving may start the embedded server)."""
     from app.db import resolve_database
+    from app.kit.pg_pool import connect
 
-    return resolve_database(get_settings()).app
+    url = resolve_database(get_settings()).app
+
+    async def run() -> T:
+        conn = await connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 @witnesses_cli.command("add")
@@ -31,20 +46,13 @@ def add(
 ) -> None:
     """Add a witness to a book (or change its key or URL); it is asked from the next round."""
     from app.audit.witness_config import add_witness
-    from app.kit.pg_pool import connect
     from app.kit.problems import TimebankError
 
-    database = _url()
-
-    async def run() -> str:
-        conn = await connect(database)
-        try:
-            return (await add_witness(conn, book, vkey, url)).name
-        finally:
-            await conn.close()
+    async def run(conn: asyncpg.Connection) -> str:
+        return (await add_witness(conn, book, vkey, url)).name
 
     try:
-        name = asyncio.run(run())
+        name = _on_database(run)
     except TimebankError as exc:
         console.print(f"refused: {exc.detail}")
         raise typer.Exit(1) from None
@@ -58,18 +66,11 @@ def remove(
 ) -> None:
     """Stop asking a witness; the cosignatures it gave stay with their checkpoints."""
     from app.audit.witness_config import remove_witness
-    from app.kit.pg_pool import connect
 
-    database = _url()
+    async def run(conn: asyncpg.Connection) -> bool:
+        return await remove_witness(conn, book, name)
 
-    async def run() -> bool:
-        conn = await connect(database)
-        try:
-            return await remove_witness(conn, book, name)
-        finally:
-            await conn.close()
-
-    if not asyncio.run(run()):
+    if not _on_database(run):
         console.print(f"book {book!r} has no witness {name!r}")
         raise typer.Exit(1)
 
@@ -80,19 +81,12 @@ def list_witnesses(
 ) -> None:
     """Each witness: book, name, the size it last cosigned, and any error or refusal."""
     from app.audit.witness_config import WitnessStatus, witness_statuses
-    from app.kit.pg_pool import connect
 
-    database = _url()
-
-    async def run() -> list[WitnessStatus]:
-        conn = await connect(database)
-        try:
-            return await witness_statuses(conn, book)
-        finally:
-            await conn.close()
+    async def run(conn: asyncpg.Connection) -> list[WitnessStatus]:
+        return await witness_statuses(conn, book)
 
     print("book witness cosigned_size state")
-    for w in asyncio.run(run()):
+    for w in _on_database(run):
         state = f"REFUSED: {w.refusal}" if w.alarm else (w.last_error or "ok")
         size = "-" if w.cosigned_size is None else str(w.cosigned_size)
         print(w.book, w.name, size, state)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import text
@@ -49,6 +50,20 @@ SELECT h.book_code FROM book_heads h
  WHERE h.seq > coalesce(f.folded_seq, 0) OR f.timezone <> :tz
  ORDER BY h.book_code
 """
+
+
+def day_condition(span: tuple[date | None, date | None], params: dict[str, Any]) -> str:
+    """` AND day >= :day_from AND day <= :day_to` for the bounds of `span` given (each put in
+    `params`): the days of a totals table's rows, inclusive."""
+    day_from, day_to = span
+    condition = ""
+    if day_from is not None:
+        condition += " AND day >= :day_from"
+        params["day_from"] = day_from
+    if day_to is not None:
+        condition += " AND day <= :day_to"
+        params["day_to"] = day_to
+    return condition
 
 
 async def folded_seq(session: AsyncSession, book: str, name: str, timezone: str) -> int:

@@ -13,6 +13,7 @@ add up, so a period's figures are sums of its days' rows, whatever the book's si
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Row, text
@@ -104,9 +105,6 @@ COLUMNS = "entries, members_gave, members_received, others_gave"
 # Fixed SQL fragments, chosen by `group_by` (never built from input).
 PERIOD_KEYS = {"month": "to_char(r.day, 'YYYY-MM')", "day": "to_char(r.day, 'YYYY-MM-DD')"}
 
-FROM_DAY = " AND day >= :day_from"
-TO_DAY = " AND day <= :day_to"
-
 
 def _read_sql(period: str, period_key: str) -> str:
     """The folded days (none when the position is 0: the totals, if any, are cut in another
@@ -167,23 +165,16 @@ async def read_rows(
     session: AsyncSession,
     book: str,
     scope: str,
-    span: tuple[Any, Any],
+    span: tuple[date | None, date | None],
     period_key: str,
     timezone: str,
 ) -> list[Row[Any]]:
     """The flows of `scope` (`''` or an organisation's owner) in the days `span` (each bound
     optional, inclusive), per period (`month` or `day`) and over the span, in the session's
     snapshot: the folded totals plus the entries after them."""
-    day_from, day_to = span
     params = fold_params(book, timezone)
     params |= {"scope": scope, "upto": LAST_SEQ}
     params["after"] = await folds.folded_seq(session, book, FOLD.name, timezone)
-    period = ""
-    if day_from is not None:
-        period += FROM_DAY
-        params["day_from"] = day_from
-    if day_to is not None:
-        period += TO_DAY
-        params["day_to"] = day_to
+    period = folds.day_condition(span, params)
     sql = _read_sql(period, PERIOD_KEYS[period_key])
     return list(await session.execute(text(sql), params))

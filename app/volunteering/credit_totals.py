@@ -131,15 +131,8 @@ async def credited_minutes(
     """Minutes credited as service in `scope` (`''` or an organisation's owner) on the
     service days `span` (each bound optional, inclusive), and what reversals took back of
     them: the folded totals plus the entries after them, in the session's snapshot."""
-    day_from, day_to = span
     params = fold_params(book, timezone) | {"scope": scope, "upto": LAST_SEQ}
     params["after"] = await folds.folded_seq(session, book, FOLD.name, timezone)
-    period = ""
-    if day_from is not None:
-        period += " AND day >= :day_from"
-        params["day_from"] = day_from
-    if day_to is not None:
-        period += " AND day <= :day_to"
-        params["day_to"] = day_to
+    period = folds.day_condition(span, params)
     row = (await session.execute(text(_read_sql(period)), params)).one()
     return int(row.credited), int(row.reversed)

@@ -40,7 +40,9 @@ import {
 import {
   Failure, exactly, fail, isInt, isObject, matches, parse, refuse, verdict,
 } from "./verdicts.js";
-import { b64Decode, checkWitnesses, parseWitnessPolicy, requireQuorum } from "./witnesses.js";
+import {
+  b64Decode, checkWitnesses, parseWitnessPolicy, requireQuorum, sha256,
+} from "./witnesses.js";
 
 export { CHECKS } from "./verdicts.js";
 export { verifyServiceProof } from "./service-proof.js";
@@ -70,15 +72,6 @@ const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 // --- the Merkle tree (§1–§3) -----------------------------------------------------------------
 
-async function sha256(...parts) {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", all));
-}
 
 const LEAF = Uint8Array.of(0);
 const NODE = Uint8Array.of(1);

@@ -22,7 +22,8 @@ const MAX_POLICY = 64 * 1024; // characters: far beyond 32 logs, witnesses and g
 const BAD_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f]/;
 const WORDS = /[ \t]+/;
 
-async function sha256(...parts) {
+/** SHA-256 of the parts, concatenated (verify.js uses it too). */
+export async function sha256(...parts) {
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
