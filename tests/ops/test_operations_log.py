@@ -1,0 +1,212 @@
+"""The operations log as an operator reads it: `timebank serve --workers 2` at the default log
+level, its stderr in a file, one `http.request` line per request with the documented fields
+and the response's request id, authentication failures, and nothing secret or personal."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.http.middleware import request_id
+from tests.e2e.test_outages import assert_json_lines
+from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
+from tests.identity.world import resident_id
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+# docs/operations.md, "The request line": every field of `http.request`.
+REQUEST_FIELDS = {
+    "event",
+    "level",
+    "timestamp",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "credential_id",
+    "request_id",
+}
+NAME = "柳如烟"
+PHONE = "13900007777"
+RESIDENT_ID = resident_id("11010519491231002")
+
+
+@dataclass
+class Served:
+    """A running `timebank serve`, its base URL, its stderr and an admin's token."""
+
+    process: subprocess.Popen[bytes]
+    base: str
+    log: Path
+    token: str
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop the server and return its stderr's lines (each checked to be JSON)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return assert_json_lines(self.log)
+
+
+@pytest.fixture
+async def served(cli_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Served]:
+    env = {**cli_env, "TIMEBANK_DATA_DIR": str(tmp_path / "var")}
+    env.pop("TIMEBANK_LOG_LEVEL")  # the default level is the one operators get
+    token = await admin_token(env)
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: ASYNC220 - Popen starts it and returns
+            [TIMEBANK, "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Served(process, f"http://127.0.0.1:{port}", log, token)
+    try:
+        await wait_ready(server.base, process)
+        yield server
+    finally:
+        server.stop()
+
+
+def lines_of(records: list[dict[str, Any]], rid: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("request_id") == rid]
+
+
+def the_request_line(records: list[dict[str, Any]], rid: str) -> dict[str, Any]:
+    found = [r for r in lines_of(records, rid) if r["event"] == "http.request"]
+    assert len(found) == 1, found  # one line per request, whichever worker served it
+    return found[0]
+
+
+async def test_a_request_and_its_refusals_are_logged_with_their_id_and_nothing_secret(
+    served: Served,
+) -> None:
+    admin = {"Authorization": f"Bearer {served.token}"}
+    wrong_token = "tbk_" + uuid.uuid4().hex + uuid.uuid4().hex[:11]
+    async with httpx.AsyncClient(base_url=served.base, headers=admin, timeout=30) as client:
+        book = await client.post("/v1/books", json={"code": "ops", "name": "运维"})
+        assert book.status_code == 201, book.text
+        member_body = {
+            "book": "ops",
+            "display_name": NAME,
+            "phone": PHONE,
+            "resident_id": RESIDENT_ID,
+            "identity": {"provider": "wechat", "subject": f"o_{uuid.uuid4().hex}"},
+        }
+        created = await client.post("/v1/members", json=member_body)
+        assert created.status_code == 201, created.text
+        member_id = created.json()["id"]
+
+        # The request: a search by phone number (the number is in the query string).
+        found = await client.get(
+            "/v1/members", params={"book": "ops", "q": PHONE}, headers={"X-Request-Id": "op-1"}
+        )
+        assert found.status_code == 200 and found.json()["items"][0]["id"] == member_id
+        assert found.headers["X-Request-Id"] == "op-1"
+
+        # A refusal about the member: a change with an invalid resident id and their name.
+        refused = await client.patch(
+            f"/v1/members/{member_id}",
+            json={"display_name": NAME + "x", "resident_id": "1101051949123100201"},
+        )
+        assert refused.status_code == 422, refused.text
+        refused_id = refused.headers["X-Request-Id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", refused_id)  # none sent: one was made
+
+        # Authentication failures: a token of the service's format that is not valid, and
+        # none at all (a request id that is not plain is replaced).
+        unknown = await client.get(
+            "/v1/members",
+            params={"book": "ops", "q": NAME},
+            headers={"Authorization": f"Bearer {wrong_token}", "X-Request-Id": "op-2"},
+        )
+        assert unknown.status_code == 401 and unknown.headers["X-Request-Id"] == "op-2"
+        anonymous = await client.get(
+            f"/v1/members/{member_id}",
+            headers={"Authorization": "", "X-Request-Id": "bad id with spaces"},
+        )
+        assert anonymous.status_code == 401
+        anonymous_id = anonymous.headers["X-Request-Id"]
+        assert anonymous_id != "bad id with spaces"
+        # No route at all: answered and logged too, with the request id.
+        missing = await client.get(f"/v1/nothing-here/{PHONE}", headers={"X-Request-Id": "op-3"})
+        assert missing.status_code == 404 and missing.headers["X-Request-Id"] == "op-3"
+
+    records = served.stop()
+    text = served.log.read_text()
+
+    line = the_request_line(records, "op-1")
+    assert set(line) >= REQUEST_FIELDS, line
+    assert line["level"] == "info" and line["method"] == "GET" and line["route"] == "/v1/members"
+    assert line["status"] == 200 and isinstance(line["duration_ms"], float | int)
+    assert line["credential_id"] is not None and "problem" not in line
+    assert uuid.UUID(line["credential_id"])
+
+    line = the_request_line(records, refused_id)
+    assert set(line) >= REQUEST_FIELDS, line
+    assert (line["route"], line["status"], line["problem"]) == (
+        "/v1/members/{member_id}",
+        422,
+        "validation",
+    )
+    assert line["credential_id"] == the_request_line(records, "op-1")["credential_id"]
+
+    line = the_request_line(records, "op-2")
+    assert (line["status"], line["problem"], line["credential_id"]) == (401, "unauthorized", None)
+    [failure] = [r for r in lines_of(records, "op-2") if r["event"] != "http.request"]
+    assert failure["event"] == "identity.authentication_failed"
+    assert failure["reason"] == "unknown_token" and failure["token_prefix"] == wrong_token[:8]
+
+    line = the_request_line(records, anonymous_id)
+    assert (line["status"], line["problem"]) == (401, "unauthorized")
+    [failure] = [r for r in lines_of(records, anonymous_id) if r["event"] != "http.request"]
+    assert (failure["event"], failure["reason"]) == ("identity.authentication_failed", "missing")
+
+    line = the_request_line(records, "op-3")
+    assert (line["route"], line["status"], line["problem"]) == ("unmatched", 404, "not-found")
+
+    # Nothing secret, nothing personal, anywhere in the service's stderr.
+    for secret in (served.token, wrong_token, served.token[8:16], wrong_token[8:16]):
+        assert secret not in text
+    for personal in (NAME, PHONE, RESIDENT_ID, "/v1/members/" + member_id):
+        assert personal not in text
+        assert json.dumps(personal) not in text
+
+
+def test_a_callers_request_id_is_kept_only_when_plain() -> None:
+    assert request_id({"x-request-id": "a.B_9:-z"}) == "a.B_9:-z"
+    assert request_id({"x-request-id": "x" * 64}) == "x" * 64
+    for bad in ("", "x" * 65, "a b", "ä", "a/b", "{}"):
+        made = request_id({"x-request-id": bad})
+        assert re.fullmatch(r"[0-9a-f]{32}", made), bad
+    assert request_id({}) != request_id({})
+
+
+async def test_every_line_the_server_writes_while_starting_and_serving_is_json(
+    served: Served,
+) -> None:
+    async with httpx.AsyncClient(base_url=served.base, timeout=30) as client:
+        assert (await client.get("/healthz")).status_code == 200
+    records = served.stop()  # every line parsed as one JSON object
+    events = [r["event"] for r in records]
+    assert "serve.started" in events
+    assert any(r["event"] == "http.request" and r["route"] == "/healthz" for r in records)
+    # alembic's plugin set-up, once per process, is not an operator's business.
+    assert not any(r.get("logger") == "alembic.runtime.plugins" for r in records)
