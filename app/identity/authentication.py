@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.http.caller import ConsoleSession, Credential
 from app.identity.console_sessions import live_session
-from app.identity.credentials import CHANNEL, TOKEN_PREFIX, token_hash
+from app.identity.credentials import CHANNEL, token_hash, token_prefix
 from app.identity.rate_limit import TokenBucketLimiter, retry_after_header
 from app.kit.pg_pool import connect
 from app.kit.problems import RateLimited, Unauthorized
@@ -22,14 +22,6 @@ from app.kit.problems import RateLimited, Unauthorized
 log = structlog.get_logger("timebank.identity")
 LAST_USED_RESOLUTION_S = 60.0
 MAX_CACHED = 10_000
-
-
-def token_prefix(token: str) -> str | None:
-    """The part of a token that is not secret (stored and shown as a credential's
-    `token_prefix`), when it has this service's format; None for anything else."""
-    if token.startswith(TOKEN_PREFIX) and len(token) > 8:
-        return token[:8]
-    return None
 
 
 class _Check(NamedTuple):

@@ -210,3 +210,95 @@ async def test_every_line_the_server_writes_while_starting_and_serving_is_json(
     assert any(r["event"] == "http.request" and r["route"] == "/healthz" for r in records)
     # alembic's plugin set-up, once per process, is not an operator's business.
     assert not any(r.get("logger") == "alembic.runtime.plugins" for r in records)
+
+
+def events_named(records: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["event"] == event]
+
+
+async def test_credential_changes_sign_ins_and_imports_are_notable_events(served: Served) -> None:
+    admin = {"Authorization": f"Bearer {served.token}"}
+    async with httpx.AsyncClient(base_url=served.base, headers=admin, timeout=30) as client:
+        assert (await client.post("/v1/books", json={"code": "ev", "name": "x"})).is_success
+
+        async def act(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+            key = {"Idempotency-Key": str(uuid.uuid4())}
+            answer = await client.post(path, json=body or {}, headers=key)
+            assert answer.is_success, answer.text
+            return dict(answer.json())
+
+        spec = {"role": "auditor", "book": "ev", "name": NAME}
+        granted = await act("/v1/credentials", spec)
+        rotated = await act(f"/v1/credentials/{granted['id']}/rotate")
+        await act(f"/v1/credentials/{granted['id']}/revoke")
+        # The revoked credential's token, old or new, signs in to nothing.
+        for token in (granted["token"], rotated["token"]):
+            refused = await client.post("/v1/console/sessions", json={"token": token})
+            assert refused.status_code == 401
+        csv = (
+            "external_id,volunteer_number,project_id,started_at,ended_at,attested_by\n"
+            f"x-1,XH0000000001,{uuid.uuid4()},2025-05-01T09:00:00+08:00,"
+            f"2025-05-01T11:00:00+08:00,{NAME}\n"
+        )
+        imported = await client.post(
+            "/v1/service-records/import",
+            content=csv.encode(),
+            headers={"Content-Type": "text/csv", "X-Request-Id": "import-1"},
+        )
+        assert imported.status_code == 200 and imported.json()["refused"] == 1, imported.text
+
+    records = served.stop()
+    text = served.log.read_text()
+    changes = [
+        (r["event"], r["credential_id"], r["role"], r["book"])
+        for r in records
+        if r["event"].startswith("identity.credential_")
+    ]
+    assert changes == [
+        (f"identity.credential_{what}", granted["id"], "auditor", "ev")
+        for what in ("granted", "rotated", "revoked")
+    ]
+    assert {r["by"] for r in events_named(records, "identity.credential_granted")} == {
+        the_request_line(records, "import-1")["credential_id"]
+    }
+    failures = events_named(records, "identity.authentication_failed")
+    assert [(f["reason"], f["token_prefix"]) for f in failures] == [
+        ("console_sign_in", granted["token"][:8]),
+        ("console_sign_in", rotated["token"][:8]),
+    ]
+    [done] = events_named(records, "volunteering.import_done")
+    assert (done["rows"], done["accepted"], done["refused"], done["dry_run"]) == (1, 0, 1, True)
+    assert done["request_id"] == "import-1"
+    for secret in (granted["token"], rotated["token"], NAME):
+        assert secret not in text and json.dumps(secret) not in text
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TIMEBANK, *args], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+
+
+def test_expiry_runs_and_key_rotations_log_a_line_on_the_commands_stderr(
+    cli_env: dict[str, str],
+) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "TIMEBANK_LOG_LEVEL"}
+    expired = run_cli(env, "expire", "--as-of", "2026-01-01")
+    assert json.loads(expired.stdout)["entries_posted"] == 0  # stdout stays the summary alone
+    # The progress display leaves a blank line on a stderr that is not a terminal.
+    logged = [json.loads(line) for line in expired.stderr.splitlines() if line.strip()]
+    [run] = [r for r in logged if r["event"].startswith("exchange.")]
+    assert run["event"] == "exchange.expiry_run"
+    assert (run["as_of"], run["entries"], run["units_by_asset"], run["dry_run"]) == (
+        "2026-01-01",
+        0,
+        {},
+        False,
+    )
+
+    rotated = run_cli(env, "keys", "rotate")
+    kid = rotated.stdout.strip().splitlines()[-1]
+    lines = [json.loads(line) for line in rotated.stderr.splitlines() if line.startswith("{")]
+    assert lines
+    [line] = [r for r in lines if r["event"] == "audit.key_rotated"]
+    assert line["kid"] == kid and "previous_kid" in line and "valid_from" in line
