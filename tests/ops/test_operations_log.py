@@ -148,6 +148,10 @@ async def test_a_request_and_its_refusals_are_logged_with_their_id_and_nothing_s
         # No route at all: answered and logged too, with the request id.
         missing = await client.get(f"/v1/nothing-here/{PHONE}", headers={"X-Request-Id": "op-3"})
         assert missing.status_code == 404 and missing.headers["X-Request-Id"] == "op-3"
+        # The log follower's lag, per book, for the alert docs/operations.md describes.
+        exposition = (await client.get("/metrics")).text
+        behind = re.search(r'^timebank_log_behind_entries\{book="ops"\} (\S+)$', exposition, re.M)
+        assert behind is not None and 0 <= float(behind.group(1)) <= 1, exposition[-2000:]
 
     records = served.stop()
     text = served.log.read_text()
