@@ -423,7 +423,10 @@ def main() -> None:
 
         if not is_outage(exc):
             raise
-        print(f"timebank: the database cannot be reached now: {describe(exc)}", file=sys.stderr)
+        if structlog.is_configured():  # a command whose stderr is JSON lines (serve, ...)
+            log.error("cli.database_unavailable", error=describe(exc), outage=True)
+        else:
+            print(f"timebank: the database cannot be reached now: {describe(exc)}", file=sys.stderr)
         raise SystemExit(3) from None
 
 

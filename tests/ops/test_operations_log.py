@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -306,3 +307,32 @@ def test_expiry_runs_and_key_rotations_log_a_line_on_the_commands_stderr(
     assert lines
     [line] = [r for r in lines if r["event"] == "audit.key_rotated"]
     assert line["kid"] == kid and "previous_kid" in line and "valid_from" in line
+
+
+def test_what_nobody_caught_is_logged_as_json_too() -> None:
+    script = (
+        "import threading\n"
+        "from app.logging import configure_logging\n"
+        "configure_logging()\n"
+        "class Dropped:\n"
+        "    def __del__(self): raise ValueError('in __del__')\n"
+        "Dropped()\n"
+        "thread = threading.Thread(target=lambda: 1 / 0)\n"
+        "thread.start(); thread.join()\n"
+        "raise RuntimeError('uncaught')\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 1
+    lines = [json.loads(line) for line in ran.stderr.splitlines()]  # every line is JSON
+    assert [(r["event"], r["level"]) for r in lines] == [
+        ("process.unraisable_exception", "warning"),
+        ("thread.uncaught_exception", "error"),
+        ("process.uncaught_exception", "critical"),
+    ]
+    assert [r["exception"].splitlines()[-1] for r in lines] == [
+        "ValueError: in __del__",
+        "ZeroDivisionError: division by zero",
+        "RuntimeError: uncaught",
+    ]
