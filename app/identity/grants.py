@@ -37,9 +37,11 @@ def log_credential_change(event: str, answer: ActionAnswer, by: str, **fields: s
     if answer.replayed or answer.status_code >= 300:
         return
     body = answer.body
+    # `subject_id`: the credential changed (`credential_id`, as on every line of a request,
+    # is the caller's).
     log.info(
         event,
-        credential_id=body["id"],
+        subject_id=body["id"],
         role=body["role"],
         book=body["book"],
         organisation_id=body.get("organisation_id"),

@@ -135,7 +135,7 @@ async def pair(
         # `by`: the credential that issued the code (the grant's actor), who let this kiosk in.
         log.info(
             "kiosk.paired",
-            credential_id=body["id"],
+            kiosk_credential_id=body["id"],
             site_id=body.get("organisation_id"),
             book=body["book"],
             by=body.get("created_by"),
