@@ -13,15 +13,18 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
 from app.http.middleware import request_id
+from tests.conftest import Api
 from tests.e2e.test_outages import assert_json_lines
 from tests.e2e.test_two_servers import TIMEBANK, admin_token, free_port, wait_ready
 from tests.identity.world import resident_id
+from tests.volunteering.district import MORNING, build_district
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -337,3 +340,58 @@ def test_what_nobody_caught_is_logged_as_json_too() -> None:
         "ZeroDivisionError: division by zero",
         "RuntimeError: uncaught",
     ]
+
+
+async def test_approvals_maker_checker_refusals_and_kiosk_pairings_are_logged(
+    served: Served,
+) -> None:
+    admin = {"Authorization": f"Bearer {served.token}"}
+    async with httpx.AsyncClient(base_url=served.base, headers=admin, timeout=30) as client:
+        # The volunteering tests' district, over HTTP (the server keeps its own clock).
+        d = await build_district(
+            Api(client, served.token, SimpleNamespace(state=SimpleNamespace()), "")
+        )
+        await d.ok("PATCH", f"/v1/organisations/{d.team}", body={"maker_checker": True})
+        project = await d.project()
+        member = await d.member()
+        record = (await d.manual(project["id"], member["id"], MORNING, 60)).json()
+        path = f"/v1/service-records/{record['id']}/approve"
+        same = await d.call("POST", path, "team")
+        assert same.status_code == 403
+        approved = await d.ok("POST", path, "team_checker")
+        # A kiosk paired with its site by a code the admin issued.
+        site = (await d.organisation("kiosk_site"))["id"]
+        issued = await d.call("POST", f"/v1/kiosk/sites/{site}/pairing-codes")
+        assert issued.status_code == 201, issued.text
+        code, code_request = issued.json(), issued.headers["X-Request-Id"]
+        paired = await client.post("/v1/kiosk/pairings", json={"code": code["code"]})
+        assert paired.status_code == 201, paired.text
+
+    records = served.stop()
+    [refused] = events_named(records, "volunteering.maker_checker_refused")
+    assert (refused["record_id"], refused["organisation_id"], refused["credential_id"]) == (
+        record["id"],
+        d.team,
+        d.credentials["team"],
+    )
+    assert the_request_line(records, refused["request_id"])["problem"] == "maker-checker"
+    [line] = events_named(records, "volunteering.record_approved")
+    assert line == line | {
+        "record_id": record["id"],
+        "tx_id": approved["tx_id"],
+        "book": d.book,
+        "organisation_id": d.team,
+        "minutes": 60,
+        "evidence": "manual",
+        "entered_by": d.credentials["team"],
+        "approved_by": d.credentials["team_checker"],
+        "credential_id": d.credentials["team_checker"],
+    }
+    [pairing] = events_named(records, "kiosk.paired")
+    assert pairing == pairing | {
+        "kiosk_credential_id": paired.json()["id"],
+        "site_id": site,
+        "book": d.book,
+        "credential_id": None,  # the code is the authority, not a token
+    }
+    assert pairing["by"] == the_request_line(records, code_request)["credential_id"]
