@@ -54,7 +54,7 @@ export interface paths {
         };
         /**
          * Prometheus Metrics
-         * @description Prometheus exposition: requests, latencies, postings, batch sizes.
+         * @description Prometheus exposition: requests, latencies, postings, batch sizes, witnesses.
          */
         get: operations["prometheus_metrics_metrics_get"];
         put?: never;
