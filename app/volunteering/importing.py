@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 COLUMNS = ("external_id", "volunteer_number", "project_id", "started_at", "ended_at", "attested_by")
 MAX_ROWS = 5000
-SAVE_AS_UTF8 = 'in Excel, save it as "CSV UTF-8 (逗号分隔)" (File > Save As)'
+SAVE_AS_UTF8 = 'save it as "CSV UTF-8 (逗号分隔)" in Excel (File > Save As)'
 # Checks the caller's reach over a row's project and member; raises a TimebankError.
 ReachCheck = Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[None]]
 Problem = dict[str, object]
@@ -76,14 +76,13 @@ def _decode(payload: bytes) -> tuple[str, list[schemas.ImportWarning]]:
         content = payload.decode("gb18030").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise ValidationFailed(
-            f"the file is not UTF-8 text (nor GB18030); {SAVE_AS_UTF8} and send it again",
+            f"the file is not UTF-8 text (nor GB18030): {SAVE_AS_UTF8} and send it again",
             errors=[_problem("body", f"not UTF-8: {SAVE_AS_UTF8}", "encoding")],
         ) from None
     warning = schemas.ImportWarning(
         code="encoding_gb18030",
         message="the file is not UTF-8; it was read as GB18030 (GBK, what Chinese Excel saves "
-        "as CSV): check that names read correctly, and next time "
-        + SAVE_AS_UTF8.replace("in Excel, save", "save"),
+        f"as CSV): check that names read correctly, and next time {SAVE_AS_UTF8}",
     )
     return content, [warning]
 
