@@ -106,17 +106,21 @@ async def approve(
     minutes = record.credited_minutes
     assert minutes is not None  # a pending record has its minutes (a CHECK of the table)
     limits = await storage_limits(session, sessions, record.book, "HOUR", [member])
+    meta: dict[str, object] = {
+        "record": str(record_id),
+        "project": str(record.project_id),
+        "evidence": record.evidence,
+    }
+    if record.service_day is not None:
+        # The units count from the day of service, not of approval (lapse dates: expiry lots).
+        meta["service_day"] = record.service_day.isoformat()
     draft = Draft(
         record.book,
         "post",
         KIND_SERVICE_CREDIT,
         [(issuance, -minutes), (member, minutes)],
         "",
-        {
-            "record": str(record_id),
-            "project": str(record.project_id),
-            "evidence": record.evidence,
-        },
+        meta,
         actor=caller.actor(),
         storage_caps=limits.storage_caps,
         overflow_to=limits.overflow_to,

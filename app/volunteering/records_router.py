@@ -74,10 +74,11 @@ async def import_records(
     request: Request,
     dry_run: Annotated[bool, Query(description="check every row, record nothing")] = True,
 ) -> schemas.ImportReport:
-    """Import historical records (CSV, UTF-8, one header row: external_id, volunteer_number,
-    project_id, started_at, ended_at, attested_by) as manual records waiting for approval.
-    Idempotent on external_id; a dry run (the default) reports every row's problems."""
-    rows = importing.read_rows(await request.body())
+    """Import historical records (CSV, UTF-8 or GB18030 with a warning, one header row:
+    external_id, volunteer_number, project_id, started_at, ended_at, attested_by) as manual
+    records waiting for approval. Idempotent on external_id; a dry run (the default) reports
+    every row's problems by the line a spreadsheet shows, and names no record it did not keep."""
+    file = importing.read_rows(await request.body())
 
     async def reach(session: AsyncSession, project_id: UUID, member_id: UUID) -> None:
         await record_access.require_recording_reach(session, caller, project_id, member_id)
@@ -87,7 +88,7 @@ async def import_records(
         transaction = await session.begin()
         try:
             report = await importing.import_records(
-                session, rules, rows, caller.actor(), reach, dry_run
+                session, rules, file, caller.actor(), reach, dry_run
             )
         except BaseException:
             await transaction.rollback()

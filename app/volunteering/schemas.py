@@ -287,17 +287,45 @@ class DisputePage(BaseModel):
     next_after: UUID | None
 
 
+LINE = "the line a spreadsheet shows the row on (the header is line 1, the first row 2)"
+
+
 class ImportRowProblem(BaseModel):
-    row: int = Field(description="1-based data row (the header is row 0)")
+    row: int = Field(description=LINE)
     external_id: str | None
-    problems: list[dict[str, object]]
+    problems: list[dict[str, object]] = Field(
+        description="each with `field` (the column as the file's header names it, or `row`), "
+        "`message` and `code` (a rule's refusal: its problem type URI)"
+    )
+
+
+class ImportRowRecorded(BaseModel):
+    row: int = Field(description=LINE)
+    external_id: str | None
+    status: Literal["accepted", "already_imported"]
+    record_id: UUID | None = Field(
+        description="the record (null for a row a dry run would record: it does not exist)"
+    )
+
+
+class ImportWarning(BaseModel):
+    code: str = Field(examples=["encoding_gb18030"])
+    message: str
 
 
 class ImportReport(BaseModel):
     dry_run: bool
-    rows: int
+    rows: int = Field(description="data rows in the file (empty lines are not rows)")
     accepted: int = Field(description="rows that were (or, in a dry run, would be) recorded")
     already_imported: int
     refused: int
+    warnings: list[ImportWarning] = Field(
+        description="about the whole file (a file read as GB18030 rather than UTF-8)"
+    )
     problems: list[ImportRowProblem]
-    record_ids: list[UUID]
+    recorded: list[ImportRowRecorded] = Field(
+        description="the rows that were (or would be) recorded or were already, in file order"
+    )
+    record_ids: list[UUID] = Field(
+        description="the records of `recorded` that exist: in a dry run only those already imported"
+    )

@@ -2009,9 +2009,10 @@ export interface paths {
         put?: never;
         /**
          * Import Records
-         * @description Import historical records (CSV, UTF-8, one header row: external_id, volunteer_number,
-         *     project_id, started_at, ended_at, attested_by) as manual records waiting for approval.
-         *     Idempotent on external_id; a dry run (the default) reports every row's problems.
+         * @description Import historical records (CSV, UTF-8 or GB18030 with a warning, one header row:
+         *     external_id, volunteer_number, project_id, started_at, ended_at, attested_by) as manual
+         *     records waiting for approval. Idempotent on external_id; a dry run (the default) reports
+         *     every row's problems by the line a spreadsheet shows, and names no record it did not keep.
          */
         post: operations["import_records_v1_service_records_import_post"];
         delete?: never;
@@ -3663,26 +3664,75 @@ export interface components {
             dry_run: boolean;
             /** Problems */
             problems: components["schemas"]["ImportRowProblem"][];
-            /** Record Ids */
+            /**
+             * Record Ids
+             * @description the records of `recorded` that exist: in a dry run only those already imported
+             */
             record_ids: string[];
+            /**
+             * Recorded
+             * @description the rows that were (or would be) recorded or were already, in file order
+             */
+            recorded: components["schemas"]["ImportRowRecorded"][];
             /** Refused */
             refused: number;
-            /** Rows */
+            /**
+             * Rows
+             * @description data rows in the file (empty lines are not rows)
+             */
             rows: number;
+            /**
+             * Warnings
+             * @description about the whole file (a file read as GB18030 rather than UTF-8)
+             */
+            warnings: components["schemas"]["ImportWarning"][];
         };
         /** ImportRowProblem */
         ImportRowProblem: {
             /** External Id */
             external_id: string | null;
-            /** Problems */
+            /**
+             * Problems
+             * @description each with `field` (the column as the file's header names it, or `row`), `message` and `code` (a rule's refusal: its problem type URI)
+             */
             problems: {
                 [key: string]: unknown;
             }[];
             /**
              * Row
-             * @description 1-based data row (the header is row 0)
+             * @description the line a spreadsheet shows the row on (the header is line 1, the first row 2)
              */
             row: number;
+        };
+        /** ImportRowRecorded */
+        ImportRowRecorded: {
+            /** External Id */
+            external_id: string | null;
+            /**
+             * Record Id
+             * @description the record (null for a row a dry run would record: it does not exist)
+             */
+            record_id: string | null;
+            /**
+             * Row
+             * @description the line a spreadsheet shows the row on (the header is line 1, the first row 2)
+             */
+            row: number;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "accepted" | "already_imported";
+        };
+        /** ImportWarning */
+        ImportWarning: {
+            /**
+             * Code
+             * @example encoding_gb18030
+             */
+            code: string;
+            /** Message */
+            message: string;
         };
         /** InclusionProofRead */
         InclusionProofRead: {
