@@ -242,16 +242,24 @@ async def reject_record(
 )
 async def reverse_record(
     record_id: UUID,
-    data: schemas.RejectIn,
+    data: schemas.ReverseIn,
     caller: CallerDep,
     session: SessionDep,
     request: Request,
 ) -> schemas.ServiceRecordRead:
-    """Correct an approved record: its credit is reversed in the ledger and the record kept as
-    `reversed`; enter the right record with `corrects_record_id`."""
+    """Correct an approved record: its credit is reversed in the ledger (or, when some of its
+    minutes were spent or lapsed, corrected with `remainder`: docs/volunteering.md §6.1) and
+    the record kept as `reversed`; enter the right record with `corrects_record_id`. Once per
+    record: asking again answers the reversed record."""
     await record_access.visible_record(session, caller, record_id)
     return await approval.reverse(
-        session, request.app.state.sequencer, record_id, data.reason, caller
+        session,
+        request.app.state.sequencer,
+        record_id,
+        data.reason,
+        caller,
+        request.app.state.sessions,
+        data.remainder,
     )
 
 
