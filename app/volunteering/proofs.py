@@ -43,6 +43,7 @@ from app.identity.members import MemberRow
 from app.identity.personal import PersonalDataCipher
 from app.kit.canonical_json import JsonObject, canonical_bytes
 from app.kit.clock import rfc3339_micro
+from app.ledger.journal import KIND_SERVICE_CORRECTION
 from app.volunteering.errors import ServiceProofNotFound
 from app.volunteering.figures import hours
 from app.volunteering.proof_schemas import ProofRecord, ProofTotals
@@ -165,7 +166,7 @@ async def records_now(
                 "status": "unknown" if row is None else row.status,
                 "change": None
                 if row is None or row.status != "reversed"
-                else ("reversed" if row.kind == "reversal" else "corrected"),
+                else ("corrected" if row.kind == KIND_SERVICE_CORRECTION else "reversed"),
                 "at": None
                 if row is None or row.reversed_at is None
                 else rfc3339_micro(row.reversed_at),

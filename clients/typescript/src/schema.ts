@@ -54,7 +54,7 @@ export interface paths {
         };
         /**
          * Prometheus Metrics
-         * @description Prometheus exposition: requests, latencies, postings, batch sizes.
+         * @description Prometheus exposition: requests, latencies, postings, batch sizes, witnesses.
          */
         get: operations["prometheus_metrics_metrics_get"];
         put?: never;
@@ -2153,8 +2153,10 @@ export interface paths {
         put?: never;
         /**
          * Reverse Record
-         * @description Correct an approved record: its credit is reversed in the ledger and the record kept as
-         *     `reversed`; enter the right record with `corrects_record_id`.
+         * @description Correct an approved record: its credit is reversed in the ledger (or, when some of its
+         *     minutes were spent or lapsed, corrected with `remainder`: docs/volunteering.md §6.1) and
+         *     the record kept as `reversed`; enter the right record with `corrects_record_id`. Once per
+         *     record: asking again answers the reversed record.
          */
         post: operations["reverse_record_v1_service_records__record_id__reverse_post"];
         delete?: never;
@@ -4787,6 +4789,36 @@ export interface components {
              */
             tx_id: string;
         };
+        /** ProofRecordChange */
+        ProofRecordChange: {
+            /**
+             * At
+             * @description when (RFC 3339 UTC)
+             */
+            at: string | null;
+            /**
+             * Change
+             * @description reversed: its credit was reversed; corrected: it was corrected after its minutes were spent or lapsed (docs/volunteering.md §6.1)
+             */
+            change: ("reversed" | "corrected") | null;
+            /**
+             * Minutes
+             * @description the minutes the proof listed for it
+             */
+            minutes: number | null;
+            /** Record Id */
+            record_id: string;
+            /**
+             * Status
+             * @description the record's status now (reversed), or unknown
+             */
+            status: string;
+            /**
+             * Tx Id
+             * @description the reversal's or correction's ledger transaction
+             */
+            tx_id: string | null;
+        };
         /** ProofTotals */
         ProofTotals: {
             /**
@@ -5212,6 +5244,16 @@ export interface components {
             /** Reason */
             reason: string;
         };
+        /** ReverseIn */
+        ReverseIn: {
+            /** Reason */
+            reason: string;
+            /**
+             * Remainder
+             * @description what becomes of the minutes the member (or the public pool) no longer holds, when some were spent or lapsed: owed by the member (their later service credits settle it first) or written off by the organisation. Not needed while all are held (the credit is then simply reversed); without it a record whose minutes were spent is refused (correction-needs-remainder)
+             */
+            remainder?: ("owed" | "written_off") | null;
+        };
         /** RuleCreate */
         RuleCreate: {
             /** @description per member, in from_asset units */
@@ -5388,6 +5430,16 @@ export interface components {
         };
         /** ServiceProofRead */
         ServiceProofRead: {
+            /**
+             * Changed Records
+             * @description the listed records that no longer stand, in the document's order
+             */
+            changed_records: components["schemas"]["ProofRecordChange"][];
+            /**
+             * Checked At
+             * @description when this answer was made (RFC 3339 UTC)
+             */
+            checked_at: string;
             /** @description the token's payload, decoded */
             document: components["schemas"]["ServiceProofDocument"];
             /** Issued At */
@@ -5399,12 +5451,25 @@ export interface components {
             /** Proof Id */
             proof_id: string;
             /**
+             * Records Stand
+             * @description every record the proof lists is still approved now
+             */
+            records_stand: boolean;
+            /**
              * Signature Valid
-             * @description the token verifies now with the service's JWKS and names this proof
+             * @description the token verifies now with the service's JWKS and names this proof: it proves what was issued, not that it still holds
              */
             signature_valid: boolean;
+            /** @description the document's totals over the listed records that still stand */
+            standing_totals: components["schemas"]["ProofTotals"];
             /** Token */
             token: string;
+            /**
+             * Verdict
+             * @description valid: the signature verifies and every record stands; changed: the signature verifies but records were reversed or corrected since the proof was issued; invalid: the signature does not verify
+             * @enum {string}
+             */
+            verdict: "valid" | "changed" | "invalid";
         };
         /**
          * ServiceRecordCreate
@@ -17377,7 +17442,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RejectIn"];
+                "application/json": components["schemas"]["ReverseIn"];
             };
         };
         responses: {
