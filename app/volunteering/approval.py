@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +41,8 @@ from app.ledger.sequencer import Sequencer
 from app.volunteering import errors
 from app.volunteering.records import add_event, get_record
 from app.volunteering.schemas import BulkApproveItem, ServiceRecordRead
+
+log = structlog.get_logger("timebank.volunteering")
 
 # At most this many approvals of one bulk request wait on the ledger at once.
 BULK_CONCURRENCY = 8
@@ -233,8 +236,8 @@ Remainder = Literal["owed", "written_off"]
 RECEIVABLE_PREFIX = "receivable:"
 WRITE_OFF = "write_off"
 # A correction reads balances before the ledger locks the book's head; a posting in between
-# makes the ledger refuse it (account-moved), and the next reading, under the head's lock
-# that the refused try left held, stands.
+# makes the ledger refuse it (account-moved, or insufficient-funds for a plain reversal), and
+# the next reading, under the head's lock that the refused try left held, stands.
 CORRECTION_TRIES = 3
 
 
@@ -349,7 +352,10 @@ async def reverse(
             outcome = await in_transaction.submit(draft, reversal_ref(record_id))
             event = "corrected"
             detail |= {k: draft.meta[k] for k in ("taken_back", "owed", "written_off")}
-        if not isinstance(outcome.error, ledger_errors.AccountMoved):
+        # Spent meanwhile (a reversal refused, a correction's reading stale): read again.
+        if not isinstance(
+            outcome.error, (ledger_errors.AccountMoved, ledger_errors.InsufficientFunds)
+        ):
             break
     if outcome.status_code >= 400:
         raise _refused(outcome)
@@ -364,6 +370,14 @@ async def reverse(
         {"by": caller.credential.id, "tx": reversal_id, "r": reason, "id": record_id},
     )
     await add_event(session, record_id, event, caller.actor(), {"tx_id": reversal_id, **detail})
+    # Ids and minutes only: the reason is free text, kept with the record.
+    log.info(
+        f"volunteering.record_{event}",
+        record_id=str(record_id),
+        book=record.book,
+        tx_id=reversal_id,
+        **{k: v for k, v in detail.items() if k != "reason"},
+    )
     return await get_record(session, record_id)
 
 
