@@ -23,6 +23,7 @@ KIND_SERVICE_CREDIT = "service_credit"
 # what a correction left owed (docs/volunteering.md §6.1, docs/ledger-format.md §6).
 KIND_SERVICE_CORRECTION = "service_correction"
 KIND_SERVICE_CORRECTION_SETTLE = "service_correction.settle"
+KIND_SERVICE_CORRECTION_WRITE_OFF = "service_correction.write_off"
 # Kinds (by their root, before any ".") that only a domain's own route posts, with that route:
 # caps, statistics and reports are read back from them, so a client may not forge one.
 DOMAIN_KIND_ROUTES = {

@@ -12,6 +12,7 @@ approving twice (or approving while rejecting) posts once; the key is still the 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.exchange.accounts import purpose_account, storage_limits
+from app.exchange.accounts import storage_limits
 from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.authorization import member_owner, org_owner
 from app.kit.faults import fault_point
@@ -32,6 +33,7 @@ from app.ledger.answers import StoredPosting
 from app.ledger.journal import (
     KIND_SERVICE_CORRECTION,
     KIND_SERVICE_CORRECTION_SETTLE,
+    KIND_SERVICE_CORRECTION_WRITE_OFF,
     KIND_SERVICE_CREDIT,
     MAX_SAFE_INTEGER,
 )
@@ -40,7 +42,7 @@ from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.volunteering import errors
 from app.volunteering.records import add_event, get_record
-from app.volunteering.schemas import BulkApproveItem, ServiceRecordRead
+from app.volunteering.schemas import BulkApproveItem, OwedWrittenOff, ServiceRecordRead
 
 log = structlog.get_logger("timebank.volunteering")
 
@@ -241,6 +243,46 @@ WRITE_OFF = "write_off"
 CORRECTION_TRIES = 3
 
 
+ORG_PURPOSE_ACCOUNT = """
+SELECT id::text FROM accounts
+ WHERE book_code = :book AND owner = :owner AND asset = 'HOUR' AND meta ->> 'purpose' = :purpose
+ ORDER BY created_at, id LIMIT 1
+"""
+
+
+async def correction_account(
+    sessions: async_sessionmaker[AsyncSession], book: str, organisation_id: str, purpose: str
+) -> str:
+    """The id of the organisation's HOUR account for `purpose` (its `write_off` account, or
+    what a member owes it), opened if missing; it may go below zero. Committed at once (the
+    sequencer must see it); an advisory lock makes concurrent openings open one, since no
+    unique index covers organisations' accounts."""
+    owner = org_owner(organisation_id)
+    params = {"book": book, "owner": owner, "purpose": purpose}
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"correction_account:{book}:{owner}:{purpose}"},
+        )
+        found = await session.scalar(text(ORG_PURPOSE_ACCOUNT), params)
+        if found is not None:
+            return str(found)
+        account_id = uuid.uuid4()
+        await session.execute(
+            text(
+                "INSERT INTO accounts (id, book_code, asset, owner, overdraft_limit, meta) "
+                "VALUES (:id, :book, 'HOUR', :owner, :limit, CAST(:meta AS jsonb))"
+            ),
+            params
+            | {
+                "id": account_id,
+                "limit": MAX_SAFE_INTEGER,
+                "meta": json.dumps({"purpose": purpose}),
+            },
+        )
+        return str(account_id)
+
+
 def receivable_purpose(member_id: uuid.UUID | str) -> str:
     """The purpose of an organisation's account of what a member owes it."""
     return f"{RECEIVABLE_PREFIX}{member_id}"
@@ -391,22 +433,14 @@ async def _correction_draft(
     caller: Caller,
 ) -> Draft:
     plan = plan_correction(original.legs, member_account, available, remainder)
-    owner = org_owner(str(record.organisation_id))
+    organisation = str(record.organisation_id)
     legs = list(plan.legs)
     if plan.owed:
-        receivable = await purpose_account(
-            sessions,
-            record.book,
-            owner,
-            receivable_purpose(record.member_id),
-            "HOUR",
-            MAX_SAFE_INTEGER,
-        )
+        purpose = receivable_purpose(record.member_id)
+        receivable = await correction_account(sessions, record.book, organisation, purpose)
         legs.append((receivable, -plan.owed))
     if plan.written_off:
-        write_off = await purpose_account(
-            sessions, record.book, owner, WRITE_OFF, "HOUR", MAX_SAFE_INTEGER
-        )
+        write_off = await correction_account(sessions, record.book, organisation, WRITE_OFF)
         legs.append((write_off, -plan.written_off))
     return Draft(
         record.book,
@@ -424,4 +458,70 @@ async def _correction_draft(
         },
         actor=caller.actor(),
         unmoved_since=plan.read,
+    )
+
+
+async def write_off_owed(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    sessions: async_sessionmaker[AsyncSession],
+    book: str,
+    organisation_id: uuid.UUID,
+    member_id: uuid.UUID,
+    reason: str,
+    caller: Caller,
+    ref: IdempotencyRef,
+) -> OwedWrittenOff:
+    """Write off all that a member owes an organisation after corrections (§6.1): one
+    `service_correction.write_off` entry from its `write_off` account to the receivable, in
+    `session`'s transaction; 409 nothing-owed when nothing is."""
+    owner = org_owner(str(organisation_id))
+    purpose = receivable_purpose(member_id)
+    outcome: Outcome | None = None
+    for _ in range(CORRECTION_TRIES):
+        row = (
+            await session.execute(
+                text(
+                    "SELECT id::text AS id, -posted AS owed, last_seq FROM accounts "
+                    "WHERE book_code = :b AND owner = :o AND asset = 'HOUR' "
+                    "AND meta ->> 'purpose' = :p ORDER BY created_at, id LIMIT 1"
+                ),
+                {"b": book, "o": owner, "p": purpose},
+            )
+        ).one_or_none()
+        if row is None or row.owed <= 0:
+            raise errors.NothingOwed(
+                f"member {member_id} owes organisation {organisation_id} nothing"
+            )
+        write_off = await correction_account(sessions, book, str(organisation_id), WRITE_OFF)
+        owed = int(row.owed)
+        draft = Draft(
+            book,
+            "post",
+            KIND_SERVICE_CORRECTION_WRITE_OFF,
+            [(write_off, -owed), (row.id, owed)],
+            "",
+            {"member": str(member_id), "written_off": owed, "reason": reason},
+            actor=caller.actor(),
+            unmoved_since={row.id: int(row.last_seq)},
+        )
+        outcome = await ledger.InTransaction(session, sequencer).submit(draft, ref)
+        if not isinstance(outcome.error, ledger_errors.AccountMoved):
+            break
+    assert outcome is not None
+    if outcome.status_code >= 400:
+        raise _refused(outcome)
+    log.info(
+        "volunteering.owed_written_off",
+        book=book,
+        organisation_id=str(organisation_id),
+        member_id=str(member_id),
+        tx_id=outcome.body["id"],
+        minutes=draft.meta["written_off"],
+    )
+    return OwedWrittenOff(
+        organisation_id=organisation_id,
+        member_id=member_id,
+        written_off_minutes=int(draft.meta["written_off"]),
+        tx_id=uuid.UUID(outcome.body["id"]),
     )

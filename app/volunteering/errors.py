@@ -117,6 +117,10 @@ class CorrectionNeedsRemainder(TimebankError):
     )
 
 
+class NothingOwed(TimebankError):
+    status, slug, title = 409, "nothing-owed", "The member owes the organisation nothing"
+
+
 class DisputeOpen(TimebankError):
     status, slug, title = 409, "dispute-open", "The record already has an open dispute"
 

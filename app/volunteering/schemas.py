@@ -265,6 +265,17 @@ class ReverseIn(InputModel):
     )
 
 
+class OwedWriteOffIn(InputModel):
+    reason: RecordReason
+
+
+class OwedWrittenOff(BaseModel):
+    organisation_id: UUID
+    member_id: UUID
+    written_off_minutes: int = Field(description="all the member owed the organisation")
+    tx_id: UUID = Field(description="the service_correction.write_off entry")
+
+
 class BulkApproveIn(InputModel):
     record_ids: Annotated[list[UUID], Field(min_length=1, max_length=500)]
 

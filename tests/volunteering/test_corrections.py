@@ -231,6 +231,44 @@ async def test_a_held_record_is_simply_reversed_whatever_the_remainder(
     assert bad.status_code == 422
 
 
+async def test_what_is_owed_is_written_off_once(district: District) -> None:
+    d = district
+    member = await d.member()
+    record = await approved(d, member, 50)
+    await spend(d, member, 50)
+    body = {"reason": "重复录入", "remainder": "owed"}
+    await d.ok("POST", f"/v1/service-records/{record}/reverse", "team", body=body)
+    path = f"/v1/organisations/{d.team}/owed-minutes/{member['id']}/write-off"
+    other = await d.call("POST", path, "other_team", body={"reason": "无法追回"})
+    assert other.status_code == 403, other.text
+    written = await d.call("POST", path, "team", body={"reason": "无法追回"}, key="w-1")
+    assert written.status_code == 200, written.text
+    done = written.json()
+    assert done["written_off_minutes"] == 50
+    replay = await d.call("POST", path, "team", body={"reason": "无法追回"}, key="w-1")
+    assert replay.json() == done
+    receivable = await purpose_account(d, f"org:{d.team}", f"receivable:{member['id']}")
+    write_off = await purpose_account(d, f"org:{d.team}", "write_off")
+    assert receivable is not None and receivable[1] == 0
+    assert write_off is not None and write_off[1] == -50
+    tx = await d.ok("GET", f"/v1/transactions/{done['tx_id']}")
+    assert tx["kind"] == "service_correction.write_off"
+    legs = [(leg["account_id"], leg["amount"]) for leg in tx["entry"]["legs"]]
+    assert legs == [(write_off[0], -50), (receivable[0], 50)]
+    assert tx["entry"]["meta"] == {
+        "member": member["id"],
+        "written_off": 50,
+        "reason": "无法追回",
+        "actor": {"credential": d.credentials["team"]},
+    }
+    again = await d.call("POST", path, "team", body={"reason": "无法追回"})
+    assert again.status_code == 409 and again.json()["type"] == PROBLEM + "nothing-owed"
+    # Nothing is owed any more: the next credit is the member's whole.
+    await approved(d, member, 20, day=1)
+    assert await d.balance(member["hours"]) == 20
+    assert (await ledger_stats(d))["reconciled"] is True
+
+
 @pytest.mark.slow
 async def test_the_verifiers_accept_corrections(
     district: District, cli_env: dict[str, str], tmp_path: Path
@@ -243,7 +281,13 @@ async def test_the_verifiers_accept_corrections(
         body = {"reason": "更正", "remainder": remainder}
         await d.ok("POST", f"/v1/service-records/{record}/reverse", "team", body=body)
     await approved(d, owing, 30, day=1)  # settles part of what is owed
-    assert {"service_correction", "service_correction.settle"} <= set(await kinds(d))
+    write_off = f"/v1/organisations/{d.team}/owed-minutes/{owing['id']}/write-off"
+    await d.ok("POST", write_off, "admin", body={"reason": "无法追回"})
+    assert {
+        "service_correction",
+        "service_correction.settle",
+        "service_correction.write_off",
+    } <= set(await kinds(d))
 
     verified = await run([TIMEBANK, "verify", "--book", d.book], cli_env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -257,3 +301,4 @@ async def test_the_verifiers_accept_corrections(
     exported = "\n".join(lines)
     assert '"kind":"service_correction"' in exported
     assert '"kind":"service_correction.settle"' in exported
+    assert '"kind":"service_correction.write_off"' in exported
