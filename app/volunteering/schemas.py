@@ -253,6 +253,29 @@ class RejectIn(InputModel):
     reason: RecordReason
 
 
+class ReverseIn(InputModel):
+    reason: RecordReason
+    remainder: Literal["owed", "written_off"] | None = Field(
+        default=None,
+        description="what becomes of the minutes the member (or the public pool) no longer "
+        "holds, when some were spent or lapsed: owed by the member (their later service "
+        "credits settle it first) or written off by the organisation. Not needed while all "
+        "are held (the credit is then simply reversed); without it a record whose minutes "
+        "were spent is refused (correction-needs-remainder)",
+    )
+
+
+class OwedWriteOffIn(InputModel):
+    reason: RecordReason
+
+
+class OwedWrittenOff(BaseModel):
+    organisation_id: UUID
+    member_id: UUID
+    written_off_minutes: int = Field(description="all the member owed the organisation")
+    tx_id: UUID = Field(description="the service_correction.write_off entry")
+
+
 class BulkApproveIn(InputModel):
     record_ids: Annotated[list[UUID], Field(min_length=1, max_length=500)]
 
