@@ -19,10 +19,16 @@ KIND_HOLD_VOID = "hold.void"
 KIND_REVERSAL = "reversal"
 # An ordinary kind that only approving a service record posts (docs/volunteering.md §6).
 KIND_SERVICE_CREDIT = "service_credit"
+# Correcting an approved record whose units were since spent or lapsed, and the settlement of
+# what a correction left owed (docs/volunteering.md §6.1, docs/ledger-format.md §6).
+KIND_SERVICE_CORRECTION = "service_correction"
+KIND_SERVICE_CORRECTION_SETTLE = "service_correction.settle"
+KIND_SERVICE_CORRECTION_WRITE_OFF = "service_correction.write_off"
 # Kinds (by their root, before any ".") that only a domain's own route posts, with that route:
 # caps, statistics and reports are read back from them, so a client may not forge one.
 DOMAIN_KIND_ROUTES = {
     KIND_SERVICE_CREDIT: "approving a service record",
+    KIND_SERVICE_CORRECTION: "POST /v1/service-records/{id}/reverse",
     "donation": "POST /v1/organisations/{id}/donations",
     "exchange": "POST /v1/exchanges",
     "gift": "POST /v1/gifts",

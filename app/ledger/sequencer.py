@@ -250,7 +250,9 @@ class Sequencer:
                 conn,
                 book,
                 {account_id for i in mine for account_id, _ in i.draft.legs}
-                | {i.draft.overflow_to for i in mine if i.draft.overflow_to},
+                | {i.draft.overflow_to for i in mine if i.draft.overflow_to}
+                # An account a draft is conditioned on need not be one of its legs.
+                | {account_id for i in mine for account_id in i.draft.unmoved_since},
                 {i.draft.hold_id for i in mine if i.draft.hold_id},
                 [(i.idem.credential_id, i.idem.key) for i in mine if i.idem is not None],
                 [i.draft.reverses for i in mine if i.draft.reverses],
@@ -500,7 +502,8 @@ class Sequencer:
                 conn,
                 book,
                 {account_id for d in drafts for account_id, _ in d.legs}
-                | {d.overflow_to for d in drafts if d.overflow_to},
+                | {d.overflow_to for d in drafts if d.overflow_to}
+                | {account_id for d in drafts for account_id in d.unmoved_since},
                 {d.hold_id for d in drafts if d.hold_id},
                 [(i.idem.credential_id, i.idem.key) for i in items if i.idem is not None],
                 [d.reverses for d in drafts if d.reverses],

@@ -83,6 +83,28 @@ def _service(facts: EntryFacts, refs: References) -> EntryAbout:
     )
 
 
+def _hours(minutes: Any) -> str:
+    value = minutes if isinstance(minutes, int) and not isinstance(minutes, bool) else 0
+    return f"{value / 60:.2f}".rstrip("0").rstrip(".")
+
+
+def _correction(facts: EntryFacts, refs: References) -> EntryAbout:
+    """A service record corrected after its minutes were spent or lapsed, or what a later
+    credit settled of what such a correction left owed."""
+    if facts.kind == "service_correction.settle":
+        return EntryAbout(
+            topic="service",
+            label="抵扣更正欠还时长",
+            record_id=as_uuid(facts.meta.get("record")),
+        )
+    about = _service(facts, refs)
+    label = about.label.replace("志愿服务", "志愿服务记录更正", 1)
+    owed = facts.meta.get("owed")
+    if isinstance(owed, int) and owed > 0:
+        label += f"（欠还 {_hours(owed)} 小时）"
+    return about.model_copy(update={"label": label})
+
+
 def _exchange(facts: EntryFacts) -> EntryAbout:
     rule_id = as_uuid(facts.meta.get("rule"))
     code, version = facts.meta.get("rule_code"), facts.meta.get("rule_version")
@@ -167,6 +189,8 @@ def describe(tx_id: uuid.UUID, facts: EntryFacts, amount: int, refs: References)
     root = kind.split(".", 1)[0]
     if kind == "service_credit":
         return _service(facts, refs)
+    if root == "service_correction":
+        return _correction(facts, refs)
     if kind == "exchange":
         return _exchange(facts)
     if root == "hold":

@@ -26,7 +26,8 @@ async def _references(session: AsyncSession, facts: dict[uuid.UUID, EntryFacts])
     project_ids = {
         p
         for f in every.values()
-        if f.kind == "service_credit" and (p := as_uuid(f.meta.get("project")))
+        if f.kind in ("service_credit", "service_correction")
+        and (p := as_uuid(f.meta.get("project")))
     }
     hold_ids = {h for tx_id, f in every.items() if (h := hold_of(tx_id, f))}
     titles = await projects.titles_of(session, project_ids)

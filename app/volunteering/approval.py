@@ -12,8 +12,11 @@ approving twice (or approving while rejecting) posts once; the key is still the 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import text
@@ -24,14 +27,24 @@ from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.authorization import member_owner, org_owner
 from app.kit.faults import fault_point
 from app.kit.problems import TimebankError
+from app.ledger import errors as ledger_errors
 from app.ledger import service as ledger
-from app.ledger.journal import KIND_SERVICE_CREDIT
+from app.ledger.answers import StoredPosting
+from app.ledger.journal import (
+    KIND_SERVICE_CORRECTION,
+    KIND_SERVICE_CORRECTION_SETTLE,
+    KIND_SERVICE_CORRECTION_WRITE_OFF,
+    KIND_SERVICE_CREDIT,
+    MAX_SAFE_INTEGER,
+)
 from app.ledger.outcomes import IdempotencyRef, Outcome, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
 from app.volunteering import errors
 from app.volunteering.records import add_event, get_record
-from app.volunteering.schemas import BulkApproveItem, ServiceRecordRead
+from app.volunteering.schemas import BulkApproveItem, OwedWrittenOff, ServiceRecordRead
+
+log = structlog.get_logger("timebank.volunteering")
 
 log = structlog.get_logger("timebank.volunteering")
 
@@ -114,17 +127,21 @@ async def approve(
     minutes = record.credited_minutes
     assert minutes is not None  # a pending record has its minutes (a CHECK of the table)
     limits = await storage_limits(session, sessions, record.book, "HOUR", [member])
+    meta: dict[str, object] = {
+        "record": str(record_id),
+        "project": str(record.project_id),
+        "evidence": record.evidence,
+    }
+    if record.service_day is not None:
+        # The units count from the day of service, not of approval (lapse dates: expiry lots).
+        meta["service_day"] = record.service_day.isoformat()
     draft = Draft(
         record.book,
         "post",
         KIND_SERVICE_CREDIT,
         [(issuance, -minutes), (member, minutes)],
         "",
-        {
-            "record": str(record_id),
-            "project": str(record.project_id),
-            "evidence": record.evidence,
-        },
+        meta,
         actor=caller.actor(),
         storage_caps=limits.storage_caps,
         overflow_to=limits.overflow_to,
@@ -135,6 +152,7 @@ async def approve(
         raise _refused(outcome)
     fault_point("service_record.approve.posted")
     tx_id = outcome.body["id"]
+    await _settle_owed(session, sequencer, record, outcome.body["entry"]["legs"], member, caller)
     await session.execute(
         text(
             "UPDATE service_records SET status = 'approved', approved_by = CAST(:by AS uuid), "
@@ -156,6 +174,59 @@ async def approve(
         approved_by=caller.credential.id,
     )
     return await get_record(session, record_id)
+
+
+RECEIVABLES = """
+SELECT id::text AS id, -posted AS owed FROM accounts
+ WHERE book_code = :book AND asset = 'HOUR' AND owner LIKE 'org:%'
+   AND meta ->> 'purpose' = :purpose AND posted < 0
+ ORDER BY created_at, id
+"""
+
+
+async def _settle_owed(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    record: ServiceRecordRead,
+    credit_legs: list[dict[str, Any]],
+    member: str,
+    caller: Caller,
+) -> None:
+    """What a new credit gives the member settles first what corrections left them owing
+    (oldest receivable first), in a `service_correction.settle` entry of the same
+    transaction; the credit itself stays whole, as the statistics count it."""
+    received = sum(int(leg["amount"]) for leg in credit_legs if leg["account_id"] == member)
+    if received <= 0:
+        return
+    # The credit just appended holds the book's head until commit: these balances stand.
+    rows = await session.execute(
+        text(RECEIVABLES),
+        {"book": record.book, "purpose": receivable_purpose(record.member_id)},
+    )
+    legs: list[tuple[str, int]] = []
+    left = received
+    for row in rows:
+        amount = min(left, int(row.owed))
+        if amount <= 0:
+            break
+        legs.append((row.id, amount))
+        left -= amount
+    if not legs:
+        return
+    settled = received - left
+    draft = Draft(
+        record.book,
+        "post",
+        KIND_SERVICE_CORRECTION_SETTLE,
+        [(member, -settled), *legs],
+        "",
+        {"record": str(record.id), "settled": settled},
+        actor=caller.actor(),
+    )
+    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"service_settle:{record.id}", str(record.id))
+    outcome = await ledger.InTransaction(session, sequencer).submit(draft, ref)
+    if outcome.status_code >= 400:
+        raise _refused(outcome)
 
 
 async def approve_many(
@@ -184,15 +255,131 @@ async def approve_many(
     return list(await asyncio.gather(*(one(r) for r in dict.fromkeys(record_ids))))
 
 
+Remainder = Literal["owed", "written_off"]
+# The purposes of an organisation's accounts that a correction debits (they may go below
+# zero): what a member owes it (one account per member), and what it wrote off.
+RECEIVABLE_PREFIX = "receivable:"
+WRITE_OFF = "write_off"
+# A correction reads balances before the ledger locks the book's head; a posting in between
+# makes the ledger refuse it (account-moved, or insufficient-funds for a plain reversal), and
+# the next reading, under the head's lock that the refused try left held, stands.
+CORRECTION_TRIES = 3
+
+
+ORG_PURPOSE_ACCOUNT = """
+SELECT id::text FROM accounts
+ WHERE book_code = :book AND owner = :owner AND asset = 'HOUR' AND meta ->> 'purpose' = :purpose
+ ORDER BY created_at, id LIMIT 1
+"""
+
+
+async def correction_account(
+    sessions: async_sessionmaker[AsyncSession], book: str, organisation_id: str, purpose: str
+) -> str:
+    """The id of the organisation's HOUR account for `purpose` (its `write_off` account, or
+    what a member owes it), opened if missing; it may go below zero. Committed at once (the
+    sequencer must see it); an advisory lock makes concurrent openings open one, since no
+    unique index covers organisations' accounts."""
+    owner = org_owner(organisation_id)
+    params = {"book": book, "owner": owner, "purpose": purpose}
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"correction_account:{book}:{owner}:{purpose}"},
+        )
+        found = await session.scalar(text(ORG_PURPOSE_ACCOUNT), params)
+        if found is not None:
+            return str(found)
+        account_id = uuid.uuid4()
+        await session.execute(
+            text(
+                "INSERT INTO accounts (id, book_code, asset, owner, overdraft_limit, meta) "
+                "VALUES (:id, :book, 'HOUR', :owner, :limit, CAST(:meta AS jsonb))"
+            ),
+            params
+            | {
+                "id": account_id,
+                "limit": MAX_SAFE_INTEGER,
+                "meta": json.dumps({"purpose": purpose}),
+            },
+        )
+        return str(account_id)
+
+
+def receivable_purpose(member_id: uuid.UUID | str) -> str:
+    """The purpose of an organisation's account of what a member owes it."""
+    return f"{RECEIVABLE_PREFIX}{member_id}"
+
+
+def reversal_ref(record_id: uuid.UUID) -> IdempotencyRef:
+    """The idempotency key of a record's one reversal or correction."""
+    return IdempotencyRef(SYSTEM_CREDENTIAL, f"service_reversal:{record_id}", str(record_id))
+
+
+async def _available(session: AsyncSession, account_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Each account's available balance and last seq, as committed now."""
+    rows = await session.execute(
+        text(
+            "SELECT id::text AS id, posted - pending_debits AS available, last_seq "
+            "FROM accounts WHERE id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": account_ids},
+    )
+    return {row.id: (int(row.available), int(row.last_seq)) for row in rows}
+
+
+@dataclass(frozen=True)
+class CorrectionPlan:
+    """How a credit is taken back: from each credited account what it still holds (never more
+    than it received), the member's rest owed or written off, the pool's rest written off."""
+
+    legs: list[tuple[str, int]]
+    taken_back: int
+    owed: int
+    written_off: int
+    read: dict[str, int]
+
+
+def plan_correction(
+    credit_legs: list[tuple[str, int]],
+    member_account: str,
+    available: dict[str, tuple[int, int]],
+    remainder: Remainder,
+) -> CorrectionPlan:
+    """The split of a correction (pure): the debit legs are restored in full; each credited
+    account gives back min(what it received, what it holds)."""
+    legs: list[tuple[str, int]] = []
+    taken = owed = written_off = 0
+    for account_id, amount in credit_legs:
+        if amount <= 0:
+            legs.append((account_id, -amount))
+            continue
+        holds = max(0, available[account_id][0])
+        take = min(amount, holds)
+        if take:
+            legs.append((account_id, -take))
+        taken += take
+        if account_id == member_account and remainder == "owed":
+            owed += amount - take
+        else:
+            written_off += amount - take
+    read = {a: available[a][1] for a, amount in credit_legs if amount > 0}
+    return CorrectionPlan(legs, taken, owed, written_off, read)
+
+
 async def reverse(
     session: AsyncSession,
     sequencer: Sequencer,
     record_id: uuid.UUID,
     reason: str,
     caller: Caller,
+    sessions: async_sessionmaker[AsyncSession],
+    remainder: Remainder | None = None,
 ) -> ServiceRecordRead:
-    """Correct an approved record: reverse its credit in the ledger and mark it reversed (it
-    stays, with its history; a new record may replace it)."""
+    """Correct an approved record and mark it reversed (it stays, with its history; a new
+    record may replace it): a reversal of its credit while what it credited is still held,
+    else (with `remainder`) a `service_correction` taking back what is left and recording the
+    rest as owed by the member or written off by the organisation."""
     record = await get_record(session, record_id, lock=True)
     if record.status == "reversed":
         return record
@@ -200,9 +387,41 @@ async def reverse(
         raise errors.RecordNotPending(f"record {record_id} is {record.status}, not approved")
     assert record.tx_id is not None  # an approved record has its credit (a CHECK of the table)
     original = await ledger.get_transaction(session, record.tx_id)
-    ref = IdempotencyRef(SYSTEM_CREDENTIAL, f"service_reversal:{record_id}", str(record_id))
     in_transaction = ledger.InTransaction(session, sequencer)
-    outcome = await ledger.reverse_transaction(in_transaction, original, ref, caller.actor())
+    credited = [a for a, amount in original.legs if amount > 0]
+    detail: dict[str, Any] = {"reason": reason}
+    for _ in range(CORRECTION_TRIES):
+        available = await _available(session, credited)
+        amounts = dict(original.legs)
+        if all(available[a][0] >= amounts[a] for a in credited):
+            outcome = await ledger.reverse_transaction(
+                in_transaction, original, reversal_ref(record_id), caller.actor()
+            )
+            event = "reversed"
+        else:
+            if remainder is None:
+                held = sum(min(amounts[a], max(0, available[a][0])) for a in credited)
+                raise errors.CorrectionNeedsRemainder(
+                    f"record {record_id} credited {sum(amounts[a] for a in credited)} "
+                    f"minutes, of which {held} are still held: say whether the rest is "
+                    "'owed' by the member or 'written_off' by the organisation",
+                    credited=sum(amounts[a] for a in credited),
+                    held=held,
+                )
+            _, member = await _hour_accounts(
+                session, record.book, record.organisation_id, record.member_id
+            )
+            draft = await _correction_draft(
+                sessions, record, original, member, available, remainder, caller
+            )
+            outcome = await in_transaction.submit(draft, reversal_ref(record_id))
+            event = "corrected"
+            detail |= {k: draft.meta[k] for k in ("taken_back", "owed", "written_off")}
+        # Spent meanwhile (a reversal refused, a correction's reading stale): read again.
+        if not isinstance(
+            outcome.error, (ledger_errors.AccountMoved, ledger_errors.InsufficientFunds)
+        ):
+            break
     if outcome.status_code >= 400:
         raise _refused(outcome)
     fault_point("service_record.reverse.posted")
@@ -215,7 +434,117 @@ async def reverse(
         ),
         {"by": caller.credential.id, "tx": reversal_id, "r": reason, "id": record_id},
     )
-    await add_event(
-        session, record_id, "reversed", caller.actor(), {"tx_id": reversal_id, "reason": reason}
+    await add_event(session, record_id, event, caller.actor(), {"tx_id": reversal_id, **detail})
+    # Ids and minutes only: the reason is free text, kept with the record.
+    log.info(
+        f"volunteering.record_{event}",
+        record_id=str(record_id),
+        book=record.book,
+        tx_id=reversal_id,
+        **{k: v for k, v in detail.items() if k != "reason"},
     )
     return await get_record(session, record_id)
+
+
+async def _correction_draft(
+    sessions: async_sessionmaker[AsyncSession],
+    record: ServiceRecordRead,
+    original: StoredPosting,
+    member_account: str,
+    available: dict[str, tuple[int, int]],
+    remainder: Remainder,
+    caller: Caller,
+) -> Draft:
+    plan = plan_correction(original.legs, member_account, available, remainder)
+    organisation = str(record.organisation_id)
+    legs = list(plan.legs)
+    if plan.owed:
+        purpose = receivable_purpose(record.member_id)
+        receivable = await correction_account(sessions, record.book, organisation, purpose)
+        legs.append((receivable, -plan.owed))
+    if plan.written_off:
+        write_off = await correction_account(sessions, record.book, organisation, WRITE_OFF)
+        legs.append((write_off, -plan.written_off))
+    return Draft(
+        record.book,
+        "post",
+        KIND_SERVICE_CORRECTION,
+        legs,
+        "",
+        {
+            "record": str(record.id),
+            "project": str(record.project_id),
+            "credit": original.tx_id,
+            "taken_back": plan.taken_back,
+            "owed": plan.owed,
+            "written_off": plan.written_off,
+        },
+        actor=caller.actor(),
+        unmoved_since=plan.read,
+    )
+
+
+async def write_off_owed(
+    session: AsyncSession,
+    sequencer: Sequencer,
+    sessions: async_sessionmaker[AsyncSession],
+    book: str,
+    organisation_id: uuid.UUID,
+    member_id: uuid.UUID,
+    reason: str,
+    caller: Caller,
+    ref: IdempotencyRef,
+) -> OwedWrittenOff:
+    """Write off all that a member owes an organisation after corrections (§6.1): one
+    `service_correction.write_off` entry from its `write_off` account to the receivable, in
+    `session`'s transaction; 409 nothing-owed when nothing is."""
+    owner = org_owner(str(organisation_id))
+    purpose = receivable_purpose(member_id)
+    outcome: Outcome | None = None
+    for _ in range(CORRECTION_TRIES):
+        row = (
+            await session.execute(
+                text(
+                    "SELECT id::text AS id, -posted AS owed, last_seq FROM accounts "
+                    "WHERE book_code = :b AND owner = :o AND asset = 'HOUR' "
+                    "AND meta ->> 'purpose' = :p ORDER BY created_at, id LIMIT 1"
+                ),
+                {"b": book, "o": owner, "p": purpose},
+            )
+        ).one_or_none()
+        if row is None or row.owed <= 0:
+            raise errors.NothingOwed(
+                f"member {member_id} owes organisation {organisation_id} nothing"
+            )
+        write_off = await correction_account(sessions, book, str(organisation_id), WRITE_OFF)
+        owed = int(row.owed)
+        draft = Draft(
+            book,
+            "post",
+            KIND_SERVICE_CORRECTION_WRITE_OFF,
+            [(write_off, -owed), (row.id, owed)],
+            "",
+            {"member": str(member_id), "written_off": owed, "reason": reason},
+            actor=caller.actor(),
+            unmoved_since={row.id: int(row.last_seq)},
+        )
+        outcome = await ledger.InTransaction(session, sequencer).submit(draft, ref)
+        if not isinstance(outcome.error, ledger_errors.AccountMoved):
+            break
+    assert outcome is not None
+    if outcome.status_code >= 400:
+        raise _refused(outcome)
+    log.info(
+        "volunteering.owed_written_off",
+        book=book,
+        organisation_id=str(organisation_id),
+        member_id=str(member_id),
+        tx_id=outcome.body["id"],
+        minutes=draft.meta["written_off"],
+    )
+    return OwedWrittenOff(
+        organisation_id=organisation_id,
+        member_id=member_id,
+        written_off_minutes=int(draft.meta["written_off"]),
+        tx_id=uuid.UUID(outcome.body["id"]),
+    )

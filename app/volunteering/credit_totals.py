@@ -5,11 +5,14 @@ from the journal (`app.ledger.folds`) and read with the entries not folded yet.
 Credited minutes are the HOUR legs of `service_credit` entries on member accounts and on the
 book's public time pool (where a storage cap sends what a credit would carry beyond it: the
 record's minutes are certified all the same); a `reversal` of such an entry takes back its own
-such legs, counted on the credit's day and scopes. A credit's day is the `service_day` of the
-record its `meta.record` names (in the same book, whatever its status); a credit naming no
-record of the book (or naming it other than as a lowercase UUID, as approval writes it) is
-placed on the local day it was posted, so it still counts. A credit counts for the whole book
-(scope `''`) and for each organisation owning an account it debits (`org:<uuid>`).
+such legs, counted on the credit's day and scopes; a `service_correction` of such an entry
+(`meta.credit`, docs/volunteering.md §6.1) takes back all of its credited legs, there too,
+since its record no longer stands whatever the member still held. A credit's day is the
+`service_day` of the record its `meta.record` names (in the same book, whatever its status);
+a credit naming no record of the book (or naming it other than as a lowercase UUID, as
+approval writes it) is placed on the local day it was posted, so it still counts. A credit
+counts for the whole book (scope `''`) and for each organisation owning an account it debits
+(`org:<uuid>`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.exchange.accounts import PUBLIC_POOL, book_owner
 from app.ledger import folds
 from app.ledger import service as ledger
-from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CREDIT
+from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CORRECTION, KIND_SERVICE_CREDIT
 
 WHOLE_BOOK = ""
 LAST_SEQ = 2**63 - 1
@@ -34,18 +37,21 @@ CREDITED_ACCOUNT = (
     "(a.owner LIKE 'member:%' OR (a.owner = :book_owner AND a.meta ->> 'purpose' = :pool))"
 )
 CREDIT_LEGS = ledger.legs_with_accounts("p.c_seq")
-LEGS = ledger.legs_with_accounts("s.seq")
-# The rows that the entries (:after, :upto] of :book add, per scope and day. Each credit and
-# each reversal of a credit is placed by the credit (`c`): its record's day, its debits'
-# owners. The record is looked up by key only when the reference is a lowercase UUID, so that
-# no reference can make the cast fail.
+LEGS = ledger.legs_with_accounts("s.l_seq")
+# The rows that the entries (:after, :upto] of :book add, per scope and day. Each credit,
+# each reversal of a credit and each correction of one is placed by the credit (`c`): its
+# record's day, its debits' owners. A reversal takes back its own legs (`l_seq`, negated); a
+# correction takes back the whole credit (the credit's own legs), whatever part of it was
+# owed or written off rather than taken from the accounts. The record is looked up by key
+# only when the reference is a lowercase UUID, so that no reference can make the cast fail.
 FOLD_ROWS = f"""
 WITH moves AS (
-    SELECT e.seq, true AS credits, e.seq AS c_seq, e.body AS c_body, e.posted_at AS c_posted
+    SELECT e.seq, true AS credits, e.seq AS c_seq, e.seq AS l_seq, 1 AS sign, e.body AS c_body,
+           e.posted_at AS c_posted
       FROM journal_entries e
      WHERE e.book_code = :book AND e.seq > :after AND e.seq <= :upto AND e.kind = :credit_kind
     UNION ALL
-    SELECT v.seq, false, c.seq, c.body, c.posted_at
+    SELECT v.seq, false, c.seq, v.seq, -1, c.body, c.posted_at
       FROM journal_entries v
       CROSS JOIN LATERAL (
           SELECT c.seq, c.body, c.posted_at FROM journal_entries c
@@ -53,12 +59,25 @@ WITH moves AS (
           OFFSET 0) c
      WHERE v.book_code = :book AND v.seq > :after AND v.seq <= :upto
        AND v.kind = :reversal_kind
+    UNION ALL
+    SELECT k.seq, false, c.seq, c.seq, 1, c.body, c.posted_at
+      FROM journal_entries k
+      CROSS JOIN LATERAL (
+          SELECT CAST(convert_from(k.body, 'UTF8') AS json) #>> '{{meta,credit}}' AS credit
+          OFFSET 0) m
+      CROSS JOIN LATERAL (
+          SELECT c.seq, c.body, c.posted_at FROM journal_entries c
+           WHERE c.tx_id = CAST(CASE WHEN m.credit ~ '{UUID_TEXT}' THEN m.credit END AS uuid)
+             AND c.book_code = :book AND c.kind = :credit_kind AND c.seq < k.seq
+          OFFSET 0) c
+     WHERE k.book_code = :book AND k.seq > :after AND k.seq <= :upto
+       AND k.kind = :correction_kind
 ), referenced AS (
-    SELECT m.seq, m.credits, m.c_seq, m.c_posted,
+    SELECT m.seq, m.credits, m.c_seq, m.l_seq, m.sign, m.c_posted,
            CAST(convert_from(m.c_body, 'UTF8') AS json) #>> '{{meta,record}}' AS record
       FROM moves m
 ), placed AS (
-    SELECT p.seq, p.credits, p.c_seq,
+    SELECT p.seq, p.credits, p.c_seq, p.l_seq, p.sign,
            coalesce(r.service_day, CAST(timezone(CAST(:tz AS text), p.c_posted) AS date)) AS day
       FROM referenced p
       LEFT JOIN LATERAL (
@@ -67,14 +86,15 @@ WITH moves AS (
              AND r.book_code = :book
           OFFSET 0) r ON true
 ), scoped AS (
-    SELECT p.seq, p.credits, p.day, CAST(:whole_book AS text) AS scope FROM placed p
+    SELECT p.seq, p.credits, p.l_seq, p.sign, p.day, CAST(:whole_book AS text) AS scope
+      FROM placed p
     UNION
-    SELECT p.seq, p.credits, p.day, a.owner FROM placed p{CREDIT_LEGS}
+    SELECT p.seq, p.credits, p.l_seq, p.sign, p.day, a.owner FROM placed p{CREDIT_LEGS}
      WHERE l.amount < 0 AND a.owner LIKE 'org:%'
 )
 SELECT s.scope, s.day,
        coalesce(sum(l.amount) FILTER (WHERE s.credits), 0) AS credited,
-       coalesce(-sum(l.amount) FILTER (WHERE NOT s.credits), 0) AS reversed
+       coalesce(sum(s.sign * l.amount) FILTER (WHERE NOT s.credits), 0) AS reversed
   FROM scoped s{LEGS}
  WHERE a.asset = 'HOUR' AND {CREDITED_ACCOUNT}
  GROUP BY s.scope, s.day
@@ -88,6 +108,7 @@ def fold_params(book: str, timezone: str) -> dict[str, Any]:
         "tz": timezone,
         "credit_kind": KIND_SERVICE_CREDIT,
         "reversal_kind": KIND_REVERSAL,
+        "correction_kind": KIND_SERVICE_CORRECTION,
         "book_owner": book_owner(book),
         "pool": PUBLIC_POOL,
         "whole_book": WHOLE_BOOK,

@@ -109,6 +109,18 @@ class ServiceCreditRefused(TimebankError):
     status, slug, title = 422, "service-credit-refused", "The ledger refused the service credit"
 
 
+class CorrectionNeedsRemainder(TimebankError):
+    status, slug, title = (
+        409,
+        "correction-needs-remainder",
+        "Part of the record's minutes were spent or lapsed",
+    )
+
+
+class NothingOwed(TimebankError):
+    status, slug, title = 409, "nothing-owed", "The member owes the organisation nothing"
+
+
 class DisputeOpen(TimebankError):
     status, slug, title = 409, "dispute-open", "The record already has an open dispute"
 

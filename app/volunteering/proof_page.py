@@ -149,8 +149,29 @@ def render_check_html(stored: StoredProof, timezone: str) -> str:
     volunteer, issuer, total = document["volunteer"], document["issuer"], document["totals"]
     name = volunteer["name"] if volunteer["name"] is not None else "（个人信息已删除）"
     issued = datetime.fromtimestamp(document["iat"], UTC).astimezone(ZoneInfo(timezone)).date()
-    if stored.signature_valid:
+    changes = ""
+    checked = _local_time(stored.checked_at, timezone)
+    if stored.signature_valid and stored.records_stand:
         verdict = '<p class="valid">✓ 核验通过：本证明由服务出具，签名有效，内容未被改动。</p>'
+    elif stored.signature_valid:
+        standing = stored.standing_totals
+        verdict = (
+            '<p class="changed">⚠ 签名有效，但本证明出具后，所列记录中有 '
+            f"{_e(len(stored.changed_records))} 条已被冲正或更正，不再成立。"
+            f"现仍成立的记录 {_e(standing['records'])} 条，"
+            f"共 {_e(standing['hours'])} 小时。</p>"
+        )
+        lines = "".join(
+            f"<tr><td>{_e(c['record_id'])}</td>"
+            f"<td>{_e(CHANGE_ZH.get(c['change'] or '', '状态未知'))}</td>"
+            f"<td>{_e(_local_time(c['at'], timezone))}</td>"
+            f"<td>{_e(hours(c['minutes']) if isinstance(c['minutes'], int) else '—')}</td></tr>"
+            for c in stored.changed_records
+        )
+        changes = (
+            "<table><thead><tr><th>记录编号</th><th>变更</th><th>变更时间</th>"
+            f"<th>时长(小时)</th></tr></thead><tbody>{lines}</tbody></table>"
+        )
     else:
         verdict = (
             '<p class="invalid">✗ 核验未通过：本证明的签名无法验证，内容不可采信。'
@@ -177,14 +198,27 @@ def render_check_html(stored: StoredProof, timezone: str) -> str:
 <dt>出具单位</dt><dd>{_e(issuer["name"])}</dd>
 <dt>出具日期</dt><dd>{_e(_zh_date(issued))}</dd>
 </dl>
-<p>本页所示为证明出具时的内容。机器核验请以 JSON 读取本地址（<code>?format=json</code>），
+{changes}
+<p>本页所示为证明出具时的内容；记录是否仍然成立以核验时（{_e(checked)}）为准。
+机器核验请以 JSON 读取本地址（<code>?format=json</code>），
 签名公钥见 {_e(stored.jwks_uri)}。</p>
 </body>
 </html>
 """
 
 
+CHANGE_ZH = {"reversed": "已冲正", "corrected": "已更正（时长已使用或失效）"}
+
+
+def _local_time(instant: str | None, timezone: str) -> str:
+    if not instant:
+        return "—"
+    moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
 CHECK_STYLE = """
 .valid { color: #1a7f37; font-weight: bold; }
+.changed { color: #9a6700; font-weight: bold; }
 .invalid { color: #cf222e; font-weight: bold; }
 """

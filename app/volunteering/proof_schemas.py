@@ -62,6 +62,18 @@ class ProofTotals(BaseModel):
     manual_minutes: int = Field(description="荣誉时")
 
 
+class ProofRecordChange(BaseModel):
+    record_id: str
+    status: str = Field(description="the record's status now (reversed), or unknown")
+    change: Literal["reversed", "corrected"] | None = Field(
+        description="reversed: its credit was reversed; corrected: it was corrected after its "
+        "minutes were spent or lapsed (docs/volunteering.md §6.1)"
+    )
+    at: str | None = Field(description="when (RFC 3339 UTC)")
+    tx_id: str | None = Field(description="the reversal's or correction's ledger transaction")
+    minutes: int | None = Field(description="the minutes the proof listed for it")
+
+
 class ServiceProofDocument(BaseModel):
     """The signed payload (the JWS payload, RFC 8785 JSON)."""
 
@@ -98,6 +110,20 @@ class ServiceProofRead(BaseModel):
     token: str
     document: ServiceProofDocument = Field(description="the token's payload, decoded")
     signature_valid: bool = Field(
-        description="the token verifies now with the service's JWKS and names this proof"
+        description="the token verifies now with the service's JWKS and names this proof: it "
+        "proves what was issued, not that it still holds"
     )
     jwks_uri: str
+    checked_at: str = Field(description="when this answer was made (RFC 3339 UTC)")
+    records_stand: bool = Field(description="every record the proof lists is still approved now")
+    changed_records: list[ProofRecordChange] = Field(
+        description="the listed records that no longer stand, in the document's order"
+    )
+    standing_totals: ProofTotals = Field(
+        description="the document's totals over the listed records that still stand"
+    )
+    verdict: Literal["valid", "changed", "invalid"] = Field(
+        description="valid: the signature verifies and every record stands; changed: the "
+        "signature verifies but records were reversed or corrected since the proof was "
+        "issued; invalid: the signature does not verify"
+    )

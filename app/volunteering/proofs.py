@@ -43,6 +43,7 @@ from app.identity.members import MemberRow
 from app.identity.personal import PersonalDataCipher
 from app.kit.canonical_json import JsonObject, canonical_bytes
 from app.kit.clock import rfc3339_micro
+from app.ledger.journal import KIND_SERVICE_CORRECTION
 from app.volunteering.errors import ServiceProofNotFound
 from app.volunteering.figures import hours
 from app.volunteering.proof_schemas import ProofRecord, ProofTotals
@@ -115,7 +116,8 @@ class IssuedProof:
 @dataclass(frozen=True)
 class StoredProof:
     """A stored proof as checking it answers: the document decoded from its token (JSON, as
-    signed) and whether the token verifies now and names this very proof."""
+    signed), whether the token verifies now and names this very proof, and whether every
+    record it lists still stands now (a proof is a snapshot; docs/service-proof.md §7)."""
 
     proof_id: str
     number: str
@@ -124,6 +126,63 @@ class StoredProof:
     document: dict[str, Any]
     signature_valid: bool
     jwks_uri: str
+    checked_at: str
+    records_stand: bool
+    changed_records: list[dict[str, Any]]
+    standing_totals: dict[str, Any]
+    verdict: str
+
+
+# What became of each record a proof lists: still approved, or reversed since (by a
+# `reversal` of its credit, or a `service_correction` when its minutes were spent).
+RECORDS_NOW = """
+SELECT r.id::text AS record_id, r.status, r.reversed_at, r.reversal_tx_id::text AS tx_id,
+       e.kind
+  FROM service_records r
+  LEFT JOIN journal_entries e ON e.tx_id = r.reversal_tx_id
+ WHERE r.id = ANY(CAST(:ids AS uuid[]))
+"""
+
+
+async def records_now(
+    session: AsyncSession, records: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], ProofTotals]:
+    """The records of a proof's document that no longer stand (in the document's order, each
+    with what happened and when), and the totals of those that still do."""
+    ids = [str(r.get("record_id")) for r in records]
+    valid_ids = [i for i in ids if _is_uuid(i)]
+    rows = await session.execute(text(RECORDS_NOW), {"ids": valid_ids})
+    now = {row.record_id: row for row in rows}
+    changed: list[dict[str, Any]] = []
+    standing: list[ProofRecord] = []
+    for record_id, record in zip(ids, records, strict=True):
+        row = now.get(record_id)
+        if row is not None and row.status == "approved":
+            standing.append(ProofRecord.model_validate(record))
+            continue
+        changed.append(
+            {
+                "record_id": record_id,
+                "status": "unknown" if row is None else row.status,
+                "change": None
+                if row is None or row.status != "reversed"
+                else ("corrected" if row.kind == KIND_SERVICE_CORRECTION else "reversed"),
+                "at": None
+                if row is None or row.reversed_at is None
+                else rfc3339_micro(row.reversed_at),
+                "tx_id": None if row is None else row.tx_id,
+                "minutes": record.get("minutes"),
+            }
+        )
+    return changed, totals(standing)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def _organisation_issuer(
@@ -375,7 +434,24 @@ async def read_proof(
     except ProofTokenError:
         log.warning("volunteering.proof_signature_invalid", proof_id=row.id)
         valid = False
-    return StoredProof(row.id, row.number, document["issued_at"], token, document, valid, JWKS_URI)
+    records = document.get("records")
+    changed, standing = await records_now(session, records if isinstance(records, list) else [])
+    checked_at = await session.scalar(text("SELECT clock_timestamp()"))
+    verdict = "invalid" if not valid else ("changed" if changed else "valid")
+    return StoredProof(
+        row.id,
+        row.number,
+        document["issued_at"],
+        token,
+        document,
+        valid,
+        JWKS_URI,
+        rfc3339_micro(checked_at),
+        not changed,
+        changed,
+        standing.model_dump(),
+        verdict,
+    )
 
 
 # --- Verification (docs/service-proof.md §5) --------------------------------------------------

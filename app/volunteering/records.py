@@ -137,6 +137,11 @@ async def _lock_member(session: AsyncSession, member_id: uuid.UUID, book: str) -
         raise MemberNotFound(f"member {member_id} does not exist")
 
 
+def local_time(moment: datetime, zone: ZoneInfo) -> str:
+    """A moment as people of the service time zone read it (`2025-11-20 09:00`)."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
 @dataclass(frozen=True, slots=True)
 class Credit:
     """What a record is credited: its period inside the window, minutes, and service day."""
@@ -161,9 +166,11 @@ async def settle(
     start = max(started_at, project.starts_at)
     end = min(ended_at, project.ends_at)
     if end <= start:
+        zone = rules.timezone
         raise errors.OutsideWindow(
             "the service lies outside the activity's window "
-            f"({project.starts_at.isoformat()} to {project.ends_at.isoformat()})",
+            f"({local_time(project.starts_at, zone)} to {local_time(project.ends_at, zone)}, "
+            f"{zone.key})",
             rule="activity_window",
         )
     seconds = int((end - start).total_seconds())

@@ -11,12 +11,14 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from app.http.actions import ActionResult, answer_action
-from app.http.caller import CallerDep
+from app.http.actions import ActionResult, action_id, answer_action
+from app.http.caller import SYSTEM_CREDENTIAL, CallerDep
 from app.http.context import Posting, SessionDep
+from app.identity.access import require_owner, visible_organisation
 from app.identity.authorization import listed_book
 from app.identity.dependencies import allow
 from app.kit.pagination import keyset_split
+from app.ledger.outcomes import IdempotencyRef
 from app.ledger.schemas import BookCode
 from app.volunteering import approval, disputes, importing, record_access, records, schemas
 from app.volunteering.rules import rules_of
@@ -76,10 +78,11 @@ async def import_records(
     request: Request,
     dry_run: Annotated[bool, Query(description="check every row, record nothing")] = True,
 ) -> schemas.ImportReport:
-    """Import historical records (CSV, UTF-8, one header row: external_id, volunteer_number,
-    project_id, started_at, ended_at, attested_by) as manual records waiting for approval.
-    Idempotent on external_id; a dry run (the default) reports every row's problems."""
-    rows = importing.read_rows(await request.body())
+    """Import historical records (CSV, UTF-8 or GB18030 with a warning, one header row:
+    external_id, volunteer_number, project_id, started_at, ended_at, attested_by) as manual
+    records waiting for approval. Idempotent on external_id; a dry run (the default) reports
+    every row's problems by the line a spreadsheet shows, and names no record it did not keep."""
+    file = importing.read_rows(await request.body())
 
     async def reach(session: AsyncSession, project_id: UUID, member_id: UUID) -> None:
         await record_access.require_recording_reach(session, caller, project_id, member_id)
@@ -89,7 +92,7 @@ async def import_records(
         transaction = await session.begin()
         try:
             report = await importing.import_records(
-                session, rules, rows, caller.actor(), reach, dry_run
+                session, rules, file, caller.actor(), reach, dry_run
             )
         except BaseException:
             await transaction.rollback()
@@ -253,17 +256,62 @@ async def reject_record(
 )
 async def reverse_record(
     record_id: UUID,
-    data: schemas.RejectIn,
+    data: schemas.ReverseIn,
     caller: CallerDep,
     session: SessionDep,
     request: Request,
 ) -> schemas.ServiceRecordRead:
-    """Correct an approved record: its credit is reversed in the ledger and the record kept as
-    `reversed`; enter the right record with `corrects_record_id`."""
+    """Correct an approved record: its credit is reversed in the ledger (or, when some of its
+    minutes were spent or lapsed, corrected with `remainder`: docs/volunteering.md §6.1) and
+    the record kept as `reversed`; enter the right record with `corrects_record_id`. Once per
+    record: asking again answers the reversed record."""
     await record_access.visible_record(session, caller, record_id)
     return await approval.reverse(
-        session, request.app.state.sequencer, record_id, data.reason, caller
+        session,
+        request.app.state.sequencer,
+        record_id,
+        data.reason,
+        caller,
+        request.app.state.sessions,
+        data.remainder,
     )
+
+
+@router.post(
+    "/organisations/{organisation_id}/owed-minutes/{member_id}/write-off",
+    response_model=schemas.OwedWrittenOff,
+    dependencies=[allow(CERTIFIERS, "write off owed minutes")],
+)
+async def write_off_owed(
+    organisation_id: UUID, member_id: UUID, data: schemas.OwedWriteOffIn, ctx: Posting
+) -> Response:
+    """Write off what a member owes the organisation after corrections of records whose
+    minutes were spent (docs/volunteering.md §6.1): the organisation itself, or an admin."""
+    caller = ctx.caller
+    async with ctx.sessions() as session:
+        org = await visible_organisation(session, caller, organisation_id)
+    require_owner(caller, organisation_id, "write off what is owed to it")
+
+    async def action(session: AsyncSession) -> ActionResult:
+        ref = IdempotencyRef(
+            SYSTEM_CREDENTIAL,
+            f"owed_write_off:{action_id(ctx.idem, 'owed_write_off')}",
+            ctx.idem.request_hash,
+        )
+        done = await approval.write_off_owed(
+            session,
+            ctx.sequencer,
+            ctx.sessions,
+            org.book,
+            organisation_id,
+            member_id,
+            data.reason,
+            caller,
+            ref,
+        )
+        return ActionResult(200, done.model_dump(mode="json"))
+
+    return await answer_action(ctx, action)
 
 
 @router.post(

@@ -253,6 +253,29 @@ class RejectIn(InputModel):
     reason: RecordReason
 
 
+class ReverseIn(InputModel):
+    reason: RecordReason
+    remainder: Literal["owed", "written_off"] | None = Field(
+        default=None,
+        description="what becomes of the minutes the member (or the public pool) no longer "
+        "holds, when some were spent or lapsed: owed by the member (their later service "
+        "credits settle it first) or written off by the organisation. Not needed while all "
+        "are held (the credit is then simply reversed); without it a record whose minutes "
+        "were spent is refused (correction-needs-remainder)",
+    )
+
+
+class OwedWriteOffIn(InputModel):
+    reason: RecordReason
+
+
+class OwedWrittenOff(BaseModel):
+    organisation_id: UUID
+    member_id: UUID
+    written_off_minutes: int = Field(description="all the member owed the organisation")
+    tx_id: UUID = Field(description="the service_correction.write_off entry")
+
+
 class BulkApproveIn(InputModel):
     record_ids: Annotated[list[UUID], Field(min_length=1, max_length=500)]
 
@@ -287,17 +310,45 @@ class DisputePage(BaseModel):
     next_after: UUID | None
 
 
+LINE = "the line a spreadsheet shows the row on (the header is line 1, the first row 2)"
+
+
 class ImportRowProblem(BaseModel):
-    row: int = Field(description="1-based data row (the header is row 0)")
+    row: int = Field(description=LINE)
     external_id: str | None
-    problems: list[dict[str, object]]
+    problems: list[dict[str, object]] = Field(
+        description="each with `field` (the column as the file's header names it, or `row`), "
+        "`message` and `code` (a rule's refusal: its problem type URI)"
+    )
+
+
+class ImportRowRecorded(BaseModel):
+    row: int = Field(description=LINE)
+    external_id: str | None
+    status: Literal["accepted", "already_imported"]
+    record_id: UUID | None = Field(
+        description="the record (null for a row a dry run would record: it does not exist)"
+    )
+
+
+class ImportWarning(BaseModel):
+    code: str = Field(examples=["encoding_gb18030"])
+    message: str
 
 
 class ImportReport(BaseModel):
     dry_run: bool
-    rows: int
+    rows: int = Field(description="data rows in the file (empty lines are not rows)")
     accepted: int = Field(description="rows that were (or, in a dry run, would be) recorded")
     already_imported: int
     refused: int
+    warnings: list[ImportWarning] = Field(
+        description="about the whole file (a file read as GB18030 rather than UTF-8)"
+    )
     problems: list[ImportRowProblem]
-    record_ids: list[UUID]
+    recorded: list[ImportRowRecorded] = Field(
+        description="the rows that were (or would be) recorded or were already, in file order"
+    )
+    record_ids: list[UUID] = Field(
+        description="the records of `recorded` that exist: in a dry run only those already imported"
+    )

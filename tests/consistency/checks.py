@@ -26,10 +26,17 @@ async def _entries(conn: asyncpg.Connection, *kinds: str) -> list[dict[str, Any]
 
 
 async def service_records(conn: asyncpg.Connection) -> list[str]:
-    """Each record's status against its `service_credit` and `reversal` entries, both ways."""
+    """Each record's status against its `service_credit` and `reversal` (or
+    `service_correction`) entries, both ways."""
     problems = []
     credits = {e["tx_id"]: e for e in await _entries(conn, "service_credit")}
     reversals = {e["reverses"]: e for e in await _entries(conn, "reversal") if e["reverses"]}
+    # A correction (docs/volunteering.md §6.1) undoes its credit as a reversal does.
+    for entry in await _entries(conn, "service_correction"):
+        credit = entry["meta"].get("credit")
+        if credit in reversals:
+            problems.append(f"credit {credit} is reversed and corrected")
+        reversals[credit] = entry
     records = await conn.fetch(
         "SELECT id::text AS id, status, tx_id::text AS tx_id, "
         "reversal_tx_id::text AS reversal_tx_id FROM service_records"

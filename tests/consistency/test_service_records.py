@@ -20,7 +20,7 @@ async def district(api: Api) -> District:
     return await build_district(api)
 
 
-async def _approved_record(d: District, approve: bool) -> dict[str, Any]:
+async def _approved_record(d: District, approve: bool, spend: bool = False) -> dict[str, Any]:
     project = await d.project()
     member = await d.member()
     entered = await d.manual(project["id"], member["id"], MORNING, 60)
@@ -28,7 +28,17 @@ async def _approved_record(d: District, approve: bool) -> dict[str, Any]:
     record: dict[str, Any] = entered.json()
     if approve:
         await d.ok("POST", f"/v1/service-records/{record['id']}/approve", "team_checker")
+    if spend:  # most of it spent: reversing it takes a correction (docs/volunteering.md §6.1)
+        body = {"member_id": member["id"], "amount": 40}
+        await d.ok("POST", f"/v1/books/{d.book}/public-pool/donations", "admin", body=body)
     return record | {"hours": member["hours"]}
+
+
+BODIES: dict[str, Any] = {
+    "approve": None,
+    "reverse": {"reason": "时长录错"},
+    "correct": {"reason": "时长录错", "remainder": "owed"},
+}
 
 
 async def _state(d: District, database: ScratchDatabase, record: dict[str, Any]) -> Any:
@@ -46,7 +56,12 @@ async def _state(d: District, database: ScratchDatabase, record: dict[str, Any])
 ACTIONS = [
     pytest.param("approve", False, "service_record.approve.posted", "pending", id="approve"),
     pytest.param("reverse", True, "service_record.reverse.posted", "approved", id="reverse"),
+    pytest.param("correct", True, "service_record.reverse.posted", "approved", id="correct"),
 ]
+
+
+def _path(record: dict[str, Any], action: str) -> str:
+    return f"/v1/service-records/{record['id']}/{'reverse' if action == 'correct' else action}"
 
 
 @pytest.mark.parametrize(("action", "approved", "point", "before"), ACTIONS)
@@ -60,12 +75,10 @@ async def test_an_action_failing_after_its_posting_leaves_neither(
     before: str,
 ) -> None:
     d = district
-    record = await _approved_record(d, approved)
+    record = await _approved_record(d, approved, spend=action == "correct")
     _, head, _, _ = await _state(d, database, record)
     armed(point)
-    path = f"/v1/service-records/{record['id']}/{action}"
-    body = {"reason": "时长录错"} if action == "reverse" else None
-    await fails(d.call("POST", path, "team_checker", body=body))
+    await fails(d.call("POST", _path(record, action), "team_checker", body=BODIES[action]))
     assert await _state(d, database, record) == ([], head, True, before)
 
 
@@ -82,13 +95,13 @@ async def test_an_action_killed_after_its_posting_leaves_neither(
     before: str,
 ) -> None:
     d = district
-    record = await _approved_record(d, approved)
+    record = await _approved_record(d, approved, spend=action == "correct")
     _, head, _, _ = await _state(d, database, record)
-    body = {"reason": "时长录错"} if action == "reverse" else None
+    body = BODIES[action]
     async with killed_at(cli_env, tmp_path, point) as server:
         await dies(
             server.post(
-                f"/v1/service-records/{record['id']}/{action}",
+                _path(record, action),
                 json=body,
                 headers={
                     "Authorization": f"Bearer {d.tokens['team_checker']}",
@@ -99,9 +112,7 @@ async def test_an_action_killed_after_its_posting_leaves_neither(
     # Nobody retries: the journal and the record agree as they are.
     assert await _state(d, database, record) == ([], head, True, before)
     # And the action can then be taken as if it had never been tried.
-    again = await d.call(
-        "POST", f"/v1/service-records/{record['id']}/{action}", "team_checker", body=body
-    )
+    again = await d.call("POST", _path(record, action), "team_checker", body=body)
     assert again.status_code == 200, again.text
     problems, later, reconciled, status = await _state(d, database, record)
     assert (problems, later, reconciled) == ([], head + 1, True)

@@ -198,6 +198,35 @@ def test_an_example_history() -> None:
     assert expiry_plan(lots, 1, ZONE, date(2025, 12, 31), 500) == []
 
 
+def test_a_service_credit_counts_from_its_service_day() -> None:
+    service_day = datetime(2025, 11, 20, tzinfo=ZONE)
+    lots = replay(
+        [
+            Movement("a", datetime(2026, 1, 10, tzinfo=UTC), 50),
+            # Approved in March 2026 for service of November 2025: a lot of 2025.
+            Movement("b", datetime(2026, 3, 1, tzinfo=UTC), 100, earned_at=service_day),
+            # A service day after the posting counts from the posting, never later.
+            Movement(
+                "c",
+                datetime(2026, 3, 2, tzinfo=UTC),
+                7,
+                earned_at=datetime(2027, 1, 5, tzinfo=ZONE),
+            ),
+            Movement("d", datetime(2026, 4, 1, tzinfo=UTC), -30),  # the oldest: 2025's
+        ]
+    )
+    assert [(lot.origin, lot.earned_at, lot.amount) for lot in lots.held] == [
+        ("b", service_day, 70),
+        ("a", datetime(2026, 1, 10, tzinfo=UTC), 50),
+        ("c", datetime(2026, 3, 2, tzinfo=UTC), 7),
+    ]
+    assert upcoming(lots, 2, ZONE, date(2026, 12, 5)) == [
+        (date(2028, 1, 1), 70),
+        (date(2029, 1, 1), 57),
+    ]
+    assert expiry_plan(lots, 2, ZONE, date(2028, 1, 1), 500) == [(2025, 70)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Through the ledger: `expire_lapsed` and the balances endpoint
 
@@ -269,7 +298,7 @@ class Scene:
 
     async def lots(self) -> Lots:
         async with self.api.app.state.sessions() as session:
-            return await account_lots(session, self.points)
+            return await account_lots(session, self.points, ZONE)
 
 
 async def validity(api: Api, asset: str, years: int | None) -> None:

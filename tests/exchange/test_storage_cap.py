@@ -64,6 +64,7 @@ async def test_an_approval_beyond_the_cap_credits_the_pool_in_the_same_entry(
         "record": first["id"],
         "project": project["id"],
         "evidence": "manual",
+        "service_day": first["service_day"],
         "actor": {"credential": d.credentials["team"]},
         "overflow": [{"account": member["hours"], "amount": 50, "cap": 100}],
     }

@@ -295,6 +295,23 @@ def on_open_record(suffix: str, advance: bool) -> Builder:
     return build
 
 
+async def owed_write_off(w: World) -> Call:
+    """M owes organisation A a minute: a record of A approved, all M holds spent, the record
+    corrected with the rest owed (docs/volunteering.md §6.1), and M's hours given back."""
+    record = await _manual(w)
+    approved = await w.api.client.post(f"/v1/service-records/{record}/approve")
+    assert approved.status_code == 200, approved.text
+    held = (await w.api.client.get(f"/v1/accounts/{w.member_hours}")).json()["available"]
+    if held:
+        body = {"member_id": w.member, "amount": held}
+        await w.post(f"/v1/books/{w.home}/public-pool/donations", body)
+    await w.post(f"/v1/service-records/{record}/reverse", {"reason": "录错", "remainder": "owed"})
+    if held:  # M's hours back for the other rows (a transfer settles nothing owed)
+        await w.transfer(held)
+    path = f"/v1/organisations/{w.org_a}/owed-minutes/{w.member}/write-off"
+    return Call("POST", path, {"reason": "无法追回"})
+
+
 async def answer_dispute(w: World) -> Call:
     record = await _manual(w)
     dispute = await w.api.client.post(
@@ -776,6 +793,10 @@ MATRIX: dict[tuple[str, str], tuple[Builder, tuple[Any, ...]]] = {
     ("POST", "/v1/service-records/{record_id}/reverse"): (
         on_record("/reverse", {"reason": "录错"}, approved=True),
         CERTIFY_A,
+    ),
+    ("POST", "/v1/organisations/{organisation_id}/owed-minutes/{member_id}/write-off"): (
+        owed_write_off,
+        ORG_POSTING,
     ),
     ("POST", "/v1/service-records/{record_id}/disputes"): (
         on_record("/disputes", {"reason": "时长不对"}),

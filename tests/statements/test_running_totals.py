@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from app.exchange.accounts import purpose_account
 from app.ledger import folds
+from app.ledger.outcomes import IdempotencyRef
+from app.ledger.posting import Draft
 from app.statements import flow_totals
 from app.volunteering import credit_totals
 from app.volunteering.stats import split_period
@@ -168,6 +171,72 @@ async def test_service_ledger_figures_are_the_same_at_every_fold_position(api: A
     assert await service_views(g) == reversed_
     await forget_totals(api, g.book)
     assert await service_views(g) == reversed_
+
+    # A correction (docs/volunteering.md §6.1) of a folded credit takes back the whole credit
+    # on its day and scopes, though it took only part of it from the member.
+    while await fold(api, credit_totals.FOLD, g.book):
+        pass
+    corrected = await g.record(p1, g.members[0], 40, NOV_20)
+    assert await fold(api, credit_totals.FOLD, g.book, chunk=10) == 1
+    await correct(g, corrected, taken_back=15)
+    after_correction = await service_views(g)
+    assert after_correction[0]["service_credit_minutes"] == 625
+    assert after_correction[0]["reversed_minutes"] == 265
+    assert after_correction[2]["reversed_minutes"] == reversed_[2]["reversed_minutes"] + 40
+    assert after_correction[3] == reversed_[3]  # team B's scope: not its credit
+    # The correction moved both sides by the record's 40 minutes (the reversal above left its
+    # record approved, so whether they agree is what it was).
+    assert [v["reconciled"] for v in after_correction] == [v["reconciled"] for v in reversed_]
+    assert await fold(api, credit_totals.FOLD, g.book, chunk=10) == 1
+    assert await service_views(g) == after_correction
+    await forget_totals(api, g.book)
+    assert await service_views(g) == after_correction
+
+
+async def correct(g: Region, record: str, taken_back: int) -> None:
+    """A `service_correction` of the record's credit, as approval.reverse posts it, and the
+    record reversed."""
+    async with g.api.app.state.sessions() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT tx_id::text AS tx, organisation_id::text AS org, member_id::text AS m, "
+                    "project_id::text AS p, credited_minutes AS minutes FROM service_records "
+                    "WHERE id = CAST(:r AS uuid)"
+                ),
+                {"r": record},
+            )
+        ).one()
+    write_off = await purpose_account(
+        g.api.app.state.sessions, g.book, f"org:{row.org}", "write_off", "HOUR", 10**9
+    )
+    rest = row.minutes - taken_back
+    draft = Draft(
+        g.book,
+        "post",
+        "service_correction",
+        [(g.issuance[row.org], row.minutes), (g.hours[row.m], -taken_back), (write_off, -rest)],
+        "",
+        {
+            "record": record,
+            "project": row.p,
+            "credit": row.tx,
+            "taken_back": taken_back,
+            "owed": 0,
+            "written_off": rest,
+        },
+    )
+    ref = IdempotencyRef(g.api.credential, f"test-correction:{record}", record)
+    outcome = await g.api.app.state.sequencer.submit(draft, ref)
+    assert outcome.status_code == 201, outcome.body
+    async with g.api.app.state.sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE service_records SET status = 'reversed', "
+                "reversal_tx_id = CAST(:tx AS uuid) WHERE id = CAST(:r AS uuid)"
+            ),
+            {"tx": outcome.body["id"], "r": record},
+        )
 
 
 MONTHS_AGAIN = """

@@ -81,6 +81,7 @@ async def test_need_to_project_to_checkin_to_approved_hours(district: District) 
         "record": record["id"],
         "project": project["id"],
         "evidence": "checkin",
+        "service_day": "2026-11-20",
         "actor": {"credential": d.credentials["team"]},
     }
     # Approving again answers the same record and posts nothing.

@@ -368,6 +368,7 @@ async def test_anyone_checks_a_proof_by_its_id(region: Region) -> None:
         r = await client.get(f"/v1/service-proofs/{issued['proof_id']}")
         assert r.status_code == 200, r.text
         checked = r.json()
+        assert checked.pop("checked_at")[:19] >= issued["document"]["issued_at"][:19]
         assert checked == {
             "proof_id": issued["proof_id"],
             "number": issued["number"],
@@ -376,6 +377,10 @@ async def test_anyone_checks_a_proof_by_its_id(region: Region) -> None:
             "document": issued["document"],
             "signature_valid": True,
             "jwks_uri": "/.well-known/jwks.json",
+            "records_stand": True,
+            "changed_records": [],
+            "standing_totals": issued["document"]["totals"],
+            "verdict": "valid",
         }
         unknown = await client.get(f"/v1/service-proofs/{uuid.uuid4()}")
         assert unknown.status_code == 404
@@ -398,9 +403,53 @@ async def test_anyone_checks_a_proof_by_its_id(region: Region) -> None:
         )
         assert program.json()["signature_valid"] is True
         # A proof whose signature does not verify says so, plainly.
-        forged = proofs.StoredProof(**{**program.json(), "signature_valid": False})
+        forged = proofs.StoredProof(
+            **{**program.json(), "signature_valid": False, "verdict": "invalid"}
+        )
         refused = proof_page.render_check_html(forged, "Asia/Shanghai")
         assert "核验未通过" in refused and "核验通过" not in refused.replace("核验未通过", "")
+
+
+async def test_the_check_of_a_proof_says_which_records_were_reversed_since(
+    region: Region,
+) -> None:
+    issued = (await region.proof()).json()
+    first, second, third = issued["document"]["records"]
+    # The region's records were written straight into the table (their credits are not in
+    # the journal): the reversal is too. Corrections through the API: test_corrections.py.
+    reversal = str(uuid.uuid4())
+    await sql(
+        region.api,
+        "UPDATE service_records SET status = 'reversed', reversed_at = "
+        "'2026-05-01T02:03:04.5Z', reversal_tx_id = CAST(:tx AS uuid), reversal_reason = '录错' "
+        "WHERE id = CAST(:id AS uuid)",
+        tx=reversal,
+        id=second["record_id"],
+    )
+    async with anonymous(region.api) as client:
+        checked = (await client.get(f"/v1/service-proofs/{issued['proof_id']}")).json()
+        # The signature still proves what was issued; the records say what stands now.
+        assert checked["signature_valid"] is True and checked["document"] == issued["document"]
+        assert checked["records_stand"] is False and checked["verdict"] == "changed"
+        assert checked["changed_records"] == [
+            {
+                "record_id": second["record_id"],
+                "status": "reversed",
+                "change": "reversed",
+                "at": "2026-05-01T02:03:04.500000Z",
+                "tx_id": reversal,
+                "minutes": 90,
+            }
+        ]
+        standing = checked["standing_totals"]
+        assert (standing["records"], standing["minutes"], standing["manual_minutes"]) == (
+            2,
+            first["minutes"] + third["minutes"],
+            0,
+        )
+        page = await client.get(f"/v1/service-proofs/{issued['proof_id']}?format=html")
+        assert "已冲正" in page.text and "核验通过" not in page.text
+        assert f"现仍成立的记录 2 条，共 {standing['hours']} 小时" in page.text
 
 
 async def test_the_printable_page(region: Region) -> None:

@@ -1,7 +1,8 @@
 """The lots of an account with a validity period (pure): derived from its posted movements in
 journal order (`replay`):
 
-- a credit is a lot earned at its entry's `posted_at`;
+- a credit is a lot earned at its entry's `posted_at`, or, for a service credit whose `meta`
+  names its `service_day`, at the start of that day in the service time zone (if earlier);
 - a debit takes from the oldest lots first (spending consumes the oldest first);
 - a reversal undoes its transaction, lots included: reversing a credit takes from the lot that
   credit made first, and reversing a debit puts back the very lots it took, with their
@@ -28,6 +29,15 @@ class Movement:
     posted_at: datetime
     amount: int
     reverses: str | None = None
+    # When a credit's units were earned, if not when they were posted (a day of service).
+    earned_at: datetime | None = None
+
+    @property
+    def earned(self) -> datetime:
+        """When a credit's units count from: its earning time, never later than its posting."""
+        if self.earned_at is None:
+            return self.posted_at
+        return min(self.earned_at, self.posted_at)
 
 
 @dataclass(slots=True)
@@ -83,7 +93,7 @@ class Lots:
         self.debt -= repaid
         left -= repaid
         if left:
-            self._insert(Lot(movement.posted_at, left, movement.tx_id, self._count))
+            self._insert(Lot(movement.earned, left, movement.tx_id, self._count))
 
     def _take(self, lot: Lot, wanted: int, parts: list[Lot]) -> int:
         taken = min(lot.amount, wanted)

@@ -24,7 +24,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -37,7 +37,7 @@ from app.exchange.expiry.lots import Lots, Movement, expiry_plan, replay, upcomi
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.canonical_json import JsonObject
 from app.kit.faults import fault_point
-from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID
+from app.ledger.journal import KIND_HOLD, KIND_HOLD_VOID, KIND_SERVICE_CREDIT
 from app.ledger.outcomes import IdempotencyRef, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
@@ -53,41 +53,61 @@ ATTEMPTS = 4
 # ---------------------------------------------------------------------------------------------
 # Reading lots from the journal
 
+# A service credit's day of service, read from the entry itself (so a verifier holding the
+# export derives the same lots); entries written before it was recorded have none.
+SERVICE_DAY = (
+    f"CASE WHEN e.kind = '{KIND_SERVICE_CREDIT}' THEN "
+    "CAST(convert_from(e.body, 'UTF8') AS json) #>> '{meta,service_day}' END"
+)
 MOVEMENTS = (
-    "SELECT l.account_id::text AS account_id, l.seq, e.kind, e.tx_id::text AS tx_id, "
-    "e.posted_at, e.reverses::text AS reverses, sum(l.amount)::bigint AS amount "
-    "FROM journal_legs l JOIN journal_entries e ON e.book_code = l.book_code AND e.seq = l.seq "
-    "WHERE l.account_id = ANY(CAST(:ids AS uuid[]))"
-    "GROUP BY l.account_id, l.seq, e.kind, e.tx_id, e.posted_at, e.reverses "
+    "SELECT l.account_id, l.seq, e.kind, e.tx_id::text AS tx_id, e.posted_at, "
+    f"e.reverses::text AS reverses, l.amount, {SERVICE_DAY} AS service_day "
+    "FROM (SELECT account_id::text AS account_id, book_code, seq, sum(amount)::bigint AS amount "
+    "FROM journal_legs WHERE account_id = ANY(CAST(:ids AS uuid[])) "
+    "GROUP BY account_id, book_code, seq) l "
+    "JOIN journal_entries e ON e.book_code = l.book_code AND e.seq = l.seq "
     "ORDER BY l.account_id, l.seq"
 )
 NO_LOTS = (KIND_HOLD, KIND_HOLD_VOID)  # reservations: posted balances do not move
 
 
+def _day_start(service_day: str | None, zone: ZoneInfo) -> datetime | None:
+    """The start of a service day in `zone` (None when there is none, or it is not a date)."""
+    if service_day is None:
+        return None
+    try:
+        day = date.fromisoformat(service_day)
+    except ValueError:
+        return None
+    return datetime.combine(day, time(), tzinfo=zone)
+
+
 async def _histories(
-    session: AsyncSession, account_ids: Sequence[str]
+    session: AsyncSession, account_ids: Sequence[str], zone: ZoneInfo
 ) -> dict[str, list[Movement]]:
-    """Each account's movements that make or take lots, in journal order."""
+    """Each account's movements that make or take lots, in journal order (service days are
+    cut in `zone`)."""
     rows = await session.execute(text(MOVEMENTS), {"ids": list(account_ids)})
     histories: dict[str, list[Movement]] = {account_id: [] for account_id in account_ids}
     for row in rows:
         if row.kind not in NO_LOTS and row.amount:
+            earned_at = _day_start(row.service_day, zone)
             histories[row.account_id].append(
-                Movement(row.tx_id, row.posted_at, row.amount, row.reverses)
+                Movement(row.tx_id, row.posted_at, row.amount, row.reverses, earned_at)
             )
     return histories
 
 
-async def account_lots(session: AsyncSession, account_id: str) -> Lots:
-    """The lots of an account, replayed from the journal."""
-    return replay((await _histories(session, [account_id]))[account_id])
+async def account_lots(session: AsyncSession, account_id: str, zone: ZoneInfo) -> Lots:
+    """The lots of an account, replayed from the journal (service days cut in `zone`)."""
+    return replay((await _histories(session, [account_id], zone))[account_id])
 
 
 async def upcoming_expiries(
     session: AsyncSession, account_id: str, years: int, zone: ZoneInfo, after: date
 ) -> list[tuple[date, int]]:
     """(lapse date, amount) of the account's units that lapse after `after`, soonest first."""
-    return upcoming(await account_lots(session, account_id), years, zone, after)
+    return upcoming(await account_lots(session, account_id, zone), years, zone, after)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,21 +176,26 @@ def expiry_ref(account_id: str, as_of: date, read_seq: int, amount: int) -> Idem
 async def _targets(
     sessions: async_sessionmaker[AsyncSession], asset: str, years: int, as_of: date, zone: ZoneInfo
 ) -> list[_Target]:
-    """Open member accounts of `asset` with something available and a first credit from before
-    the first day whose earnings have not lapsed by `as_of` (the others have nothing to expire;
-    `posted_at` never decreases within a book, so the first credit is the earliest)."""
+    """Open member accounts of `asset` with something available and a credit earned before
+    the first day whose earnings have not lapsed by `as_of` (the others have nothing to expire):
+    a first credit posted before it (`posted_at` never decreases within a book), or a service
+    credit of a service day before it (a record approved or imported later)."""
     cutoff = datetime(as_of.year - years, 1, 1, tzinfo=zone)
     async with sessions() as session:
         rows = await session.execute(
             text(
                 "SELECT a.id::text AS id, a.book_code FROM accounts a "
                 "WHERE a.asset = :asset AND a.owner LIKE 'member:%' AND a.status = 'open' "
-                "AND a.posted - a.pending_debits > 0 AND (SELECT e.posted_at FROM journal_legs l "
+                "AND a.posted - a.pending_debits > 0 AND ((SELECT e.posted_at FROM journal_legs l "
                 "JOIN journal_entries e ON e.book_code = l.book_code AND e.seq = l.seq "
                 "WHERE l.account_id = a.id AND l.amount > 0 ORDER BY l.seq LIMIT 1) < :cutoff "
+                "OR EXISTS (SELECT 1 FROM journal_legs l JOIN journal_entries e "
+                "ON e.book_code = l.book_code AND e.seq = l.seq WHERE l.account_id = a.id "
+                f"AND l.amount > 0 AND e.kind = '{KIND_SERVICE_CREDIT}' "
+                f"AND {SERVICE_DAY} < :cutoff_day)) "
                 "ORDER BY a.book_code, a.id"
             ),
-            {"asset": asset, "cutoff": cutoff},
+            {"asset": asset, "cutoff": cutoff, "cutoff_day": cutoff.date().isoformat()},
         )
         return [_Target(row.id, row.book_code, asset, years) for row in rows]
 
@@ -199,7 +224,7 @@ async def _read(
             {"ids": ids},
         )
         accounts = {row.id: row for row in rows}
-        histories = await _histories(session, ids)
+        histories = await _histories(session, ids, run.zone)
     plans = []
     for target in targets:
         account = accounts[target.account_id]

@@ -54,7 +54,7 @@ export interface paths {
         };
         /**
          * Prometheus Metrics
-         * @description Prometheus exposition: requests, latencies, postings, batch sizes.
+         * @description Prometheus exposition: requests, latencies, postings, batch sizes, witnesses.
          */
         get: operations["prometheus_metrics_metrics_get"];
         put?: never;
@@ -1556,6 +1556,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/organisations/{organisation_id}/owed-minutes/{member_id}/write-off": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Write Off Owed
+         * @description Write off what a member owes the organisation after corrections of records whose
+         *     minutes were spent (docs/volunteering.md §6.1): the organisation itself, or an admin.
+         */
+        post: operations["write_off_owed_v1_organisations__organisation_id__owed_minutes__member_id__write_off_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/organisations/{organisation_id}/pools": {
         parameters: {
             query?: never;
@@ -2009,9 +2030,10 @@ export interface paths {
         put?: never;
         /**
          * Import Records
-         * @description Import historical records (CSV, UTF-8, one header row: external_id, volunteer_number,
-         *     project_id, started_at, ended_at, attested_by) as manual records waiting for approval.
-         *     Idempotent on external_id; a dry run (the default) reports every row's problems.
+         * @description Import historical records (CSV, UTF-8 or GB18030 with a warning, one header row:
+         *     external_id, volunteer_number, project_id, started_at, ended_at, attested_by) as manual
+         *     records waiting for approval. Idempotent on external_id; a dry run (the default) reports
+         *     every row's problems by the line a spreadsheet shows, and names no record it did not keep.
          */
         post: operations["import_records_v1_service_records_import_post"];
         delete?: never;
@@ -2153,8 +2175,10 @@ export interface paths {
         put?: never;
         /**
          * Reverse Record
-         * @description Correct an approved record: its credit is reversed in the ledger and the record kept as
-         *     `reversed`; enter the right record with `corrects_record_id`.
+         * @description Correct an approved record: its credit is reversed in the ledger (or, when some of its
+         *     minutes were spent or lapsed, corrected with `remainder`: docs/volunteering.md §6.1) and
+         *     the record kept as `reversed`; enter the right record with `corrects_record_id`. Once per
+         *     record: asking again answers the reversed record.
          */
         post: operations["reverse_record_v1_service_records__record_id__reverse_post"];
         delete?: never;
@@ -3663,26 +3687,75 @@ export interface components {
             dry_run: boolean;
             /** Problems */
             problems: components["schemas"]["ImportRowProblem"][];
-            /** Record Ids */
+            /**
+             * Record Ids
+             * @description the records of `recorded` that exist: in a dry run only those already imported
+             */
             record_ids: string[];
+            /**
+             * Recorded
+             * @description the rows that were (or would be) recorded or were already, in file order
+             */
+            recorded: components["schemas"]["ImportRowRecorded"][];
             /** Refused */
             refused: number;
-            /** Rows */
+            /**
+             * Rows
+             * @description data rows in the file (empty lines are not rows)
+             */
             rows: number;
+            /**
+             * Warnings
+             * @description about the whole file (a file read as GB18030 rather than UTF-8)
+             */
+            warnings: components["schemas"]["ImportWarning"][];
         };
         /** ImportRowProblem */
         ImportRowProblem: {
             /** External Id */
             external_id: string | null;
-            /** Problems */
+            /**
+             * Problems
+             * @description each with `field` (the column as the file's header names it, or `row`), `message` and `code` (a rule's refusal: its problem type URI)
+             */
             problems: {
                 [key: string]: unknown;
             }[];
             /**
              * Row
-             * @description 1-based data row (the header is row 0)
+             * @description the line a spreadsheet shows the row on (the header is line 1, the first row 2)
              */
             row: number;
+        };
+        /** ImportRowRecorded */
+        ImportRowRecorded: {
+            /** External Id */
+            external_id: string | null;
+            /**
+             * Record Id
+             * @description the record (null for a row a dry run would record: it does not exist)
+             */
+            record_id: string | null;
+            /**
+             * Row
+             * @description the line a spreadsheet shows the row on (the header is line 1, the first row 2)
+             */
+            row: number;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "accepted" | "already_imported";
+        };
+        /** ImportWarning */
+        ImportWarning: {
+            /**
+             * Code
+             * @example encoding_gb18030
+             */
+            code: string;
+            /** Message */
+            message: string;
         };
         /** InclusionProofRead */
         InclusionProofRead: {
@@ -4345,6 +4418,35 @@ export interface components {
             /** Cap */
             cap: number;
         };
+        /** OwedWriteOffIn */
+        OwedWriteOffIn: {
+            /** Reason */
+            reason: string;
+        };
+        /** OwedWrittenOff */
+        OwedWrittenOff: {
+            /**
+             * Member Id
+             * Format: uuid
+             */
+            member_id: string;
+            /**
+             * Organisation Id
+             * Format: uuid
+             */
+            organisation_id: string;
+            /**
+             * Tx Id
+             * Format: uuid
+             * @description the service_correction.write_off entry
+             */
+            tx_id: string;
+            /**
+             * Written Off Minutes
+             * @description all the member owed the organisation
+             */
+            written_off_minutes: number;
+        };
         /** PairReconciliation */
         PairReconciliation: {
             /** Assets */
@@ -4787,6 +4889,36 @@ export interface components {
              */
             tx_id: string;
         };
+        /** ProofRecordChange */
+        ProofRecordChange: {
+            /**
+             * At
+             * @description when (RFC 3339 UTC)
+             */
+            at: string | null;
+            /**
+             * Change
+             * @description reversed: its credit was reversed; corrected: it was corrected after its minutes were spent or lapsed (docs/volunteering.md §6.1)
+             */
+            change: ("reversed" | "corrected") | null;
+            /**
+             * Minutes
+             * @description the minutes the proof listed for it
+             */
+            minutes: number | null;
+            /** Record Id */
+            record_id: string;
+            /**
+             * Status
+             * @description the record's status now (reversed), or unknown
+             */
+            status: string;
+            /**
+             * Tx Id
+             * @description the reversal's or correction's ledger transaction
+             */
+            tx_id: string | null;
+        };
         /** ProofTotals */
         ProofTotals: {
             /**
@@ -5212,6 +5344,16 @@ export interface components {
             /** Reason */
             reason: string;
         };
+        /** ReverseIn */
+        ReverseIn: {
+            /** Reason */
+            reason: string;
+            /**
+             * Remainder
+             * @description what becomes of the minutes the member (or the public pool) no longer holds, when some were spent or lapsed: owed by the member (their later service credits settle it first) or written off by the organisation. Not needed while all are held (the credit is then simply reversed); without it a record whose minutes were spent is refused (correction-needs-remainder)
+             */
+            remainder?: ("owed" | "written_off") | null;
+        };
         /** RuleCreate */
         RuleCreate: {
             /** @description per member, in from_asset units */
@@ -5388,6 +5530,16 @@ export interface components {
         };
         /** ServiceProofRead */
         ServiceProofRead: {
+            /**
+             * Changed Records
+             * @description the listed records that no longer stand, in the document's order
+             */
+            changed_records: components["schemas"]["ProofRecordChange"][];
+            /**
+             * Checked At
+             * @description when this answer was made (RFC 3339 UTC)
+             */
+            checked_at: string;
             /** @description the token's payload, decoded */
             document: components["schemas"]["ServiceProofDocument"];
             /** Issued At */
@@ -5399,12 +5551,25 @@ export interface components {
             /** Proof Id */
             proof_id: string;
             /**
+             * Records Stand
+             * @description every record the proof lists is still approved now
+             */
+            records_stand: boolean;
+            /**
              * Signature Valid
-             * @description the token verifies now with the service's JWKS and names this proof
+             * @description the token verifies now with the service's JWKS and names this proof: it proves what was issued, not that it still holds
              */
             signature_valid: boolean;
+            /** @description the document's totals over the listed records that still stand */
+            standing_totals: components["schemas"]["ProofTotals"];
             /** Token */
             token: string;
+            /**
+             * Verdict
+             * @description valid: the signature verifies and every record stands; changed: the signature verifies but records were reversed or corrected since the proof was issued; invalid: the signature does not verify
+             * @enum {string}
+             */
+            verdict: "valid" | "changed" | "invalid";
         };
         /**
          * ServiceRecordCreate
@@ -14159,6 +14324,128 @@ export interface operations {
             };
         };
     };
+    write_off_owed_v1_organisations__organisation_id__owed_minutes__member_id__write_off_post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description mini-program credentials: the member this request acts for */
+                "X-Member-Id"?: string | null;
+                /** @description 1-255 printable ASCII characters; a retry with the same key and body gets the first answer */
+                "idempotency-key": string;
+            };
+            path: {
+                organisation_id: string;
+                member_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OwedWriteOffIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwedWrittenOff"];
+                };
+            };
+            /** @description malformed JSON, or the Idempotency-Key header is missing */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the role may never do this, or not to this object (docs/authorization.md) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the object is missing or out of the caller's reach */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused by a rule of the domain, or the first request with this key is running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is not of the media type the route takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a parameter, header or body field is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the credential's rate limit is used up (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unavailable (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_pools_v1_organisations__organisation_id__pools_get: {
         parameters: {
             query?: never;
@@ -17377,7 +17664,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RejectIn"];
+                "application/json": components["schemas"]["ReverseIn"];
             };
         };
         responses: {

@@ -144,6 +144,26 @@ async def test_a_pasted_receipt_verifies_and_a_tampered_one_does_not(
     await page.click("#receipt-form button[type=submit]")
     await page.wait_for_selector("#receipt-verdict[data-valid=true]")
     assert await out.inner_text() == "服务证明有效"
+    # The public check's answer says whether its records still stand: as the service would
+    # answer once one was corrected (docs/service-proof.md §7), the signature still good.
+    async with console.api("admin") as client:
+        check = (await client.get(f"/v1/service-proofs/{proof.json()['proof_id']}")).json()
+    assert check["records_stand"] is True
+    await page.fill("#receipt-input", json.dumps(check))
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-valid=true]")
+    assert await out.inner_text() == "服务证明有效"
+    changed = check | {
+        "records_stand": False,
+        "changed_records": [{"record_id": "r", "status": "reversed", "change": "corrected"}],
+        "standing_totals": check["standing_totals"] | {"hours": "0.50"},
+        "verdict": "changed",
+    }
+    await page.fill("#receipt-input", json.dumps(changed))
+    await page.click("#receipt-form button[type=submit]")
+    await page.wait_for_selector("#receipt-verdict[data-changed=true]")
+    said = await out.inner_text()
+    assert said == "签名有效，但出具后有 1 条记录已被冲正或更正，现仍成立 0.50 小时"
     token = proof.json()["token"]
     forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     await page.fill("#receipt-input", json.dumps(proof.json() | {"token": forged}))

@@ -25,7 +25,8 @@ const WORDS = {
     noSeq: "问题不在某一条分录上", ownKeys: "注意：使用的是文件自带的密钥，只能证明文件自洽",
     receipt: "核验凭条或服务证明", paste: "粘贴凭条（JWS）或服务证明（JSON）",
     check: "核验", scan: "扫码核验", camera: "摄像头画面", receiptOk: "凭条有效：账本 {book}，序号 {seq}，{kind}",
-    proofOk: "服务证明有效", invalid: "无效：{reason}", seconds: "{n} 秒", minutes: "{n} 分钟",
+    proofOk: "服务证明有效",
+    proofChanged: "签名有效，但出具后有 {n} 条记录已被冲正或更正，现仍成立 {hours} 小时", invalid: "无效：{reason}", seconds: "{n} 秒", minutes: "{n} 分钟",
     hours: "{n} 小时", days: "{n} 天", noExport: "本角色不能下载导出文件（由管理员或审计员下载）",
     policy: "见证策略", policyHelp: "见证人（如民政局、纪委、合作基金会）为每个检查点联署。设定策略后，导出文件的检查点和凭条的证明须达到其法定人数。策略只保存在本浏览器中，不从服务获取。",
     policyText: "策略文本（C2SP tlog-policy）", policyFile: "或从文件读取", policySave: "保存策略",
@@ -53,7 +54,9 @@ const WORDS = {
     noSeq: "The problem is not in one entry", ownKeys: "Note: the file's own keys were used; this only shows the file is self-consistent",
     receipt: "Verify a receipt or a service proof", paste: "Paste a receipt (JWS) or a service proof (JSON)",
     check: "Verify", scan: "Scan a QR code", camera: "Camera view", receiptOk: "Valid receipt: book {book}, seq {seq}, {kind}",
-    proofOk: "Valid service proof", invalid: "Invalid: {reason}", seconds: "{n} s",
+    proofOk: "Valid service proof",
+    proofChanged: "Signature valid, but {n} of its records were reversed or corrected since; {hours} h still stand",
+    invalid: "Invalid: {reason}", seconds: "{n} s",
     minutes: "{n} min", hours: "{n} h", days: "{n} days",
     noExport: "This role cannot download the export (admins and auditors do)",
     policy: "Witness policy", policyHelp: "Witnesses (the civil-affairs bureau, the discipline office, a partner foundation) cosign each checkpoint. With a policy set, an export's checkpoint and a receipt's proof must meet its quorum. The policy is kept in this browser only, never taken from the service.",
@@ -269,6 +272,7 @@ function receiptCard(jwks) {
     const verify = await import("../../verify.js");
     out.className = "";
     delete out.dataset.valid;
+    delete out.dataset.changed;
     cosigners.replaceChildren();
     // A JSON text is a service proof's answer; a token may be a receipt or a proof's token.
     const proof = () => verify.verifyServiceProof(text, jwks);
@@ -295,7 +299,14 @@ function receiptCard(jwks) {
       }
     }
     if (result.witnesses) cosigners.append(cosignedLine(result.witnesses));
-    if (result.ok) {
+    // The public check's answer (docs/service-proof.md §7) also says whether the records
+    // still stand: the signature proves what was issued, not that it still holds.
+    const changed = isProof && result.ok ? standingOf(text) : null;
+    if (changed) {
+      out.textContent = t(WORDS, "proofChanged", changed);
+      out.className = "warn";
+      out.dataset.changed = "true";
+    } else if (result.ok) {
       const claims = result.claims ?? {};
       out.textContent = isProof ? t(WORDS, "proofOk")
         : t(WORDS, "receiptOk", { book: claims.book, seq: claims.seq, kind: claims.kind });
@@ -307,6 +318,18 @@ function receiptCard(jwks) {
     out.dataset.valid = String(result.ok);
   });
   return el("section", { className: "card", id: "verify-receipt" }, el("h3", { textContent: t(WORDS, "receipt") }), form);
+}
+
+/** From a proof check's JSON answer, how many records no longer stand and the hours that do,
+ * or null when all stand (or the text is not such an answer). */
+function standingOf(text) {
+  try {
+    const answer = JSON.parse(text);
+    if (answer?.records_stand !== false || !Array.isArray(answer.changed_records)) return null;
+    return { n: answer.changed_records.length, hours: answer.standing_totals?.hours ?? "?" };
+  } catch {
+    return null;
+  }
 }
 
 function policyCard() {
