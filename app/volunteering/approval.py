@@ -46,8 +46,6 @@ from app.volunteering.schemas import BulkApproveItem, OwedWrittenOff, ServiceRec
 
 log = structlog.get_logger("timebank.volunteering")
 
-log = structlog.get_logger("timebank.volunteering")
-
 # At most this many approvals of one bulk request wait on the ledger at once.
 BULK_CONCURRENCY = 8
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import structlog
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -23,7 +22,6 @@ from app.ledger.schemas import BookCode
 from app.volunteering import approval, disputes, importing, record_access, records, schemas
 from app.volunteering.rules import rules_of
 
-log = structlog.get_logger("timebank.volunteering")
 router = APIRouter(prefix="/v1", tags=["service records"])
 
 CERTIFIERS = ("admin", "org")
@@ -99,15 +97,6 @@ async def import_records(
             raise
         # A dry run ran every rule against the real tables; it leaves nothing behind.
         await (transaction.rollback() if dry_run else transaction.commit())
-    log.info(
-        "volunteering.import_done",
-        organisation_id=caller.organisation_id,
-        rows=report.rows,
-        accepted=report.accepted,
-        already_imported=report.already_imported,
-        refused=report.refused,
-        dry_run=dry_run,
-    )
     return report
 
 

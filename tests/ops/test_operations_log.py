@@ -277,7 +277,7 @@ async def test_credential_changes_sign_ins_and_imports_are_notable_events(served
     ]
     [done] = events_named(records, "volunteering.import_done")
     assert (done["rows"], done["accepted"], done["refused"], done["dry_run"]) == (1, 0, 1, True)
-    assert done["request_id"] == "import-1"
+    assert (done["request_id"], done["credential_id"]) == ("import-1", admin_id)
     for secret in (granted["token"], rotated["token"], NAME):
         assert secret not in text and json.dumps(secret) not in text
 
