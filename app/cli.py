@@ -315,6 +315,8 @@ def expire(
     except ValueError:
         console.print(f"--as-of must be a date, YYYY-MM-DD (not {as_of!r})")
         raise typer.Exit(2) from None
+    # The run's summary is also a log line (JSON on stderr), for the operations log.
+    configure_logging(settings.log_level, settings.log_json)
     urls = _database(settings)
 
     async def run() -> dict[str, Any]:
@@ -333,7 +335,17 @@ def expire(
         finally:
             await runtime.close()
 
-    print(json.dumps(asyncio.run(run()), indent=2))
+    summary = asyncio.run(run())
+    log.info(
+        "exchange.expiry_run",
+        as_of=summary["as_of"],
+        entries=summary["entries_posted"],
+        units_by_asset=summary["units_expired_by_asset"],
+        accounts_examined=summary["accounts_examined"],
+        accounts_unsettled=summary["accounts_unsettled"],
+        dry_run=False,
+    )
+    print(json.dumps(summary, indent=2))
 
 
 @cli.command()
@@ -411,7 +423,10 @@ def main() -> None:
 
         if not is_outage(exc):
             raise
-        print(f"timebank: the database cannot be reached now: {describe(exc)}", file=sys.stderr)
+        if structlog.is_configured():  # a command whose stderr is JSON lines (serve, ...)
+            log.error("cli.database_unavailable", error=describe(exc), outage=True)
+        else:
+            print(f"timebank: the database cannot be reached now: {describe(exc)}", file=sys.stderr)
         raise SystemExit(3) from None
 
 

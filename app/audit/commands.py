@@ -25,6 +25,7 @@ from app.audit.offline import (
 from app.audit.witness_policy import PolicyError, QuorumVerdict, WitnessPolicy, parse_policy
 from app.config import get_settings
 from app.kit import deep_json
+from app.logging import configure_logging
 
 keys_cli = typer.Typer(help="Signing keys of receipts and checkpoints.", no_args_is_help=True)
 audit_cli = typer.Typer(help="Offline checks of exports and receipts.", no_args_is_help=True)
@@ -43,6 +44,8 @@ def rotate() -> None:
     from app.runtime import Runtime
 
     settings = get_settings()
+    # The rotation is also a log line (JSON on stderr), for the operations log.
+    configure_logging(settings.log_level, settings.log_json)
     urls = resolve_database(settings)
     asyncio.run(migrations.upgrade(urls.owner, settings.app_role))
     passphrase = signing_key_passphrase(settings)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+import structlog
 
 from app.audit.keys import format_time
 from app.audit.keystore import Rotation, rotate_key
@@ -14,6 +15,8 @@ from app.kit.faults import fault_point
 from app.ledger.outcomes import IdempotencyRef, refusal
 from app.ledger.sequencer import Sequencer
 from app.ledger.service import OnConnection, Poster, post_notice
+
+log = structlog.get_logger("timebank.audit")
 
 
 @dataclass
@@ -61,4 +64,5 @@ async def rotate_and_announce(
         fault_point("keys.rotate.rotated")
         announced = await announce(conn, OnConnection(conn, sequencer), rotation)
         fault_point("keys.rotate.announced")
-        return announced
+    log.info("audit.key_rotated", **notice_facts(rotation), books=len(announced.books))
+    return announced

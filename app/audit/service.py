@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 import structlog
+from prometheus_client import Gauge
 
 from app.audit import merkle, schemas, tlog, witnessing
 from app.audit.checkpoint import TlogProof
@@ -26,6 +27,17 @@ from app.kit.problems import ValidationFailed
 from app.ledger.errors import BookNotFound
 
 log = structlog.get_logger("timebank.audit")
+# Set from the database when metrics are scraped: how far the log follower is behind.
+LAG = Gauge(
+    "timebank_log_behind_entries",
+    "Journal entries of the book not yet in its transparency log (alert when it stays high)",
+    ["book"],
+    multiprocess_mode="mostrecent",
+)
+LAG_SQL = (
+    "SELECT h.book_code, h.seq - l.tree_size AS behind "
+    "FROM book_heads h JOIN log_heads l USING (book_code)"
+)
 
 # Books whose journal is ahead of their tree.
 BEHIND = """
@@ -156,8 +168,13 @@ class AuditLog:
         await asyncio.gather(log_loop(), witness_loop())
 
     async def refresh_gauges(self) -> None:
-        """Set the gauges that are read from the database (the witnesses') before a scrape."""
+        """Set the gauges that are read from the database (the witnesses', the log's lag)
+        before a scrape."""
         await witnessing.refresh_gauges(self.pool)
+        async with acquire(self.pool) as conn:
+            rows = await conn.fetch(LAG_SQL)
+        for row in rows:
+            LAG.labels(row["book_code"]).set(row["behind"])
 
     async def keys(self) -> list[StoredKey]:
         """Every signing key ever made, oldest first (read now)."""

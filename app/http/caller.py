@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated, Protocol
 from uuid import UUID
 
+import structlog
 from fastapi import Depends, Header, Request
 
 from app.kit.problems import CsrfRefused, Unauthorized, ValidationFailed
@@ -90,10 +91,29 @@ class Authenticates(Protocol):
     async def authenticate_session(self, secret: str) -> ConsoleSession: ...
 
 
+log = structlog.get_logger("timebank.identity")
+# Where the request's log line (app/http/middleware.py) finds the credential: a key of the
+# request's `state`, which the middleware and the routes' `Request` share.
+CREDENTIAL_STATE = "credential_id"
+
+
+def _identified(request: Request, credential: Credential) -> None:
+    """Name the caller's credential in the request's log line and in every line the request
+    logs after this (its id only)."""
+    setattr(request.state, CREDENTIAL_STATE, credential.id)
+    structlog.contextvars.bind_contextvars(credential_id=credential.id)
+
+
+def _unauthenticated(reason: str, message: str) -> Unauthorized:
+    log.info("identity.authentication_failed", reason=reason)
+    return Unauthorized(message)
+
+
 async def _console_caller(request: Request, authenticator: Authenticates, secret: str) -> Caller:
     """The caller of a console request: its session, and for a write the session's CSRF token
     repeated in a header (a cookie alone is sent by any page that makes the browser ask)."""
     console = await authenticator.authenticate_session(secret)
+    _identified(request, console.credential)
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode(), console.csrf_token.encode()):
@@ -111,9 +131,11 @@ async def authenticate_request(
         secret = request.cookies.get(SESSION_COOKIE)
         if secret:
             return await _console_caller(request, authenticator, secret)
-    if not authorization or not authorization.startswith(BEARER):
-        raise Unauthorized("send Authorization: Bearer <token>")
+        raise _unauthenticated("missing", "send Authorization: Bearer <token>")
+    if not authorization.startswith(BEARER):
+        raise _unauthenticated("not_bearer", "send Authorization: Bearer <token>")
     credential = await authenticator.authenticate(authorization[len(BEARER) :].strip())
+    _identified(request, credential)
     if member is None or credential.role != "miniprogram":
         return Caller(credential)
     try:

@@ -1,8 +1,12 @@
-"""ASGI middleware: body limits, media types, request logs and metrics in one pass."""
+"""ASGI middleware: request ids, body limits, media types, request logs and metrics in one
+pass."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -10,10 +14,13 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.http.caller import CREDENTIAL_STATE
 from app.http.responses import json_response
 from app.kit import input_policy
 from app.kit.outages import describe
 from app.kit.problems import (
+    PROBLEM_BASE,
+    PROBLEM_MEDIA_TYPE,
     BodyTooLarge,
     InternalError,
     MalformedJson,
@@ -24,6 +31,12 @@ from app.kit.problems import (
 
 log = structlog.get_logger("timebank.http")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+REQUEST_ID_HEADER = "X-Request-Id"
+# A caller's own request id is kept when it is short and plain (it goes into every log line).
+_CALLERS_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()
+_PROBLEM_MEDIA = PROBLEM_MEDIA_TYPE.encode()
+_LONGEST_PROBLEM = 64 * 1024
 
 
 class _TooLarge(Exception):
@@ -32,6 +45,58 @@ class _TooLarge(Exception):
 
 class _Disconnected(Exception):
     pass
+
+
+def request_id(headers: dict[str, str]) -> str:
+    """The request's id: the caller's `X-Request-Id` if it is 1-64 of `[A-Za-z0-9._:-]`, else a
+    new one."""
+    sent = headers.get(_REQUEST_ID_KEY)
+    if sent is not None and _CALLERS_REQUEST_ID.fullmatch(sent):
+        return sent
+    return uuid.uuid4().hex
+
+
+def _problem_slug(body: bytes) -> str | None:
+    try:
+        kind = json.loads(body).get("type")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(kind, str) and kind.startswith(PROBLEM_BASE):
+        return kind[len(PROBLEM_BASE) :]
+    return None
+
+
+class _Answer:
+    """What the request was answered, seen on its way out: status, problem type, and the
+    request id added to the response's headers."""
+
+    __slots__ = ("_watch", "id", "problem", "send", "started", "status")
+
+    def __init__(self, rid: str, send: Send) -> None:
+        self.id = rid
+        self.send = send
+        self.status = 500
+        self.started = False
+        self.problem: str | None = None
+        self._watch = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.started = True
+            headers = list(message.get("headers", ()))
+            self._watch = self.status >= 400 and any(
+                k.lower() == b"content-type" and v.startswith(_PROBLEM_MEDIA) for k, v in headers
+            )
+            headers.append((_REQUEST_ID_KEY.encode(), self.id.encode()))
+            message = {**message, "headers": headers}
+        elif message["type"] == "http.response.body" and self._watch:
+            # A problem document is one small body: its type names the refusal in the log.
+            self._watch = False
+            body = message.get("body", b"")
+            if not message.get("more_body", False) and len(body) <= _LONGEST_PROBLEM:
+                self.problem = _problem_slug(body)
+        await self.send(message)
 
 
 def _internal(_exc: Exception) -> TimebankError:
@@ -67,16 +132,33 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        answer = _Answer(request_id(headers), send)
+        scope.setdefault("state", {})
+        # Every line logged while serving the request carries its id; unbound afterwards (a
+        # task may serve several requests, as in-process clients do).
+        bound = structlog.contextvars.bind_contextvars(request_id=answer.id, credential_id=None)
+        try:
+            await self._serve(scope, receive, answer, headers, started)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        answer: _Answer,
+        headers: dict[str, str],
+        started: float,
+    ) -> None:
         csv_limit = self.csv_uploads.get(scope["path"])
         limit = self.max_body if csv_limit is None else csv_limit
         refusal = self._refuse(scope["method"], headers, limit, csv_limit is not None)
         if refusal is None:
             refusal = self._refuse_url(scope)
         if refusal is not None:
-            await self._answer(refusal, scope, receive, send)
-            self._observe(scope, refusal.status, started)
+            await self._answer(refusal, scope, receive, answer)
+            self._observe(scope, answer, started)
             return
 
         app_receive = receive
@@ -88,43 +170,34 @@ class EdgeMiddleware:
             except _TooLarge:
                 refusal = BodyTooLarge(f"the body exceeds {limit} bytes")
             except _Disconnected:
-                self._observe(scope, 499, started)  # the client left; nobody to answer
+                answer.status = 499  # the client left; nobody to answer
+                self._observe(scope, answer, started)
                 return
             else:
                 refusal = self._refuse_body(body, csv_limit is not None)
             if refusal is not None:
-                await self._answer(refusal, scope, receive, send)
-                self._observe(scope, refusal.status, started)
+                await self._answer(refusal, scope, receive, answer)
+                self._observe(scope, answer, started)
                 return
             app_receive = self._replay(body, receive)
 
-        started_response = False
-
-        async def observed_send(message: Message) -> None:
-            nonlocal started_response
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                started_response = True
-            await send(message)
-
         failure: Exception | None = None
         try:
-            await self.app(scope, app_receive, observed_send)
+            await self.app(scope, app_receive, answer)
         except Exception as exc:
-            if started_response:
+            if answer.started:
                 # Cut short mid-answer (a stream): only closing the connection tells the client.
-                # uvicorn does that, and logs the error (one JSON line, see app/logging.py).
-                self._observe(scope, status["code"], started, logged=False)
+                # uvicorn does that, and logs the traceback (one JSON line, see app/logging.py).
+                self._observe(scope, answer, started, failure=exc, cut_short=True)
                 raise
             # Answered here rather than by Starlette's ServerErrorMiddleware, which re-raises
             # after answering: uvicorn would then log a second traceback and close the
             # connection, resetting the client's next request on it.
             failure = exc
-            answer = self.on_error(exc)
-            response = json_response(answer.status, answer.problem(scope["path"]), answer.headers)
-            await response(scope, receive, send)
-            status["code"] = answer.status
-        self._observe(scope, status["code"], started, failure=failure)
+            error = self.on_error(exc)
+            response = json_response(error.status, error.problem(scope["path"]), error.headers)
+            await response(scope, receive, answer)
+        self._observe(scope, answer, started, failure=failure)
 
     def _refuse(
         self, method: str, headers: dict[str, str], limit: int, csv: bool
@@ -207,12 +280,13 @@ class EdgeMiddleware:
     def _observe(
         self,
         scope: Scope,
-        status: int,
+        answer: _Answer,
         started: float,
         failure: Exception | None = None,
-        logged: bool = True,
+        cut_short: bool = False,
     ) -> None:
         elapsed = time.perf_counter() - started
+        status = answer.status
         route: Any = scope.get("route")
         path = getattr(route, "path", "unmatched")
         series = self._series.get((scope["method"], path, status))
@@ -223,19 +297,27 @@ class EdgeMiddleware:
             )
         series[0].inc()
         series[1].observe(elapsed)
-        if not logged:
-            return
         fields: dict[str, Any] = {}
-        if failure is not None and status == 500:  # a bug: its traceback, in this one line
+        if answer.problem is not None:
+            fields["problem"] = answer.problem
+        if cut_short and failure is not None:  # uvicorn logs its traceback
+            fields["error"] = f"the answer was cut short: {type(failure).__name__}"
+        elif failure is not None and status == 500:  # a bug: its traceback, in this one line
             fields["exc_info"] = failure
         elif failure is not None:  # an outage: what failed is enough, it may fail many times
             fields["error"] = describe(failure)
-        emit = log.error if status == 500 else log.warning if status >= 500 else log.debug
+        emit = (
+            log.error if status == 500 or cut_short else log.warning if status >= 500 else log.info
+        )
+        # The route's template, never the path or query: they may name a member or carry
+        # personal data.
         emit(
             "http.request",
             method=scope["method"],
             route=path,
             status=status,
             duration_ms=round(elapsed * 1000, 2),
+            credential_id=scope["state"].get(CREDENTIAL_STATE),
+            request_id=answer.id,
             **fields,
         )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.http.caller import ConsoleSession, Credential
 from app.identity.console_sessions import live_session
-from app.identity.credentials import CHANNEL, token_hash
+from app.identity.credentials import CHANNEL, token_hash, token_prefix
 from app.identity.rate_limit import TokenBucketLimiter, retry_after_header
 from app.kit.pg_pool import connect
 from app.kit.problems import RateLimited, Unauthorized
@@ -117,6 +117,13 @@ class Authenticator:
                 self._digests[cached.credential.id] = digest
         credential = cached.credential
         if credential is None:
+            # Revoked, rotated, mistyped or guessed: the prefix tells which credential it was
+            # once (tokens of another format may be anyone's secret: nothing of them).
+            log.warning(
+                "identity.authentication_failed",
+                reason="unknown_token",
+                token_prefix=token_prefix(token),
+            )
             raise Unauthorized("the bearer token is not valid")
         self._limit(credential)
         if now - self._touched.get(credential.id, -1e9) > LAST_USED_RESOLUTION_S:
@@ -133,6 +140,7 @@ class Authenticator:
         async with self._sessions() as session:
             live = await live_session(session, secret)
         if live is None:
+            log.warning("identity.authentication_failed", reason="session_ended")
             raise Unauthorized(
                 "the console session has ended (signed out, expired, or its "
                 "credential revoked or rotated): sign in again"

@@ -15,13 +15,16 @@ import uuid
 from datetime import datetime
 from typing import Final
 
+import structlog
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http.caller import ConsoleSession, Credential
-from app.identity.credentials import token_hash
+from app.identity.credentials import token_hash, token_prefix
 from app.kit.problems import Forbidden, Unauthorized
+
+log = structlog.get_logger("timebank.identity")
 
 # The roles a person signs in to the console with; a kiosk or the mini-program has its own page.
 CONSOLE_ROLES: Final = ("admin", "org", "auditor")
@@ -81,6 +84,11 @@ async def open_session(session: AsyncSession, token: str, ttl_s: int) -> OpenedS
         )
     ).one_or_none()
     if row is None:
+        log.warning(
+            "identity.authentication_failed",
+            reason="console_sign_in",
+            token_prefix=token_prefix(token),
+        )
         raise Unauthorized("the token is not valid (unknown, revoked or rotated)")
     if row.role not in CONSOLE_ROLES:
         raise Forbidden(

@@ -37,6 +37,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_prefix(token: str) -> str | None:
+    """The part of a token that is not secret (stored and shown as a credential's
+    `token_prefix`), when it has this service's format; None for anything else, which may be
+    anyone's secret."""
+    if token.startswith(TOKEN_PREFIX) and len(token) > 8:
+        return token[:8]
+    return None
+
+
 def new_token() -> str:
     """A fresh bearer token: a recognisable prefix and 256 random bits."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -17,7 +17,12 @@ from app.identity import credentials, errors, schemas
 from app.identity.authentication import Authenticator
 from app.identity.authorization import listed_book, require_book
 from app.identity.dependencies import allow
-from app.identity.grants import credential_json, credential_notice, issue_credential
+from app.identity.grants import (
+    credential_json,
+    credential_notice,
+    issue_credential,
+    log_credential_change,
+)
 from app.kit.problems import Forbidden
 from app.ledger.schemas import BookCode
 
@@ -29,7 +34,10 @@ def _answer(answer: ActionAnswer) -> Response:
     return replayable_response(answer.status_code, answer.body, answer.replayed)
 
 
-def _forgotten(request: Request, credential_id: UUID, answer: ActionAnswer) -> Response:
+def _forgotten(
+    request: Request, credential_id: UUID, answer: ActionAnswer, event: str, by: str
+) -> Response:
+    log_credential_change(event, answer, by)
     # The NOTIFY of the change reaches this process too, but only after this answer: forget
     # the old token here so that the caller's very next request is refused.
     authenticator: Authenticator = request.app.state.authenticator
@@ -118,8 +126,9 @@ async def revoke_credential(credential_id: UUID, ctx: Posting, request: Request)
             credential_notice(credential, "credential_revoked", actor),
         )
 
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, revoke)
     return _forgotten(
-        request, credential_id, await run_action(ctx.sessions, ctx.sequencer, ctx.idem, revoke)
+        request, credential_id, answer, "identity.credential_revoked", actor["credential"]
     )
 
 
@@ -141,6 +150,7 @@ async def rotate_credential(credential_id: UUID, ctx: Posting, request: Request)
         notice = credential_notice(credential, "credential_rotated", actor)
         return ActionResult(200, credential_json(credential), notice, {"token": token})
 
+    answer = await run_action(ctx.sessions, ctx.sequencer, ctx.idem, rotate)
     return _forgotten(
-        request, credential_id, await run_action(ctx.sessions, ctx.sequencer, ctx.idem, rotate)
+        request, credential_id, answer, "identity.credential_rotated", actor["credential"]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.http.actions import ActionAnswer, ActionResult, Notice, run_action
@@ -12,6 +13,8 @@ from app.identity import credentials, errors, schemas
 from app.kit.canonical_json import JsonObject
 from app.ledger.outcomes import IdempotencyRef
 from app.ledger.sequencer import Sequencer
+
+log = structlog.get_logger("timebank.identity")
 
 
 def credential_json(credential: schemas.CredentialRead) -> JsonObject:
@@ -28,6 +31,25 @@ def credential_notice(
     return Notice(credential.book, what, credentials.notice_facts(credential), actor)
 
 
+def log_credential_change(event: str, answer: ActionAnswer, by: str, **fields: str) -> None:
+    """One line for a credential granted, revoked or rotated, once it has committed (not for
+    a replay): ids, role and reach; never the token, nor the credential's name."""
+    if answer.replayed or answer.status_code >= 300:
+        return
+    body = answer.body
+    # `subject_id`: the credential changed (`credential_id`, as on every line of a request,
+    # is the caller's).
+    log.info(
+        event,
+        subject_id=body["id"],
+        role=body["role"],
+        book=body["book"],
+        organisation_id=body.get("organisation_id"),
+        by=by,
+        **fields,
+    )
+
+
 async def issue_credential(
     sessions: async_sessionmaker[AsyncSession],
     sequencer: Sequencer,
@@ -40,7 +62,9 @@ async def issue_credential(
     async def issue(session: AsyncSession) -> ActionResult:
         return await grant(session, spec, actor)
 
-    return await run_action(sessions, sequencer, idem, issue)
+    answer = await run_action(sessions, sequencer, idem, issue)
+    log_credential_change("identity.credential_granted", answer, actor["credential"])
+    return answer
 
 
 async def grant(

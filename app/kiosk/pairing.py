@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Final
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,8 @@ from app.kiosk import catalogue, errors, schemas
 from app.kiosk.catalogue import Site
 from app.ledger.outcomes import IdempotencyRef
 from app.ledger.sequencer import Sequencer
+
+log = structlog.get_logger("timebank.kiosk")
 
 LENGTH: Final = 8
 _INVALID: Final = "the pairing code is unknown, expired or used"
@@ -126,4 +129,15 @@ async def pair(
         await use(session, cipher, data.code, uuid.UUID(str(granted.body["id"])), now)
         return granted
 
-    return await run_action(sessions, sequencer, idem, action)
+    answer = await run_action(sessions, sequencer, idem, action)
+    body = answer.body
+    if not answer.replayed:
+        # `by`: the credential that issued the code (the grant's actor), who let this kiosk in.
+        log.info(
+            "kiosk.paired",
+            kiosk_credential_id=body["id"],
+            site_id=body.get("organisation_id"),
+            book=body["book"],
+            by=body.get("created_by"),
+        )
+    return answer

@@ -77,6 +77,7 @@ def log_failure(logger: Any, event: str, exc: BaseException, **fields: Any) -> N
     a warning naming what failed (it may repeat every second until the database is back),
     anything else as an error with its traceback."""
     if is_outage(exc):
-        logger.warning(event, error=describe(exc), **fields)
+        # `outage`: one query finds every line of a database outage, whichever task logged it.
+        logger.warning(event, error=describe(exc), outage=True, **fields)
     else:
         logger.error(event, exc_info=exc, **fields)

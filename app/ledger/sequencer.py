@@ -352,7 +352,11 @@ class Sequencer:
                     outage = unavailable(exc) or _unusable(exc)
                     if outage is not None:  # a warning: it repeats while the database is down
                         log.warning(
-                            "ledger.batch_failed", error=describe(exc), book=book, size=len(batch)
+                            "ledger.batch_failed",
+                            error=describe(exc),
+                            outage=True,
+                            book=book,
+                            size=len(batch),
                         )
                         self.forget()
                         _fail_all(batch, outage)

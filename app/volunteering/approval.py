@@ -110,6 +110,11 @@ async def approve(
             {"o": record.organisation_id},
         )
         if checked.scalar_one():
+            log.info(
+                "volunteering.maker_checker_refused",
+                record_id=str(record_id),
+                organisation_id=str(record.organisation_id),
+            )
             raise errors.MakerChecker(
                 "this organisation requires another credential to approve a manual record "
                 "than the one that entered it"
@@ -154,6 +159,18 @@ async def approve(
         {"by": caller.credential.id, "tx": tx_id, "id": record_id},
     )
     await add_event(session, record_id, "approved", caller.actor(), {"tx_id": tx_id})
+    # Written before the caller's transaction commits: the request's line says whether it did.
+    log.info(
+        "volunteering.record_approved",
+        record_id=str(record_id),
+        tx_id=tx_id,
+        book=record.book,
+        organisation_id=str(record.organisation_id),
+        minutes=minutes,
+        evidence=record.evidence,
+        entered_by=str(record.entered_by),
+        approved_by=caller.credential.id,
+    )
     return await get_record(session, record_id)
 
 
