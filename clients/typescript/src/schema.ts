@@ -54,7 +54,7 @@ export interface paths {
         };
         /**
          * Prometheus Metrics
-         * @description Prometheus exposition: requests, latencies, postings, batch sizes.
+         * @description Prometheus exposition: requests, latencies, postings, batch sizes, witnesses.
          */
         get: operations["prometheus_metrics_metrics_get"];
         put?: never;
@@ -12056,7 +12056,7 @@ export interface operations {
     find_members_v1_members_get: {
         parameters: {
             query?: {
-                /** @description the book (required of platform credentials) */
+                /** @description the book (a platform credential names one unless only one exists) */
                 book?: string | null;
                 /** @description a volunteer number (exact, any case), an 11-digit phone number (exact; spaces, hyphens and +86 allowed) or part of a display name (any case); phone numbers and names only for callers that see personal data (admins) */
                 q?: string | null;
@@ -17486,7 +17486,7 @@ export interface operations {
         parameters: {
             query?: {
                 group_by?: "month" | "day";
-                /** @description the book (required of platform credentials) */
+                /** @description the book (a platform credential names one unless only one exists) */
                 book?: string | null;
                 /** @description first service day (inclusive) */
                 from?: string | null;
@@ -17575,7 +17575,7 @@ export interface operations {
         parameters: {
             query?: {
                 group_by?: "category" | "organisation" | "community" | "month";
-                /** @description the book (required of platform credentials) */
+                /** @description the book (a platform credential names one unless only one exists) */
                 book?: string | null;
                 /** @description first service day (inclusive) */
                 from?: string | null;
