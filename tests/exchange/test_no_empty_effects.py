@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import Api
 from tests.exchange.market import Market, build_market
 from tests.exchange.test_gifts import fund, gift, put_policy
+from tests.kiosk.shop import build_shop
 from tests.volunteering.district import District
 
 NOTHING = "urn:timebank:problem:nothing-to-move"
@@ -175,3 +176,24 @@ async def test_amounts_of_zero_are_refused_before_anything_is_looked_up(
         assert r.status_code == 422, r.text
         assert r.json()["type"] == "urn:timebank:problem:validation"
     assert await head(m) == before
+
+
+async def test_a_redemption_of_nothing_is_refused(api: Api) -> None:
+    s = await build_shop(api)
+    member = await s.member()
+    await s.points_to(member, 40)
+    milk = await s.item("牛奶", 10, stock=5)
+    before = await head(s)
+    for basket in ([(milk, 0)], []):
+        r = await s.redeem(await s.code(member), basket)
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "urn:timebank:problem:validation"
+    # A price of zero cannot be set: a redemption always moves points.
+    r = await s.call(
+        "POST",
+        f"/v1/kiosk/sites/{s.site}/items",
+        "admin",
+        body={"name": "免费", "asset": "POINT", "price": 0, "stock": None},
+    )
+    assert r.status_code == 422, r.text
+    assert await head(s) == before and await s.available(s.points_account(member)) == 40

@@ -639,6 +639,9 @@ async def test_the_receiving_books_storage_cap_sends_the_excess_to_its_pool(
     assert problem["type"] == "urn:timebank:problem:nothing-to-move"
     assert (problem["account_id"], problem["storage_cap"]) == (b_member, 100)
     assert [await g.head(g.a), await g.head(g.b)] == heads
+    zero = await g.transfer(agreement["id"], member["id"], 0)  # never reaches the ledger
+    assert zero.status_code == 422 and zero.json()["type"] == "urn:timebank:problem:validation"
+    assert [await g.head(g.a), await g.head(g.b)] == heads
     assert await g.posted(pool) == 30 and await g.posted(member["hours"]) == 170
     await g.verify(g.a, g.b)
 
