@@ -52,6 +52,7 @@ def confirm_write(
         )
         raise typer.Exit(NOT_CONFIRMED)
     if not anything:
+        console.print("nothing to write")
         return False
     console.print(f"{question} [y/N] ", end="", markup=False, highlight=False, soft_wrap=True)
     answer = sys.stdin.readline()

@@ -16,6 +16,9 @@ A run writes no rows of its own: each expiry is one entry, appended whole with i
 of the sequencer's transactions (the `expired` account is opened beforehand, in a committed
 transaction of its own). So a run that fails or is killed part way leaves only whole expiries,
 and the next run (of the same day) posts exactly what is left (docs/exchange.md §11.2).
+
+A dry run (`dry_run=True`) reads and computes exactly as a run does and posts nothing: its
+summary is the plan `timebank expire` shows before it asks to post.
 """
 
 from __future__ import annotations
