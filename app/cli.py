@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import structlog
 import typer
@@ -31,6 +31,7 @@ from rich.table import Table
 from app.audit.commands import audit_cli, keys_cli
 from app.audit.witness_commands import witnesses_cli
 from app.config import Settings, get_settings
+from app.kit.confirm import DryRunOption, YesOption, confirm_write
 from app.kit.faults import arm_from_spec
 from app.kit.pg_pool import connect
 from app.logging import configure_logging, logging_config
@@ -48,6 +49,7 @@ log = structlog.get_logger("timebank.cli")
 
 if TYPE_CHECKING:
     from app.db import DatabaseUrls
+    from app.exchange.expiry.service import ExpirySummary
 
 
 def _database(settings: Settings, migrate: bool = True) -> DatabaseUrls:
@@ -265,17 +267,29 @@ def export(
 def demo(
     members: Annotated[int, typer.Option(min=10, max=100_000, help="members to register")] = 300,
     days: Annotated[int, typer.Option(min=1, max=366, help="days of past service")] = 30,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Seed a book `demo` with a district: a social-work station, communities, volunteer
     organisations, needs, projects, members and a month of approved service, all through the
-    HTTP API in-process. A book already there is reported, not seeded again. Prints a JSON
-    summary."""
+    HTTP API in-process. Shows what it would write first and asks (or needs --yes). A book
+    already there is reported, not seeded again. Prints a JSON summary."""
     from app.ops.demo.plan import DemoError
+    from app.ops.demo.preview import demo_preview
     from app.ops.demo.seeder import Advance, seed_demo
 
     settings = get_settings()
     urls = _database(settings)
     settings = settings.model_copy(update={"database_url": urls.app})
+    preview = asyncio.run(demo_preview(urls.app, members, days))
+    for line in preview.lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    question = f"seed book demo with {members} members and {days} days of service?"
+    confirm_write(console, question, yes=yes, dry_run=dry_run, anything=preview.writes)
+    if dry_run:
+        print(json.dumps(preview.document(), ensure_ascii=False, indent=2))
+        return
+    # Here the seeding was confirmed, or the book is there and the run only reports it.
     with _progress(TimeElapsedColumn(), transient=True) as progress:
 
         def phase(name: str, total: int) -> Advance:
@@ -298,9 +312,15 @@ def expire(
             "--as-of", help="the day (YYYY-MM-DD) to expire as of; default today (service zone)"
         ),
     ] = None,
+    allow_future: Annotated[
+        bool, typer.Option("--allow-future", help="accept an --as-of day after today")
+    ] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Post `expiry` transactions for the units that lapsed on or before a day; running it
-    again posts nothing new. Prints a JSON summary."""
+    again posts nothing new. Shows the plan first and asks (or needs --yes); prints a JSON
+    summary."""
     from datetime import date
     from zoneinfo import ZoneInfo
 
@@ -309,43 +329,66 @@ def expire(
     from app.runtime import Runtime
 
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
     zone = ZoneInfo(settings.service_timezone)
+    today = utc_now().astimezone(zone).date()
     try:
-        day = utc_now().astimezone(zone).date() if as_of is None else date.fromisoformat(as_of)
+        day = today if as_of is None else date.fromisoformat(as_of)
     except ValueError:
         console.print(f"--as-of must be a date, YYYY-MM-DD (not {as_of!r})")
         raise typer.Exit(2) from None
-    # The run's summary is also a log line (JSON on stderr), for the operations log.
-    configure_logging(settings.log_level, settings.log_json)
+    if day > today and not allow_future:
+        # A mistyped year expires units that have not lapsed: undoing it is a reversal each.
+        console.print(
+            f"--as-of {day.isoformat()} is after today ({today.isoformat()}, {zone.key}): it "
+            "would expire units that have not lapsed yet; pass --allow-future if you mean it",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     urls = _database(settings)
 
-    async def run() -> dict[str, Any]:
+    async def run(dry: bool) -> ExpirySummary:
         runtime = await Runtime.open(urls.app, settings)
         try:
             with _progress(TimeRemainingColumn(), transient=True) as progress:
-                task = progress.add_task(f"expiry as of {day.isoformat()}", total=None)
+                what = "plan" if dry else "expiry"
+                task = progress.add_task(f"{what} as of {day.isoformat()}", total=None)
 
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
 
-                summary = await expire_lapsed(
-                    runtime.sessions, runtime.sequencer, day, zone, advance
+                return await expire_lapsed(
+                    runtime.sessions, runtime.sequencer, day, zone, advance, dry_run=dry
                 )
-                return summary.as_json()
         finally:
             await runtime.close()
 
-    summary = asyncio.run(run())
-    log.info(
-        "exchange.expiry_run",
-        as_of=summary["as_of"],
-        entries=summary["entries_posted"],
-        units_by_asset=summary["units_expired_by_asset"],
-        accounts_examined=summary["accounts_examined"],
-        accounts_unsettled=summary["accounts_unsettled"],
-        dry_run=False,
+    plan = asyncio.run(run(True))
+    _show_expiry_plan(plan)
+    question = f"post {plan.entries_posted} expiry entries as of {day.isoformat()}?"
+    anything = plan.entries_posted > 0
+    if not confirm_write(console, question, yes=yes, dry_run=dry_run, anything=anything):
+        print(json.dumps(plan.as_json(), indent=2))
+        return
+    print(json.dumps(asyncio.run(run(False)).as_json(), indent=2))
+
+
+def _show_expiry_plan(plan: ExpirySummary) -> None:
+    """What an expiry run would post, on stderr, before it is asked to."""
+    console.print(
+        f"expiry as of {plan.as_of.isoformat()}: {plan.entries_posted} entries would be "
+        f"posted, from {plan.accounts_examined} accounts examined",
+        highlight=False,
+        soft_wrap=True,
     )
-    print(json.dumps(summary, indent=2))
+    for book, units in plan.units_expired_by_book.items():
+        each = ", ".join(f"{n} {asset}" for asset, n in units.items())
+        console.print(f"  book {book}: {each}", highlight=False, markup=False, soft_wrap=True)
+    if plan.first_accounts:
+        more = "" if len(plan.first_accounts) == plan.entries_posted else ", …"
+        console.print(
+            f"  accounts: {', '.join(plan.first_accounts)}{more}", highlight=False, soft_wrap=True
+        )
 
 
 @cli.command()

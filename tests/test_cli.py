@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import select
 import subprocess
 import sys
 import uuid
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 import pytest
 
@@ -70,7 +74,7 @@ async def test_credentials_create_prints_a_working_token_last(
 
 
 async def test_demo_then_verify_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
-    demo = await run(cli_env, "demo", *SMALL_DEMO)
+    demo = await run(cli_env, "demo", "--yes", *SMALL_DEMO)
     assert demo.returncode == 0, demo.stderr
     summary = json.loads(demo.stdout)
     assert summary["created"] is True and summary["book"]["code"] == "demo"
@@ -81,7 +85,7 @@ async def test_demo_then_verify_and_export(cli_env: dict[str, str], tmp_path: Pa
     assert summary["certified_minutes"] > 0
     head = summary["head_seq"]
     assert summary["book"]["head"]["seq"] == head
-    again = await run(cli_env, "demo", *SMALL_DEMO)
+    again = await run(cli_env, "demo", "--yes", *SMALL_DEMO)
     assert again.returncode == 0, again.stderr
     repeated = json.loads(again.stdout)
     assert repeated["created"] is False and repeated["head_seq"] == head
@@ -131,9 +135,33 @@ async def a_book_bound_grant_is_a_notice_in_that_book(
     assert unknown.returncode == 1 and "no book" in unknown.stderr
 
 
-async def test_expire_posts_what_lapsed_once(
+async def test_demo_shows_what_it_would_seed_and_needs_yes_without_a_terminal(
     cli_env: dict[str, str], database: ScratchDatabase
 ) -> None:
+    dry = await run(cli_env, "demo", "--dry-run", *SMALL_DEMO)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == {
+        "dry_run": True,
+        "book": "demo",
+        "book_exists": False,
+        "members": 30,
+        "days": 5,
+        "organisations": 11,
+        "projects": 8,
+    }
+    assert "would open book 'demo'" in dry.stderr and "30 members, 8 projects" in dry.stderr
+    unasked = await run(cli_env, "demo", *SMALL_DEMO)
+    assert unasked.returncode == 2 and "pass --yes" in unasked.stderr
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM books") == 0
+    finally:
+        await conn.close()
+
+
+async def _lapsing_points(database: ScratchDatabase) -> tuple[date, str]:
+    """A book `pts` where a member holds 70 GIFTPT (valid for the year they were earned in):
+    the day they lapse (next 1 January, a future day) and the member's account."""
     app = create_app(SETTINGS.model_copy(update={"database_url": database.app_url}))
     async with app.router.lifespan_context(app):
         async with app.state.sessions() as session, session.begin():
@@ -181,25 +209,129 @@ async def test_expire_posts_what_lapsed_once(
                 },
             )
     posted_at = datetime.fromisoformat(earned["entry"]["posted_at"].replace("Z", "+00:00"))
-    lapse = date(posted_at.astimezone(ZoneInfo("Asia/Shanghai")).year + 1, 1, 1)
+    return date(posted_at.astimezone(ZoneInfo("Asia/Shanghai")).year + 1, 1, 1), held["id"]
 
-    early = await run(cli_env, "expire")  # today: nothing earned this year has lapsed
+
+async def _expiries(database: ScratchDatabase) -> int:
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        return int(
+            await conn.fetchval("SELECT count(*) FROM journal_entries WHERE kind = 'expiry'")
+        )
+    finally:
+        await conn.close()
+
+
+async def test_expire_posts_what_lapsed_once(
+    cli_env: dict[str, str], database: ScratchDatabase
+) -> None:
+    lapse, account = await _lapsing_points(database)
+    early = await run(cli_env, "expire", "--yes")  # today: nothing earned this year has lapsed
     assert early.returncode == 0, early.stderr
     assert json.loads(early.stdout)["entries_posted"] == 0
-    first = await run(cli_env, "expire", "--as-of", lapse.isoformat())
+    first = await run(cli_env, "expire", "--as-of", lapse.isoformat(), "--allow-future", "--yes")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout) == {
         "as_of": lapse.isoformat(),
+        "dry_run": False,
         "accounts_examined": 1,
         "entries_posted": 1,
         "units_expired_by_asset": {"GIFTPT": 70},
+        "units_expired_by_book": {"pts": {"GIFTPT": 70}},
+        "first_accounts": [account],
         "accounts_unsettled": 0,
     }
-    again = await run(cli_env, "expire", "--as-of", lapse.isoformat())
+    again = await run(cli_env, "expire", "--as-of", lapse.isoformat(), "--allow-future", "-y")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["entries_posted"] == 0
     assert json.loads(again.stdout)["units_expired_by_asset"] == {"GIFTPT": 0}
+    assert await _expiries(database) == 1
     verify = await run(cli_env, "verify", "--book", "pts")
     assert verify.returncode == 0, verify.stderr
     bad = await run(cli_env, "expire", "--as-of", "next year")
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+async def test_expire_refuses_a_day_after_today_unless_allowed(
+    cli_env: dict[str, str], database: ScratchDatabase
+) -> None:
+    lapse, _ = await _lapsing_points(database)
+    # A mistyped year, even with --yes: refused before anything is read or posted.
+    future = await run(cli_env, "expire", "--as-of", lapse.isoformat(), "--yes")
+    assert future.returncode == 2, future.stderr
+    assert "--allow-future" in future.stderr and "after today" in future.stderr
+    assert future.stdout == "" and await _expiries(database) == 0
+    allowed = await run(cli_env, "expire", "--as-of", lapse.isoformat(), "--allow-future", "-y")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["entries_posted"] == 1
+    assert await _expiries(database) == 1
+
+
+async def test_expire_shows_its_plan_and_posts_it_only_when_confirmed(
+    cli_env: dict[str, str], database: ScratchDatabase
+) -> None:
+    lapse, account = await _lapsing_points(database)
+    day = ("--as-of", lapse.isoformat(), "--allow-future")
+    dry = await run(cli_env, "expire", *day, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["dry_run"] is True and plan["entries_posted"] == 1
+    assert plan["units_expired_by_book"] == {"pts": {"GIFTPT": 70}}
+    assert plan["first_accounts"] == [account]
+    assert "1 entries would be posted" in dry.stderr and "book pts: 70 GIFTPT" in dry.stderr
+    assert await _expiries(database) == 0
+    # No terminal (stdin is not one here) and no --yes: the plan, then nothing posted, exit 2.
+    unasked = await run(cli_env, "expire", *day)
+    assert unasked.returncode == 2, unasked.stderr
+    assert "book pts: 70 GIFTPT" in unasked.stderr and "pass --yes" in unasked.stderr
+    assert unasked.stdout == "" and await _expiries(database) == 0
+    posted = await run(cli_env, "expire", *day, "--yes")
+    assert posted.returncode == 0, posted.stderr
+    assert await _expiries(database) == 1
+    # What was posted is what the plan showed.
+    assert json.loads(posted.stdout) == {**plan, "dry_run": False}
+
+
+def _on_a_terminal(env: dict[str, str], answer: str, *args: str) -> tuple[int, str]:
+    """Run `timebank` with stdin and stderr on a pseudo-terminal, typing `answer` at its
+    question."""
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [TIMEBANK, *args], env=env, stdin=secondary, stderr=secondary, stdout=subprocess.DEVNULL
+    )
+    os.close(secondary)
+    shown = b""
+    answered = False
+    try:
+        while True:
+            # A bound on a hang (a question never asked), not on how long anything takes.
+            ready, _, _ = select.select([primary], [], [], 120)
+            assert ready, f"no output for 120 s; so far: {shown!r}"
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # the child closed the terminal: it has exited
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not answered and b"[y/N]" in shown:
+                os.write(primary, answer.encode() + b"\n")
+                answered = True
+    finally:
+        os.close(primary)
+        if process.poll() is None and not answered:
+            process.kill()
+    return process.wait(timeout=120), shown.decode(errors="replace")
+
+
+async def test_expire_on_a_terminal_asks_before_posting(
+    cli_env: dict[str, str], database: ScratchDatabase
+) -> None:
+    lapse, _ = await _lapsing_points(database)
+    day = ("expire", "--as-of", lapse.isoformat(), "--allow-future")
+    code, shown = await asyncio.to_thread(_on_a_terminal, cli_env, "n", *day)
+    assert code == 1 and "post 1 expiry entries" in shown and "nothing written" in shown
+    assert await _expiries(database) == 0
+    code, shown = await asyncio.to_thread(_on_a_terminal, cli_env, "y", *day)
+    assert code == 0, shown
+    assert await _expiries(database) == 1

@@ -25,21 +25,25 @@ from app.audit.offline import (
 from app.audit.witness_policy import PolicyError, QuorumVerdict, WitnessPolicy, parse_policy
 from app.config import get_settings
 from app.kit import deep_json
+from app.kit.confirm import DryRunOption, YesOption, confirm_write
 from app.logging import configure_logging
 
 keys_cli = typer.Typer(help="Signing keys of receipts and checkpoints.", no_args_is_help=True)
 audit_cli = typer.Typer(help="Offline checks of exports and receipts.", no_args_is_help=True)
 console = Console(stderr=True)
 PROGRESS_REDRAW_S = 0.1
+PLAN_BOOKS = 20  # books a rotation's plan names before "…"
 
 
 @keys_cli.command("rotate")
-def rotate() -> None:
-    """Make a new signing key (valid after the rotation lead) and record it in every book."""
+def rotate(yes: YesOption = False, dry_run: DryRunOption = False) -> None:
+    """Make a new signing key (valid after the rotation lead) and record it in every book;
+    shows the books first and asks (or needs --yes)."""
     from app import migrate as migrations
     from app.audit.passphrase import signing_key_passphrase
-    from app.audit.rotation import Announced, rotate_and_announce
+    from app.audit.rotation import Announced, RotationPlan, rotate_and_announce, rotation_plan
     from app.db import resolve_database
+    from app.kit.pg_pool import connect
     from app.kit.problems import TimebankError
     from app.runtime import Runtime
 
@@ -50,9 +54,26 @@ def rotate() -> None:
     asyncio.run(migrations.upgrade(urls.owner, settings.app_role))
     passphrase = signing_key_passphrase(settings)
 
-    async def run() -> Announced:
-        from app.kit.pg_pool import connect
+    async def planned() -> RotationPlan:
+        conn = await connect(urls.app)
+        try:
+            return await rotation_plan(conn)
+        finally:
+            await conn.close()
 
+    plan = asyncio.run(planned())
+    shown = ", ".join(plan.books[:PLAN_BOOKS]) + (", …" if len(plan.books) > PLAN_BOOKS else "")
+    console.print(
+        f"would make a new signing key (replacing {plan.latest_kid or 'none'}) and post "
+        f"notice.key_rotated in {len(plan.books)} book(s): {shown or '-'}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if not confirm_write(console, "rotate the signing key?", yes=yes, dry_run=dry_run):
+        return
+
+    async def run() -> Announced:
         runtime = await Runtime.open(urls.app, settings)
         conn = await connect(urls.app)
         try:

@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 
 from app.audit.keys import format_time
-from app.audit.keystore import Rotation, rotate_key
+from app.audit.keystore import Rotation, load_keys, rotate_key
 from app.http.caller import SYSTEM_CREDENTIAL
 from app.kit.faults import fault_point
 from app.ledger.outcomes import IdempotencyRef, refusal
@@ -35,6 +35,21 @@ def notice_facts(rotation: Rotation) -> dict[str, str | None]:
         "previous_kid": rotation.previous_kid,
         "valid_from": format_time(moment),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPlan:
+    """What a rotation would write: a new key, and a notice in each of `books`."""
+
+    latest_kid: str | None
+    books: list[str]
+
+
+async def rotation_plan(conn: asyncpg.Connection) -> RotationPlan:
+    """What `timebank keys rotate` would write now (read only)."""
+    stored, _ = await load_keys(conn)
+    books = [row["code"] for row in await conn.fetch("SELECT code FROM books ORDER BY code")]
+    return RotationPlan(stored[-1].kid if stored else None, books)
 
 
 async def announce(conn: asyncpg.Connection, sequencer: Poster, rotation: Rotation) -> Announced:

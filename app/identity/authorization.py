@@ -51,22 +51,34 @@ def listed_book(caller: Caller, book: str | None) -> str | None:
     return book
 
 
-def one_listed_book(caller: Caller, book: str | None) -> str:
-    """The one book a list or figure covers (`listed_book`); a platform credential must name
-    it (422 on `query/book`)."""
+# How many books a refusal for a missing `?book=` names before "…".
+LISTED_BOOKS = 20
+
+
+async def one_listed_book(session: AsyncSession, caller: Caller, book: str | None) -> str:
+    """The one book a list or figure covers (`listed_book`). A platform credential spans every
+    book: it must name one (422 on `query/book`, naming the books it may choose), unless the
+    service holds only one book, which is then the one."""
     found = listed_book(caller, book)
-    if found is None:
-        raise ValidationFailed(
-            "book is required",
-            errors=[
-                {
-                    "field": "query/book",
-                    "message": "a credential bound to no book must name the book",
-                    "code": "missing",
-                }
-            ],
-        )
-    return found
+    if found is not None:
+        return found
+    codes = list(
+        (
+            await session.execute(
+                text("SELECT code FROM books ORDER BY code LIMIT :n"), {"n": LISTED_BOOKS + 1}
+            )
+        ).scalars()
+    )
+    if len(codes) == 1:
+        return str(codes[0])
+    named = ", ".join(codes[:LISTED_BOOKS]) + (", …" if len(codes) > LISTED_BOOKS else "")
+    choice = f"name one with ?book=: {named}" if codes else "there is no book yet"
+    message = f"a credential bound to no book spans every book: {choice}"
+    raise ValidationFailed(
+        f"book is required: {message}",
+        errors=[{"field": "query/book", "message": message, "code": "missing"}],
+        books=codes[:LISTED_BOOKS],
+    )
 
 
 def require_platform(caller: Caller, action: str) -> None:

@@ -87,7 +87,8 @@ async def find_members(
     session: SessionDep,
     request: Request,
     book: Annotated[
-        BookCode | None, Query(description="the book (required of platform credentials)")
+        BookCode | None,
+        Query(description="the book (a platform credential names one unless only one exists)"),
     ] = None,
     q: Annotated[
         str | None,
@@ -115,7 +116,7 @@ async def find_members(
     stopped there, and `next_after` goes on from the last member scanned. Each item is the
     member as `GET /v1/members/{id}` shows it to the caller (masked for organisations and
     auditors, who may search by volunteer number only: `member-search-not-allowed`)."""
-    scope_book = one_listed_book(caller, book)
+    scope_book = await one_listed_book(session, caller, book)
     own = own_organisation_scope(caller)
     if own is not None and organisation_id not in (None, UUID(own)):
         raise Forbidden("an organisation lists its own members only")

@@ -15,6 +15,12 @@ class UnbalancedLegs(TimebankError):
     status, slug, title = 422, "unbalanced-legs", "Legs do not sum to zero per asset"
 
 
+class NothingToMove(TimebankError):
+    # 409, as insufficient-funds: the body is well formed; the accounts' state when it is
+    # posted (a storage cap reached) leaves it nothing to move, and the same body may pass later.
+    status, slug, title = 409, "nothing-to-move", "The action would move nothing"
+
+
 class AccountNotOpen(TimebankError):
     status, slug, title = 409, "account-not-open", "Account is frozen or closed"
 

@@ -91,6 +91,9 @@ class Draft:
     # Accounts of the legs the draft was computed from, with the last seq read of each: the
     # draft is refused (account-moved) if any of them has had an entry since.
     unmoved_since: dict[str, int] = field(default_factory=dict)
+    # The account the action is for (a grant's, gift's or exchange's receiver): the draft is
+    # refused (nothing-to-move) when, after storage caps, it would credit that account nothing.
+    beneficiary: str | None = None
 
 
 @dataclass(slots=True)
@@ -181,6 +184,31 @@ def _divert_overflow(
     return kept
 
 
+def _require_movement(draft: Draft, legs: list[Leg]) -> None:
+    """Refuse an entry whose legs, once caps have diverted what they would, change no
+    account's balance, or leave the draft's beneficiary nothing."""
+    net: dict[str, int] = {}
+    for leg in legs:
+        net[leg.account_id] = net.get(leg.account_id, 0) + leg.amount
+    if draft.beneficiary is not None and net.get(draft.beneficiary, 0) <= 0:
+        cap = draft.storage_caps.get(draft.beneficiary)
+        if cap is None:
+            raise errors.NothingToMove(
+                f"account {draft.beneficiary} would receive nothing",
+                account_id=draft.beneficiary,
+            )
+        raise errors.NothingToMove(
+            f"account {draft.beneficiary} would receive nothing: it already holds its storage "
+            f"cap of {cap}, and what it would receive would go to the public time pool",
+            account_id=draft.beneficiary,
+            storage_cap=cap,
+        )
+    if legs and not any(net.values()):
+        raise errors.NothingToMove(
+            "the entry's legs cancel out: it would change no account's balance"
+        )
+
+
 def apply_draft(
     draft: Draft,
     accounts: dict[str, AccountState],
@@ -252,6 +280,8 @@ def apply_draft(
 
     if draft.storage_caps and draft.action == "post":
         legs = _divert_overflow(draft, legs, work, meta)
+    if draft.action in ("post", "reversal"):
+        _require_movement(draft, legs)
     if draft.actor is not None:
         meta[ACTOR_KEY] = draft.actor
     unbalanced = unbalanced_assets(legs)

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from app.http.caller import CallerDep
+from app.http.context import SessionDep
 from app.identity.authorization import one_listed_book, own_organisation_scope
 from app.kit.schemas import Day
 from app.ledger.schemas import BookCode
@@ -28,10 +29,12 @@ class StatsQuery:
     day_to: date | None
 
 
-def stats_query(
+async def stats_query(
     caller: CallerDep,
+    session: SessionDep,
     book: Annotated[
-        BookCode | None, Query(description="the book (required of platform credentials)")
+        BookCode | None,
+        Query(description="the book (a platform credential names one unless only one exists)"),
     ] = None,
     period_from: Annotated[
         Day | None, Query(alias="from", description="first service day (inclusive)")
@@ -41,7 +44,7 @@ def stats_query(
     ] = None,
 ) -> StatsQuery:
     """The scope of a statistics request (422 for a reversed period)."""
-    scope_book = one_listed_book(caller, book)
+    scope_book = await one_listed_book(session, caller, book)
     check_period(period_from, period_to)
     return StatsQuery(scope_book, own_organisation_scope(caller), period_from, period_to)
 

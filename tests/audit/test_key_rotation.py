@@ -57,7 +57,7 @@ async def test_rotation_keeps_old_receipts_valid_and_signs_new_ones_with_the_new
     old_kid = kid_of(before["receipt"])
 
     env = {**cli_env, "TIMEBANK_SIGNING_KEY_ROTATION_LEAD_S": "0"}
-    rotated = await run([TIMEBANK, "keys", "rotate"], env)
+    rotated = await run([TIMEBANK, "keys", "rotate", "--yes"], env)
     assert rotated.returncode == 0, rotated.stderr
     new_kid = rotated.stdout.strip().splitlines()[-1]
     assert new_kid != old_kid
@@ -105,15 +105,45 @@ async def test_rotation_keeps_old_receipts_valid_and_signs_new_ones_with_the_new
 async def test_a_key_not_yet_valid_is_not_rotated_again(cli_env: dict[str, str]) -> None:
     env = {**cli_env, "TIMEBANK_SIGNING_KEY_ROTATION_LEAD_S": "3600"}
     # No server has run on this database: the first command makes the first key.
-    first = await run([TIMEBANK, "keys", "rotate"], env)
+    first = await run([TIMEBANK, "keys", "rotate", "--yes"], env)
     assert first.returncode == 0, first.stderr
     assert "previous None" in first.stderr
-    second = await run([TIMEBANK, "keys", "rotate"], env)
+    second = await run([TIMEBANK, "keys", "rotate", "--yes"], env)
     assert second.returncode == 0, second.stderr
-    third = await run([TIMEBANK, "keys", "rotate"], env)
+    third = await run([TIMEBANK, "keys", "rotate", "--yes"], env)
     assert third.returncode == 1
     assert "refused: the current key" in third.stderr
     listed = await run([TIMEBANK, "keys", "list"], env)
     assert listed.returncode == 0
     for done in (first, second):
         assert done.stdout.strip() in listed.stdout
+
+
+async def _key_notices(database: ScratchDatabase) -> int:
+    conn = await asyncpg.connect(database.app_url)
+    try:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM journal_entries WHERE kind = 'notice.key_rotated'"
+        )
+        return int(found)
+    finally:
+        await conn.close()
+
+
+async def test_rotation_shows_its_books_and_needs_yes_without_a_terminal(
+    api_no_lead: Api, cli_env: dict[str, str], database: ScratchDatabase
+) -> None:
+    books = sorted([await api_no_lead.book(), await api_no_lead.book()])
+    env = {**cli_env, "TIMEBANK_SIGNING_KEY_ROTATION_LEAD_S": "0"}
+    keys_before = (await run([TIMEBANK, "keys", "list"], env)).stdout
+    shown = f"notice.key_rotated in 2 book(s): {books[0]}, {books[1]}"
+    dry = await run([TIMEBANK, "keys", "rotate", "--dry-run"], env)
+    assert dry.returncode == 0, dry.stderr
+    assert shown in dry.stderr and "nothing written" in dry.stderr
+    unasked = await run([TIMEBANK, "keys", "rotate"], env)
+    assert unasked.returncode == 2 and shown in unasked.stderr and "pass --yes" in unasked.stderr
+    assert (await run([TIMEBANK, "keys", "list"], env)).stdout == keys_before
+    assert await _key_notices(database) == 0
+    rotated = await run([TIMEBANK, "keys", "rotate", "--yes"], env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert await _key_notices(database) == 2

@@ -87,7 +87,7 @@ async def test_an_expiry_run_killed_after_a_posting_leaves_whole_expiries(
     s, accounts, lapse = await _scene(api)
     head = await _head(s)
     env = {**cli_env, "TIMEBANK_FAULT_POINTS": f"{POINT}=kill"}
-    killed = await run(env, "expire", "--as-of", lapse.isoformat())
+    killed = await run(env, "expire", "--as-of", lapse.isoformat(), "--allow-future", "--yes")
     assert killed.returncode == -9, killed.stderr
     # Nobody repairs anything: only whole expiries, each with its key.
     posted = await _whole(database, s, head)

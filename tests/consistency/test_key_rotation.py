@@ -35,10 +35,10 @@ async def test_a_rotation_cut_short_leaves_neither_key_nor_notice(
     before = await _state(database)
     env = {**cli_env, "TIMEBANK_SIGNING_KEY_ROTATION_LEAD_S": "0"}
     cut = await run(
-        [TIMEBANK, "keys", "rotate"], {**env, "TIMEBANK_FAULT_POINTS": f"{point}={mode}"}
+        [TIMEBANK, "keys", "rotate", "--yes"], {**env, "TIMEBANK_FAULT_POINTS": f"{point}={mode}"}
     )
     assert cut.returncode == (-9 if mode == "kill" else 1), cut.stderr
     assert await _state(database) == before
-    done = await run([TIMEBANK, "keys", "rotate"], env)
+    done = await run([TIMEBANK, "keys", "rotate", "--yes"], env)
     assert done.returncode == 0, done.stderr
     assert await _state(database) == (before[0] + 1, before[1] + len(books))

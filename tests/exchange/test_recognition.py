@@ -631,6 +631,18 @@ async def test_the_receiving_books_storage_cap_sends_the_excess_to_its_pool(
     (row,) = report["pairs"][0]["assets"]
     clearing = {c["book"]: c["posted"] for c in (row["a_clearing"], row["b_clearing"])}
     assert clearing == {g.a: 130, g.b: -130}
+    # At the cap in the receiving book: nothing would reach the member, so neither book posts.
+    heads = [await g.head(g.a), await g.head(g.b)]
+    refused = await g.transfer(agreement["id"], member["id"], 40)
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["type"] == "urn:timebank:problem:nothing-to-move"
+    assert (problem["account_id"], problem["storage_cap"]) == (b_member, 100)
+    assert [await g.head(g.a), await g.head(g.b)] == heads
+    zero = await g.transfer(agreement["id"], member["id"], 0)  # never reaches the ledger
+    assert zero.status_code == 422 and zero.json()["type"] == "urn:timebank:problem:validation"
+    assert [await g.head(g.a), await g.head(g.b)] == heads
+    assert await g.posted(pool) == 30 and await g.posted(member["hours"]) == 170
     await g.verify(g.a, g.b)
 
 

@@ -168,23 +168,21 @@ async def test_a_gift_beyond_the_cap_sends_the_rest_to_the_pool(district: Distri
         {"account_id": receiver["hours"], "asset": "HOUR", "amount": 10},
         {"account_id": pool, "asset": "HOUR", "amount": 20},
     ]
-    # At the cap: all of it goes to the pool; the list still names the receiver.
+    # At the cap: the receiver would get nothing, so the gift is refused and nothing posted.
+    head = (await d.ok("GET", f"/v1/books/{d.book}/head"))["seq"]
     r = await gift(d, receiver["id"], 25, giver=giver["id"])
-    assert r.status_code == 201, r.text
-    assert r.json()["entry"]["legs"] == [
-        {"account_id": giver["hours"], "asset": "HOUR", "amount": -25},
-        {"account_id": pool, "asset": "HOUR", "amount": 25},
-    ]
-    assert await d.balance(giver["hours"]) == 45 and await d.balance(receiver["hours"]) == 100
-    assert (await pool_of(d))["posted"] == 45
+    assert r.status_code == 409, r.text
+    refused = r.json()
+    assert refused["type"] == "urn:timebank:problem:nothing-to-move"
+    assert (refused["account_id"], refused["storage_cap"]) == (receiver["hours"], 100)
+    assert (await d.ok("GET", f"/v1/books/{d.book}/head"))["seq"] == head
+    assert await d.balance(giver["hours"]) == 70 and await d.balance(receiver["hours"]) == 100
+    assert (await pool_of(d))["posted"] == 20
     listed = await d.ok("GET", f"/v1/members/{receiver['id']}/gifts")
     assert [
         (g["direction"], g["from_member_id"], g["to_member_id"], g["received"], g["overflow"])
         for g in listed["items"]
-    ] == [
-        ("received", giver["id"], receiver["id"], 0, 25),
-        ("received", giver["id"], receiver["id"], 10, 20),
-    ]
+    ] == [("received", giver["id"], receiver["id"], 10, 20)]
 
 
 def _state(account_id: str, posted: int, overdraft: int = 0) -> AccountState:

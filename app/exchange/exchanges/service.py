@@ -39,6 +39,8 @@ from app.http.caller import SYSTEM_CREDENTIAL, Caller
 from app.identity.members import MemberRow
 from app.identity.personal import PersonalDataCipher
 from app.kit.faults import fault_point
+from app.kit.problems import is_problem
+from app.ledger.errors import NothingToMove
 from app.ledger.outcomes import IdempotencyRef, Outcome, refusal
 from app.ledger.posting import Draft
 from app.ledger.sequencer import Sequencer
@@ -349,6 +351,8 @@ def exchange_ref(quote_id: uuid.UUID) -> IdempotencyRef:
 
 def _refused(outcome: Outcome, pool: str) -> Exception:
     refused = refusal(outcome)
+    if is_problem(refused, NothingToMove):
+        return refused  # the member's own state (a storage cap), not the ledger's or the pool's
     if refused.extra.get("account_id") == pool:
         return errors.PoolEmpty(
             "the paying pool does not hold enough to pay this exchange",
@@ -443,6 +447,7 @@ async def execute_quote(
         actor=caller.actor(),
         storage_caps=prepared.limits.storage_caps,
         overflow_to=prepared.limits.overflow_to,
+        beneficiary=prepared.receive,
     )
     # In this transaction (quote and member locked above): the entry and the quote's tx_id
     # commit together or not at all.

@@ -16,6 +16,9 @@ A run writes no rows of its own: each expiry is one entry, appended whole with i
 of the sequencer's transactions (the `expired` account is opened beforehand, in a committed
 transaction of its own). So a run that fails or is killed part way leaves only whole expiries,
 and the next run (of the same day) posts exactly what is left (docs/exchange.md §11.2).
+
+A dry run (`dry_run=True`) reads and computes exactly as a run does and posts nothing: its
+summary is the plan `timebank expire` shows before it asks to post.
 """
 
 from __future__ import annotations
@@ -114,25 +117,34 @@ async def upcoming_expiries(
 # Posting expiries
 
 Progress = Callable[[int, int], None]
+# How many of the accounts a run takes from its summary names (the plan an operator confirms).
+NAMED_ACCOUNTS = 10
 
 
 @dataclass(frozen=True, slots=True)
 class ExpirySummary:
-    """What an expiry run did."""
+    """What an expiry run did, or with `dry_run` what it would post now."""
 
     as_of: date
     accounts_examined: int
     entries_posted: int
     units_expired_by_asset: dict[str, int]
     accounts_unsettled: int
+    dry_run: bool = False
+    units_expired_by_book: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The first accounts (in book and id order) the run took from, at most NAMED_ACCOUNTS.
+    first_accounts: list[str] = field(default_factory=list)
 
     def as_json(self) -> JsonObject:
         """The summary as `timebank expire` prints it."""
         return {
             "as_of": self.as_of.isoformat(),
+            "dry_run": self.dry_run,
             "accounts_examined": self.accounts_examined,
             "entries_posted": self.entries_posted,
             "units_expired_by_asset": self.units_expired_by_asset,
+            "units_expired_by_book": self.units_expired_by_book,
+            "first_accounts": self.first_accounts,
             "accounts_unsettled": self.accounts_unsettled,
         }
 
@@ -151,15 +163,33 @@ class _Run:
     sequencer: Sequencer
     as_of: date
     zone: ZoneInfo
+    dry_run: bool = False
     expired_accounts: dict[tuple[str, str], str] = field(default_factory=dict)
     examined: int = 0
     posted: int = 0
     unsettled: int = 0
     units: dict[str, int] = field(default_factory=dict)
+    by_book: dict[str, dict[str, int]] = field(default_factory=dict)
+    taken_from: list[tuple[str, str]] = field(default_factory=list)  # (book, account id)
+
+    def count(self, target: _Target, amount: int) -> None:
+        """One expiry posted (or, in a dry run, that would be)."""
+        self.posted += 1
+        self.units[target.asset] = self.units.get(target.asset, 0) + amount
+        book = self.by_book.setdefault(target.book, {})
+        book[target.asset] = book.get(target.asset, 0) + amount
+        self.taken_from.append((target.book, target.account_id))
 
     def summary(self) -> ExpirySummary:
         return ExpirySummary(
-            self.as_of, self.examined, self.posted, dict(sorted(self.units.items())), self.unsettled
+            self.as_of,
+            self.examined,
+            self.posted,
+            dict(sorted(self.units.items())),
+            self.unsettled,
+            self.dry_run,
+            {book: dict(sorted(units.items())) for book, units in sorted(self.by_book.items())},
+            [account for _, account in sorted(self.taken_from)[:NAMED_ACCOUNTS]],
         )
 
 
@@ -274,8 +304,7 @@ async def _post(run: _Run, target: _Target, read_seq: int, plan: list[tuple[int,
         return False
     fault_point("expiry.run.posted")
     if not outcome.replayed:
-        run.posted += 1
-        run.units[target.asset] = run.units.get(target.asset, 0) + amount
+        run.count(target, amount)
     return True
 
 
@@ -287,6 +316,11 @@ async def _settle(run: _Run, targets: list[_Target]) -> None:
         if not pending:
             return
         plans = await _read(run, pending)
+        if run.dry_run:
+            # The same computation as a posting run, from the same snapshot; nothing is posted.
+            for target, _seq, plan in plans:
+                run.count(target, sum(n for _, n in plan))
+            return
         for target, _seq, _plan in plans:
             await _expired_account(run, target.book, target.asset)
         results = await asyncio.gather(*(_post(run, t, seq, plan) for t, seq, plan in plans))
@@ -300,11 +334,14 @@ async def expire_lapsed(
     as_of: date,
     zone: ZoneInfo,
     progress: Progress | None = None,
+    *,
+    dry_run: bool = False,
 ) -> ExpirySummary:
     """Post `expiry` entries for what lapsed on or before `as_of` in every member account of
     every asset with a validity period; returns a summary. `progress(done, total)` is called
-    as accounts are settled."""
-    run = _Run(sessions, sequencer, as_of, zone)
+    as accounts are settled. With `dry_run`, the same computation posts nothing (nor opens
+    an `expired` account) and the summary says what a run would post now."""
+    run = _Run(sessions, sequencer, as_of, zone, dry_run)
     targets: list[_Target] = []
     async with sessions() as session:
         expiring = await validity_years(session)
@@ -319,4 +356,13 @@ async def expire_lapsed(
         await _settle(run, chunk)
         if progress is not None:
             progress(start + len(chunk), len(targets))
-    return run.summary()
+    summary = run.summary()
+    log.info(
+        "exchange.expiry_run",
+        day=as_of.isoformat(),
+        entries=summary.entries_posted,
+        units_by_asset=summary.units_expired_by_asset,
+        dry_run=dry_run,
+        unsettled=summary.accounts_unsettled,
+    )
+    return summary

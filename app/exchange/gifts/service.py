@@ -209,6 +209,7 @@ async def give(
         actor=caller.actor(),
         storage_caps=limits.storage_caps,
         overflow_to=limits.overflow_to,
+        beneficiary=plan.receiver_account,
     )
     # In this transaction (the giver locked above): the entry and the answer commit together.
     outcome = await InTransaction(session, sequencer).submit(draft, ref)

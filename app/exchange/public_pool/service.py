@@ -185,6 +185,7 @@ async def grant(
         actor=caller.actor(),
         storage_caps=limits.storage_caps,
         overflow_to=limits.overflow_to,
+        beneficiary=account,
     )
     # In this transaction (the member locked above): the entry and the answer commit together.
     outcome = await InTransaction(session, sequencer).submit(draft, ref)

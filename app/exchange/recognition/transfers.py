@@ -224,6 +224,7 @@ async def prepare_transfer(
 # Refusals of the ledger answered with the ledger's own problem type.
 _LEDGER_PROBLEMS: tuple[type[TimebankError], ...] = (
     ledger_errors.InsufficientFunds,
+    ledger_errors.NothingToMove,
     ledger_errors.AccountNotOpen,
     IdempotencyKeyReused,
     IdempotencyInFlight,
@@ -297,6 +298,7 @@ async def execute_transfer(
         actor=caller.actor(),
         storage_caps=prepared.storage_caps,
         overflow_to=prepared.overflow_to,
+        beneficiary=prepared.to_account,
     )
     # In this transaction (agreement and member locked above): both entries and the transfer's
     # row commit together or not at all.

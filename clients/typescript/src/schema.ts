@@ -12221,7 +12221,7 @@ export interface operations {
     find_members_v1_members_get: {
         parameters: {
             query?: {
-                /** @description the book (required of platform credentials) */
+                /** @description the book (a platform credential names one unless only one exists) */
                 book?: string | null;
                 /** @description a volunteer number (exact, any case), an 11-digit phone number (exact; spaces, hyphens and +86 allowed) or part of a display name (any case); phone numbers and names only for callers that see personal data (admins) */
                 q?: string | null;
@@ -17773,7 +17773,7 @@ export interface operations {
         parameters: {
             query?: {
                 group_by?: "month" | "day";
-                /** @description the book (required of platform credentials) */
+                /** @description the book (a platform credential names one unless only one exists) */
                 book?: string | null;
                 /** @description first service day (inclusive) */
                 from?: string | null;
@@ -17862,7 +17862,7 @@ export interface operations {
         parameters: {
             query?: {
                 group_by?: "category" | "organisation" | "community" | "month";
-                /** @description the book (required of platform credentials) */
+                /** @description the book (a platform credential names one unless only one exists) */
                 book?: string | null;
                 /** @description first service day (inclusive) */
                 from?: string | null;

@@ -81,7 +81,7 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
     served = await start_serve(work / "data", work / "serve.log")
     try:
         found = Console(served)
-        await asyncio.to_thread(found.cli, "demo", "--members", "30", "--days", "10")
+        await asyncio.to_thread(found.cli, "demo", "--yes", "--members", "30", "--days", "10")
         # The platform's admin from the command line; the rest through the API, which is faster.
         found.tokens["platform"] = (
             found.cli("credentials", "create", "--role", "admin", "--name", "平台管理员")
