@@ -292,20 +292,18 @@ def test_expiry_runs_and_key_rotations_log_a_line_on_the_commands_stderr(
     cli_env: dict[str, str],
 ) -> None:
     env = {k: v for k, v in cli_env.items() if k != "TIMEBANK_LOG_LEVEL"}
-    expired = run_cli(env, "expire", "--as-of", "2026-01-01")
+    expired = run_cli(env, "expire", "--as-of", "2026-01-01", "--yes")
     assert json.loads(expired.stdout)["entries_posted"] == 0  # stdout stays the summary alone
-    # The progress display leaves a blank line on a stderr that is not a terminal.
-    logged = [json.loads(line) for line in expired.stderr.splitlines() if line.strip()]
-    [run] = [r for r in logged if r["event"].startswith("exchange.")]
-    assert run["event"] == "exchange.expiry_run"
-    assert (run["as_of"], run["entries"], run["units_by_asset"], run["dry_run"]) == (
-        "2026-01-01",
-        0,
-        {},
-        False,
-    )
+    logged = [json.loads(line) for line in expired.stderr.splitlines() if line.startswith("{")]
+    runs = [r for r in logged if r["event"] == "exchange.expiry_run"]
+    # The plan it shows first, then the run that posts it.
+    assert [(r["as_of"], r["entries"], r["units_by_asset"], r["dry_run"]) for r in runs] == [
+        ("2026-01-01", 0, {}, True),
+        ("2026-01-01", 0, {}, False),
+    ]
+    assert all("accounts_examined" in r and "accounts_unsettled" in r for r in runs)
 
-    rotated = run_cli(env, "keys", "rotate")
+    rotated = run_cli(env, "keys", "rotate", "--yes")
     kid = rotated.stdout.strip().splitlines()[-1]
     lines = [json.loads(line) for line in rotated.stderr.splitlines() if line.startswith("{")]
     assert lines

@@ -359,10 +359,11 @@ async def expire_lapsed(
     summary = run.summary()
     log.info(
         "exchange.expiry_run",
-        day=as_of.isoformat(),
+        as_of=as_of.isoformat(),
         entries=summary.entries_posted,
         units_by_asset=summary.units_expired_by_asset,
+        accounts_examined=summary.accounts_examined,
+        accounts_unsettled=summary.accounts_unsettled,
         dry_run=dry_run,
-        unsettled=summary.accounts_unsettled,
     )
     return summary
