@@ -142,6 +142,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--scale-inflight", type=int, default=256, help="in-process postings in flight, timed"
     )
+    p.add_argument(
+        "--server-log-level",
+        default=None,
+        help="the servers' TIMEBANK_LOG_LEVEL (default theirs, info: one access line a "
+        "request; warning measures the service without it)",
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     return p.parse_args(argv)
 
@@ -179,9 +185,11 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
-def child_env(data_dir: Path) -> dict[str, str]:
+def child_env(data_dir: Path, log_level: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIMEBANK_")}
     env["TIMEBANK_DATA_DIR"] = str(data_dir)
+    if log_level is not None:  # e.g. warning: no access line a request (docs/operations.md)
+        env["TIMEBANK_LOG_LEVEL"] = log_level
     # One credential drives all the load: the per-credential rate limit would cap it.
     env["TIMEBANK_RATE_LIMIT_PER_S"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
@@ -867,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
 
         summary["machine"] = machine_facts()
         summary["postgres"] = run_async(server_facts(urls.app))
-        env = child_env(data_dir)
+        env = child_env(data_dir, args.server_log_level)
         parts = set(args.only or ("http", "inprocess", "audit"))
         if args.scale is not None:
             from bench.scale import measure_scale
