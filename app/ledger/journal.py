@@ -36,6 +36,15 @@ DOMAIN_KIND_ROUTES = {
     "recognition": "POST /v1/recognition/transfers",
     "expiry": "`timebank expire`",
 }
+# Entries a feature's own rows depend on (a service record's status, what a member owes): a
+# client's generic reversal would leave those rows saying otherwise, so only the feature's
+# route reverses them (app.ledger_api refuses them with that route's name).
+RECORD_BOUND_KINDS = {
+    KIND_SERVICE_CREDIT: "POST /v1/service-records/{id}/reverse",
+    KIND_SERVICE_CORRECTION: "POST /v1/service-records/{id}/reverse (a correction stands)",
+    KIND_SERVICE_CORRECTION_SETTLE: "a settlement stands (docs/volunteering.md §6.1)",
+    KIND_SERVICE_CORRECTION_WRITE_OFF: "a write-off stands (docs/volunteering.md §6.1)",
+}
 NOTICE_PREFIX = "notice."
 # The meta member in which the ledger records who asked for an entry; callers cannot set it.
 ACTOR_KEY = "actor"

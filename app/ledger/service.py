@@ -22,6 +22,7 @@ from app.ledger.journal import (
     KIND_REVERSAL,
     LINKED_KINDS,
     NOTICE_PREFIX,
+    RECORD_BOUND_KINDS,
     BalanceState,
 )
 from app.ledger.outcomes import IdempotencyRef, Outcome
@@ -378,6 +379,16 @@ async def post_notice(
     """Append an administrative fact (`notice.<what>`, no legs) so the chain proves it."""
     draft = Draft(book, "post", f"{NOTICE_PREFIX}{what}", [], "", facts, actor=actor)
     return await sequencer.submit(draft, idem)
+
+
+def check_reversible_by_client(original: StoredPosting) -> None:
+    """Refuse (422 `not-reversible`) a client's reversal of an entry a feature's rows depend
+    on, naming the way it is corrected instead (RECORD_BOUND_KINDS)."""
+    way = RECORD_BOUND_KINDS.get(original.kind)
+    if way is not None:
+        raise errors.NotReversible(
+            f"a {original.kind!r} entry is not reversed by itself: {way}", kind=original.kind
+        )
 
 
 async def reverse_transaction(

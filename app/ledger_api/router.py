@@ -222,6 +222,7 @@ async def reverse_transaction(
     """Post the negation of a transaction; at most one per transaction (admins)."""
     posting = await service.get_transaction(session, tx_id)
     require_book(ctx.caller, posting.book, f"transaction {tx_id}")
+    service.check_reversible_by_client(posting)
     outcome = await service.reverse_transaction(
         ctx.sequencer, posting, ctx.idem, ctx.caller.actor()
     )

@@ -302,3 +302,28 @@ async def test_the_verifiers_accept_corrections(
     assert '"kind":"service_correction"' in exported
     assert '"kind":"service_correction.settle"' in exported
     assert '"kind":"service_correction.write_off"' in exported
+
+
+async def test_a_records_entries_are_not_reversed_by_the_generic_route(district: District) -> None:
+    """A service credit reversed by itself would leave its record approved and the statistics
+    unreconciled: the generic route refuses it, and the correction, naming the record's route."""
+    d = district
+    member = await d.member()
+    record = await approved(d, member, 30)
+    detail = await d.ok("GET", f"/v1/service-records/{record}", "auditor")
+    refused = await d.call("POST", f"/v1/transactions/{detail['tx_id']}/reversal", "admin")
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["type"] == PROBLEM + "not-reversible" and problem["kind"] == "service_credit"
+    assert "/v1/service-records/{id}/reverse" in problem["detail"]
+    assert (await d.ok("GET", f"/v1/service-records/{record}", "auditor"))["status"] == "approved"
+    assert (await ledger_stats(d))["reconciled"] is True
+    # Spent, then corrected: the correction stands too.
+    await spend(d, member, 30)
+    body = {"reason": "录错", "remainder": "written_off"}
+    corrected = await d.ok("POST", f"/v1/service-records/{record}/reverse", "team", body=body)
+    again = await d.call(
+        "POST", f"/v1/transactions/{corrected['reversal_tx_id']}/reversal", "admin"
+    )
+    assert again.status_code == 422 and again.json()["kind"] == "service_correction"
+    assert (await ledger_stats(d))["reconciled"] is True
