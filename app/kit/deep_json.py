@@ -46,6 +46,24 @@ def loads(
     return parse(data, object_pairs_hook=object_pairs_hook, parse_constant=parse_constant)
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate member")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_loads(data: str | bytes) -> Any:
+    """JSON (UTF-8 when bytes) of any depth, with no duplicate member and no NaN or Infinity;
+    ValueError otherwise (UnicodeDecodeError and JSONDecodeError are ValueErrors too)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
 class _Object:
     """An object being read: its members so far and the name of the one being read."""
 
