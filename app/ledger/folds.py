@@ -23,6 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 # Entries folded per transaction: a few milliseconds of PostgreSQL's time, never the loop's.
 FOLD_CHUNK = 5000
+# The scope of a totals row that counts for the whole book (others: an organisation's owner).
+WHOLE_BOOK = ""
+# The `upto` of a read's own fold: every entry after the position.
+LAST_SEQ = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,21 @@ def day_condition(span: tuple[date | None, date | None], params: dict[str, Any])
         condition += " AND day <= :day_to"
         params["day_to"] = day_to
     return condition
+
+
+async def read_params(
+    session: AsyncSession,
+    fold: Fold,
+    book: str,
+    timezone: str,
+    scope: str,
+    span: tuple[date | None, date | None],
+) -> tuple[dict[str, Any], str]:
+    """What a read of `fold`'s totals binds, and its day condition: the fold's parameters, the
+    scope, the entries after the position (`after`, `upto`), and the days of `span`."""
+    params = fold.params(book, timezone) | {"scope": scope, "upto": LAST_SEQ}
+    params["after"] = await folded_seq(session, book, fold.name, timezone)
+    return params, day_condition(span, params)
 
 
 async def folded_seq(session: AsyncSession, book: str, name: str, timezone: str) -> int:

@@ -38,8 +38,6 @@ KIND_FLOWS = {
     KIND_EXPIRY: "expiry",
 }
 REDEMPTION, REVERSAL = "kiosk_redemption", "reversal"
-WHOLE_BOOK = ""
-LAST_SEQ = 2**63 - 1
 
 # The rows that the entries (:after, :upto] of :book add: per scope, day, flow and asset, and
 # per scope, day and flow with asset '' (the entries' count; its sums are 0). For a hold.post
@@ -139,7 +137,7 @@ def fold_params(book: str, timezone: str) -> dict[str, Any]:
         "hold_post": KIND_HOLD_POST,
         "reversal": KIND_REVERSAL,
         "redemption": REDEMPTION,
-        "whole_book": WHOLE_BOOK,
+        "whole_book": folds.WHOLE_BOOK,
     }
 
 
@@ -172,9 +170,6 @@ async def read_rows(
     """The flows of `scope` (`''` or an organisation's owner) in the days `span` (each bound
     optional, inclusive), per period (`month` or `day`) and over the span, in the session's
     snapshot: the folded totals plus the entries after them."""
-    params = fold_params(book, timezone)
-    params |= {"scope": scope, "upto": LAST_SEQ}
-    params["after"] = await folds.folded_seq(session, book, FOLD.name, timezone)
-    period = folds.day_condition(span, params)
+    params, period = await folds.read_params(session, FOLD, book, timezone, scope, span)
     sql = _read_sql(period, PERIOD_KEYS[period_key])
     return list(await session.execute(text(sql), params))

@@ -28,8 +28,6 @@ from app.ledger import folds
 from app.ledger import service as ledger
 from app.ledger.journal import KIND_REVERSAL, KIND_SERVICE_CORRECTION, KIND_SERVICE_CREDIT
 
-WHOLE_BOOK = ""
-LAST_SEQ = 2**63 - 1
 UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 # A member's account, or the book's public time pool (overflow of a storage cap).
@@ -111,7 +109,7 @@ def fold_params(book: str, timezone: str) -> dict[str, Any]:
         "correction_kind": KIND_SERVICE_CORRECTION,
         "book_owner": book_owner(book),
         "pool": PUBLIC_POOL,
-        "whole_book": WHOLE_BOOK,
+        "whole_book": folds.WHOLE_BOOK,
     }
 
 
@@ -152,8 +150,6 @@ async def credited_minutes(
     """Minutes credited as service in `scope` (`''` or an organisation's owner) on the
     service days `span` (each bound optional, inclusive), and what reversals took back of
     them: the folded totals plus the entries after them, in the session's snapshot."""
-    params = fold_params(book, timezone) | {"scope": scope, "upto": LAST_SEQ}
-    params["after"] = await folds.folded_seq(session, book, FOLD.name, timezone)
-    period = folds.day_condition(span, params)
+    params, period = await folds.read_params(session, FOLD, book, timezone, scope, span)
     row = (await session.execute(text(_read_sql(period)), params)).one()
     return int(row.credited), int(row.reversed)

@@ -152,7 +152,7 @@ def split_period(day_from: date | None, day_to: date | None) -> _Split:
     return _Split((month_from, month_to), days)
 
 
-WHOLE_BOOK = _Split((None, None), [])
+NO_PERIOD = _Split((None, None), [])
 
 
 def _group(row: Row[Any]) -> StatsGroup:
@@ -215,7 +215,7 @@ async def service_stats(
             params |= {f"first_{i}": first, f"last_{i}": last}
         days = f" AND ({' OR '.join(ranges)})"
     rollup, month = "service_record_months", "m.month"
-    if split == WHOLE_BOOK and group_by != "month":
+    if split == NO_PERIOD and group_by != "month":
         rollup, month = "service_record_members", "CAST(NULL AS date)"
     org_m = org_r = ""
     if scope.organisation_id is not None:
