@@ -67,8 +67,7 @@ ALARM = Gauge(
 )
 
 DUE = """
-SELECT w.book_code, w.name, w.vkey, w.url, w.cosigned_size, w.failures,
-       c.tree_size, c.note
+SELECT w.book_code, w.name, w.vkey, w.url, c.tree_size, c.note
   FROM book_witnesses w
   CROSS JOIN LATERAL (SELECT k.tree_size, k.note FROM checkpoints k
                        WHERE k.book_code = w.book_code
@@ -151,16 +150,21 @@ async def post(client: httpx.AsyncClient, url: str, body: str) -> Answer:
         raise Unreachable(f"{type(exc).__name__}: {exc}") from None
 
 
-def cosignature_line(due: Due, body: str) -> str:
-    """The witness's own verified line in a 200 answer (lines of unknown keys are ignored)."""
+def cosignature_line(due: Due, body: str) -> tuple[str, datetime]:
+    """The witness's own verified line in a 200 answer (lines of unknown keys are ignored), and
+    the time it states."""
     for line in body.splitlines(keepends=True):
         if not line.endswith("\n"):
             continue
         try:
-            open_note(due.note + line, [due.cosigner])
+            _, signatures = open_note(due.note + line, [due.cosigner])
         except NoteError:
             continue
-        return line
+        try:
+            # A witness may state any time below 2^63 s; past year 9999 it is no time at all.
+            return line, datetime.fromtimestamp(timestamp_of(signatures[0]), UTC)
+        except (OverflowError, ValueError, OSError):
+            raise Unreachable("the cosignature states a time past year 9999") from None
     raise Unreachable("the answer holds no valid cosignature of this witness")
 
 
@@ -173,18 +177,37 @@ async def _proof(pool: asyncpg.Pool, book: str, old: int, size: int) -> list[byt
         )
 
 
-async def ask(pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due, old: int) -> tuple[str, int]:
-    """Ask for a cosignature of `due`'s checkpoint from `old`; the line, and the size the
-    witness held before. Raises Refused or Unreachable."""
+async def _largest_checkpoint(pool: asyncpg.Pool, book: str) -> int:
+    async with acquire(pool) as conn:
+        found = await conn.fetchval(
+            "SELECT max(tree_size) FROM checkpoints WHERE book_code = $1", book
+        )
+    return int(found or 0)
+
+
+async def ask(
+    pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due, old: int
+) -> tuple[str, datetime, int]:
+    """Ask for a cosignature of `due`'s checkpoint from `old`; the line, the time it states,
+    and the size the witness held before. Raises Refused or Unreachable."""
     for _ in range(2):
         if old > due.tree_size:
-            # A newer checkpoint was cosigned meanwhile (by another process): the next round
-            # offers the newest. Were the log to shrink, the witness refuses that one.
-            raise Unreachable(f"the witness holds size {old}, past this checkpoint")
+            if old <= await _largest_checkpoint(pool, due.book):
+                # A newer checkpoint was cosigned meanwhile (by another process): the next
+                # round offers the newest.
+                raise Unreachable(f"the witness holds size {old}, past this checkpoint")
+            # The witness cosigned a size this log no longer has: its history was cut back.
+            raise Refused(409, f"the witness holds size {old}, beyond every checkpoint")
         proof = await _proof(pool, due.book, old, due.tree_size)
-        answer = await post(client, due.url, request_body(old, proof, due.note))
+        try:
+            # httpx's timeout bounds each read; this bounds the request, within the lease.
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                answer = await post(client, due.url, request_body(old, proof, due.note))
+        except TimeoutError:
+            raise Unreachable(f"no whole answer within {REQUEST_TIMEOUT_S} s") from None
         if answer.status == 200:
-            return cosignature_line(due, answer.body), old
+            line, stamp = cosignature_line(due, answer.body)
+            return line, stamp, old
         if answer.status == 409:
             held = answer.body.strip()
             if not held.isascii() or not held.isdecimal():
@@ -207,7 +230,7 @@ async def ask_one(pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due) -> No
         return  # another process is asking it
     fields = {"book": due.book, "witness": due.name, "tree_size": due.tree_size}
     try:
-        line, held = await ask(pool, client, due, row["cosigned_size"] or 0)
+        line, stamp, held = await ask(pool, client, due, row["cosigned_size"] or 0)
     except Refused as exc:
         REFUSALS.labels(due.book, due.name, str(exc.status)).inc()
         log.error("audit.witness_refused", **fields, status=exc.status, detail=exc.detail)
@@ -235,10 +258,10 @@ async def ask_one(pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due) -> No
                 due.name,
                 failures,
                 str(exc)[:2000],
-                min(MAX_BACKOFF_S, 2.0**failures),
+                # 2^9 s is past the cap already; a larger power would overflow a float.
+                min(MAX_BACKOFF_S, 2.0 ** min(failures, 16)),
             )
         return
-    stamp = _cosigned_at(due, line)
     async with acquire(pool) as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO checkpoint_cosignatures (book_code, tree_size, witness, line, "
@@ -262,11 +285,6 @@ async def ask_one(pool: asyncpg.Pool, client: httpx.AsyncClient, due: Due) -> No
     log.info("audit.witness_cosigned", **fields, old_size=held)
 
 
-def _cosigned_at(due: Due, line: str) -> datetime:
-    _, signatures = open_note(due.note + line, [due.cosigner])
-    return datetime.fromtimestamp(timestamp_of(signatures[0]), UTC)
-
-
 async def ask_due(pool: asyncpg.Pool, client: httpx.AsyncClient) -> int:
     """Ask every witness that has not cosigned its book's latest checkpoint, all at once;
     how many were asked."""
@@ -287,6 +305,11 @@ async def ask_due(pool: asyncpg.Pool, client: httpx.AsyncClient) -> int:
     return len(due)
 
 
+# The (book, witness) labels the last refresh set: a witness removed since is set back to 0,
+# or its last alarm would stand until the process restarts.
+_GAUGED: set[tuple[str, str]] = set()
+
+
 async def refresh_gauges(pool: asyncpg.Pool) -> None:
     """Set the witness gauges from what the database holds of every book's witnesses."""
     async with acquire(pool) as conn:
@@ -294,6 +317,11 @@ async def refresh_gauges(pool: asyncpg.Pool) -> None:
             "SELECT book_code, name, cosigned_size, refused_at IS NOT NULL AS alarm "
             "FROM book_witnesses"
         )
+    present = {(row["book_code"], row["name"]) for row in rows}
+    for gone in _GAUGED - present:
+        ALARM.labels(*gone).set(0)
+    _GAUGED.clear()
+    _GAUGED.update(present)
     for row in rows:
         ALARM.labels(row["book_code"], row["name"]).set(1 if row["alarm"] else 0)
         if row["cosigned_size"] is not None:

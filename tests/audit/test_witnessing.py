@@ -23,7 +23,7 @@ from sqlalchemy import text
 from app.audit import cosignature, merkle, witnessing
 from app.audit.checkpoint import parse_checkpoint
 from app.audit.note import open_note, parse_verifier_key
-from app.audit.witness_config import add_witness, witness_statuses
+from app.audit.witness_config import add_witness, remove_witness, witness_statuses
 from app.kit.pg_pool import acquire
 from tests.conftest import Api
 
@@ -269,3 +269,49 @@ async def test_adding_a_witness_checks_its_key_and_url(api: Api) -> None:
             assert refused.value.extra["errors"][0]["field"] == field_  # type: ignore[attr-defined]
         added = await add_witness(conn, book, good, "https://w.test/prefix")
     assert added.name == "w.test/x" and added.cosigned_size is None
+
+
+async def test_a_long_outage_a_far_timestamp_and_a_cut_back_log_are_each_recorded(  # type: ignore[no-untyped-def]
+    witnessed, logged
+) -> None:
+    api, book, issuance, target, witnesses = witnessed
+    await grow(api, book, issuance, target, 2)
+    # A witness down for days: its backoff stays at the cap (2 ** failures would overflow).
+    async with api.app.state.sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE book_witnesses SET failures = 2000 WHERE book_code = :b AND name = :n"),
+            {"b": book, "n": witnesses["w1.test"].name},
+        )
+    witnesses["w1.test"].down = True
+    # A witness that states a time past year 9999 (C2SP allows up to 2^63 - 1).
+    witnesses["w2.test"].clock = 2**62
+    # A witness that holds a size this log never signed: the log was cut back.
+    witnesses["w3.test"].size = 10**6
+    await ask(api, witnesses)
+    async with acquire(api.app.state.audit.pool) as conn:
+        found = {w.name: w for w in await witness_statuses(conn, book)}
+        gap = await conn.fetchval(
+            "SELECT due_at - now() FROM book_witnesses WHERE book_code = $1 AND name = $2",
+            book,
+            witnesses["w1.test"].name,
+        )
+    down, far, ahead = (found[witnesses[h].name] for h in ("w1.test", "w2.test", "w3.test"))
+    assert down.failures == 2001 and not down.alarm
+    assert gap.total_seconds() <= witnessing.MAX_BACKOFF_S
+    assert far.failures == 1 and "9999" in (far.last_error or "") and not far.alarm
+    assert ahead.alarm and (ahead.refusal or "").startswith("409")
+    assert cosigners(await served(api, book), witnesses) == []
+
+
+async def test_a_removed_witness_leaves_no_alarm_behind(witnessed) -> None:  # type: ignore[no-untyped-def]
+    api, book, issuance, target, witnesses = witnessed
+    await grow(api, book, issuance, target, 2)
+    # It remembers another history of size 1: the log's proof from 1 does not reach its root.
+    witnesses["w1.test"].size, witnesses["w1.test"].root = 1, bytes(32)
+    await ask(api, witnesses)
+    name = witnesses["w1.test"].name
+    alarm = f'timebank_witness_alarm{{book="{book}",witness="{name}"}}'
+    assert f"{alarm} 1.0" in (await api.client.get("/metrics")).text
+    async with acquire(api.app.state.audit.pool) as conn:
+        assert await remove_witness(conn, book, name)
+    assert f"{alarm} 0.0" in (await api.client.get("/metrics")).text
