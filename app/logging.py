@@ -105,6 +105,8 @@ def stdlib_formatter(as_json: bool = True) -> logging.Formatter:
     (named by `logging_config`, so that uvicorn's worker processes can build it)."""
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
+            # A library's line during a request carries the request's id too.
+            structlog.contextvars.merge_contextvars,
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

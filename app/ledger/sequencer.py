@@ -26,6 +26,7 @@ locks and writes with the same statement.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import uuid
 
@@ -151,7 +152,11 @@ class Sequencer:
         queue = self._queues.get(draft.book)
         if queue is None:
             queue = self._queues[draft.book] = asyncio.Queue()
-            self._workers[draft.book] = asyncio.create_task(self._run(draft.book, queue))
+            # A fresh context: the worker serves every later request of the book, and must not
+            # log under the request id and credential of the one that started it.
+            self._workers[draft.book] = asyncio.create_task(
+                self._run(draft.book, queue), context=contextvars.Context()
+            )
         queue.put_nowait(pending)
         return await asyncio.shield(pending.future)
 

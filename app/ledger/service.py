@@ -293,6 +293,12 @@ async def begin_book_aggregate(session: AsyncSession, book: str) -> None:
     """
     if not session.in_transaction():
         await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+    else:
+        # A caller that began the transaction (a standby's snapshot) began it repeatable read;
+        # one that read something first in READ COMMITTED would get figures of two moments.
+        level = await session.scalar(text("SHOW transaction_isolation"))
+        if level != "repeatable read":
+            raise RuntimeError(f"an aggregate needs its own snapshot, not a {level} transaction")
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(text("SET LOCAL enable_mergejoin = off"))
     found = await session.execute(text("SELECT 1 FROM books WHERE code = :b"), {"b": book})

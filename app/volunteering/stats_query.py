@@ -44,7 +44,12 @@ async def stats_query(
     ] = None,
 ) -> StatsQuery:
     """The scope of a statistics request (422 for a reversed period)."""
+    began = session.in_transaction()
     scope_book = await one_listed_book(session, caller, book)
+    if not began and session.in_transaction():
+        # Looking up the only book read in the request's session: end that read, so that the
+        # statistics begin their one repeatable-read snapshot (ledger.begin_book_aggregate).
+        await session.rollback()
     check_period(period_from, period_to)
     return StatsQuery(scope_book, own_organisation_scope(caller), period_from, period_to)
 
