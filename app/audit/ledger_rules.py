@@ -18,9 +18,7 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 HASH_RE = re.compile(r"[0-9a-f]{64}")
 # ASCII digits only (RFC 3339): `\d` alone matches any script's digits, whose strings do not
 # sort as their times (the rules compare timestamps as strings) and no browser reads them.
-TIMESTAMP_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z", re.ASCII
-)
+TIMESTAMP_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z", re.ASCII)
 BOOK_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 ASSET_RE = re.compile(r"[A-Z][A-Z0-9_]{0,15}")
 KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}(\.[a-z0-9_]{1,31}){0,3}")

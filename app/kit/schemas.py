@@ -61,9 +61,17 @@ def _day_in_range(value: date) -> date:
     return value
 
 
+def instant_in_range(value: datetime) -> bool:
+    """Whether an aware instant lies in 1900-01-01..2999-12-31 UTC (its own year is checked
+    first: an instant near year 1 or 9999 cannot even be moved to UTC)."""
+    if not EARLIEST_DAY.year - 1 <= value.year <= LATEST_DAY.year + 1:
+        return False
+    return _EARLIEST_INSTANT <= value < _END_INSTANT
+
+
 def _instant_in_range(value: datetime) -> datetime:
     # Compared as instants: 9999-12-31T23:59-08:00 is in year 10000 UTC.
-    if not _EARLIEST_INSTANT <= value < _END_INSTANT:
+    if not instant_in_range(value):
         raise PydanticCustomError(
             "datetime_out_of_range",
             "the instant must be between {earliest} and {latest} (UTC)",

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.errors import MemberNotFound
 from app.kit.problems import TimebankError, ValidationFailed
+from app.kit.schemas import instant_in_range
 from app.volunteering import records, schemas
 from app.volunteering.records import Rules, local_time
 
@@ -258,7 +259,7 @@ async def _row_record(
     moments: dict[str, datetime] = {}
     for name in ("started_at", "ended_at"):
         try:
-            moments[name] = _moment(values[name], reading.rules)
+            moment = _moment(values[name], reading.rules)
         except ValueError:
             problems.append(
                 _problem(
@@ -269,6 +270,19 @@ async def _row_record(
                     "datetime",
                 )
             )
+            continue
+        if not instant_in_range(moment):
+            # Before anything shows it in local time: near year 1 or 9999 that overflows.
+            problems.append(
+                _problem(
+                    column(name),
+                    "the instant must be between 1900-01-01T00:00:00Z and "
+                    "2999-12-31T23:59:59.999999Z (UTC)",
+                    "datetime_out_of_range",
+                )
+            )
+            continue
+        moments[name] = moment
     if not values["external_id"]:
         problems.append(
             _problem(

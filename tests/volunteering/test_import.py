@@ -253,6 +253,28 @@ async def test_times_in_messages_are_in_the_service_time_zone(district: District
     }
 
 
+async def test_far_dates_are_problems_of_their_column_not_errors(district: District) -> None:
+    """Near year 1 or 9999 a time cannot even be shown in local time: 1900-2999 only."""
+    d = district
+    project = await d.project()
+    number, pid = (await d.member())["volunteer_number"], project["id"]
+    rows = [
+        f"f-1,{number},{pid},2026-11-20 09:00,0001-01-01T00:00+14:00,王老师",
+        f"f-2,{number},{pid},9999-12-31T23:59-12:00,2026-11-20 10:00,王老师",
+        f"f-3,{number},{pid},1899-12-31 23:00,2026-11-20 10:00,王老师",
+    ]
+    answer = await send(d, HEADER + "\n".join(rows) + "\n", dry_run=True)
+    assert answer.status_code == 200, answer.text
+    found = [
+        (p["problems"][0]["field"], p["problems"][0]["code"]) for p in answer.json()["problems"]
+    ]
+    assert found == [
+        ("ended_at", "datetime_out_of_range"),
+        ("started_at", "datetime_out_of_range"),
+        ("started_at", "datetime_out_of_range"),
+    ]
+
+
 async def test_a_gbk_file_is_read_with_a_warning(district: District) -> None:
     d = district
     project = await d.project()
