@@ -174,10 +174,12 @@ async def approve(
     return await get_record(session, record_id)
 
 
+# The LIKE is the partial index's predicate (accounts_receivables, migration 0015): with it the
+# planner may use the index for a purpose given as a parameter.
 RECEIVABLES = """
 SELECT id::text AS id, -posted AS owed FROM accounts
- WHERE book_code = :book AND asset = 'HOUR' AND owner LIKE 'org:%'
-   AND meta ->> 'purpose' = :purpose AND posted < 0
+ WHERE book_code = :book AND meta ->> 'purpose' LIKE 'receivable:%'
+   AND meta ->> 'purpose' = :purpose AND asset = 'HOUR' AND owner LIKE 'org:%' AND posted < 0
  ORDER BY created_at, id
 """
 
@@ -387,8 +389,11 @@ async def reverse(
     original = await ledger.get_transaction(session, record.tx_id)
     in_transaction = ledger.InTransaction(session, sequencer)
     credited = [a for a, amount in original.legs if amount > 0]
-    detail: dict[str, Any] = {"reason": reason}
+    # The accounts a correction books its rest to, opened once: a retry holds the book's head,
+    # and must not wait for another connection of the pool to open them.
+    opened: dict[str, str] = {}
     for _ in range(CORRECTION_TRIES):
+        detail: dict[str, Any] = {"reason": reason}
         available = await _available(session, credited)
         amounts = dict(original.legs)
         if all(available[a][0] >= amounts[a] for a in credited):
@@ -410,7 +415,7 @@ async def reverse(
                 session, record.book, record.organisation_id, record.member_id
             )
             draft = await _correction_draft(
-                sessions, record, original, member, available, remainder, caller
+                sessions, record, original, member, available, remainder, caller, opened
             )
             outcome = await in_transaction.submit(draft, reversal_ref(record_id))
             event = "corrected"
@@ -452,17 +457,23 @@ async def _correction_draft(
     available: dict[str, tuple[int, int]],
     remainder: Remainder,
     caller: Caller,
+    opened: dict[str, str],
 ) -> Draft:
     plan = plan_correction(original.legs, member_account, available, remainder)
     organisation = str(record.organisation_id)
     legs = list(plan.legs)
+
+    async def account(purpose: str) -> str:
+        if purpose not in opened:
+            opened[purpose] = await correction_account(
+                sessions, record.book, organisation, purpose
+            )
+        return opened[purpose]
+
     if plan.owed:
-        purpose = receivable_purpose(record.member_id)
-        receivable = await correction_account(sessions, record.book, organisation, purpose)
-        legs.append((receivable, -plan.owed))
+        legs.append((await account(receivable_purpose(record.member_id)), -plan.owed))
     if plan.written_off:
-        write_off = await correction_account(sessions, record.book, organisation, WRITE_OFF)
-        legs.append((write_off, -plan.written_off))
+        legs.append((await account(WRITE_OFF), -plan.written_off))
     return Draft(
         record.book,
         "post",

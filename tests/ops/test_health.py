@@ -7,7 +7,7 @@ async def test_healthz_readyz_metrics(api: Api) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["migration"] == "0014"
+    assert ready.json()["migration"] == "0015"
     book = await api.book()
     await api.funded(book, 10)
     metrics = await api.client.get("/metrics")
