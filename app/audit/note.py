@@ -45,8 +45,13 @@ class AmbiguousKeyError(NoteError):
 
 
 def is_valid_key_name(name: str) -> bool:
-    """Key names are non-empty and contain no Unicode space and no '+'."""
-    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+    """Key names are non-empty and contain no Unicode space, no '+' and no control character
+    (a note may not carry one: such a key could never sign)."""
+    return (
+        bool(name)
+        and "+" not in name
+        and not any(c.isspace() or c < " " or c == "\x7f" for c in name)
+    )
 
 
 def raw_public(key: Ed25519PublicKey) -> bytes:

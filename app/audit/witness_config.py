@@ -46,12 +46,21 @@ def _invalid(field: str, message: str) -> ValidationFailed:
 def check_witness(vkey: str, url: str) -> str:
     """The witness's name from its vkey (a cosigner key, type 0x04); raises ValidationFailed
     naming the field at fault."""
+    if len(vkey) > 400:
+        raise _invalid("vkey", "at most 400 characters")
     try:
         cosigner = parse_cosigner_key(vkey)
     except NoteError as exc:
         raise _invalid("vkey", f"not a cosignature/v1 verifier key ({exc})") from None
+    if len(cosigner.name) > 200:
+        raise _invalid("vkey", "its name has more than 200 characters")
+    if "\x00" in url:
+        raise _invalid("url", "a NUL character")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    # The table holds the scheme as written, lower case: `HTTP://` is refused, not rewritten.
+    if not url.startswith(("http://", "https://")) or not parts.netloc or parts.query or (
+        parts.fragment
+    ):
         raise _invalid("url", "the witness's submission prefix, an http(s) URL")
     if len(url) > 2000:
         raise _invalid("url", "at most 2000 characters")

@@ -263,6 +263,14 @@ async def test_adding_a_witness_checks_its_key_and_url(api: Api) -> None:
             ("nonsense", "http://w.test", "vkey"),
             (good, "ftp://w.test", "url"),
             (good, "http://w.test/?x=1", "url"),
+            (good, "HTTP://w.test", "url"),
+            (good, "http://w.test/\x00", "url"),
+            (
+                cosignature.Cosigner.from_public_key("w" * 201, key.public_key()).vkey(),
+                "http://w.test",
+                "vkey",
+            ),
+            (good.replace("w.test/x", "w.te\x01st/x", 1), "http://w.test", "vkey"),
         ):
             with pytest.raises(Exception) as refused:
                 await add_witness(conn, book, vkey, url)
