@@ -25,24 +25,25 @@ NO_ORIGIN = ""
 
 
 class WitnessMetrics:
-    """The witness's own registry (not the ledger's): one per app."""
+    """The witness's own registry (not the ledger's): one per app. Its names say `server`: the
+    ledger's `timebank_witness_*` count what the log's witnesses answered it."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.cosignatures = Counter(
-            "timebank_witness_cosignatures",
+            "timebank_witness_server_cosignatures",
             "Checkpoints cosigned, by origin",
             ["origin"],
             registry=self.registry,
         )
         self.refusals = Counter(
-            "timebank_witness_refusals",
+            "timebank_witness_server_refusals",
             "add-checkpoint requests refused, by origin ('' before one is known) and status",
             ["origin", "status"],
             registry=self.registry,
         )
         self.alarms = Counter(
-            "timebank_witness_alarms",
+            "timebank_witness_server_alarms",
             "Checkpoints validly signed by a witnessed log but inconsistent with what was cosigned",
             ["origin"],
             registry=self.registry,

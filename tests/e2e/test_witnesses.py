@@ -292,7 +292,7 @@ async def test_three_witnesses_cosign_catch_up_and_refuse_a_rewritten_history(
         for w in witnesses:
             metrics = (await plain.get(f"{w.url}/metrics")).text
             alarms = [line for line in metrics.splitlines()
-                      if line.startswith("timebank_witness_alarms_total{")]  # fmt: skip
+                      if line.startswith("timebank_witness_server_alarms_total{")]  # fmt: skip
             assert alarms and float(alarms[0].split()[-1]) >= 1, metrics
             assert '"witness.alarm"' in w.log.read_text()
     # West, untouched, is still cosigned by all three.

@@ -135,8 +135,11 @@ async def test_the_same_size_with_another_root_is_an_alarm_kept_as_evidence(
         }
     ]
     metrics = (await client.get("/metrics")).text
-    assert metric(metrics, "timebank_witness_alarms_total", origin=log.origin) == 1
-    assert metric(metrics, "timebank_witness_refusals_total", origin=log.origin, status="422") == 1
+    assert metric(metrics, "timebank_witness_server_alarms_total", origin=log.origin) == 1
+    assert (
+        metric(metrics, "timebank_witness_server_refusals_total", origin=log.origin, status="422")
+        == 1
+    )
     [evidence] = WitnessStore(witnessed.root / "witness.db").evidence()
     assert (evidence.origin, evidence.alarm, evidence.status, evidence.reason) == (
         log.origin,
@@ -223,7 +226,7 @@ async def test_an_unknown_origin_is_404(client: httpx.AsyncClient) -> None:
     problem(response, 404, "witness-unknown-log")
     assert logs[0]["event"] == "witness.refused" and logs[0]["origin"] == ""
     metrics = (await client.get("/metrics")).text
-    assert metric(metrics, "timebank_witness_refusals_total", origin="", status="404") == 1
+    assert metric(metrics, "timebank_witness_server_refusals_total", origin="", status="404") == 1
 
 
 async def test_a_trusted_keys_bad_signature_is_403(
@@ -245,7 +248,10 @@ async def test_a_trusted_keys_bad_signature_is_403(
     both = with_signatures(log.note(5), [impostor.note(5).split("\n\n")[1]])
     assert (await post(client, log.body(0, 5, note=both))).status_code == 200
     metrics = (await client.get("/metrics")).text
-    assert metric(metrics, "timebank_witness_refusals_total", origin=log.origin, status="403") == 2
+    assert (
+        metric(metrics, "timebank_witness_server_refusals_total", origin=log.origin, status="403")
+        == 2
+    )
 
 
 @pytest.mark.parametrize(
