@@ -799,6 +799,11 @@ async def test_with_a_witness_policy_the_kiosk_checks_the_receipts_checkpoint(
         shop = await seed_shop(client)
         context, page = await new_page(browser, server)
         try:
+            # Only the signed-in site sets its policy.
+            assert await page.locator("#nav-policy").is_hidden()
+            await page.fill("#signin-token", shop.kiosk_token)
+            await page.click("#signin-form button[type=submit]")
+            await page.locator("#screen-scan").wait_for()
             # The site's policy, set once on the page: a text it cannot read is refused, and
             # kept nowhere; the 2-of-3 policy is kept in this browser.
             await page.click("#nav-policy")
@@ -815,8 +820,6 @@ async def test_with_a_witness_policy_the_kiosk_checks_the_receipts_checkpoint(
             stored = await page.evaluate("localStorage.getItem('timebank.kiosk.witnessPolicy')")
             assert stored == TWO_OF_THREE
             await page.click("#policy-back")
-            await page.fill("#signin-token", shop.kiosk_token)
-            await page.click("#signin-form button[type=submit]")
             await page.locator("#screen-scan").wait_for()
 
             # The service's proof bundle: its checkpoint has no cosignature (no witness yet),

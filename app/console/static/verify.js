@@ -565,6 +565,12 @@ export function verifyReceiptToken(token, jwks, {
 } = {}) {
   return verdict(async (passed, out) => {
     const policy = await readPolicy(witnessPolicy, passed);
+    if (policy && proof === null) {
+      // As the Python verifier: a policy speaks of a checkpoint, and only a bundle has one;
+      // a receipt alone would pass it unchecked.
+      fail("witness.policy", null, "见证策略需要凭条的包含证明（检查点）",
+        "a witness policy needs the receipt's proof bundle (its checkpoint)");
+    }
     const { claims, kid } = await refuse("receipt.signature", null, "the receipt does not verify",
       () => verifyReceipt(typeof token === "string" ? token.trim() : token, jwks));
     passed("receipt.signature");
@@ -580,7 +586,6 @@ export function verifyReceiptToken(token, jwks, {
     const cp = proof === null ? null
       : await checkBundle(proof, claims.leaf_hash, claims.seq - 1, claims.book, jwks);
     if (cp) passed("checkpoint.signature", "proof.inclusion");
-    // A policy speaks of checkpoints: without a bundle there is none to hold to it.
     if (cp && policy) await checkQuorum(policy, cp, out, passed);
     const checkpoint = cp && { origin: cp.origin, treeSize: cp.size, root: hex(cp.root) };
     return { claims, kid, checkpoint };

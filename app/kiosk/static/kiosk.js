@@ -61,7 +61,8 @@ function show(name) {
   for (const node of document.querySelectorAll(".error")) node.textContent = "";
   state.screen = name;
   $("nav-verify").hidden = name === "verify";
-  $("nav-policy").hidden = name === "policy";
+  // Only the signed-in site sets its policy: a passer-by must not clear it or weaken it.
+  $("nav-policy").hidden = name === "policy" || !session.token;
   $("nav-signout").hidden = !session.token;
 }
 
@@ -488,6 +489,10 @@ function savedPolicy() {
 }
 
 function policyScreen() {
+  if (!session.token) {
+    show("signin");
+    return;
+  }
   if (state.screen !== "policy" && state.screen !== "verify") state.back = state.screen;
   show("policy");
   $("policy-text").value = savedPolicy() ?? "";

@@ -208,11 +208,12 @@ async def test_a_proof_bundle_is_held_to_the_policy(page: Any, world: World) -> 
             RECEIPT, [world.token, world.jwks, {"proof": head + cosigned_note}]
         )
         assert alone["ok"] is True and alone["witnesses"] is None, (name, alone["failure"])
-    # A policy without a bundle: no checkpoint to hold to it.
+    # A policy without a bundle is refused, as the Python verifier refuses it: a receipt alone
+    # has no checkpoint, and would pass the policy unchecked.
     verdict = await page.evaluate(
         RECEIPT, [world.token, world.jwks, {"witnessPolicy": TWO_OF_THREE}]
     )
-    assert verdict["ok"] is True and verdict["witnesses"] is None
+    assert verdict["ok"] is False and verdict["failure"]["check"] == "witness.policy"
 
 
 # Policies the text does not allow, and the line to blame (0: the file as a whole).

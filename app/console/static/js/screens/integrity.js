@@ -32,7 +32,7 @@ const WORDS = {
     policyText: "策略文本（C2SP tlog-policy）", policyFile: "或从文件读取", policySave: "保存策略",
     policyClear: "清除策略", policyNone: "未设定见证策略：核验不检查见证人联署",
     policySet: "已设定：{rule}；见证人 {names}", policyBad: "策略无效：{reason}",
-    cosigned: "见证人联署：{list}", cosignedNone: "没有所列见证人联署", proofUnavailable: "未能取得凭条的包含证明（{reason}），未检查见证人联署",
+    cosigned: "见证人联署：{list}", cosignedNone: "没有所列见证人联署", proofUnavailable: "未能取得凭条的包含证明（{reason}），无法按见证策略核验",
     witnesses: "本账本的见证人", noWitnesses: "本账本尚未配置见证人（timebank witnesses add）",
     witness: "见证人", lastCosigned: "最近联署的树大小", cosignedAt: "联署时间", state: "状态",
     stateOk: "正常", stateDown: "暂时联系不上（{n} 次）：{error}",
@@ -65,7 +65,7 @@ const WORDS = {
     policyNone: "No witness policy: verification does not check cosignatures",
     policySet: "Set: {rule}; witnesses {names}", policyBad: "Invalid policy: {reason}",
     cosigned: "Cosigned by: {list}", cosignedNone: "No listed witness cosigned",
-    proofUnavailable: "The receipt's inclusion proof is unavailable ({reason}); cosignatures not checked",
+    proofUnavailable: "The receipt's inclusion proof is unavailable ({reason}): the witness policy cannot be checked",
     witnesses: "This book's witnesses", noWitnesses: "No witnesses configured for this book (timebank witnesses add)",
     witness: "Witness", lastCosigned: "Last cosigned size", cosignedAt: "Cosigned at", state: "State",
     stateOk: "OK", stateDown: "Unreachable ({n} in a row): {error}",
@@ -289,14 +289,13 @@ function receiptCard(jwks) {
     if (result.ok && !isProof && policy) {
       const path = `/v1/transactions/${encodeURIComponent(result.claims.tx_id)}/proof`;
       const bundle = await api("GET", path, { raw: true }).then((r) => r.text(), (e) => {
-        cosigners.append(el("p", { className: "muted",
+        cosigners.append(el("p", { className: "bad",
           textContent: t(WORDS, "proofUnavailable", { reason: e.message }) }));
         return null;
       });
-      if (bundle !== null) {
-        result = await verify.verifyReceiptToken(text, jwks, { proof: bundle,
-          witnessPolicy: policy });
-      }
+      // Without the bundle the policy cannot be checked: the verdict says so (not valid).
+      result = await verify.verifyReceiptToken(text, jwks, { proof: bundle,
+        witnessPolicy: policy });
     }
     if (result.witnesses) cosigners.append(cosignedLine(result.witnesses));
     // The public check's answer (docs/service-proof.md §7) also says whether the records
