@@ -6,9 +6,11 @@ running totals, `service_record_months`). The ledger side reads only the journal
 totals (`app.volunteering.credit_totals`, which says how entries are counted and placed): the
 HOUR minutes that `service_credit` entries credited to member accounts or, as overflow beyond a
 member's storage cap, to the book's public time pool, less what `reversal` entries of those
-transactions took back from the same accounts. A correct service keeps the two equal (an
-approval posts exactly its record's minutes, a correction reverses them and marks the record
-`reversed`), so `reconciled` false means the table and the ledger disagree.
+transactions took back from the same accounts, and the whole credit of each one a
+`service_correction` corrected (docs/volunteering.md §6.1). A correct service keeps the two
+equal (an approval posts exactly its record's minutes, a correction reverses or corrects them
+and marks the record `reversed`), so `reconciled` false means the table and the ledger
+disagree.
 
 Both sides are read in one REPEATABLE READ snapshot.
 """
