@@ -56,6 +56,7 @@ from app.kiosk.router import router as kiosk_router
 from app.kit.clock import utc_now
 from app.kit.db_errors import database_refusal, retryable_conflict
 from app.kit.faults import arm_from_spec
+from app.kit.heap import settle_heap
 from app.kit.outages import log_failure, unavailable
 from app.kit.personal_text import PERSONAL_DATA_CODE, PersonalDataInText
 from app.kit.problems import (
@@ -71,7 +72,7 @@ from app.ledger import folds
 from app.ledger import service as ledger_service
 from app.ledger_api.router import router as ledger_router
 from app.logging import configure_logging
-from app.runtime import Runtime, settle_heap
+from app.runtime import Runtime
 from app.statements import flow_totals
 from app.statements.flows_router import router as exchange_stats_router
 from app.statements.router import router as member_history_router

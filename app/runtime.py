@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -10,17 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.ledger.sequencer import Sequencer
-
-# A serving process's cyclic collector: young passes every 50,000 allocations rather than 700.
-SERVING_GC_THRESHOLD = (50_000, 20, 20)
-
-
-def settle_heap() -> None:
-    """Once a serving process has started: objects alive now live as long as the process, so
-    the cyclic collector stops walking them (its full passes showed as tail latency)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*SERVING_GC_THRESHOLD)
 
 
 @dataclass

@@ -22,6 +22,7 @@ import asyncpg
 from app.config import Settings
 from app.db import DatabaseUrls
 from app.kit.canonical_json import canonical_bytes
+from app.kit.heap import settle_heap
 from app.ledger import schemas, sequencer, service
 from app.ledger.outcomes import IdempotencyRef
 from app.ledger.sequencer import Sequencer
@@ -29,7 +30,7 @@ from app.ledger.verify_runner import CHUNK as VERIFY_CHUNK
 from app.ledger.verify_runner import ENTRIES as VERIFY_ENTRIES
 from app.ledger.verify_runner import LEGS as VERIFY_LEGS
 from app.ledger.verify_runner import open_reader, verify_book, verify_book_with
-from app.runtime import Runtime, settle_heap
+from app.runtime import Runtime
 from bench.procs import CpuProbe, cpu_seconds
 
 ENTRY_COLUMNS = [
@@ -130,7 +131,7 @@ def _batch_split() -> Iterator[dict[str, float]]:
 
 @contextlib.contextmanager
 def _serving_heap() -> Iterator[None]:
-    """The cyclic collector as a serving process runs it (app.runtime.settle_heap), then as
+    """The cyclic collector as a serving process runs it (app.kit.heap.settle_heap), then as
     it was: (c) measures verify as the CLI runs it."""
     threshold = gc.get_threshold()
     settle_heap()

@@ -53,10 +53,11 @@ import psutil
 from app.config import Settings
 from app.db import DatabaseUrls, with_user
 from app.kit.canonical_json import canonical_bytes
+from app.kit.heap import settle_heap
 from app.ledger import schemas, service
 from app.ledger.outcomes import IdempotencyRef
 from app.ledger.verify_runner import verify_book
-from app.runtime import Runtime, settle_heap
+from app.runtime import Runtime
 from bench.loadgen import LoadResult, run_load
 from bench.procs import Server, free_port, process_tree
 

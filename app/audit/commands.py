@@ -239,7 +239,7 @@ def verify(
         total = max(0, int(bounds["to_seq"]) - int(bounds["from_seq"]) + 1)
     except (ValueError, KeyError, TypeError):
         total = 0
-    from app.runtime import settle_heap  # (here: the other commands do not need it)
+    from app.kit.heap import settle_heap  # (here: the other commands do not need it)
 
     # What is alive now lives until the end; the verifier's state only grows (no cycles to
     # find), and the collector's passes over it cost about a tenth of the time.

@@ -58,8 +58,11 @@ def check_witness(vkey: str, url: str) -> str:
         raise _invalid("url", "a NUL character")
     parts = urlsplit(url)
     # The table holds the scheme as written, lower case: `HTTP://` is refused, not rewritten.
-    if not url.startswith(("http://", "https://")) or not parts.netloc or parts.query or (
-        parts.fragment
+    if (
+        not url.startswith(("http://", "https://"))
+        or not parts.netloc
+        or parts.query
+        or (parts.fragment)
     ):
         raise _invalid("url", "the witness's submission prefix, an http(s) URL")
     if len(url) > 2000:

@@ -465,9 +465,7 @@ async def _correction_draft(
 
     async def account(purpose: str) -> str:
         if purpose not in opened:
-            opened[purpose] = await correction_account(
-                sessions, record.book, organisation, purpose
-            )
+            opened[purpose] = await correction_account(sessions, record.book, organisation, purpose)
         return opened[purpose]
 
     if plan.owed:
