@@ -363,6 +363,11 @@ def expire(
         finally:
             await runtime.close()
 
+    if yes and not dry_run:
+        # Told to post (a cron job): one pass, whose summary says what it posted; a plan
+        # first would read every account and derive its lots twice.
+        print(json.dumps(asyncio.run(run(False)).as_json(), indent=2))
+        return
     plan = asyncio.run(run(True))
     _show_expiry_plan(plan)
     question = f"post {plan.entries_posted} expiry entries as of {day.isoformat()}?"

@@ -296,9 +296,8 @@ def test_expiry_runs_and_key_rotations_log_a_line_on_the_commands_stderr(
     assert json.loads(expired.stdout)["entries_posted"] == 0  # stdout stays the summary alone
     logged = [json.loads(line) for line in expired.stderr.splitlines() if line.startswith("{")]
     runs = [r for r in logged if r["event"] == "exchange.expiry_run"]
-    # The plan it shows first, then the run that posts it.
+    # Told to post (--yes): one run, no plan computed first.
     assert [(r["as_of"], r["entries"], r["units_by_asset"], r["dry_run"]) for r in runs] == [
-        ("2026-01-01", 0, {}, True),
         ("2026-01-01", 0, {}, False),
     ]
     assert all("accounts_examined" in r and "accounts_unsettled" in r for r in runs)
