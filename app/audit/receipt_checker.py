@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,23 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from app.audit import receipts
 from app.audit.export_lines import read_line, strict_json
 from app.audit.keys import SigningKeyError, jwk_thumbprint, public_key_from_jwk, signing_window
-from app.audit.ledger_rules import check_shape
+from app.audit.ledger_rules import MAX_SAFE_INTEGER, check_shape
 from app.audit.receipting import receipt_claims
 from app.kit.canonical_json import canonical_bytes, canonical_object_bytes
-
-MAX_SAFE_INTEGER = 2**53 - 1
-
-
-def _b64url(segment: str) -> bytes:
-    if not segment or len(segment) % 4 == 1:
-        raise receipts.MalformedReceiptError("bad base64url segment")
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise receipts.MalformedReceiptError("bad base64url segment") from exc
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
-        raise receipts.MalformedReceiptError("non-canonical base64url segment")
-    return raw
 
 
 @dataclass(frozen=True)
@@ -56,7 +40,7 @@ class ReceiptChecker:
         kid = self._headers.get(segment)
         if kid is None:
             try:
-                header = strict_json(_b64url(segment))
+                header = strict_json(receipts.b64url_decode(segment))
             except ValueError as exc:
                 raise receipts.MalformedReceiptError(f"the header is not JSON: {exc}") from None
             if not isinstance(header, dict) or set(header) != {"alg", "kid", "typ"}:
@@ -97,10 +81,10 @@ class ReceiptChecker:
         kid = self._kid(header)
         key = self._key(kid)
         try:
-            key.public_key.verify(_b64url(signature), f"{header}.{payload}".encode())
+            key.public_key.verify(receipts.b64url_decode(signature), f"{header}.{payload}".encode())
         except InvalidSignature:
             raise receipts.BadSignatureError("the signature does not verify") from None
-        raw = _b64url(payload)
+        raw = receipts.b64url_decode(payload)
         try:
             iat = strict_json(raw).get("iat")
         except (ValueError, AttributeError):

@@ -19,10 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from app.audit.cosignature import Cosigner, parse_cosigner_key, timestamp_of
-from app.audit.note import NoteError, Verifier, open_note, parse_verifier_key
+from app.audit.note import NoteError, Verifier, open_note, parse_verifier_key, raw_public
 
 NONE = b"none"
 # The spec asks for at least 32 of each; the cap also bounds the groups' nesting.
@@ -113,10 +111,6 @@ class QuorumVerdict:
     reason: str | None = None
 
 
-def _raw(verifier: Verifier) -> bytes:
-    return verifier.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 @dataclass(frozen=True)
 class WitnessPolicy:
     """A parsed policy: its logs, witnesses and groups (in file order) and its quorum (None
@@ -140,7 +134,9 @@ class WitnessPolicy:
         cosigners = {(w.cosigner.name, w.cosigner.key_id): w for w in self.witnesses}
         known: dict[tuple[str, int, bytes], Verifier] = {}
         for verifier in [*given, *listed, *(w.cosigner for w in self.witnesses)]:
-            known.setdefault((verifier.name, verifier.key_id, _raw(verifier)), verifier)
+            known.setdefault(
+                (verifier.name, verifier.key_id, raw_public(verifier.public_key)), verifier
+            )
         try:
             text, signatures = open_note(note, known.values())
         except NoteError as exc:
@@ -206,7 +202,10 @@ class _Parser:
             raise PolicyError(
                 line, f"the log's vkey is not a note key (type 0x01): {exc}"
             ) from None
-        if any(_raw(log.verifier) == _raw(verifier) for log in self.logs):
+        if any(
+            raw_public(log.verifier.public_key) == raw_public(verifier.public_key)
+            for log in self.logs
+        ):
             raise PolicyError(line, "a log with this public key is defined already")
         self.logs.append(PolicyLog(verifier, _url(items[1:])))
 
@@ -227,7 +226,10 @@ class _Parser:
             cosigner = parse_cosigner_key(_text(items[1], line, "the vkey"))
         except NoteError as exc:
             raise PolicyError(line, f"witness {shown(name)!r}: {exc}") from None
-        if any(_raw(w.cosigner) == _raw(cosigner) for w in self.witnesses):
+        if any(
+            raw_public(w.cosigner.public_key) == raw_public(cosigner.public_key)
+            for w in self.witnesses
+        ):
             raise PolicyError(line, "a witness with this public key is defined already")
         witness = PolicyWitness(name, cosigner, _url(items[2:]))
         self.witnesses.append(witness)
