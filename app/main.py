@@ -179,14 +179,25 @@ def _unexpected_error(exc: Exception) -> TimebankError:
     )
 
 
-# The statistics' running totals, folded from the journal by every process's sweep.
+# The statistics' running totals, folded from the journal by every process.
 STATISTICS_FOLDS = [flow_totals.FOLD, credit_totals.FOLD]
 
 
+async def fold_statistics(app: FastAPI, interval_s: float) -> None:
+    """Fold new entries into the statistics' running totals, in a task of its own: catching up
+    a large book takes seconds, which must not hold up the sweep of holds."""
+    settings: Settings = app.state.settings
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await folds.fold_behind(app.state.sessions, STATISTICS_FOLDS, settings.service_timezone)
+        except Exception as exc:
+            log_failure(log, "statistics.fold_failed", exc)
+
+
 async def sweep_holds(app: FastAPI, interval_s: float) -> None:
-    """Void expired holds, fold new entries into the statistics' running totals and forget old
-    idempotency keys, in the background; reconnect the authenticator's listener when it is
-    lost.
+    """Void expired holds and forget old idempotency keys, in the background; reconnect the
+    authenticator's listener when it is lost.
 
     Every process sweeps; the sequencer lets each hold resolve once whoever asks. Each step
     fails on its own (a database restart) and is tried again at the next interval.
@@ -211,16 +222,12 @@ async def sweep_holds(app: FastAPI, interval_s: float) -> None:
             await purge_pairing_codes(session, settings.idempotency_retention_s)
             await purge_console_sessions(session, settings.idempotency_retention_s)
 
-    async def fold_totals() -> None:
-        await folds.fold_behind(app.state.sessions, STATISTICS_FOLDS, settings.service_timezone)
-
     while True:
         await asyncio.sleep(interval_s)
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("identity.listen_failed", app.state.authenticator.keep_listening),
             ("ledger.hold_sweep_failed", expire_holds),
             ("kiosk.expiry_failed", expire_redemptions),
-            ("statistics.fold_failed", fold_totals),
         ]
         if time.monotonic() - last_purge > PURGE_EVERY_S:
             last_purge = time.monotonic()
@@ -260,7 +267,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if settings.receipts:
         app.state.receipt_hook = audit.receipts.attach
-    tasks = [asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s))]
+    tasks = [
+        asyncio.create_task(sweep_holds(app, settings.hold_sweep_interval_s)),
+        asyncio.create_task(fold_statistics(app, settings.hold_sweep_interval_s)),
+    ]
     if settings.follow_log_in_server:
         tasks.append(asyncio.create_task(audit.follow(settings.log_follow_interval_s)))
     settle_heap()
