@@ -4,7 +4,8 @@ With `TIMEBANK_READ_DATABASE_URL`, such a read goes to that standby when its rep
 `TIMEBANK_READ_MAX_LAG_S` behind the primary, measured first inside the read's own
 transaction, so that the snapshot it reads is no older than measured. Behind, unreachable or
 failing (an outage, a query cancelled by replay), the standby is passed over and the primary
-serves the read. The answer says which in `Timebank-Read-Source` and how old it may be in
+serves the read; a streamed export is decided before it starts, so a failure of the standby
+mid-stream ends that answer (the next export passes the standby over). The answer says which in `Timebank-Read-Source` and how old it may be in
 `Timebank-Read-Lag`. Without the setting nothing changes: the primary serves, and the answers
 carry neither header.
 
@@ -198,8 +199,15 @@ class Reads:
 
 @asynccontextmanager
 async def _standby_connection(standby: Standby) -> AsyncIterator[asyncpg.Connection]:
+    """The standby's connection for a streamed read. The stream has begun, so a failure cannot
+    fall back to the primary: it ends the answer, and is noted (`Standby.failed`), so that the
+    next reads pass an unreachable standby over."""
     async with standby.sessions() as session:
-        yield await driver_connection(session)
+        try:
+            yield await driver_connection(session)
+        except Exception as exc:
+            standby.failed(exc)
+            raise
 
 
 async def get_reads(request: Request, session: SessionDep) -> Reads:

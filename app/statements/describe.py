@@ -20,6 +20,7 @@ from app.statements.schemas import (
     RedemptionRef,
     RuleRef,
 )
+from app.volunteering.figures import hours
 from app.volunteering.projects import ProjectTitle
 
 HOLD_LABELS = {"hold": "预留", "hold.post": "预留入账", "hold.void": "预留撤销"}
@@ -84,8 +85,9 @@ def _service(facts: EntryFacts, refs: References) -> EntryAbout:
 
 
 def _hours(minutes: Any) -> str:
+    """Hours as the figures show them (rounded half up), without trailing zeros."""
     value = minutes if isinstance(minutes, int) and not isinstance(minutes, bool) else 0
-    return f"{value / 60:.2f}".rstrip("0").rstrip(".")
+    return hours(value).rstrip("0").rstrip(".")
 
 
 def _correction(facts: EntryFacts, refs: References) -> EntryAbout:
