@@ -5,9 +5,9 @@ With `TIMEBANK_READ_DATABASE_URL`, such a read goes to that standby when its rep
 transaction, so that the snapshot it reads is no older than measured. Behind, unreachable or
 failing (an outage, a query cancelled by replay), the standby is passed over and the primary
 serves the read; a streamed export is decided before it starts, so a failure of the standby
-mid-stream ends that answer (the next export passes the standby over). The answer says which in `Timebank-Read-Source` and how old it may be in
-`Timebank-Read-Lag`. Without the setting nothing changes: the primary serves, and the answers
-carry neither header.
+mid-stream ends that answer (the next export passes the standby over). The answer says which
+in `Timebank-Read-Source` and how old it may be in `Timebank-Read-Lag`. Without the setting
+nothing changes: the primary serves, and the answers carry neither header.
 
 The lag is the time since the last transaction the standby replayed committed, or 0 when it
 has replayed all it received. With synchronous replication to that standby, what it received

@@ -131,13 +131,13 @@ async def pair(
 
     answer = await run_action(sessions, sequencer, idem, action)
     body = answer.body
-    if not answer.replayed:
-        # `by`: the credential that issued the code (the grant's actor), who let this kiosk in.
-        log.info(
-            "kiosk.paired",
-            kiosk_credential_id=body["id"],
-            site_id=body.get("organisation_id"),
-            book=body["book"],
-            by=body.get("created_by"),
-        )
+    # Never a replay: each pairing's key is new. `by`: the credential that issued the code
+    # (the grant's actor), who let this kiosk in.
+    log.info(
+        "kiosk.paired",
+        kiosk_credential_id=body["id"],
+        site_id=body.get("organisation_id"),
+        book=body["book"],
+        by=body.get("created_by"),
+    )
     return answer

@@ -106,13 +106,7 @@ def keep_alive(conn: Any) -> None:
 async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
     """An asyncpg pool whose connections are made by `connect` (each host its own timeout).
     It replaces a connection the server closed when it is next acquired."""
-
-    async def pool_connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
-        return await connect(dsn, **kwargs)
-
-    return await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, connect=pool_connect
-    )
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, connect=connect)
 
 
 @asynccontextmanager
