@@ -15,21 +15,18 @@ from __future__ import annotations
 import base64
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from app.audit import note
 from app.audit.note import (
     EM_DASH,
     MalformedNoteError,
     Signature,
     Verifier,
-    is_valid_key_name,
     key_id,
-    parse_key_id,
-    raw_public,
-    split_key_string,
-    strict_b64decode,
 )
 
 ALG_COSIGNATURE_V1 = 0x04
@@ -51,19 +48,11 @@ def signed_message(text: str | bytes, timestamp: int) -> bytes:
 
 @dataclass(frozen=True)
 class Cosigner(Verifier):
-    """A witness's cosigning key (signature type 0x04), as a note verifier."""
+    """A witness's cosigning key (signature type 0x04), as a note verifier: its key id and
+    vkey carry 0x04, and what it verifies is a timestamped cosignature."""
 
-    @classmethod
-    def from_public_key(cls, name: str, public_key: Ed25519PublicKey) -> Cosigner:
-        """The cosigner `name` with `public_key`."""
-        if not is_valid_key_name(name):
-            raise MalformedNoteError(f"invalid key name {name!r}")
-        return cls(name, cosigner_key_id(name, public_key), public_key)
-
-    def vkey(self) -> str:
-        """`<name>+<8 hex key id>+<base64(0x04 || public key)>`."""
-        material = bytes([ALG_COSIGNATURE_V1]) + raw_public(self.public_key)
-        return f"{self.name}+{self.key_id:08x}+{base64.b64encode(material).decode()}"
+    ALGORITHM: ClassVar[int] = ALG_COSIGNATURE_V1
+    KIND: ClassVar[str] = "an Ed25519 cosignature/v1 key (type 0x04)"
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         """Whether `signature` (timestamp and Ed25519 signature, no key id) cosigns `text`."""
@@ -79,23 +68,9 @@ class Cosigner(Verifier):
         return True
 
 
-def _key_material(b64: str) -> bytes:
-    raw = strict_b64decode(b64)
-    if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
-        raise MalformedNoteError("not an Ed25519 cosignature/v1 key (type 0x04)")
-    return raw[1:]
-
-
 def parse_cosigner_key(vkey: str) -> Cosigner:
     """Parse a cosigner's verifier key, checking that its key id matches name and key."""
-    name, hex8, b64 = split_key_string(vkey.strip(), 3)
-    claimed = parse_key_id(hex8)
-    cosigner = Cosigner.from_public_key(
-        name, Ed25519PublicKey.from_public_bytes(_key_material(b64))
-    )
-    if cosigner.key_id != claimed:
-        raise MalformedNoteError("key id does not match the key")
-    return cosigner
+    return note.parse_key_of(vkey.strip(), Cosigner)
 
 
 def signer_key(name: str, private_key: Ed25519PrivateKey) -> str:
@@ -108,14 +83,7 @@ def signer_key(name: str, private_key: Ed25519PrivateKey) -> str:
 
 def parse_signer_key(skey: str) -> tuple[str, Ed25519PrivateKey]:
     """Parse a secret key string of `signer_key`, checking its key id."""
-    private, key, name, hex8, b64 = split_key_string(skey.strip(), 5)
-    if private != "PRIVATE" or key != "KEY" or not is_valid_key_name(name):
-        raise MalformedNoteError("malformed signer key")
-    claimed = parse_key_id(hex8)
-    private_key = Ed25519PrivateKey.from_private_bytes(_key_material(b64))
-    if cosigner_key_id(name, private_key.public_key()) != claimed:
-        raise MalformedNoteError("key id does not match the key")
-    return name, private_key
+    return note.parse_signer_key(skey.strip(), Cosigner)
 
 
 def cosign(text: str, name: str, private_key: Ed25519PrivateKey, timestamp: int) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar, Self, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -22,6 +23,9 @@ EM_DASH = "\u2014"
 _SIG_PREFIX = EM_DASH + " "
 # golang.org/x/mod/sumdb/note refuses notes with more; the spec asks for at least 16.
 MAX_SIGNATURES = 100
+
+
+V = TypeVar("V", bound="Verifier")
 
 
 class NoteError(ValueError):
@@ -82,22 +86,26 @@ def strict_b64decode(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Verifier:
-    """A known note key: its name, key id and Ed25519 public key."""
+    """A known note key: its name, key id and Ed25519 public key. Its signature type byte
+    (`ALGORITHM`, 0x01) enters its key id and its vkey; a subclass may have another."""
+
+    ALGORITHM: ClassVar[int] = ALG_ED25519
+    KIND: ClassVar[str] = "an Ed25519 note key"
 
     name: str
     key_id: int
     public_key: Ed25519PublicKey
 
     @classmethod
-    def from_public_key(cls, name: str, public_key: Ed25519PublicKey) -> Verifier:
+    def from_public_key(cls, name: str, public_key: Ed25519PublicKey) -> Self:
         """The verifier for `public_key` under key name `name`."""
         if not is_valid_key_name(name):
             raise MalformedNoteError(f"invalid key name {name!r}")
-        return cls(name, key_id(name, public_key), public_key)
+        return cls(name, key_id(name, public_key, cls.ALGORITHM), public_key)
 
     def vkey(self) -> str:
-        """The verifier key string `<name>+<8 hex key id>+<base64(0x01 || public key)>`."""
-        b64 = base64.b64encode(bytes([ALG_ED25519]) + raw_public(self.public_key)).decode()
+        """The verifier key string `<name>+<8 hex key id>+<base64(type || public key)>`."""
+        b64 = base64.b64encode(bytes([self.ALGORITHM]) + raw_public(self.public_key)).decode()
         return f"{self.name}+{self.key_id:08x}+{b64}"
 
     def verify(self, text: bytes, signature: bytes) -> bool:
@@ -122,36 +130,42 @@ def parse_key_id(hex8: str) -> int:
     return int(hex8, 16)
 
 
-def _ed25519_key_material(b64: str) -> bytes:
+def _key_material(b64: str, kind: type[Verifier]) -> bytes:
     raw = strict_b64decode(b64)
-    if len(raw) != 33 or raw[0] != ALG_ED25519:
-        raise MalformedNoteError("not an Ed25519 note key")
+    if len(raw) != 33 or raw[0] != kind.ALGORITHM:
+        raise MalformedNoteError(f"not {kind.KIND}")
     return raw[1:]
 
 
 def parse_verifier_key(vkey: str) -> Verifier:
-    """Parse a verifier key string, checking that its key id matches name and key."""
+    """Parse a note key's verifier key string, checking that its key id matches name and key."""
+    return parse_key_of(vkey, Verifier)
+
+
+def parse_key_of(vkey: str, kind: type[V]) -> V:
+    """Parse a verifier key string of `kind` (a note key, or e.g. a cosigner's), checking
+    that its key id matches name and key."""
     name, hex8, b64 = split_key_string(vkey, 3)
     if not is_valid_key_name(name):
         raise MalformedNoteError("invalid key name")
     claimed = parse_key_id(hex8)
-    verifier = Verifier.from_public_key(
-        name, Ed25519PublicKey.from_public_bytes(_ed25519_key_material(b64))
-    )
+    public_key = Ed25519PublicKey.from_public_bytes(_key_material(b64, kind))
+    verifier = kind.from_public_key(name, public_key)
     if verifier.key_id != claimed:
         raise MalformedNoteError("key id does not match the key")
     return verifier
 
 
-def parse_signer_key(skey: str) -> tuple[str, Ed25519PrivateKey]:
-    """Parse a golang signer key `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`: a
-    plaintext secret, for published vectors only (the service's keys are in app.audit.keys)."""
+def parse_signer_key(skey: str, kind: type[Verifier] = Verifier) -> tuple[str, Ed25519PrivateKey]:
+    """Parse a signer key `PRIVATE+KEY+<name>+<hex id>+<base64(type || seed)>` of `kind`
+    (golang's form for note keys): a plaintext secret, for published vectors and a witness's
+    own key file (the service's keys are in app.audit.keys)."""
     private, key, name, hex8, b64 = split_key_string(skey, 5)
     if private != "PRIVATE" or key != "KEY" or not is_valid_key_name(name):
         raise MalformedNoteError("malformed signer key")
     claimed = parse_key_id(hex8)
-    private_key = Ed25519PrivateKey.from_private_bytes(_ed25519_key_material(b64))
-    if key_id(name, private_key.public_key()) != claimed:
+    private_key = Ed25519PrivateKey.from_private_bytes(_key_material(b64, kind))
+    if key_id(name, private_key.public_key(), kind.ALGORITHM) != claimed:
         raise MalformedNoteError("key id does not match the key")
     return name, private_key
 
