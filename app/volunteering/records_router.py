@@ -19,7 +19,15 @@ from app.identity.dependencies import allow
 from app.kit.pagination import keyset_split
 from app.ledger.outcomes import IdempotencyRef
 from app.ledger.schemas import BookCode
-from app.volunteering import approval, disputes, importing, record_access, records, schemas
+from app.volunteering import (
+    approval,
+    corrections,
+    disputes,
+    importing,
+    record_access,
+    records,
+    schemas,
+)
 from app.volunteering.rules import rules_of
 
 router = APIRouter(prefix="/v1", tags=["service records"])
@@ -255,7 +263,7 @@ async def reverse_record(
     the record kept as `reversed`; enter the right record with `corrects_record_id`. Once per
     record: asking again answers the reversed record."""
     await record_access.visible_record(session, caller, record_id)
-    return await approval.reverse(
+    return await corrections.reverse(
         session,
         request.app.state.sequencer,
         record_id,
@@ -287,7 +295,7 @@ async def write_off_owed(
             f"owed_write_off:{action_id(ctx.idem, 'owed_write_off')}",
             ctx.idem.request_hash,
         )
-        done = await approval.write_off_owed(
+        done = await corrections.write_off_owed(
             session,
             ctx.sequencer,
             ctx.sessions,

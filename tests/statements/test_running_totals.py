@@ -194,7 +194,7 @@ async def test_service_ledger_figures_are_the_same_at_every_fold_position(api: A
 
 
 async def correct(g: Region, record: str, taken_back: int) -> None:
-    """A `service_correction` of the record's credit, as approval.reverse posts it, and the
+    """A `service_correction` of the record's credit, as corrections.reverse posts it, and the
     record reversed."""
     async with g.api.app.state.sessions() as session:
         row = (
