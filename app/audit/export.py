@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import merkle, schemas, tlog
 from app.audit.errors import BeyondLogSize
 from app.audit.receipting import receipt_claims, sign_claims
-from app.audit.service import AuditLog, checkpoint_read, invalid
+from app.audit.service import AuditLog, checkpoint_read, heads_of, invalid
 from app.kit import deep_json
 from app.kit.canonical_json import canonical_bytes, compact_json
 from app.kit.pg_pool import acquire
+from app.ledger import service as ledger
 
 CHUNK = 2000
 BOM = "\ufeff"
@@ -97,19 +97,11 @@ async def holds(session: AsyncSession, plan: ExportPlan) -> bool:
     """Whether a copy of the database (a standby) holds all an export needs: its entries and,
     for JSON Lines, the stored subtrees of its checkpoint's tree. A copy that does gives the
     same bytes as the primary (entries and subtrees never change once written)."""
-    row = (
-        await session.execute(
-            text(
-                "SELECT h.seq, coalesce(l.tree_size, 0) AS tree_size FROM book_heads h "
-                "LEFT JOIN log_heads l USING (book_code) WHERE h.book_code = :book"
-            ),
-            {"book": plan.book},
-        )
-    ).first()
-    if row is None:
+    heads = await heads_of(await ledger.driver_connection(session), plan.book)
+    if heads is None:
         return False
     tree_size = plan.checkpoint.tree_size if plan.checkpoint is not None else 0
-    return bool(row.seq >= plan.to_seq and row.tree_size >= tree_size)
+    return heads.journal_seq >= plan.to_seq and heads.tree_size >= tree_size
 
 
 async def jsonl(

@@ -307,15 +307,21 @@ class AuditLog:
         return TlogProof(seq - 1, tuple(proof), checkpoint.note).text()
 
 
-async def _heads(conn: asyncpg.Connection, book: str) -> Heads:
+async def heads_of(conn: asyncpg.Connection, book: str) -> Heads | None:
+    """The book's journal size and integrated tree size (None: no such book)."""
     row = await conn.fetchrow(
         "SELECT h.seq, coalesce(l.tree_size, 0) AS tree_size FROM book_heads h "
         "LEFT JOIN log_heads l USING (book_code) WHERE h.book_code = $1",
         book,
     )
-    if row is None:
+    return None if row is None else Heads(int(row["seq"]), int(row["tree_size"]))
+
+
+async def _heads(conn: asyncpg.Connection, book: str) -> Heads:
+    heads = await heads_of(conn, book)
+    if heads is None:
         raise BookNotFound(f"book {book!r} does not exist")
-    return Heads(int(row["seq"]), int(row["tree_size"]))
+    return heads
 
 
 def checkpoint_read(
